@@ -1,0 +1,643 @@
+//! The aggregator: packs user records into one Kinesis record, knowing the exact size.
+//!
+//! ```text
+//!  UserRecord ──try_add──▶ ┌ partition key table  (deduplicated, field 1) ┐
+//!             (Err(record) │ explicit hash table  (deduplicated, field 2) │──finish──▶ KinesisRecord
+//!              when full)  └ records             (encoded as added, 3)   ┘   magic + protobuf + MD5
+//!                                                                          (one record: raw data)
+//! ```
+//!
+//! Each accepted record is encoded at once into the buffer of its protobuf field; the
+//! size of what [`Aggregator::finish`] will produce is kept exactly, so a record that would
+//! take the aggregate over its limit is handed back instead of being accepted. The first
+//! record is held unencoded until a second one arrives, because an aggregate of one is sent
+//! as its raw data (as the KPL does) and so never pays for encoding or MD5.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+use crate::error::Error;
+use crate::hash::HashKey;
+use crate::record::{UserRecord, MAX_RECORD_SIZE};
+use crate::{DIGEST_LEN, MAGIC};
+
+/// The KPL's default `AggregationMaxSize`: 51,200 bytes of encoded data.
+pub const DEFAULT_MAX_SIZE: usize = 51_200;
+/// The KPL's default `AggregationMaxCount`: 4,294,967,295 user records.
+pub const DEFAULT_MAX_COUNT: u64 = 4_294_967_295;
+/// The smallest `max_size` accepted (the KPL's lower bound).
+pub const MIN_MAX_SIZE: usize = 64;
+
+/// Protobuf key bytes (field number << 3 | wire type) of the fields written.
+const KEY_PARTITION_KEY_TABLE: u8 = (1 << 3) | 2;
+const KEY_EXPLICIT_HASH_KEY_TABLE: u8 = (2 << 3) | 2;
+const KEY_RECORDS: u8 = (3 << 3) | 2;
+const KEY_PARTITION_KEY_INDEX: u8 = 1 << 3;
+const KEY_EXPLICIT_HASH_KEY_INDEX: u8 = 2 << 3;
+const KEY_DATA: u8 = (3 << 3) | 2;
+
+/// Bytes of a length-delimited field holding `len` bytes: key, length varint, payload.
+fn delimited_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// Bytes of a varint field: key and varint.
+fn varint_field_len(value: u64) -> usize {
+    1 + encoded_len_varint(value)
+}
+
+/// One Kinesis record ready for `PutRecords`: an aggregate, or a single user record's raw data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisRecord {
+    /// Partition key to send: the first user record's, so the aggregate routes like it.
+    pub partition_key: String,
+    /// Explicit hash key to send: the first user record's, if it had one.
+    pub explicit_hash_key: Option<HashKey>,
+    /// The record's data: magic + protobuf + MD5, or the raw data of a lone user record.
+    pub data: Bytes,
+    /// How many user records it carries, in sub-sequence order.
+    pub user_records: usize,
+}
+
+impl KinesisRecord {
+    /// Whether `data` is an aggregate (more than one user record) rather than raw data.
+    pub fn is_aggregated(&self) -> bool {
+        self.user_records > 1
+    }
+
+    /// Data plus partition key, in bytes: what counts against Kinesis' limits.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+
+    /// The hash key Kinesis will route this record by.
+    pub fn hash_key(&self) -> HashKey {
+        self.explicit_hash_key
+            .unwrap_or_else(|| HashKey::from_partition_key(&self.partition_key))
+    }
+}
+
+/// Builds an [`Aggregator`]; see each setter for its default.
+#[derive(Debug, Clone)]
+pub struct AggregatorBuilder {
+    /// Upper bound on an aggregate's encoded data, in bytes.
+    max_size: usize,
+    /// Upper bound on user records per aggregate.
+    max_count: u64,
+}
+
+impl Default for AggregatorBuilder {
+    fn default() -> Self {
+        AggregatorBuilder {
+            max_size: DEFAULT_MAX_SIZE,
+            max_count: DEFAULT_MAX_COUNT,
+        }
+    }
+}
+
+impl AggregatorBuilder {
+    /// The largest aggregate to produce, counting magic, protobuf and MD5 trailer.
+    ///
+    /// Default [`DEFAULT_MAX_SIZE`] (51,200 B, the KPL's `AggregationMaxSize`); allowed
+    /// [`MIN_MAX_SIZE`] ..= [`MAX_RECORD_SIZE`]. A single user record larger than this is
+    /// still accepted into an empty aggregator and sent raw, as the KPL does.
+    pub fn with_max_size(mut self, bytes: usize) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// The most user records in one aggregate.
+    ///
+    /// Default [`DEFAULT_MAX_COUNT`] (4,294,967,295, the KPL's `AggregationMaxCount`);
+    /// allowed 1 ..= 4,294,967,295.
+    pub fn with_max_count(mut self, records: u64) -> Self {
+        self.max_count = records;
+        self
+    }
+
+    /// The aggregator.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming a setting outside its range.
+    pub fn build(self) -> Result<Aggregator, Error> {
+        if !(MIN_MAX_SIZE..=MAX_RECORD_SIZE).contains(&self.max_size) {
+            return Err(Error::InvalidConfig {
+                setting: "max_size",
+                value: self.max_size as u64,
+                reason: "must be within 64 ..= 1048576 bytes",
+            });
+        }
+        if !(1..=DEFAULT_MAX_COUNT).contains(&self.max_count) {
+            return Err(Error::InvalidConfig {
+                setting: "max_count",
+                value: self.max_count,
+                reason: "must be within 1 ..= 4294967295 records",
+            });
+        }
+        Ok(Aggregator {
+            max_size: self.max_size,
+            max_count: self.max_count,
+            count: 0,
+            first_pending: false,
+            route_partition_key: String::new(),
+            route_explicit_hash_key: None,
+            first_data: Bytes::new(),
+            partition_keys: HashMap::new(),
+            explicit_hash_keys: HashMap::new(),
+            partition_key_table: Vec::new(),
+            explicit_hash_key_table: Vec::new(),
+            records: Vec::new(),
+            body_len: 0,
+        })
+    }
+}
+
+/// Packs user records into aggregated Kinesis records of a bounded, exactly known size.
+///
+/// # Usage
+/// ```
+/// use kinesis_agg::{Aggregator, UserRecord};
+///
+/// let mut agg = Aggregator::builder().with_max_size(1024).build()?;
+/// let mut out = Vec::new();
+/// for i in 0..100 {
+///     let record = UserRecord::new(format!("key-{}", i % 7), vec![b'x'; 40])?;
+///     if let Err(record) = agg.try_add(record) {
+///         out.extend(agg.finish()); // full: ship it, then start the next aggregate
+///         agg.try_add(record).expect("an empty aggregator accepts any user record");
+///     }
+/// }
+/// out.extend(agg.finish());
+/// assert!(out.iter().all(|r| r.data.len() <= 1024));
+/// assert_eq!(out.iter().map(|r| r.user_records).sum::<usize>(), 100);
+/// # Ok::<(), kinesis_agg::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Aggregator {
+    /// Encoded size limit, from the builder.
+    max_size: usize,
+    /// User record limit, from the builder.
+    max_count: u64,
+    /// User records accepted since the last `finish`.
+    count: usize,
+    /// True while the only record is held unencoded (an aggregate of one goes out raw).
+    first_pending: bool,
+    /// The first record's partition key: the aggregate is routed by it.
+    route_partition_key: String,
+    /// The first record's explicit hash key, routed by when present.
+    route_explicit_hash_key: Option<HashKey>,
+    /// The first record's data, sent as is when it stays alone.
+    first_data: Bytes,
+    /// Partition key -> index in the table, to deduplicate keys.
+    partition_keys: HashMap<String, u64>,
+    /// Explicit hash key -> index in the table, to deduplicate them.
+    explicit_hash_keys: HashMap<HashKey, u64>,
+    /// Encoded field-1 entries, in index order.
+    partition_key_table: Vec<u8>,
+    /// Encoded field-2 entries, in index order.
+    explicit_hash_key_table: Vec<u8>,
+    /// Encoded field-3 entries (the user records), in sub-sequence order.
+    records: Vec<u8>,
+    /// Exact protobuf size of everything accepted, the pending first record included.
+    body_len: usize,
+}
+
+/// What adding one record would cost, worked out before deciding to accept it.
+struct Placement {
+    /// Index of its partition key, and whether that key is new to the table.
+    partition_key_index: u64,
+    new_partition_key: bool,
+    /// Index of its explicit hash key (if any), and the key with its decimal text when
+    /// new to the table.
+    explicit_hash_key_index: Option<u64>,
+    new_explicit_hash_key: Option<(HashKey, String)>,
+    /// Length of the encoded `Record` message.
+    record_len: usize,
+    /// Bytes the protobuf grows by.
+    added: usize,
+}
+
+impl Aggregator {
+    /// A builder with the KPL's defaults.
+    pub fn builder() -> AggregatorBuilder {
+        AggregatorBuilder::default()
+    }
+
+    /// User records accepted since the last [`finish`](Self::finish).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no user record is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The configured size limit.
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Exact length of the data [`finish`](Self::finish) would return now: 0 when empty,
+    /// the raw data's length for a single record, else magic + protobuf + MD5.
+    pub fn encoded_size(&self) -> usize {
+        match self.count {
+            0 => 0,
+            1 => self.first_data.len(),
+            _ => self.aggregate_size(self.body_len),
+        }
+    }
+
+    /// Exact [`KinesisRecord::size`] (data plus partition key) that
+    /// [`finish`](Self::finish) would return now; 0 when empty.
+    pub fn record_size(&self) -> usize {
+        match self.count {
+            0 => 0,
+            _ => self.encoded_size() + self.route_partition_key.len(),
+        }
+    }
+
+    fn aggregate_size(&self, body_len: usize) -> usize {
+        MAGIC.len() + body_len + DIGEST_LEN
+    }
+
+    /// Accepts `record` if the aggregate stays within its limits, else hands it back.
+    ///
+    /// An empty aggregator accepts any user record. A full one returns `Err(record)`
+    /// untouched: [`finish`](Self::finish) the aggregate and add the record again.
+    pub fn try_add(&mut self, record: UserRecord) -> Result<(), UserRecord> {
+        if self.count == 0 {
+            self.add_first(record);
+            return Ok(());
+        }
+        if self.count as u64 >= self.max_count {
+            return Err(record);
+        }
+        if self.first_pending {
+            self.encode_pending_first();
+        }
+        let placement = self.place(&record);
+        let total = self.aggregate_size(self.body_len + placement.added);
+        if total > self.max_size || total + self.route_partition_key.len() > MAX_RECORD_SIZE {
+            return Err(record);
+        }
+        let (partition_key, _, data) = record.into_parts();
+        self.write(placement, partition_key, &data);
+        self.count += 1;
+        Ok(())
+    }
+
+    fn add_first(&mut self, record: UserRecord) {
+        let (partition_key, explicit_hash_key, data) = record.into_parts();
+        let mut body = delimited_len(partition_key.len());
+        let mut record_len = varint_field_len(0) + delimited_len(data.len());
+        if let Some(h) = explicit_hash_key {
+            body += delimited_len(decimal_len(h));
+            record_len += varint_field_len(0);
+        }
+        body += delimited_len(record_len);
+        self.body_len = body;
+        self.route_partition_key = partition_key;
+        self.route_explicit_hash_key = explicit_hash_key;
+        self.first_data = data;
+        self.first_pending = true;
+        self.count = 1;
+    }
+
+    /// Encodes the held first record, now that the aggregate will hold more than one.
+    fn encode_pending_first(&mut self) {
+        self.first_pending = false;
+        let first = UserRecordRef {
+            partition_key: &self.route_partition_key,
+            explicit_hash_key: self.route_explicit_hash_key,
+            data_len: self.first_data.len(),
+        };
+        let body_len = self.body_len;
+        self.body_len = 0;
+        let placement = self.place_ref(first);
+        debug_assert_eq!(placement.added, body_len);
+        let data = self.first_data.clone();
+        let key = self.route_partition_key.clone();
+        self.write(placement, key, &data);
+    }
+
+    fn place(&self, record: &UserRecord) -> Placement {
+        self.place_ref(UserRecordRef {
+            partition_key: record.partition_key(),
+            explicit_hash_key: record.explicit_hash_key(),
+            data_len: record.data().len(),
+        })
+    }
+
+    fn place_ref(&self, record: UserRecordRef<'_>) -> Placement {
+        let mut added = 0;
+        let (partition_key_index, new_partition_key) =
+            match self.partition_keys.get(record.partition_key) {
+                Some(&i) => (i, false),
+                None => {
+                    added += delimited_len(record.partition_key.len());
+                    (self.partition_keys.len() as u64, true)
+                }
+            };
+        let mut record_len = varint_field_len(partition_key_index) + delimited_len(record.data_len);
+        let (mut explicit_hash_key_index, mut new_explicit_hash_key) = (None, None);
+        if let Some(h) = record.explicit_hash_key {
+            let index = match self.explicit_hash_keys.get(&h) {
+                Some(&i) => i,
+                None => {
+                    let text = h.to_string();
+                    added += delimited_len(text.len());
+                    new_explicit_hash_key = Some((h, text));
+                    self.explicit_hash_keys.len() as u64
+                }
+            };
+            record_len += varint_field_len(index);
+            explicit_hash_key_index = Some(index);
+        }
+        added += delimited_len(record_len);
+        Placement {
+            partition_key_index,
+            new_partition_key,
+            explicit_hash_key_index,
+            new_explicit_hash_key,
+            record_len,
+            added,
+        }
+    }
+
+    fn write(&mut self, placement: Placement, partition_key: String, data: &[u8]) {
+        if placement.new_partition_key {
+            self.partition_key_table.push(KEY_PARTITION_KEY_TABLE);
+            encode_varint(partition_key.len() as u64, &mut self.partition_key_table);
+            self.partition_key_table
+                .extend_from_slice(partition_key.as_bytes());
+            self.partition_keys
+                .insert(partition_key, placement.partition_key_index);
+        }
+        if let Some((key, text)) = placement.new_explicit_hash_key {
+            let index = placement
+                .explicit_hash_key_index
+                .expect("a new explicit hash key has an index");
+            self.explicit_hash_key_table
+                .push(KEY_EXPLICIT_HASH_KEY_TABLE);
+            encode_varint(text.len() as u64, &mut self.explicit_hash_key_table);
+            self.explicit_hash_key_table
+                .extend_from_slice(text.as_bytes());
+            self.explicit_hash_keys.insert(key, index);
+        }
+        let r = &mut self.records;
+        r.reserve(placement.added);
+        r.push(KEY_RECORDS);
+        encode_varint(placement.record_len as u64, r);
+        r.push(KEY_PARTITION_KEY_INDEX);
+        encode_varint(placement.partition_key_index, r);
+        if let Some(i) = placement.explicit_hash_key_index {
+            r.push(KEY_EXPLICIT_HASH_KEY_INDEX);
+            encode_varint(i, r);
+        }
+        r.push(KEY_DATA);
+        encode_varint(data.len() as u64, r);
+        r.extend_from_slice(data);
+        self.body_len += placement.added;
+    }
+
+    /// Takes what was accepted as one Kinesis record and empties the aggregator (keeping
+    /// its buffers' capacity). `None` when empty.
+    pub fn finish(&mut self) -> Option<KinesisRecord> {
+        let out = match self.count {
+            0 => return None,
+            1 => KinesisRecord {
+                partition_key: std::mem::take(&mut self.route_partition_key),
+                explicit_hash_key: self.route_explicit_hash_key,
+                data: std::mem::take(&mut self.first_data),
+                user_records: 1,
+            },
+            n => {
+                debug_assert!(!self.first_pending);
+                let total = self.aggregate_size(self.body_len);
+                let mut data = Vec::with_capacity(total);
+                data.extend_from_slice(&MAGIC);
+                data.extend_from_slice(&self.partition_key_table);
+                data.extend_from_slice(&self.explicit_hash_key_table);
+                data.extend_from_slice(&self.records);
+                let digest = Md5::digest(&data[MAGIC.len()..]);
+                data.extend_from_slice(&digest);
+                debug_assert_eq!(data.len(), total);
+                KinesisRecord {
+                    partition_key: std::mem::take(&mut self.route_partition_key),
+                    explicit_hash_key: self.route_explicit_hash_key,
+                    data: Bytes::from(data),
+                    user_records: n,
+                }
+            }
+        };
+        self.clear();
+        Some(out)
+    }
+
+    fn clear(&mut self) {
+        self.count = 0;
+        self.first_pending = false;
+        self.route_partition_key.clear();
+        self.route_explicit_hash_key = None;
+        self.first_data = Bytes::new();
+        self.partition_keys.clear();
+        self.explicit_hash_keys.clear();
+        self.partition_key_table.clear();
+        self.explicit_hash_key_table.clear();
+        self.records.clear();
+        self.body_len = 0;
+    }
+}
+
+/// The parts of a user record that decide its encoded size.
+#[derive(Clone, Copy)]
+struct UserRecordRef<'a> {
+    partition_key: &'a str,
+    explicit_hash_key: Option<HashKey>,
+    data_len: usize,
+}
+
+/// Number of decimal digits of a hash key.
+fn decimal_len(h: HashKey) -> usize {
+    let mut v = h.0;
+    let mut n = 1;
+    while v >= 10 {
+        v /= 10;
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto;
+    use prost::Message;
+
+    fn rec(pk: &str, data: &[u8]) -> UserRecord {
+        UserRecord::new(pk, data.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_kpls() {
+        let b = AggregatorBuilder::default();
+        assert_eq!(b.max_size, 51_200);
+        assert_eq!(b.max_count, 4_294_967_295);
+        assert_eq!(Aggregator::builder().build().unwrap().max_size(), 51_200);
+    }
+
+    #[test]
+    fn settings_out_of_range_are_typed_errors() {
+        for size in [0, 63, MAX_RECORD_SIZE + 1] {
+            assert!(matches!(
+                Aggregator::builder().with_max_size(size).build(),
+                Err(Error::InvalidConfig {
+                    setting: "max_size",
+                    ..
+                })
+            ));
+        }
+        for count in [0, u64::from(u32::MAX) + 1] {
+            assert!(matches!(
+                Aggregator::builder().with_max_count(count).build(),
+                Err(Error::InvalidConfig {
+                    setting: "max_count",
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_lone_record_goes_out_raw() {
+        let mut a = Aggregator::builder().build().unwrap();
+        assert_eq!(a.finish(), None);
+        let r = rec("pk", b"hello").with_explicit_hash_key(HashKey(5));
+        a.try_add(r).unwrap();
+        assert_eq!(a.encoded_size(), 5);
+        assert_eq!(a.record_size(), 7);
+        let out = a.finish().unwrap();
+        assert_eq!(out.data, Bytes::from_static(b"hello"));
+        assert_eq!(out.partition_key, "pk");
+        assert_eq!(out.explicit_hash_key, Some(HashKey(5)));
+        assert!(!out.is_aggregated());
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn encoding_equals_prost_and_size_is_exact() {
+        let mut a = Aggregator::builder().build().unwrap();
+        let input = [
+            rec("a", b"1"),
+            rec("b", b""),
+            rec("a", b"333").with_explicit_hash_key(HashKey(12345)),
+            rec("c", &[7u8; 300]).with_explicit_hash_key(HashKey::MAX),
+            rec("b", b"5").with_explicit_hash_key(HashKey(12345)),
+        ];
+        for r in input.iter().cloned() {
+            a.try_add(r).unwrap();
+        }
+        let predicted = a.encoded_size();
+        let out = a.finish().unwrap();
+        assert_eq!(out.data.len(), predicted);
+        assert_eq!(out.user_records, 5);
+        assert_eq!(out.partition_key, "a");
+        assert_eq!(out.explicit_hash_key, None);
+
+        let expected = proto::AggregatedRecord {
+            partition_key_table: vec!["a".into(), "b".into(), "c".into()],
+            explicit_hash_key_table: vec!["12345".into(), HashKey::MAX.to_string()],
+            records: vec![
+                prec(0, None, b"1"),
+                prec(1, None, b""),
+                prec(0, Some(0), b"333"),
+                prec(2, Some(1), &[7u8; 300]),
+                prec(1, Some(0), b"5"),
+            ],
+        }
+        .encode_to_vec();
+        assert_eq!(&out.data[..4], &MAGIC);
+        assert_eq!(&out.data[4..out.data.len() - 16], &expected[..]);
+        let digest: [u8; 16] = Md5::digest(&expected).into();
+        assert_eq!(&out.data[out.data.len() - 16..], &digest);
+    }
+
+    fn prec(pk: u64, ehk: Option<u64>, data: &[u8]) -> proto::Record {
+        proto::Record {
+            partition_key_index: pk,
+            explicit_hash_key_index: ehk,
+            data: Bytes::copy_from_slice(data),
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn never_exceeds_max_size_and_hands_back_what_does_not_fit() {
+        for max in [64, 100, 1000, 4096] {
+            let mut a = Aggregator::builder().with_max_size(max).build().unwrap();
+            let mut delivered = 0;
+            let mut seen = 0;
+            for i in 0..2000usize {
+                let r = rec(&format!("k{}", i % 13), &vec![1u8; i % 97]);
+                seen += 1;
+                if let Err(back) = a.try_add(r.clone()) {
+                    assert_eq!(back, r, "handed back untouched");
+                    let out = a.finish().unwrap();
+                    assert!(out.user_records == 1 || out.data.len() <= max);
+                    delivered += out.user_records;
+                    a.try_add(back).unwrap();
+                }
+                assert!(a.len() <= 1 || a.encoded_size() <= max);
+            }
+            delivered += a.finish().map_or(0, |o| o.user_records);
+            assert_eq!(delivered, seen);
+        }
+    }
+
+    #[test]
+    fn max_count_caps_records() {
+        let mut a = Aggregator::builder().with_max_count(3).build().unwrap();
+        for _ in 0..3 {
+            a.try_add(rec("k", b"x")).unwrap();
+        }
+        assert!(a.try_add(rec("k", b"x")).is_err());
+        assert_eq!(a.finish().unwrap().user_records, 3);
+    }
+
+    #[test]
+    fn oversize_single_record_is_accepted_alone() {
+        let mut a = Aggregator::builder().with_max_size(64).build().unwrap();
+        a.try_add(rec("k", &[0u8; 1000])).unwrap();
+        assert!(a.try_add(rec("k", b"x")).is_err());
+        let out = a.finish().unwrap();
+        assert_eq!(out.data.len(), 1000);
+        assert_eq!(out.user_records, 1);
+    }
+
+    #[test]
+    fn aggregate_plus_partition_key_stays_within_a_kinesis_record() {
+        let mut a = Aggregator::builder()
+            .with_max_size(MAX_RECORD_SIZE)
+            .build()
+            .unwrap();
+        let pk = "p".repeat(256);
+        a.try_add(rec(&pk, &vec![0u8; 600_000])).unwrap();
+        let second = rec(&pk, &vec![0u8; MAX_RECORD_SIZE - 600_000 - 300]);
+        // Fits within max_size on its own terms, but not with the 256-byte partition key.
+        assert!(a.try_add(second).is_err());
+        a.try_add(rec(&pk, &vec![0u8; 100_000])).unwrap();
+        let out = a.finish().unwrap();
+        assert!(out.size() <= MAX_RECORD_SIZE);
+    }
+
+    #[test]
+    fn decimal_len_counts_digits() {
+        for v in [0u128, 9, 10, 99, 100, 12345, u128::MAX] {
+            assert_eq!(decimal_len(HashKey(v)), v.to_string().len());
+        }
+    }
+}
