@@ -15,6 +15,7 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use prost::Message;
 
+use crate::compression;
 use crate::error::{excerpt, CorruptReason, Error};
 use crate::hash::{HashKey, HashKeyRange};
 use crate::proto;
@@ -60,6 +61,9 @@ pub struct Deaggregated {
     pub dropped_outside_range: usize,
     /// User records in the input, kept or dropped.
     pub total: usize,
+    /// Whether the record was compressed by this crate's [`compression`](crate::compression)
+    /// and has been inflated.
+    pub compressed: bool,
 }
 
 /// What to do with a record that has the magic but is not a valid aggregate.
@@ -95,16 +99,33 @@ pub enum CorruptPolicy {
 /// assert_eq!(out.records[2].data, Bytes::from("v2"));
 /// # Ok::<(), kinesis_agg::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Deaggregator {
     /// When set, user records whose hash key lies outside it are dropped and counted.
     shard_range: Option<HashKeyRange>,
     /// What to do with a corrupt aggregate.
     on_corrupt: CorruptPolicy,
+    /// Whether to inflate records marked by [`compression`](crate::compression); `None`
+    /// leaves them as they are, `Some(limit)` inflates up to `limit` bytes.
+    inflate_limit: Option<usize>,
 }
 
+impl Default for Deaggregator {
+    fn default() -> Self {
+        Deaggregator {
+            shard_range: None,
+            on_corrupt: CorruptPolicy::default(),
+            inflate_limit: Some(DEFAULT_INFLATE_LIMIT),
+        }
+    }
+}
+
+/// Default upper bound on an inflated compressed record: 10 MiB, Kinesis' largest record.
+pub const DEFAULT_INFLATE_LIMIT: usize = 10 * 1024 * 1024;
+
 impl Deaggregator {
-    /// A deaggregator with no shard filter and [`CorruptPolicy::PassThrough`].
+    /// A deaggregator with no shard filter, [`CorruptPolicy::PassThrough`], and
+    /// decompression on.
     pub fn new() -> Self {
         Self::default()
     }
@@ -123,22 +144,50 @@ impl Deaggregator {
         self
     }
 
+    /// Whether to inflate records compressed by [`compression`](crate::compression)
+    /// (the producer's opt-in compression). Default: on, up to [`DEFAULT_INFLATE_LIMIT`]
+    /// bytes per record. Off, such records come out as opaque plain records.
+    pub fn with_decompression(mut self, on: bool) -> Self {
+        self.inflate_limit = on.then_some(DEFAULT_INFLATE_LIMIT);
+        self
+    }
+
     /// The user records of the Kinesis record with this partition key and data.
     ///
     /// # Errors
     /// [`Error::Corrupt`] only under [`CorruptPolicy::Reject`].
     pub fn deaggregate(&self, partition_key: &str, data: Bytes) -> Result<Deaggregated, Error> {
-        if !is_aggregated(&data) {
-            return Ok(plain(partition_key, data, RecordFormat::Plain));
-        }
-        match self.parse(&data) {
-            Ok(out) => Ok(out),
-            Err(reason) => match self.on_corrupt {
-                CorruptPolicy::PassThrough => {
-                    Ok(plain(partition_key, data, RecordFormat::Corrupt(reason)))
-                }
-                CorruptPolicy::Reject => Err(Error::Corrupt(reason)),
+        let (inner, compressed) = match self.inflate_limit {
+            Some(limit) => match compression::decompress(&data, limit) {
+                Ok(Some(inflated)) => (inflated, true),
+                Ok(None) => (data, false),
+                Err(reason) => return self.corrupt(partition_key, data, reason),
             },
+            None => (data, false),
+        };
+        let mut out = if !is_aggregated(&inner) {
+            plain(partition_key, inner, RecordFormat::Plain)
+        } else {
+            match self.parse(&inner) {
+                Ok(out) => out,
+                Err(reason) => return self.corrupt(partition_key, inner, reason),
+            }
+        };
+        out.compressed = compressed;
+        Ok(out)
+    }
+
+    fn corrupt(
+        &self,
+        partition_key: &str,
+        data: Bytes,
+        reason: CorruptReason,
+    ) -> Result<Deaggregated, Error> {
+        match self.on_corrupt {
+            CorruptPolicy::PassThrough => {
+                Ok(plain(partition_key, data, RecordFormat::Corrupt(reason)))
+            }
+            CorruptPolicy::Reject => Err(Error::Corrupt(reason)),
         }
     }
 
@@ -214,6 +263,7 @@ impl Deaggregator {
             format: RecordFormat::Aggregated,
             dropped_outside_range: dropped,
             total,
+            compressed: false,
         })
     }
 }
@@ -229,6 +279,7 @@ fn plain(partition_key: &str, data: Bytes, format: RecordFormat) -> Deaggregated
         format,
         dropped_outside_range: 0,
         total: 1,
+        compressed: false,
     }
 }
 
@@ -408,6 +459,33 @@ mod tests {
             vec![2],
             "explicit hash key decides, not the partition key"
         );
+    }
+
+    #[test]
+    fn compressed_records_are_inflated_transparently() {
+        let data = aggregate(&[("a", None, &[b'x'; 500]), ("b", None, &[b'y'; 500])]);
+        let packed = compression::compress(&data, 6).unwrap();
+        let out = deaggregate("a", packed.clone()).unwrap();
+        assert!(out.compressed);
+        assert_eq!(out.format, RecordFormat::Aggregated);
+        assert_eq!(out.records[1].data, vec![b'y'; 500]);
+        // Off: the compressed bytes come through opaque.
+        let raw = Deaggregator::new()
+            .with_decompression(false)
+            .deaggregate("a", packed.clone())
+            .unwrap();
+        assert!(!raw.compressed);
+        assert_eq!(raw.records[0].data, packed);
+        // Damaged: reported, passed through unchanged.
+        let mut bad = packed.to_vec();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        let out = deaggregate("a", Bytes::from(bad.clone())).unwrap();
+        assert!(matches!(
+            out.format,
+            RecordFormat::Corrupt(CorruptReason::Compression(_))
+        ));
+        assert_eq!(out.records[0].data, bad);
     }
 
     #[test]

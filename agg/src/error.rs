@@ -95,6 +95,9 @@ pub enum CorruptReason {
         /// How many explicit hash keys the table has.
         table_len: usize,
     },
+    /// A record marked as compressed whose zlib stream is damaged or too large.
+    #[error("compressed record does not inflate: {0}")]
+    Compression(String),
     /// An entry of the explicit hash key table is not a decimal 128-bit number.
     #[error("explicit hash key table entry {index} is invalid: {input:?}")]
     InvalidExplicitHashKey {

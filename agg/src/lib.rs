@@ -36,6 +36,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod aggregator;
+pub mod compression;
 pub mod deaggregate;
 pub mod error;
 pub mod hash;
@@ -45,6 +46,7 @@ pub mod record;
 pub use aggregator::{Aggregator, AggregatorBuilder, KinesisRecord};
 pub use deaggregate::{
     deaggregate, is_aggregated, CorruptPolicy, Deaggregated, Deaggregator, RecordFormat, SubRecord,
+    DEFAULT_INFLATE_LIMIT,
 };
 pub use error::{CorruptReason, Error};
 pub use hash::{HashKey, HashKeyRange};
