@@ -1,0 +1,359 @@
+//! `kinesis-cat stream ...`: create, describe, list, split, merge and delete streams.
+//!
+//! ```text
+//!  StreamAction --> Kinesis client (standard config chain)
+//!     create   CreateStream -> wait ACTIVE
+//!     describe DescribeStreamSummary + ListShards (paged) -> table
+//!     list     ListStreams (paged)
+//!     split    ListShards (range) -> SplitShard(midpoint or --at) -> wait ACTIVE -> children
+//!     merge    MergeShards -> wait ACTIVE -> child
+//!     delete   DeleteStream
+//! ```
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::shards;
+use crate::Error;
+
+/// Arguments of `kinesis-cat stream`.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Seconds to wait for the stream to become ACTIVE after create, split and merge.
+    /// Default: 300.
+    #[arg(long, global = true, default_value_t = 300)]
+    pub wait_secs: u64,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: StreamAction,
+}
+
+/// The `stream` subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum StreamAction {
+    /// Create a provisioned stream and wait until it is ACTIVE.
+    Create {
+        /// Stream name.
+        name: String,
+        /// Number of shards. Default: 1.
+        #[arg(long, default_value_t = 1)]
+        shards: i32,
+    },
+    /// Show a stream's status and every shard with its hash range and lineage.
+    Describe {
+        /// Stream name.
+        name: String,
+    },
+    /// List stream names, one per line.
+    List,
+    /// Split an open shard in two and wait until the stream is ACTIVE again.
+    Split {
+        /// Stream name.
+        name: String,
+        /// Shard to split.
+        #[arg(long)]
+        shard: String,
+        /// Starting hash key of the upper child (decimal). Default: the midpoint of the
+        /// shard's range.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Merge two adjacent open shards and wait until the stream is ACTIVE again.
+    Merge {
+        /// Stream name.
+        name: String,
+        /// First shard to merge.
+        #[arg(long)]
+        shard: String,
+        /// The shard adjacent to it.
+        #[arg(long)]
+        adjacent: String,
+    },
+    /// Delete a stream (does not wait for it to disappear).
+    Delete {
+        /// Stream name.
+        name: String,
+        /// Also delete registered enhanced fan-out consumers (otherwise a stream with
+        /// consumers is refused). Default: off.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs a `stream` subcommand against the endpoint of the standard AWS configuration chain.
+///
+/// # Cancellation
+/// Dropping the future stops waiting; an operation already sent to Kinesis goes ahead.
+///
+/// # Errors
+/// [`Error::Kinesis`] for failed calls, [`Error::ShardNotFound`] / [`Error::InvalidHashKey`]
+/// for bad arguments, [`Error::Emulators`] when the stream does not become ACTIVE in time.
+pub async fn run(args: StreamArgs) -> Result<(), Error> {
+    let client = super::kinesis_client().await;
+    let wait = Duration::from_secs(args.wait_secs);
+    let mut out = std::io::stdout().lock();
+    match args.action {
+        StreamAction::Create { name, shards } => {
+            create(&client, &name, shards, wait, &mut out).await
+        }
+        StreamAction::Describe { name } => describe(&client, &name, &mut out).await,
+        StreamAction::List => list(&client, &mut out).await,
+        StreamAction::Split { name, shard, at } => {
+            split(&client, &name, &shard, at.as_deref(), wait, &mut out).await
+        }
+        StreamAction::Merge {
+            name,
+            shard,
+            adjacent,
+        } => merge(&client, &name, &shard, &adjacent, wait, &mut out).await,
+        StreamAction::Delete { name, force } => {
+            client
+                .delete_stream()
+                .stream_name(&name)
+                .enforce_consumer_deletion(force)
+                .send()
+                .await
+                .map_err(|e| Error::kinesis("DeleteStream", &name, e))?;
+            writeln!(out, "deleting stream {name}").map_err(Error::Output)
+        }
+    }
+}
+
+async fn create(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shards: i32,
+    wait: Duration,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("CreateStream", name, e))?;
+    kinesis_emulators::wait_for_stream_active(client, name, wait).await?;
+    writeln!(out, "created stream {name} with {shards} shard(s): ACTIVE").map_err(Error::Output)
+}
+
+async fn describe(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    let summary = client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("DescribeStreamSummary", name, e))?;
+    let all = shards::list_all(client, name).await?;
+    let mut text = String::new();
+    if let Some(s) = summary.stream_description_summary() {
+        text.push_str(&format!("stream:      {}\n", s.stream_name()));
+        text.push_str(&format!("arn:         {}\n", s.stream_arn()));
+        text.push_str(&format!("status:      {}\n", s.stream_status().as_str()));
+        if let Some(mode) = s.stream_mode_details() {
+            text.push_str(&format!("mode:        {}\n", mode.stream_mode().as_str()));
+        }
+        text.push_str(&format!("retention:   {} h\n", s.retention_period_hours()));
+        text.push_str(&format!("open shards: {}\n", s.open_shard_count()));
+    }
+    text.push_str(&format!(
+        "{:<22} {:<6} {:<40} {:<40} {:<22} {}\n",
+        "SHARD", "STATE", "STARTING_HASH_KEY", "ENDING_HASH_KEY", "PARENT", "ADJACENT_PARENT"
+    ));
+    for shard in &all {
+        let (start, end) = shard
+            .hash_key_range()
+            .map(|r| (r.starting_hash_key(), r.ending_hash_key()))
+            .unwrap_or(("?", "?"));
+        text.push_str(&format!(
+            "{:<22} {:<6} {:<40} {:<40} {:<22} {}\n",
+            shard.shard_id(),
+            if shards::is_closed(shard) {
+                "closed"
+            } else {
+                "open"
+            },
+            start,
+            end,
+            shard.parent_shard_id().unwrap_or("-"),
+            shard.adjacent_parent_shard_id().unwrap_or("-"),
+        ));
+    }
+    out.write_all(text.as_bytes()).map_err(Error::Output)
+}
+
+async fn list(client: &aws_sdk_kinesis::Client, out: &mut impl Write) -> Result<(), Error> {
+    let mut token: Option<String> = None;
+    let mut after: Option<String> = None;
+    loop {
+        let mut request = client.list_streams();
+        if let Some(t) = &token {
+            request = request.next_token(t);
+        } else if let Some(last) = &after {
+            request = request.exclusive_start_stream_name(last);
+        }
+        let page = request
+            .send()
+            .await
+            .map_err(|e| Error::kinesis("ListStreams", "-", e))?;
+        for name in page.stream_names() {
+            writeln!(out, "{name}").map_err(Error::Output)?;
+        }
+        if !page.has_more_streams() || page.stream_names().is_empty() {
+            return Ok(());
+        }
+        token = page.next_token().map(str::to_owned);
+        after = page.stream_names().last().cloned();
+    }
+}
+
+async fn split(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shard_id: &str,
+    at: Option<&str>,
+    wait: Duration,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    let before = shards::list_all(client, name).await?;
+    let shard = before
+        .iter()
+        .find(|s| s.shard_id() == shard_id)
+        .ok_or_else(|| Error::ShardNotFound {
+            stream: name.to_owned(),
+            shard: shard_id.to_owned(),
+        })?;
+    let (start, end) = shards::hash_range(shard)?;
+    let new_start = match at {
+        Some(value) => {
+            let key = shards::parse_hash_key(value)?;
+            if key <= start || key > end {
+                return Err(Error::InvalidHashKey {
+                    value: value.to_owned(),
+                    reason: format!("must be in ({start}, {end}] for shard {shard_id}"),
+                });
+            }
+            key
+        }
+        None => shards::split_point(start, end).ok_or_else(|| Error::InvalidHashKey {
+            value: start.to_string(),
+            reason: format!("shard {shard_id} covers a single hash key and cannot be split"),
+        })?,
+    };
+    client
+        .split_shard()
+        .stream_name(name)
+        .shard_to_split(shard_id)
+        .new_starting_hash_key(new_start.to_string())
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("SplitShard", name, e))?;
+    kinesis_emulators::wait_for_stream_active(client, name, wait).await?;
+    let after = shards::list_all(client, name).await?;
+    let children: Vec<&str> = after
+        .iter()
+        .filter(|s| s.parent_shard_id() == Some(shard_id) && s.adjacent_parent_shard_id().is_none())
+        .map(|s| s.shard_id())
+        .collect();
+    writeln!(
+        out,
+        "split {shard_id} at {new_start}: children {}",
+        if children.is_empty() {
+            "-".to_owned()
+        } else {
+            children.join(" ")
+        }
+    )
+    .map_err(Error::Output)
+}
+
+async fn merge(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shard_id: &str,
+    adjacent: &str,
+    wait: Duration,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    client
+        .merge_shards()
+        .stream_name(name)
+        .shard_to_merge(shard_id)
+        .adjacent_shard_to_merge(adjacent)
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("MergeShards", name, e))?;
+    kinesis_emulators::wait_for_stream_active(client, name, wait).await?;
+    let after = shards::list_all(client, name).await?;
+    let child = after
+        .iter()
+        .find(|s| {
+            let parents = (s.parent_shard_id(), s.adjacent_parent_shard_id());
+            parents == (Some(shard_id), Some(adjacent))
+                || parents == (Some(adjacent), Some(shard_id))
+        })
+        .map_or("-", |s| s.shard_id());
+    writeln!(out, "merged {shard_id} and {adjacent}: child {child}").map_err(Error::Output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: StreamArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<StreamArgs, clap::Error> {
+        Wrapper::try_parse_from(std::iter::once("stream").chain(argv.iter().copied()))
+            .map(|w| w.args)
+    }
+
+    #[test]
+    fn defaults_are_pinned() {
+        let args = parse(&["create", "s"]).expect("parse");
+        assert_eq!(args.wait_secs, 300);
+        assert!(matches!(
+            args.action,
+            StreamAction::Create { shards: 1, .. }
+        ));
+        let args = parse(&["delete", "s"]).expect("parse");
+        assert!(matches!(
+            args.action,
+            StreamAction::Delete { force: false, .. }
+        ));
+        let args = parse(&["split", "s", "--shard", "shardId-000000000000"]).expect("parse");
+        assert!(matches!(args.action, StreamAction::Split { at: None, .. }));
+    }
+
+    #[test]
+    fn merge_needs_both_shards() {
+        assert!(parse(&["merge", "s", "--shard", "a"]).is_err());
+        let args = parse(&[
+            "merge",
+            "s",
+            "--shard",
+            "a",
+            "--adjacent",
+            "b",
+            "--wait-secs",
+            "5",
+        ])
+        .expect("parse");
+        assert_eq!(args.wait_secs, 5);
+        assert!(matches!(
+            args.action,
+            StreamAction::Merge { ref shard, ref adjacent, .. } if shard == "a" && adjacent == "b"
+        ));
+    }
+}

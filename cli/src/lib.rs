@@ -1,0 +1,62 @@
+//! `kinesis-cat`: a command-line companion for Kinesis streams.
+//!
+//! One module per subcommand under [`commands`]; [`run`] dispatches a parsed [`Cli`].
+//!
+//! ```text
+//!  argv --clap--> Cli { command }
+//!                    |-- local  --> kinesis_emulators::LocalStack (fixed ports) --> export lines, wait
+//!                    |-- stream --> aws_config::defaults() --> Kinesis client --> create/describe/...
+//!                    v
+//!                 Result<(), Error> --main--> stderr message + exit code
+//! ```
+//!
+//! Commands that talk to Kinesis use the standard AWS configuration chain, so they honour
+//! `AWS_ENDPOINT_URL_KINESIS`, `AWS_REGION`, profiles and so on. Adding a subcommand means
+//! adding a module under `commands/`, a variant to [`Command`] and an arm to [`run`].
+#![deny(unsafe_code, rust_2018_idioms)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod commands;
+mod error;
+
+pub use error::Error;
+
+use clap::{Parser, Subcommand};
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kinesis-cat",
+    version,
+    about = "Kinesis streams from the command line"
+)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Run local Kinesis and DynamoDB emulators until Ctrl-C or SIGTERM.
+    Local(commands::local::LocalArgs),
+    /// Create, inspect, reshard and delete streams.
+    Stream(commands::stream::StreamArgs),
+}
+
+/// Runs one parsed command line to completion.
+///
+/// # Cancellation
+/// Dropping the future abandons the command where it stands: a `local` stack is stopped;
+/// a stream operation already sent to Kinesis goes ahead without the CLI waiting for it.
+///
+/// # Errors
+/// Any [`Error`]; its [`Error::exit_code`] is the process exit code.
+pub async fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Local(args) => commands::local::run(args).await,
+        Command::Stream(args) => commands::stream::run(args).await,
+    }
+}
