@@ -1,0 +1,240 @@
+//! The crate's error type.
+//!
+//! ```text
+//!  DynamoDB / Kinesis SDK error ──classify──▶ Error::DynamoDb / Error::Kinesis { retryable, throttled }
+//!  conditional write refused   ─────────────▶ Error::LeaseLost (checkpoints) or Ok(false) (lease ops)
+//!  odd lease item              ─────────────▶ Error::InvalidLease (skipped with a warning by scans)
+//! ```
+
+use aws_sdk_dynamodb::config::http::HttpResponse as DynamoResponse;
+use aws_sdk_kinesis::config::http::HttpResponse as KinesisResponse;
+
+/// Everything that can go wrong in the consumer library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A DynamoDB call failed.
+    #[error("DynamoDB {operation} on table {table} failed: {message}")]
+    DynamoDb {
+        /// The API operation, e.g. `UpdateItem`.
+        operation: &'static str,
+        /// The lease table.
+        table: String,
+        /// The SDK's error, rendered with its sources.
+        message: String,
+        /// Whether calling again may succeed (network trouble, throttling, 5xx).
+        retryable: bool,
+        /// Whether DynamoDB throttled the call.
+        throttled: bool,
+    },
+    /// A Kinesis call failed.
+    #[error("Kinesis {operation} on {target} failed: {message}")]
+    Kinesis {
+        /// The API operation, e.g. `GetRecords`.
+        operation: &'static str,
+        /// The stream or shard the call was about.
+        target: String,
+        /// The SDK's error, rendered with its sources.
+        message: String,
+        /// Whether calling again may succeed.
+        retryable: bool,
+        /// Whether Kinesis throttled the call.
+        throttled: bool,
+    },
+    /// This worker no longer holds the lease (it was taken, stolen, evicted or expired):
+    /// the write was refused so that the new owner's progress is never overwritten.
+    #[error("lease {lease_key} is not held by this worker any more")]
+    LeaseLost {
+        /// The lease (shard id).
+        lease_key: String,
+    },
+    /// An item in the lease table is not a lease this library can read.
+    #[error("lease table item {lease_key:?} is invalid: {reason}")]
+    InvalidLease {
+        /// The item's `leaseKey`, when it has one.
+        lease_key: Option<String>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint position outside what may be checkpointed: before the current
+    /// checkpoint, or after the last record handed to the processor.
+    #[error("cannot checkpoint shard {shard_id} at {requested}: {reason}")]
+    InvalidCheckpoint {
+        /// The shard.
+        shard_id: String,
+        /// The position asked for.
+        requested: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The configuration given to a builder is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The lease table did not become `ACTIVE` in time.
+    #[error("lease table {table} not ACTIVE after {waited_secs} s")]
+    TableNotActive {
+        /// The lease table.
+        table: String,
+        /// How long we waited.
+        waited_secs: u64,
+    },
+    /// The worker was shut down while the call was in progress.
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// Whether calling again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::DynamoDb { retryable, .. } | Error::Kinesis { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// Whether the service throttled the call (a retry should back off).
+    pub fn is_throttling(&self) -> bool {
+        match self {
+            Error::DynamoDb { throttled, .. } | Error::Kinesis { throttled, .. } => *throttled,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn dynamodb<E>(
+        operation: &'static str,
+        table: &str,
+        err: &aws_sdk_dynamodb::error::SdkError<E, DynamoResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let (retryable, throttled) = classify(err, DYNAMODB_THROTTLING);
+        Error::DynamoDb {
+            operation,
+            table: table.to_owned(),
+            message: render(err),
+            retryable,
+            throttled,
+        }
+    }
+
+    pub(crate) fn kinesis<E>(
+        operation: &'static str,
+        target: &str,
+        err: &aws_sdk_kinesis::error::SdkError<E, KinesisResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let (retryable, throttled) = classify_kinesis(err);
+        Error::Kinesis {
+            operation,
+            target: target.to_owned(),
+            message: render(err),
+            retryable,
+            throttled,
+        }
+    }
+}
+
+/// Error codes by which DynamoDB says "slow down".
+const DYNAMODB_THROTTLING: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+];
+
+/// Error codes by which Kinesis says "slow down".
+const KINESIS_THROTTLING: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "ThrottlingException",
+    "KMSThrottlingException",
+];
+
+/// Other error codes worth retrying.
+const TRANSIENT: &[&str] = &[
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "InternalFailureException",
+    "ServiceUnavailableException",
+    "TransactionConflictException",
+];
+
+fn classify<E>(
+    err: &aws_sdk_dynamodb::error::SdkError<E, DynamoResponse>,
+    throttling: &[&str],
+) -> (bool, bool)
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    use aws_sdk_dynamodb::error::SdkError;
+    match err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            let status = se.raw().status().as_u16();
+            let throttled = throttling.contains(&code);
+            (throttled || TRANSIENT.contains(&code) || status >= 500, throttled)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, false)
+        }
+        _ => (false, false),
+    }
+}
+
+fn classify_kinesis<E>(err: &aws_sdk_kinesis::error::SdkError<E, KinesisResponse>) -> (bool, bool)
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata,
+{
+    use aws_sdk_kinesis::error::SdkError;
+    match err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            let status = se.raw().status().as_u16();
+            let throttled = KINESIS_THROTTLING.contains(&code);
+            (throttled || TRANSIENT.contains(&code) || status >= 500, throttled)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, false)
+        }
+        _ => (false, false),
+    }
+}
+
+/// Renders an error with its chain of sources and, for service errors, the code.
+fn render(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_service_errors_are_retryable_or_throttling() {
+        let lost = Error::LeaseLost {
+            lease_key: "shardId-0".into(),
+        };
+        assert!(!lost.is_retryable());
+        assert!(!lost.is_throttling());
+        let throttled = Error::Kinesis {
+            operation: "GetRecords",
+            target: "s".into(),
+            message: "m".into(),
+            retryable: true,
+            throttled: true,
+        };
+        assert!(throttled.is_retryable());
+        assert!(throttled.is_throttling());
+        assert!(lost.to_string().contains("shardId-0"));
+    }
+}

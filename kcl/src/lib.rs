@@ -1,0 +1,79 @@
+//! The Kinesis Client Library for Rust: a fleet of workers shares the shards of a Kinesis
+//! stream through a DynamoDB lease table (the Java KCL 2.x format, so a fleet can move over
+//! and keep its checkpoints), and drives a user [`RecordProcessor`] per shard.
+//!
+//! ```text
+//!                 ┌──────────────────────────── Scheduler (one per worker) ─────────────────────────┐
+//!  Kinesis ◀──────┤ ShardSync: ListShards ─▶ leases (parents first)                                 │
+//!    ▲            │ LeaseCoordinator: renew every failover/3, take/steal every 2×failover ◀─▶ LeaseTable ◀─▶ DynamoDB
+//!    │            │ per held lease whose parents reached SHARD_END:                                 │
+//!    └─GetRecords─┤   ShardConsumer ─▶ Deaggregator ─▶ RecordProcessor ─▶ Checkpointer ─▶ LeaseTable │
+//!                 └─────────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! # Usage
+//! ```no_run
+//! use async_trait::async_trait;
+//! use kinesis_consumer::*;
+//!
+//! #[derive(Debug)]
+//! struct Count(u64);
+//!
+//! #[async_trait]
+//! impl RecordProcessor for Count {
+//!     async fn initialize(&mut self, _: InitializationInput) {}
+//!     async fn process_records(&mut self, input: ProcessRecordsInput) {
+//!         self.0 += input.records.len() as u64;
+//!         input.checkpointer.checkpoint().await.ok();
+//!     }
+//!     async fn lease_lost(&mut self, _: LeaseLostInput) {}
+//!     async fn shard_ended(&mut self, input: ShardEndedInput) {
+//!         input.checkpointer.checkpoint().await.expect("checkpoint at shard end");
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let sdk = aws_config::load_from_env().await;
+//! let scheduler = Scheduler::builder("my-app", "my-stream", |_: &str| {
+//!     Box::new(Count(0)) as Box<dyn RecordProcessor>
+//! })
+//! .with_sdk_config(&sdk)
+//! .with_initial_position(InitialPosition::TrimHorizon)
+//! .build()?;
+//! let worker = scheduler.clone();
+//! tokio::spawn(async move {
+//!     tokio::signal::ctrl_c().await.ok();
+//!     worker.graceful_shutdown().await;
+//! });
+//! scheduler.run().await
+//! # }
+//! ```
+
+#![deny(unsafe_code, rust_2018_idioms)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod checkpointer;
+mod consumer;
+mod coordinator;
+mod error;
+mod lease;
+mod lease_table;
+pub mod metrics;
+mod processor;
+mod scheduler;
+mod shard_sync;
+
+pub use checkpointer::Checkpointer;
+pub use consumer::PollingConfig;
+pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
+pub use error::Error;
+pub use lease::{
+    Checkpoint, Lease, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON,
+};
+pub use lease_table::{LeaseStore, LeaseTable};
+pub use processor::{
+    InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput,
+    RecordProcessor, RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
+};
+pub use scheduler::{default_worker_id, Scheduler, SchedulerBuilder};
+pub use shard_sync::{InitialPosition, ShardSync, SyncOutcome};
