@@ -22,6 +22,8 @@ mkdir -p "$out"
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+
 step "interop tests (install the peers, check both directions)"
 (cd "$workspace" && cargo test -p kinesis-agg --test interop) >&2
 
@@ -40,4 +42,8 @@ step "Node peer"
 NODE_PATH="$peers/node/node_modules" node "$repo/agg/benches/peers/bench_node.js" "$out/workloads" > "$out/node.json"
 
 step "summary"
-python3 "$repo/agg/benches/peers/summarize.py" "$CARGO_TARGET_DIR/criterion" "$out" | tee "$out/summary.md"
+{
+  python3 "$repo/agg/benches/peers/summarize.py" "$CARGO_TARGET_DIR/criterion" "$out"
+  echo
+  echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)."
+} | tee "$out/summary.md"

@@ -107,7 +107,10 @@ fn throughput_workloads() -> Vec<Workload> {
 
 /// Aggregates the workload into Kinesis records of at most [`MAX_SIZE`] bytes.
 fn encode(records: &[(String, Bytes)]) -> Vec<KinesisRecord> {
-    let mut agg = Aggregator::builder().with_max_size(MAX_SIZE).build().unwrap();
+    let mut agg = Aggregator::builder()
+        .with_max_size(MAX_SIZE)
+        .build()
+        .unwrap();
     let mut out = Vec::new();
     for (pk, data) in records {
         let record = UserRecord::new(pk.clone(), data.clone()).unwrap();
@@ -144,14 +147,16 @@ fn bodies(encoded: &[KinesisRecord]) -> Vec<Bytes> {
 
 /// The payload cut into aggregate-sized chunks: MD5 over exactly the user's bytes.
 fn payload_chunks(w: &Workload) -> Vec<Bytes> {
-    let all: Vec<u8> = w.records.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+    let all: Vec<u8> = w
+        .records
+        .iter()
+        .flat_map(|(_, d)| d.iter().copied())
+        .collect();
     all.chunks(MAX_SIZE).map(Bytes::copy_from_slice).collect()
 }
 
 fn md5_all(chunks: &[Bytes]) -> u8 {
-    chunks
-        .iter()
-        .fold(0, |acc, c| acc ^ Md5::digest(c)[0])
+    chunks.iter().fold(0, |acc, c| acc ^ Md5::digest(c)[0])
 }
 
 fn benches(c: &mut Criterion) {
@@ -225,7 +230,12 @@ fn export(dir: &Path) {
     let mut all = throughput_workloads();
     all.push(sequential_keys_workload());
     // The wire workload with the benchmark's own key pattern (random keys, 10-36 chars).
-    all.push(random_keys_workload("wire-random", 100, 20_000, 0x5EED_0100));
+    all.push(random_keys_workload(
+        "wire-random",
+        100,
+        20_000,
+        0x5EED_0100,
+    ));
     for w in &all {
         export_one(dir, w);
     }

@@ -46,7 +46,7 @@ def main():
             py = peers["python"]["cases"][size][op + "_s"]
             node = peers["node"]["cases"][size][op + "_s"]
             frac_payload, frac_bodies = md5_payload / ours, md5_bodies / ours
-            print("| %s | %s | %d | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.0f%% |" % (
+            print("| %s | %s | %d | %.0f | %.1f | %.1f | %.1f | %.2f | %.2f | %.0f%% | %.0f%% |" % (
                 op, size, n, n / ours, payload / ours / 1e6, payload / py / 1e6, payload / node / 1e6,
                 py / ours, node / ours, 100 * frac_payload, 100 * frac_bodies))
             if frac_payload < 0.5:
