@@ -1,0 +1,1271 @@
+//! The background pipeline: one task that owns every buffer, and short-lived tasks for
+//! the `PutRecords` calls.
+//!
+//! ```text
+//!  put ─▶ Command::Put ─▶ stream ─▶ shard queue (predicted by the shard map, FIFO)
+//!                                      │ due: linger over, flush, or a full aggregate
+//!                                      │ not in backoff, rate limiter has tokens,
+//!                                      │ (ordered: nothing of this shard in flight)
+//!                                      ▼
+//!                         Aggregator ─▶ Kinesis records ─▶ batch (≤ 500 records, ≤ 5 MiB)
+//!                                                              │ ≤ max_concurrent_requests
+//!                                                              ▼
+//!                                                      PutRecords task ─▶ Event::CallDone
+//!  per Kinesis record result:
+//!    ok    ─▶ each user record in the shard's range: Delivered(shard, seq, sub-seq)
+//!             others (stale shard map): reload map, re-queue
+//!    error ─▶ back to the head of its shard queue, shard backs off (jittered, exponential)
+//!             TTL over ─▶ Failed(Expired); fail_if_throttled ─▶ Failed(Throttled)
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
+use aws_sdk_kinesis::operation::put_records::PutRecordsError;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
+use aws_sdk_kinesis::Client;
+use aws_smithy_types::Blob;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use kinesis_agg::{Aggregator, HashKey, KinesisRecord, UserRecord};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::{Config, SHARD_BYTES_PER_SEC, SHARD_RECORDS_PER_SEC};
+use crate::error::FailureReason;
+use crate::metric_names as m;
+use crate::outcome::{Attempt, Delivered, Failed, Outcome};
+use crate::rate_limit::ShardLimiter;
+use crate::record::ProducerRecord;
+use crate::shard_map::ShardMap;
+use crate::stats::Stats;
+
+/// Error code recorded in an [`Attempt`] when an aggregate landed in a shard that does
+/// not own the user record's hash key.
+pub(crate) const WRONG_SHARD: &str = "WrongShardAfterReshard";
+
+/// Most commands handled between two dispatch rounds.
+const COMMANDS_PER_ROUND: usize = 1024;
+
+/// What the `Producer` handle asks of the pipeline.
+// `Put` is nearly every message: boxing it would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A new user record.
+    Put(Item),
+    /// Send everything now; answer when everything accepted so far is settled.
+    Flush(oneshot::Sender<()>),
+    /// Flush, then stop.
+    Shutdown,
+}
+
+impl Command {
+    /// The record inside a `Put` that could not be queued.
+    pub(crate) fn into_record(self) -> ProducerRecord {
+        match self {
+            Command::Put(item) => to_producer_record(item.stream, item.record),
+            _ => unreachable!("only Put commands carry records"),
+        }
+    }
+}
+
+/// A user record inside the pipeline, until it is settled.
+#[derive(Debug)]
+pub(crate) struct Item {
+    /// Stream name, as given.
+    pub(crate) stream: String,
+    /// The validated record.
+    pub(crate) record: UserRecord,
+    /// Its hash key, computed once by `put` (off the pipeline task).
+    pub(crate) hash_key: HashKey,
+    /// Where the outcome goes; settled exactly once.
+    pub(crate) tx: oneshot::Sender<Outcome>,
+    /// When it was accepted: linger and TTL count from here.
+    pub(crate) put_at: Instant,
+    /// Failed attempts so far.
+    pub(crate) attempts: Vec<Attempt>,
+    /// `PutRecords` calls that carried it.
+    pub(crate) calls: u32,
+    /// Arrival order across the producer, to keep order when queues are rebuilt.
+    pub(crate) seq: u64,
+    /// Flush epoch it arrived in.
+    pub(crate) epoch: u64,
+    /// Its share of the memory budget, released when it is settled (dropped).
+    pub(crate) _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
+impl Item {
+    fn size(&self) -> usize {
+        self.record.size()
+    }
+}
+
+/// Rebuilds the user's record from the pipeline's parts (handed back on failure).
+pub(crate) fn to_producer_record(stream: String, record: UserRecord) -> ProducerRecord {
+    let (partition_key, explicit_hash_key, data) = record.into_parts();
+    ProducerRecord {
+        stream,
+        partition_key,
+        explicit_hash_key: explicit_hash_key.map(|h| h.to_string()),
+        data,
+    }
+}
+
+/// Which queue of a stream a record waits in: a predicted shard, or `None` while the
+/// shard map is unknown (then records are sent unaggregated, routed by Kinesis itself).
+type ShardKey = Option<Arc<str>>;
+
+/// One Kinesis record of a batch, with the user records it carries.
+#[derive(Debug)]
+struct Entry {
+    /// The queue its user records came from (and go back to on failure).
+    predicted: ShardKey,
+    /// The user records, in sub-sequence order.
+    items: Vec<Item>,
+    /// Partition key and explicit hash key it is sent with.
+    partition_key: String,
+    explicit_hash_key: Option<HashKey>,
+    /// The bytes sent.
+    data: bytes::Bytes,
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
+/// What a `PutRecords` call returned.
+#[derive(Debug)]
+enum CallResult {
+    /// Per-record results, in request order.
+    Ok(Vec<PutRecordsResultEntry>),
+    /// The whole call failed; `fatal` if retrying cannot help.
+    Failed {
+        code: String,
+        message: String,
+        throttled: bool,
+        fatal: bool,
+    },
+}
+
+/// Messages from the tasks the pipeline spawns.
+#[derive(Debug)]
+enum Event {
+    CallDone {
+        stream: Arc<str>,
+        entries: Vec<Entry>,
+        result: CallResult,
+    },
+    ShardMap {
+        stream: Arc<str>,
+        result: Result<ShardMap, String>,
+    },
+}
+
+/// A shard's queue and its sending state.
+#[derive(Debug)]
+struct ShardQueue {
+    /// Waiting user records, oldest first (retries go back to the front).
+    records: VecDeque<Item>,
+    /// Sum of their sizes, to know when a full aggregate is waiting.
+    queued_bytes: usize,
+    /// Kinesis records of this shard in calls not yet answered.
+    in_flight: usize,
+    /// No sends before this instant (set after a failure).
+    backoff_until: Option<Instant>,
+    /// The backoff sequence since the last success.
+    backoff: Option<ExponentialBackoff>,
+    /// No sends before this instant (rate limiter).
+    rate_wait_until: Option<Instant>,
+    /// Records/s and bytes/s buckets.
+    limiter: ShardLimiter,
+}
+
+impl ShardQueue {
+    fn new(config: &Config, now: Instant) -> Self {
+        let pct = f64::from(config.rate_limit_percent) / 100.0;
+        ShardQueue {
+            records: VecDeque::new(),
+            queued_bytes: 0,
+            in_flight: 0,
+            backoff_until: None,
+            backoff: None,
+            rate_wait_until: None,
+            limiter: ShardLimiter::new(SHARD_RECORDS_PER_SEC * pct, SHARD_BYTES_PER_SEC * pct, now),
+        }
+    }
+
+    fn push_back(&mut self, item: Item) {
+        self.queued_bytes += item.size();
+        self.records.push_back(item);
+    }
+
+    fn push_front(&mut self, item: Item) {
+        self.queued_bytes += item.size();
+        self.records.push_front(item);
+    }
+
+    fn pop_front(&mut self) -> Option<Item> {
+        let item = self.records.pop_front()?;
+        self.queued_bytes -= item.size();
+        Some(item)
+    }
+
+    /// The earliest instant this queue could send, ignoring linger.
+    fn blocked_until(&self) -> Option<Instant> {
+        match (self.backoff_until, self.rate_wait_until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Per-stream state.
+#[derive(Debug)]
+struct StreamState {
+    /// The stream's name, shared with outcomes.
+    name: Arc<str>,
+    /// The last shard map loaded, if any.
+    map: Option<Arc<ShardMap>>,
+    /// The last load's error, while there is no map.
+    map_error: Option<String>,
+    /// A load is under way.
+    refreshing: bool,
+    /// When to load the map again.
+    next_refresh: Instant,
+    /// The queues, by predicted shard.
+    shards: HashMap<ShardKey, ShardQueue>,
+    /// Records to re-route once a fresh map is in (they landed in the wrong shard).
+    parked: Vec<Item>,
+    /// Records delivered into a shard the map does not know yet: judged on the next map.
+    unverified: Vec<(Arc<str>, Arc<str>, u64, Item)>,
+}
+
+/// The pipeline task's state.
+pub(crate) struct Pipeline {
+    client: Client,
+    config: Config,
+    stats: Arc<Stats>,
+    commands: mpsc::Receiver<Command>,
+    commands_closed: bool,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    streams: HashMap<Arc<str>, StreamState>,
+    /// Round-robin start among streams, for fairness.
+    stream_cursor: usize,
+    in_flight_calls: usize,
+    next_seq: u64,
+    /// Current flush epoch, and unsettled records per epoch.
+    epoch: u64,
+    epoch_counts: BTreeMap<u64, usize>,
+    /// Flush waiters, by the epoch they wait for, oldest first.
+    flush_waiters: VecDeque<(u64, oneshot::Sender<()>)>,
+    /// Records of epochs up to this one are sent without lingering.
+    urgent_epoch: Option<u64>,
+    /// Shutdown requested: exit once everything is settled.
+    shutting_down: bool,
+    /// Reused for every aggregate.
+    aggregator: Aggregator,
+    backoff_builder: ExponentialBuilder,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("streams", &self.streams.len())
+            .field("in_flight_calls", &self.in_flight_calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        client: Client,
+        config: Config,
+        commands: mpsc::Receiver<Command>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let aggregator = Aggregator::builder()
+            .with_max_size(config.aggregation_max_size)
+            .with_max_count(config.aggregation_max_count)
+            .build()
+            .expect("validated by the builder");
+        let backoff_builder = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(config.min_backoff)
+            .with_max_delay(config.max_backoff)
+            .without_max_times();
+        Pipeline {
+            client,
+            config,
+            stats,
+            commands,
+            commands_closed: false,
+            events_tx,
+            events,
+            streams: HashMap::new(),
+            stream_cursor: 0,
+            in_flight_calls: 0,
+            next_seq: 0,
+            epoch: 0,
+            epoch_counts: BTreeMap::new(),
+            flush_waiters: VecDeque::new(),
+            urgent_epoch: None,
+            shutting_down: false,
+            aggregator,
+            backoff_builder,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            self.refresh_due_maps(now);
+            self.expire(now);
+            self.dispatch(now);
+            if self.finished() {
+                break;
+            }
+            let wake = self.next_wake(now);
+            tokio::select! {
+                biased;
+                Some(event) = self.events.recv() => self.on_event(event),
+                cmd = self.commands.recv(), if !self.commands_closed => match cmd {
+                    Some(cmd) => {
+                        self.on_command(cmd);
+                        for _ in 0..COMMANDS_PER_ROUND {
+                            match self.commands.try_recv() {
+                                Ok(cmd) => self.on_command(cmd),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => self.on_abandoned(),
+                },
+                _ = sleep_until_opt(wake) => {}
+            }
+        }
+        // Nothing is left to settle; answer any remaining flush waiters.
+        for (_, tx) in self.flush_waiters.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.epoch_counts.values().sum()
+    }
+
+    fn finished(&self) -> bool {
+        (self.shutting_down || self.commands_closed)
+            && self.in_flight_calls == 0
+            && self.outstanding() == 0
+    }
+
+    // ---- commands -------------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Put(mut item) => {
+                item.seq = self.next_seq;
+                self.next_seq += 1;
+                item.epoch = self.epoch;
+                *self.epoch_counts.entry(self.epoch).or_default() += 1;
+                metrics::counter!(m::USER_RECORDS_PUT).increment(1);
+                self.enqueue(item);
+            }
+            Command::Flush(tx) => self.start_flush(Some(tx)),
+            Command::Shutdown => {
+                self.shutting_down = true;
+                self.start_flush(None);
+            }
+        }
+    }
+
+    fn start_flush(&mut self, tx: Option<oneshot::Sender<()>>) {
+        let epoch = self.epoch;
+        self.epoch += 1;
+        self.urgent_epoch = Some(epoch);
+        if let Some(tx) = tx {
+            self.flush_waiters.push_back((epoch, tx));
+        }
+        self.answer_flush_waiters();
+    }
+
+    fn answer_flush_waiters(&mut self) {
+        let oldest_unsettled = self.epoch_counts.keys().next().copied();
+        while let Some((epoch, _)) = self.flush_waiters.front() {
+            if oldest_unsettled.is_some_and(|o| o <= *epoch) {
+                break;
+            }
+            let (_, tx) = self.flush_waiters.pop_front().expect("front exists");
+            let _ = tx.send(());
+        }
+    }
+
+    /// Every `Producer` clone is gone without `shutdown`: fail what was not sent.
+    fn on_abandoned(&mut self) {
+        self.commands_closed = true;
+        let mut dropped = Vec::new();
+        for stream in self.streams.values_mut() {
+            for q in stream.shards.values_mut() {
+                while let Some(item) = q.pop_front() {
+                    dropped.push(item);
+                }
+            }
+            dropped.append(&mut stream.parked);
+            dropped.extend(stream.unverified.drain(..).map(|(_, _, _, item)| item));
+        }
+        for item in dropped {
+            self.fail(item, FailureReason::ShutDown);
+        }
+    }
+
+    // ---- queues ---------------------------------------------------------------------
+
+    fn stream_state(&mut self, name: &str) {
+        if !self.streams.contains_key(name) {
+            let name: Arc<str> = Arc::from(name);
+            let state = StreamState {
+                name: name.clone(),
+                map: None,
+                map_error: None,
+                refreshing: false,
+                next_refresh: Instant::now(),
+                shards: HashMap::new(),
+                parked: Vec::new(),
+                unverified: Vec::new(),
+            };
+            self.streams.insert(name, state);
+        }
+    }
+
+    fn enqueue(&mut self, item: Item) {
+        let now = Instant::now();
+        if !self.streams.contains_key(item.stream.as_str()) {
+            self.stream_state(&item.stream.clone());
+        }
+        let config = &self.config;
+        let stream = self
+            .streams
+            .get_mut(item.stream.as_str())
+            .expect("created above");
+        let key = predict(stream, item.hash_key);
+        stream
+            .shards
+            .entry(key)
+            .or_insert_with(|| ShardQueue::new(config, now))
+            .push_back(item);
+    }
+
+    /// Puts failed records back at the head of their queues, keeping their order.
+    fn requeue(&mut self, stream: &Arc<str>, items: Vec<(ShardKey, Item)>) {
+        let now = Instant::now();
+        let mut by_shard: HashMap<ShardKey, Vec<Item>> = HashMap::new();
+        for (key, item) in items {
+            if self.commands_closed {
+                self.fail(item, FailureReason::ShutDown);
+                continue;
+            }
+            if now >= item.put_at + self.config.record_ttl {
+                let ttl = self.config.record_ttl;
+                self.fail(item, FailureReason::Expired { ttl });
+                continue;
+            }
+            by_shard.entry(key).or_default().push(item);
+        }
+        let config = &self.config;
+        let Some(state) = self.streams.get_mut(stream) else {
+            return;
+        };
+        for (key, items) in by_shard {
+            let q = state
+                .shards
+                .entry(key)
+                .or_insert_with(|| ShardQueue::new(config, now));
+            for item in items.into_iter().rev() {
+                q.push_front(item);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let ttl = self.config.record_ttl;
+        let mut expired = Vec::new();
+        for stream in self.streams.values_mut() {
+            for q in stream.shards.values_mut() {
+                while q.records.front().is_some_and(|i| now >= i.put_at + ttl) {
+                    expired.push(q.pop_front().expect("front exists"));
+                }
+            }
+        }
+        for item in expired {
+            self.fail(item, FailureReason::Expired { ttl });
+        }
+    }
+
+    // ---- settling -------------------------------------------------------------------
+
+    fn settled(&mut self, epoch: u64) {
+        if let Some(n) = self.epoch_counts.get_mut(&epoch) {
+            *n -= 1;
+            if *n == 0 {
+                self.epoch_counts.remove(&epoch);
+                self.answer_flush_waiters();
+            }
+        }
+    }
+
+    fn deliver(&mut self, item: Item, delivered: Delivered) {
+        Stats::add(&self.stats.user_records_delivered, 1);
+        Stats::add(
+            &self.stats.payload_bytes_delivered,
+            item.record.data().len() as u64,
+        );
+        metrics::counter!(m::USER_RECORDS_DELIVERED).increment(1);
+        metrics::histogram!(m::DELIVERY_LATENCY_SECONDS)
+            .record(item.put_at.elapsed().as_secs_f64());
+        let epoch = item.epoch;
+        let _ = item.tx.send(Ok(delivered));
+        self.settled(epoch);
+    }
+
+    fn fail(&mut self, item: Item, reason: FailureReason) {
+        Stats::add(&self.stats.user_records_failed, 1);
+        metrics::counter!(m::USER_RECORDS_FAILED).increment(1);
+        tracing::debug!(stream = %item.stream, %reason, "user record failed");
+        let epoch = item.epoch;
+        let stream: Arc<str> = self
+            .streams
+            .get(item.stream.as_str())
+            .map_or_else(|| Arc::from(item.stream.as_str()), |s| s.name.clone());
+        let failed = Failed {
+            stream,
+            reason,
+            attempts: item.attempts,
+            record: Some(Box::new(to_producer_record(item.stream, item.record))),
+        };
+        let _ = item.tx.send(Err(failed));
+        self.settled(epoch);
+    }
+
+    // ---- shard maps -----------------------------------------------------------------
+
+    fn refresh_due_maps(&mut self, now: Instant) {
+        for state in self.streams.values_mut() {
+            if !state.refreshing && now >= state.next_refresh {
+                state.refreshing = true;
+                let client = self.client.clone();
+                let stream = state.name.clone();
+                let events = self.events_tx.clone();
+                tokio::spawn(async move {
+                    let result = ShardMap::load(&client, &stream).await;
+                    let _ = events.send(Event::ShardMap { stream, result });
+                });
+            }
+        }
+    }
+
+    fn request_refresh(&mut self, stream: &str) {
+        if let Some(s) = self.streams.get_mut(stream) {
+            if !s.refreshing {
+                s.next_refresh = Instant::now();
+            }
+        }
+    }
+
+    fn on_shard_map(&mut self, stream: Arc<str>, result: Result<ShardMap, String>) {
+        let now = Instant::now();
+        let interval = self.config.shard_map_refresh_interval;
+        let config = self.config.clone();
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        state.refreshing = false;
+        let map = match result {
+            Ok(map) => map,
+            Err(e) => {
+                tracing::warn!(stream = %stream, error = %e, "shard map load failed");
+                state.map_error = Some(e);
+                // Try again soon; records keep flowing unaggregated meanwhile.
+                state.next_refresh = now + Duration::from_secs(1).min(interval);
+                return;
+            }
+        };
+        Stats::add(&self.stats.shard_map_loads, 1);
+        state.map_error = None;
+        state.next_refresh = now + interval;
+        let changed = state
+            .map
+            .as_ref()
+            .is_none_or(|old| !old.same_open_shards(&map));
+        let map = Arc::new(map);
+        state.map = Some(map.clone());
+        if changed {
+            tracing::debug!(stream = %stream, open_shards = map.open_count(), "shard map changed");
+            // Rebuild the queues by the new prediction, keeping arrival order.
+            let mut all: Vec<Item> = Vec::new();
+            for q in state.shards.values_mut() {
+                while let Some(item) = q.pop_front() {
+                    all.push(item);
+                }
+            }
+            all.append(&mut state.parked);
+            all.sort_by_key(|i| i.seq);
+            for item in all {
+                let key = predict(state, item.hash_key);
+                state
+                    .shards
+                    .entry(key)
+                    .or_insert_with(|| ShardQueue::new(&config, now))
+                    .push_back(item);
+            }
+            state
+                .shards
+                .retain(|_, q| !q.records.is_empty() || q.in_flight > 0 || q.backoff.is_some());
+        } else {
+            let parked = std::mem::take(&mut state.parked);
+            for item in parked {
+                let key = predict(state, item.hash_key);
+                state
+                    .shards
+                    .entry(key)
+                    .or_insert_with(|| ShardQueue::new(&config, now))
+                    .push_back(item);
+            }
+        }
+        // Judge deliveries into shards the old map did not know.
+        let unverified = std::mem::take(&mut state.unverified);
+        let mut wrong = Vec::new();
+        let mut good = Vec::new();
+        for (shard_id, seq, sub, item) in unverified {
+            match map.range_of(&shard_id) {
+                Some(r) if r.contains(item.hash_key) => good.push((shard_id, seq, sub, item)),
+                _ => wrong.push(item),
+            }
+        }
+        let name = state.name.clone();
+        for (shard_id, seq, sub, item) in good {
+            let d = delivered(&name, shard_id, seq, sub, true, item.calls);
+            self.deliver(item, d);
+        }
+        for item in wrong {
+            self.misrouted(item);
+        }
+    }
+
+    /// A user record whose aggregate landed in a shard that does not own it: send again.
+    fn misrouted(&mut self, mut item: Item) {
+        Stats::add(&self.stats.wrong_shard_resends, 1);
+        item.attempts.push(Attempt {
+            elapsed: item.put_at.elapsed(),
+            code: WRONG_SHARD.to_owned(),
+            message: "aggregate landed in a shard that does not own this record's hash key"
+                .to_owned(),
+            throttled: false,
+        });
+        if self.commands_closed {
+            self.fail(item, FailureReason::ShutDown);
+            return;
+        }
+        let stream = item.stream.clone();
+        self.request_refresh(&stream);
+        if let Some(s) = self.streams.get_mut(stream.as_str()) {
+            s.parked.push(item);
+        }
+    }
+
+    // ---- sending --------------------------------------------------------------------
+
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let linger = self.config.max_buffered_time;
+        let ttl = self.config.record_ttl;
+        let mut wake: Option<Instant> = None;
+        let mut consider = |t: Instant| {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        };
+        let ordered = self.config.per_key_ordering;
+        let can_call = self.in_flight_calls < self.config.max_concurrent_requests;
+        for s in self.streams.values() {
+            if !s.refreshing {
+                consider(s.next_refresh);
+            }
+            let stream_blocked = ordered && retired_in_flight(s);
+            for (key, q) in &s.shards {
+                let Some(front) = q.records.front() else {
+                    continue;
+                };
+                consider(front.put_at + ttl);
+                // Waiting on a call (or on the shard map) is woken by that event, not a timer.
+                if !can_call || stream_blocked || (ordered && (q.in_flight > 0 || key.is_none())) {
+                    continue;
+                }
+                let ready = if self.urgent_epoch.is_some_and(|e| front.epoch <= e) {
+                    now
+                } else {
+                    front.put_at + linger
+                };
+                let ready = q.blocked_until().map_or(ready, |b| ready.max(b));
+                consider(ready);
+            }
+        }
+        wake
+    }
+
+    fn dispatch(&mut self, now: Instant) {
+        if self.streams.is_empty() {
+            return;
+        }
+        let mut idle_rounds = 0;
+        while self.in_flight_calls < self.config.max_concurrent_requests
+            && idle_rounds < self.streams.len()
+        {
+            let names: Vec<Arc<str>> = self.streams.keys().cloned().collect();
+            let name = names[self.stream_cursor % names.len()].clone();
+            self.stream_cursor = self.stream_cursor.wrapping_add(1);
+            match self.collect(&name, now) {
+                Some(entries) => {
+                    idle_rounds = 0;
+                    self.launch(name, entries);
+                }
+                None => idle_rounds += 1,
+            }
+        }
+    }
+
+    /// Builds the next batch for one stream, or `None` if nothing is due.
+    fn collect(&mut self, stream: &Arc<str>, now: Instant) -> Option<Vec<Entry>> {
+        let config = self.config.clone();
+        let urgent_epoch = self.urgent_epoch;
+        let linger = config.max_buffered_time;
+        let state = self.streams.get_mut(stream)?;
+        let ordered = config.per_key_ordering;
+        if ordered && retired_in_flight(state) {
+            return None;
+        }
+        let agg_room = config.aggregation_max_size + 4 * kinesis_agg::MAX_PARTITION_KEY_CHARS;
+
+        // First pass: is anything urgent, or is there enough for a full call?
+        let mut urgent_any = false;
+        let mut full_bytes = 0usize;
+        let mut full_records = 0usize;
+        for (key, q) in state.shards.iter_mut() {
+            let Some(front) = q.records.front() else {
+                continue;
+            };
+            if !may_send(key, q, ordered, now) {
+                continue;
+            }
+            if now >= front.put_at + linger || urgent_epoch.is_some_and(|e| front.epoch <= e) {
+                urgent_any = true;
+                break;
+            }
+            if config.aggregation && key.is_some() {
+                full_bytes +=
+                    (q.queued_bytes / config.aggregation_max_size) * config.aggregation_max_size;
+                full_records += q.queued_bytes / config.aggregation_max_size;
+            } else {
+                full_bytes += q.queued_bytes;
+                full_records += q.records.len();
+            }
+        }
+        if !urgent_any
+            && full_records < config.collection_max_count
+            && full_bytes + agg_room < config.collection_max_size
+        {
+            return None;
+        }
+
+        // Second pass: fill the batch.
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let keys: Vec<ShardKey> = state.shards.keys().cloned().collect();
+        for key in keys {
+            if entries.len() >= config.collection_max_count {
+                break;
+            }
+            let q = state.shards.get_mut(&key).expect("key listed");
+            if q.records.is_empty() || !may_send(&key, q, ordered, now) {
+                continue;
+            }
+            q.rate_wait_until = None;
+            let aggregate = config.aggregation && key.is_some();
+            loop {
+                if entries.len() >= config.collection_max_count {
+                    break;
+                }
+                let Some(front) = q.records.front() else {
+                    break;
+                };
+                let urgent =
+                    now >= front.put_at + linger || urgent_epoch.is_some_and(|e| front.epoch <= e);
+                // A partial aggregate keeps lingering unless its time is up.
+                if !urgent && aggregate && q.queued_bytes < config.aggregation_max_size {
+                    break;
+                }
+                let bound = if aggregate {
+                    agg_room.max(front.size())
+                } else {
+                    front.size()
+                };
+                if batch_bytes + bound > config.collection_max_size {
+                    break;
+                }
+                let wait = q.limiter.wait_for(bound.min(agg_room), now);
+                if !wait.is_zero() {
+                    q.rate_wait_until = Some(now + wait);
+                    break;
+                }
+                let entry = if aggregate {
+                    build_aggregate(&mut self.aggregator, q, key.clone())
+                } else {
+                    let item = q.pop_front().expect("front exists");
+                    let (pk, ehk) = (
+                        item.record.partition_key().to_owned(),
+                        item.record.explicit_hash_key(),
+                    );
+                    Entry {
+                        predicted: key.clone(),
+                        data: item.record.data().clone(),
+                        partition_key: pk,
+                        explicit_hash_key: ehk,
+                        items: vec![item],
+                    }
+                };
+                let mut entry = entry;
+                if let Some(level) = config.compression_level {
+                    if let Some(packed) = kinesis_agg::compression::compress(&entry.data, level) {
+                        entry.data = packed;
+                    }
+                }
+                q.limiter.take(entry.size(), now);
+                q.in_flight += 1;
+                batch_bytes += entry.size();
+                entries.push(entry);
+                if ordered {
+                    break; // one Kinesis record per shard per call
+                }
+            }
+        }
+        (!entries.is_empty()).then_some(entries)
+    }
+
+    fn launch(&mut self, stream: Arc<str>, entries: Vec<Entry>) {
+        self.in_flight_calls += 1;
+        let bytes: usize = entries.iter().map(Entry::size).sum();
+        let user_records: usize = entries.iter().map(|e| e.items.len()).sum();
+        let retries = entries
+            .iter()
+            .filter(|e| e.items.iter().any(|i| i.calls > 0))
+            .count();
+        Stats::add(&self.stats.put_records_calls, 1);
+        Stats::add(&self.stats.kinesis_records_sent, entries.len() as u64);
+        Stats::add(&self.stats.bytes_sent, bytes as u64);
+        Stats::add(&self.stats.retries, retries as u64);
+        metrics::counter!(m::PUT_RECORDS_CALLS).increment(1);
+        metrics::counter!(m::KINESIS_RECORDS_SENT).increment(entries.len() as u64);
+        metrics::counter!(m::BYTES_SENT).increment(bytes as u64);
+        metrics::counter!(m::RETRIES).increment(retries as u64);
+        let now = Instant::now();
+        let mut entries = entries;
+        for e in &mut entries {
+            for i in &mut e.items {
+                if i.calls == 0 {
+                    metrics::histogram!(m::BUFFERED_TIME_SECONDS)
+                        .record(now.saturating_duration_since(i.put_at).as_secs_f64());
+                }
+                i.calls += 1;
+            }
+        }
+        let request: Vec<PutRecordsRequestEntry> = entries
+            .iter()
+            .map(|e| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(e.data.to_vec()))
+                    .partition_key(e.partition_key.clone())
+                    .set_explicit_hash_key(e.explicit_hash_key.map(|h| h.to_string()))
+                    .build()
+                    .expect("data and partition key are set")
+            })
+            .collect();
+        let client = self.client.clone();
+        let events = self.events_tx.clone();
+        let span = tracing::debug_span!(
+            "put_records",
+            stream = %stream,
+            kinesis_records = entries.len(),
+            user_records,
+            bytes,
+        );
+        tokio::spawn(
+            async move {
+                let result = match client
+                    .put_records()
+                    .stream_name(&*stream)
+                    .set_records(Some(request))
+                    .send()
+                    .await
+                {
+                    Ok(out) => CallResult::Ok(out.records),
+                    Err(e) => classify(e),
+                };
+                if let CallResult::Failed { code, message, .. } = &result {
+                    tracing::debug!(%code, %message, "PutRecords failed");
+                }
+                // The pipeline outlives its calls, so this send only fails if the task
+                // was torn down with the runtime; the records' handles then resolve as
+                // shut down.
+                let _ = events.send(Event::CallDone {
+                    stream,
+                    entries,
+                    result,
+                });
+            }
+            .instrument(span),
+        );
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::ShardMap { stream, result } => self.on_shard_map(stream, result),
+            Event::CallDone {
+                stream,
+                entries,
+                result,
+            } => {
+                self.in_flight_calls -= 1;
+                self.on_call_done(stream, entries, result);
+            }
+        }
+    }
+
+    fn on_call_done(&mut self, stream: Arc<str>, entries: Vec<Entry>, result: CallResult) {
+        // One invalid record fails a whole call with ValidationException: split the call
+        // to find it, so the valid records in it are still delivered.
+        if let CallResult::Failed {
+            code, fatal: true, ..
+        } = &result
+        {
+            if code == "ValidationException" && entries.len() > 1 && !self.commands_closed {
+                let mut first = entries;
+                let second = first.split_off(first.len() / 2);
+                self.relaunch(&stream, first);
+                self.relaunch(&stream, second);
+                return;
+            }
+        }
+        let now = Instant::now();
+        let mut retry: Vec<(ShardKey, Item)> = Vec::new();
+        let mut backoff_shards: Vec<ShardKey> = Vec::new();
+        let mut succeeded_shards: Vec<ShardKey> = Vec::new();
+        if let Some(state) = self.streams.get_mut(&stream) {
+            for e in &entries {
+                if let Some(q) = state.shards.get_mut(&e.predicted) {
+                    q.in_flight = q.in_flight.saturating_sub(1);
+                }
+            }
+        }
+        match result {
+            CallResult::Failed {
+                code,
+                message,
+                throttled,
+                fatal,
+            } => {
+                if throttled {
+                    Stats::add(&self.stats.throttles, 1);
+                    metrics::counter!(m::THROTTLES).increment(1);
+                }
+                for e in entries {
+                    backoff_shards.push(e.predicted.clone());
+                    for mut item in e.items {
+                        item.attempts.push(Attempt {
+                            elapsed: now.saturating_duration_since(item.put_at),
+                            code: code.clone(),
+                            message: message.clone(),
+                            throttled,
+                        });
+                        if fatal {
+                            let reason = FailureReason::Rejected {
+                                code: code.clone(),
+                                message: message.clone(),
+                            };
+                            self.fail(item, reason);
+                        } else if throttled && self.config.fail_if_throttled {
+                            self.fail(item, FailureReason::Throttled);
+                        } else {
+                            retry.push((e.predicted.clone(), item));
+                        }
+                    }
+                }
+            }
+            CallResult::Ok(results) => {
+                let mut results = results.into_iter();
+                for e in entries {
+                    let Some(r) = results.next() else {
+                        // Fewer results than records: treat the rest as failed.
+                        backoff_shards.push(e.predicted.clone());
+                        for mut item in e.items {
+                            item.attempts.push(Attempt {
+                                elapsed: now.saturating_duration_since(item.put_at),
+                                code: "MissingResult".to_owned(),
+                                message: "PutRecords returned fewer results than records"
+                                    .to_owned(),
+                                throttled: false,
+                            });
+                            retry.push((e.predicted.clone(), item));
+                        }
+                        continue;
+                    };
+                    match (r.error_code(), r.shard_id(), r.sequence_number()) {
+                        (None, Some(shard_id), Some(seq)) => {
+                            succeeded_shards.push(e.predicted.clone());
+                            self.on_record_delivered(&stream, e, shard_id, seq);
+                        }
+                        (code, _, _) => {
+                            let code = code.unwrap_or("MissingSequenceNumber").to_owned();
+                            let throttled = code == "ProvisionedThroughputExceededException"
+                                || code == "KMSThrottlingException";
+                            if throttled {
+                                Stats::add(&self.stats.throttles, 1);
+                                metrics::counter!(m::THROTTLES).increment(1);
+                            }
+                            let message = r.error_message().unwrap_or_default().to_owned();
+                            backoff_shards.push(e.predicted.clone());
+                            for mut item in e.items {
+                                item.attempts.push(Attempt {
+                                    elapsed: now.saturating_duration_since(item.put_at),
+                                    code: code.clone(),
+                                    message: message.clone(),
+                                    throttled,
+                                });
+                                if throttled && self.config.fail_if_throttled {
+                                    self.fail(item, FailureReason::Throttled);
+                                } else {
+                                    retry.push((e.predicted.clone(), item));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let builder = self.backoff_builder;
+        if let Some(state) = self.streams.get_mut(&stream) {
+            for key in succeeded_shards {
+                if let Some(q) = state.shards.get_mut(&key) {
+                    q.backoff = None;
+                    q.backoff_until = None;
+                }
+            }
+            for key in backoff_shards {
+                if let Some(q) = state.shards.get_mut(&key) {
+                    let delay = q
+                        .backoff
+                        .get_or_insert_with(|| builder.build())
+                        .next()
+                        .unwrap_or(builder_max(&self.config));
+                    q.backoff_until = Some(now + delay);
+                }
+            }
+        }
+        if !retry.is_empty() {
+            self.requeue(&stream, retry);
+        }
+    }
+
+    /// Sends the entries of a split call again as a call of their own (their shards'
+    /// in-flight counts were never released).
+    fn relaunch(&mut self, stream: &Arc<str>, entries: Vec<Entry>) {
+        self.launch(stream.clone(), entries);
+    }
+
+    fn on_record_delivered(&mut self, stream: &Arc<str>, e: Entry, shard_id: &str, seq: &str) {
+        let Some(state) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let shard_id: Arc<str> = Arc::from(shard_id);
+        let seq: Arc<str> = Arc::from(seq);
+        let name = state.name.clone();
+        let predicted_right = e.predicted.as_deref() == Some(&*shard_id);
+        let aggregated = e.items.len() > 1;
+        let range = state.map.as_ref().and_then(|m| m.range_of(&shard_id));
+        if !predicted_right && e.predicted.is_some() {
+            // The map is stale (or the stream was resharded): reload it.
+            if !state.refreshing {
+                state.next_refresh = Instant::now();
+            }
+        }
+        let mut wrong = Vec::new();
+        for (sub, item) in e.items.into_iter().enumerate() {
+            // The first user record routes the Kinesis record: it is where it belongs.
+            let ok = sub == 0 || !aggregated || range.is_some_and(|r| r.contains(item.hash_key));
+            if ok {
+                let d = delivered(
+                    &name,
+                    shard_id.clone(),
+                    seq.clone(),
+                    sub as u64,
+                    aggregated,
+                    item.calls,
+                );
+                self.deliver(item, d);
+            } else if range.is_none() {
+                if self.commands_closed {
+                    self.fail(item, FailureReason::ShutDown);
+                    continue;
+                }
+                let state = self.streams.get_mut(stream).expect("exists");
+                state
+                    .unverified
+                    .push((shard_id.clone(), seq.clone(), sub as u64, item));
+                self.request_refresh(stream);
+            } else {
+                wrong.push(item);
+            }
+        }
+        for item in wrong {
+            self.misrouted(item);
+        }
+    }
+}
+
+/// Whether a queue may contribute to a batch now (linger aside).
+fn may_send(key: &ShardKey, q: &ShardQueue, ordered: bool, now: Instant) -> bool {
+    if q.blocked_until().is_some_and(|t| t > now) {
+        return false;
+    }
+    // Ordered: one Kinesis record per shard in flight, and only with a shard map.
+    !(ordered && (q.in_flight > 0 || key.is_none()))
+}
+
+/// Ordered mode after a reshard: records of a shard that is no longer open are still in
+/// flight, so its children must wait (a retry there could land after newer records).
+fn retired_in_flight(state: &StreamState) -> bool {
+    state.shards.iter().any(|(key, q)| {
+        q.in_flight > 0
+            && match (&state.map, key) {
+                (Some(map), Some(id)) => !map.is_open(id),
+                _ => true,
+            }
+    })
+}
+
+fn builder_max(config: &Config) -> Duration {
+    config.max_backoff
+}
+
+fn delivered(
+    stream: &Arc<str>,
+    shard_id: Arc<str>,
+    sequence_number: Arc<str>,
+    sub: u64,
+    aggregated: bool,
+    calls: u32,
+) -> Delivered {
+    Delivered {
+        stream: stream.clone(),
+        shard_id,
+        sequence_number,
+        sub_sequence_number: sub,
+        aggregated,
+        attempts: calls,
+    }
+}
+
+/// Which queue a record goes to.
+fn predict(state: &StreamState, hash_key: HashKey) -> ShardKey {
+    state
+        .map
+        .as_ref()
+        .and_then(|m| m.predict(hash_key).cloned())
+}
+
+/// Packs user records from the head of `q` into one Kinesis record.
+fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKey) -> Entry {
+    let mut items = Vec::new();
+    while let Some(item) = q.pop_front() {
+        match aggregator.try_add(item.record.clone()) {
+            Ok(()) => items.push(item),
+            Err(_) => {
+                q.push_front(item);
+                break;
+            }
+        }
+    }
+    let record: KinesisRecord = aggregator.finish().expect("at least one record was added");
+    Entry {
+        predicted: key,
+        items,
+        partition_key: record.partition_key,
+        explicit_hash_key: record.explicit_hash_key,
+        data: record.data,
+    }
+}
+
+/// Sorts a failed call into retryable or fatal, throttling or not.
+fn classify(err: SdkError<PutRecordsError>) -> CallResult {
+    let message = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let code = e.meta().code().unwrap_or("Unknown").to_owned();
+            let throttled = e.is_provisioned_throughput_exceeded_exception()
+                || e.is_kms_throttling_exception()
+                || code == "ThrottlingException"
+                || code == "LimitExceededException";
+            let fatal = e.is_resource_not_found_exception()
+                || e.is_access_denied_exception()
+                || e.is_invalid_argument_exception()
+                || e.is_kms_access_denied_exception()
+                || e.is_kms_disabled_exception()
+                || e.is_kms_not_found_exception()
+                || e.is_kms_opt_in_required()
+                || e.is_kms_invalid_state_exception()
+                || matches!(
+                    code.as_str(),
+                    "ValidationException"
+                        | "UnrecognizedClientException"
+                        | "InvalidSignatureException"
+                        | "AccessDeniedException"
+                        | "ExpiredTokenException"
+                        | "SerializationException"
+                );
+            CallResult::Failed {
+                code,
+                message,
+                throttled,
+                fatal,
+            }
+        }
+        SdkError::TimeoutError(_) => CallResult::Failed {
+            code: "Timeout".to_owned(),
+            message,
+            throttled: false,
+            fatal: false,
+        },
+        SdkError::DispatchFailure(_) => CallResult::Failed {
+            code: "DispatchFailure".to_owned(),
+            message,
+            throttled: false,
+            fatal: false,
+        },
+        _ => CallResult::Failed {
+            code: "ResponseError".to_owned(),
+            message,
+            throttled: false,
+            fatal: false,
+        },
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

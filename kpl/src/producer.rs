@@ -1,0 +1,312 @@
+//! The public handle: `put`, `try_put`, `flush`, `shutdown`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_kinesis::Client;
+use kinesis_agg::{check_partition_key, HashKey, UserRecord};
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{Config, ProducerBuilder, RECORD_OVERHEAD_BYTES};
+use crate::error::PutError;
+use crate::outcome::PutHandle;
+use crate::pipeline::{Command, Item, Pipeline};
+use crate::record::ProducerRecord;
+use crate::stats::{ProducerStats, Stats};
+
+/// Depth of the queue between `put` and the pipeline task; the memory budget, not this,
+/// is what bounds buffering.
+const COMMAND_QUEUE: usize = 4096;
+
+/// A Kinesis producer: accepts user records, aggregates and collects them per shard, sends
+/// them with `PutRecords`, retries until each record's TTL, and resolves every record's
+/// [`PutHandle`] with exactly one outcome.
+///
+/// Cheap to clone: clones share one pipeline. When the last clone is dropped without
+/// [`shutdown`](Producer::shutdown), records not yet sent resolve as failed with
+/// [`FailureReason::ShutDown`](crate::FailureReason::ShutDown) (calls already in flight
+/// still settle their records); call `shutdown` to deliver everything first.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    /// Shared by all clones; dropping the last one closes the command queue.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Commands to the pipeline task.
+    commands: mpsc::Sender<Command>,
+    /// Record budget: one permit per unsettled record.
+    records_budget: Arc<Semaphore>,
+    /// Byte budget: data + key + overhead per unsettled record.
+    bytes_budget: Arc<Semaphore>,
+    /// The byte budget's size, for errors.
+    max_outstanding_bytes: usize,
+    /// Record size limit, for validation.
+    max_record_size: usize,
+    /// Counters shared with the pipeline.
+    stats: Arc<Stats>,
+    /// Set by `shutdown`: later puts are refused.
+    closed: AtomicBool,
+    /// The pipeline task, awaited by `shutdown`.
+    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Producer {
+    /// A builder for a producer that sends through `client`.
+    pub fn builder(client: Client) -> ProducerBuilder {
+        ProducerBuilder::new(client)
+    }
+
+    pub(crate) fn start(client: Client, config: Config) -> Producer {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let stats = Arc::new(Stats::default());
+        let records_budget = Arc::new(Semaphore::new(config.max_outstanding_records));
+        let bytes_budget = Arc::new(Semaphore::new(config.max_outstanding_bytes));
+        let inner = Inner {
+            commands: tx,
+            records_budget,
+            bytes_budget,
+            max_outstanding_bytes: config.max_outstanding_bytes,
+            max_record_size: config.max_record_size,
+            stats: stats.clone(),
+            closed: AtomicBool::new(false),
+            task: tokio::sync::Mutex::new(None),
+        };
+        let pipeline = Pipeline::new(client, config, rx, stats);
+        let task = tokio::spawn(pipeline.run());
+        *inner.task.try_lock().expect("new mutex is free") = Some(task);
+        Producer {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Checks `record` and accepts it, waiting while the memory budget is spent. Returns
+    /// a handle that resolves to the record's outcome.
+    ///
+    /// # Errors
+    /// [`PutError::InvalidRecord`] (partition key empty or over 256 characters, data plus
+    /// key over the record size limit, explicit hash key not a decimal within
+    /// 0 ..= 2^128 - 1), [`PutError::LargerThanBudget`], or [`PutError::ShutDown`]. The
+    /// record is inside the error.
+    ///
+    /// # Cancellation
+    /// Cancel-safe in the sense that matters: if the future is dropped while waiting for
+    /// budget, the record was not accepted and nothing is sent. Once it returns `Ok`, the
+    /// record is the producer's and will be settled whether or not the handle is awaited.
+    pub async fn put(&self, record: ProducerRecord) -> Result<PutHandle, PutError> {
+        let (user_record, hash_key, needed) = self.check(record)?;
+        let inner = &self.inner;
+        let permits = async {
+            let r = inner.records_budget.clone().acquire_owned().await.ok()?;
+            let b = inner
+                .bytes_budget
+                .clone()
+                .acquire_many_owned(needed as u32)
+                .await
+                .ok()?;
+            Some((r, b))
+        }
+        .await;
+        let Some(permits) = permits else {
+            return Err(PutError::ShutDown {
+                record: Box::new(user_record.into_producer_record()),
+            });
+        };
+        let (item, handle) = user_record.into_item(hash_key, permits);
+        match inner.commands.send(Command::Put(item)).await {
+            Ok(()) => {
+                Stats::add(&inner.stats.user_records_put, 1);
+                Ok(handle)
+            }
+            Err(mpsc::error::SendError(cmd)) => Err(PutError::ShutDown {
+                record: Box::new(cmd.into_record()),
+            }),
+        }
+    }
+
+    /// Like [`put`](Producer::put), but never waits: when the memory budget is spent (or
+    /// the pipeline's queue is full) it fails at once with [`PutError::BufferFull`] and
+    /// hands the record back.
+    ///
+    /// # Errors
+    /// As `put`, plus [`PutError::BufferFull`].
+    pub fn try_put(&self, record: ProducerRecord) -> Result<PutHandle, PutError> {
+        let (user_record, hash_key, needed) = self.check(record)?;
+        let inner = &self.inner;
+        let permits = inner
+            .records_budget
+            .clone()
+            .try_acquire_owned()
+            .and_then(|r| {
+                let b = inner
+                    .bytes_budget
+                    .clone()
+                    .try_acquire_many_owned(needed as u32)?;
+                Ok((r, b))
+            });
+        let permits = match permits {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(PutError::BufferFull {
+                    record: Box::new(user_record.into_producer_record()),
+                })
+            }
+            Err(TryAcquireError::Closed) => {
+                return Err(PutError::ShutDown {
+                    record: Box::new(user_record.into_producer_record()),
+                })
+            }
+        };
+        let (item, handle) = user_record.into_item(hash_key, permits);
+        match inner.commands.try_send(Command::Put(item)) {
+            Ok(()) => {
+                Stats::add(&inner.stats.user_records_put, 1);
+                Ok(handle)
+            }
+            Err(mpsc::error::TrySendError::Full(cmd)) => Err(PutError::BufferFull {
+                record: Box::new(cmd.into_record()),
+            }),
+            Err(mpsc::error::TrySendError::Closed(cmd)) => Err(PutError::ShutDown {
+                record: Box::new(cmd.into_record()),
+            }),
+        }
+    }
+
+    /// Validation shared by `put` and `try_put`.
+    fn check(&self, record: ProducerRecord) -> Result<(Accepted, HashKey, usize), PutError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PutError::ShutDown {
+                record: Box::new(record),
+            });
+        }
+        let invalid = |record: ProducerRecord, source| PutError::InvalidRecord {
+            stream: record.stream.clone(),
+            record: Box::new(record),
+            source,
+        };
+        if let Err(e) = check_partition_key(&record.partition_key) {
+            return Err(invalid(record, e));
+        }
+        let explicit = match record
+            .explicit_hash_key
+            .as_deref()
+            .map(HashKey::parse_decimal)
+        {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => return Err(invalid(record, e)),
+        };
+        let size = record.data.len() + record.partition_key.len();
+        if size > inner.max_record_size {
+            let e = kinesis_agg::Error::RecordTooLarge {
+                size,
+                limit: inner.max_record_size,
+            };
+            return Err(invalid(record, e));
+        }
+        let needed = size + RECORD_OVERHEAD_BYTES;
+        if needed > inner.max_outstanding_bytes {
+            return Err(PutError::LargerThanBudget {
+                record: Box::new(record),
+                needed,
+                budget: inner.max_outstanding_bytes,
+            });
+        }
+        let ProducerRecord {
+            stream,
+            partition_key,
+            data,
+            ..
+        } = record;
+        let user_record = UserRecord::with_size_limit(partition_key, data, inner.max_record_size)
+            .expect("checked above");
+        let user_record = match explicit {
+            Some(h) => user_record.with_explicit_hash_key(h),
+            None => user_record,
+        };
+        let hash_key = user_record.hash_key();
+        Ok((
+            Accepted {
+                stream,
+                record: user_record,
+            },
+            hash_key,
+            needed,
+        ))
+    }
+
+    /// Sends everything buffered now, without waiting for `max_buffered_time`, and
+    /// resolves when every record accepted before the call is settled (delivered or
+    /// failed). Records put meanwhile are not waited for.
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the waiting only; the flush itself goes on.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.commands.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Refuses new records, delivers (or fails) every record already accepted, and stops
+    /// the background task. Idempotent; affects every clone.
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the waiting only; the shutdown goes on in the background.
+    pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let _ = self.inner.commands.send(Command::Shutdown).await;
+        let task = self.inner.task.lock().await.take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.inner.records_budget.close();
+        self.inner.bytes_budget.close();
+    }
+
+    /// The producer's counters since it was built.
+    pub fn stats(&self) -> ProducerStats {
+        self.inner.stats.snapshot()
+    }
+}
+
+/// A record that passed the checks, before it has budget.
+struct Accepted {
+    stream: String,
+    record: UserRecord,
+}
+
+impl Accepted {
+    fn into_producer_record(self) -> ProducerRecord {
+        crate::pipeline::to_producer_record(self.stream, self.record)
+    }
+
+    fn into_item(
+        self,
+        hash_key: HashKey,
+        permits: (
+            tokio::sync::OwnedSemaphorePermit,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+    ) -> (Item, PutHandle) {
+        let (tx, rx) = oneshot::channel();
+        let stream: Arc<str> = Arc::from(self.stream.as_str());
+        let item = Item {
+            stream: self.stream,
+            record: self.record,
+            hash_key,
+            tx,
+            put_at: Instant::now(),
+            attempts: Vec::new(),
+            calls: 0,
+            seq: 0,
+            epoch: 0,
+            _permits: permits,
+        };
+        (item, PutHandle::new(rx, stream))
+    }
+}

@@ -1,0 +1,543 @@
+//! The producer against a real Kinesis API (the embedded emulator by default, or any
+//! endpoint in AWS_ENDPOINT_URL_KINESIS): delivery, exactly-once read-back with the
+//! reported positions, throttling, resharding, ordering, bad input and the memory budget.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use kinesis_agg::HashKey;
+use kinesis_emulators::LocalStack;
+use kinesis_producer::{Delivered, FailureReason, Producer, ProducerRecord, PutError, PutHandle};
+
+use common::{by_position, list_shards, read_all};
+
+async fn stack(enforce_limits: bool) -> LocalStack {
+    LocalStack::builder()
+        .with_enforce_limits(enforce_limits)
+        .start_async()
+        .await
+        .expect("local stack")
+}
+
+fn record(stream: &str, i: usize, size: usize) -> ProducerRecord {
+    let mut data = format!("record-{i}-").into_bytes();
+    data.resize(size.max(data.len()), b'.');
+    ProducerRecord::new(stream, format!("key-{}", i % 997), data)
+}
+
+/// Puts `n` records and awaits every outcome, asserting each is delivered.
+async fn put_all(
+    producer: &Producer,
+    records: Vec<ProducerRecord>,
+) -> Vec<(ProducerRecord, Delivered)> {
+    let mut handles: Vec<(ProducerRecord, PutHandle)> = Vec::with_capacity(records.len());
+    for r in records {
+        let h = producer.put(r.clone()).await.expect("accepted");
+        handles.push((r, h));
+    }
+    let (records, handles): (Vec<_>, Vec<_>) = handles.into_iter().unzip();
+    let outcomes = join_all(handles).await;
+    records
+        .into_iter()
+        .zip(outcomes)
+        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
+        .collect()
+}
+
+/// Each delivered record is in the stream exactly once, at the reported position, and
+/// nothing else is.
+async fn assert_read_back_exactly(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    delivered: &[(ProducerRecord, Delivered)],
+) {
+    let read = read_all(client, stream).await;
+    assert_eq!(read.len(), delivered.len(), "user records read back");
+    let positions = by_position(&read);
+    for (r, d) in delivered {
+        let key = (
+            d.shard_id.to_string(),
+            d.sequence_number.to_string(),
+            d.sub_sequence_number,
+        );
+        let got = positions
+            .get(&key)
+            .unwrap_or_else(|| panic!("nothing at reported position {key:?}"));
+        assert_eq!(got.partition_key, r.partition_key);
+        assert_eq!(got.data, r.data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_records_aggregated_and_not_are_each_read_back_once() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    for aggregation in [true, false] {
+        let stream = stack.create_stream("kpl-bulk", 8).await.unwrap();
+        let producer = Producer::builder(client.clone())
+            .with_aggregation(aggregation)
+            .with_rate_limit_percent(10_000)
+            .build()
+            .unwrap();
+        let records: Vec<_> = (0..100_000).map(|i| record(&stream, i, 40)).collect();
+        let delivered = put_all(&producer, records).await;
+        let stats = producer.stats();
+        producer.shutdown().await;
+        assert_eq!(stats.user_records_delivered, 100_000);
+        assert_eq!(stats.user_records_failed, 0);
+        let shards: HashSet<_> = delivered.iter().map(|(_, d)| d.shard_id.clone()).collect();
+        assert_eq!(shards.len(), 8, "spread over all shards");
+        if aggregation {
+            assert!(delivered.iter().any(|(_, d)| d.sub_sequence_number > 0));
+            assert!(
+                stats.kinesis_records_sent < 100_000 / 20,
+                "aggregation packs: {stats:?}"
+            );
+        } else {
+            assert!(delivered
+                .iter()
+                .all(|(_, d)| d.sub_sequence_number == 0 && !d.aggregated));
+            assert_eq!(stats.kinesis_records_sent, 100_000 + stats.retries);
+        }
+        assert_read_back_exactly(&client, &stream, &delivered).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_shard_delivers_everything_through_retries() {
+    let stack = stack(true).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-throttle", 1).await.unwrap();
+    // 20x the shard's limits: the producer's own limiter lets bursts through, the
+    // emulator throttles, the retries deliver.
+    let producer = Producer::builder(client.clone())
+        .with_aggregation(false)
+        .with_rate_limit_percent(2_000)
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let records: Vec<_> = (0..4_000).map(|i| record(&stream, i, 100)).collect();
+    let delivered = put_all(&producer, records).await;
+    let stats = producer.stats();
+    producer.shutdown().await;
+    assert_eq!(stats.user_records_delivered, 4_000);
+    if stack.write_limits_enforced() == Some(true) {
+        assert!(stats.throttles > 0, "expected throttling: {stats:?}");
+        assert!(stats.retries > 0, "{stats:?}");
+        assert!(delivered.iter().any(|(_, d)| d.attempts > 1));
+    }
+    assert_read_back_exactly(&client, &stream, &delivered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_and_merge_while_producing_lose_nothing() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-reshard", 4).await.unwrap();
+    let producer = Producer::builder(client.clone())
+        .with_rate_limit_percent(10_000)
+        .with_max_buffered_time(Duration::from_millis(20))
+        .build()
+        .unwrap();
+
+    let shards = list_shards(&client, &stream).await;
+    let mut ids: Vec<_> = shards.iter().map(|s| s.shard_id().to_owned()).collect();
+    ids.sort();
+    let producing = {
+        let producer = producer.clone();
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..30_000 {
+                let r = record(&stream, i, 60);
+                handles.push((r.clone(), producer.put(r).await.unwrap()));
+                if i % 500 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            handles
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Split shard 0 at its midpoint.
+    let s0 = shards.iter().find(|s| s.shard_id() == ids[0]).unwrap();
+    let r = s0.hash_key_range().unwrap();
+    let (a, b) = (
+        HashKey::parse_decimal(r.starting_hash_key()).unwrap().0,
+        HashKey::parse_decimal(r.ending_hash_key()).unwrap().0,
+    );
+    client
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&ids[0])
+        .new_starting_hash_key((a + (b - a) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    wait_active(&client, &stream).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Merge shards 2 and 3 (adjacent: equal ranges from CreateStream).
+    client
+        .merge_shards()
+        .stream_name(&stream)
+        .shard_to_merge(&ids[2])
+        .adjacent_shard_to_merge(&ids[3])
+        .send()
+        .await
+        .expect("MergeShards");
+    wait_active(&client, &stream).await;
+
+    let handles = producing.await.unwrap();
+    let (records, handles): (Vec<_>, Vec<_>) = handles.into_iter().unzip();
+    let outcomes = join_all(handles).await;
+    let stats = producer.stats();
+    producer.shutdown().await;
+    let delivered: Vec<_> = records
+        .into_iter()
+        .zip(outcomes)
+        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
+        .collect();
+    assert!(stats.shard_map_loads >= 2, "shard map followed: {stats:?}");
+
+    // Every record ends in the shard that owns its hash key.
+    let all = list_shards(&client, &stream).await;
+    assert_eq!(all.len(), 7, "4 + 2 children - 0, + 1 merged");
+    let ranges: HashMap<String, kinesis_agg::HashKeyRange> = all
+        .iter()
+        .map(|s| {
+            let r = s.hash_key_range().unwrap();
+            (
+                s.shard_id().to_owned(),
+                kinesis_agg::HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for (r, d) in &delivered {
+        let h = HashKey::from_partition_key(&r.partition_key);
+        assert!(
+            ranges[&*d.shard_id].contains(h),
+            "{} in {}",
+            r.partition_key,
+            d.shard_id
+        );
+    }
+    let used: HashSet<_> = delivered
+        .iter()
+        .map(|(_, d)| d.shard_id.to_string())
+        .collect();
+    assert!(used.len() > 4, "children received records: {used:?}");
+    assert_read_back_exactly(&client, &stream, &delivered).await;
+}
+
+async fn wait_active(client: &aws_sdk_kinesis::Client, stream: &str) {
+    for _ in 0..600 {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        let status = d.stream_description_summary().unwrap().stream_status();
+        if status == &aws_sdk_kinesis::types::StreamStatus::Active {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stream {stream} did not become ACTIVE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_mode_keeps_per_key_order_under_throttling() {
+    let stack = stack(true).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-ordered", 2).await.unwrap();
+    for aggregation in [false, true] {
+        let producer = Producer::builder(client.clone())
+            .with_per_key_ordering(true)
+            .with_aggregation(aggregation)
+            .with_rate_limit_percent(3_000)
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(200))
+            .build()
+            .unwrap();
+        // 20 KiB records: one per shard per round trip is far above 1 MiB/s, so the
+        // emulator throttles even though ordered mode keeps one record per shard in flight.
+        let records: Vec<_> = (0..300)
+            .map(|i| {
+                let key = format!("k{}", i % 20);
+                ProducerRecord::new(
+                    &stream,
+                    key,
+                    format!("{aggregation}:{i:06}:{}", "x".repeat(20_000)),
+                )
+            })
+            .collect();
+        let delivered = put_all(&producer, records).await;
+        let stats = producer.stats();
+        producer.shutdown().await;
+        assert_eq!(delivered.len(), 300);
+        if stack.write_limits_enforced() == Some(true) {
+            assert!(
+                stats.throttles > 0,
+                "test must run under throttling: {stats:?}"
+            );
+        }
+    }
+    // Read back: per key, the put order (the counter in the data) must be increasing.
+    let read = read_all(&client, &stream).await;
+    let mut last: HashMap<(String, String), u64> = HashMap::new();
+    for r in &read {
+        let text = String::from_utf8(r.data.to_vec()).unwrap();
+        let mut parts = text.split(':');
+        let mode = parts.next().unwrap().to_owned();
+        let i: u64 = parts.next().unwrap().parse().unwrap();
+        let key = (mode, r.partition_key.clone());
+        if let Some(prev) = last.insert(key.clone(), i) {
+            assert!(prev < i, "key {key:?}: {i} after {prev}");
+        }
+    }
+    assert_eq!(read.len(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_typed_errors_and_the_producer_keeps_working() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-bad", 1).await.unwrap();
+    let producer = Producer::builder(client.clone()).build().unwrap();
+    let cases = vec![
+        ProducerRecord::new(&stream, "", "x"),
+        ProducerRecord::new(&stream, "k".repeat(257), "x"),
+        ProducerRecord::new(&stream, "k", vec![0u8; 1024 * 1024]),
+        ProducerRecord::new(&stream, "k", "x").with_explicit_hash_key("-1"),
+        ProducerRecord::new(&stream, "k", "x")
+            .with_explicit_hash_key("340282366920938463463374607431768211456"),
+        ProducerRecord::new(&stream, "k", "x").with_explicit_hash_key("12a"),
+    ];
+    for bad in cases {
+        let err = producer
+            .put(bad.clone())
+            .await
+            .expect_err("must be refused");
+        assert!(matches!(err, PutError::InvalidRecord { .. }), "{err}");
+        assert!(!err.is_retryable());
+        assert!(!err.to_string().is_empty());
+        assert_eq!(err.into_record(), bad, "handed back intact");
+        let err = producer.try_put(bad.clone()).expect_err("must be refused");
+        assert!(matches!(err, PutError::InvalidRecord { .. }));
+    }
+    // Unicode keys up to 256 characters and an explicit hash key are fine.
+    let good = vec![
+        // (Kinesis counts characters; some emulators count bytes: stay below both.)
+        ProducerRecord::new(&stream, "ü€𝄞".repeat(20), "unicode"),
+        ProducerRecord::new(&stream, "k", "ehk").with_explicit_hash_key("0"),
+        ProducerRecord::new(&stream, "k", Bytes::new()),
+    ];
+    let delivered = put_all(&producer, good).await;
+    assert_eq!(delivered.len(), 3);
+    // A stream that does not exist fails with a reason, it does not hang.
+    let missing = format!("{stream}-missing");
+    let h = producer
+        .put(ProducerRecord::new(&missing, "k", "x"))
+        .await
+        .unwrap();
+    let failed = h.await.expect_err("no such stream");
+    assert!(
+        matches!(failed.reason, FailureReason::Rejected { .. }),
+        "{failed}"
+    );
+    assert_eq!(failed.record.unwrap().data, Bytes::from("x"));
+    producer.shutdown().await;
+    let after = producer
+        .put(ProducerRecord::new(&stream, "k", "late"))
+        .await;
+    assert!(matches!(after, Err(PutError::ShutDown { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_server_refuses_does_not_sink_its_batch() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-isolate", 1).await.unwrap();
+    let producer = Producer::builder(client.clone())
+        .with_aggregation(false)
+        .with_max_buffered_time(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    // 200 characters but 400 bytes: valid for Kinesis (which counts characters), refused
+    // by servers that count bytes. Either way, the records beside it must be delivered.
+    let doubtful = ProducerRecord::new(&stream, "ü".repeat(200), "doubtful");
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        if i == 50 {
+            handles.push((true, producer.put(doubtful.clone()).await.unwrap()));
+        }
+        let r = ProducerRecord::new(&stream, format!("k{i}"), format!("{i}"));
+        handles.push((false, producer.put(r).await.unwrap()));
+    }
+    for (is_doubtful, h) in handles {
+        match h.await {
+            Ok(_) => {}
+            Err(f) if is_doubtful => {
+                assert!(
+                    matches!(&f.reason, FailureReason::Rejected { code, .. } if code == "ValidationException"),
+                    "{f}"
+                );
+            }
+            Err(f) => panic!("a valid record failed: {f}"),
+        }
+    }
+    producer.shutdown().await;
+}
+
+/// An endpoint that accepts connections and never answers.
+async fn stalled_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_makes_put_wait_and_try_put_hand_back() {
+    let (endpoint, _server) = stalled_endpoint().await;
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .timeout_config(
+            aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
+    let client = aws_sdk_kinesis::Client::from_conf(conf);
+    let budget = 64 * 1024;
+    let producer = Producer::builder(client)
+        .with_max_outstanding_bytes(budget)
+        .with_record_ttl(Duration::from_secs(2))
+        .with_max_buffered_time(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let size = 1000;
+    let per_record = size + 1 + kinesis_producer::RECORD_OVERHEAD_BYTES;
+    let fits = budget / per_record;
+    let mut handles = Vec::new();
+    for i in 0..fits {
+        let r = ProducerRecord::new("stalled", format!("{}", i % 10), vec![b'a'; size]);
+        handles.push(producer.try_put(r).expect("within budget"));
+    }
+    let over = ProducerRecord::new("stalled", "x", vec![b'b'; size]);
+    let err = producer.try_put(over.clone()).expect_err("budget is spent");
+    assert!(err.is_retryable());
+    assert_eq!(err.into_record(), over);
+    // put waits while the budget is spent...
+    let waiting = producer.put(over.clone());
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
+        "put must wait for budget"
+    );
+    assert_eq!(producer.stats().outstanding_records, fits as u64);
+    // ...and goes through once the stalled records expire and free their budget.
+    let late = waiting.await.expect("accepted after budget frees up");
+    for h in handles {
+        let failed = h.await.expect_err("endpoint never answers");
+        assert!(
+            matches!(failed.reason, FailureReason::Expired { .. }),
+            "{failed}"
+        );
+        assert!(!failed.attempts.is_empty());
+        assert!(failed.record.is_some());
+    }
+    assert!(late.await.is_err());
+    // A record larger than the whole budget is refused, not waited for forever.
+    let huge = ProducerRecord::new("stalled", "x", vec![0u8; budget]);
+    assert!(matches!(
+        producer.put(huge).await,
+        Err(PutError::LargerThanBudget { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_producer_fails_unsent_records_instead_of_losing_them() {
+    let (endpoint, _server) = stalled_endpoint().await;
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    let producer = Producer::builder(aws_sdk_kinesis::Client::from_conf(conf))
+        .with_max_buffered_time(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            producer
+                .try_put(ProducerRecord::new("s", format!("{i}"), "x"))
+                .unwrap()
+        })
+        .collect();
+    drop(producer);
+    for h in handles {
+        let failed = h.await.expect_err("never sent");
+        assert_eq!(failed.reason, FailureReason::ShutDown);
+        assert!(failed.record.is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_and_several_streams_round_trip() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let a = stack.create_stream("kpl-multi-a", 2).await.unwrap();
+    let b = stack.create_stream("kpl-multi-b", 3).await.unwrap();
+    let producer = Producer::builder(client.clone())
+        .with_compression(Some(6))
+        .build()
+        .unwrap();
+    let records: Vec<_> = (0..2_000)
+        .map(|i| {
+            let s = if i % 2 == 0 { &a } else { &b };
+            ProducerRecord::new(
+                s,
+                format!("k{}", i % 50),
+                format!("{i} {}", "compressible ".repeat(20)),
+            )
+        })
+        .collect();
+    let delivered = put_all(&producer, records).await;
+    let stats = producer.stats();
+    producer.shutdown().await;
+    assert!(
+        stats.bytes_sent * 3 < stats.payload_bytes_delivered,
+        "compressed: {stats:?}"
+    );
+    for stream in [&a, &b] {
+        let mine: Vec<_> = delivered
+            .iter()
+            .filter(|(r, _)| &r.stream == stream)
+            .cloned()
+            .collect();
+        assert_eq!(mine.len(), 1_000);
+        assert!(mine.iter().all(|(_, d)| &*d.stream == stream.as_str()));
+        assert_read_back_exactly(&client, stream, &mine).await;
+    }
+}
