@@ -204,7 +204,9 @@ impl Checkpointer {
             .ok_or_else(|| invalid("not a sequence number"))?;
         let p = self.position();
         if let Checkpoint::Sequence { .. } | Checkpoint::ShardEnd = p.last {
-            if p.last.covers(&seq, sub) && p.last != Checkpoint::at(sequence_number, sub).expect("parsed") {
+            if p.last.covers(&seq, sub)
+                && p.last != Checkpoint::at(sequence_number, sub).expect("parsed")
+            {
                 return Err(invalid("before the last checkpoint"));
             }
         }

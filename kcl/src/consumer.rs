@@ -28,8 +28,8 @@ use crate::error::Error;
 use crate::lease::{Checkpoint, SequenceNumber};
 use crate::metrics as m;
 use crate::processor::{
-    InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput,
-    RecordProcessor, ShardEndedInput, ShutdownRequestedInput,
+    InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
+    ShardEndedInput, ShutdownRequestedInput,
 };
 use crate::shard_sync::ShardSync;
 
@@ -205,7 +205,11 @@ impl ShardConsumer {
     }
 
     /// Hands the shard end to the processor until it checkpoints `SHARD_END`.
-    async fn finish_shard(mut self, checkpointer: &Checkpointer, children: Vec<ChildShard>) -> Exit {
+    async fn finish_shard(
+        mut self,
+        checkpointer: &Checkpointer,
+        children: Vec<ChildShard>,
+    ) -> Exit {
         if !children.is_empty() {
             if let Err(e) = self.shard_sync.create_child_leases(&children).await {
                 tracing::warn!(error = %e, "creating child leases failed; shard sync will");
@@ -253,7 +257,10 @@ fn user_records(
     let mut last = None;
     for r in records {
         let Some(seq) = SequenceNumber::parse(r.sequence_number()) else {
-            tracing::warn!(sequence_number = r.sequence_number(), "skipping record with an odd sequence number");
+            tracing::warn!(
+                sequence_number = r.sequence_number(),
+                "skipping record with an odd sequence number"
+            );
             continue;
         };
         let arrival = r
@@ -330,7 +337,12 @@ impl Fetcher {
             (Some(seq), _) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(seq.as_str()),
-            (None, Checkpoint::Sequence { sequence_number, .. }) => req
+            (
+                None,
+                Checkpoint::Sequence {
+                    sequence_number, ..
+                },
+            ) => req
                 // AT, not AFTER: later sub-records of the checkpointed aggregate are due.
                 .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
                 .starting_sequence_number(sequence_number.as_str()),
@@ -348,7 +360,10 @@ impl Fetcher {
                 .shard_iterator()
                 .map(str::to_owned)
                 .ok_or(IteratorError::Gone),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
                 Err(IteratorError::Gone)
             }
             Err(e) => Err(IteratorError::Other(Error::kinesis(
@@ -500,11 +515,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![
-                ("200".into(), 2),
-                ("200".into(), 3),
-                ("300".into(), 0)
-            ]
+            vec![("200".into(), 2), ("200".into(), 3), ("300".into(), 0)]
         );
         assert!(out[0].aggregated && !out[2].aggregated);
         assert_eq!(last, Some((SequenceNumber::parse("300").unwrap(), 0)));

@@ -321,7 +321,8 @@ impl LeaseCoordinator {
             }
         }
         let mine = held_keys.len();
-        let workers = per_owner.len() + usize::from(!per_owner.contains_key(self.worker_id.as_str()));
+        let workers =
+            per_owner.len() + usize::from(!per_owner.contains_key(self.worker_id.as_str()));
         let target = leases
             .len()
             .div_ceil(workers)
@@ -438,7 +439,11 @@ impl LeaseCoordinator {
         if held.lost.is_cancelled() {
             return Err(Error::LeaseLost { lease_key: key });
         }
-        if !self.store.prepare_checkpoint(&lease, pending, state).await? {
+        if !self
+            .store
+            .prepare_checkpoint(&lease, pending, state)
+            .await?
+        {
             drop(lease);
             self.mark_lost(&key, held);
             return Err(Error::LeaseLost { lease_key: key });
@@ -473,9 +478,13 @@ impl LeaseCoordinator {
     pub async fn release_all(&self) {
         for key in self.held_lease_keys() {
             match self.release_lease(&key).await {
-                Ok(true) => tracing::info!(worker = %self.worker_id, lease = %key, "released lease"),
+                Ok(true) => {
+                    tracing::info!(worker = %self.worker_id, lease = %key, "released lease")
+                }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(lease = %key, error = %e, "release failed; it will expire"),
+                Err(e) => {
+                    tracing::warn!(lease = %key, error = %e, "release failed; it will expire")
+                }
             }
         }
     }
@@ -573,10 +582,7 @@ mod tests {
         let counts: Vec<usize> = ws.iter().map(|w| w.held_lease_keys().len()).collect();
         assert_eq!(counts.iter().sum::<usize>(), shards, "{counts:?}");
         let target = shards.div_ceil(ws.len());
-        let (min, max) = (
-            *counts.iter().min().unwrap(),
-            *counts.iter().max().unwrap(),
-        );
+        let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
         assert!(max <= target, "over target {target}: {counts:?}");
         // Java's rule stops stealing once the most loaded worker is at target and the
         // needy one is one short of it, so the spread can be two when target is not exact.
@@ -619,7 +625,10 @@ mod tests {
                 if moves == 0 {
                     break;
                 }
-                assert!(rounds < 2 * shards + 10, "{n_workers}x{shards} never settles");
+                assert!(
+                    rounds < 2 * shards + 10,
+                    "{n_workers}x{shards} never settles"
+                );
             }
             assert_balanced(&ws, shards);
             assert_eq!(owners(&store).await.get(&None), None, "all leases owned");
@@ -671,10 +680,8 @@ mod tests {
             w.renew_leases().await;
             w.take_leases().await.unwrap();
         }
-        let mut survivors_hold: Vec<String> = survivors
-            .iter()
-            .flat_map(|w| w.held_lease_keys())
-            .collect();
+        let mut survivors_hold: Vec<String> =
+            survivors.iter().flat_map(|w| w.held_lease_keys()).collect();
         survivors_hold.sort();
         for k in &dead_keys {
             assert!(survivors_hold.contains(k), "{k} not taken over");
@@ -706,7 +713,11 @@ mod tests {
         assert!(victim.lost.is_cancelled());
         assert!(!ws[0].held_lease_keys().contains(&stolen_key));
         let stored = store.get_lease(&stolen_key).await.unwrap().unwrap();
-        assert_eq!(stored.checkpoint, Checkpoint::TrimHorizon, "not overwritten");
+        assert_eq!(
+            stored.checkpoint,
+            Checkpoint::TrimHorizon,
+            "not overwritten"
+        );
         assert_eq!(stored.owner.as_deref(), Some("worker-1"));
         // Leases not stolen still checkpoint fine.
         if stolen_key != "shardId-000000000000" {

@@ -175,7 +175,10 @@ where
             let code = se.err().code().unwrap_or_default();
             let status = se.raw().status().as_u16();
             let throttled = throttling.contains(&code);
-            (throttled || TRANSIENT.contains(&code) || status >= 500, throttled)
+            (
+                throttled || TRANSIENT.contains(&code) || status >= 500,
+                throttled,
+            )
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             (true, false)
@@ -194,7 +197,10 @@ where
             let code = se.err().code().unwrap_or_default();
             let status = se.raw().status().as_u16();
             let throttled = KINESIS_THROTTLING.contains(&code);
-            (throttled || TRANSIENT.contains(&code) || status >= 500, throttled)
+            (
+                throttled || TRANSIENT.contains(&code) || status >= 500,
+                throttled,
+            )
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             (true, false)

@@ -566,7 +566,10 @@ pub(crate) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
         AttributeValue::S(lease.lease_key.clone()),
     );
     if let Some(owner) = &lease.owner {
-        item.insert(attr::LEASE_OWNER.to_owned(), AttributeValue::S(owner.clone()));
+        item.insert(
+            attr::LEASE_OWNER.to_owned(),
+            AttributeValue::S(owner.clone()),
+        );
     }
     item.insert(attr::LEASE_COUNTER.to_owned(), num(lease.counter));
     item.insert(
@@ -679,9 +682,8 @@ pub(crate) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<
         Some(text) => {
             let sub = number(attr::PENDING_SUB)?.unwrap_or(0);
             Some(
-                Checkpoint::from_attributes(&text, sub).ok_or_else(|| {
-                    bad(format!("pendingCheckpoint {text:?} is not understood"))
-                })?,
+                Checkpoint::from_attributes(&text, sub)
+                    .ok_or_else(|| bad(format!("pendingCheckpoint {text:?} is not understood")))?,
             )
         }
     };
@@ -740,7 +742,10 @@ pub(crate) mod memory {
     }
 
     impl MemoryLeaseStore {
-        fn with<R>(&self, f: impl FnOnce(&mut std::collections::BTreeMap<String, Lease>) -> R) -> R {
+        fn with<R>(
+            &self,
+            f: impl FnOnce(&mut std::collections::BTreeMap<String, Lease>) -> R,
+        ) -> R {
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             f(&mut self.leases.lock().expect("not poisoned"))
@@ -839,7 +844,10 @@ mod tests {
     #[test]
     fn items_round_trip_with_java_names() {
         let mut lease = Lease::new("shardId-000000000007", Checkpoint::at("4959", 3).unwrap())
-            .with_parents(vec!["shardId-000000000001".into(), "shardId-000000000002".into()])
+            .with_parents(vec![
+                "shardId-000000000001".into(),
+                "shardId-000000000002".into(),
+            ])
             .with_hash_key_range(Some(HashKeyRange::parse("0", "1000").unwrap()));
         lease.owner = Some("w1".into());
         lease.counter = 42;
@@ -867,7 +875,10 @@ mod tests {
         }
         assert_eq!(item["leaseCounter"], AttributeValue::N("42".into()));
         assert!(matches!(item["parentShardId"], AttributeValue::Ss(_)));
-        assert!(matches!(item["pendingCheckpointState"], AttributeValue::B(_)));
+        assert!(matches!(
+            item["pendingCheckpointState"],
+            AttributeValue::B(_)
+        ));
         assert_eq!(lease_from_item(&item).unwrap(), lease);
     }
 
@@ -876,7 +887,10 @@ mod tests {
         let mut item = HashMap::new();
         assert!(matches!(
             lease_from_item(&item),
-            Err(Error::InvalidLease { lease_key: None, .. })
+            Err(Error::InvalidLease {
+                lease_key: None,
+                ..
+            })
         ));
         item.insert("leaseKey".to_owned(), AttributeValue::S("k".into()));
         let e = lease_from_item(&item).unwrap_err();
@@ -886,14 +900,26 @@ mod tests {
         item.insert("leaseCounter".to_owned(), AttributeValue::N("-1".into()));
         assert!(lease_from_item(&item).is_err());
         item.insert("leaseCounter".to_owned(), AttributeValue::N("3".into()));
-        item.insert("checkpoint".to_owned(), AttributeValue::S("nonsense".into()));
+        item.insert(
+            "checkpoint".to_owned(),
+            AttributeValue::S("nonsense".into()),
+        );
         let e = lease_from_item(&item).unwrap_err();
         assert!(e.to_string().contains("nonsense"), "{e}");
-        item.insert("checkpoint".to_owned(), AttributeValue::S("TRIM_HORIZON".into()));
+        item.insert(
+            "checkpoint".to_owned(),
+            AttributeValue::S("TRIM_HORIZON".into()),
+        );
         // A numeric pendingCheckpointState (older KCL) is accepted.
-        item.insert("pendingCheckpointState".to_owned(), AttributeValue::N("7".into()));
+        item.insert(
+            "pendingCheckpointState".to_owned(),
+            AttributeValue::N("7".into()),
+        );
         let lease = lease_from_item(&item).unwrap();
-        assert_eq!(lease.pending_checkpoint_state, Some(Bytes::from_static(b"7")));
+        assert_eq!(
+            lease.pending_checkpoint_state,
+            Some(Bytes::from_static(b"7"))
+        );
         assert_eq!(lease.owner, None);
         item.insert("leaseOwner".to_owned(), AttributeValue::N("1".into()));
         assert!(lease_from_item(&item).is_err());

@@ -67,13 +67,11 @@ pub use checkpointer::Checkpointer;
 pub use consumer::PollingConfig;
 pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 pub use error::Error;
-pub use lease::{
-    Checkpoint, Lease, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON,
-};
+pub use lease::{Checkpoint, Lease, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
 pub use lease_table::{LeaseStore, LeaseTable};
 pub use processor::{
-    InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput,
-    RecordProcessor, RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
+    InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
+    RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
 };
 pub use scheduler::{default_worker_id, Scheduler, SchedulerBuilder};
 pub use shard_sync::{InitialPosition, ShardSync, SyncOutcome};

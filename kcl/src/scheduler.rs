@@ -211,7 +211,9 @@ impl SchedulerBuilder {
                 "failover time and taker interval must be positive".into(),
             ));
         }
-        let table = self.table_name.unwrap_or_else(|| self.application_name.clone());
+        let table = self
+            .table_name
+            .unwrap_or_else(|| self.application_name.clone());
         let store: Arc<dyn LeaseStore> = Arc::new(LeaseTable::new(dynamodb, table.clone()));
         let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
         let coordinator = Arc::new(LeaseCoordinator::new(
@@ -435,7 +437,9 @@ impl Scheduler {
                         _ = ended.notified() => {}
                     }
                     match sync.sync().await {
-                        Ok(o) if !o.created.is_empty() || !o.deleted.is_empty() => wake.notify_one(),
+                        Ok(o) if !o.created.is_empty() || !o.deleted.is_empty() => {
+                            wake.notify_one()
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "shard sync failed"),
                     }
@@ -452,8 +456,14 @@ impl Scheduler {
                 _ = inner.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(inner.dispatch_interval) => {}
             }
-            self.dispatch(&mut running, &mut blocked, &mut finished, &shard_ended, &hard_stop)
-                .await;
+            self.dispatch(
+                &mut running,
+                &mut blocked,
+                &mut finished,
+                &shard_ended,
+                &hard_stop,
+            )
+            .await;
         }
 
         // Graceful shutdown.
@@ -593,8 +603,8 @@ mod tests {
 
     #[test]
     fn failover_time_moves_renew_and_take_unless_taker_set() {
-        let b = Scheduler::builder("app", "stream", factory)
-            .with_failover_time(Duration::from_secs(3));
+        let b =
+            Scheduler::builder("app", "stream", factory).with_failover_time(Duration::from_secs(3));
         assert_eq!(b.lease.renew_interval, Duration::from_millis(975));
         assert_eq!(b.lease.taker_interval, Duration::from_millis(6_050));
         let b = Scheduler::builder("app", "stream", factory)

@@ -210,9 +210,9 @@ impl ShardSync {
         children: &[aws_sdk_kinesis::types::ChildShard],
     ) -> Result<(), Error> {
         for c in children {
-            let range = c.hash_key_range().and_then(|r| {
-                HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key()).ok()
-            });
+            let range = c
+                .hash_key_range()
+                .and_then(|r| HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key()).ok());
             let lease = Lease::new(c.shard_id(), Checkpoint::TrimHorizon)
                 .with_parents(c.parent_shards().to_vec())
                 .with_hash_key_range(range);
@@ -234,7 +234,8 @@ pub(crate) struct Plan {
 /// Decides which leases to create and delete. Pure, so it is unit tested directly.
 pub(crate) fn plan(shards: &[ShardInfo], leases: &[Lease], initial: InitialPosition) -> Plan {
     let by_id: BTreeMap<&str, &ShardInfo> = shards.iter().map(|s| (s.id.as_str(), s)).collect();
-    let existing: HashMap<&str, &Lease> = leases.iter().map(|l| (l.lease_key.as_str(), l)).collect();
+    let existing: HashMap<&str, &Lease> =
+        leases.iter().map(|l| (l.lease_key.as_str(), l)).collect();
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for s in shards {
         for p in &s.parents {

@@ -1,0 +1,353 @@
+//! Shared pieces of the consumer integration tests: a local stack, record writers (plain
+//! PutRecords and KPL aggregates via kinesis-agg), and a recording processor.
+#![allow(dead_code, unreachable_pub, clippy::type_complexity)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use bytes::Bytes;
+use kinesis_agg::{Aggregator, UserRecord};
+use kinesis_consumer::{
+    Checkpoint, Error, InitializationInput, LeaseLostInput, LeaseStore, LeaseTable,
+    ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput, ShutdownRequestedInput,
+};
+use kinesis_emulators::LocalStack;
+
+/// Long enough for any step of these tests on a slow machine; only a bound to fail on
+/// instead of hanging, never a measured assertion.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+pub async fn stack() -> LocalStack {
+    LocalStack::builder()
+        .start_async()
+        .await
+        .expect("local stack")
+}
+
+/// A user record as the test wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sent {
+    pub partition_key: String,
+    pub data: Bytes,
+}
+
+/// Puts user records: every `aggregate_every`-th group of `per_aggregate` records with the
+/// same key goes out as one KPL aggregate, the rest as plain records. PutRecords batches of
+/// up to 500 entries; failed entries are retried.
+pub async fn put_records(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[Sent],
+    per_aggregate: usize,
+) {
+    let mut entries: Vec<PutRecordsRequestEntry> = Vec::new();
+    let mut i = 0;
+    while i < records.len() {
+        let r = &records[i];
+        // Aggregate runs of the same key (so every sub-record lies in the routed shard).
+        let mut j = i + 1;
+        while per_aggregate > 1
+            && j < records.len()
+            && j - i < per_aggregate
+            && records[j].partition_key == r.partition_key
+        {
+            j += 1;
+        }
+        if j - i > 1 {
+            let mut agg = Aggregator::builder().build().expect("aggregator");
+            for s in &records[i..j] {
+                agg.try_add(UserRecord::new(s.partition_key.clone(), s.data.clone()).unwrap())
+                    .expect("fits");
+            }
+            let k = agg.finish().expect("records");
+            let mut e = PutRecordsRequestEntry::builder()
+                .partition_key(k.partition_key.clone())
+                .data(Blob::new(k.data.to_vec()));
+            if let Some(h) = k.explicit_hash_key {
+                e = e.explicit_hash_key(h.to_string());
+            }
+            entries.push(e.build().unwrap());
+        } else {
+            entries.push(
+                PutRecordsRequestEntry::builder()
+                    .partition_key(r.partition_key.clone())
+                    .data(Blob::new(r.data.to_vec()))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        i = j;
+        if entries.len() == 500 {
+            send(client, stream, std::mem::take(&mut entries)).await;
+        }
+    }
+    if !entries.is_empty() {
+        send(client, stream, entries).await;
+    }
+}
+
+/// PutRecords, retrying failed entries in order (per key order is kept because a failed
+/// entry and every later entry of the batch with the same key are re-sent together).
+async fn send(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    mut entries: Vec<PutRecordsRequestEntry>,
+) {
+    for _ in 0..50 {
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries.clone()))
+            .send()
+            .await
+            .expect("PutRecords");
+        if out.failed_record_count().unwrap_or(0) == 0 {
+            return;
+        }
+        // Keep from the first failure on, to keep order.
+        let first = out
+            .records()
+            .iter()
+            .position(|r| r.error_code().is_some())
+            .unwrap_or(0);
+        entries = entries.split_off(first);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("PutRecords kept failing");
+}
+
+/// One user record as a processor saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub worker: String,
+    pub shard: String,
+    pub sequence_number: String,
+    pub sub_sequence_number: u64,
+    pub partition_key: String,
+    pub data: Bytes,
+}
+
+/// A checkpoint a processor wrote, with its outcome.
+#[derive(Debug, Clone)]
+pub struct CheckpointEvent {
+    pub worker: String,
+    pub shard: String,
+    pub position: Option<(String, u64)>,
+    pub ok: bool,
+    pub lease_lost: bool,
+}
+
+/// Everything the processors of one test saw, in processing order.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub checkpoints: Arc<Mutex<Vec<CheckpointEvent>>>,
+    pub lifecycle: Arc<Mutex<Vec<(String, String, &'static str)>>>,
+}
+
+impl Recorder {
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn events(&self, what: &str) -> Vec<(String, String)> {
+        self.lifecycle
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.2 == what)
+            .map(|e| (e.0.clone(), e.1.clone()))
+            .collect()
+    }
+
+    /// A factory of recording processors for `worker`.
+    pub fn factory(
+        &self,
+        worker: &str,
+    ) -> impl Fn(&str) -> Box<dyn RecordProcessor> + Send + Sync + 'static {
+        let rec = self.clone();
+        let worker = worker.to_owned();
+        move |shard: &str| {
+            Box::new(RecordingProcessor {
+                worker: worker.clone(),
+                shard: shard.to_owned(),
+                rec: rec.clone(),
+            }) as Box<dyn RecordProcessor>
+        }
+    }
+}
+
+/// Records every user record, checkpoints after every batch, at shard end and at shutdown.
+#[derive(Debug)]
+pub struct RecordingProcessor {
+    worker: String,
+    shard: String,
+    rec: Recorder,
+}
+
+impl RecordingProcessor {
+    fn event(&self, what: &'static str) {
+        self.rec
+            .lifecycle
+            .lock()
+            .unwrap()
+            .push((self.worker.clone(), self.shard.clone(), what));
+    }
+
+    async fn checkpoint(
+        &self,
+        cp: &kinesis_consumer::Checkpointer,
+        position: Option<(String, u64)>,
+    ) {
+        let res = cp.checkpoint().await;
+        self.rec.checkpoints.lock().unwrap().push(CheckpointEvent {
+            worker: self.worker.clone(),
+            shard: self.shard.clone(),
+            position,
+            ok: res.is_ok(),
+            lease_lost: matches!(res, Err(Error::LeaseLost { .. })),
+        });
+    }
+}
+
+#[async_trait]
+impl RecordProcessor for RecordingProcessor {
+    async fn initialize(&mut self, _: InitializationInput) {
+        self.event("initialize");
+    }
+
+    async fn process_records(&mut self, input: ProcessRecordsInput) {
+        let last = input
+            .records
+            .last()
+            .map(|r| (r.sequence_number.clone(), r.sub_sequence_number));
+        {
+            let mut seen = self.rec.seen.lock().unwrap();
+            for r in &input.records {
+                seen.push(Seen {
+                    worker: self.worker.clone(),
+                    shard: self.shard.clone(),
+                    sequence_number: r.sequence_number.clone(),
+                    sub_sequence_number: r.sub_sequence_number,
+                    partition_key: r.partition_key.clone(),
+                    data: r.data.clone(),
+                });
+            }
+        }
+        self.checkpoint(&input.checkpointer, last).await;
+    }
+
+    async fn lease_lost(&mut self, _: LeaseLostInput) {
+        self.event("lease_lost");
+    }
+
+    async fn shard_ended(&mut self, input: ShardEndedInput) {
+        self.event("shard_ended");
+        self.checkpoint(&input.checkpointer, None).await;
+    }
+
+    async fn shutdown_requested(&mut self, input: ShutdownRequestedInput) {
+        self.event("shutdown_requested");
+        self.checkpoint(&input.checkpointer, None).await;
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds; panics with `what` after [`DEADLINE`].
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The lease table of `app` as a map key → lease.
+pub async fn leases(stack: &LocalStack, app: &str) -> HashMap<String, kinesis_consumer::Lease> {
+    LeaseTable::new(stack.dynamodb_client(), app)
+        .list_leases()
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|l| (l.lease_key.clone(), l))
+        .collect()
+}
+
+/// A scheduler for tests: short failover, fast polling.
+pub fn scheduler(
+    stack: &LocalStack,
+    app: &str,
+    stream: &str,
+    worker: &str,
+    rec: &Recorder,
+    failover: Duration,
+) -> Scheduler {
+    scheduler_builder(stack, app, stream, worker, rec, failover)
+        .build()
+        .expect("scheduler")
+}
+
+/// [`scheduler`], before `build`.
+pub fn scheduler_builder(
+    stack: &LocalStack,
+    app: &str,
+    stream: &str,
+    worker: &str,
+    rec: &Recorder,
+    failover: Duration,
+) -> kinesis_consumer::SchedulerBuilder {
+    let mut polling = kinesis_consumer::PollingConfig::default();
+    polling.idle_time_between_reads = Duration::from_millis(100);
+    Scheduler::builder(app, stream, rec.factory(worker))
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id(worker)
+        .with_failover_time(failover)
+        .with_polling(polling)
+        .with_parent_poll_interval(Duration::from_millis(200))
+        .with_shard_sync_interval(Duration::from_secs(1))
+}
+
+/// How many different user records were seen.
+pub fn distinct(rec: &Recorder) -> usize {
+    rec.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.data.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// Checks the per-shard order of what was seen: strictly increasing (sequence, sub) per
+/// shard and worker tenure.
+pub fn assert_shard_order(seen: &[Seen]) {
+    let mut last: HashMap<(&str, &str), (kinesis_consumer::SequenceNumber, u64)> = HashMap::new();
+    for s in seen {
+        let pos = (
+            kinesis_consumer::SequenceNumber::parse(&s.sequence_number).unwrap(),
+            s.sub_sequence_number,
+        );
+        if let Some(prev) = last.get(&(s.worker.as_str(), s.shard.as_str())) {
+            assert!(
+                *prev < pos,
+                "out of order on {}: {:?} then {:?}",
+                s.shard,
+                prev,
+                pos
+            );
+        }
+        last.insert((s.worker.as_str(), s.shard.as_str()), pos);
+    }
+}
+
+/// The checkpoint a user record position makes.
+pub fn checkpoint_of(seq: &str, sub: u64) -> Checkpoint {
+    Checkpoint::at(seq, sub).unwrap()
+}
