@@ -1269,3 +1269,299 @@ async fn sleep_until_opt(t: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pipeline's timing decisions (linger, TTL, backoff, rate limits, ordering) on a
+    //! paused clock, driven directly: no call is launched, so no server is needed.
+
+    use super::*;
+    use kinesis_agg::HashKeyRange;
+    use tokio::sync::Semaphore;
+
+    fn client() -> Client {
+        let conf = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        Client::from_conf(conf)
+    }
+
+    fn pipeline(config: Config) -> Pipeline {
+        let (_tx, rx) = mpsc::channel(1);
+        Pipeline::new(client(), config, rx, Arc::new(Stats::default()))
+    }
+
+    fn two_shards() -> ShardMap {
+        let half = u128::MAX / 2;
+        ShardMap::from_shards(vec![
+            (
+                "shard-lo".to_string(),
+                HashKeyRange::new(HashKey(0), HashKey(half)).unwrap(),
+                true,
+            ),
+            (
+                "shard-hi".to_string(),
+                HashKeyRange::new(HashKey(half + 1), HashKey::MAX).unwrap(),
+                true,
+            ),
+        ])
+    }
+
+    fn item(pk: &str, size: usize) -> (Item, oneshot::Receiver<Outcome>) {
+        let budget = Arc::new(Semaphore::new(1 << 30));
+        let record = UserRecord::new(pk, vec![b'x'; size]).unwrap();
+        let (tx, rx) = oneshot::channel();
+        let item = Item {
+            stream: "s".to_owned(),
+            hash_key: record.hash_key(),
+            record,
+            tx,
+            put_at: Instant::now(),
+            attempts: Vec::new(),
+            calls: 0,
+            seq: 0,
+            epoch: 0,
+            _permits: (
+                budget.clone().try_acquire_owned().unwrap(),
+                budget.try_acquire_owned().unwrap(),
+            ),
+        };
+        (item, rx)
+    }
+
+    /// A pipeline with stream "s" mapped to two shards.
+    fn mapped(config: Config) -> Pipeline {
+        let mut p = pipeline(config);
+        p.stream_state("s");
+        p.on_shard_map(Arc::from("s"), Ok(two_shards()));
+        p
+    }
+
+    fn put(p: &mut Pipeline, pk: &str, size: usize) -> oneshot::Receiver<Outcome> {
+        let (item, rx) = item(pk, size);
+        p.on_command(Command::Put(item));
+        rx
+    }
+
+    fn stream() -> Arc<str> {
+        Arc::from("s")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_linger_for_max_buffered_time_then_go_out_together() {
+        let mut p = mapped(Config::default());
+        let _rx: Vec<_> = (0..10).map(|i| put(&mut p, &format!("k{i}"), 10)).collect();
+        assert!(p.collect(&stream(), Instant::now()).is_none());
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert!(p.collect(&stream(), Instant::now()).is_none());
+        assert_eq!(
+            p.next_wake(Instant::now()),
+            Some(Instant::now() + Duration::from_millis(1))
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let batch = p.collect(&stream(), Instant::now()).expect("linger is over");
+        // Aggregated per predicted shard: one Kinesis record per shard.
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.iter().map(|e| e.items.len()).sum::<usize>(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_aggregate_does_not_wait_but_a_partial_one_does() {
+        let mut config = Config::default();
+        config.aggregation_max_size = 1000;
+        config.collection_max_count = 2;
+        let mut p = mapped(config);
+        // Two full aggregates' worth on the same key: enough for a full call.
+        let _rx: Vec<_> = (0..20).map(|_| put(&mut p, "same", 100)).collect();
+        let batch = p.collect(&stream(), Instant::now()).expect("full call");
+        assert_eq!(batch.len(), 2);
+        assert!(batch.iter().all(|e| e.data.len() <= 1000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_sends_without_lingering() {
+        let mut p = mapped(Config::default());
+        let _rx = put(&mut p, "k", 10);
+        assert!(p.collect(&stream(), Instant::now()).is_none());
+        let (tx, mut done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        assert!(p.collect(&stream(), Instant::now()).is_some());
+        assert!(done.try_recv().is_err(), "not settled yet");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_expire_at_their_ttl_with_the_reason() {
+        let mut config = Config::default();
+        config.record_ttl = Duration::from_secs(5);
+        config.per_key_ordering = true;
+        let mut p = pipeline(config); // no shard map: ordered mode cannot send
+        p.stream_state("s");
+        p.streams.get_mut("s").unwrap().refreshing = true; // a load that never answers
+        let mut rx = put(&mut p, "k", 10);
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        p.expire(Instant::now());
+        assert!(rx.try_recv().is_err());
+        assert_eq!(
+            p.next_wake(Instant::now()),
+            Some(Instant::now() + Duration::from_millis(1)),
+            "woken for the expiry, not spinning on the unsendable queue"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        p.expire(Instant::now());
+        let failed = rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(
+            failed.reason,
+            FailureReason::Expired {
+                ttl: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(failed.record.unwrap().partition_key, "k");
+        assert_eq!(p.outstanding(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_shard_backs_off_exponentially_and_keeps_its_order() {
+        let mut config = Config::default();
+        config.min_backoff = Duration::from_millis(100);
+        config.max_backoff = Duration::from_millis(800);
+        config.max_buffered_time = Duration::ZERO;
+        let mut p = mapped(config);
+        let _rx: Vec<_> = (0..3).map(|i| put(&mut p, "k", i + 1)).collect();
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            let batch = p.collect(&stream(), Instant::now()).expect("sendable");
+            p.in_flight_calls += 1;
+            p.in_flight_calls -= 1;
+            let failed = CallResult::Failed {
+                code: "InternalFailure".into(),
+                message: "boom".into(),
+                throttled: false,
+                fatal: false,
+            };
+            let start = Instant::now();
+            p.on_call_done(stream(), batch, failed);
+            assert!(p.collect(&stream(), Instant::now()).is_none(), "backing off");
+            let wake = p.next_wake(Instant::now()).unwrap();
+            delays.push(wake - start);
+            tokio::time::advance(wake - start).await;
+        }
+        // Jittered exponential: each delay within [min * 2^n, 2 * min * 2^n], capped.
+        for (n, d) in delays.iter().enumerate() {
+            let base = Duration::from_millis(100) * 2u32.pow(n as u32);
+            assert!(*d >= base.min(Duration::from_millis(800)), "{n}: {d:?}");
+            assert!(*d <= (base * 2).min(Duration::from_millis(1600)), "{n}: {d:?}");
+        }
+        // Retries keep put order within the shard.
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        let sizes: Vec<usize> = batch[0].items.iter().map(|i| i.record.data().len()).collect();
+        assert_eq!(sizes, vec![1, 2, 3]);
+        assert_eq!(batch[0].items[0].attempts.len(), 5);
+        assert_eq!(batch[0].items[0].calls, 0, "calls are counted by launch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limiter_holds_back_a_hot_shard_only() {
+        let mut config = Config::default();
+        config.aggregation = false;
+        config.rate_limit_percent = 1; // 10 records/s per shard
+        config.max_buffered_time = Duration::ZERO;
+        let mut p = mapped(config);
+        let map = two_shards();
+        // Find keys for each shard.
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        let lo: Vec<&String> = keys
+            .iter()
+            .filter(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-lo"))
+            .take(30)
+            .collect();
+        let hi = keys
+            .iter()
+            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-hi"))
+            .unwrap();
+        let _rx: Vec<_> = lo.iter().map(|k| put(&mut p, k, 10)).collect();
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 10, "one second's worth of the hot shard");
+        let _rx2 = put(&mut p, hi, 10);
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 1, "the other shard is not held back");
+        assert_eq!(batch[0].predicted.as_deref(), Some("shard-hi"));
+        assert!(p.collect(&stream(), Instant::now()).is_none());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(p.collect(&stream(), Instant::now()).unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ordered_mode_keeps_one_record_per_shard_in_flight() {
+        let mut config = Config::default();
+        config.aggregation = false;
+        config.per_key_ordering = true;
+        config.max_buffered_time = Duration::ZERO;
+        let mut p = mapped(config);
+        let _rx: Vec<_> = (0..50).map(|i| put(&mut p, &format!("k{i}"), 10)).collect();
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 2, "one per shard");
+        assert!(p.collect(&stream(), Instant::now()).is_none(), "both shards busy");
+        let results = batch
+            .iter()
+            .map(|e| {
+                PutRecordsResultEntry::builder()
+                    .shard_id(e.predicted.as_deref().unwrap())
+                    .sequence_number("1")
+                    .build()
+            })
+            .collect();
+        p.on_call_done(stream(), batch, CallResult::Ok(results));
+        assert_eq!(p.collect(&stream(), Instant::now()).unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn aggregated_records_outside_the_landing_shard_are_resent() {
+        let mut p = mapped(Config::default());
+        let map = two_shards();
+        // Two keys of different shards forced into one aggregate through a stale map
+        // that has a single shard.
+        p.on_shard_map(
+            stream(),
+            Ok(ShardMap::from_shards(vec![(
+                "shard-lo".to_string(),
+                HashKeyRange::ALL,
+                true,
+            )])),
+        );
+        let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+        let lo = keys
+            .iter()
+            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-lo"))
+            .unwrap();
+        let hi = keys
+            .iter()
+            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-hi"))
+            .unwrap();
+        let mut first = put(&mut p, lo, 10);
+        let mut second = put(&mut p, hi, 10);
+        let (tx, _done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].items.len(), 2);
+        // Kinesis split the stream meanwhile: the aggregate lands in shard-lo, which now
+        // owns only the lower half.
+        p.streams.get_mut("s").unwrap().map = Some(Arc::new(two_shards()));
+        let ok = PutRecordsResultEntry::builder()
+            .shard_id("shard-lo")
+            .sequence_number("7")
+            .build();
+        p.on_call_done(stream(), batch, CallResult::Ok(vec![ok]));
+        let d = first.try_recv().unwrap().unwrap();
+        assert_eq!((&*d.shard_id, &*d.sequence_number, d.sub_sequence_number), ("shard-lo", "7", 0));
+        assert!(second.try_recv().is_err(), "not delivered: it is not in shard-lo's range");
+        assert_eq!(p.stats.wrong_shard_resends.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // After the map reload it is re-queued for shard-hi.
+        p.on_shard_map(stream(), Ok(two_shards()));
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch[0].predicted.as_deref(), Some("shard-hi"));
+        assert_eq!(batch[0].items[0].attempts[0].code, WRONG_SHARD);
+    }
+}
