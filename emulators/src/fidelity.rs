@@ -543,6 +543,57 @@ mod tests {
         );
     }
 
+    fn fake_install(dir: &Path, tag: &str) {
+        for pkg in ["kinesis-local/main.js", "dynalite/cli.js"] {
+            let file = dir.join("node_modules").join(pkg);
+            fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+            fs::write(&file, tag).expect("write");
+        }
+        fs::write(dir.join(INSTALLED_MARKER), "ok").expect("marker");
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "kinesis-emulators-test-{name}-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn first_install_to_be_renamed_wins_and_later_ones_are_accepted() {
+        let root = scratch("race");
+        let dir = root.join("fidelity-peers");
+        let (a, b) = (root.join("a"), root.join("b"));
+        fake_install(&a, "a");
+        fake_install(&b, "b");
+        move_into_place(&a, &dir).expect("first");
+        assert!(is_installed(&dir));
+        move_into_place(&b, &dir).expect("second finds a complete install");
+        let kept =
+            fs::read_to_string(dir.join("node_modules/kinesis-local/main.js")).expect("read");
+        assert_eq!(kept, "a");
+        ensure_installed(&dir).expect("already installed: npm is not run");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn an_incomplete_install_is_replaced() {
+        let root = scratch("incomplete");
+        let dir = root.join("fidelity-peers");
+        fs::create_dir_all(dir.join("node_modules/kinesis-local")).expect("mkdir");
+        fs::write(dir.join("node_modules/kinesis-local/main.js"), "partial").expect("write");
+        assert!(!is_installed(&dir));
+        let tmp = root.join("tmp");
+        fake_install(&tmp, "new");
+        move_into_place(&tmp, &dir).expect("replaced");
+        assert!(is_installed(&dir));
+        let _ = fs::remove_dir_all(&root);
+    }
+
     #[test]
     fn tail_keeps_the_last_lines() {
         assert_eq!(tail("a\nb\nc\n", 2), "b\nc");

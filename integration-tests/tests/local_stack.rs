@@ -167,3 +167,19 @@ fn starts_and_stops_from_sync_code() {
     let port = stack.kinesis_port().expect("port");
     TcpStream::connect(("127.0.0.1", port)).expect("listening");
 }
+
+#[test]
+fn a_taken_fixed_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let err = LocalStack::builder()
+        .with_endpoint_overrides(EndpointOverrides::default())
+        .with_kinesis_port(port)
+        .start()
+        .expect_err("port is taken");
+    let text = err.to_string();
+    assert!(
+        text.contains("Kinesis") && text.contains(&format!("127.0.0.1:{port}")),
+        "{text}"
+    );
+}
