@@ -36,6 +36,9 @@ pub enum Error {
     /// Waiting for Ctrl-C / SIGTERM failed.
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
+    /// The consumer library failed (lease table, configuration, AWS calls).
+    #[error(transparent)]
+    Consumer(#[from] kinesis_consumer::Error),
     /// Writing to standard output failed.
     #[error("could not write to standard output: {0}")]
     Output(#[source] std::io::Error),

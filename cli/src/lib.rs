@@ -44,6 +44,12 @@ pub enum Command {
     Local(commands::local::LocalArgs),
     /// Create, inspect, reshard and delete streams.
     Stream(commands::stream::StreamArgs),
+    /// Run a consumer worker (leases, balancing, checkpoints) that prints every record.
+    Consume(commands::consume::ConsumeArgs),
+    /// Read every shard of a stream without a lease table.
+    Tail(commands::tail::TailArgs),
+    /// Show a consumer application's lease table.
+    Leases(commands::leases::LeasesArgs),
 }
 
 /// Runs one parsed command line to completion.
@@ -58,5 +64,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Local(args) => commands::local::run(args).await,
         Command::Stream(args) => commands::stream::run(args).await,
+        Command::Consume(args) => commands::consume::run(args).await,
+        Command::Tail(args) => commands::tail::run(args).await,
+        Command::Leases(args) => commands::leases::run(args).await,
     }
 }

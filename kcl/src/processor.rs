@@ -87,6 +87,26 @@ pub struct KinesisClientRecord {
     pub aggregated: bool,
 }
 
+impl KinesisClientRecord {
+    /// A plain (not aggregated) record, e.g. for tests of a processor.
+    pub fn new(
+        sequence_number: impl Into<String>,
+        sub_sequence_number: u64,
+        partition_key: impl Into<String>,
+        data: impl Into<Bytes>,
+    ) -> Self {
+        Self {
+            sequence_number: sequence_number.into(),
+            sub_sequence_number,
+            partition_key: partition_key.into(),
+            explicit_hash_key: None,
+            approximate_arrival_timestamp: None,
+            data: data.into(),
+            aggregated: false,
+        }
+    }
+}
+
 /// Handed to [`RecordProcessor::process_records`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -5,9 +5,12 @@
 //!  Command::Stream --> stream::run --> shards (ListShards paging, hash-key arithmetic)
 //! ```
 
+pub mod consume;
+pub mod leases;
 pub mod local;
 pub mod shards;
 pub mod stream;
+pub mod tail;
 
 use aws_config::BehaviorVersion;
 
