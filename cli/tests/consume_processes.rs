@@ -76,7 +76,7 @@ fn spawn_worker(
         .env("AWS_REGION", "us-east-1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(format!("/tmp/kcl-w{n}.log")).map(Stdio::from).unwrap_or(Stdio::null()))
+        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("kinesis-cat consume");
