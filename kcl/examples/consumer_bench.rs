@@ -1,0 +1,301 @@
+//! Throughput of one worker against the embedded emulators, beside a raw `GetRecords` loop
+//! with the same SDK client in the same run; plus DynamoDB calls per lease per minute in
+//! steady state. Figures go to BENCHMARKS.md.
+//!
+//! ```text
+//!  for size in {100 B, 1 KiB} × {plain, aggregated (KPL format, 20 per record)}:
+//!    new 4-shard stream ─ PutRecords N user records
+//!    raw:    one task per shard, GetShardIterator(TRIM_HORIZON) + GetRecords loop + deaggregate
+//!    worker: Scheduler (lease table, take, consume, checkpoint every batch) until N processed
+//! ```
+//!
+//! Run: `cargo run --release -p kinesis-consumer --example consumer_bench`
+//! (honours `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL_DYNAMODB` like the tests).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use bytes::Bytes;
+use kinesis_agg::{Aggregator, Deaggregator, UserRecord};
+use kinesis_consumer::{
+    InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput, RecordProcessor,
+    Scheduler, ShardEndedInput, ShutdownRequestedInput,
+};
+
+const SHARDS: i32 = 4;
+
+#[derive(Debug)]
+struct Counter(Arc<AtomicU64>);
+
+#[async_trait]
+impl RecordProcessor for Counter {
+    async fn initialize(&mut self, _: InitializationInput) {}
+    async fn process_records(&mut self, input: ProcessRecordsInput) {
+        self.0
+            .fetch_add(input.records.len() as u64, Ordering::Relaxed);
+        let _ = input.checkpointer.checkpoint().await;
+    }
+    async fn lease_lost(&mut self, _: LeaseLostInput) {}
+    async fn shard_ended(&mut self, input: ShardEndedInput) {
+        let _ = input.checkpointer.checkpoint().await;
+    }
+    async fn shutdown_requested(&mut self, input: ShutdownRequestedInput) {
+        let _ = input.checkpointer.checkpoint().await;
+    }
+}
+
+async fn put(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    n: usize,
+    size: usize,
+    per_agg: usize,
+) {
+    let payload = vec![b'x'; size];
+    let mut entries = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let pk = format!("key-{}", i % 1000);
+        if per_agg > 1 {
+            let mut agg = Aggregator::builder().build().unwrap();
+            for _ in 0..per_agg.min(n - i) {
+                agg.try_add(UserRecord::new(pk.clone(), payload.clone()).unwrap())
+                    .unwrap();
+                i += 1;
+            }
+            let k = agg.finish().unwrap();
+            entries.push(
+                PutRecordsRequestEntry::builder()
+                    .partition_key(k.partition_key)
+                    .data(Blob::new(k.data.to_vec()))
+                    .build()
+                    .unwrap(),
+            );
+        } else {
+            entries.push(
+                PutRecordsRequestEntry::builder()
+                    .partition_key(pk)
+                    .data(Blob::new(payload.clone()))
+                    .build()
+                    .unwrap(),
+            );
+            i += 1;
+        }
+        if entries.len() == 500 || (per_agg > 1 && entries.len() * per_agg * size > 4_000_000) {
+            send(client, stream, std::mem::take(&mut entries)).await;
+        }
+    }
+    if !entries.is_empty() {
+        send(client, stream, entries).await;
+    }
+}
+
+async fn send(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    entries: Vec<PutRecordsRequestEntry>,
+) {
+    let out = client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .expect("PutRecords");
+    assert_eq!(out.failed_record_count(), Some(0));
+}
+
+/// Reads every shard from TRIM_HORIZON with no pacing; returns user records read.
+async fn raw_loop(client: &aws_sdk_kinesis::Client, stream: &str, expected: u64) -> u64 {
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap()
+        .shards()
+        .to_vec();
+    let total = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in shards {
+        let (client, stream, total) = (client.clone(), stream.to_owned(), total.clone());
+        tasks.spawn(async move {
+            let mut it = client
+                .get_shard_iterator()
+                .stream_name(&stream)
+                .shard_id(s.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap()
+                .shard_iterator()
+                .map(str::to_owned);
+            let deagg = Deaggregator::new();
+            while let Some(i) = it.take() {
+                let out = client.get_records().shard_iterator(i).send().await.unwrap();
+                if out.records().is_empty() {
+                    break;
+                }
+                for r in out.records() {
+                    let d = deagg
+                        .deaggregate(
+                            r.partition_key().unwrap_or_default(),
+                            Bytes::copy_from_slice(r.data().as_ref()),
+                        )
+                        .unwrap();
+                    total.fetch_add(d.records.len() as u64, Ordering::Relaxed);
+                }
+                it = out.next_shard_iterator().map(str::to_owned);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let n = total.load(Ordering::Relaxed);
+    assert_eq!(n, expected);
+    n
+}
+
+/// Counts `kcl_dynamodb_calls_total`; every other metric is dropped.
+#[derive(Debug, Default)]
+struct CallCounter(Arc<AtomicU64>);
+
+impl metrics::Recorder for CallCounter {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() == kinesis_consumer::metrics::DYNAMODB_CALLS {
+            metrics::Counter::from_arc(self.0.clone())
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// DynamoDB calls per lease per minute of one idle worker holding `leases` leases.
+async fn steady_state(
+    stack: &kinesis_emulators::LocalStack,
+    calls: &AtomicU64,
+    leases: i32,
+    window: Duration,
+) {
+    let stream = stack.create_stream("bench-idle", leases).await.unwrap();
+    let app = kinesis_emulators::unique_name("bench-idle-app");
+    let worker = Scheduler::builder(&app, &stream, |_: &str| {
+        Box::new(Counter(Arc::new(AtomicU64::new(0)))) as Box<dyn RecordProcessor>
+    })
+    .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+    .build()
+    .unwrap();
+    let w = worker.clone();
+    let run = tokio::spawn(async move { w.run().await });
+    while worker.coordinator().held_lease_keys().len() < leases as usize {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let start-up calls pass, then count a window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = calls.load(Ordering::Relaxed);
+    tokio::time::sleep(window).await;
+    let n = calls.load(Ordering::Relaxed) - before;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let per_lease_min = n as f64 / leases as f64 / window.as_secs_f64() * 60.0;
+    // Java KCL 2.x at the same settings: one renewal per lease every 3,308 ms, one scan per
+    // worker every 20,050 ms.
+    let java = 60_000.0 / 3_308.0 + 60_000.0 / 20_050.0 / leases as f64;
+    println!(
+        "steady state, {leases} leases, failover 10 s: {n} DynamoDB calls in {window:?} = \
+         {per_lease_min:.1} per lease per minute (Java KCL 2.x formula: {java:.1})"
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let calls = Arc::new(AtomicU64::new(0));
+    metrics::set_global_recorder(CallCounter(calls.clone())).expect("first recorder");
+    let stack = kinesis_emulators::LocalStack::builder()
+        .start_async()
+        .await
+        .expect("local stack");
+    let kinesis = stack.kinesis_client();
+    println!("| payload | format | user records | raw GetRecords loop (records/s) | one worker (records/s) |");
+    println!("|---|---|---|---|---|");
+    for (size, per_agg, n) in [
+        (100usize, 1usize, 100_000usize),
+        (100, 20, 100_000),
+        (1024, 1, 50_000),
+        (1024, 20, 50_000),
+    ] {
+        let stream = stack.create_stream("bench", SHARDS).await.unwrap();
+        put(&kinesis, &stream, n, size, per_agg).await;
+
+        let t = Instant::now();
+        raw_loop(&kinesis, &stream, n as u64).await;
+        let raw = n as f64 / t.elapsed().as_secs_f64();
+
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        let mut polling = PollingConfig::default();
+        polling.idle_time_between_reads = Duration::from_millis(50);
+        let app = kinesis_emulators::unique_name("bench-app");
+        let worker = Scheduler::builder(&app, &stream, move |_: &str| {
+            Box::new(Counter(c.clone())) as Box<dyn RecordProcessor>
+        })
+        .with_clients(kinesis.clone(), stack.dynamodb_client())
+        .with_worker_id("bench")
+        .with_polling(polling)
+        .build()
+        .unwrap();
+        let t = Instant::now();
+        let w = worker.clone();
+        let run = tokio::spawn(async move { w.run().await });
+        while count.load(Ordering::Relaxed) < n as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = t.elapsed();
+        worker.graceful_shutdown().await;
+        run.await.unwrap().unwrap();
+        let kcl = n as f64 / took.as_secs_f64();
+        let format = if per_agg > 1 {
+            "aggregated ×20"
+        } else {
+            "plain"
+        };
+        println!(
+            "| {size} B | {format} | {n} | {raw:.0} | {kcl:.0} (incl. table creation and first lease take) |"
+        );
+    }
+    steady_state(&stack, &calls, 8, Duration::from_secs(60)).await;
+}
