@@ -156,11 +156,32 @@ pub(crate) fn ensure_installed(dir: &Path) -> Result<Peers, Error> {
         let _ = fs::remove_dir_all(&tmp);
         result?;
     }
+    prune_old_logs(&logs);
     Ok(Peers {
         kinesis_local: dir.join("node_modules/kinesis-local"),
         dynalite: dir.join("node_modules/dynalite"),
         logs,
     })
+}
+
+/// Removes peer logs older than a day. Logs of stacks that were never dropped (e.g. held in
+/// a `static` by a test binary) are not removed by `Drop`; this keeps them from piling up.
+fn prune_old_logs(logs: &Path) {
+    let Ok(entries) = fs::read_dir(logs) else {
+        return;
+    };
+    let day = Duration::from_secs(24 * 3600);
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if old && entry.path().extension().is_some_and(|e| e == "log") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn install_into(tmp: &Path) -> Result<(), Error> {
