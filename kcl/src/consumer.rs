@@ -385,7 +385,10 @@ impl Fetcher {
         let mut last_fetched: Option<SequenceNumber> = None;
         let mut error_pause = Duration::from_millis(100);
         let mut iterator: Option<String> = None;
-        let mut last_call = tokio::time::Instant::now() - self.polling.min_time_between_calls;
+        let now = tokio::time::Instant::now();
+        let mut last_call = now
+            .checked_sub(self.polling.min_time_between_calls)
+            .unwrap_or(now);
         loop {
             let it = match iterator.take() {
                 Some(it) => it,
