@@ -14,8 +14,11 @@
 //! as its raw data (as the KPL does) and so never pays for encoding or MD5.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use md5::{Digest, Md5};
 use prost::encoding::{encode_varint, encoded_len_varint};
 
@@ -47,6 +50,18 @@ fn delimited_len(len: usize) -> usize {
 /// Bytes of a varint field: key and varint.
 fn varint_field_len(value: u64) -> usize {
     1 + encoded_len_varint(value)
+}
+
+/// Writes `value` as a varint at `buf[at..]`, returning the position after it.
+#[inline]
+fn put_varint(buf: &mut [u8], mut at: usize, mut value: u64) -> usize {
+    while value >= 0x80 {
+        buf[at] = (value as u8) | 0x80;
+        value >>= 7;
+        at += 1;
+    }
+    buf[at] = value as u8;
+    at + 1
 }
 
 /// One Kinesis record ready for `PutRecords`: an aggregate, or a single user record's raw data.
@@ -145,12 +160,14 @@ impl AggregatorBuilder {
             route_partition_key: String::new(),
             route_explicit_hash_key: None,
             first_data: Bytes::new(),
-            partition_keys: HashMap::new(),
-            explicit_hash_keys: HashMap::new(),
+            hasher: RandomState::default(),
+            partition_keys: HashTable::new(),
+            explicit_hash_keys: HashMap::default(),
             partition_key_table: Vec::new(),
             explicit_hash_key_table: Vec::new(),
             records: Vec::new(),
             body_len: 0,
+            out: BytesMut::new(),
         })
     }
 }
@@ -191,18 +208,42 @@ pub struct Aggregator {
     route_explicit_hash_key: Option<HashKey>,
     /// The first record's data, sent as is when it stays alone.
     first_data: Bytes,
-    /// Partition key -> index in the table, to deduplicate keys.
-    partition_keys: HashMap<String, u64>,
+    /// Seeds the key hashes (a fast hasher, randomly seeded per aggregator).
+    hasher: RandomState,
+    /// The partition keys in the table, to deduplicate them; each key is hashed once.
+    partition_keys: HashTable<KeyEntry>,
     /// Explicit hash key -> index in the table, to deduplicate them.
-    explicit_hash_keys: HashMap<HashKey, u64>,
+    explicit_hash_keys: HashMap<HashKey, u64, RandomState>,
     /// Encoded field-1 entries, in index order.
     partition_key_table: Vec<u8>,
     /// Encoded field-2 entries, in index order.
     explicit_hash_key_table: Vec<u8>,
-    /// Encoded field-3 entries (the user records), in sub-sequence order.
-    records: Vec<u8>,
+    /// The user records (field 3), in sub-sequence order, encoded only by `finish` so that
+    /// each payload is copied once, straight into the output.
+    records: Vec<PendingRecord>,
     /// Exact protobuf size of everything accepted, the pending first record included.
     body_len: usize,
+    /// Output arena: each aggregate is written here and split off, so the allocation is
+    /// reused once the aggregates handed out before have been dropped.
+    out: BytesMut,
+}
+
+/// A partition key of the table: where its bytes are in `partition_key_table`, its index.
+#[derive(Debug, Clone, Copy)]
+struct KeyEntry {
+    hash: u64,
+    start: u32,
+    len: u32,
+    index: u64,
+}
+
+/// An accepted user record, waiting for `finish`.
+#[derive(Debug)]
+struct PendingRecord {
+    data: Bytes,
+    partition_key_index: u64,
+    explicit_hash_key_index: Option<u64>,
+    record_len: usize,
 }
 
 /// What adding one record would cost, worked out before deciding to accept it.
@@ -210,6 +251,8 @@ struct Placement {
     /// Index of its partition key, and whether that key is new to the table.
     partition_key_index: u64,
     new_partition_key: bool,
+    /// The partition key's hash.
+    partition_key_hash: u64,
     /// Index of its explicit hash key (if any), and the key with its decimal text when
     /// new to the table.
     explicit_hash_key_index: Option<u64>,
@@ -285,7 +328,7 @@ impl Aggregator {
             return Err(record);
         }
         let (partition_key, _, data) = record.into_parts();
-        self.write(placement, partition_key, &data);
+        self.write(placement, &partition_key, data);
         self.count += 1;
         Ok(())
     }
@@ -320,8 +363,9 @@ impl Aggregator {
         let placement = self.place_ref(first);
         debug_assert_eq!(placement.added, body_len);
         let data = self.first_data.clone();
-        let key = self.route_partition_key.clone();
-        self.write(placement, key, &data);
+        let key = std::mem::take(&mut self.route_partition_key);
+        self.write(placement, &key, data);
+        self.route_partition_key = key;
     }
 
     fn place(&self, record: &UserRecord) -> Placement {
@@ -334,14 +378,19 @@ impl Aggregator {
 
     fn place_ref(&self, record: UserRecordRef<'_>) -> Placement {
         let mut added = 0;
-        let (partition_key_index, new_partition_key) =
-            match self.partition_keys.get(record.partition_key) {
-                Some(&i) => (i, false),
-                None => {
-                    added += delimited_len(record.partition_key.len());
-                    (self.partition_keys.len() as u64, true)
-                }
-            };
+        let key = record.partition_key.as_bytes();
+        let hash = self.hasher.hash_one(key);
+        let table = &self.partition_key_table;
+        let found = self.partition_keys.find(hash, |e| {
+            e.hash == hash && &table[e.start as usize..(e.start + e.len) as usize] == key
+        });
+        let (partition_key_index, new_partition_key) = match found {
+            Some(e) => (e.index, false),
+            None => {
+                added += delimited_len(key.len());
+                (self.partition_keys.len() as u64, true)
+            }
+        };
         let mut record_len = varint_field_len(partition_key_index) + delimited_len(record.data_len);
         let (mut explicit_hash_key_index, mut new_explicit_hash_key) = (None, None);
         if let Some(h) = record.explicit_hash_key {
@@ -361,6 +410,7 @@ impl Aggregator {
         Placement {
             partition_key_index,
             new_partition_key,
+            partition_key_hash: hash,
             explicit_hash_key_index,
             new_explicit_hash_key,
             record_len,
@@ -368,14 +418,22 @@ impl Aggregator {
         }
     }
 
-    fn write(&mut self, placement: Placement, partition_key: String, data: &[u8]) {
+    fn write(&mut self, placement: Placement, partition_key: &str, data: Bytes) {
         if placement.new_partition_key {
-            self.partition_key_table.push(KEY_PARTITION_KEY_TABLE);
-            encode_varint(partition_key.len() as u64, &mut self.partition_key_table);
-            self.partition_key_table
-                .extend_from_slice(partition_key.as_bytes());
+            let t = &mut self.partition_key_table;
+            t.push(KEY_PARTITION_KEY_TABLE);
+            encode_varint(partition_key.len() as u64, t);
+            // Within MAX_RECORD_SIZE (checked before accepting), so it fits in a u32.
+            let start = t.len() as u32;
+            t.extend_from_slice(partition_key.as_bytes());
+            let entry = KeyEntry {
+                hash: placement.partition_key_hash,
+                start,
+                len: partition_key.len() as u32,
+                index: placement.partition_key_index,
+            };
             self.partition_keys
-                .insert(partition_key, placement.partition_key_index);
+                .insert_unique(entry.hash, entry, |e| e.hash);
         }
         if let Some((key, text)) = placement.new_explicit_hash_key {
             let index = placement
@@ -388,19 +446,12 @@ impl Aggregator {
                 .extend_from_slice(text.as_bytes());
             self.explicit_hash_keys.insert(key, index);
         }
-        let r = &mut self.records;
-        r.reserve(placement.added);
-        r.push(KEY_RECORDS);
-        encode_varint(placement.record_len as u64, r);
-        r.push(KEY_PARTITION_KEY_INDEX);
-        encode_varint(placement.partition_key_index, r);
-        if let Some(i) = placement.explicit_hash_key_index {
-            r.push(KEY_EXPLICIT_HASH_KEY_INDEX);
-            encode_varint(i, r);
-        }
-        r.push(KEY_DATA);
-        encode_varint(data.len() as u64, r);
-        r.extend_from_slice(data);
+        self.records.push(PendingRecord {
+            data,
+            partition_key_index: placement.partition_key_index,
+            explicit_hash_key_index: placement.explicit_hash_key_index,
+            record_len: placement.record_len,
+        });
         self.body_len += placement.added;
     }
 
@@ -418,24 +469,46 @@ impl Aggregator {
             n => {
                 debug_assert!(!self.first_pending);
                 let total = self.aggregate_size(self.body_len);
-                let mut data = Vec::with_capacity(total);
-                data.extend_from_slice(&MAGIC);
-                data.extend_from_slice(&self.partition_key_table);
-                data.extend_from_slice(&self.explicit_hash_key_table);
-                data.extend_from_slice(&self.records);
-                let digest = Md5::digest(&data[MAGIC.len()..]);
-                data.extend_from_slice(&digest);
-                debug_assert_eq!(data.len(), total);
+                let data = self.encode(total);
                 KinesisRecord {
                     partition_key: std::mem::take(&mut self.route_partition_key),
                     explicit_hash_key: self.route_explicit_hash_key,
-                    data: Bytes::from(data),
+                    data,
                     user_records: n,
                 }
             }
         };
         self.clear();
         Some(out)
+    }
+
+    /// Writes magic, protobuf and MD5 (`total` bytes) into the arena and splits them off.
+    fn encode(&mut self, total: usize) -> Bytes {
+        let out = &mut self.out;
+        debug_assert!(out.is_empty());
+        out.reserve(total);
+        out.put_slice(&MAGIC);
+        out.put_slice(&self.partition_key_table);
+        out.put_slice(&self.explicit_hash_key_table);
+        let mut header = [0u8; 48];
+        for r in self.records.drain(..) {
+            header[0] = KEY_RECORDS;
+            let mut at = put_varint(&mut header, 1, r.record_len as u64);
+            header[at] = KEY_PARTITION_KEY_INDEX;
+            at = put_varint(&mut header, at + 1, r.partition_key_index);
+            if let Some(i) = r.explicit_hash_key_index {
+                header[at] = KEY_EXPLICIT_HASH_KEY_INDEX;
+                at = put_varint(&mut header, at + 1, i);
+            }
+            header[at] = KEY_DATA;
+            at = put_varint(&mut header, at + 1, r.data.len() as u64);
+            out.put_slice(&header[..at]);
+            out.put_slice(&r.data);
+        }
+        let digest = Md5::digest(&out[MAGIC.len()..]);
+        out.put_slice(&digest);
+        debug_assert_eq!(out.len(), total);
+        out.split().freeze()
     }
 
     fn clear(&mut self) {
