@@ -1361,7 +1361,9 @@ mod tests {
             Some(Instant::now() + Duration::from_millis(1))
         );
         tokio::time::advance(Duration::from_millis(1)).await;
-        let batch = p.collect(&stream(), Instant::now()).expect("linger is over");
+        let batch = p
+            .collect(&stream(), Instant::now())
+            .expect("linger is over");
         // Aggregated per predicted shard: one Kinesis record per shard.
         assert_eq!(batch.len(), 2);
         assert_eq!(batch.iter().map(|e| e.items.len()).sum::<usize>(), 10);
@@ -1369,9 +1371,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_aggregate_does_not_wait_but_a_partial_one_does() {
-        let mut config = Config::default();
-        config.aggregation_max_size = 1000;
-        config.collection_max_count = 2;
+        let config = Config {
+            aggregation_max_size: 1000,
+            collection_max_count: 2,
+            ..Config::default()
+        };
         let mut p = mapped(config);
         // Two full aggregates' worth on the same key: enough for a full call.
         let _rx: Vec<_> = (0..20).map(|_| put(&mut p, "same", 100)).collect();
@@ -1393,9 +1397,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn records_expire_at_their_ttl_with_the_reason() {
-        let mut config = Config::default();
-        config.record_ttl = Duration::from_secs(5);
-        config.per_key_ordering = true;
+        let config = Config {
+            record_ttl: Duration::from_secs(5),
+            per_key_ordering: true,
+            ..Config::default()
+        };
         let mut p = pipeline(config); // no shard map: ordered mode cannot send
         p.stream_state("s");
         p.streams.get_mut("s").unwrap().refreshing = true; // a load that never answers
@@ -1423,10 +1429,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_shard_backs_off_exponentially_and_keeps_its_order() {
-        let mut config = Config::default();
-        config.min_backoff = Duration::from_millis(100);
-        config.max_backoff = Duration::from_millis(800);
-        config.max_buffered_time = Duration::ZERO;
+        let config = Config {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(800),
+            max_buffered_time: Duration::ZERO,
+            ..Config::default()
+        };
         let mut p = mapped(config);
         let _rx: Vec<_> = (0..3).map(|i| put(&mut p, "k", i + 1)).collect();
         let mut delays = Vec::new();
@@ -1442,7 +1450,10 @@ mod tests {
             };
             let start = Instant::now();
             p.on_call_done(stream(), batch, failed);
-            assert!(p.collect(&stream(), Instant::now()).is_none(), "backing off");
+            assert!(
+                p.collect(&stream(), Instant::now()).is_none(),
+                "backing off"
+            );
             let wake = p.next_wake(Instant::now()).unwrap();
             delays.push(wake - start);
             tokio::time::advance(wake - start).await;
@@ -1451,11 +1462,18 @@ mod tests {
         for (n, d) in delays.iter().enumerate() {
             let base = Duration::from_millis(100) * 2u32.pow(n as u32);
             assert!(*d >= base.min(Duration::from_millis(800)), "{n}: {d:?}");
-            assert!(*d <= (base * 2).min(Duration::from_millis(1600)), "{n}: {d:?}");
+            assert!(
+                *d <= (base * 2).min(Duration::from_millis(1600)),
+                "{n}: {d:?}"
+            );
         }
         // Retries keep put order within the shard.
         let batch = p.collect(&stream(), Instant::now()).unwrap();
-        let sizes: Vec<usize> = batch[0].items.iter().map(|i| i.record.data().len()).collect();
+        let sizes: Vec<usize> = batch[0]
+            .items
+            .iter()
+            .map(|i| i.record.data().len())
+            .collect();
         assert_eq!(sizes, vec![1, 2, 3]);
         assert_eq!(batch[0].items[0].attempts.len(), 5);
         assert_eq!(batch[0].items[0].calls, 0, "calls are counted by launch");
@@ -1463,17 +1481,21 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_rate_limiter_holds_back_a_hot_shard_only() {
-        let mut config = Config::default();
-        config.aggregation = false;
-        config.rate_limit_percent = 1; // 10 records/s per shard
-        config.max_buffered_time = Duration::ZERO;
+        let config = Config {
+            aggregation: false,
+            rate_limit_percent: 1, // 10 records/s per shard
+            max_buffered_time: Duration::ZERO,
+            ..Config::default()
+        };
         let mut p = mapped(config);
         let map = two_shards();
         // Find keys for each shard.
         let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
         let lo: Vec<&String> = keys
             .iter()
-            .filter(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-lo"))
+            .filter(|k| {
+                map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-lo")
+            })
             .take(30)
             .collect();
         let hi = keys
@@ -1494,15 +1516,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ordered_mode_keeps_one_record_per_shard_in_flight() {
-        let mut config = Config::default();
-        config.aggregation = false;
-        config.per_key_ordering = true;
-        config.max_buffered_time = Duration::ZERO;
+        let config = Config {
+            aggregation: false,
+            per_key_ordering: true,
+            max_buffered_time: Duration::ZERO,
+            ..Config::default()
+        };
         let mut p = mapped(config);
         let _rx: Vec<_> = (0..50).map(|i| put(&mut p, &format!("k{i}"), 10)).collect();
         let batch = p.collect(&stream(), Instant::now()).unwrap();
         assert_eq!(batch.len(), 2, "one per shard");
-        assert!(p.collect(&stream(), Instant::now()).is_none(), "both shards busy");
+        assert!(
+            p.collect(&stream(), Instant::now()).is_none(),
+            "both shards busy"
+        );
         let results = batch
             .iter()
             .map(|e| {
@@ -1555,9 +1582,20 @@ mod tests {
             .build();
         p.on_call_done(stream(), batch, CallResult::Ok(vec![ok]));
         let d = first.try_recv().unwrap().unwrap();
-        assert_eq!((&*d.shard_id, &*d.sequence_number, d.sub_sequence_number), ("shard-lo", "7", 0));
-        assert!(second.try_recv().is_err(), "not delivered: it is not in shard-lo's range");
-        assert_eq!(p.stats.wrong_shard_resends.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            (&*d.shard_id, &*d.sequence_number, d.sub_sequence_number),
+            ("shard-lo", "7", 0)
+        );
+        assert!(
+            second.try_recv().is_err(),
+            "not delivered: it is not in shard-lo's range"
+        );
+        assert_eq!(
+            p.stats
+                .wrong_shard_resends
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         // After the map reload it is re-queued for shard-hi.
         p.on_shard_map(stream(), Ok(two_shards()));
         let batch = p.collect(&stream(), Instant::now()).unwrap();
