@@ -44,6 +44,8 @@ pub enum Command {
     Local(commands::local::LocalArgs),
     /// Create, inspect, reshard and delete streams.
     Stream(commands::stream::StreamArgs),
+    /// Put standard input to a stream, one record per line, through the producer library.
+    Produce(commands::produce::ProduceArgs),
     /// Run a consumer worker (leases, balancing, checkpoints) that prints every record.
     Consume(commands::consume::ConsumeArgs),
     /// Read every shard of a stream without a lease table.
@@ -64,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Local(args) => commands::local::run(args).await,
         Command::Stream(args) => commands::stream::run(args).await,
+        Command::Produce(args) => commands::produce::run(args).await,
         Command::Consume(args) => commands::consume::run(args).await,
         Command::Tail(args) => commands::tail::run(args).await,
         Command::Leases(args) => commands::leases::run(args).await,

@@ -8,6 +8,7 @@
 pub mod consume;
 pub mod leases;
 pub mod local;
+pub mod produce;
 pub mod shards;
 pub mod stream;
 pub mod tail;
