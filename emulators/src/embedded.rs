@@ -46,11 +46,18 @@ fn local_addr(service: &'static str, port: u16, l: &TcpListener) -> Result<Socke
     })
 }
 
+/// Largest request body the embedded Kinesis accepts: room for a full 5 MiB `PutRecords`
+/// after base64 and JSON framing.
+const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
+
 /// Starts ferrokinesis on `127.0.0.1:port` as a task of the current runtime.
 pub(crate) async fn start_kinesis(port: u16, options: StoreOptions) -> Result<SocketAddr, Error> {
     let listener = bind("Kinesis", port).await?;
     let addr = local_addr("Kinesis", port, &listener)?;
+    // Axum's default body limit (2 MB) is below what Kinesis accepts: a full PutRecords
+    // (5 MiB of data, base64 in JSON) is about 7 MB on the wire.
     let (app, _store) = ferrokinesis::create_app(options);
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "embedded Kinesis server stopped");

@@ -46,6 +46,9 @@ use crate::stats::Stats;
 /// not own the user record's hash key.
 pub(crate) const WRONG_SHARD: &str = "WrongShardAfterReshard";
 
+/// Error code given to an HTTP 413 answer (request body larger than the endpoint takes).
+pub(crate) const REQUEST_TOO_LARGE: &str = "RequestEntityTooLarge";
+
 /// Most commands handled between two dispatch rounds.
 const COMMANDS_PER_ROUND: usize = 1024;
 
@@ -944,13 +947,15 @@ impl Pipeline {
     }
 
     fn on_call_done(&mut self, stream: Arc<str>, entries: Vec<Entry>, result: CallResult) {
-        // One invalid record fails a whole call with ValidationException: split the call
-        // to find it, so the valid records in it are still delivered.
+        // One invalid record fails a whole call with ValidationException, and an endpoint
+        // with a smaller body limit than Kinesis refuses a full call with 413: split the
+        // call, so that the valid records in it are still delivered.
         if let CallResult::Failed {
             code, fatal: true, ..
         } = &result
         {
-            if code == "ValidationException" && entries.len() > 1 && !self.commands_closed {
+            let splittable = code == "ValidationException" || code == REQUEST_TOO_LARGE;
+            if splittable && entries.len() > 1 && !self.commands_closed {
                 let mut first = entries;
                 let second = first.split_off(first.len() / 2);
                 self.relaunch(&stream, first);
@@ -1211,6 +1216,12 @@ fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKe
 fn classify(err: SdkError<PutRecordsError>) -> CallResult {
     let message = DisplayErrorContext(&err).to_string();
     match &err {
+        SdkError::ServiceError(se) if se.raw().status().as_u16() == 413 => CallResult::Failed {
+            code: REQUEST_TOO_LARGE.to_owned(),
+            message,
+            throttled: false,
+            fatal: true,
+        },
         SdkError::ServiceError(se) => {
             let e = se.err();
             let code = e.meta().code().unwrap_or("Unknown").to_owned();
@@ -1477,6 +1488,78 @@ mod tests {
         assert_eq!(sizes, vec![1, 2, 3]);
         assert_eq!(batch[0].items[0].attempts.len(), 5);
         assert_eq!(batch[0].items[0].calls, 0, "calls are counted by launch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_refused_as_too_large_or_invalid_is_split_not_failed() {
+        let config = Config {
+            aggregation: false,
+            max_buffered_time: Duration::ZERO,
+            ..Config::default()
+        };
+        let mut p = mapped(config);
+        let mut rx: Vec<_> = (0..4).map(|i| put(&mut p, &format!("k{i}"), 10)).collect();
+        for code in [REQUEST_TOO_LARGE, "ValidationException"] {
+            let batch = p.collect(&stream(), Instant::now()).expect("due");
+            assert_eq!(batch.len(), 4);
+            let refused = CallResult::Failed {
+                code: code.into(),
+                message: "no".into(),
+                throttled: false,
+                fatal: true,
+            };
+            p.on_call_done(stream(), batch, refused);
+            assert_eq!(p.in_flight_calls, 2, "{code}: split into two calls");
+            assert!(
+                rx.iter_mut().all(|r| r.try_recv().is_err()),
+                "nothing failed"
+            );
+            // The halves come back (the endpoint is unreachable): put them back in line.
+            let mut back = Vec::new();
+            for _ in 0..2 {
+                match p.events.recv().await {
+                    Some(Event::CallDone { entries, .. }) => back.extend(entries),
+                    other => panic!("{other:?}"),
+                }
+            }
+            p.in_flight_calls = 0;
+            let items: Vec<_> = back
+                .into_iter()
+                .flat_map(|e| {
+                    let key = e.predicted.clone();
+                    e.items.into_iter().map(move |i| (key.clone(), i))
+                })
+                .collect();
+            for (key, _) in &items {
+                p.streams
+                    .get_mut("s")
+                    .unwrap()
+                    .shards
+                    .get_mut(key)
+                    .unwrap()
+                    .in_flight = 0;
+            }
+            p.requeue(&stream(), items);
+        }
+        // A call of one record the server refuses fails that record, with the reason.
+        let mut batch = p.collect(&stream(), Instant::now()).unwrap();
+        batch.truncate(1);
+        p.on_call_done(
+            stream(),
+            batch,
+            CallResult::Failed {
+                code: "ValidationException".into(),
+                message: "bad key".into(),
+                throttled: false,
+                fatal: true,
+            },
+        );
+        let failed: Vec<_> = rx.iter_mut().filter_map(|r| r.try_recv().ok()).collect();
+        assert_eq!(failed.len(), 1);
+        assert!(matches!(
+            &failed[0].as_ref().unwrap_err().reason,
+            FailureReason::Rejected { code, .. } if code == "ValidationException"
+        ));
     }
 
     #[tokio::test(start_paused = true)]
