@@ -497,16 +497,32 @@ impl Scheduler {
         hard_stop: &CancellationToken,
     ) {
         let inner = &self.inner;
-        running.retain(|key, r| {
-            if r.task.is_finished() {
-                if !r.held.lost.is_cancelled() {
-                    finished.insert(key.clone(), r.held.clone());
+        let done: Vec<String> = running
+            .iter()
+            .filter(|(_, r)| r.task.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in done {
+            let Some(r) = running.remove(&key) else {
+                continue;
+            };
+            match r.task.await {
+                // Finished shards stay finished while held (until shard sync deletes them).
+                Ok(Exit::ShardEnded) => {
+                    finished.insert(key, r.held);
                 }
-                false
-            } else {
-                true
+                Ok(_) => {}
+                // A processor panicked: start it again (from the last checkpoint) after a
+                // pause, as long as the lease is held.
+                Err(e) => {
+                    tracing::error!(lease = %key, error = %e, "shard consumer failed; restarting it");
+                    blocked.insert(
+                        key,
+                        tokio::time::Instant::now() + inner.parent_poll_interval,
+                    );
+                }
             }
-        });
+        }
         let held = inner.coordinator.held_leases();
         finished.retain(|k, h| held.iter().any(|(hk, hh)| hk == k && Arc::ptr_eq(hh, h)));
         blocked.retain(|k, _| held.iter().any(|(hk, _)| hk == k));

@@ -644,3 +644,68 @@ async fn expired_iterators_resume_after_the_last_record_fetched() {
         "in order, none lost or repeated across iterator expiry"
     );
 }
+
+/// Panics in its first batch (once per test), then records like [`RecordingProcessor`].
+struct PanicsOnce {
+    panicked: Arc<std::sync::atomic::AtomicBool>,
+    inner: Box<dyn RecordProcessor>,
+}
+
+#[async_trait]
+impl RecordProcessor for PanicsOnce {
+    async fn initialize(&mut self, input: InitializationInput) {
+        self.inner.initialize(input).await;
+    }
+    async fn process_records(&mut self, input: ProcessRecordsInput) {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("processor bug (deliberate)");
+        }
+        self.inner.process_records(input).await;
+    }
+    async fn lease_lost(&mut self, input: LeaseLostInput) {
+        self.inner.lease_lost(input).await;
+    }
+    async fn shard_ended(&mut self, input: ShardEndedInput) {
+        self.inner.shard_ended(input).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_processor_is_restarted_from_its_checkpoint() {
+    let stack = stack().await;
+    let stream = stack.create_stream("kcl-panic", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-panic-app");
+    let sent = records(300, 10, 1, "q");
+    put_records(&stack.kinesis_client(), &stream, &sent, 1).await;
+    let rec = Recorder::default();
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let factory = {
+        let panicked = panicked.clone();
+        let make = rec.factory("w");
+        move |shard: &str| {
+            Box::new(PanicsOnce {
+                panicked: panicked.clone(),
+                inner: make(shard),
+            }) as Box<dyn RecordProcessor>
+        }
+    };
+    let worker = Scheduler::builder(&app, &stream, factory)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_parent_poll_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let run = spawn_run(&worker);
+    wait_until("every record", || distinct(&rec) >= 300).await;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    assert!(panicked.load(std::sync::atomic::Ordering::SeqCst));
+    let got: Vec<Bytes> = rec.seen().into_iter().map(|s| s.data).collect();
+    let want: Vec<Bytes> = sent.into_iter().map(|s| s.data).collect();
+    assert_eq!(
+        got, want,
+        "the batch lost to the panic is delivered again, once"
+    );
+}
