@@ -13,12 +13,11 @@
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use prost::Message;
 
 use crate::compression;
 use crate::error::{excerpt, CorruptReason, Error};
 use crate::hash::{HashKey, HashKeyRange};
-use crate::proto;
+use crate::wire;
 use crate::{DIGEST_LEN, MAGIC};
 
 /// One user record taken out of a Kinesis record.
@@ -193,70 +192,95 @@ impl Deaggregator {
 
     fn parse(&self, data: &Bytes) -> Result<Deaggregated, CorruptReason> {
         let body_end = data.len() - DIGEST_LEN;
-        let digest: [u8; 16] = Md5::digest(&data[MAGIC.len()..body_end]).into();
+        let body = &data[MAGIC.len()..body_end];
+        let digest: [u8; 16] = Md5::digest(body).into();
         if digest[..] != data[body_end..] {
             return Err(CorruptReason::DigestMismatch);
         }
-        let message = proto::AggregatedRecord::decode(data.slice(MAGIC.len()..body_end))
-            .map_err(|e| CorruptReason::Protobuf(e.to_string()))?;
-        let explicit_keys = message
-            .explicit_hash_key_table
-            .iter()
-            .enumerate()
-            .map(|(index, text)| {
-                HashKey::parse_decimal(text).map_err(|_| CorruptReason::InvalidExplicitHashKey {
-                    index,
-                    input: excerpt(text),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let protobuf = |e: wire::WireError| {
+            CorruptReason::Protobuf(format!("failed to decode Protobuf message: {e}"))
+        };
+        let tables = wire::tables(body).map_err(protobuf)?;
+        // The first error past the protobuf layer; reported only if the whole message
+        // parses (a protobuf error anywhere takes precedence, as when decoding with prost).
+        let mut invalid: Option<CorruptReason> = None;
+        let mut explicit_keys = Vec::with_capacity(tables.explicit_hash_keys.len());
+        for (index, text) in tables.explicit_hash_keys.iter().enumerate() {
+            match HashKey::parse_decimal(text) {
+                Ok(key) => explicit_keys.push(key),
+                Err(_) => {
+                    invalid = Some(CorruptReason::InvalidExplicitHashKey {
+                        index,
+                        input: excerpt(text),
+                    });
+                    break;
+                }
+            }
+        }
+        let keys = &tables.partition_keys;
         // Hash keys of the partition key table, computed once per key and only if filtering.
         let mut key_hashes: Vec<Option<HashKey>> = match self.shard_range {
-            Some(_) => vec![None; message.partition_key_table.len()],
+            Some(_) => vec![None; keys.len()],
             None => Vec::new(),
         };
-        let total = message.records.len();
+        let total = tables.records;
         let mut records = Vec::with_capacity(total);
         let mut dropped = 0;
-        for (position, r) in message.records.into_iter().enumerate() {
-            let pk_index = usize::try_from(r.partition_key_index)
+        for (position, fields) in wire::records(body).enumerate() {
+            let r = fields.map_err(protobuf)?;
+            if invalid.is_some() {
+                continue; // only checking that the rest parses
+            }
+            let Some(pk_index) = usize::try_from(r.partition_key_index)
                 .ok()
-                .filter(|&i| i < message.partition_key_table.len())
-                .ok_or(CorruptReason::PartitionKeyIndexOutOfRange {
+                .filter(|&i| i < keys.len())
+            else {
+                invalid = Some(CorruptReason::PartitionKeyIndexOutOfRange {
                     record: position,
                     index: r.partition_key_index,
-                    table_len: message.partition_key_table.len(),
-                })?;
+                    table_len: keys.len(),
+                });
+                continue;
+            };
             let explicit_hash_key = match r.explicit_hash_key_index {
                 None => None,
-                Some(index) => Some(
-                    usize::try_from(index)
+                Some(index) => {
+                    match usize::try_from(index)
                         .ok()
                         .and_then(|i| explicit_keys.get(i).copied())
-                        .ok_or(CorruptReason::ExplicitHashKeyIndexOutOfRange {
-                            record: position,
-                            index,
-                            table_len: explicit_keys.len(),
-                        })?,
-                ),
+                    {
+                        Some(key) => Some(key),
+                        None => {
+                            invalid = Some(CorruptReason::ExplicitHashKeyIndexOutOfRange {
+                                record: position,
+                                index,
+                                table_len: explicit_keys.len(),
+                            });
+                            continue;
+                        }
+                    }
+                }
             };
             if let Some(range) = self.shard_range {
                 let hash = explicit_hash_key.unwrap_or_else(|| {
-                    *key_hashes[pk_index].get_or_insert_with(|| {
-                        HashKey::from_partition_key(&message.partition_key_table[pk_index])
-                    })
+                    *key_hashes[pk_index]
+                        .get_or_insert_with(|| HashKey::from_partition_key(keys[pk_index]))
                 });
                 if !range.contains(hash) {
                     dropped += 1;
                     continue;
                 }
             }
+            let (start, end) = r.data;
             records.push(SubRecord {
                 sub_sequence_number: position as u64,
-                partition_key: message.partition_key_table[pk_index].clone(),
+                partition_key: keys[pk_index].to_owned(),
                 explicit_hash_key,
-                data: r.data,
+                data: data.slice(MAGIC.len() + start..MAGIC.len() + end),
             });
+        }
+        if let Some(reason) = invalid {
+            return Err(reason);
         }
         Ok(Deaggregated {
             records,
@@ -377,13 +401,16 @@ mod tests {
         assert!(input.contains(&out.records[0].data.as_ptr()));
     }
 
+    /// A corrupt record and a check of the reason it is rejected for.
+    type CorruptCase = (Bytes, fn(&CorruptReason) -> bool);
+
     #[test]
     fn corruption_is_reported_or_rejected() {
         let good = aggregate(&[("a", None, b"one"), ("b", None, b"two")]);
         let mut bad_digest = good.to_vec();
         let last = bad_digest.len() - 1;
         bad_digest[last] ^= 1;
-        let cases: Vec<(Bytes, fn(&CorruptReason) -> bool)> = vec![
+        let cases: Vec<CorruptCase> = vec![
             (Bytes::from(bad_digest), |r| {
                 matches!(r, CorruptReason::DigestMismatch)
             }),
@@ -497,5 +524,478 @@ mod tests {
             .unwrap();
         assert_eq!(out.records.len(), 1);
         assert_eq!(out.dropped_outside_range, 0);
+    }
+}
+
+/// The hand-written protobuf decoder against prost, on hand-picked and on random inputs.
+#[cfg(test)]
+mod decoder_tests {
+    use super::*;
+    use crate::proto;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    /// What deaggregating a body gives: the records, or the kind of error.
+    type Outcome = Result<Vec<(u64, String, Option<HashKey>, Bytes)>, CorruptReason>;
+
+    /// The reference: decode with prost, then check the tables and indexes (the
+    /// deaggregator's logic before the hand-written decoder).
+    fn with_prost(body: &[u8]) -> Outcome {
+        let m = proto::AggregatedRecord::decode(body)
+            .map_err(|e| CorruptReason::Protobuf(e.to_string()))?;
+        let mut keys = Vec::new();
+        for (index, text) in m.explicit_hash_key_table.iter().enumerate() {
+            keys.push(HashKey::parse_decimal(text).map_err(|_| {
+                CorruptReason::InvalidExplicitHashKey {
+                    index,
+                    input: excerpt(text),
+                }
+            })?);
+        }
+        let table = &m.partition_key_table;
+        let mut out = Vec::new();
+        for (record, r) in m.records.iter().enumerate() {
+            let pk = usize::try_from(r.partition_key_index)
+                .ok()
+                .and_then(|i| table.get(i))
+                .ok_or(CorruptReason::PartitionKeyIndexOutOfRange {
+                    record,
+                    index: r.partition_key_index,
+                    table_len: table.len(),
+                })?;
+            let ehk = match r.explicit_hash_key_index {
+                None => None,
+                Some(index) => Some(
+                    usize::try_from(index)
+                        .ok()
+                        .and_then(|i| keys.get(i).copied())
+                        .ok_or(CorruptReason::ExplicitHashKeyIndexOutOfRange {
+                            record,
+                            index,
+                            table_len: keys.len(),
+                        })?,
+                ),
+            };
+            out.push((record as u64, pk.clone(), ehk, r.data.clone()));
+        }
+        Ok(out)
+    }
+
+    fn frame(body: &[u8]) -> Bytes {
+        let mut v = MAGIC.to_vec();
+        v.extend_from_slice(body);
+        let d: [u8; 16] = Md5::digest(body).into();
+        v.extend_from_slice(&d);
+        Bytes::from(v)
+    }
+
+    /// The hand-written decoder, through the public API.
+    fn with_wire(body: &[u8]) -> Outcome {
+        // `parse` directly: an empty body is valid protobuf, though too short to frame.
+        let out = Deaggregator::new().parse(&frame(body))?;
+        assert_eq!(out.format, RecordFormat::Aggregated);
+        assert_eq!(out.total, out.records.len());
+        Ok(out
+            .records
+            .into_iter()
+            .map(|r| {
+                (
+                    r.sub_sequence_number,
+                    r.partition_key,
+                    r.explicit_hash_key,
+                    r.data,
+                )
+            })
+            .collect())
+    }
+
+    /// Both decoders agree: same records, or the same reason (any protobuf error alike).
+    fn agree(body: &[u8]) -> Outcome {
+        let (ours, reference) = (with_wire(body), with_prost(body));
+        match (&ours, &reference) {
+            (Err(CorruptReason::Protobuf(_)), Err(CorruptReason::Protobuf(_))) => {}
+            _ => assert_eq!(ours, reference, "body {body:02x?}"),
+        }
+        ours
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn key(field: u64, wire_type: u64, out: &mut Vec<u8>) {
+        varint(field << 3 | wire_type, out);
+    }
+
+    fn delimited(field: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        key(field, 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+
+    fn record(pk: u64, ehk: Option<u64>, data: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        key(1, 0, &mut r);
+        varint(pk, &mut r);
+        if let Some(i) = ehk {
+            key(2, 0, &mut r);
+            varint(i, &mut r);
+        }
+        delimited(3, data, &mut r);
+        r
+    }
+
+    #[test]
+    fn fields_in_any_order_last_scalar_wins() {
+        let mut body = Vec::new();
+        // A record before the tables it refers to, fields inside it reversed and repeated.
+        let mut r = Vec::new();
+        delimited(3, b"old", &mut r);
+        delimited(3, b"new", &mut r);
+        key(2, 0, &mut r);
+        varint(0, &mut r);
+        key(1, 0, &mut r);
+        varint(5, &mut r);
+        key(1, 0, &mut r);
+        varint(1, &mut r);
+        delimited(3, &r, &mut body);
+        delimited(1, b"a", &mut body);
+        delimited(2, b"77", &mut body);
+        delimited(1, b"b", &mut body);
+        delimited(3, &record(0, None, b"x"), &mut body);
+        let out = agree(&body).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                (0, "b".into(), Some(HashKey(77)), Bytes::from("new")),
+                (1, "a".into(), None, Bytes::from("x")),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_of_every_wire_type_are_skipped() {
+        let mut unknown = Vec::new();
+        key(9, 0, &mut unknown);
+        varint(u64::MAX, &mut unknown);
+        key(10, 1, &mut unknown);
+        unknown.extend_from_slice(&[1; 8]);
+        key(11, 5, &mut unknown);
+        unknown.extend_from_slice(&[2; 4]);
+        delimited(12, &[0xFF, 0xFE], &mut unknown); // not UTF-8: unknown, so unchecked
+        key(13, 3, &mut unknown); // a group holding a field and a nested group
+        key(1, 0, &mut unknown);
+        varint(3, &mut unknown);
+        key(14, 3, &mut unknown);
+        key(14, 4, &mut unknown);
+        key(13, 4, &mut unknown);
+        key(536_870_911, 0, &mut unknown); // the largest field number
+        varint(1, &mut unknown);
+
+        let mut tag = unknown.clone();
+        delimited(1, b"tag-key", &mut tag);
+        delimited(2, b"tag-value", &mut tag);
+        let mut r = record(0, None, b"payload");
+        r.extend_from_slice(&unknown);
+        delimited(4, &tag, &mut r);
+        let mut body = unknown.clone();
+        delimited(1, b"k", &mut body);
+        body.extend_from_slice(&unknown);
+        delimited(3, &r, &mut body);
+        delimited(3, &record(0, None, b""), &mut body);
+        body.extend_from_slice(&unknown);
+        let out = agree(&body).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].3, Bytes::from("payload"));
+    }
+
+    #[test]
+    fn malformed_input_is_rejected() {
+        let good = {
+            let mut b = Vec::new();
+            delimited(1, b"k", &mut b);
+            delimited(3, &record(0, None, b"data"), &mut b);
+            b
+        };
+        assert!(agree(&good).is_ok());
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        // Every truncation of a valid body: both decoders agree (a cut between fields
+        // is valid).
+        for cut in 1..good.len() {
+            let _ = agree(&good[..cut]);
+        }
+        cases.push(good[..good.len() - 1].to_vec());
+        // Truncated varints: a key, and a length.
+        cases.push(vec![0x80]);
+        cases.push(vec![0x0A, 0xFF, 0xFF]);
+        // An 11-byte varint, and a 10-byte one past 64 bits.
+        cases.push([&[0x08][..], &[0xFF; 10], &[0x01]].concat());
+        cases.push([&[0x48][..], &[0xFF; 9], &[0x02]].concat());
+        // Lengths past the end: of the body, of the enclosing record, of u64.
+        cases.push(vec![0x0A, 0x05, b'k']);
+        cases.push(vec![0x1A, 0x04, 0x08, 0x00, 0x1A, 0x05, b'x', b'y']);
+        cases.push([&[0x0A][..], &[0xFF; 9], &[0x01]].concat());
+        // Field number 0; wire types 6 and 7; a key above u32.
+        cases.push(vec![0x00, 0x00]);
+        cases.push(vec![0x0E]);
+        cases.push(vec![0x0F]);
+        cases.push(vec![0x80, 0x80, 0x80, 0x80, 0x10]);
+        // Known fields with the wrong wire type.
+        cases.push(vec![0x08, 0x01]); // table entry as varint
+        cases.push(vec![0x1A, 0x02, 0x0A, 0x00]); // pk index as bytes
+        cases.push(vec![0x1A, 0x02, 0x18, 0x00]); // data as varint
+        cases.push(vec![0x1A, 0x02, 0x20, 0x00]); // tag as varint
+                                                  // Groups: an end without a start, a mismatched end, an unterminated one.
+        cases.push(vec![0x4C]);
+        cases.push(vec![0x4B, 0x54]);
+        cases.push(vec![0x4B, 0x08, 0x01]);
+        // Invalid UTF-8: in a key, in the ehk table, in a tag.
+        cases.push(vec![0x0A, 0x01, 0xFF]);
+        cases.push(vec![0x12, 0x02, 0xC3, 0x28]);
+        cases.push(vec![0x1A, 0x05, 0x22, 0x03, 0x0A, 0x01, 0xFF]);
+        // Groups nested past prost's recursion limit.
+        let mut deep = Vec::new();
+        for _ in 0..101 {
+            key(9, 3, &mut deep);
+        }
+        for _ in 0..101 {
+            key(9, 4, &mut deep);
+        }
+        cases.push(deep);
+        for body in &cases {
+            assert!(
+                matches!(agree(body), Err(CorruptReason::Protobuf(_))),
+                "{body:02x?} should not parse"
+            );
+        }
+        // Just within the limit: 100 nested groups at the top level.
+        let mut deep = Vec::new();
+        for _ in 0..100 {
+            key(9, 3, &mut deep);
+        }
+        for _ in 0..100 {
+            key(9, 4, &mut deep);
+        }
+        assert!(agree(&deep).unwrap().is_empty());
+        // Within a record, one level less: 100 nested groups are too many, 99 fit.
+        let mut inner = Vec::new();
+        for _ in 0..100 {
+            key(9, 3, &mut inner);
+        }
+        for _ in 0..100 {
+            key(9, 4, &mut inner);
+        }
+        let mut body = Vec::new();
+        delimited(3, &inner, &mut body);
+        assert!(matches!(agree(&body), Err(CorruptReason::Protobuf(_))));
+        inner.drain(..1);
+        inner.pop();
+        let mut body = Vec::new();
+        delimited(1, b"k", &mut body);
+        delimited(3, &inner, &mut body);
+        assert_eq!(agree(&body).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn protobuf_errors_come_before_table_and_index_errors() {
+        // Index out of range in record 0, then a record that does not parse.
+        let mut body = Vec::new();
+        delimited(3, &record(7, None, b""), &mut body);
+        delimited(3, &[0x08], &mut body);
+        assert!(matches!(agree(&body), Err(CorruptReason::Protobuf(_))));
+        // A bad ehk entry and an index out of range: the table is reported.
+        let mut body = Vec::new();
+        delimited(2, b"01", &mut body);
+        delimited(3, &record(7, None, b""), &mut body);
+        assert!(matches!(
+            agree(&body),
+            Err(CorruptReason::InvalidExplicitHashKey { index: 0, .. })
+        ));
+        // Two bad indexes: the first record's is reported.
+        let mut body = Vec::new();
+        delimited(1, b"k", &mut body);
+        delimited(3, &record(0, Some(4), b""), &mut body);
+        delimited(3, &record(9, None, b""), &mut body);
+        assert!(matches!(
+            agree(&body),
+            Err(CorruptReason::ExplicitHashKeyIndexOutOfRange {
+                record: 0,
+                index: 4,
+                table_len: 0
+            })
+        ));
+    }
+
+    #[test]
+    fn keys_that_straddle_the_fast_utf8_check_are_checked_alone() {
+        // A 200-byte key: its length varint has a high bit, so the table run is not UTF-8
+        // as a whole; and a key of multi-byte characters.
+        let long = "é".repeat(100);
+        let mut body = Vec::new();
+        delimited(1, long.as_bytes(), &mut body);
+        delimited(1, "ключ".as_bytes(), &mut body);
+        delimited(3, &record(0, None, b"1"), &mut body);
+        delimited(3, &record(1, None, b"2"), &mut body);
+        let out = agree(&body).unwrap();
+        assert_eq!(out[0].1, long);
+        assert_eq!(out[1].1, "ключ");
+        // A key cut in the middle of a character, next to one that completes it.
+        let mut body = Vec::new();
+        delimited(1, &[0xC3], &mut body);
+        delimited(1, &[0xA9], &mut body);
+        assert!(matches!(agree(&body), Err(CorruptReason::Protobuf(_))));
+    }
+
+    /// One field of a generated message.
+    #[derive(Debug, Clone)]
+    enum Field {
+        Varint(u64, u64),
+        Fixed32(u64),
+        Fixed64(u64),
+        Bytes(u64, Vec<u8>),
+        Group(u64, Vec<Field>),
+    }
+
+    fn encode(fields: &[Field], out: &mut Vec<u8>) {
+        for f in fields {
+            match f {
+                Field::Varint(n, v) => {
+                    key(*n, 0, out);
+                    varint(*v, out);
+                }
+                Field::Fixed32(n) => {
+                    key(*n, 5, out);
+                    out.extend_from_slice(&[3; 4]);
+                }
+                Field::Fixed64(n) => {
+                    key(*n, 1, out);
+                    out.extend_from_slice(&[4; 8]);
+                }
+                Field::Bytes(n, b) => delimited(*n, b, out),
+                Field::Group(n, inner) => {
+                    key(*n, 3, out);
+                    encode(inner, out);
+                    key(*n, 4, out);
+                }
+            }
+        }
+    }
+
+    /// Field numbers near the schema's (1-4) so that known fields are hit often.
+    fn field_number() -> impl Strategy<Value = u64> {
+        prop_oneof![8 => 1..5u64, 1 => 5..20u64, 1 => Just(536_870_911u64)]
+    }
+
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => "[a-c0-9]{0,4}".prop_map(String::into_bytes),
+            1 => "[0-9]{1,3}".prop_map(String::into_bytes),
+            1 => proptest::collection::vec(any::<u8>(), 0..6),
+        ]
+    }
+
+    /// A random field, nested up to three levels: messages (as bytes) and groups.
+    fn generic() -> impl Strategy<Value = Field> {
+        let leaf = prop_oneof![
+            3 => (field_number(), prop_oneof![0..4u64, any::<u64>()])
+                .prop_map(|(n, v)| Field::Varint(n, v)),
+            1 => field_number().prop_map(Field::Fixed32),
+            1 => field_number().prop_map(Field::Fixed64),
+            3 => (field_number(), text()).prop_map(|(n, b)| Field::Bytes(n, b)),
+        ];
+        leaf.prop_recursive(3, 48, 6, |inner| {
+            let list = proptest::collection::vec(inner, 0..6);
+            prop_oneof![
+                4 => (field_number(), list.clone()).prop_map(|(n, fs)| {
+                    let mut b = Vec::new();
+                    encode(&fs, &mut b);
+                    Field::Bytes(n, b)
+                }),
+                1 => (field_number(), list).prop_map(|(n, fs)| Field::Group(n, fs)),
+            ]
+        })
+    }
+
+    /// Top-level fields biased towards this schema's shapes: table entries, records
+    /// (with tags), and anything else.
+    fn fields() -> impl Strategy<Value = Vec<Field>> {
+        proptest::collection::vec(
+            prop_oneof![
+                3 => text().prop_map(|t| Field::Bytes(1, t)),
+                1 => "0|[1-9][0-9]{0,3}|x".prop_map(|t| Field::Bytes(2, t.into_bytes())),
+                5 => (0..4u64, proptest::option::of(0..3u64), text(), any::<bool>())
+                    .prop_map(|(pk, ehk, data, tag)| {
+                        let mut r = record(pk, ehk, &data);
+                        if tag {
+                            delimited(4, &[0x0A, 0x01, b't'], &mut r);
+                        }
+                        Field::Bytes(3, r)
+                    }),
+                2 => proptest::collection::vec(generic(), 0..5).prop_map(|fs| {
+                    let mut r = Vec::new();
+                    encode(&fs, &mut r);
+                    Field::Bytes(3, r)
+                }),
+                2 => generic(),
+            ],
+            0..12,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Well-formed-ish messages, possibly damaged: both decoders agree on every one.
+        #[test]
+        fn agrees_with_prost(
+            top in fields(),
+            extra in proptest::collection::vec(any::<u8>(), 0..4),
+            damage in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut body = Vec::new();
+            encode(&top, &mut body);
+            if let Some((at, byte)) = damage {
+                if !body.is_empty() {
+                    let i = at.index(body.len());
+                    body[i] = byte;
+                }
+            }
+            if let Some(at) = cut {
+                body.truncate(at.index(body.len() + 1));
+            }
+            let _ = agree(&body);
+            body.extend_from_slice(&extra);
+            let _ = agree(&body);
+        }
+
+        /// Arbitrary bytes: both decoders agree.
+        #[test]
+        fn agrees_with_prost_on_noise(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = agree(&body);
+        }
+
+        /// Random nested fields with random numbers and wire shapes.
+        #[test]
+        fn agrees_with_prost_on_random_fields(
+            top in proptest::collection::vec(
+                (field_number(), text(), 0..5u8).prop_map(|(n, t, shape)| match shape {
+                    0 => Field::Varint(n, t.len() as u64),
+                    1 => Field::Fixed32(n),
+                    2 => Field::Fixed64(n),
+                    3 => Field::Group(n, vec![Field::Bytes(n, t)]),
+                    _ => Field::Bytes(n, t),
+                }),
+                0..10,
+            )
+        ) {
+            let mut body = Vec::new();
+            encode(&top, &mut body);
+            let _ = agree(&body);
+        }
     }
 }

@@ -42,6 +42,7 @@ pub mod error;
 pub mod hash;
 pub mod proto;
 pub mod record;
+mod wire;
 
 pub use aggregator::{Aggregator, AggregatorBuilder, KinesisRecord};
 pub use deaggregate::{
