@@ -709,3 +709,83 @@ async fn a_panicking_processor_is_restarted_from_its_checkpoint() {
         "the batch lost to the panic is delivered again, once"
     );
 }
+
+/// Prepares a two-phase checkpoint with state on its first batch and never completes it;
+/// reports what `initialize` was handed.
+#[derive(Debug)]
+struct TwoPhase {
+    initialized: Arc<Mutex<Vec<InitializationInput>>>,
+    prepared: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl RecordProcessor for TwoPhase {
+    async fn initialize(&mut self, input: InitializationInput) {
+        self.initialized.lock().unwrap().push(input);
+    }
+    async fn process_records(&mut self, input: ProcessRecordsInput) {
+        if !self.prepared.load(std::sync::atomic::Ordering::SeqCst) {
+            input
+                .checkpointer
+                .prepare_checkpoint(Some(Bytes::from_static(b"app-state-1")))
+                .await
+                .unwrap();
+            self.prepared
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    async fn lease_lost(&mut self, _: LeaseLostInput) {}
+    async fn shard_ended(&mut self, input: ShardEndedInput) {
+        let _ = input.checkpointer.checkpoint().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_two_phase_checkpoint_reaches_the_next_owner() {
+    let stack = stack().await;
+    let stream = stack.create_stream("kcl-2pc", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-2pc-app");
+    put_records(&stack.kinesis_client(), &stream, &records(50, 5, 1, "t"), 1).await;
+    let initialized = Arc::new(Mutex::new(Vec::new()));
+    let prepared = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let build = |worker: &str| {
+        let (i, p) = (initialized.clone(), prepared.clone());
+        Scheduler::builder(&app, &stream, move |_: &str| {
+            Box::new(TwoPhase {
+                initialized: i.clone(),
+                prepared: p.clone(),
+            }) as Box<dyn RecordProcessor>
+        })
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id(worker)
+        .with_failover_time(Duration::from_secs(1))
+        .build()
+        .unwrap()
+    };
+    let first = build("first");
+    let run = spawn_run(&first);
+    wait_until("prepared", || {
+        prepared.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    run.abort(); // crash before the second phase
+    let _ = run.await;
+    let second = build("second");
+    let run = spawn_run(&second);
+    wait_until("second initialize", || {
+        initialized.lock().unwrap().len() == 2
+    })
+    .await;
+    second.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let init = initialized.lock().unwrap()[1].clone();
+    assert_eq!(init.checkpoint, Checkpoint::TrimHorizon);
+    assert!(matches!(
+        init.pending_checkpoint,
+        Some(Checkpoint::Sequence { .. })
+    ));
+    assert_eq!(
+        init.pending_checkpoint_state,
+        Some(Bytes::from_static(b"app-state-1"))
+    );
+}
