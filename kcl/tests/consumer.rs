@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use common::*;
 use kinesis_consumer::{
-    Checkpoint, Error, InitializationInput, Lease, LeaseLostInput, LeaseStore, LeaseTable,
-    ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput,
+    Checkpoint, Error, InitializationInput, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
+    Scheduler, ShardEndedInput,
 };
 
 fn records(n: usize, keys: usize, run: usize, tag: &str) -> Vec<Sent> {
@@ -26,128 +26,9 @@ fn records(n: usize, keys: usize, run: usize, tag: &str) -> Vec<Sent> {
         .collect()
 }
 
-fn spawn_run(s: &Scheduler) -> tokio::task::JoinHandle<Result<(), Error>> {
-    let s = s.clone();
-    tokio::spawn(async move { s.run().await })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_table_operations_are_conditional() {
-    let stack = stack().await;
-    let table_name = kinesis_emulators::unique_name("leases");
-    let table = LeaseTable::new(stack.dynamodb_client(), &table_name);
-    table.create_table_if_not_exists().await.unwrap();
-    table.create_table_if_not_exists().await.unwrap(); // idempotent
-
-    let lease = Lease::new("shardId-000000000001", Checkpoint::TrimHorizon)
-        .with_parents(vec!["shardId-000000000000".into()]);
-    assert!(table.create_lease_if_not_exists(&lease).await.unwrap());
-    assert!(!table.create_lease_if_not_exists(&lease).await.unwrap());
-
-    let read = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(read, lease);
-    assert!(table.take_lease(&read, "w1").await.unwrap());
-    // A second take from the same (now stale) read is refused.
-    assert!(!table.take_lease(&read, "w2").await.unwrap());
-    let held = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(held.owner.as_deref(), Some("w1"));
-    assert_eq!(held.counter, 1);
-    assert_eq!(held.owner_switches_since_checkpoint, 1);
-
-    assert!(table.renew_lease(&held).await.unwrap());
-    assert!(!table.renew_lease(&held).await.unwrap(), "stale counter");
-    let held = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(held.counter, 2);
-
-    // Another worker steals; the old owner's checkpoint is refused and changes nothing.
-    assert!(table.take_lease(&held, "w2").await.unwrap());
-    let cp = checkpoint_of(
-        "49590338271490256608559692538361571095921575989136588898",
-        3,
-    );
-    assert!(!table.update_checkpoint(&held, &cp, &[]).await.unwrap());
-    let stolen = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(stolen.checkpoint, Checkpoint::TrimHorizon);
-    assert_eq!(stolen.owner.as_deref(), Some("w2"));
-
-    // The new owner checkpoints, two-phase and plain.
-    let state = Bytes::from_static(b"app-state");
-    assert!(table
-        .prepare_checkpoint(&stolen, &cp, Some(&state))
-        .await
-        .unwrap());
-    let mut pending = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(pending.pending_checkpoint, Some(cp.clone()));
-    assert_eq!(pending.pending_checkpoint_state, Some(state));
-    assert!(table.update_checkpoint(&pending, &cp, &[]).await.unwrap());
-    pending.counter += 1;
-    let done = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(done.checkpoint, cp);
-    assert_eq!(done.pending_checkpoint, None);
-    assert_eq!(done.pending_checkpoint_state, None);
-    assert_eq!(done.owner_switches_since_checkpoint, 0);
-
-    // Not finished: cannot be deleted. Evicting leaves it unowned.
-    assert!(!table.delete_finished_lease(&lease.lease_key).await.unwrap());
-    assert!(table.evict_lease(&done).await.unwrap());
-    let free = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(free.owner, None);
-    assert!(table.take_lease(&free, "w3").await.unwrap());
-    let mut mine = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert!(table
-        .update_checkpoint(
-            &mine,
-            &Checkpoint::ShardEnd,
-            &["shardId-000000000002".into()]
-        )
-        .await
-        .unwrap());
-    mine.counter += 1;
-    let ended = table.get_lease(&lease.lease_key).await.unwrap().unwrap();
-    assert_eq!(ended.child_shard_ids, vec!["shardId-000000000002"]);
-    assert!(table.delete_finished_lease(&lease.lease_key).await.unwrap());
-    assert!(table.get_lease(&lease.lease_key).await.unwrap().is_none());
-    // Updates never resurrect a deleted lease.
-    assert!(!table.renew_lease(&mine).await.unwrap());
-    assert!(table.get_lease(&lease.lease_key).await.unwrap().is_none());
-
-    // Items written by other tools: odd ones are skipped by scans, with the rest kept.
-    let ddb = stack.dynamodb_client();
-    use aws_sdk_dynamodb::types::AttributeValue as A;
-    ddb.put_item()
-        .table_name(&table_name)
-        .item("leaseKey", A::S("no-counter".into()))
-        .item("checkpoint", A::S("TRIM_HORIZON".into()))
-        .send()
-        .await
-        .unwrap();
-    ddb.put_item()
-        .table_name(&table_name)
-        .item("leaseKey", A::S("java-written".into()))
-        .item("leaseCounter", A::N("12".into()))
-        .item("leaseOwner", A::S("java-worker".into()))
-        .item("checkpoint", A::S("SHARD_END".into()))
-        .item("checkpointSubSequenceNumber", A::N("0".into()))
-        .item("pendingCheckpointState", A::N("5".into()))
-        .item("parentShardId", A::Ss(vec!["a".into(), "b".into()]))
-        .send()
-        .await
-        .unwrap();
-    table
-        .create_lease_if_not_exists(&Lease::new("ours", Checkpoint::Latest))
-        .await
-        .unwrap();
-    let mut keys: Vec<String> = table
-        .list_leases()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.lease_key)
-        .collect();
-    keys.sort();
-    assert_eq!(keys, vec!["java-written", "ours"]);
-    let err = table.get_lease("no-counter").await.unwrap_err();
-    assert!(matches!(err, Error::InvalidLease { .. }), "{err}");
+    lease_table_scenario(&stack().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,113 +87,9 @@ async fn one_worker_processes_100k_mixed_records_in_order() {
     }
 }
 
-/// Processing index of every record, by key.
-fn order_by_key(seen: &[Seen]) -> HashMap<String, Vec<usize>> {
-    let mut m: HashMap<String, Vec<usize>> = HashMap::new();
-    for s in seen {
-        let text = std::str::from_utf8(&s.data).unwrap();
-        let n: usize = text.rsplit(':').next().unwrap().parse().unwrap();
-        m.entry(s.partition_key.clone()).or_default().push(n);
-    }
-    m
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_and_merge_keep_parents_before_children() {
-    let stack = stack().await;
-    let stream = stack.create_stream("kcl-reshard", 3).await.unwrap();
-    let app = kinesis_emulators::unique_name("kcl-reshard-app");
-    let kinesis = stack.kinesis_client();
-    let keys = 60;
-    let per_phase = 30;
-    let phase = |p: usize| -> Vec<Sent> {
-        (0..per_phase)
-            .flat_map(|i| {
-                (0..keys).map(move |k| Sent {
-                    partition_key: format!("key-{k}"),
-                    data: Bytes::from(format!("key-{k}:{}", p * per_phase + i)),
-                })
-            })
-            .collect()
-    };
-    let rec = Recorder::default();
-    let worker = scheduler(&stack, &app, &stream, "w1", &rec, Duration::from_secs(3));
-    let run = spawn_run(&worker);
-    put_records(&kinesis, &stream, &phase(0), 1).await;
-
-    let shards = kinesis
-        .list_shards()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap()
-        .shards()
-        .to_vec();
-    assert_eq!(shards.len(), 3);
-    let s0 = &shards[0];
-    let range = s0.hash_key_range().unwrap();
-    let (lo, hi): (u128, u128) = (
-        range.starting_hash_key().parse().unwrap(),
-        range.ending_hash_key().parse().unwrap(),
-    );
-    kinesis
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(s0.shard_id())
-        .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    kinesis_emulators::wait_for_stream_active(&kinesis, &stream, DEADLINE)
-        .await
-        .unwrap();
-    put_records(&kinesis, &stream, &phase(1), 1).await;
-    kinesis
-        .merge_shards()
-        .stream_name(&stream)
-        .shard_to_merge(shards[1].shard_id())
-        .adjacent_shard_to_merge(shards[2].shard_id())
-        .send()
-        .await
-        .unwrap();
-    kinesis_emulators::wait_for_stream_active(&kinesis, &stream, DEADLINE)
-        .await
-        .unwrap();
-    put_records(&kinesis, &stream, &phase(2), 1).await;
-
-    let total = keys * per_phase * 3;
-    wait_until("every record", || rec.count() >= total).await;
-    // Children of all three parents ran, so every parent reached SHARD_END first.
-    wait_until("three shard ends", || rec.events("shard_ended").len() >= 3).await;
-    worker.graceful_shutdown().await;
-    run.await.unwrap().unwrap();
-
-    let seen = rec.seen();
-    assert_eq!(seen.len(), total, "nothing lost, nothing twice");
-    for (key, order) in order_by_key(&seen) {
-        let expected: Vec<usize> = (0..per_phase * 3).collect();
-        assert_eq!(
-            order, expected,
-            "{key}: parent records before child records"
-        );
-    }
-    let table = leases(&stack, &app).await;
-    let parents = [s0.shard_id(), shards[1].shard_id(), shards[2].shard_id()];
-    for p in parents {
-        // Finished parents are SHARD_END, or already cleaned up once children progressed.
-        if let Some(l) = table.get(p) {
-            assert_eq!(l.checkpoint, Checkpoint::ShardEnd, "{p}");
-        }
-    }
-    let merged: Vec<&Lease> = table
-        .values()
-        .filter(|l| l.parent_shard_ids.len() == 2)
-        .collect();
-    assert_eq!(
-        merged.len(),
-        1,
-        "the merged child's lease names both parents"
-    );
+    reshard_scenario(&stack().await, 60, 30).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
