@@ -566,3 +566,8 @@ async fn a_pending_two_phase_checkpoint_reaches_the_next_owner() {
         Some(Bytes::from_static(b"app-state-1"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_timestamp_starts_at_the_timestamp() {
+    at_timestamp_scenario(&stack().await).await;
+}

@@ -25,3 +25,8 @@ async fn fidelity_lease_table_operations_are_conditional() {
 async fn fidelity_split_and_merge_keep_parents_before_children() {
     reshard_scenario(&fidelity().await, 12, 5).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fidelity_at_timestamp_starts_at_the_timestamp() {
+    at_timestamp_scenario(&fidelity().await).await;
+}

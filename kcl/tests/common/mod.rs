@@ -582,3 +582,50 @@ pub fn spawn_run(s: &Scheduler) -> tokio::task::JoinHandle<Result<(), Error>> {
     let s = s.clone();
     tokio::spawn(async move { s.run().await })
 }
+
+/// Records put before a timestamp are skipped by a worker starting `AtTimestamp`, those put
+/// after it are delivered.
+pub async fn at_timestamp_scenario(stack: &LocalStack) {
+    let stream = stack.create_stream("kcl-at-ts", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-at-ts-app");
+    let kinesis = stack.kinesis_client();
+    let sent = |tag: &str| -> Vec<Sent> {
+        (0..40)
+            .map(|i| Sent {
+                partition_key: format!("k{i}"),
+                data: Bytes::from(format!("{tag}{i}")),
+            })
+            .collect()
+    };
+    put_records(&kinesis, &stream, &sent("before"), 1).await;
+    // Some emulators keep arrival times in whole seconds: leave a clear gap on both sides.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let at = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let after = sent("after");
+    put_records(&kinesis, &stream, &after, 1).await;
+    let rec = Recorder::default();
+    let worker = scheduler_builder(stack, &app, &stream, "w", &rec, Duration::from_secs(10))
+        .with_initial_position(kinesis_consumer::InitialPosition::AtTimestamp(at))
+        .build()
+        .unwrap();
+    let run = spawn_run(&worker);
+    wait_until("the records after the timestamp", || {
+        rec.count() >= after.len()
+    })
+    .await;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let mut got: Vec<Bytes> = rec.seen().into_iter().map(|s| s.data).collect();
+    let mut want: Vec<Bytes> = after.into_iter().map(|s| s.data).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "exactly the records at or after the timestamp");
+    for lease in leases(stack, &app).await.values() {
+        assert_ne!(
+            lease.checkpoint,
+            Checkpoint::AtTimestamp,
+            "progressed past the start"
+        );
+    }
+}
