@@ -265,4 +265,61 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
     }
     eprintln!("{balancing_duplicates} duplicates from steals while balancing");
     assert_eq!(first.len(), expected, "nothing lost");
+    drop(lines);
+
+    // `leases` shows the table: every shard, released (no owner) after the graceful exits.
+    let env = [
+        (
+            "AWS_ENDPOINT_URL_KINESIS",
+            stack.kinesis_endpoint().to_owned(),
+        ),
+        (
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            stack.dynamodb_endpoint().to_owned(),
+        ),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"))
+        .args(["leases", "--app", &app, "--stream", &stream])
+        .envs(env.clone())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 8, "{text}");
+    for row in rows {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1], "-", "released: {row}");
+        assert!(cells[3].contains('/'), "checkpointed at a record: {row}");
+    }
+
+    // `tail` reads every shard without leases.
+    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"))
+        .args([
+            "tail",
+            "--stream",
+            &stream,
+            "--from",
+            "trim-horizon",
+            "--exit-when-idle",
+            "2",
+        ])
+        .envs(env)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let tailed: HashSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["data"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(tailed.len(), expected);
 }

@@ -3,14 +3,17 @@
 //! ```text
 //!  Scan (consistent) ─▶ leases (odd items skipped with a warning) ─▶ sorted by shard ─▶ table
 //!  [--stream S] ListShards ─▶ open/closed per shard, for the "state" column
+//!               GetShardIterator(after checkpoint) + GetRecords(limit 1) ─▶ MillisBehindLatest,
+//!               for the "lag" column (as far as the server reports it)
 //! ```
 
 use std::collections::HashMap;
 use std::io::Write;
 
 use aws_config::BehaviorVersion;
+use aws_sdk_kinesis::types::ShardIteratorType;
 use clap::Args;
-use kinesis_consumer::{Lease, LeaseStore, LeaseTable};
+use kinesis_consumer::{Checkpoint, Lease, LeaseStore, LeaseTable};
 
 use crate::Error;
 
@@ -20,14 +23,24 @@ pub struct LeasesArgs {
     /// Application name (the lease table's name).
     #[arg(long)]
     pub app: String,
-    /// The stream, to show which leased shards are still open. Default: not shown.
+    /// The stream, to show which leased shards are still open and how far behind their
+    /// checkpoints are. Default: not shown.
     #[arg(long)]
     pub stream: Option<String>,
 }
 
-/// Formats leases as an aligned text table. `open` maps shard ids to whether the shard is
-/// open, when the stream was given.
-pub fn format_table(leases: &[Lease], open: Option<&HashMap<String, bool>>) -> String {
+/// What the stream says about a leased shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardView {
+    /// Whether the shard is still open.
+    pub open: bool,
+    /// `MillisBehindLatest` just after the checkpoint, when the server told.
+    pub lag_ms: Option<i64>,
+}
+
+/// Formats leases as an aligned text table. `shards` maps shard ids to what the stream says
+/// about them, when the stream was given.
+pub fn format_table(leases: &[Lease], shards: Option<&HashMap<String, ShardView>>) -> String {
     let mut rows = vec![[
         "shard".to_owned(),
         "owner".to_owned(),
@@ -35,6 +48,7 @@ pub fn format_table(leases: &[Lease], open: Option<&HashMap<String, bool>>) -> S
         "checkpoint".to_owned(),
         "parents".to_owned(),
         "state".to_owned(),
+        "lag".to_owned(),
     ]];
     let mut sorted: Vec<&Lease> = leases.iter().collect();
     sorted.sort_by(|a, b| a.lease_key.cmp(&b.lease_key));
@@ -42,13 +56,17 @@ pub fn format_table(leases: &[Lease], open: Option<&HashMap<String, bool>>) -> S
         let state = if l.checkpoint.is_shard_end() {
             "done".to_owned()
         } else {
-            match open.map(|m| m.get(&l.lease_key)) {
+            match shards.map(|m| m.get(&l.lease_key)) {
                 None => "-".to_owned(),
                 Some(None) => "gone from stream".to_owned(),
-                Some(Some(true)) => "open".to_owned(),
-                Some(Some(false)) => "closed, in progress".to_owned(),
+                Some(Some(v)) if v.open => "open".to_owned(),
+                Some(Some(_)) => "closed, in progress".to_owned(),
             }
         };
+        let lag = shards
+            .and_then(|m| m.get(&l.lease_key))
+            .and_then(|v| v.lag_ms)
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
         rows.push([
             l.lease_key.clone(),
             l.owner.clone().unwrap_or_else(|| "-".to_owned()),
@@ -60,9 +78,10 @@ pub fn format_table(leases: &[Lease], open: Option<&HashMap<String, bool>>) -> S
                 l.parent_shard_ids.join(",")
             },
             state,
+            lag,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -89,22 +108,60 @@ pub async fn run(args: LeasesArgs) -> Result<(), Error> {
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let table = LeaseTable::new(aws_sdk_dynamodb::Client::new(&config), &args.app);
     let leases = table.list_leases().await?;
-    let open = match &args.stream {
+    let views = match &args.stream {
         Some(stream) => {
             let kinesis = aws_sdk_kinesis::Client::new(&config);
             let shards = super::shards::list_all(&kinesis, stream).await?;
-            Some(
-                shards
-                    .iter()
-                    .map(|s| (s.shard_id().to_owned(), !super::shards::is_closed(s)))
-                    .collect::<HashMap<_, _>>(),
-            )
+            let mut views = HashMap::new();
+            for s in &shards {
+                let id = s.shard_id().to_owned();
+                let lease = leases.iter().find(|l| l.lease_key == id);
+                let lag_ms = match lease {
+                    Some(l) => lag(&kinesis, stream, &id, &l.checkpoint).await,
+                    None => None,
+                };
+                let open = !super::shards::is_closed(s);
+                views.insert(id, ShardView { open, lag_ms });
+            }
+            Some(views)
         }
         None => None,
     };
     std::io::stdout()
-        .write_all(format_table(&leases, open.as_ref()).as_bytes())
+        .write_all(format_table(&leases, views.as_ref()).as_bytes())
         .map_err(Error::Output)
+}
+
+/// `MillisBehindLatest` right after `checkpoint`, from one `GetRecords` (limit 1). `None`
+/// for positions it cannot tell (LATEST, AT_TIMESTAMP, SHARD_END) or on any error.
+async fn lag(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+    checkpoint: &Checkpoint,
+) -> Option<i64> {
+    let req = kinesis
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard);
+    let req = match checkpoint {
+        Checkpoint::Sequence {
+            sequence_number, ..
+        } => req
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(sequence_number.as_str()),
+        Checkpoint::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        _ => return None,
+    };
+    let it = req.send().await.ok()?.shard_iterator()?.to_owned();
+    let out = kinesis
+        .get_records()
+        .shard_iterator(it)
+        .limit(1)
+        .send()
+        .await
+        .ok()?;
+    out.millis_behind_latest()
 }
 
 #[cfg(test)]
@@ -119,13 +176,30 @@ mod tests {
         a.owner = Some("w1".into());
         a.counter = 7;
         let b = Lease::new("shardId-000000000000", Checkpoint::ShardEnd);
-        let open: HashMap<String, bool> = [("shardId-000000000001".to_owned(), true)].into();
-        let text = format_table(&[a, b], Some(&open));
+        let views: HashMap<String, ShardView> = [(
+            "shardId-000000000001".to_owned(),
+            ShardView {
+                open: true,
+                lag_ms: Some(1500),
+            },
+        )]
+        .into();
+        let text = format_table(&[a, b], Some(&views));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("shard"));
-        assert!(lines[1].starts_with("shardId-000000000000") && lines[1].ends_with("done"));
+        assert!(
+            lines[1].starts_with("shardId-000000000000")
+                && lines[1].split_whitespace().rev().take(2).eq(["-", "done"])
+        );
         assert!(lines[2].contains("w1") && lines[2].contains(" 7 ") && lines[2].contains("495/2"));
-        assert!(lines[2].contains("shardId-000000000000") && lines[2].ends_with("open"));
+        assert!(
+            lines[2].contains("shardId-000000000000")
+                && lines[2]
+                    .split_whitespace()
+                    .rev()
+                    .take(3)
+                    .eq(["ms", "1500", "open"])
+        );
     }
 }
