@@ -234,38 +234,39 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
          {failover_took:?} (failover 2 s, taker every 4.05 s)"
     );
 
-    let lines = lines.lock().unwrap();
-    let mut first: HashMap<&str, &Line> = HashMap::new();
-    let mut balancing_duplicates = 0;
-    for l in lines.iter() {
-        match first.get(l.data.as_str()) {
-            None => {
-                first.insert(&l.data, l);
-            }
-            // Records put before the fleet settled may repeat where a lease was stolen
-            // during balancing (as with the Java KCL).
-            Some(_) if l.data.starts_with("before") => balancing_duplicates += 1,
-            Some(f) => {
-                assert_eq!(
-                    f.worker, victim,
-                    "only the dead worker's records repeat: {l:?}"
-                );
-                let cp = dead_checkpoints.get(&l.shard).unwrap_or_else(|| {
-                    panic!("{l:?} repeated on a shard the dead worker did not hold")
-                });
-                assert!(
-                    !cp.covers(
-                        &SequenceNumber::parse(&l.sequence_number).unwrap(),
-                        l.sub_sequence_number
-                    ),
-                    "{l:?} was checkpointed at {cp} and delivered again"
-                );
+    {
+        let lines = lines.lock().unwrap();
+        let mut first: HashMap<&str, &Line> = HashMap::new();
+        let mut balancing_duplicates = 0;
+        for l in lines.iter() {
+            match first.get(l.data.as_str()) {
+                None => {
+                    first.insert(&l.data, l);
+                }
+                // Records put before the fleet settled may repeat where a lease was stolen
+                // during balancing (as with the Java KCL).
+                Some(_) if l.data.starts_with("before") => balancing_duplicates += 1,
+                Some(f) => {
+                    assert_eq!(
+                        f.worker, victim,
+                        "only the dead worker's records repeat: {l:?}"
+                    );
+                    let cp = dead_checkpoints.get(&l.shard).unwrap_or_else(|| {
+                        panic!("{l:?} repeated on a shard the dead worker did not hold")
+                    });
+                    assert!(
+                        !cp.covers(
+                            &SequenceNumber::parse(&l.sequence_number).unwrap(),
+                            l.sub_sequence_number
+                        ),
+                        "{l:?} was checkpointed at {cp} and delivered again"
+                    );
+                }
             }
         }
+        eprintln!("{balancing_duplicates} duplicates from steals while balancing");
+        assert_eq!(first.len(), expected, "nothing lost");
     }
-    eprintln!("{balancing_duplicates} duplicates from steals while balancing");
-    assert_eq!(first.len(), expected, "nothing lost");
-    drop(lines);
 
     // `leases` shows the table: every shard, released (no owner) after the graceful exits.
     let env = [
