@@ -268,6 +268,18 @@ fn run_all() {
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
+            // KPL_BENCH_ONLY=agg or =plain runs that producer case alone (for profiling).
+            match std::env::var("KPL_BENCH_ONLY").as_deref() {
+                Ok("agg") => {
+                    producer_run(&client, &stream, n_agg, size, true).await;
+                    continue;
+                }
+                Ok("plain") => {
+                    producer_run(&client, &stream, n_raw, size, false).await;
+                    continue;
+                }
+                _ => {}
+            }
             let raw = raw_loop(&client, &stream, n_raw, size, 24).await;
             let plain = producer_run(&client, &stream, n_raw, size, false).await;
             let agg = producer_run(&client, &stream, n_agg, size, true).await;

@@ -248,8 +248,43 @@ struct StreamState {
     unverified: Vec<(Arc<str>, Arc<str>, u64, Item)>,
 }
 
+/// Handles to the metrics, resolved once (install a recorder before building the producer).
+struct Metrics {
+    put: metrics::Counter,
+    delivered: metrics::Counter,
+    failed: metrics::Counter,
+    calls: metrics::Counter,
+    kinesis_records: metrics::Counter,
+    bytes: metrics::Counter,
+    retries: metrics::Counter,
+    throttles: metrics::Counter,
+    buffered_time: metrics::Histogram,
+    delivery_latency: metrics::Histogram,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Metrics {
+            put: metrics::counter!(m::USER_RECORDS_PUT),
+            delivered: metrics::counter!(m::USER_RECORDS_DELIVERED),
+            failed: metrics::counter!(m::USER_RECORDS_FAILED),
+            calls: metrics::counter!(m::PUT_RECORDS_CALLS),
+            kinesis_records: metrics::counter!(m::KINESIS_RECORDS_SENT),
+            bytes: metrics::counter!(m::BYTES_SENT),
+            retries: metrics::counter!(m::RETRIES),
+            throttles: metrics::counter!(m::THROTTLES),
+            buffered_time: metrics::histogram!(m::BUFFERED_TIME_SECONDS),
+            delivery_latency: metrics::histogram!(m::DELIVERY_LATENCY_SECONDS),
+        }
+    }
+}
+
 /// The pipeline task's state.
 pub(crate) struct Pipeline {
+    /// Metric handles.
+    metrics: Metrics,
+    /// The clock read once per event, for per-record latencies.
+    now: Instant,
     client: Client,
     config: Config,
     stats: Arc<Stats>,
@@ -304,6 +339,8 @@ impl Pipeline {
             .with_max_delay(config.max_backoff)
             .without_max_times();
         Pipeline {
+            metrics: Metrics::new(),
+            now: Instant::now(),
             client,
             config,
             stats,
@@ -328,6 +365,7 @@ impl Pipeline {
     pub(crate) async fn run(mut self) {
         loop {
             let now = Instant::now();
+            self.now = now;
             self.refresh_due_maps(now);
             self.expire(now);
             self.dispatch(now);
@@ -378,7 +416,7 @@ impl Pipeline {
                 self.next_seq += 1;
                 item.epoch = self.epoch;
                 *self.epoch_counts.entry(self.epoch).or_default() += 1;
-                metrics::counter!(m::USER_RECORDS_PUT).increment(1);
+                self.metrics.put.increment(1);
                 self.enqueue(item);
             }
             Command::Flush(tx) => self.start_flush(Some(tx)),
@@ -529,9 +567,12 @@ impl Pipeline {
             &self.stats.payload_bytes_delivered,
             item.record.data().len() as u64,
         );
-        metrics::counter!(m::USER_RECORDS_DELIVERED).increment(1);
-        metrics::histogram!(m::DELIVERY_LATENCY_SECONDS)
-            .record(item.put_at.elapsed().as_secs_f64());
+        self.metrics.delivered.increment(1);
+        self.metrics.delivery_latency.record(
+            self.now
+                .saturating_duration_since(item.put_at)
+                .as_secs_f64(),
+        );
         let epoch = item.epoch;
         let _ = item.tx.send(Ok(delivered));
         self.settled(epoch);
@@ -539,7 +580,7 @@ impl Pipeline {
 
     fn fail(&mut self, item: Item, reason: FailureReason) {
         Stats::add(&self.stats.user_records_failed, 1);
-        metrics::counter!(m::USER_RECORDS_FAILED).increment(1);
+        self.metrics.failed.increment(1);
         tracing::debug!(stream = %item.stream, %reason, "user record failed");
         let epoch = item.epoch;
         let stream: Arc<str> = self
@@ -869,16 +910,17 @@ impl Pipeline {
         Stats::add(&self.stats.kinesis_records_sent, entries.len() as u64);
         Stats::add(&self.stats.bytes_sent, bytes as u64);
         Stats::add(&self.stats.retries, retries as u64);
-        metrics::counter!(m::PUT_RECORDS_CALLS).increment(1);
-        metrics::counter!(m::KINESIS_RECORDS_SENT).increment(entries.len() as u64);
-        metrics::counter!(m::BYTES_SENT).increment(bytes as u64);
-        metrics::counter!(m::RETRIES).increment(retries as u64);
+        self.metrics.calls.increment(1);
+        self.metrics.kinesis_records.increment(entries.len() as u64);
+        self.metrics.bytes.increment(bytes as u64);
+        self.metrics.retries.increment(retries as u64);
         let now = Instant::now();
         let mut entries = entries;
         for e in &mut entries {
             for i in &mut e.items {
                 if i.calls == 0 {
-                    metrics::histogram!(m::BUFFERED_TIME_SECONDS)
+                    self.metrics
+                        .buffered_time
                         .record(now.saturating_duration_since(i.put_at).as_secs_f64());
                 }
                 i.calls += 1;
@@ -933,6 +975,7 @@ impl Pipeline {
     }
 
     fn on_event(&mut self, event: Event) {
+        self.now = Instant::now();
         match event {
             Event::ShardMap { stream, result } => self.on_shard_map(stream, result),
             Event::CallDone {
@@ -983,7 +1026,7 @@ impl Pipeline {
             } => {
                 if throttled {
                     Stats::add(&self.stats.throttles, 1);
-                    metrics::counter!(m::THROTTLES).increment(1);
+                    self.metrics.throttles.increment(1);
                 }
                 for e in entries {
                     backoff_shards.push(e.predicted.clone());
@@ -1037,7 +1080,7 @@ impl Pipeline {
                                 || code == "KMSThrottlingException";
                             if throttled {
                                 Stats::add(&self.stats.throttles, 1);
-                                metrics::counter!(m::THROTTLES).increment(1);
+                                self.metrics.throttles.increment(1);
                             }
                             let message = r.error_message().unwrap_or_default().to_owned();
                             backoff_shards.push(e.predicted.clone());

@@ -52,6 +52,25 @@ struct Inner {
     closed: AtomicBool,
     /// The pipeline task, awaited by `shutdown`.
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Stream names handed out in outcomes, shared instead of allocated per record.
+    stream_names: std::sync::Mutex<Vec<Arc<str>>>,
+}
+
+impl Inner {
+    /// The shared name of `stream`.
+    fn stream_name(&self, stream: &str) -> Arc<str> {
+        let mut names = self.stream_names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = names.iter().find(|n| &***n == stream) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(stream);
+        // A producer serves a handful of streams; the list only guards against a caller
+        // that invents stream names without end.
+        if names.len() < 64 {
+            names.push(n.clone());
+        }
+        n
+    }
 }
 
 impl Producer {
@@ -74,6 +93,7 @@ impl Producer {
             stats: stats.clone(),
             closed: AtomicBool::new(false),
             task: tokio::sync::Mutex::new(None),
+            stream_names: std::sync::Mutex::new(Vec::new()),
         };
         let pipeline = Pipeline::new(client, config, rx, stats);
         let task = tokio::spawn(pipeline.run());
@@ -115,7 +135,8 @@ impl Producer {
                 record: Box::new(user_record.into_producer_record()),
             });
         };
-        let (item, handle) = user_record.into_item(hash_key, permits);
+        let name = inner.stream_name(&user_record.stream);
+        let (item, handle) = user_record.into_item(hash_key, permits, name);
         match inner.commands.send(Command::Put(item)).await {
             Ok(()) => {
                 Stats::add(&inner.stats.user_records_put, 1);
@@ -160,7 +181,8 @@ impl Producer {
                 })
             }
         };
-        let (item, handle) = user_record.into_item(hash_key, permits);
+        let name = inner.stream_name(&user_record.stream);
+        let (item, handle) = user_record.into_item(hash_key, permits, name);
         match inner.commands.try_send(Command::Put(item)) {
             Ok(()) => {
                 Stats::add(&inner.stats.user_records_put, 1);
@@ -292,9 +314,9 @@ impl Accepted {
             tokio::sync::OwnedSemaphorePermit,
             tokio::sync::OwnedSemaphorePermit,
         ),
+        stream: Arc<str>,
     ) -> (Item, PutHandle) {
         let (tx, rx) = oneshot::channel();
-        let stream: Arc<str> = Arc::from(self.stream.as_str());
         let item = Item {
             stream: self.stream,
             record: self.record,
