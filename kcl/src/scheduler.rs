@@ -249,6 +249,7 @@ impl SchedulerBuilder {
                 dispatch_interval: self.dispatch_interval,
                 shutdown: CancellationToken::new(),
                 done: done_tx,
+                started: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -295,6 +296,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Becomes true when `run` has finished shutting down.
     done: watch::Sender<bool>,
+    /// Set by the first `run`: one worker runs once.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -367,12 +370,16 @@ impl Scheduler {
 
     /// Asks `run` to shut down gracefully and waits until it has: in-flight batches finish,
     /// every processor gets `shutdown_requested`, and the leases are released so other
-    /// workers take them at their next taker round.
+    /// workers take them at their next taker round. Returns at once if `run` was never
+    /// called (a later `run` then returns immediately).
     ///
     /// # Cancellation
     /// Dropping the future does not stop the shutdown once requested.
     pub async fn graceful_shutdown(&self) {
         self.request_shutdown();
+        if !self.inner.started.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let mut done = self.inner.done.subscribe();
         let _ = done.wait_for(|d| *d).await;
     }
@@ -385,10 +392,20 @@ impl Scheduler {
     /// are left to expire (as after a crash). Prefer a graceful shutdown.
     ///
     /// # Errors
-    /// Only if the lease table cannot be created or read at start-up; later errors are
-    /// logged and retried.
+    /// [`Error::Config`] if this worker was already started; otherwise only if the lease
+    /// table cannot be created or read at start-up (later errors are logged and retried).
     pub async fn run(&self) -> Result<(), Error> {
         let inner = &self.inner;
+        if inner
+            .started
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::Config("this worker was already started".into()));
+        }
+        if inner.shutdown.is_cancelled() {
+            inner.done.send_replace(true);
+            return Ok(());
+        }
         let hard_stop = CancellationToken::new();
         let _hard_stop_on_drop = hard_stop.clone().drop_guard();
         tracing::info!(worker = %inner.worker_id, table = %inner.table_name, stream = %inner.stream_name, "worker starting");
@@ -636,5 +653,26 @@ mod tests {
         let (a, b) = (default_worker_id(), default_worker_id());
         assert_ne!(a, b);
         assert!(a.contains(&std::process::id().to_string()));
+    }
+
+    #[tokio::test]
+    async fn shutdown_before_run_and_double_run() {
+        let conf = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .build();
+        let dconf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .build();
+        let s = Scheduler::builder("app", "stream", factory)
+            .with_clients(
+                aws_sdk_kinesis::Client::from_conf(conf),
+                aws_sdk_dynamodb::Client::from_conf(dconf),
+            )
+            .build()
+            .unwrap();
+        // Never started: returns at once; a later run stops at once without any call.
+        s.graceful_shutdown().await;
+        s.run().await.unwrap();
+        assert!(matches!(s.run().await, Err(Error::Config(_))));
     }
 }
