@@ -233,3 +233,108 @@ impl Checkpointer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::LeaseConfig;
+    use crate::lease::Lease;
+    use crate::lease_table::memory::MemoryLeaseStore;
+    use crate::lease_table::LeaseStore;
+
+    async fn checkpointer() -> (Checkpointer, Arc<MemoryLeaseStore>, Arc<Notify>) {
+        let store = Arc::new(MemoryLeaseStore::default());
+        store
+            .create_lease_if_not_exists(&Lease::new("s", Checkpoint::TrimHorizon))
+            .await
+            .unwrap();
+        let coordinator = Arc::new(LeaseCoordinator::new(
+            store.clone(),
+            "w",
+            LeaseConfig::default(),
+        ));
+        coordinator.take_leases().await.unwrap();
+        let held = coordinator.held_lease("s").unwrap();
+        let ended = Arc::new(Notify::new());
+        let cp = Checkpointer::new(
+            coordinator,
+            held,
+            "s".into(),
+            Checkpoint::TrimHorizon,
+            ended.clone(),
+        );
+        (cp, store, ended)
+    }
+
+    async fn stored(store: &MemoryLeaseStore) -> Lease {
+        store.get_lease("s").await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn checkpoints_are_bounded_by_what_was_delivered() {
+        let (cp, store, _) = checkpointer().await;
+        // Nothing delivered: checkpoint() is a no-op, a position is refused.
+        cp.checkpoint().await.unwrap();
+        assert_eq!(stored(&store).await.checkpoint, Checkpoint::TrimHorizon);
+        assert!(matches!(
+            cp.checkpoint_at("5", 0).await,
+            Err(Error::InvalidCheckpoint { .. })
+        ));
+        cp.set_batch_end(SequenceNumber::parse("10").unwrap(), 3);
+        assert!(matches!(
+            cp.checkpoint_at("10", 4).await,
+            Err(Error::InvalidCheckpoint { .. })
+        ));
+        assert!(matches!(
+            cp.checkpoint_at("x1", 0).await,
+            Err(Error::InvalidCheckpoint { .. })
+        ));
+        cp.checkpoint_at("10", 1).await.unwrap();
+        assert_eq!(
+            stored(&store).await.checkpoint,
+            Checkpoint::at("10", 1).unwrap()
+        );
+        // Going back is refused; the same position again is fine.
+        assert!(matches!(
+            cp.checkpoint_at("9", 0).await,
+            Err(Error::InvalidCheckpoint { .. })
+        ));
+        cp.checkpoint_at("10", 1).await.unwrap();
+        cp.checkpoint().await.unwrap();
+        assert_eq!(
+            stored(&store).await.checkpoint,
+            Checkpoint::at("10", 3).unwrap()
+        );
+        assert_eq!(cp.last_checkpoint(), Checkpoint::at("10", 3).unwrap());
+    }
+
+    #[tokio::test]
+    async fn prepare_then_commit_and_shard_end() {
+        let (cp, store, ended) = checkpointer().await;
+        assert!(
+            cp.prepare_checkpoint(None).await.is_err(),
+            "nothing delivered"
+        );
+        cp.set_batch_end(SequenceNumber::parse("20").unwrap(), 0);
+        cp.prepare_checkpoint(Some(Bytes::from_static(b"st")))
+            .await
+            .unwrap();
+        let l = stored(&store).await;
+        assert_eq!(l.pending_checkpoint, Some(Checkpoint::at("20", 0).unwrap()));
+        assert_eq!(l.pending_checkpoint_state, Some(Bytes::from_static(b"st")));
+        assert_eq!(l.checkpoint, Checkpoint::TrimHorizon);
+        cp.checkpoint().await.unwrap();
+        let l = stored(&store).await;
+        assert_eq!(l.pending_checkpoint, None);
+        assert_eq!(l.checkpoint, Checkpoint::at("20", 0).unwrap());
+        cp.set_shard_end(vec!["child".into()]);
+        cp.checkpoint().await.unwrap();
+        let l = stored(&store).await;
+        assert_eq!(l.checkpoint, Checkpoint::ShardEnd);
+        assert_eq!(l.child_shard_ids, vec!["child"]);
+        // The shard end woke whoever waits to start the children.
+        tokio::time::timeout(std::time::Duration::from_secs(5), ended.notified())
+            .await
+            .expect("notified");
+    }
+}
