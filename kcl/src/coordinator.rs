@@ -47,6 +47,10 @@ use crate::metrics as m;
 /// The slack the Java KCL subtracts from renewals and adds to takes (25 ms).
 const EPSILON: Duration = Duration::from_millis(25);
 
+/// Renewals in flight at once, so that a worker with hundreds of leases renews them within
+/// the interval without opening hundreds of connections.
+const RENEW_CONCURRENCY: usize = 32;
+
 /// Timing and limits of lease handling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -230,10 +234,13 @@ impl LeaseCoordinator {
     pub async fn renew_leases(&self) {
         let held = self.held_leases();
         let mut tasks = tokio::task::JoinSet::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(RENEW_CONCURRENCY));
         for (key, h) in held {
             let store = self.store.clone();
             let failover = self.config.failover_time;
+            let permits = permits.clone();
             tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
                 let mut lease = h.lease.lock().await;
                 if h.lost.is_cancelled() {
                     return (key, h.clone(), true);
