@@ -72,6 +72,8 @@ pub struct SchedulerBuilder {
     parent_poll_interval: Duration,
     /// How often held leases are matched with running consumers.
     dispatch_interval: Duration,
+    /// How long a graceful shutdown waits for processors before aborting them.
+    shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for SchedulerBuilder {
@@ -196,6 +198,15 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How long a graceful shutdown waits for processors to finish their batch and
+    /// `shutdown_requested`; those still running then are aborted (their records after the
+    /// last checkpoint go to the next owner again). Leases are released either way.
+    /// Default: 60 s.
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
     /// Checks the configuration and builds the worker. Nothing is called yet.
     ///
     /// # Errors
@@ -247,6 +258,7 @@ impl SchedulerBuilder {
                 shard_sync_interval: self.shard_sync_interval,
                 parent_poll_interval: self.parent_poll_interval,
                 dispatch_interval: self.dispatch_interval,
+                shutdown_timeout: self.shutdown_timeout,
                 shutdown: CancellationToken::new(),
                 done: done_tx,
                 started: std::sync::atomic::AtomicBool::new(false),
@@ -292,6 +304,8 @@ struct Inner {
     parent_poll_interval: Duration,
     /// Dispatcher tick.
     dispatch_interval: Duration,
+    /// Bound on waiting for processors at shutdown.
+    shutdown_timeout: Duration,
     /// Cancelled to request a graceful shutdown.
     shutdown: CancellationToken,
     /// Becomes true when `run` has finished shutting down.
@@ -345,6 +359,7 @@ impl Scheduler {
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(1),
             dispatch_interval: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(60),
         }
     }
 
@@ -489,10 +504,15 @@ impl Scheduler {
         for r in running.values() {
             r.shutdown.cancel();
         }
-        for (key, r) in running.drain() {
-            match r.task.await {
-                Ok(exit) => tracing::debug!(lease = %key, ?exit, "consumer stopped"),
-                Err(e) => tracing::error!(lease = %key, error = %e, "consumer task failed"),
+        let deadline = tokio::time::Instant::now() + inner.shutdown_timeout;
+        for (key, mut r) in running.drain() {
+            match tokio::time::timeout_at(deadline, &mut r.task).await {
+                Ok(Ok(exit)) => tracing::debug!(lease = %key, ?exit, "consumer stopped"),
+                Ok(Err(e)) => tracing::error!(lease = %key, error = %e, "consumer task failed"),
+                Err(_) => {
+                    tracing::error!(lease = %key, "processor did not finish in time; aborting it");
+                    r.task.abort();
+                }
             }
         }
         inner.coordinator.release_all().await;
@@ -631,6 +651,8 @@ mod tests {
         assert_eq!(b.parent_poll_interval, Duration::from_secs(1));
         assert_eq!(b.table_name, None);
         assert_eq!(b.worker_id, None);
+        assert_eq!(b.dispatch_interval, Duration::from_millis(200));
+        assert_eq!(b.shutdown_timeout, Duration::from_secs(60));
         assert!(matches!(b.build(), Err(Error::Config(_))));
     }
 

@@ -14,6 +14,20 @@
 //!
 //! Children are found through `ListShards` parent links, which every Kinesis (and emulator)
 //! returns; `ChildShards` from `GetRecords` is used too when the server sends it.
+//!
+//! # Usage
+//! ```no_run
+//! use std::sync::Arc;
+//! use kinesis_consumer::{InitialPosition, LeaseStore, LeaseTable, ShardSync};
+//!
+//! # async fn demo(kinesis: aws_sdk_kinesis::Client, dynamodb: aws_sdk_dynamodb::Client) -> Result<(), kinesis_consumer::Error> {
+//! let table = Arc::new(LeaseTable::new(dynamodb, "my-app"));
+//! table.create_table_if_not_exists().await?;
+//! let sync = ShardSync::new(kinesis, "my-stream", table, InitialPosition::TrimHorizon);
+//! let outcome = sync.sync().await?;
+//! println!("{} shards, created {:?}", outcome.shards, outcome.created);
+//! # Ok(()) }
+//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

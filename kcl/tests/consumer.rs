@@ -571,3 +571,47 @@ async fn a_pending_two_phase_checkpoint_reaches_the_next_owner() {
 async fn at_timestamp_starts_at_the_timestamp() {
     at_timestamp_scenario(&stack().await).await;
 }
+
+/// Never returns from `shutdown_requested`.
+#[derive(Debug)]
+struct Stuck;
+
+#[async_trait]
+impl RecordProcessor for Stuck {
+    async fn initialize(&mut self, _: InitializationInput) {}
+    async fn process_records(&mut self, _: ProcessRecordsInput) {}
+    async fn lease_lost(&mut self, _: LeaseLostInput) {}
+    async fn shard_ended(&mut self, _: ShardEndedInput) {}
+    async fn shutdown_requested(&mut self, _: kinesis_consumer::ShutdownRequestedInput) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_processor_does_not_block_shutdown_past_the_timeout() {
+    let stack = stack().await;
+    let stream = stack.create_stream("kcl-stuck", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-stuck-app");
+    let worker = Scheduler::builder(&app, &stream, |_: &str| {
+        Box::new(Stuck) as Box<dyn RecordProcessor>
+    })
+    .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+    .with_worker_id("stuck")
+    .with_shutdown_timeout(Duration::from_millis(300))
+    .build()
+    .unwrap();
+    let run = spawn_run(&worker);
+    wait_until("a lease", || {
+        worker.coordinator().held_lease_keys().len() == 1
+    })
+    .await;
+    // Let the consumer start so that its processor is the one that hangs.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(DEADLINE, worker.graceful_shutdown())
+        .await
+        .expect("shutdown is bounded by the shutdown timeout");
+    run.await.unwrap().unwrap();
+    for lease in leases(&stack, &app).await.values() {
+        assert_eq!(lease.owner, None, "released despite the stuck processor");
+    }
+}
