@@ -215,6 +215,9 @@ async fn producer_run(
     let cpu = cpu_seconds() - cpu0;
     let stats = producer.stats();
     producer.shutdown().await;
+    if std::env::var_os("KPL_BENCH_ONLY").is_some() {
+        eprintln!("{secs:.2}s cpu {cpu:.2}s {stats:?}");
+    }
     assert_eq!(ok, n, "every record delivered");
     Run {
         records: n,
@@ -224,6 +227,19 @@ async fn producer_run(
         kinesis_records: stats.kinesis_records_sent,
         wire_bytes: stats.bytes_sent,
     }
+}
+
+async fn fresh_stream(client: &aws_sdk_kinesis::Client, run: &str, size: usize) -> String {
+    let stream = format!("bench-{run}-{size}-{}", std::process::id());
+    client
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(8)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream
 }
 
 fn run_all() {
@@ -259,35 +275,37 @@ fn run_all() {
             (100usize, 200_000u64, 1_000_000u64),
             (1024, 100_000, 300_000),
         ] {
-            let stream = format!("bench-{size}-{}", std::process::id());
-            client
-                .create_stream()
-                .stream_name(&stream)
-                .shard_count(8)
-                .send()
-                .await
-                .unwrap();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            // KPL_BENCH_ONLY=agg or =plain runs that producer case alone (for profiling).
-            match std::env::var("KPL_BENCH_ONLY").as_deref() {
-                Ok("agg") => {
-                    producer_run(&client, &stream, n_agg, size, true).await;
-                    continue;
-                }
-                Ok("plain") => {
-                    producer_run(&client, &stream, n_raw, size, false).await;
-                    continue;
-                }
-                _ => {}
+            // Each run writes to a fresh stream: the emulator slows down as a stream fills,
+            // and runs must not pay for each other's data.
+            let only = std::env::var("KPL_BENCH_ONLY").ok();
+            let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+            let mut runs: Vec<(&str, Run)> = Vec::new();
+            if want("raw") {
+                let stream = fresh_stream(&client, "raw", size).await;
+                runs.push((
+                    "raw PutRecords loop (peer)",
+                    raw_loop(&client, &stream, n_raw, size, 24).await,
+                ));
+                let _ = client.delete_stream().stream_name(&stream).send().await;
             }
-            let raw = raw_loop(&client, &stream, n_raw, size, 24).await;
-            let plain = producer_run(&client, &stream, n_raw, size, false).await;
-            let agg = producer_run(&client, &stream, n_agg, size, true).await;
-            for (name, r) in [
-                ("raw PutRecords loop (peer)", &raw),
-                ("producer, no aggregation", &plain),
-                ("producer, aggregation", &agg),
-            ] {
+            if want("plain") {
+                let stream = fresh_stream(&client, "plain", size).await;
+                runs.push((
+                    "producer, no aggregation",
+                    producer_run(&client, &stream, n_raw, size, false).await,
+                ));
+                let _ = client.delete_stream().stream_name(&stream).send().await;
+            }
+            if want("agg") {
+                let stream = fresh_stream(&client, "agg", size).await;
+                runs.push((
+                    "producer, aggregation",
+                    producer_run(&client, &stream, n_agg, size, true).await,
+                ));
+                let _ = client.delete_stream().stream_name(&stream).send().await;
+            }
+            let raw_rps = runs.first().map_or(1.0, |(_, r)| r.rps());
+            for (name, r) in &runs {
                 println!(
                     "| {} | {} B | {} | {:.0} | {:.1} | {:.2}x | {:.2} | {:.1} | {:.3} |",
                     r.records,
@@ -295,13 +313,12 @@ fn run_all() {
                     name,
                     r.rps(),
                     r.mbps(),
-                    r.rps() / raw.rps(),
+                    r.rps() / raw_rps,
                     r.cpu / r.records as f64 * 1e6,
                     r.kinesis_records as f64 * 1000.0 / r.records as f64,
                     r.wire_bytes as f64 / r.bytes as f64,
                 );
             }
-            let _ = client.delete_stream().stream_name(&stream).send().await;
         }
     });
     drop(server.stdin.take());

@@ -29,6 +29,7 @@ use aws_sdk_kinesis::Client;
 use aws_smithy_types::Blob;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kinesis_agg::{Aggregator, HashKey, KinesisRecord, UserRecord};
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -126,18 +127,26 @@ type ShardKey = Option<Arc<str>>;
 struct Entry {
     /// The queue its user records came from (and go back to on failure).
     predicted: ShardKey,
-    /// The user records, in sub-sequence order.
-    items: Vec<Item>,
-    /// Partition key and explicit hash key it is sent with.
-    partition_key: String,
+    /// The user records, in sub-sequence order (inline when there is one).
+    items: SmallVec<[Item; 1]>,
+    /// Partition key it is sent with; `None`: the lone user record's own.
+    partition_key: Option<String>,
+    /// Explicit hash key it is sent with.
     explicit_hash_key: Option<HashKey>,
     /// The bytes sent.
     data: bytes::Bytes,
 }
 
 impl Entry {
+    fn partition_key(&self) -> &str {
+        match &self.partition_key {
+            Some(pk) => pk,
+            None => self.items[0].record.partition_key(),
+        }
+    }
+
     fn size(&self) -> usize {
-        self.data.len() + self.partition_key.len()
+        self.data.len() + self.partition_key().len()
     }
 }
 
@@ -868,16 +877,12 @@ impl Pipeline {
                     build_aggregate(&mut self.aggregator, q, key.clone())
                 } else {
                     let item = q.pop_front().expect("front exists");
-                    let (pk, ehk) = (
-                        item.record.partition_key().to_owned(),
-                        item.record.explicit_hash_key(),
-                    );
                     Entry {
                         predicted: key.clone(),
                         data: item.record.data().clone(),
-                        partition_key: pk,
-                        explicit_hash_key: ehk,
-                        items: vec![item],
+                        partition_key: None,
+                        explicit_hash_key: item.record.explicit_hash_key(),
+                        items: smallvec::smallvec![item],
                     }
                 };
                 let mut entry = entry;
@@ -931,7 +936,7 @@ impl Pipeline {
             .map(|e| {
                 PutRecordsRequestEntry::builder()
                     .data(Blob::new(e.data.to_vec()))
-                    .partition_key(e.partition_key.clone())
+                    .partition_key(e.partition_key())
                     .set_explicit_hash_key(e.explicit_hash_key.map(|h| h.to_string()))
                     .build()
                     .expect("data and partition key are set")
@@ -1136,7 +1141,11 @@ impl Pipeline {
         let Some(state) = self.streams.get_mut(stream) else {
             return;
         };
-        let shard_id: Arc<str> = Arc::from(shard_id);
+        let shard_id: Arc<str> = state
+            .map
+            .as_ref()
+            .and_then(|m| m.shard_arc(shard_id))
+            .unwrap_or_else(|| Arc::from(shard_id));
         let seq: Arc<str> = Arc::from(seq);
         let name = state.name.clone();
         let predicted_right = e.predicted.as_deref() == Some(&*shard_id);
@@ -1235,7 +1244,7 @@ fn predict(state: &StreamState, hash_key: HashKey) -> ShardKey {
 
 /// Packs user records from the head of `q` into one Kinesis record.
 fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKey) -> Entry {
-    let mut items = Vec::new();
+    let mut items = SmallVec::new();
     while let Some(item) = q.pop_front() {
         match aggregator.try_add(item.record.clone()) {
             Ok(()) => items.push(item),
@@ -1249,7 +1258,7 @@ fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKe
     Entry {
         predicted: key,
         items,
-        partition_key: record.partition_key,
+        partition_key: Some(record.partition_key),
         explicit_hash_key: record.explicit_hash_key,
         data: record.data,
     }

@@ -89,6 +89,11 @@ impl ShardMap {
         self.ranges.get(shard_id).copied()
     }
 
+    /// The map's shared id for `shard_id`, to hand out without allocating.
+    pub(crate) fn shard_arc(&self, shard_id: &str) -> Option<Arc<str>> {
+        self.ranges.get_key_value(shard_id).map(|(k, _)| k.clone())
+    }
+
     /// Whether `shard_id` is one of the open shards.
     pub(crate) fn is_open(&self, shard_id: &str) -> bool {
         self.open.iter().any(|(_, id)| &**id == shard_id)

@@ -256,29 +256,37 @@ async fn ordered_mode_keeps_per_key_order_under_throttling() {
     let stack = stack(true).await;
     let client = stack.kinesis_client();
     let stream = stack.create_stream("kpl-ordered", 2).await.unwrap();
-    // A noisy neighbour keeps both shards at their byte limit, so the producer is
-    // throttled however fast or slow this machine answers.
+    // A noisy neighbour keeps every shard over its byte limit (each burst alone is over
+    // 1 MiB/s), so the producer is throttled however fast or slow this machine answers.
+    let shard_starts: Vec<String> = list_shards(&client, &stream)
+        .await
+        .iter()
+        .map(|s| s.hash_key_range().unwrap().starting_hash_key().to_owned())
+        .collect();
     let noise = {
         let client = client.clone();
         let stream = stream.clone();
         tokio::spawn(async move {
-            for n in 0u64.. {
-                let entries = (0..100)
-                    .map(|i| {
-                        aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
-                            .partition_key(format!("noise-{n}-{i}"))
-                            .data(aws_sdk_kinesis::primitives::Blob::new(vec![0u8; 1024]))
-                            .build()
-                            .unwrap()
-                    })
-                    .collect();
-                let _ = client
-                    .put_records()
-                    .stream_name(&stream)
-                    .set_records(Some(entries))
-                    .send()
-                    .await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            loop {
+                for start in &shard_starts {
+                    let entries = (0..3)
+                        .map(|i| {
+                            aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                                .partition_key(format!("noise-{i}"))
+                                .explicit_hash_key(start)
+                                .data(aws_sdk_kinesis::primitives::Blob::new(vec![0u8; 400_000]))
+                                .build()
+                                .unwrap()
+                        })
+                        .collect();
+                    let _ = client
+                        .put_records()
+                        .stream_name(&stream)
+                        .set_records(Some(entries))
+                        .send()
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
