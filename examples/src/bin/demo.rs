@@ -2,7 +2,7 @@
 //! whatever `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL_DYNAMODB` point at).
 //!
 //! ```text
-//!  Producer ──put 50,000 records (500 keys)──▶ stream "demo-…" (4 shards) ──▶ worker-1 ┐
+//!  Producer ──put 50,000 records (500 keys)──▶ stream "demo-…" (6 shards) ──▶ worker-1 ┐
 //!     │ every record: Delivered(shard, seq, sub-seq)       lease table ◀──────▶ worker-2 ├─ count,
 //!     │                                                   (DynamoDB)           worker-3 ┘  checkpoint
 //!     └─ optional: split a shard half way (--reshard): parents finish before children start
@@ -96,7 +96,7 @@ struct Options {
 fn options() -> Result<Options, String> {
     let mut o = Options {
         records: 50_000,
-        shards: 4,
+        shards: 6,
         workers: 3,
         reshard: false,
     };
@@ -181,6 +181,26 @@ async fn run(o: Options) -> Result<(), String> {
         workers.push((worker, scheduler, task));
     }
     println!("{} workers started", o.workers);
+    // Let the fleet balance the leases before producing (a taker round is 2 x failover).
+    let balance_deadline = Instant::now() + Duration::from_secs(30);
+    let expected_max = (o.shards as usize).div_ceil(o.workers);
+    loop {
+        let held: Vec<usize> = workers
+            .iter()
+            .map(|(_, s, _)| s.coordinator().held_lease_keys().len())
+            .collect();
+        let balanced = held.iter().sum::<usize>() == o.shards as usize
+            && held.iter().all(|&n| n <= expected_max);
+        if balanced || Instant::now() > balance_deadline {
+            println!(
+                "leases per worker: {:?} after {:.1}s",
+                held,
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The producer.
     let producer = Producer::builder(stack.kinesis_client())
