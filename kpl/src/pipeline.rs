@@ -1615,6 +1615,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn throttled_records_retry_or_fail_at_once_as_configured() {
+        for fail_if_throttled in [false, true] {
+            let config = Config {
+                aggregation: false,
+                fail_if_throttled,
+                max_buffered_time: Duration::ZERO,
+                ..Config::default()
+            };
+            let mut p = mapped(config);
+            let mut rx = put(&mut p, "k", 10);
+            let batch = p.collect(&stream(), Instant::now()).unwrap();
+            let throttled = PutRecordsResultEntry::builder()
+                .error_code("ProvisionedThroughputExceededException")
+                .error_message("Rate exceeded for shard")
+                .build();
+            p.on_call_done(stream(), batch, CallResult::Ok(vec![throttled]));
+            assert_eq!(
+                p.stats.throttles.load(std::sync::atomic::Ordering::Relaxed),
+                1
+            );
+            if fail_if_throttled {
+                let failed = rx.try_recv().unwrap().unwrap_err();
+                assert_eq!(failed.reason, FailureReason::Throttled);
+                assert!(failed.reason.is_throttling());
+                assert!(failed.attempts[0].throttled);
+            } else {
+                assert!(rx.try_recv().is_err(), "waiting for its retry");
+                assert_eq!(p.outstanding(), 1);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_rate_limiter_holds_back_a_hot_shard_only() {
         let config = Config {
             aggregation: false,

@@ -430,6 +430,36 @@ async fn a_record_the_server_refuses_does_not_sink_its_batch() {
     producer.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_sends_at_once_and_returns_when_everything_before_it_is_settled() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-flush", 2).await.unwrap();
+    let producer = Producer::builder(client)
+        .with_max_buffered_time(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..1_000 {
+        handles.push(producer.put(record(&stream, i, 50)).await.unwrap());
+    }
+    // Without the flush these would linger for an hour.
+    tokio::time::timeout(Duration::from_secs(60), producer.flush())
+        .await
+        .expect("flush returns");
+    assert_eq!(producer.stats().user_records_delivered, 1_000);
+    for h in handles {
+        use futures::FutureExt;
+        // Unconstrained: tokio's co-operative budget would otherwise report Pending after
+        // a hundred or so ready polls in one go.
+        let outcome = tokio::task::unconstrained(h)
+            .now_or_never()
+            .expect("settled before flush returned");
+        assert!(outcome.is_ok());
+    }
+    producer.shutdown().await;
+}
+
 /// An endpoint that accepts connections and never answers.
 async fn stalled_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
