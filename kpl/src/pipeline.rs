@@ -288,6 +288,17 @@ impl Metrics {
     }
 }
 
+impl StreamState {
+    /// Queues `item` at the back of the queue of the shard the map predicts for it.
+    fn push_predicted(&mut self, item: Item, config: &Config, now: Instant) {
+        let key = predict(self, item.hash_key);
+        self.shards
+            .entry(key)
+            .or_insert_with(|| ShardQueue::new(config, now))
+            .push_back(item);
+    }
+}
+
 /// The pipeline task's state.
 pub(crate) struct Pipeline {
     /// Metric handles.
@@ -504,12 +515,7 @@ impl Pipeline {
             .streams
             .get_mut(item.stream.as_str())
             .expect("created above");
-        let key = predict(stream, item.hash_key);
-        stream
-            .shards
-            .entry(key)
-            .or_insert_with(|| ShardQueue::new(config, now))
-            .push_back(item);
+        stream.push_predicted(item, config, now);
     }
 
     /// Puts failed records back at the head of their queues, keeping their order.
@@ -660,7 +666,10 @@ impl Pipeline {
         state.map = Some(map.clone());
         if changed {
             tracing::debug!(stream = %stream, open_shards = map.open_count(), "shard map changed");
-            // Rebuild the queues by the new prediction, keeping arrival order.
+        }
+        if changed || !state.parked.is_empty() {
+            // Rebuild the queues by the new prediction, in arrival order: re-routed records
+            // go back in line where they were put, not behind newer records of their key.
             let mut all: Vec<Item> = Vec::new();
             for q in state.shards.values_mut() {
                 while let Some(item) = q.pop_front() {
@@ -670,26 +679,11 @@ impl Pipeline {
             all.append(&mut state.parked);
             all.sort_by_key(|i| i.seq);
             for item in all {
-                let key = predict(state, item.hash_key);
-                state
-                    .shards
-                    .entry(key)
-                    .or_insert_with(|| ShardQueue::new(&config, now))
-                    .push_back(item);
+                state.push_predicted(item, &config, now);
             }
             state
                 .shards
                 .retain(|_, q| !q.records.is_empty() || q.in_flight > 0 || q.backoff.is_some());
-        } else {
-            let parked = std::mem::take(&mut state.parked);
-            for item in parked {
-                let key = predict(state, item.hash_key);
-                state
-                    .shards
-                    .entry(key)
-                    .or_insert_with(|| ShardQueue::new(&config, now))
-                    .push_back(item);
-            }
         }
         // Judge deliveries into shards the old map did not know.
         let unverified = std::mem::take(&mut state.unverified);
