@@ -40,6 +40,7 @@ pub(crate) struct Config {
     pub(crate) min_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) max_record_size: usize,
+    pub(crate) request_timeout: Duration,
 }
 
 impl Default for Config {
@@ -63,6 +64,7 @@ impl Default for Config {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             max_record_size: kinesis_agg::MAX_RECORD_SIZE,
+            request_timeout: Duration::from_secs(6),
         }
     }
 }
@@ -230,6 +232,15 @@ impl ProducerBuilder {
         self
     }
 
+    /// How long one `PutRecords` call may take before it is abandoned and its records are
+    /// retried (until their TTL). Default 6 s (the KPL's `RequestTimeout`). It bounds a
+    /// call even when the SDK client has no timeout of its own, so that a stalled endpoint
+    /// cannot keep a record from its outcome.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
     /// Checks the settings and starts the producer's background pipeline on the current
     /// tokio runtime.
     ///
@@ -329,6 +340,9 @@ impl Config {
                 "min must be greater than zero and not above max",
             ));
         }
+        if c.request_timeout.is_zero() {
+            return Err(bad("request_timeout", "0s", "must be greater than zero"));
+        }
         if !(1024..=10 * 1024 * 1024).contains(&c.max_record_size) {
             return Err(bad(
                 "max_record_size",
@@ -365,6 +379,7 @@ mod tests {
         assert_eq!(c.min_backoff, Duration::from_millis(50));
         assert_eq!(c.max_backoff, Duration::from_secs(2));
         assert_eq!(c.max_record_size, 1_048_576);
+        assert_eq!(c.request_timeout, Duration::from_secs(6));
         assert_eq!(RECORD_OVERHEAD_BYTES, 512);
         c.validate().unwrap();
     }

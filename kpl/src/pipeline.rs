@@ -621,8 +621,15 @@ impl Pipeline {
                 let client = self.client.clone();
                 let stream = state.name.clone();
                 let events = self.events_tx.clone();
+                let timeout = self.config.request_timeout;
                 tokio::spawn(async move {
-                    let result = ShardMap::load(&client, &stream).await;
+                    let result = tokio::time::timeout(timeout, ShardMap::load(&client, &stream))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!(
+                                "ListShards for {stream}: no answer within {timeout:?}"
+                            ))
+                        });
                     let _ = events.send(Event::ShardMap { stream, result });
                 });
             }
@@ -938,6 +945,7 @@ impl Pipeline {
             .collect();
         let client = self.client.clone();
         let events = self.events_tx.clone();
+        let timeout = self.config.request_timeout;
         let span = tracing::debug_span!(
             "put_records",
             stream = %stream,
@@ -947,15 +955,20 @@ impl Pipeline {
         );
         tokio::spawn(
             async move {
-                let result = match client
+                let call = client
                     .put_records()
                     .stream_name(&*stream)
                     .set_records(Some(request))
-                    .send()
-                    .await
-                {
-                    Ok(out) => CallResult::Ok(out.records),
-                    Err(e) => classify(e),
+                    .send();
+                let result = match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(out)) => CallResult::Ok(out.records),
+                    Ok(Err(e)) => classify(e),
+                    Err(_) => CallResult::Failed {
+                        code: "RequestTimeout".to_owned(),
+                        message: format!("PutRecords did not answer within {timeout:?}"),
+                        throttled: false,
+                        fatal: false,
+                    },
                 };
                 if let CallResult::Failed { code, message, .. } = &result {
                     tracing::debug!(%code, %message, "PutRecords failed");

@@ -483,15 +483,12 @@ async fn budget_makes_put_wait_and_try_put_hand_back() {
             "test", "test", None, None, "test",
         ))
         .endpoint_url(endpoint)
-        .timeout_config(
-            aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_millis(500))
-                .build(),
-        )
         .build();
     let client = aws_sdk_kinesis::Client::from_conf(conf);
     let budget = 64 * 1024;
+    // The client has no timeout: the producer's own request timeout must free the records.
     let producer = Producer::builder(client)
+        .with_request_timeout(Duration::from_millis(500))
         .with_max_outstanding_bytes(budget)
         .with_record_ttl(Duration::from_secs(2))
         .with_max_buffered_time(Duration::from_millis(10))
