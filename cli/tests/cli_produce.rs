@@ -10,9 +10,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::Bytes;
-use kinesis_agg::{Deaggregator, HashKeyRange};
 use kinesis_emulators::{LocalStack, ServiceKind};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kinesis-cat");
@@ -40,62 +38,11 @@ fn produce(stack: &LocalStack, args: &[&str], input: &str) -> Output {
 
 /// Every user record in the stream, per shard in stream order: (partition key, data).
 async fn read_back(stack: &LocalStack, stream: &str) -> Vec<(String, Bytes)> {
-    let client = stack.kinesis_client();
-    let shards = client
-        .list_shards()
-        .stream_name(stream)
-        .send()
+    integration_tests::kinesis::read_user_records(&stack.kinesis_client(), stream)
         .await
-        .unwrap();
-    let mut out = Vec::new();
-    for shard in shards.shards() {
-        let r = shard.hash_key_range().unwrap();
-        let deagg = Deaggregator::new().with_shard_range(
-            HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key()).unwrap(),
-        );
-        let mut it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        // Real Kinesis may answer empty pages before the data: stop after three in a row.
-        let mut empty = 0;
-        loop {
-            let page = client
-                .get_records()
-                .shard_iterator(&it)
-                .send()
-                .await
-                .unwrap();
-            empty = if page.records().is_empty() {
-                empty + 1
-            } else {
-                0
-            };
-            if empty == 3 {
-                break;
-            }
-            for rec in page.records() {
-                let d = deagg
-                    .deaggregate(
-                        rec.partition_key().unwrap_or_default(),
-                        Bytes::copy_from_slice(rec.data().as_ref()),
-                    )
-                    .unwrap();
-                out.extend(d.records.into_iter().map(|s| (s.partition_key, s.data)));
-            }
-            match page.next_shard_iterator() {
-                Some(n) => it = n.to_owned(),
-                None => break,
-            }
-        }
-    }
-    out
+        .into_iter()
+        .map(|r| (r.partition_key, r.data))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,3 +283,81 @@ mod tests {
         assert_eq!(seq_cmp("100", "99"), Ordering::Greater);
     }
 }
+
+/// One user record read back from a stream: where it is and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadUserRecord {
+    /// The shard it was read from.
+    pub shard_id: String,
+    /// The Kinesis record's sequence number.
+    pub sequence_number: String,
+    /// Its position in an aggregate (0 for a plain record).
+    pub sub_sequence_number: u64,
+    /// Its partition key.
+    pub partition_key: String,
+    /// Its payload.
+    pub data: bytes::Bytes,
+}
+
+/// Reads every shard of `stream` from `TRIM_HORIZON` to its current end (three empty pages
+/// in a row, or the shard's end) and deaggregates with kinesis-agg, dropping sub-records
+/// outside the shard's hash range as the KCL does. Each shard's records come in stream
+/// order, shards one after another.
+///
+/// # Cancellation
+/// Safe to drop at any point: it only reads.
+///
+/// # Panics
+/// When a Kinesis call fails or a record cannot be taken apart.
+pub async fn read_user_records(client: &Client, stream: &str) -> Vec<ReadUserRecord> {
+    let mut out = Vec::new();
+    for shard in list_shards(client, stream).await {
+        let (start, end) = hash_range(&shard);
+        let range =
+            kinesis_agg::HashKeyRange::new(kinesis_agg::HashKey(start), kinesis_agg::HashKey(end))
+                .expect("shard range");
+        let deaggregator = kinesis_agg::Deaggregator::new().with_shard_range(range);
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator()
+            .map(str::to_owned);
+        let mut empty_pages = 0;
+        while let Some(it) = iterator.take() {
+            let page = client
+                .get_records()
+                .shard_iterator(it)
+                .limit(10_000)
+                .send()
+                .await
+                .expect("GetRecords");
+            empty_pages = if page.records().is_empty() {
+                empty_pages + 1
+            } else {
+                0
+            };
+            for r in page.records() {
+                let data = bytes::Bytes::copy_from_slice(r.data().as_ref());
+                let taken = deaggregator
+                    .deaggregate(r.partition_key().unwrap_or_default(), data)
+                    .expect("deaggregate");
+                out.extend(taken.records.into_iter().map(|s| ReadUserRecord {
+                    shard_id: shard.shard_id().to_owned(),
+                    sequence_number: r.sequence_number().to_owned(),
+                    sub_sequence_number: s.sub_sequence_number,
+                    partition_key: s.partition_key,
+                    data: s.data,
+                }));
+            }
+            if empty_pages < 3 {
+                iterator = page.next_shard_iterator().map(str::to_owned);
+            }
+        }
+    }
+    out
+}
