@@ -54,7 +54,8 @@ pub use producer::Producer;
 pub use record::ProducerRecord;
 pub use stats::ProducerStats;
 
-/// Names of the metrics sent to the `metrics` facade (install any recorder to get them).
+/// Names of the metrics sent to the `metrics` facade. Install a recorder before building
+/// the producer: the producer resolves its metric handles once, when it is built.
 pub mod metric_names {
     /// Counter: user records accepted.
     pub const USER_RECORDS_PUT: &str = "kinesis_producer_user_records_put_total";
