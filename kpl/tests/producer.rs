@@ -135,7 +135,23 @@ async fn throttled_shard_delivers_everything_through_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_and_merge_while_producing_lose_nothing() {
-    let stack = stack(false).await;
+    split_and_merge_on(stack(false).await, 30_000, 500).await;
+}
+
+/// The same on kinesis-local (the fidelity tier: AWS-exact lineage, ChildShards and
+/// ListShards paging), with few records: it takes about 650 records/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_and_merge_while_producing_lose_nothing_on_the_fidelity_tier() {
+    let stack = LocalStack::builder()
+        .with_backend(kinesis_emulators::Backend::Fidelity)
+        .start_async()
+        .await
+        .expect("fidelity stack");
+    split_and_merge_on(stack, 1_500, 100).await;
+}
+
+/// Produces `n` records while splitting one shard and merging two others.
+async fn split_and_merge_on(stack: LocalStack, n: usize, pause_every: usize) {
     let client = stack.kinesis_client();
     let stream = stack.create_stream("kpl-reshard", 4).await.unwrap();
     let producer = Producer::builder(client.clone())
@@ -152,10 +168,10 @@ async fn split_and_merge_while_producing_lose_nothing() {
         let stream = stream.clone();
         tokio::spawn(async move {
             let mut handles = Vec::new();
-            for i in 0..30_000 {
+            for i in 0..n {
                 let r = record(&stream, i, 60);
                 handles.push((r.clone(), producer.put(r).await.unwrap()));
-                if i % 500 == 0 {
+                if i % pause_every == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
