@@ -118,6 +118,9 @@ pub(crate) fn to_producer_record(stream: String, record: UserRecord) -> Producer
     }
 }
 
+/// Hash maps of the hot path: foldhash, not SipHash (keys are ours, not an attacker's).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Which queue of a stream a record waits in: a predicted shard, or `None` while the
 /// shard map is unknown (then records are sent unaggregated, routed by Kinesis itself).
 type ShardKey = Option<Arc<str>>;
@@ -250,7 +253,7 @@ struct StreamState {
     /// When to load the map again.
     next_refresh: Instant,
     /// The queues, by predicted shard.
-    shards: HashMap<ShardKey, ShardQueue>,
+    shards: FastMap<ShardKey, ShardQueue>,
     /// Records to re-route once a fresh map is in (they landed in the wrong shard).
     parked: Vec<Item>,
     /// Records delivered into a shard the map does not know yet: judged on the next map.
@@ -312,7 +315,7 @@ pub(crate) struct Pipeline {
     commands_closed: bool,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
-    streams: HashMap<Arc<str>, StreamState>,
+    streams: FastMap<Arc<str>, StreamState>,
     /// Round-robin start among streams, for fairness.
     stream_cursor: usize,
     in_flight_calls: usize,
@@ -368,7 +371,7 @@ impl Pipeline {
             commands_closed: false,
             events_tx,
             events,
-            streams: HashMap::new(),
+            streams: FastMap::default(),
             stream_cursor: 0,
             in_flight_calls: 0,
             next_seq: 0,
@@ -497,7 +500,7 @@ impl Pipeline {
                 map_error: None,
                 refreshing: false,
                 next_refresh: Instant::now(),
-                shards: HashMap::new(),
+                shards: FastMap::default(),
                 parked: Vec::new(),
                 unverified: Vec::new(),
             };
@@ -506,7 +509,8 @@ impl Pipeline {
     }
 
     fn enqueue(&mut self, item: Item) {
-        let now = Instant::now();
+        // The clock read for this round: it only starts a new queue's rate limiter.
+        let now = self.now;
         if !self.streams.contains_key(item.stream.as_str()) {
             self.stream_state(&item.stream.clone());
         }
@@ -521,7 +525,7 @@ impl Pipeline {
     /// Puts failed records back at the head of their queues, keeping their order.
     fn requeue(&mut self, stream: &Arc<str>, items: Vec<(ShardKey, Item)>) {
         let now = Instant::now();
-        let mut by_shard: HashMap<ShardKey, Vec<Item>> = HashMap::new();
+        let mut by_shard: FastMap<ShardKey, Vec<Item>> = FastMap::default();
         for (key, item) in items {
             if self.commands_closed {
                 self.fail(item, FailureReason::ShutDown);
@@ -818,6 +822,10 @@ impl Pipeline {
                 urgent_any = true;
                 break;
             }
+            if config.aggregation && key.is_none() {
+                // Waiting for the shard map, to aggregate: only its linger sends it raw.
+                continue;
+            }
             if config.aggregation && key.is_some() {
                 full_bytes +=
                     (q.queued_bytes / config.aggregation_max_size) * config.aggregation_max_size;
@@ -857,8 +865,12 @@ impl Pipeline {
                 };
                 let urgent =
                     now >= front.put_at + linger || urgent_epoch.is_some_and(|e| front.epoch <= e);
-                // A partial aggregate keeps lingering unless its time is up.
-                if !urgent && aggregate && q.queued_bytes < config.aggregation_max_size {
+                // A partial aggregate keeps lingering unless its time is up, and so do
+                // records waiting for the shard map when aggregation is on.
+                if !urgent
+                    && ((aggregate && q.queued_bytes < config.aggregation_max_size)
+                        || (config.aggregation && key.is_none()))
+                {
                     break;
                 }
                 let bound = if aggregate {
@@ -1652,6 +1664,36 @@ mod tests {
                 assert_eq!(p.outstanding(), 1);
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_shard_map_records_wait_their_linger_to_be_aggregated() {
+        let mut p = pipeline(Config::default());
+        p.stream_state("s");
+        // Far more than a full call, but no shard map yet: keep waiting for it.
+        let _rx: Vec<_> = (0..2_000)
+            .map(|i| put(&mut p, &format!("k{i}"), 10))
+            .collect();
+        assert!(p.collect(&stream(), Instant::now()).is_none());
+        // The map arrives: the records are aggregated per shard.
+        p.on_shard_map(stream(), Ok(two_shards()));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert!(
+            batch.len() <= 4,
+            "aggregated: {} Kinesis records",
+            batch.len()
+        );
+        // With no map at all, the linger sends them raw (Kinesis routes each).
+        let mut p = pipeline(Config::default());
+        p.stream_state("s");
+        let _rx: Vec<_> = (0..10).map(|i| put(&mut p, &format!("k{i}"), 10)).collect();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 10);
+        assert!(batch
+            .iter()
+            .all(|e| e.predicted.is_none() && e.items.len() == 1));
     }
 
     #[tokio::test(start_paused = true)]
