@@ -1025,8 +1025,10 @@ impl Pipeline {
             if splittable && entries.len() > 1 && !self.commands_closed {
                 let mut first = entries;
                 let second = first.split_off(first.len() / 2);
-                self.relaunch(&stream, first);
-                self.relaunch(&stream, second);
+                // Each half goes out as a call of its own; the shards' in-flight counts
+                // were never released, so nothing else needs updating.
+                self.launch(stream.clone(), first);
+                self.launch(stream, second);
                 return;
             }
         }
@@ -1140,7 +1142,7 @@ impl Pipeline {
                         .backoff
                         .get_or_insert_with(|| builder.build())
                         .next()
-                        .unwrap_or(builder_max(&self.config));
+                        .unwrap_or(self.config.max_backoff);
                     q.backoff_until = Some(now + delay);
                 }
             }
@@ -1148,12 +1150,6 @@ impl Pipeline {
         if !retry.is_empty() {
             self.requeue(&stream, retry);
         }
-    }
-
-    /// Sends the entries of a split call again as a call of their own (their shards'
-    /// in-flight counts were never released).
-    fn relaunch(&mut self, stream: &Arc<str>, entries: Vec<Entry>) {
-        self.launch(stream.clone(), entries);
     }
 
     fn on_record_delivered(&mut self, stream: &Arc<str>, e: Entry, shard_id: &str, seq: &str) {
@@ -1229,10 +1225,6 @@ fn retired_in_flight(state: &StreamState) -> bool {
                 _ => true,
             }
     })
-}
-
-fn builder_max(config: &Config) -> Duration {
-    config.max_backoff
 }
 
 fn delivered(

@@ -476,8 +476,9 @@ async fn flush_sends_at_once_and_returns_when_everything_before_it_is_settled() 
     producer.shutdown().await;
 }
 
-/// An endpoint that accepts connections and never answers.
-async fn stalled_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+/// A Kinesis client (no timeouts of its own) for an endpoint that accepts connections and
+/// never answers; the endpoint lives as long as the returned task.
+async fn stalled_client() -> (aws_sdk_kinesis::Client, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -486,21 +487,20 @@ async fn stalled_endpoint() -> (String, tokio::task::JoinHandle<()>) {
             held.push(sock);
         }
     });
-    (format!("http://{addr}"), task)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn budget_makes_put_wait_and_try_put_hand_back() {
-    let (endpoint, _server) = stalled_endpoint().await;
     let conf = aws_sdk_kinesis::Config::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
             "test", "test", None, None, "test",
         ))
-        .endpoint_url(endpoint)
+        .endpoint_url(format!("http://{addr}"))
         .build();
-    let client = aws_sdk_kinesis::Client::from_conf(conf);
+    (aws_sdk_kinesis::Client::from_conf(conf), task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_makes_put_wait_and_try_put_hand_back() {
+    let (client, _server) = stalled_client().await;
     let budget = 64 * 1024;
     // The client has no timeout: the producer's own request timeout must free the records.
     let producer = Producer::builder(client)
@@ -554,16 +554,8 @@ async fn budget_makes_put_wait_and_try_put_hand_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_producer_fails_unsent_records_instead_of_losing_them() {
-    let (endpoint, _server) = stalled_endpoint().await;
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    let producer = Producer::builder(aws_sdk_kinesis::Client::from_conf(conf))
+    let (client, _server) = stalled_client().await;
+    let producer = Producer::builder(client)
         .with_max_buffered_time(Duration::from_secs(60))
         .build()
         .unwrap();
