@@ -17,6 +17,7 @@ use md5::{Digest, Md5};
 use crate::compression;
 use crate::error::{excerpt, CorruptReason, Error};
 use crate::hash::{HashKey, HashKeyRange};
+use crate::key::PartitionKey;
 use crate::wire;
 use crate::{DIGEST_LEN, MAGIC};
 
@@ -26,8 +27,9 @@ pub struct SubRecord {
     /// Position in its aggregate (0 for a plain record): with the Kinesis sequence number,
     /// it identifies the user record and is what the KCL checkpoints.
     pub sub_sequence_number: u64,
-    /// The user record's partition key.
-    pub partition_key: String,
+    /// The user record's partition key (for a user record of an aggregate, a view of the
+    /// aggregate's key table: no copy).
+    pub partition_key: PartitionKey,
     /// The user record's explicit hash key, when it had one inside an aggregate (a plain
     /// record's explicit hash key is not returned by Kinesis).
     pub explicit_hash_key: Option<HashKey>,
@@ -200,7 +202,8 @@ impl Deaggregator {
         let protobuf = |e: wire::WireError| {
             CorruptReason::Protobuf(format!("failed to decode Protobuf message: {e}"))
         };
-        let tables = wire::tables(body).map_err(protobuf)?;
+        let body_bytes = data.slice(MAGIC.len()..body_end);
+        let tables = wire::tables(&body_bytes).map_err(protobuf)?;
         // The first error past the protobuf layer; reported only if the whole message
         // parses (a protobuf error anywhere takes precedence, as when decoding with prost).
         let mut invalid: Option<CorruptReason> = None;
@@ -264,7 +267,7 @@ impl Deaggregator {
             if let Some(range) = self.shard_range {
                 let hash = explicit_hash_key.unwrap_or_else(|| {
                     *key_hashes[pk_index]
-                        .get_or_insert_with(|| HashKey::from_partition_key(keys[pk_index]))
+                        .get_or_insert_with(|| HashKey::from_partition_key(keys.str(pk_index)))
                 });
                 if !range.contains(hash) {
                     dropped += 1;
@@ -274,7 +277,7 @@ impl Deaggregator {
             let (start, end) = r.data;
             records.push(SubRecord {
                 sub_sequence_number: position as u64,
-                partition_key: keys[pk_index].to_owned(),
+                partition_key: keys.key(pk_index),
                 explicit_hash_key,
                 data: data.slice(MAGIC.len() + start..MAGIC.len() + end),
             });
@@ -296,7 +299,7 @@ fn plain(partition_key: &str, data: Bytes, format: RecordFormat) -> Deaggregated
     Deaggregated {
         records: vec![SubRecord {
             sub_sequence_number: 0,
-            partition_key: partition_key.to_owned(),
+            partition_key: PartitionKey::from(partition_key),
             explicit_hash_key: None,
             data,
         }],
@@ -601,7 +604,7 @@ mod decoder_tests {
             .map(|r| {
                 (
                     r.sub_sequence_number,
-                    r.partition_key,
+                    String::from(r.partition_key),
                     r.explicit_hash_key,
                     r.data,
                 )

@@ -40,6 +40,7 @@ pub mod compression;
 pub mod deaggregate;
 pub mod error;
 pub mod hash;
+pub mod key;
 pub mod proto;
 pub mod record;
 mod wire;
@@ -51,6 +52,7 @@ pub use deaggregate::{
 };
 pub use error::{CorruptReason, Error};
 pub use hash::{HashKey, HashKeyRange};
+pub use key::PartitionKey;
 pub use record::{check_partition_key, UserRecord, MAX_PARTITION_KEY_CHARS, MAX_RECORD_SIZE};
 
 /// The four bytes that open every aggregated record.

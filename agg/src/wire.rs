@@ -13,6 +13,11 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::key::PartitionKey;
+
 /// Prost's limit on nested messages and groups.
 const RECURSION_LIMIT: u32 = 100;
 
@@ -167,8 +172,8 @@ fn expect(wire_type: u8, expected: u8) -> Result<()> {
 /// themselves are only delimited, not yet checked (see [`records`]).
 #[derive(Debug)]
 pub(crate) struct Tables<'a> {
-    /// `partition_key_table`, in order.
-    pub(crate) partition_keys: Vec<&'a str>,
+    /// `partition_key_table`, in order, sharing the body's buffer.
+    pub(crate) partition_keys: KeyTable,
     /// `explicit_hash_key_table`, in order.
     pub(crate) explicit_hash_keys: Vec<&'a str>,
     /// Number of `records` entries.
@@ -176,10 +181,10 @@ pub(crate) struct Tables<'a> {
 }
 
 /// Reads the top level of an `AggregatedRecord`.
-pub(crate) fn tables(body: &[u8]) -> Result<Tables<'_>> {
+pub(crate) fn tables(body: &Bytes) -> Result<Tables<'_>> {
     let mut r = Reader::new(body);
     let mut t = Tables {
-        partition_keys: Vec::new(),
+        partition_keys: KeyTable::default(),
         explicit_hash_keys: Vec::new(),
         records: 0,
     };
@@ -204,36 +209,83 @@ pub(crate) fn tables(body: &[u8]) -> Result<Tables<'_>> {
             _ => r.skip(wire_type, field, RECURSION_LIMIT)?,
         }
     }
-    t.partition_keys = utf8_slices(body, &keys)?;
+    t.partition_keys = KeyTable::new(body, &keys)?;
     Ok(t)
 }
 
-/// The ranges `keys` of `body` as `&str`, or an error if one is not UTF-8.
-///
-/// The table is normally one contiguous run of short fields: when that whole run is valid
-/// UTF-8, a key that starts and ends on character boundaries of it is valid too, so one
-/// check of the run replaces hundreds of small ones. Any key that does not fit that case
-/// is checked on its own.
-fn utf8_slices<'a>(body: &'a [u8], keys: &[(usize, usize)]) -> Result<Vec<&'a str>> {
-    let invalid = || WireError("invalid string value: data is not UTF-8 encoded");
-    let (Some(&(first, _)), Some(&(_, last))) = (keys.first(), keys.last()) else {
-        return Ok(Vec::new());
-    };
-    let run = (first <= last)
-        .then(|| std::str::from_utf8(&body[first..last]).ok())
-        .flatten();
-    keys.iter()
-        .map(|&(start, end)| {
-            let fast = run.and_then(|run| {
-                let (a, b) = (start.checked_sub(first)?, end.checked_sub(first)?);
-                run.get(a..b)
-            });
-            match fast {
-                Some(key) => Ok(key),
-                None => std::str::from_utf8(&body[start..end]).map_err(|_| invalid()),
-            }
-        })
-        .collect()
+/// The partition key table: keys checked as UTF-8, handed out as views of the body.
+#[derive(Debug, Default)]
+pub(crate) struct KeyTable {
+    /// The table's run of the body (from its first key to its last) when it is UTF-8 as a
+    /// whole, the usual case; empty otherwise.
+    run: ByteString,
+    /// Each key, in table order.
+    keys: Vec<TableKey>,
+}
+
+/// Where one key of a [`KeyTable`] is.
+#[derive(Debug)]
+enum TableKey {
+    /// The range of the run it occupies, on character boundaries.
+    InRun(usize, usize),
+    /// Outside the run (or the run is not UTF-8 as a whole): checked on its own.
+    Alone(PartitionKey),
+}
+
+impl KeyTable {
+    /// The ranges `keys` of `body` as a table, or an error if one is not UTF-8.
+    ///
+    /// The table is normally one contiguous run of short fields: when that whole run is
+    /// valid UTF-8, a key that starts and ends on character boundaries of it is valid too,
+    /// so one check of the run replaces hundreds of small ones. Any key that does not fit
+    /// that case is checked on its own.
+    fn new(body: &Bytes, keys: &[(usize, usize)]) -> Result<Self> {
+        let invalid = || WireError("invalid string value: data is not UTF-8 encoded");
+        let (Some(&(first, _)), Some(&(_, last))) = (keys.first(), keys.last()) else {
+            return Ok(KeyTable::default());
+        };
+        let run = (first <= last)
+            .then(|| PartitionKey::run(body.slice(first..last)))
+            .flatten()
+            .unwrap_or_default();
+        let keys = keys
+            .iter()
+            .map(|&(start, end)| {
+                let in_run = (|| {
+                    let (a, b) = (start.checked_sub(first)?, end.checked_sub(first)?);
+                    run.get(a..b).map(|_| TableKey::InRun(a, b))
+                })();
+                match in_run {
+                    Some(key) => Ok(key),
+                    None => PartitionKey::from_utf8(body.slice(start..end))
+                        .map(TableKey::Alone)
+                        .ok_or_else(invalid),
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(KeyTable { run, keys })
+    }
+
+    /// Number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Key `index` (below [`KeyTable::len`]) as a string slice.
+    pub(crate) fn str(&self, index: usize) -> &str {
+        match &self.keys[index] {
+            TableKey::InRun(a, b) => &self.run[*a..*b],
+            TableKey::Alone(key) => key,
+        }
+    }
+
+    /// Key `index` (below [`KeyTable::len`]), sharing the body's buffer.
+    pub(crate) fn key(&self, index: usize) -> PartitionKey {
+        match &self.keys[index] {
+            TableKey::InRun(a, b) => PartitionKey::view(&self.run, &self.run[*a..*b]),
+            TableKey::Alone(key) => key.clone(),
+        }
+    }
 }
 
 /// One decoded `Record`: its indexes and where its data lies in the body.

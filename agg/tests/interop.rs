@@ -491,7 +491,7 @@ fn deaggregate_ours(kinesis: &Value) -> (RecordFormat, Vec<Got>) {
         .records
         .iter()
         .map(|s| Got {
-            partition_key: s.partition_key.clone(),
+            partition_key: s.partition_key.to_string(),
             explicit_hash_key: s.explicit_hash_key.map(|h| h.to_string()),
             sub_sequence_number: Some(s.sub_sequence_number),
             data: s.data.to_vec(),

@@ -350,7 +350,7 @@ pub async fn read_user_records(client: &Client, stream: &str) -> Vec<ReadUserRec
                     shard_id: shard.shard_id().to_owned(),
                     sequence_number: r.sequence_number().to_owned(),
                     sub_sequence_number: s.sub_sequence_number,
-                    partition_key: s.partition_key,
+                    partition_key: s.partition_key.into(),
                     data: s.data,
                 }));
             }

@@ -67,6 +67,7 @@ pub use checkpointer::Checkpointer;
 pub use consumer::PollingConfig;
 pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 pub use error::Error;
+pub use kinesis_agg::PartitionKey;
 pub use lease::{Checkpoint, Lease, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
 pub use lease_table::{LeaseStore, LeaseTable};
 pub use processor::{

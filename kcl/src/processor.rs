@@ -48,7 +48,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use kinesis_agg::HashKey;
+use kinesis_agg::{HashKey, PartitionKey};
 
 use crate::checkpointer::Checkpointer;
 use crate::lease::Checkpoint;
@@ -75,8 +75,9 @@ pub struct KinesisClientRecord {
     pub sequence_number: String,
     /// Position within the KPL aggregate (0 for a plain record).
     pub sub_sequence_number: u64,
-    /// The user record's partition key.
-    pub partition_key: String,
+    /// The user record's partition key (for a record of an aggregate, a view of the
+    /// aggregate's key table shared by its records: cloning it costs no copy).
+    pub partition_key: PartitionKey,
     /// The explicit hash key, for records of an aggregate that had one.
     pub explicit_hash_key: Option<HashKey>,
     /// When Kinesis accepted the (aggregate) record.
@@ -92,7 +93,7 @@ impl KinesisClientRecord {
     pub fn new(
         sequence_number: impl Into<String>,
         sub_sequence_number: u64,
-        partition_key: impl Into<String>,
+        partition_key: impl Into<PartitionKey>,
         data: impl Into<Bytes>,
     ) -> Self {
         Self {

@@ -376,7 +376,7 @@ impl RecordProcessor for Slow {
                 shard: "s".into(),
                 sequence_number: r.sequence_number.clone(),
                 sub_sequence_number: r.sub_sequence_number,
-                partition_key: r.partition_key.clone(),
+                partition_key: r.partition_key.to_string(),
                 data: r.data.clone(),
             });
         }

@@ -113,7 +113,7 @@ pub fn render(stream: &str, shard_id: &str, r: &KinesisClientRecord, output: Out
             obj.insert("shard_id".into(), shard_id.into());
             obj.insert("sequence_number".into(), r.sequence_number.clone().into());
             obj.insert("sub_sequence_number".into(), r.sub_sequence_number.into());
-            obj.insert("partition_key".into(), r.partition_key.clone().into());
+            obj.insert("partition_key".into(), r.partition_key.as_str().into());
             obj.insert(
                 "data_b64".into(),
                 base64::engine::general_purpose::STANDARD

@@ -56,7 +56,7 @@ impl RecordProcessor for DemoProcessor {
             for r in &input.records {
                 *seen
                     .records
-                    .entry((r.partition_key.clone(), r.data.to_vec()))
+                    .entry((r.partition_key.to_string(), r.data.to_vec()))
                     .or_default() += 1;
             }
             *seen.per_worker.entry(self.worker.clone()).or_default() += input.records.len() as u64;

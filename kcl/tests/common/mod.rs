@@ -237,7 +237,7 @@ impl RecordProcessor for RecordingProcessor {
                     shard: self.shard.clone(),
                     sequence_number: r.sequence_number.clone(),
                     sub_sequence_number: r.sub_sequence_number,
-                    partition_key: r.partition_key.clone(),
+                    partition_key: r.partition_key.to_string(),
                     data: r.data.clone(),
                 });
             }
