@@ -231,19 +231,22 @@ pub struct Aggregator {
 /// A partition key of the table: where its bytes are in `partition_key_table`, its index.
 #[derive(Debug, Clone, Copy)]
 struct KeyEntry {
-    hash: u64,
     start: u32,
     len: u32,
-    index: u64,
+    /// Its index in the table (below the record count, which is at most `u32::MAX`).
+    index: u32,
 }
 
 /// An accepted user record, waiting for `finish`.
 #[derive(Debug)]
 struct PendingRecord {
     data: Bytes,
-    partition_key_index: u64,
-    explicit_hash_key_index: Option<u64>,
-    record_len: usize,
+    /// Indexes are below the record count (at most `u32::MAX`); kept small so that the
+    /// pending list stays compact.
+    partition_key_index: u32,
+    explicit_hash_key_index: Option<u32>,
+    /// Within `MAX_RECORD_SIZE`.
+    record_len: u32,
 }
 
 /// What adding one record would cost, worked out before deciding to accept it.
@@ -376,16 +379,19 @@ impl Aggregator {
         })
     }
 
+    #[inline(always)]
     fn place_ref(&self, record: UserRecordRef<'_>) -> Placement {
         let mut added = 0;
         let key = record.partition_key.as_bytes();
         let hash = self.hasher.hash_one(key);
         let table = &self.partition_key_table;
+        // hashbrown checks 7 bits of the hash before calling this, so a full hash compare
+        // would rarely save a byte compare: entries do not store the hash.
         let found = self.partition_keys.find(hash, |e| {
-            e.hash == hash && &table[e.start as usize..(e.start + e.len) as usize] == key
+            &table[e.start as usize..(e.start + e.len) as usize] == key
         });
         let (partition_key_index, new_partition_key) = match found {
-            Some(e) => (e.index, false),
+            Some(e) => (u64::from(e.index), false),
             None => {
                 added += delimited_len(key.len());
                 (self.partition_keys.len() as u64, true)
@@ -418,22 +424,29 @@ impl Aggregator {
         }
     }
 
+    #[inline(always)]
     fn write(&mut self, placement: Placement, partition_key: &str, data: Bytes) {
         if placement.new_partition_key {
             let t = &mut self.partition_key_table;
             t.push(KEY_PARTITION_KEY_TABLE);
-            encode_varint(partition_key.len() as u64, t);
+            match u8::try_from(partition_key.len()) {
+                Ok(len) if len < 0x80 => t.push(len),
+                _ => encode_varint(partition_key.len() as u64, t),
+            }
             // Within MAX_RECORD_SIZE (checked before accepting), so it fits in a u32.
             let start = t.len() as u32;
             t.extend_from_slice(partition_key.as_bytes());
             let entry = KeyEntry {
-                hash: placement.partition_key_hash,
                 start,
                 len: partition_key.len() as u32,
-                index: placement.partition_key_index,
+                // Below the count, at most u32::MAX.
+                index: placement.partition_key_index as u32,
             };
+            let (hasher, table) = (&self.hasher, &self.partition_key_table);
             self.partition_keys
-                .insert_unique(entry.hash, entry, |e| e.hash);
+                .insert_unique(placement.partition_key_hash, entry, |e| {
+                    hasher.hash_one(&table[e.start as usize..(e.start + e.len) as usize])
+                });
         }
         if let Some((key, text)) = placement.new_explicit_hash_key {
             let index = placement
@@ -448,9 +461,9 @@ impl Aggregator {
         }
         self.records.push(PendingRecord {
             data,
-            partition_key_index: placement.partition_key_index,
-            explicit_hash_key_index: placement.explicit_hash_key_index,
-            record_len: placement.record_len,
+            partition_key_index: placement.partition_key_index as u32,
+            explicit_hash_key_index: placement.explicit_hash_key_index.map(|i| i as u32),
+            record_len: placement.record_len as u32,
         });
         self.body_len += placement.added;
     }
@@ -493,12 +506,12 @@ impl Aggregator {
         let mut header = [0u8; 48];
         for r in self.records.drain(..) {
             header[0] = KEY_RECORDS;
-            let mut at = put_varint(&mut header, 1, r.record_len as u64);
+            let mut at = put_varint(&mut header, 1, u64::from(r.record_len));
             header[at] = KEY_PARTITION_KEY_INDEX;
-            at = put_varint(&mut header, at + 1, r.partition_key_index);
+            at = put_varint(&mut header, at + 1, u64::from(r.partition_key_index));
             if let Some(i) = r.explicit_hash_key_index {
                 header[at] = KEY_EXPLICIT_HASH_KEY_INDEX;
-                at = put_varint(&mut header, at + 1, i);
+                at = put_varint(&mut header, at + 1, u64::from(i));
             }
             header[at] = KEY_DATA;
             at = put_varint(&mut header, at + 1, r.data.len() as u64);

@@ -44,6 +44,7 @@ impl UserRecord {
     ///
     /// # Errors
     /// As [`UserRecord::new`], with `limit` in place of [`MAX_RECORD_SIZE`].
+    #[inline]
     pub fn with_size_limit(
         partition_key: impl Into<String>,
         data: impl Into<Bytes>,
@@ -107,6 +108,7 @@ impl UserRecord {
 ///
 /// # Errors
 /// [`Error::EmptyPartitionKey`] or [`Error::PartitionKeyTooLong`].
+#[inline]
 pub fn check_partition_key(partition_key: &str) -> Result<(), Error> {
     if partition_key.is_empty() {
         return Err(Error::EmptyPartitionKey);
