@@ -319,21 +319,50 @@ impl Aggregator {
             self.add_first(record);
             return Ok(());
         }
+        match self.check(&record) {
+            Some(placement) => {
+                let (partition_key, _, data) = record.into_parts();
+                self.write(placement, &partition_key, data);
+                self.count += 1;
+                Ok(())
+            }
+            None => Err(record),
+        }
+    }
+
+    /// Like [`try_add`](Self::try_add), for a record the caller keeps (to send it again or
+    /// hand it back later): its partition key is copied into the aggregate's key table
+    /// and its data shared, so the record is not cloned. Returns whether it was accepted.
+    pub fn try_add_ref(&mut self, record: &UserRecord) -> bool {
+        if self.count == 0 {
+            self.add_first(record.clone());
+            return true;
+        }
+        match self.check(record) {
+            Some(placement) => {
+                self.write(placement, record.partition_key(), record.data().clone());
+                self.count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where `record` would go in a non-empty aggregate, if it fits.
+    #[inline(always)]
+    fn check(&mut self, record: &UserRecord) -> Option<Placement> {
         if self.count as u64 >= self.max_count {
-            return Err(record);
+            return None;
         }
         if self.first_pending {
             self.encode_pending_first();
         }
-        let placement = self.place(&record);
+        let placement = self.place(record);
         let total = self.aggregate_size(self.body_len + placement.added);
         if total > self.max_size || total + self.route_partition_key.len() > MAX_RECORD_SIZE {
-            return Err(record);
+            return None;
         }
-        let (partition_key, _, data) = record.into_parts();
-        self.write(placement, &partition_key, data);
-        self.count += 1;
-        Ok(())
+        Some(placement)
     }
 
     fn add_first(&mut self, record: UserRecord) {
@@ -596,6 +625,40 @@ mod tests {
                 })
             ));
         }
+    }
+
+    #[test]
+    fn adding_by_reference_builds_the_same_aggregates() {
+        let records: Vec<UserRecord> = (0..300)
+            .map(|i| {
+                let r = rec(&format!("k{}", i % 7), &vec![i as u8; i % 50]);
+                if i % 5 == 0 {
+                    r.with_explicit_hash_key(HashKey(i as u128 * 1_000_003))
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let build = |by_ref: bool| {
+            let mut a = Aggregator::builder().with_max_size(1_000).build().unwrap();
+            let mut out = Vec::new();
+            for r in &records {
+                let added = if by_ref {
+                    a.try_add_ref(r)
+                } else {
+                    a.try_add(r.clone()).is_ok()
+                };
+                if !added {
+                    out.push(a.finish().unwrap());
+                    assert!(a.try_add_ref(r), "an empty aggregator takes any record");
+                }
+            }
+            out.extend(a.finish());
+            out
+        };
+        let (owned, by_ref) = (build(false), build(true));
+        assert!(owned.len() > 5, "several aggregates: {}", owned.len());
+        assert_eq!(owned, by_ref);
     }
 
     #[test]

@@ -97,8 +97,9 @@ pub(crate) struct Item {
     pub(crate) seq: u64,
     /// Flush epoch it arrived in.
     pub(crate) epoch: u64,
-    /// Its share of the memory budget, released when it is settled (dropped).
-    pub(crate) _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// Its share of the memory budget (records, bytes): released at the end of the
+    /// pipeline round that settles it, or when it is dropped.
+    pub(crate) budget: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 impl Item {
@@ -332,6 +333,10 @@ pub(crate) struct Pipeline {
     /// Reused for every aggregate.
     aggregator: Aggregator,
     backoff_builder: ExponentialBuilder,
+    /// Budget of the records settled since the last round, merged into one permit per
+    /// semaphore and released once per round: one semaphore release (and wake-up of
+    /// waiting `put`s) per round instead of two per record.
+    released: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -382,6 +387,7 @@ impl Pipeline {
             shutting_down: false,
             aggregator,
             backoff_builder,
+            released: None,
         }
     }
 
@@ -392,6 +398,8 @@ impl Pipeline {
             self.refresh_due_maps(now);
             self.expire(now);
             self.dispatch(now);
+            // Settled records' budget goes back before waiting.
+            self.released = None;
             if self.finished() {
                 break;
             }
@@ -594,7 +602,19 @@ impl Pipeline {
         );
         let epoch = item.epoch;
         let _ = item.tx.send(Ok(delivered));
+        self.release(item.budget);
         self.settled(epoch);
+    }
+
+    /// Keeps a settled record's budget until the end of the round (see `released`).
+    fn release(&mut self, permits: (OwnedSemaphorePermit, OwnedSemaphorePermit)) {
+        match &mut self.released {
+            Some((records, bytes)) => {
+                records.merge(permits.0);
+                bytes.merge(permits.1);
+            }
+            None => self.released = Some(permits),
+        }
     }
 
     fn fail(&mut self, item: Item, reason: FailureReason) {
@@ -613,6 +633,7 @@ impl Pipeline {
             record: Some(Box::new(to_producer_record(item.stream, item.record))),
         };
         let _ = item.tx.send(Err(failed));
+        self.release(item.budget);
         self.settled(epoch);
     }
 
@@ -1257,12 +1278,11 @@ fn predict(state: &StreamState, hash_key: HashKey) -> ShardKey {
 fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKey) -> Entry {
     let mut items = SmallVec::new();
     while let Some(item) = q.pop_front() {
-        match aggregator.try_add(item.record.clone()) {
-            Ok(()) => items.push(item),
-            Err(_) => {
-                q.push_front(item);
-                break;
-            }
+        if aggregator.try_add_ref(&item.record) {
+            items.push(item);
+        } else {
+            q.push_front(item);
+            break;
         }
     }
     let record: KinesisRecord = aggregator.finish().expect("at least one record was added");
@@ -1383,8 +1403,15 @@ mod tests {
         ])
     }
 
+    /// The budget semaphores (records, bytes): one pair, as in a producer, since the
+    /// pipeline merges the permits of settled records.
+    static BUDGET: std::sync::LazyLock<(Arc<Semaphore>, Arc<Semaphore>)> =
+        std::sync::LazyLock::new(|| {
+            let s = || Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+            (s(), s())
+        });
+
     fn item(pk: &str, size: usize) -> (Item, oneshot::Receiver<Outcome>) {
-        let budget = Arc::new(Semaphore::new(1 << 30));
         let record = UserRecord::new(pk, vec![b'x'; size]).unwrap();
         let (tx, rx) = oneshot::channel();
         let item = Item {
@@ -1397,9 +1424,9 @@ mod tests {
             calls: 0,
             seq: 0,
             epoch: 0,
-            _permits: (
-                budget.clone().try_acquire_owned().unwrap(),
-                budget.try_acquire_owned().unwrap(),
+            budget: (
+                BUDGET.0.clone().try_acquire_owned().unwrap(),
+                BUDGET.1.clone().try_acquire_owned().unwrap(),
             ),
         };
         (item, rx)

@@ -327,7 +327,7 @@ impl Accepted {
             calls: 0,
             seq: 0,
             epoch: 0,
-            _permits: permits,
+            budget: permits,
         };
         (item, PutHandle::new(rx, stream))
     }
