@@ -18,6 +18,7 @@ use std::hash::BuildHasher;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use foldhash::fast::RandomState;
+use hashbrown::hash_table;
 use hashbrown::HashTable;
 use md5::{Digest, Md5};
 use prost::encoding::{encode_varint, encoded_len_varint};
@@ -162,6 +163,7 @@ impl AggregatorBuilder {
             first_data: Bytes::new(),
             hasher: RandomState::default(),
             partition_keys: HashTable::new(),
+            key_count: 0,
             explicit_hash_keys: HashMap::default(),
             partition_key_table: Vec::new(),
             explicit_hash_key_table: Vec::new(),
@@ -212,6 +214,8 @@ pub struct Aggregator {
     hasher: RandomState,
     /// The partition keys in the table, to deduplicate them; each key is hashed once.
     partition_keys: HashTable<KeyEntry>,
+    /// Number of entries of `partition_keys`, readable while a probe of it is held.
+    key_count: usize,
     /// Explicit hash key -> index in the table, to deduplicate them.
     explicit_hash_keys: HashMap<HashKey, u64, RandomState>,
     /// Encoded field-1 entries, in index order.
@@ -246,6 +250,13 @@ struct PendingRecord {
     partition_key_index: u32,
     explicit_hash_key_index: Option<u32>,
     /// Within `MAX_RECORD_SIZE`.
+    record_len: u32,
+}
+
+/// The fields of an accepted record's `Record` message, its data aside.
+struct RecordFields {
+    partition_key_index: u32,
+    explicit_hash_key_index: Option<u32>,
     record_len: u32,
 }
 
@@ -319,11 +330,10 @@ impl Aggregator {
             self.add_first(record);
             return Ok(());
         }
-        match self.check(&record) {
-            Some(placement) => {
-                let (partition_key, _, data) = record.into_parts();
-                self.write(placement, &partition_key, data);
-                self.count += 1;
+        match self.accept(&record) {
+            Some(fields) => {
+                let (_, _, data) = record.into_parts();
+                self.push_record(fields, data);
                 Ok(())
             }
             None => Err(record),
@@ -338,31 +348,112 @@ impl Aggregator {
             self.add_first(record.clone());
             return true;
         }
-        match self.check(record) {
-            Some(placement) => {
-                self.write(placement, record.partition_key(), record.data().clone());
-                self.count += 1;
+        match self.accept(record) {
+            Some(fields) => {
+                self.push_record(fields, record.data().clone());
                 true
             }
             None => false,
         }
     }
 
-    /// Where `record` would go in a non-empty aggregate, if it fits.
+    /// Adds `record`'s keys to the tables and accounts for its size if it fits in this
+    /// non-empty aggregate; the caller then pushes its data with [`Self::push_record`].
+    ///
+    /// The partition key table is probed once: the probe's vacant slot is kept while the
+    /// size is checked, and filled only if the record is accepted.
     #[inline(always)]
-    fn check(&mut self, record: &UserRecord) -> Option<Placement> {
+    fn accept(&mut self, record: &UserRecord) -> Option<RecordFields> {
         if self.count as u64 >= self.max_count {
             return None;
         }
         if self.first_pending {
             self.encode_pending_first();
         }
-        let placement = self.place(record);
-        let total = self.aggregate_size(self.body_len + placement.added);
+        let key = record.partition_key().as_bytes();
+        let hash = self.hasher.hash_one(key);
+        let (hasher, table) = (&self.hasher, &self.partition_key_table);
+        let slot = self.partition_keys.entry(
+            hash,
+            |e| &table[e.start as usize..(e.start + e.len) as usize] == key,
+            |e| hasher.hash_one(&table[e.start as usize..(e.start + e.len) as usize]),
+        );
+        let mut added = 0;
+        let partition_key_index = match &slot {
+            hash_table::Entry::Occupied(e) => e.get().index,
+            hash_table::Entry::Vacant(_) => {
+                added += delimited_len(key.len());
+                // Below the record count, at most u32::MAX.
+                self.key_count as u32
+            }
+        };
+        let mut record_len = varint_field_len(u64::from(partition_key_index))
+            + delimited_len(record.data().len());
+        let mut new_explicit_hash_key = None;
+        let explicit_hash_key_index = match record.explicit_hash_key() {
+            None => None,
+            Some(h) => {
+                let index = match self.explicit_hash_keys.get(&h) {
+                    Some(&i) => i,
+                    None => {
+                        let text = h.to_string();
+                        added += delimited_len(text.len());
+                        let index = self.explicit_hash_keys.len() as u64;
+                        new_explicit_hash_key = Some((h, text, index));
+                        index
+                    }
+                };
+                record_len += varint_field_len(index);
+                Some(index as u32)
+            }
+        };
+        added += delimited_len(record_len);
+        let total = MAGIC.len() + self.body_len + added + DIGEST_LEN;
         if total > self.max_size || total + self.route_partition_key.len() > MAX_RECORD_SIZE {
             return None;
         }
-        Some(placement)
+        if let hash_table::Entry::Vacant(slot) = slot {
+            let t = &mut self.partition_key_table;
+            t.push(KEY_PARTITION_KEY_TABLE);
+            match u8::try_from(key.len()) {
+                Ok(len) if len < 0x80 => t.push(len),
+                _ => encode_varint(key.len() as u64, t),
+            }
+            // Within MAX_RECORD_SIZE (checked above), so it fits in a u32.
+            let start = t.len() as u32;
+            t.extend_from_slice(key);
+            slot.insert(KeyEntry {
+                start,
+                len: key.len() as u32,
+                index: partition_key_index,
+            });
+            self.key_count += 1;
+        }
+        if let Some((h, text, index)) = new_explicit_hash_key {
+            let t = &mut self.explicit_hash_key_table;
+            t.push(KEY_EXPLICIT_HASH_KEY_TABLE);
+            encode_varint(text.len() as u64, t);
+            t.extend_from_slice(text.as_bytes());
+            self.explicit_hash_keys.insert(h, index);
+        }
+        self.body_len += added;
+        Some(RecordFields {
+            partition_key_index,
+            explicit_hash_key_index,
+            record_len: record_len as u32,
+        })
+    }
+
+    /// Queues an accepted record's data (see [`Self::accept`]).
+    #[inline(always)]
+    fn push_record(&mut self, fields: RecordFields, data: Bytes) {
+        self.records.push(PendingRecord {
+            data,
+            partition_key_index: fields.partition_key_index,
+            explicit_hash_key_index: fields.explicit_hash_key_index,
+            record_len: fields.record_len,
+        });
+        self.count += 1;
     }
 
     fn add_first(&mut self, record: UserRecord) {
@@ -398,14 +489,6 @@ impl Aggregator {
         let key = std::mem::take(&mut self.route_partition_key);
         self.write(placement, &key, data);
         self.route_partition_key = key;
-    }
-
-    fn place(&self, record: &UserRecord) -> Placement {
-        self.place_ref(UserRecordRef {
-            partition_key: record.partition_key(),
-            explicit_hash_key: record.explicit_hash_key(),
-            data_len: record.data().len(),
-        })
     }
 
     #[inline(always)]
@@ -476,6 +559,7 @@ impl Aggregator {
                 .insert_unique(placement.partition_key_hash, entry, |e| {
                     hasher.hash_one(&table[e.start as usize..(e.start + e.len) as usize])
                 });
+            self.key_count += 1;
         }
         if let Some((key, text)) = placement.new_explicit_hash_key {
             let index = placement
@@ -560,6 +644,7 @@ impl Aggregator {
         self.route_explicit_hash_key = None;
         self.first_data = Bytes::new();
         self.partition_keys.clear();
+        self.key_count = 0;
         self.explicit_hash_keys.clear();
         self.partition_key_table.clear();
         self.explicit_hash_key_table.clear();

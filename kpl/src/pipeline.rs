@@ -28,7 +28,7 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 use aws_sdk_kinesis::Client;
 use aws_smithy_types::Blob;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use kinesis_agg::{Aggregator, HashKey, KinesisRecord, UserRecord};
+use kinesis_agg::{Aggregator, HashKey, HashKeyRange, KinesisRecord, UserRecord};
 use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
@@ -1058,10 +1058,18 @@ impl Pipeline {
         let mut backoff_shards: Vec<ShardKey> = Vec::new();
         let mut succeeded_shards: Vec<ShardKey> = Vec::new();
         if let Some(state) = self.streams.get_mut(&stream) {
-            for e in &entries {
-                if let Some(q) = state.shards.get_mut(&e.predicted) {
-                    q.in_flight = q.in_flight.saturating_sub(1);
+            // Entries come in runs from one queue (see `collect`): one lookup per run.
+            let mut i = 0;
+            while i < entries.len() {
+                let key = &entries[i].predicted;
+                let run = entries[i..]
+                    .iter()
+                    .take_while(|e| same_queue(&e.predicted, key))
+                    .count();
+                if let Some(q) = state.shards.get_mut(key) {
+                    q.in_flight = q.in_flight.saturating_sub(run);
                 }
+                i += run;
             }
         }
         match result {
@@ -1100,6 +1108,9 @@ impl Pipeline {
             }
             CallResult::Ok(results) => {
                 let mut results = results.into_iter();
+                // The shard the previous record landed in: consecutive records mostly
+                // land in the same one, so it is looked up once per run.
+                let mut landed: Option<Landed> = None;
                 for e in entries {
                     let Some(r) = results.next() else {
                         // Fewer results than records: treat the rest as failed.
@@ -1118,8 +1129,18 @@ impl Pipeline {
                     };
                     match (r.error_code(), r.shard_id(), r.sequence_number()) {
                         (None, Some(shard_id), Some(seq)) => {
-                            succeeded_shards.push(e.predicted.clone());
-                            self.on_record_delivered(&stream, e, shard_id, seq);
+                            if !succeeded_shards
+                                .last()
+                                .is_some_and(|k| same_queue(k, &e.predicted))
+                            {
+                                succeeded_shards.push(e.predicted.clone());
+                            }
+                            let shard = match landed.take() {
+                                Some(l) if *l.shard_id == *shard_id => l,
+                                _ => self.landed(&stream, shard_id),
+                            };
+                            self.on_record_delivered(&stream, e, &shard, seq);
+                            landed = Some(shard);
                         }
                         (code, _, _) => {
                             let code = code.unwrap_or("MissingSequenceNumber").to_owned();
@@ -1173,20 +1194,27 @@ impl Pipeline {
         }
     }
 
-    fn on_record_delivered(&mut self, stream: &Arc<str>, e: Entry, shard_id: &str, seq: &str) {
+    /// What the pipeline knows of the shard `shard_id` of `stream` that a record landed in.
+    fn landed(&self, stream: &Arc<str>, shard_id: &str) -> Landed {
+        let map = self.streams.get(stream).and_then(|s| s.map.as_ref());
+        Landed {
+            shard_id: map
+                .and_then(|m| m.shard_arc(shard_id))
+                .unwrap_or_else(|| Arc::from(shard_id)),
+            range: map.and_then(|m| m.range_of(shard_id)),
+        }
+    }
+
+    fn on_record_delivered(&mut self, stream: &Arc<str>, e: Entry, landed: &Landed, seq: &str) {
         let Some(state) = self.streams.get_mut(stream) else {
             return;
         };
-        let shard_id: Arc<str> = state
-            .map
-            .as_ref()
-            .and_then(|m| m.shard_arc(shard_id))
-            .unwrap_or_else(|| Arc::from(shard_id));
+        let shard_id = &landed.shard_id;
+        let range = landed.range;
         let seq: Arc<str> = Arc::from(seq);
         let name = state.name.clone();
-        let predicted_right = e.predicted.as_deref() == Some(&*shard_id);
+        let predicted_right = e.predicted.as_deref() == Some(&**shard_id);
         let aggregated = e.items.len() > 1;
-        let range = state.map.as_ref().and_then(|m| m.range_of(&shard_id));
         if !predicted_right && e.predicted.is_some() {
             // The map is stale (or the stream was resharded): reload it.
             if !state.refreshing {
@@ -1224,6 +1252,24 @@ impl Pipeline {
         for item in wrong {
             self.misrouted(item);
         }
+    }
+}
+
+/// The shard a record landed in, as the pipeline's shard map knows it.
+#[derive(Debug)]
+struct Landed {
+    /// The map's shared id (a fresh one if the map does not know the shard).
+    shard_id: Arc<str>,
+    /// Its hash key range, if the map knows it.
+    range: Option<HashKeyRange>,
+}
+
+/// Whether two queue keys name the same queue (pointer first: they are mostly clones).
+fn same_queue(a: &ShardKey, b: &ShardKey) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
     }
 }
 

@@ -139,7 +139,7 @@ impl Producer {
         let (item, handle) = user_record.into_item(hash_key, permits, name);
         match inner.commands.send(Command::Put(item)).await {
             Ok(()) => {
-                Stats::add(&inner.stats.user_records_put, 1);
+                Stats::add(&inner.stats.user_records_put.0, 1);
                 Ok(handle)
             }
             Err(mpsc::error::SendError(cmd)) => Err(PutError::ShutDown {
@@ -185,7 +185,7 @@ impl Producer {
         let (item, handle) = user_record.into_item(hash_key, permits, name);
         match inner.commands.try_send(Command::Put(item)) {
             Ok(()) => {
-                Stats::add(&inner.stats.user_records_put, 1);
+                Stats::add(&inner.stats.user_records_put.0, 1);
                 Ok(handle)
             }
             Err(mpsc::error::TrySendError::Full(cmd)) => Err(PutError::BufferFull {

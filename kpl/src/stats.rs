@@ -38,7 +38,7 @@ pub struct ProducerStats {
 /// The live counters behind [`ProducerStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    pub(crate) user_records_put: AtomicU64,
+    pub(crate) user_records_put: OwnLine<AtomicU64>,
     pub(crate) user_records_delivered: AtomicU64,
     pub(crate) user_records_failed: AtomicU64,
     pub(crate) kinesis_records_sent: AtomicU64,
@@ -57,7 +57,7 @@ impl Stats {
     }
 
     pub(crate) fn snapshot(&self) -> ProducerStats {
-        let put = self.user_records_put.load(Relaxed);
+        let put = self.user_records_put.0.load(Relaxed);
         let delivered = self.user_records_delivered.load(Relaxed);
         let failed = self.user_records_failed.load(Relaxed);
         ProducerStats {
@@ -76,3 +76,10 @@ impl Stats {
         }
     }
 }
+
+/// A value on a cache line of its own: `user_records_put` is written by the threads that
+/// call `put` while the pipeline task writes the other counters, and sharing a line would
+/// make every record bounce it between cores.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct OwnLine<T>(pub(crate) T);
