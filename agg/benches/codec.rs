@@ -130,7 +130,10 @@ fn encode_refs(agg: &mut Aggregator, records: &[UserRecord], mut sink: impl FnMu
     for record in records {
         if !agg.try_add_ref(record) {
             sink(agg.finish().expect("a full aggregator is not empty"));
-            assert!(agg.try_add_ref(record), "an empty aggregator takes any record");
+            assert!(
+                agg.try_add_ref(record),
+                "an empty aggregator takes any record"
+            );
         }
     }
     if let Some(last) = agg.finish() {

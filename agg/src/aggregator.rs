@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use foldhash::fast::RandomState;
 use hashbrown::hash_table;
 use hashbrown::HashTable;
@@ -167,7 +167,8 @@ impl AggregatorBuilder {
             explicit_hash_keys: HashMap::default(),
             partition_key_table: Vec::new(),
             explicit_hash_key_table: Vec::new(),
-            records: Vec::new(),
+            records_start: 0,
+            gap: MIN_GAP,
             body_len: 0,
             out: BytesMut::new(),
         })
@@ -222,15 +223,22 @@ pub struct Aggregator {
     partition_key_table: Vec<u8>,
     /// Encoded field-2 entries, in index order.
     explicit_hash_key_table: Vec<u8>,
-    /// The user records (field 3), in sub-sequence order, encoded only by `finish` so that
-    /// each payload is copied once, straight into the output.
-    records: Vec<PendingRecord>,
+    /// Where the records (field 3) start in `out`: they are encoded there as they are
+    /// accepted, after a gap that `finish` fills from its end with the magic and the key
+    /// tables (whose size is only known then), so each payload is copied once.
+    records_start: usize,
+    /// The gap left before the records of the next aggregate: the last tables' size and a
+    /// quarter more (the records are moved only if the tables outgrow it).
+    gap: usize,
     /// Exact protobuf size of everything accepted, the pending first record included.
     body_len: usize,
     /// Output arena: each aggregate is written here and split off, so the allocation is
     /// reused once the aggregates handed out before have been dropped.
     out: BytesMut,
 }
+
+/// The smallest gap left for the magic and the tables.
+const MIN_GAP: usize = 64;
 
 /// A partition key of the table: where its bytes are in `partition_key_table`, its index.
 #[derive(Debug, Clone, Copy)]
@@ -241,40 +249,11 @@ struct KeyEntry {
     index: u32,
 }
 
-/// An accepted user record, waiting for `finish`.
-#[derive(Debug)]
-struct PendingRecord {
-    data: Bytes,
-    /// Indexes are below the record count (at most `u32::MAX`); kept small so that the
-    /// pending list stays compact.
-    partition_key_index: u32,
-    explicit_hash_key_index: Option<u32>,
-    /// Within `MAX_RECORD_SIZE`.
-    record_len: u32,
-}
-
 /// The fields of an accepted record's `Record` message, its data aside.
 struct RecordFields {
     partition_key_index: u32,
     explicit_hash_key_index: Option<u32>,
     record_len: u32,
-}
-
-/// What adding one record would cost, worked out before deciding to accept it.
-struct Placement {
-    /// Index of its partition key, and whether that key is new to the table.
-    partition_key_index: u64,
-    new_partition_key: bool,
-    /// The partition key's hash.
-    partition_key_hash: u64,
-    /// Index of its explicit hash key (if any), and the key with its decimal text when
-    /// new to the table.
-    explicit_hash_key_index: Option<u64>,
-    new_explicit_hash_key: Option<(HashKey, String)>,
-    /// Length of the encoded `Record` message.
-    record_len: usize,
-    /// Bytes the protobuf grows by.
-    added: usize,
 }
 
 impl Aggregator {
@@ -332,8 +311,7 @@ impl Aggregator {
         }
         match self.accept(&record) {
             Some(fields) => {
-                let (_, _, data) = record.into_parts();
-                self.push_record(fields, data);
+                self.push_record(fields, record.data());
                 Ok(())
             }
             None => Err(record),
@@ -350,7 +328,7 @@ impl Aggregator {
         }
         match self.accept(record) {
             Some(fields) => {
-                self.push_record(fields, record.data().clone());
+                self.push_record(fields, record.data());
                 true
             }
             None => false,
@@ -368,9 +346,30 @@ impl Aggregator {
             return None;
         }
         if self.first_pending {
+            // The held record alone (an empty aggregator takes any) may already be too
+            // big to aggregate: then nothing joins it and it goes out raw.
+            let total = MAGIC.len() + self.body_len + DIGEST_LEN;
+            if total > self.max_size || total + self.route_partition_key.len() > MAX_RECORD_SIZE {
+                return None;
+            }
             self.encode_pending_first();
         }
-        let key = record.partition_key().as_bytes();
+        self.place(
+            record.partition_key(),
+            record.explicit_hash_key(),
+            record.data().len(),
+        )
+    }
+
+    /// Adds a record's keys to the tables and accounts for its size if it fits.
+    #[inline(always)]
+    fn place(
+        &mut self,
+        partition_key: &str,
+        explicit_hash_key: Option<HashKey>,
+        data_len: usize,
+    ) -> Option<RecordFields> {
+        let key = partition_key.as_bytes();
         let hash = self.hasher.hash_one(key);
         let (hasher, table) = (&self.hasher, &self.partition_key_table);
         let slot = self.partition_keys.entry(
@@ -387,10 +386,10 @@ impl Aggregator {
                 self.key_count as u32
             }
         };
-        let mut record_len = varint_field_len(u64::from(partition_key_index))
-            + delimited_len(record.data().len());
+        let mut record_len =
+            varint_field_len(u64::from(partition_key_index)) + delimited_len(data_len);
         let mut new_explicit_hash_key = None;
-        let explicit_hash_key_index = match record.explicit_hash_key() {
+        let explicit_hash_key_index = match explicit_hash_key {
             None => None,
             Some(h) => {
                 let index = match self.explicit_hash_keys.get(&h) {
@@ -444,15 +443,22 @@ impl Aggregator {
         })
     }
 
-    /// Queues an accepted record's data (see [`Self::accept`]).
+    /// Encodes an accepted record (see [`Self::accept`]) after the others in the arena.
     #[inline(always)]
-    fn push_record(&mut self, fields: RecordFields, data: Bytes) {
-        self.records.push(PendingRecord {
-            data,
-            partition_key_index: fields.partition_key_index,
-            explicit_hash_key_index: fields.explicit_hash_key_index,
-            record_len: fields.record_len,
-        });
+    fn push_record(&mut self, fields: RecordFields, data: &[u8]) {
+        let mut header = [0u8; 32];
+        header[0] = KEY_RECORDS;
+        let mut at = put_varint(&mut header, 1, u64::from(fields.record_len));
+        header[at] = KEY_PARTITION_KEY_INDEX;
+        at = put_varint(&mut header, at + 1, u64::from(fields.partition_key_index));
+        if let Some(i) = fields.explicit_hash_key_index {
+            header[at] = KEY_EXPLICIT_HASH_KEY_INDEX;
+            at = put_varint(&mut header, at + 1, u64::from(i));
+        }
+        header[at] = KEY_DATA;
+        at = put_varint(&mut header, at + 1, data.len() as u64);
+        self.out.extend_from_slice(&header[..at]);
+        self.out.extend_from_slice(data);
         self.count += 1;
     }
 
@@ -473,112 +479,25 @@ impl Aggregator {
         self.count = 1;
     }
 
-    /// Encodes the held first record, now that the aggregate will hold more than one.
+    /// Encodes the held first record, now that the aggregate will hold more than one:
+    /// sets up the arena (the gap, then the records) and writes the record there.
     fn encode_pending_first(&mut self) {
         self.first_pending = false;
-        let first = UserRecordRef {
-            partition_key: &self.route_partition_key,
-            explicit_hash_key: self.route_explicit_hash_key,
-            data_len: self.first_data.len(),
-        };
-        let body_len = self.body_len;
-        self.body_len = 0;
-        let placement = self.place_ref(first);
-        debug_assert_eq!(placement.added, body_len);
-        let data = self.first_data.clone();
+        let body_len = std::mem::take(&mut self.body_len);
         let key = std::mem::take(&mut self.route_partition_key);
-        self.write(placement, &key, data);
+        let fields = self
+            .place(&key, self.route_explicit_hash_key, self.first_data.len())
+            .expect("a lone record fits");
+        debug_assert_eq!(self.body_len, body_len);
         self.route_partition_key = key;
-    }
-
-    #[inline(always)]
-    fn place_ref(&self, record: UserRecordRef<'_>) -> Placement {
-        let mut added = 0;
-        let key = record.partition_key.as_bytes();
-        let hash = self.hasher.hash_one(key);
-        let table = &self.partition_key_table;
-        // hashbrown checks 7 bits of the hash before calling this, so a full hash compare
-        // would rarely save a byte compare: entries do not store the hash.
-        let found = self.partition_keys.find(hash, |e| {
-            &table[e.start as usize..(e.start + e.len) as usize] == key
-        });
-        let (partition_key_index, new_partition_key) = match found {
-            Some(e) => (u64::from(e.index), false),
-            None => {
-                added += delimited_len(key.len());
-                (self.partition_keys.len() as u64, true)
-            }
-        };
-        let mut record_len = varint_field_len(partition_key_index) + delimited_len(record.data_len);
-        let (mut explicit_hash_key_index, mut new_explicit_hash_key) = (None, None);
-        if let Some(h) = record.explicit_hash_key {
-            let index = match self.explicit_hash_keys.get(&h) {
-                Some(&i) => i,
-                None => {
-                    let text = h.to_string();
-                    added += delimited_len(text.len());
-                    new_explicit_hash_key = Some((h, text));
-                    self.explicit_hash_keys.len() as u64
-                }
-            };
-            record_len += varint_field_len(index);
-            explicit_hash_key_index = Some(index);
-        }
-        added += delimited_len(record_len);
-        Placement {
-            partition_key_index,
-            new_partition_key,
-            partition_key_hash: hash,
-            explicit_hash_key_index,
-            new_explicit_hash_key,
-            record_len,
-            added,
-        }
-    }
-
-    #[inline(always)]
-    fn write(&mut self, placement: Placement, partition_key: &str, data: Bytes) {
-        if placement.new_partition_key {
-            let t = &mut self.partition_key_table;
-            t.push(KEY_PARTITION_KEY_TABLE);
-            match u8::try_from(partition_key.len()) {
-                Ok(len) if len < 0x80 => t.push(len),
-                _ => encode_varint(partition_key.len() as u64, t),
-            }
-            // Within MAX_RECORD_SIZE (checked before accepting), so it fits in a u32.
-            let start = t.len() as u32;
-            t.extend_from_slice(partition_key.as_bytes());
-            let entry = KeyEntry {
-                start,
-                len: partition_key.len() as u32,
-                // Below the count, at most u32::MAX.
-                index: placement.partition_key_index as u32,
-            };
-            let (hasher, table) = (&self.hasher, &self.partition_key_table);
-            self.partition_keys
-                .insert_unique(placement.partition_key_hash, entry, |e| {
-                    hasher.hash_one(&table[e.start as usize..(e.start + e.len) as usize])
-                });
-            self.key_count += 1;
-        }
-        if let Some((key, text)) = placement.new_explicit_hash_key {
-            let index = placement
-                .explicit_hash_key_index
-                .expect("a new explicit hash key has an index");
-            self.explicit_hash_key_table
-                .push(KEY_EXPLICIT_HASH_KEY_TABLE);
-            encode_varint(text.len() as u64, &mut self.explicit_hash_key_table);
-            self.explicit_hash_key_table
-                .extend_from_slice(text.as_bytes());
-            self.explicit_hash_keys.insert(key, index);
-        }
-        self.records.push(PendingRecord {
-            data,
-            partition_key_index: placement.partition_key_index as u32,
-            explicit_hash_key_index: placement.explicit_hash_key_index.map(|i| i as u32),
-            record_len: placement.record_len as u32,
-        });
-        self.body_len += placement.added;
+        self.out.clear();
+        self.out.reserve(self.gap + self.max_size);
+        self.out.resize(self.gap, 0);
+        self.records_start = self.gap;
+        let data = std::mem::take(&mut self.first_data);
+        self.push_record(fields, &data);
+        self.count -= 1; // counted when it was held
+        self.first_data = data;
     }
 
     /// Takes what was accepted as one Kinesis record and empties the aggregator (keeping
@@ -610,31 +529,31 @@ impl Aggregator {
 
     /// Writes magic, protobuf and MD5 (`total` bytes) into the arena and splits them off.
     fn encode(&mut self, total: usize) -> Bytes {
-        let out = &mut self.out;
-        debug_assert!(out.is_empty());
-        out.reserve(total);
-        out.put_slice(&MAGIC);
-        out.put_slice(&self.partition_key_table);
-        out.put_slice(&self.explicit_hash_key_table);
-        let mut header = [0u8; 48];
-        for r in self.records.drain(..) {
-            header[0] = KEY_RECORDS;
-            let mut at = put_varint(&mut header, 1, u64::from(r.record_len));
-            header[at] = KEY_PARTITION_KEY_INDEX;
-            at = put_varint(&mut header, at + 1, u64::from(r.partition_key_index));
-            if let Some(i) = r.explicit_hash_key_index {
-                header[at] = KEY_EXPLICIT_HASH_KEY_INDEX;
-                at = put_varint(&mut header, at + 1, u64::from(i));
+        let tables =
+            MAGIC.len() + self.partition_key_table.len() + self.explicit_hash_key_table.len();
+        let start = match self.records_start.checked_sub(tables) {
+            Some(start) => start,
+            None => {
+                // The tables outgrew the gap: move the records up to make room.
+                let extra = tables - self.records_start;
+                let end = self.out.len();
+                self.out.resize(end + extra, 0);
+                self.out.copy_within(self.records_start..end, tables);
+                self.records_start = tables;
+                0
             }
-            header[at] = KEY_DATA;
-            at = put_varint(&mut header, at + 1, r.data.len() as u64);
-            out.put_slice(&header[..at]);
-            out.put_slice(&r.data);
-        }
-        let digest = Md5::digest(&out[MAGIC.len()..]);
-        out.put_slice(&digest);
-        debug_assert_eq!(out.len(), total);
-        out.split().freeze()
+        };
+        let pk_end = start + MAGIC.len() + self.partition_key_table.len();
+        self.out[start..start + MAGIC.len()].copy_from_slice(&MAGIC);
+        self.out[start + MAGIC.len()..pk_end].copy_from_slice(&self.partition_key_table);
+        self.out[pk_end..self.records_start].copy_from_slice(&self.explicit_hash_key_table);
+        let digest = Md5::digest(&self.out[start + MAGIC.len()..]);
+        self.out.extend_from_slice(&digest);
+        self.gap = (tables + tables / 4).clamp(MIN_GAP, self.max_size);
+        let mut whole = self.out.split();
+        whole.advance(start);
+        debug_assert_eq!(whole.len(), total);
+        whole.freeze()
     }
 
     fn clear(&mut self) {
@@ -648,17 +567,10 @@ impl Aggregator {
         self.explicit_hash_keys.clear();
         self.partition_key_table.clear();
         self.explicit_hash_key_table.clear();
-        self.records.clear();
+        self.out.clear();
+        self.records_start = 0;
         self.body_len = 0;
     }
-}
-
-/// The parts of a user record that decide its encoded size.
-#[derive(Clone, Copy)]
-struct UserRecordRef<'a> {
-    partition_key: &'a str,
-    explicit_hash_key: Option<HashKey>,
-    data_len: usize,
 }
 
 /// Number of decimal digits of a hash key.
@@ -744,6 +656,55 @@ mod tests {
         let (owned, by_ref) = (build(false), build(true));
         assert!(owned.len() > 5, "several aggregates: {}", owned.len());
         assert_eq!(owned, by_ref);
+    }
+
+    #[test]
+    fn a_record_too_big_to_aggregate_goes_out_alone() {
+        let mut a = Aggregator::builder().with_max_size(100).build().unwrap();
+        let big = rec("k", &[1; 200]);
+        a.try_add(big.clone()).unwrap();
+        assert_eq!(a.try_add(rec("k", b"x")), Err(rec("k", b"x")));
+        assert!(!a.try_add_ref(&rec("k", b"x")));
+        let out = a.finish().unwrap();
+        assert_eq!((out.user_records, out.data), (1, big.data().clone()));
+        // The aggregator is as new afterwards.
+        a.try_add(rec("a", b"1")).unwrap();
+        a.try_add(rec("b", b"2")).unwrap();
+        let out = a.finish().unwrap();
+        let d = crate::deaggregate(&out.partition_key, out.data).unwrap();
+        assert_eq!(d.records.len(), 2);
+    }
+
+    #[test]
+    fn tables_that_outgrow_or_undershoot_the_gap_encode_alike() {
+        // Aggregates whose key tables grow and shrink from one to the next, so that the
+        // gap left before the records is too small for some and too big for others.
+        let mut a = Aggregator::builder().build().unwrap();
+        for (round, keys) in [1usize, 40, 2, 300, 5, 300, 1].into_iter().enumerate() {
+            let records: Vec<UserRecord> = (0..300)
+                .map(|i| rec(&format!("key-{round}-{}", i % keys), &[round as u8; 10]))
+                .collect();
+            for r in &records {
+                assert!(a.try_add_ref(r));
+            }
+            let out = a.finish().unwrap();
+            let mut reference = Aggregator::builder().build().unwrap();
+            for r in &records {
+                reference.try_add(r.clone()).unwrap();
+            }
+            assert_eq!(out, reference.finish().unwrap(), "round {round}");
+            let d = crate::deaggregate(&out.partition_key, out.data).unwrap();
+            let got: Vec<(&str, &[u8])> = d
+                .records
+                .iter()
+                .map(|r| (r.partition_key.as_str(), &r.data[..]))
+                .collect();
+            let want: Vec<(&str, &[u8])> = records
+                .iter()
+                .map(|r| (r.partition_key(), &r.data()[..]))
+                .collect();
+            assert_eq!(got, want, "round {round}");
+        }
     }
 
     #[test]
