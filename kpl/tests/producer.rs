@@ -163,12 +163,22 @@ async fn split_and_merge_on(stack: LocalStack, n: usize, pause_every: usize) {
     let shards = list_shards(&client, &stream).await;
     let mut ids: Vec<_> = shards.iter().map(|s| s.shard_id().to_owned()).collect();
     ids.sort();
+    // A third of the records before the split, a third after it and the rest after the
+    // merge, each phase paced so that records are in flight while the shards change:
+    // however fast the endpoint, records are predicted with a stale map and land in
+    // shards the producer does not know yet.
+    let (split_done, split_rx) = tokio::sync::oneshot::channel::<()>();
+    let (merge_done, merge_rx) = tokio::sync::oneshot::channel::<()>();
     let producing = {
         let producer = producer.clone();
         let stream = stream.clone();
         tokio::spawn(async move {
             let mut handles = Vec::new();
+            let mut gates = vec![merge_rx, split_rx];
             for i in 0..n {
+                if i > 0 && i % n.div_ceil(3) == 0 {
+                    gates.pop().unwrap().await.unwrap();
+                }
                 let r = record(&stream, i, 60);
                 handles.push((r.clone(), producer.put(r).await.unwrap()));
                 if i % pause_every == 0 {
@@ -195,6 +205,7 @@ async fn split_and_merge_on(stack: LocalStack, n: usize, pause_every: usize) {
         .await
         .expect("SplitShard");
     wait_active(&client, &stream).await;
+    split_done.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     // Merge shards 2 and 3 (adjacent: equal ranges from CreateStream).
     client
@@ -206,6 +217,7 @@ async fn split_and_merge_on(stack: LocalStack, n: usize, pause_every: usize) {
         .await
         .expect("MergeShards");
     wait_active(&client, &stream).await;
+    merge_done.send(()).unwrap();
 
     let handles = producing.await.unwrap();
     let (records, handles): (Vec<_>, Vec<_>) = handles.into_iter().unzip();
