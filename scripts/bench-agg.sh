@@ -32,7 +32,7 @@ rm -rf "$out/workloads"
 (cd "$workspace" && KINESIS_AGG_BENCH_EXPORT="$out/workloads" cargo bench -p kinesis-agg --bench codec) >&2
 
 step "criterion: encode, decode, MD5 bound"
-rm -rf "$CARGO_TARGET_DIR/criterion/encode" "$CARGO_TARGET_DIR/criterion/decode" "$CARGO_TARGET_DIR/criterion/md5"
+rm -rf "$CARGO_TARGET_DIR/criterion/encode" "$CARGO_TARGET_DIR/criterion/encode-owned" "$CARGO_TARGET_DIR/criterion/decode" "$CARGO_TARGET_DIR/criterion/md5"
 (cd "$workspace" && cargo bench -p kinesis-agg --bench codec) >&2
 
 step "Python peer"
