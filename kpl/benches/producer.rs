@@ -8,7 +8,9 @@
 //!  peak-RSS mode: Producer ──▶ a socket that never answers (separate child, fresh RSS)
 //! ```
 //!
-//! Run: `cargo bench -p kinesis-producer --bench producer` (release build). Prints one
+//! Run: `cargo bench -p kinesis-producer --bench producer` (release build; 3 rounds of the
+//! three runs per size, `KPL_BENCH_ROUNDS` to change; `KPL_BENCH_ONLY=raw|plain|agg` for one
+//! kind, e.g. to profile it). Prints one
 //! table; BENCHMARKS.md keeps the figures.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,6 +45,15 @@ fn serve() {
     std::io::stdout().flush().unwrap();
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+/// Rounds of (raw, no aggregation, aggregation): `KPL_BENCH_ROUNDS`, default 3.
+fn rounds() -> usize {
+    std::env::var("KPL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
 }
 
 fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
@@ -266,7 +277,7 @@ fn run_all() {
     );
     println!();
     println!(
-        "| records | size | run | user records/s | MB/s | vs raw | cpu µs/rec | Kinesis recs per 1,000 | wire bytes / payload |"
+        "| records | size | run | user records/s | MB/s | vs raw: median (range) | cpu µs/rec | Kinesis recs per 1,000 | wire bytes / payload |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     rt.block_on(async {
@@ -276,45 +287,62 @@ fn run_all() {
             (1024, 100_000, 300_000),
         ] {
             // Each run writes to a fresh stream: the emulator slows down as a stream fills,
-            // and runs must not pay for each other's data.
+            // and runs must not pay for each other's data. The three runs go in rounds
+            // (raw, plain, agg, raw, ...) so that each ratio compares runs seconds apart;
+            // the table shows each run's median round and the range of its ratio.
             let only = std::env::var("KPL_BENCH_ONLY").ok();
             let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
-            let mut runs: Vec<(&str, Run)> = Vec::new();
-            if want("raw") {
-                let stream = fresh_stream(&client, "raw", size).await;
-                runs.push((
-                    "raw PutRecords loop (peer)",
-                    raw_loop(&client, &stream, n_raw, size, 24).await,
-                ));
-                let _ = client.delete_stream().stream_name(&stream).send().await;
+            let kinds: Vec<(&str, &str, u64, Option<bool>)> = [
+                ("raw", "raw PutRecords loop (peer)", n_raw, None),
+                ("plain", "producer, no aggregation", n_raw, Some(false)),
+                ("agg", "producer, aggregation", n_agg, Some(true)),
+            ]
+            .into_iter()
+            .filter(|(id, ..)| want(id))
+            .collect();
+            let mut runs: Vec<Vec<Run>> = kinds.iter().map(|_| Vec::new()).collect();
+            for _round in 0..rounds() {
+                for (k, (id, _, n, aggregation)) in kinds.iter().enumerate() {
+                    let stream = fresh_stream(&client, id, size).await;
+                    let run = match aggregation {
+                        None => raw_loop(&client, &stream, *n, size, 24).await,
+                        Some(a) => producer_run(&client, &stream, *n, size, *a).await,
+                    };
+                    runs[k].push(run);
+                    let _ = client.delete_stream().stream_name(&stream).send().await;
+                }
             }
-            if want("plain") {
-                let stream = fresh_stream(&client, "plain", size).await;
-                runs.push((
-                    "producer, no aggregation",
-                    producer_run(&client, &stream, n_raw, size, false).await,
-                ));
-                let _ = client.delete_stream().stream_name(&stream).send().await;
-            }
-            if want("agg") {
-                let stream = fresh_stream(&client, "agg", size).await;
-                runs.push((
-                    "producer, aggregation",
-                    producer_run(&client, &stream, n_agg, size, true).await,
-                ));
-                let _ = client.delete_stream().stream_name(&stream).send().await;
-            }
-            let raw_rps = runs.first().map_or(1.0, |(_, r)| r.rps());
-            for (name, r) in &runs {
+            let raw = kinds.iter().position(|(id, ..)| *id == "raw");
+            for (k, (_, name, ..)) in kinds.iter().enumerate() {
+                // Ratios to the raw run of the same round.
+                let mut ratios: Vec<f64> = match raw {
+                    Some(raw) => runs[k]
+                        .iter()
+                        .zip(&runs[raw])
+                        .map(|(r, peer)| r.rps() / peer.rps())
+                        .collect(),
+                    None => vec![1.0; runs[k].len()],
+                };
+                ratios.sort_by(f64::total_cmp);
+                let mut by_rps: Vec<&Run> = runs[k].iter().collect();
+                by_rps.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+                let r = by_rps[by_rps.len() / 2];
+                let mut cpu: Vec<f64> = runs[k]
+                    .iter()
+                    .map(|r| r.cpu / r.records as f64 * 1e6)
+                    .collect();
+                cpu.sort_by(f64::total_cmp);
                 println!(
-                    "| {} | {} B | {} | {:.0} | {:.1} | {:.2}x | {:.2} | {:.1} | {:.3} |",
+                    "| {} | {} B | {} | {:.0} | {:.1} | {:.2}x ({:.2}-{:.2}) | {:.2} | {:.1} | {:.3} |",
                     r.records,
                     size,
                     name,
                     r.rps(),
                     r.mbps(),
-                    r.rps() / raw_rps,
-                    r.cpu / r.records as f64 * 1e6,
+                    ratios[ratios.len() / 2],
+                    ratios[0],
+                    ratios[ratios.len() - 1],
+                    cpu[cpu.len() / 2],
                     r.kinesis_records as f64 * 1000.0 / r.records as f64,
                     r.wire_bytes as f64 / r.bytes as f64,
                 );

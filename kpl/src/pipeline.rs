@@ -70,7 +70,7 @@ impl Command {
     /// The record inside a `Put` that could not be queued.
     pub(crate) fn into_record(self) -> ProducerRecord {
         match self {
-            Command::Put(item) => to_producer_record(item.stream, item.record),
+            Command::Put(item) => to_producer_record(&*item.stream, item.record),
             _ => unreachable!("only Put commands carry records"),
         }
     }
@@ -79,8 +79,9 @@ impl Command {
 /// A user record inside the pipeline, until it is settled.
 #[derive(Debug)]
 pub(crate) struct Item {
-    /// Stream name, as given.
-    pub(crate) stream: String,
+    /// Stream name (the producer's shared copy: the user's `String` is dropped by `put`,
+    /// on the caller's thread, rather than here).
+    pub(crate) stream: Arc<str>,
     /// The validated record.
     pub(crate) record: UserRecord,
     /// Its hash key, computed once by `put` (off the pipeline task).
@@ -109,10 +110,10 @@ impl Item {
 }
 
 /// Rebuilds the user's record from the pipeline's parts (handed back on failure).
-pub(crate) fn to_producer_record(stream: String, record: UserRecord) -> ProducerRecord {
+pub(crate) fn to_producer_record(stream: impl Into<String>, record: UserRecord) -> ProducerRecord {
     let (partition_key, explicit_hash_key, data) = record.into_parts();
     ProducerRecord {
-        stream,
+        stream: stream.into(),
         partition_key,
         explicit_hash_key: explicit_hash_key.map(|h| h.to_string()),
         data,
@@ -527,14 +528,11 @@ impl Pipeline {
     fn enqueue(&mut self, item: Item) {
         // The clock read for this round: it only starts a new queue's rate limiter.
         let now = self.now;
-        if !self.streams.contains_key(item.stream.as_str()) {
-            self.stream_state(&item.stream.clone());
+        if !self.streams.contains_key(&item.stream) {
+            self.stream_state(&item.stream);
         }
         let config = &self.config;
-        let stream = self
-            .streams
-            .get_mut(item.stream.as_str())
-            .expect("created above");
+        let stream = self.streams.get_mut(&item.stream).expect("created above");
         stream.push_predicted(item, config, now);
     }
 
@@ -632,13 +630,13 @@ impl Pipeline {
         let epoch = item.epoch;
         let stream: Arc<str> = self
             .streams
-            .get(item.stream.as_str())
-            .map_or_else(|| Arc::from(item.stream.as_str()), |s| s.name.clone());
+            .get(&item.stream)
+            .map_or_else(|| item.stream.clone(), |s| s.name.clone());
         let failed = Failed {
             stream,
             reason,
             attempts: item.attempts,
-            record: Some(Box::new(to_producer_record(item.stream, item.record))),
+            record: Some(Box::new(to_producer_record(&*item.stream, item.record))),
         };
         let _ = item.tx.send(Err(failed));
         self.release(item.budget);
@@ -761,7 +759,7 @@ impl Pipeline {
         }
         let stream = item.stream.clone();
         self.request_refresh(&stream);
-        if let Some(s) = self.streams.get_mut(stream.as_str()) {
+        if let Some(s) = self.streams.get_mut(&stream) {
             s.parked.push(item);
         }
     }
@@ -1479,7 +1477,7 @@ mod tests {
         let record = UserRecord::new(pk, vec![b'x'; size]).unwrap();
         let (tx, rx) = oneshot::channel();
         let item = Item {
-            stream: "s".to_owned(),
+            stream: Arc::from("s"),
             hash_key: record.hash_key(),
             record,
             tx,

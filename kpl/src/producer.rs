@@ -318,7 +318,7 @@ impl Accepted {
     ) -> (Item, PutHandle) {
         let (tx, rx) = oneshot::channel();
         let item = Item {
-            stream: self.stream,
+            stream: stream.clone(),
             record: self.record,
             hash_key,
             tx,
