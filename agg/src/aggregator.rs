@@ -7,11 +7,13 @@
 //!                                                                          (one record: raw data)
 //! ```
 //!
-//! Each accepted record is encoded at once into the buffer of its protobuf field; the
-//! size of what [`Aggregator::finish`] will produce is kept exactly, so a record that would
-//! take the aggregate over its limit is handed back instead of being accepted. The first
-//! record is held unencoded until a second one arrives, because an aggregate of one is sent
-//! as its raw data (as the KPL does) and so never pays for encoding or MD5.
+//! Each accepted record is encoded at once: its keys into the (deduplicated) key tables,
+//! its `Record` message straight into the output buffer, after a gap that
+//! [`Aggregator::finish`] fills from its end with the magic and the tables, so each payload
+//! is copied once. The size of what `finish` will produce is kept exactly, so a record that
+//! would take the aggregate over its limit is handed back instead of being accepted. The
+//! first record is held unencoded until a second one arrives, because an aggregate of one is
+//! sent as its raw data (as the KPL does) and so never pays for encoding or MD5.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
