@@ -313,7 +313,7 @@ pub(crate) struct Pipeline {
     client: Client,
     config: Config,
     stats: Arc<Stats>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     commands_closed: bool,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
@@ -360,7 +360,7 @@ impl Pipeline {
     pub(crate) fn new(
         client: Client,
         config: Config,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::UnboundedReceiver<Command>,
         stats: Arc<Stats>,
     ) -> Self {
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -1445,7 +1445,7 @@ mod tests {
     }
 
     fn pipeline(config: Config) -> Pipeline {
-        let (_tx, rx) = mpsc::channel(1);
+        let (_tx, rx) = mpsc::unbounded_channel();
         Pipeline::new(client(), config, rx, Arc::new(Stats::default()))
     }
 

@@ -16,10 +16,6 @@ use crate::pipeline::{Command, Item, Pipeline};
 use crate::record::ProducerRecord;
 use crate::stats::{ProducerStats, Stats};
 
-/// Depth of the queue between `put` and the pipeline task; the memory budget, not this,
-/// is what bounds buffering.
-const COMMAND_QUEUE: usize = 4096;
-
 /// A Kinesis producer: accepts user records, aggregates and collects them per shard, sends
 /// them with `PutRecords`, retries until each record's TTL, and resolves every record's
 /// [`PutHandle`] with exactly one outcome.
@@ -36,8 +32,10 @@ pub struct Producer {
 
 #[derive(Debug)]
 struct Inner {
-    /// Commands to the pipeline task.
-    commands: mpsc::Sender<Command>,
+    /// Commands to the pipeline task. Unbounded: every record in it holds its share of
+    /// the memory budget (its queue slot is part of `RECORD_OVERHEAD_BYTES`), so the
+    /// budget bounds it, and a bounded channel would only add a second semaphore per record.
+    commands: mpsc::UnboundedSender<Command>,
     /// Record budget: one permit per unsettled record.
     records_budget: Arc<Semaphore>,
     /// Byte budget: data + key + overhead per unsettled record.
@@ -80,7 +78,7 @@ impl Producer {
     }
 
     pub(crate) fn start(client: Client, config: Config) -> Producer {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Stats::default());
         let records_budget = Arc::new(Semaphore::new(config.max_outstanding_records));
         let bytes_budget = Arc::new(Semaphore::new(config.max_outstanding_bytes));
@@ -137,7 +135,7 @@ impl Producer {
         };
         let name = inner.stream_name(&user_record.stream);
         let (item, handle) = user_record.into_item(hash_key, permits, name);
-        match inner.commands.send(Command::Put(item)).await {
+        match inner.commands.send(Command::Put(item)) {
             Ok(()) => {
                 Stats::add(&inner.stats.user_records_put.0, 1);
                 Ok(handle)
@@ -148,9 +146,8 @@ impl Producer {
         }
     }
 
-    /// Like [`put`](Producer::put), but never waits: when the memory budget is spent (or
-    /// the pipeline's queue is full) it fails at once with [`PutError::BufferFull`] and
-    /// hands the record back.
+    /// Like [`put`](Producer::put), but never waits: when the memory budget is spent it
+    /// fails at once with [`PutError::BufferFull`] and hands the record back.
     ///
     /// # Errors
     /// As `put`, plus [`PutError::BufferFull`].
@@ -183,15 +180,12 @@ impl Producer {
         };
         let name = inner.stream_name(&user_record.stream);
         let (item, handle) = user_record.into_item(hash_key, permits, name);
-        match inner.commands.try_send(Command::Put(item)) {
+        match inner.commands.send(Command::Put(item)) {
             Ok(()) => {
                 Stats::add(&inner.stats.user_records_put.0, 1);
                 Ok(handle)
             }
-            Err(mpsc::error::TrySendError::Full(cmd)) => Err(PutError::BufferFull {
-                record: Box::new(cmd.into_record()),
-            }),
-            Err(mpsc::error::TrySendError::Closed(cmd)) => Err(PutError::ShutDown {
+            Err(mpsc::error::SendError(cmd)) => Err(PutError::ShutDown {
                 record: Box::new(cmd.into_record()),
             }),
         }
@@ -269,7 +263,7 @@ impl Producer {
     /// Dropping the future stops the waiting only; the flush itself goes on.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.commands.send(Command::Flush(tx)).await.is_ok() {
+        if self.inner.commands.send(Command::Flush(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -281,7 +275,7 @@ impl Producer {
     /// Dropping the future stops the waiting only; the shutdown goes on in the background.
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::Release);
-        let _ = self.inner.commands.send(Command::Shutdown).await;
+        let _ = self.inner.commands.send(Command::Shutdown);
         let task = self.inner.task.lock().await.take();
         if let Some(task) = task {
             let _ = task.await;
