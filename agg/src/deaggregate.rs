@@ -62,7 +62,7 @@ pub struct Deaggregated {
     pub dropped_outside_range: usize,
     /// User records in the input, kept or dropped.
     pub total: usize,
-    /// Whether the record was compressed by this crate's [`compression`](crate::compression)
+    /// Whether the record was compressed by this crate's [`compression`]
     /// and has been inflated.
     pub compressed: bool,
 }
@@ -106,7 +106,7 @@ pub struct Deaggregator {
     shard_range: Option<HashKeyRange>,
     /// What to do with a corrupt aggregate.
     on_corrupt: CorruptPolicy,
-    /// Whether to inflate records marked by [`compression`](crate::compression); `None`
+    /// Whether to inflate records marked by [`compression`]; `None`
     /// leaves them as they are, `Some(limit)` inflates up to `limit` bytes.
     inflate_limit: Option<usize>,
 }
@@ -145,7 +145,7 @@ impl Deaggregator {
         self
     }
 
-    /// Whether to inflate records compressed by [`compression`](crate::compression)
+    /// Whether to inflate records compressed by [`compression`]
     /// (the producer's opt-in compression). Default: on, up to [`DEFAULT_INFLATE_LIMIT`]
     /// bytes per record. Off, such records come out as opaque plain records.
     pub fn with_decompression(mut self, on: bool) -> Self {
