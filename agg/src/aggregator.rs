@@ -285,7 +285,7 @@ impl Aggregator {
         match self.count {
             0 => 0,
             1 => self.first_data.len(),
-            _ => self.aggregate_size(self.body_len),
+            _ => aggregate_size(self.body_len),
         }
     }
 
@@ -298,10 +298,6 @@ impl Aggregator {
         }
     }
 
-    fn aggregate_size(&self, body_len: usize) -> usize {
-        MAGIC.len() + body_len + DIGEST_LEN
-    }
-
     /// Accepts `record` if the aggregate stays within its limits, else hands it back.
     ///
     /// An empty aggregator accepts any user record. A full one returns `Err(record)`
@@ -309,20 +305,18 @@ impl Aggregator {
     pub fn try_add(&mut self, record: UserRecord) -> Result<(), UserRecord> {
         if self.count == 0 {
             self.add_first(record);
-            return Ok(());
-        }
-        match self.accept(&record) {
-            Some(fields) => {
-                self.push_record(fields, record.data());
-                Ok(())
-            }
-            None => Err(record),
+            Ok(())
+        } else if self.try_add_ref(&record) {
+            Ok(())
+        } else {
+            Err(record)
         }
     }
 
     /// Like [`try_add`](Self::try_add), for a record the caller keeps (to send it again or
     /// hand it back later): its partition key is copied into the aggregate's key table
     /// and its data shared, so the record is not cloned. Returns whether it was accepted.
+    #[inline]
     pub fn try_add_ref(&mut self, record: &UserRecord) -> bool {
         if self.count == 0 {
             self.add_first(record.clone());
@@ -331,6 +325,7 @@ impl Aggregator {
         match self.accept(record) {
             Some(fields) => {
                 self.push_record(fields, record.data());
+                self.count += 1;
                 true
             }
             None => false,
@@ -350,8 +345,7 @@ impl Aggregator {
         if self.first_pending {
             // The held record alone (an empty aggregator takes any) may already be too
             // big to aggregate: then nothing joins it and it goes out raw.
-            let total = MAGIC.len() + self.body_len + DIGEST_LEN;
-            if total > self.max_size || total + self.route_partition_key.len() > MAX_RECORD_SIZE {
+            if !fits(self.body_len, self.max_size, &self.route_partition_key) {
                 return None;
             }
             self.encode_pending_first();
@@ -409,32 +403,30 @@ impl Aggregator {
             }
         };
         added += delimited_len(record_len);
-        let total = MAGIC.len() + self.body_len + added + DIGEST_LEN;
-        if total > self.max_size || total + self.route_partition_key.len() > MAX_RECORD_SIZE {
+        if !fits(
+            self.body_len + added,
+            self.max_size,
+            &self.route_partition_key,
+        ) {
             return None;
         }
         if let hash_table::Entry::Vacant(slot) = slot {
-            let t = &mut self.partition_key_table;
-            t.push(KEY_PARTITION_KEY_TABLE);
-            match u8::try_from(key.len()) {
-                Ok(len) if len < 0x80 => t.push(len),
-                _ => encode_varint(key.len() as u64, t),
-            }
             // Within MAX_RECORD_SIZE (checked above), so it fits in a u32.
-            let start = t.len() as u32;
-            t.extend_from_slice(key);
+            let start =
+                push_table_entry(&mut self.partition_key_table, KEY_PARTITION_KEY_TABLE, key);
             slot.insert(KeyEntry {
-                start,
+                start: start as u32,
                 len: key.len() as u32,
                 index: partition_key_index,
             });
             self.key_count += 1;
         }
         if let Some((h, text, index)) = new_explicit_hash_key {
-            let t = &mut self.explicit_hash_key_table;
-            t.push(KEY_EXPLICIT_HASH_KEY_TABLE);
-            encode_varint(text.len() as u64, t);
-            t.extend_from_slice(text.as_bytes());
+            push_table_entry(
+                &mut self.explicit_hash_key_table,
+                KEY_EXPLICIT_HASH_KEY_TABLE,
+                text.as_bytes(),
+            );
             self.explicit_hash_keys.insert(h, index);
         }
         self.body_len += added;
@@ -461,7 +453,6 @@ impl Aggregator {
         at = put_varint(&mut header, at + 1, data.len() as u64);
         self.out.extend_from_slice(&header[..at]);
         self.out.extend_from_slice(data);
-        self.count += 1;
     }
 
     fn add_first(&mut self, record: UserRecord) {
@@ -498,7 +489,6 @@ impl Aggregator {
         self.records_start = self.gap;
         let data = std::mem::take(&mut self.first_data);
         self.push_record(fields, &data);
-        self.count -= 1; // counted when it was held
         self.first_data = data;
     }
 
@@ -515,7 +505,7 @@ impl Aggregator {
             },
             n => {
                 debug_assert!(!self.first_pending);
-                let total = self.aggregate_size(self.body_len);
+                let total = aggregate_size(self.body_len);
                 let data = self.encode(total);
                 KinesisRecord {
                     partition_key: std::mem::take(&mut self.route_partition_key),
@@ -573,6 +563,31 @@ impl Aggregator {
         self.records_start = 0;
         self.body_len = 0;
     }
+}
+
+/// Size of an aggregate whose protobuf body is `body_len` bytes: magic, body, digest.
+fn aggregate_size(body_len: usize) -> usize {
+    MAGIC.len() + body_len + DIGEST_LEN
+}
+
+/// Whether an aggregate whose protobuf body is `body_len` bytes stays within `max_size`, and
+/// within the record size limit once sent with `route_partition_key`.
+fn fits(body_len: usize, max_size: usize, route_partition_key: &str) -> bool {
+    let total = aggregate_size(body_len);
+    total <= max_size && total + route_partition_key.len() <= MAX_RECORD_SIZE
+}
+
+/// Appends a length-delimited table entry (`tag`, length, `bytes`) to `table`; returns
+/// where `bytes` start in it.
+fn push_table_entry(table: &mut Vec<u8>, tag: u8, bytes: &[u8]) -> usize {
+    table.push(tag);
+    match u8::try_from(bytes.len()) {
+        Ok(len) if len < 0x80 => table.push(len),
+        _ => encode_varint(bytes.len() as u64, table),
+    }
+    let start = table.len();
+    table.extend_from_slice(bytes);
+    start
 }
 
 /// Number of decimal digits of a hash key.

@@ -194,16 +194,16 @@ impl Deaggregator {
 
     fn parse(&self, data: &Bytes) -> Result<Deaggregated, CorruptReason> {
         let body_end = data.len() - DIGEST_LEN;
-        let body = &data[MAGIC.len()..body_end];
-        let digest: [u8; 16] = Md5::digest(body).into();
+        // The body, sharing `data`: the key table hands out views of it.
+        let body = data.slice(MAGIC.len()..body_end);
+        let digest: [u8; 16] = Md5::digest(&body).into();
         if digest[..] != data[body_end..] {
             return Err(CorruptReason::DigestMismatch);
         }
         let protobuf = |e: wire::WireError| {
             CorruptReason::Protobuf(format!("failed to decode Protobuf message: {e}"))
         };
-        let body_bytes = data.slice(MAGIC.len()..body_end);
-        let tables = wire::tables(&body_bytes).map_err(protobuf)?;
+        let tables = wire::tables(&body).map_err(protobuf)?;
         // The first error past the protobuf layer; reported only if the whole message
         // parses (a protobuf error anywhere takes precedence, as when decoding with prost).
         let mut invalid: Option<CorruptReason> = None;
@@ -229,7 +229,7 @@ impl Deaggregator {
         let total = tables.records;
         let mut records = Vec::with_capacity(total);
         let mut dropped = 0;
-        for (position, fields) in wire::records(body).enumerate() {
+        for (position, fields) in wire::records(&body).enumerate() {
             let r = fields.map_err(protobuf)?;
             if invalid.is_some() {
                 continue; // only checking that the rest parses

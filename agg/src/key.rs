@@ -49,7 +49,7 @@ impl PartitionKey {
 
     /// `bytes` as a key if they are UTF-8, sharing their buffer.
     pub(crate) fn from_utf8(bytes: Bytes) -> Option<Self> {
-        ByteString::try_from(bytes).ok().map(PartitionKey)
+        Self::run(bytes).map(PartitionKey)
     }
 
     /// A view over many keys at once (a key table's run), if it is UTF-8.
