@@ -628,12 +628,8 @@ impl Pipeline {
         self.metrics.failed.increment(1);
         tracing::debug!(stream = %item.stream, %reason, "user record failed");
         let epoch = item.epoch;
-        let stream: Arc<str> = self
-            .streams
-            .get(&item.stream)
-            .map_or_else(|| item.stream.clone(), |s| s.name.clone());
         let failed = Failed {
-            stream,
+            stream: item.stream.clone(),
             reason,
             attempts: item.attempts,
             record: Some(Box::new(to_producer_record(&*item.stream, item.record))),

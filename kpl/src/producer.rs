@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_sdk_kinesis::Client;
 use kinesis_agg::{check_partition_key, HashKey, UserRecord};
-use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -133,17 +133,7 @@ impl Producer {
                 record: Box::new(user_record.into_producer_record()),
             });
         };
-        let name = inner.stream_name(&user_record.stream);
-        let (item, handle) = user_record.into_item(hash_key, permits, name);
-        match inner.commands.send(Command::Put(item)) {
-            Ok(()) => {
-                Stats::add(&inner.stats.user_records_put.0, 1);
-                Ok(handle)
-            }
-            Err(mpsc::error::SendError(cmd)) => Err(PutError::ShutDown {
-                record: Box::new(cmd.into_record()),
-            }),
-        }
+        self.submit(user_record, hash_key, permits)
     }
 
     /// Like [`put`](Producer::put), but never waits: when the memory budget is spent it
@@ -178,8 +168,20 @@ impl Producer {
                 })
             }
         };
-        let name = inner.stream_name(&user_record.stream);
-        let (item, handle) = user_record.into_item(hash_key, permits, name);
+        self.submit(user_record, hash_key, permits)
+    }
+
+    /// Hands a checked record with its budget to the pipeline (shared by `put` and
+    /// `try_put`).
+    fn submit(
+        &self,
+        record: Accepted,
+        hash_key: HashKey,
+        permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    ) -> Result<PutHandle, PutError> {
+        let inner = &self.inner;
+        let name = inner.stream_name(&record.stream);
+        let (item, handle) = record.into_item(hash_key, permits, name);
         match inner.commands.send(Command::Put(item)) {
             Ok(()) => {
                 Stats::add(&inner.stats.user_records_put.0, 1);
@@ -304,10 +306,7 @@ impl Accepted {
     fn into_item(
         self,
         hash_key: HashKey,
-        permits: (
-            tokio::sync::OwnedSemaphorePermit,
-            tokio::sync::OwnedSemaphorePermit,
-        ),
+        permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
         stream: Arc<str>,
     ) -> (Item, PutHandle) {
         let (tx, rx) = oneshot::channel();
