@@ -344,7 +344,7 @@ mod tests {
         out.data
     }
 
-    fn frame(body: &[u8]) -> Bytes {
+    pub(super) fn frame(body: &[u8]) -> Bytes {
         let mut v = MAGIC.to_vec();
         v.extend_from_slice(body);
         let d: [u8; 16] = Md5::digest(body).into();
@@ -533,6 +533,7 @@ mod tests {
 /// The hand-written protobuf decoder against prost, on hand-picked and on random inputs.
 #[cfg(test)]
 mod decoder_tests {
+    use super::tests::frame;
     use super::*;
     use crate::proto;
     use proptest::prelude::*;
@@ -582,14 +583,6 @@ mod decoder_tests {
             out.push((record as u64, pk.clone(), ehk, r.data.clone()));
         }
         Ok(out)
-    }
-
-    fn frame(body: &[u8]) -> Bytes {
-        let mut v = MAGIC.to_vec();
-        v.extend_from_slice(body);
-        let d: [u8; 16] = Md5::digest(body).into();
-        v.extend_from_slice(&d);
-        Bytes::from(v)
     }
 
     /// The hand-written decoder, through the public API.

@@ -1094,25 +1094,14 @@ impl Pipeline {
                 }
                 for e in entries.drain(..) {
                     backoff_shards.push(e.predicted.clone());
-                    for mut item in e.items {
-                        item.attempts.push(Attempt {
-                            elapsed: now.saturating_duration_since(item.put_at),
-                            code: code.clone(),
-                            message: message.clone(),
-                            throttled,
-                        });
-                        if fatal {
-                            let reason = FailureReason::Rejected {
-                                code: code.clone(),
-                                message: message.clone(),
-                            };
-                            self.fail(item, reason);
-                        } else if throttled && self.config.fail_if_throttled {
-                            self.fail(item, FailureReason::Throttled);
-                        } else {
-                            retry.push((e.predicted.clone(), item));
-                        }
-                    }
+                    let failure = AttemptFailure {
+                        now,
+                        code: &code,
+                        message: &message,
+                        throttled,
+                        fatal,
+                    };
+                    self.entry_failed(e, &failure, &mut retry);
                 }
             }
             CallResult::Ok(results) => {
@@ -1124,16 +1113,14 @@ impl Pipeline {
                     let Some(r) = results.next() else {
                         // Fewer results than records: treat the rest as failed.
                         backoff_shards.push(e.predicted.clone());
-                        for mut item in e.items {
-                            item.attempts.push(Attempt {
-                                elapsed: now.saturating_duration_since(item.put_at),
-                                code: "MissingResult".to_owned(),
-                                message: "PutRecords returned fewer results than records"
-                                    .to_owned(),
-                                throttled: false,
-                            });
-                            retry.push((e.predicted.clone(), item));
-                        }
+                        let failure = AttemptFailure {
+                            now,
+                            code: "MissingResult",
+                            message: "PutRecords returned fewer results than records",
+                            throttled: false,
+                            fatal: false,
+                        };
+                        self.entry_failed(e, &failure, &mut retry);
                         continue;
                     };
                     match (r.error_code(), r.shard_id(), r.sequence_number()) {
@@ -1159,21 +1146,15 @@ impl Pipeline {
                                 Stats::add(&self.stats.throttles, 1);
                                 self.metrics.throttles.increment(1);
                             }
-                            let message = r.error_message().unwrap_or_default().to_owned();
                             backoff_shards.push(e.predicted.clone());
-                            for mut item in e.items {
-                                item.attempts.push(Attempt {
-                                    elapsed: now.saturating_duration_since(item.put_at),
-                                    code: code.clone(),
-                                    message: message.clone(),
-                                    throttled,
-                                });
-                                if throttled && self.config.fail_if_throttled {
-                                    self.fail(item, FailureReason::Throttled);
-                                } else {
-                                    retry.push((e.predicted.clone(), item));
-                                }
-                            }
+                            let failure = AttemptFailure {
+                                now,
+                                code: &code,
+                                message: r.error_message().unwrap_or_default(),
+                                throttled,
+                                fatal: false,
+                            };
+                            self.entry_failed(e, &failure, &mut retry);
                         }
                     }
                 }
@@ -1203,6 +1184,35 @@ impl Pipeline {
         }
         if !retry.is_empty() {
             self.requeue(&stream, retry);
+        }
+    }
+
+    /// Records a failed attempt on every user record of `e`, then fails each (the call was
+    /// rejected for good, or throttled under `fail_if_throttled`) or queues it in `retry`.
+    fn entry_failed(
+        &mut self,
+        e: Entry,
+        failure: &AttemptFailure<'_>,
+        retry: &mut Vec<(ShardKey, Item)>,
+    ) {
+        for mut item in e.items {
+            item.attempts.push(Attempt {
+                elapsed: failure.now.saturating_duration_since(item.put_at),
+                code: failure.code.to_owned(),
+                message: failure.message.to_owned(),
+                throttled: failure.throttled,
+            });
+            if failure.fatal {
+                let reason = FailureReason::Rejected {
+                    code: failure.code.to_owned(),
+                    message: failure.message.to_owned(),
+                };
+                self.fail(item, reason);
+            } else if failure.throttled && self.config.fail_if_throttled {
+                self.fail(item, FailureReason::Throttled);
+            } else {
+                retry.push((e.predicted.clone(), item));
+            }
         }
     }
 
@@ -1265,6 +1275,20 @@ impl Pipeline {
             self.misrouted(item);
         }
     }
+}
+
+/// One failed attempt of a Kinesis record, as recorded on each of its user records.
+#[derive(Debug)]
+struct AttemptFailure<'a> {
+    /// When the answer (or the timeout) came.
+    now: Instant,
+    /// The error code, and its message.
+    code: &'a str,
+    message: &'a str,
+    /// Throttling, counted apart from errors.
+    throttled: bool,
+    /// Not worth retrying: the records fail at once.
+    fatal: bool,
 }
 
 /// The shard a record landed in, as the pipeline's shard map knows it.
