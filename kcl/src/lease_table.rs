@@ -30,6 +30,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TableStatus,
@@ -284,16 +286,32 @@ impl LeaseTable {
         for (k, v) in update.values {
             req = req.expression_attribute_values(k, v);
         }
-        match req.send().await {
+        let applied = self.applied("UpdateItem", req.send().await)?;
+        if !applied {
+            tracing::debug!(lease_key, operation, "conditional update refused");
+        }
+        Ok(applied)
+    }
+
+    /// The outcome of a conditional write: `true` if it was applied, `false` if its
+    /// condition failed (another worker changed the item first), an error otherwise.
+    fn applied<O, E>(
+        &self,
+        operation: &'static str,
+        result: Result<O, SdkError<E, HttpResponse>>,
+    ) -> Result<bool, Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match result {
             Ok(_) => Ok(true),
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                    == Some("ConditionalCheckFailedException") =>
             {
-                tracing::debug!(lease_key, operation, "conditional update refused");
                 Ok(false)
             }
-            Err(e) => Err(Error::dynamodb("UpdateItem", &self.table, &e)),
+            Err(e) => Err(Error::dynamodb(operation, &self.table, &e)),
         }
     }
 }
@@ -438,16 +456,7 @@ impl LeaseStore for LeaseTable {
             .expression_attribute_names("#k", attr::LEASE_KEY)
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::dynamodb("PutItem", &self.table, &e)),
-        }
+        self.applied("PutItem", res)
     }
 
     async fn renew_lease(&self, lease: &Lease) -> Result<bool, Error> {
@@ -545,16 +554,7 @@ impl LeaseStore for LeaseTable {
             )
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::dynamodb("DeleteItem", &self.table, &e)),
-        }
+        self.applied("DeleteItem", res)
     }
 }
 
