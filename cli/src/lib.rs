@@ -16,8 +16,14 @@
 #![deny(unsafe_code, rust_2018_idioms)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod args;
+pub mod aws;
 pub mod commands;
-mod error;
+pub mod error;
+pub mod logging;
+pub mod output;
+pub mod retry;
+pub mod signals;
 
 pub use error::Error;
 
@@ -28,13 +34,32 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "kinesis-cat",
     version,
-    about = "Kinesis streams from the command line"
+    about = "Kinesis streams from the command line",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
+    /// More log output on standard error: -v this project's info, -vv debug (and the AWS
+    /// SDK's info), -vvv trace. RUST_LOG, when set, decides instead. Default: warnings
+    /// and errors only. Failures print their full AWS error chain from -v on.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The environment and exit statuses, shown at the end of `--help`.
+const AFTER_HELP: &str = "\
+AWS configuration: the standard chain (AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, ...);
+AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL_DYNAMODB point at other endpoints, such as the
+emulators `kinesis-cat local` starts. Logs: RUST_LOG or -v/-vv/-vvv, on standard error.
+
+Ctrl-C or SIGTERM stops gracefully (produce flushes, consume hands its leases over);
+a second one exits at once with status 130.
+
+Exit statuses: 0 done (also after a graceful stop, or when the reader of standard output
+goes away); 1 failed; 2 bad command line; 3 stream, shard or table not found; 4 no region,
+no credentials or access denied; 5 endpoint unreachable; 130 forced by a second signal.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = kinesis_cat::Cli::parse();
+    let verbose = cli.verbose;
+    kinesis_cat::logging::init(verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -19,10 +21,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(kinesis_cat::run(cli)) {
+    let result = runtime.block_on(kinesis_cat::run(cli));
+    // Blocked reads of standard input (tokio reads it on a blocking thread) must not keep
+    // the process alive after the command is done.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output went away (`| head`): done, as `cat` is.
+        Err(kinesis_cat::Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("kinesis-cat: error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("kinesis-cat: hint: {hint}");
+            }
+            match e.detail() {
+                Some(detail) if verbose > 0 => eprintln!("kinesis-cat: detail: {detail}"),
+                Some(_) => eprintln!("kinesis-cat: (-v shows the full error)"),
+                None => {}
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -2,29 +2,34 @@
 //! prints every user record.
 //!
 //! ```text
-//!  Scheduler (kinesis-consumer) ── per shard ──▶ PrintingProcessor ──▶ stdout (json | raw)
-//!       ▲                                             │ flush stdout, then checkpoint
-//!  SIGINT / SIGTERM / --exit-when-idle ──▶ graceful_shutdown (leases released)
+//!  Scheduler (kinesis-consumer) ── per shard ──▶ PrintingProcessor ──▶ Output ──▶ stdout (json | raw)
+//!       ▲                                             │ written and flushed, then checkpoint
+//!  Ctrl-C / SIGTERM / --exit-when-idle / stdout closed ──▶ graceful_shutdown (leases handed over)
+//!  second Ctrl-C / SIGTERM ──▶ exit 130 at once
 //! ```
 //!
 //! A record is always written and flushed before the checkpoint that covers it, so a
-//! reader of stdout never misses a record that was checkpointed.
+//! reader of stdout never misses a record that was checkpointed; once the reader has gone
+//! (`| head`), nothing more is checkpointed and the worker shuts down gracefully.
+//!
+//! Before anything is created, the AWS configuration is checked and the library checks
+//! that the stream exists (a typo leaves no lease table behind).
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use base64::Engine;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
     Checkpointer, InitialPosition, InitializationInput, KinesisClientRecord, LeaseLostInput,
     ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput, ShutdownRequestedInput,
 };
+use tokio_util::sync::CancellationToken;
 
-use crate::Error;
+use crate::output::{Output as Stdout, WriteError};
+use crate::{args, Error};
 
 /// How records are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,64 +44,35 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// Stream to consume.
-    #[arg(long)]
+    #[arg(long, value_parser = args::stream_name)]
     pub stream: String,
-    /// Application name (the lease table's name).
-    #[arg(long)]
+    /// Application name (the lease table's name: 3 to 255 characters of a-z A-Z 0-9 _ . -).
+    #[arg(long, value_parser = args::application_name)]
     pub app: String,
     /// Worker id. Default: host name, process id and a random suffix.
-    #[arg(long)]
+    #[arg(long, value_parser = args::non_empty)]
     pub worker_id: Option<String>,
     /// Where shards without a checkpoint start: trim-horizon, latest or
     /// at-timestamp:RFC3339. Default: trim-horizon.
-    #[arg(long, default_value = "trim-horizon")]
-    pub from: String,
-    /// Failover time in milliseconds. Default: 10000.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value = "trim-horizon", value_parser = args::position)]
+    pub from: InitialPosition,
+    /// Failover time in milliseconds (100 to 86400000). Default: 10000.
+    #[arg(long, default_value_t = 10_000, value_parser = args::failover_ms)]
     pub failover_ms: u64,
-    /// Lease taker interval in milliseconds. Default: 2 × (failover + 25).
-    #[arg(long)]
+    /// Lease taker interval in milliseconds (at least 1). Default: 2 × (failover + 25).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub taker_interval_ms: Option<u64>,
     /// Checkpoint after at least this many records (and at every shard end and shutdown).
-    /// Default: 1 (after every batch).
-    #[arg(long, default_value_t = 1)]
+    /// At least 1. Default: 1 (after every batch).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
-    /// Shut down gracefully after this many seconds without records. Default: never.
-    #[arg(long)]
+    /// Shut down gracefully after this many seconds without records (at least 1).
+    /// Default: never.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_when_idle: Option<u64>,
     /// Output format. Default: json.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
-}
-
-/// Parses `--from`.
-///
-/// # Errors
-/// [`Error::Consumer`] with a configuration error for anything else.
-pub fn parse_from(from: &str) -> Result<InitialPosition, Error> {
-    match from {
-        "trim-horizon" => Ok(InitialPosition::TrimHorizon),
-        "latest" => Ok(InitialPosition::Latest),
-        other => {
-            let ts = other.strip_prefix("at-timestamp:").ok_or_else(|| {
-                Error::Consumer(kinesis_consumer::Error::Config(format!(
-                    "--from {other:?}: expected trim-horizon, latest or at-timestamp:RFC3339"
-                )))
-            })?;
-            let t = aws_sdk_kinesis::primitives::DateTime::from_str(
-                ts,
-                aws_sdk_kinesis::primitives::DateTimeFormat::DateTime,
-            )
-            .ok()
-            .and_then(|d| SystemTime::try_from(d).ok())
-            .ok_or_else(|| {
-                Error::Consumer(kinesis_consumer::Error::Config(format!(
-                    "--from: {ts:?} is not an RFC 3339 time"
-                )))
-            })?;
-            Ok(InitialPosition::AtTimestamp(t))
-        }
-    }
 }
 
 /// One output line (or raw record) for a user record.
@@ -139,8 +115,10 @@ struct Shared {
     output: Output,
     /// Records between checkpoints.
     checkpoint_every: u64,
-    /// Standard output, locked per batch.
-    out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+    /// Standard output.
+    out: Stdout,
+    /// Cancelled when standard output closes: the worker then shuts down gracefully.
+    stdout_closed: CancellationToken,
     /// Milliseconds since start at the last record, for `--exit-when-idle`.
     last_record_ms: AtomicU64,
     /// Start of the process, the base of `last_record_ms`.
@@ -148,8 +126,22 @@ struct Shared {
 }
 
 impl Shared {
-    fn flush(&self) -> std::io::Result<()> {
-        self.out.lock().expect("not poisoned").flush()
+    /// Whether what was written has reached the reader; says why not, once.
+    fn flushed(&self, result: Result<(), WriteError>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(WriteError::Closed) => {
+                if !self.stdout_closed.is_cancelled() {
+                    tracing::info!("standard output closed; shutting down");
+                    self.stdout_closed.cancel();
+                }
+                false
+            }
+            Err(WriteError::Failed(e)) => {
+                eprintln!("kinesis-cat: {e}; not checkpointing");
+                false
+            }
+        }
     }
 }
 
@@ -166,8 +158,7 @@ struct PrintingProcessor {
 
 impl PrintingProcessor {
     async fn checkpoint(&mut self, cp: &Checkpointer) {
-        if let Err(e) = self.shared.flush() {
-            eprintln!("kinesis-cat: cannot flush stdout ({e}); not checkpointing");
+        if !self.shared.flushed(self.shared.out.flush()) {
             return;
         }
         match cp.checkpoint().await {
@@ -180,22 +171,20 @@ impl PrintingProcessor {
 #[async_trait]
 impl RecordProcessor for PrintingProcessor {
     async fn initialize(&mut self, input: InitializationInput) {
-        eprintln!(
-            "kinesis-cat: {} starts after {}",
-            input.shard_id, input.checkpoint
-        );
+        tracing::info!(shard = %input.shard_id, checkpoint = %input.checkpoint, "shard starts");
     }
 
     async fn process_records(&mut self, input: ProcessRecordsInput) {
+        let lines: Vec<Vec<u8>> = input
+            .records
+            .iter()
+            .map(|r| render(&self.shared.stream, &self.shard_id, r, self.shared.output))
+            .collect();
+        if !self
+            .shared
+            .flushed(self.shared.out.write_flush(lines.iter().map(Vec::as_slice)))
         {
-            let mut out = self.shared.out.lock().expect("not poisoned");
-            for r in &input.records {
-                let line = render(&self.shared.stream, &self.shard_id, r, self.shared.output);
-                if let Err(e) = out.write_all(&line) {
-                    eprintln!("kinesis-cat: cannot write to stdout: {e}");
-                    return;
-                }
-            }
+            return;
         }
         self.shared.last_record_ms.store(
             self.shared.started.elapsed().as_millis() as u64,
@@ -208,8 +197,7 @@ impl RecordProcessor for PrintingProcessor {
     }
 
     async fn lease_lost(&mut self, _: LeaseLostInput) {
-        let _ = self.shared.flush();
-        eprintln!("kinesis-cat: lost the lease of {}", self.shard_id);
+        tracing::warn!(shard = %self.shard_id, "lost the lease");
     }
 
     async fn shard_ended(&mut self, input: ShardEndedInput) {
@@ -221,31 +209,23 @@ impl RecordProcessor for PrintingProcessor {
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() -> Result<(), Error> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(Error::Signal)?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map_err(Error::Signal),
-        _ = term.recv() => Ok(()),
-    }
-}
-
-/// Runs a worker until SIGINT/SIGTERM or `--exit-when-idle`, then shuts down gracefully.
+/// Runs a worker until SIGINT/SIGTERM, `--exit-when-idle` or standard output closing,
+/// then shuts down gracefully (a second signal exits at once with status 130).
 ///
 /// # Cancellation
 /// Dropping the future stops the worker abruptly (its leases expire to other workers).
 ///
 /// # Errors
-/// Bad arguments, or a lease table that cannot be created or read.
+/// [`Error::Config`] for an unusable AWS configuration; [`Error::Consumer`] when the
+/// stream does not exist, or the lease table cannot be created or read.
 pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
-    let initial = parse_from(&args.from)?;
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let config = crate::aws::load().await?;
     let shared = Arc::new(Shared {
         stream: args.stream.clone(),
         output: args.output,
-        checkpoint_every: args.checkpoint_every.max(1),
-        out: Mutex::new(std::io::BufWriter::new(std::io::stdout())),
+        checkpoint_every: args.checkpoint_every,
+        out: Stdout::default(),
+        stdout_closed: CancellationToken::new(),
         last_record_ms: AtomicU64::new(0),
         started: std::time::Instant::now(),
     });
@@ -261,10 +241,10 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     };
     let mut builder = Scheduler::builder(&args.app, &args.stream, factory)
         .with_sdk_config(&config)
-        .with_initial_position(initial)
-        .with_failover_time(Duration::from_millis(args.failover_ms.max(1)));
+        .with_initial_position(args.from)
+        .with_failover_time(Duration::from_millis(args.failover_ms));
     if let Some(ms) = args.taker_interval_ms {
-        builder = builder.with_taker_interval(Duration::from_millis(ms.max(1)));
+        builder = builder.with_taker_interval(Duration::from_millis(ms));
     }
     if let Some(id) = &args.worker_id {
         builder = builder.with_worker_id(id);
@@ -272,6 +252,7 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     let mut polling = kinesis_consumer::PollingConfig::default();
     polling.idle_time_between_reads = Duration::from_millis(200);
     let scheduler = builder.with_polling(polling).build()?;
+    let stop = crate::signals::install("handing the leases over")?;
     eprintln!(
         "kinesis-cat: worker {} consuming {}",
         scheduler.worker_id(),
@@ -298,23 +279,24 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     };
     let finished = tokio::select! {
         r = &mut run => Some(r),
-        r = shutdown_signal() => { r?; None }
+        _ = stop.cancelled() => None,
+        _ = shared.stdout_closed.cancelled() => None,
         _ = watcher => None,
     };
     let result = match finished {
         Some(r) => r,
         None => {
-            eprintln!("kinesis-cat: shutting down gracefully");
+            if !stop.is_cancelled() {
+                eprintln!("kinesis-cat: shutting down gracefully");
+            }
             scheduler.graceful_shutdown().await;
             run.await
         }
     };
-    let _ = shared.flush();
+    let _ = shared.out.flush();
     match result {
         Ok(r) => r.map_err(Error::from),
-        Err(e) => Err(Error::Consumer(kinesis_consumer::Error::Config(format!(
-            "worker task failed: {e}"
-        )))),
+        Err(e) => Err(Error::Internal(format!("the worker task failed: {e}"))),
     }
 }
 
@@ -331,34 +313,14 @@ mod tests {
 
     #[test]
     fn defaults_are_pinned() {
-        let w = Wrapper::parse_from(["x", "--stream", "s", "--app", "a"]);
-        assert_eq!(w.args.from, "trim-horizon");
+        let w = Wrapper::parse_from(["x", "--stream", "s", "--app", "app"]);
+        assert_eq!(w.args.from, InitialPosition::TrimHorizon);
         assert_eq!(w.args.failover_ms, 10_000);
         assert_eq!(w.args.taker_interval_ms, None);
         assert_eq!(w.args.checkpoint_every, 1);
         assert_eq!(w.args.exit_when_idle, None);
         assert_eq!(w.args.output, Output::Json);
         assert_eq!(w.args.worker_id, None);
-    }
-
-    #[test]
-    fn from_parses_positions() {
-        assert_eq!(parse_from("latest").unwrap(), InitialPosition::Latest);
-        assert_eq!(
-            parse_from("trim-horizon").unwrap(),
-            InitialPosition::TrimHorizon
-        );
-        let InitialPosition::AtTimestamp(t) =
-            parse_from("at-timestamp:2024-01-02T03:04:05Z").unwrap()
-        else {
-            panic!("not a timestamp")
-        };
-        assert_eq!(
-            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
-            1_704_164_645
-        );
-        assert!(parse_from("at-timestamp:yesterday").is_err());
-        assert!(parse_from("oldest").is_err());
     }
 
     #[test]

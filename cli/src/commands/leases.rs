@@ -10,22 +10,21 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use clap::Args;
 use kinesis_consumer::{Checkpoint, Lease, LeaseStore, LeaseTable};
 
-use crate::Error;
+use crate::{args, Error};
 
 /// Arguments of `kinesis-cat leases`.
 #[derive(Debug, Args)]
 pub struct LeasesArgs {
     /// Application name (the lease table's name).
-    #[arg(long)]
+    #[arg(long, value_parser = args::application_name)]
     pub app: String,
     /// The stream, to show which leased shards are still open and how far behind their
     /// checkpoints are. Default: not shown.
-    #[arg(long)]
+    #[arg(long, value_parser = args::stream_name)]
     pub stream: Option<String>,
 }
 
@@ -103,9 +102,10 @@ pub fn format_table(leases: &[Lease], shards: Option<&HashMap<String, ShardView>
 /// Safe to drop: it only reads.
 ///
 /// # Errors
-/// DynamoDB or Kinesis errors.
+/// [`Error::Config`] for an unusable AWS configuration; DynamoDB or Kinesis errors (a
+/// missing table or stream exits with status 3).
 pub async fn run(args: LeasesArgs) -> Result<(), Error> {
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let config = crate::aws::load().await?;
     let table = LeaseTable::new(aws_sdk_dynamodb::Client::new(&config), &args.app);
     let leases = table.list_leases().await?;
     let views = match &args.stream {
@@ -127,8 +127,9 @@ pub async fn run(args: LeasesArgs) -> Result<(), Error> {
         }
         None => None,
     };
-    std::io::stdout()
-        .write_all(format_table(&leases, views.as_ref()).as_bytes())
+    let mut out = std::io::stdout().lock();
+    out.write_all(format_table(&leases, views.as_ref()).as_bytes())
+        .and_then(|()| out.flush())
         .map_err(Error::Output)
 }
 

@@ -9,16 +9,19 @@
 //! ```
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use kinesis_producer::{Producer, ProducerRecord, PutHandle};
+use kinesis_producer::{CallFailure, Producer, ProducerRecord, PutHandle};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::Error;
+use crate::error::{FailureKind, Service};
+use crate::{args, Error};
 
 /// How each input line is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,13 +37,14 @@ pub enum InputFormat {
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// The stream to write to.
-    #[arg(long)]
+    #[arg(long, value_parser = args::stream_name)]
     pub stream: String,
     /// How to read each line.
     #[arg(long, value_enum, default_value_t = InputFormat::Text)]
     pub input: InputFormat,
-    /// Partition key for every line in text mode (default: a random key per line).
-    #[arg(long)]
+    /// Partition key for every line in text mode (1 to 256 characters). Default: a random
+    /// key per line.
+    #[arg(long, value_parser = args::partition_key)]
     pub partition_key: Option<String>,
     /// Send each line as its own Kinesis record (no KPL aggregation).
     #[arg(long)]
@@ -51,12 +55,23 @@ pub struct ProduceArgs {
     /// Compress Kinesis records (only this project's consumer inflates them).
     #[arg(long)]
     pub compress: bool,
-    /// How long a record may wait to be batched, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    /// How long a record may wait to be batched, in milliseconds (1 to 60000). Default: 100.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub max_buffered_ms: u64,
-    /// Read at most this many lines per second.
-    #[arg(long)]
+    /// Read at most this many lines per second (at least 1). Default: no limit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
+    /// Stop at the first failed call other than throttling (an unreachable endpoint, a
+    /// server error) instead of retrying until each record's TTL (30 s). Calls that no
+    /// retry can fix (stream not found, access denied, no credentials) stop the run
+    /// either way. Default: off.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// After Ctrl-C/SIGTERM, wait at most this many seconds for the records already read
+    /// to be delivered; those still undelivered then fail. Default: until each record's
+    /// TTL (30 s).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_timeout_secs: Option<u64>,
 }
 
 /// One JSON input line.
@@ -102,44 +117,185 @@ fn parse_line(args: &ProduceArgs, line: String) -> Result<ProducerRecord, String
     }
 }
 
-/// Outcome counts, kept by the task that awaits the handles.
+/// Failed records grouped by what failed them: the first of each group is printed when
+/// it happens, the rest are counted and summarised at the end.
 #[derive(Debug, Default)]
 struct Tally {
+    /// Records delivered.
     delivered: u64,
+    /// Records failed (after the producer accepted them).
     failed: u64,
-    payload_bytes: u64,
+    /// Failure groups in order of first occurrence: (key, first line, message, count).
+    groups: Vec<FailureGroup>,
 }
 
-/// Runs `produce` until standard input ends.
+/// Records that failed the same way.
+#[derive(Debug)]
+struct FailureGroup {
+    /// What makes failures the same: the reason and the last attempt's error code.
+    key: String,
+    /// The last attempt's error code, if there was an attempt.
+    code: Option<String>,
+    /// The input line of the first one.
+    first_line: u64,
+    /// The first one's message.
+    message: String,
+    /// How many.
+    count: u64,
+}
+
+impl Tally {
+    fn add(&mut self, line: u64, failed: &kinesis_producer::Failed) {
+        self.failed += 1;
+        let code = failed.attempts.last().map(|a| a.code.clone());
+        let key = format!("{:?}|{}", std::mem::discriminant(&failed.reason), code.as_deref().unwrap_or("-"));
+        if let Some(g) = self.groups.iter_mut().find(|g| g.key == key) {
+            g.count += 1;
+            return;
+        }
+        eprintln!("kinesis-cat: line {line}: {failed}");
+        if self.groups.len() == MAX_GROUPS {
+            eprintln!("kinesis-cat: (further kinds of failure are only counted)");
+        }
+        if self.groups.len() <= MAX_GROUPS {
+            self.groups.push(FailureGroup {
+                key,
+                code,
+                first_line: line,
+                message: failed.to_string(),
+                count: 1,
+            });
+        }
+    }
+
+    /// The kind of failure most records met.
+    fn main_kind(&self) -> Option<FailureKind> {
+        self.groups
+            .iter()
+            .max_by_key(|g| g.count)
+            .map(|g| g.code.as_deref().map_or(FailureKind::Other, FailureKind::of_code))
+    }
+}
+
+/// Kinds of failure printed on their own; more are counted in the last group.
+const MAX_GROUPS: usize = 20;
+
+/// Why the run stopped reading before the end of its input.
+#[derive(Debug, Clone)]
+struct Abort {
+    /// What the exit status is derived from.
+    kind: FailureKind,
+    /// What to say.
+    why: String,
+}
+
+/// Prints each kind of failed call once, as it happens, and decides when the run must
+/// stop: at once for a failure no retry can fix for the whole stream (it does not exist,
+/// access denied, no credentials); at the first failed call other than throttling with
+/// `--fail-fast`.
+async fn watch_failures(
+    mut reports: tokio::sync::broadcast::Receiver<CallFailure>,
+    fail_fast: bool,
+    abort: CancellationToken,
+    reason: Arc<Mutex<Option<Abort>>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut seen: Vec<(&'static str, String)> = Vec::new();
+    let mut hinted: Vec<FailureKind> = Vec::new();
+    loop {
+        let f = match reports.recv().await {
+            Ok(f) => f,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let kind = FailureKind::of_code(&f.code);
+        let stream_fatal = !f.retryable
+            && matches!(
+                kind,
+                FailureKind::NotFound
+                    | FailureKind::NoCredentials
+                    | FailureKind::NoRegion
+                    | FailureKind::AccessDenied
+            );
+        let stop = stream_fatal || (fail_fast && !f.throttled);
+        if !seen.iter().any(|(op, code)| *op == f.operation && *code == f.code) {
+            seen.push((f.operation, f.code.clone()));
+            let then = if stop {
+                "stopping"
+            } else if f.throttled {
+                "backing off and retrying"
+            } else if f.retryable {
+                "retrying until each record's TTL runs out (--fail-fast stops at once)"
+            } else {
+                "the records concerned fail"
+            };
+            eprintln!(
+                "kinesis-cat: {} to stream {} failed: {}: {}; {then}",
+                f.operation, f.stream, f.code, f.message
+            );
+            if !hinted.contains(&kind) {
+                hinted.push(kind);
+                if let Some(hint) = kind.hint(Service::Kinesis) {
+                    eprintln!("kinesis-cat: hint: {hint}");
+                }
+            }
+        }
+        if stop && !abort.is_cancelled() {
+            *reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(Abort {
+                kind,
+                why: format!("{} to stream {} failed: {}", f.operation, f.stream, f.code),
+            });
+            abort.cancel();
+        }
+    }
+}
+
+/// Runs `produce` until standard input ends, a signal, or a failure that ends the run.
+///
+/// On the first Ctrl-C/SIGTERM it stops reading, waits up to `--flush-timeout-secs` for
+/// the records already read, fails the rest, and prints the summary; a second signal
+/// exits at once (status 130).
 ///
 /// # Cancellation
 /// Dropping the future drops the producer: records not yet sent fail, nothing is retried.
 ///
 /// # Errors
-/// [`Error::Produce`] when any record failed (after all others were delivered), or when
-/// standard input cannot be read.
+/// [`Error::Config`] for an unusable AWS configuration; [`Error::Produce`] when any
+/// record was not delivered (its exit status from the kind of failure), or when the
+/// producer cannot be built; [`Error::Input`] when standard input cannot be read.
 pub async fn run(args: ProduceArgs) -> Result<(), Error> {
-    let client = super::kinesis_client().await;
+    let client = crate::aws::kinesis_client().await?;
+    let ttl = Duration::from_secs(30);
     let producer = Producer::builder(client)
         .with_aggregation(!args.no_aggregate)
         .with_per_key_ordering(args.ordered)
         .with_compression(args.compress.then_some(6))
         .with_max_buffered_time(Duration::from_millis(args.max_buffered_ms))
+        .with_record_ttl(ttl)
         .build()
-        .map_err(|e| Error::Produce(e.to_string()))?;
+        .map_err(|e| Error::Produce {
+            message: e.to_string(),
+            exit_code: crate::error::EXIT_USAGE,
+        })?;
+    let stop = crate::signals::install("flushing the records read")?;
+    let abort = CancellationToken::new();
+    let abort_reason: Arc<Mutex<Option<Abort>>> = Arc::default();
+    let watcher = tokio::spawn(watch_failures(
+        producer.failures(),
+        args.fail_fast,
+        abort.clone(),
+        abort_reason.clone(),
+    ));
 
     // Handles are awaited in put order by one task; the memory budget bounds how many
     // can be outstanding, so the channel is only a hand-off.
-    let (handles_tx, mut handles_rx) = mpsc::channel::<PutHandle>(1024);
+    let (handles_tx, mut handles_rx) = mpsc::channel::<(u64, PutHandle)>(1024);
     let tally_task = tokio::spawn(async move {
         let mut tally = Tally::default();
-        while let Some(h) = handles_rx.recv().await {
+        while let Some((line, h)) = handles_rx.recv().await {
             match h.await {
                 Ok(_) => tally.delivered += 1,
-                Err(f) => {
-                    tally.failed += 1;
-                    eprintln!("kinesis-cat: record failed: {f}");
-                }
+                Err(f) => tally.add(line, &f),
             }
         }
         tally
@@ -151,12 +307,33 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut line_no = 0u64;
     let mut bad_lines = 0u64;
+    let mut not_sent = 0u64;
     let mut payload = 0u64;
-    while let Some(line) = lines.next_line().await.map_err(Error::Input)? {
+    let interrupted = |stop: &CancellationToken, abort: &CancellationToken| {
+        stop.is_cancelled() || abort.is_cancelled()
+    };
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = abort.cancelled() => break,
+            line = lines.next_line() => match line.map_err(Error::Input)? {
+                Some(line) => line,
+                None => break,
+            },
+        };
         line_no += 1;
-        if let Some(rate) = args.rate.filter(|r| *r > 0) {
+        if let Some(rate) = args.rate {
             let due = started + Duration::from_secs_f64(line_no as f64 / rate as f64);
-            tokio::time::sleep_until(due.into()).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = stop.cancelled() => {}
+                _ = abort.cancelled() => {}
+            }
+        }
+        if interrupted(&stop, &abort) {
+            not_sent += 1;
+            break;
         }
         let record = match parse_line(&args, line) {
             Ok(r) => r,
@@ -167,15 +344,26 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
             }
         };
         payload += record.data.len() as u64;
-        match producer.put(record).await {
-            Ok(h) => {
-                if handles_tx.send(h).await.is_err() {
+        // `put` waits while the memory budget is full; a signal must not wait behind it.
+        let put = tokio::select! {
+            biased;
+            r = producer.put(record) => Some(r),
+            _ = stop.cancelled() => None,
+            _ = abort.cancelled() => None,
+        };
+        match put {
+            Some(Ok(h)) => {
+                if handles_tx.send((line_no, h)).await.is_err() {
                     break;
                 }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 bad_lines += 1;
                 eprintln!("kinesis-cat: line {line_no}: {e}");
+            }
+            None => {
+                not_sent += 1;
+                break;
             }
         }
         if progress && last_progress.elapsed() >= Duration::from_secs(1) {
@@ -190,18 +378,45 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
             );
         }
     }
-    producer.shutdown().await;
-    drop(handles_tx);
-    let tally = tally_task.await.unwrap_or_default();
-    let stats = producer.stats();
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
     if progress {
         eprintln!();
     }
+    let aborted = abort_reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let stats = if aborted.is_some() {
+        // The run failed for good: what is still queued fails now instead of being
+        // retried until its TTL.
+        let stats = producer.stats();
+        drop(producer);
+        stats
+    } else {
+        let flush = args.flush_timeout_secs.map(Duration::from_secs);
+        let done = match flush.filter(|_| stop.is_cancelled()) {
+            Some(limit) => tokio::time::timeout(limit, producer.shutdown()).await.is_ok(),
+            None => {
+                producer.shutdown().await;
+                true
+            }
+        };
+        if !done {
+            eprintln!(
+                "kinesis-cat: records still undelivered after --flush-timeout-secs; failing them"
+            );
+        }
+        let stats = producer.stats();
+        drop(producer);
+        stats
+    };
+    drop(handles_tx);
+    let tally = tally_task
+        .await
+        .map_err(|e| Error::Internal(format!("the outcome task failed: {e}")))?;
+    watcher.abort();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let failed = tally.failed + bad_lines + not_sent;
     eprintln!(
         "kinesis-cat: {} delivered, {} failed ({} bad lines), {} Kinesis records in {} PutRecords calls, {} retries, {} throttled; {:.0} records/s, {:.2} MB/s in {:.1}s",
         tally.delivered,
-        tally.failed + bad_lines,
+        failed,
         bad_lines,
         stats.kinesis_records_sent,
         stats.put_records_calls,
@@ -211,12 +426,33 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         payload as f64 / secs / 1e6,
         secs,
     );
-    let _ = tally.payload_bytes;
-    if tally.failed + bad_lines > 0 {
-        return Err(Error::Produce(format!(
-            "{} of {line_no} records were not delivered",
-            tally.failed + bad_lines
-        )));
+    for g in tally.groups.iter().filter(|g| g.count > 1) {
+        eprintln!(
+            "kinesis-cat:   {} records failed like line {}: {}",
+            g.count, g.first_line, g.message
+        );
+    }
+    if not_sent > 0 {
+        eprintln!("kinesis-cat:   {not_sent} line(s) read but not sent: the run was stopped");
+    }
+    if let Some(a) = &aborted {
+        return Err(Error::Produce {
+            message: format!(
+                "stopped: {}; {failed} of {line_no} records were not delivered",
+                a.why
+            ),
+            exit_code: a.kind.exit_code(),
+        });
+    }
+    if failed > 0 {
+        let exit_code = match tally.main_kind() {
+            Some(kind) if tally.failed >= bad_lines => kind.exit_code(),
+            _ => crate::error::EXIT_FAILED,
+        };
+        return Err(Error::Produce {
+            message: format!("{failed} of {line_no} records were not delivered"),
+            exit_code: exit_code.max(crate::error::EXIT_FAILED),
+        });
     }
     Ok(())
 }
@@ -243,8 +479,9 @@ mod tests {
         let a = args(&[]);
         assert_eq!(a.input, InputFormat::Text);
         assert_eq!(a.max_buffered_ms, 100);
-        assert!(!a.no_aggregate && !a.ordered && !a.compress);
+        assert!(!a.no_aggregate && !a.ordered && !a.compress && !a.fail_fast);
         assert_eq!(a.rate, None);
+        assert_eq!(a.flush_timeout_secs, None);
     }
 
     #[test]

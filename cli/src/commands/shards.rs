@@ -7,6 +7,7 @@
 
 use aws_sdk_kinesis::types::Shard;
 
+use crate::retry::RetryPolicy;
 use crate::Error;
 
 /// Lists every shard of `stream`, following `NextToken` until the last page.
@@ -21,17 +22,34 @@ use crate::Error;
 /// # Errors
 /// [`Error::Kinesis`] when a `ListShards` call fails.
 pub async fn list_all(client: &aws_sdk_kinesis::Client, stream: &str) -> Result<Vec<Shard>, Error> {
+    list_all_with(client, stream, &RetryPolicy::NONE).await
+}
+
+/// [`list_all`], each page retried by `retry`.
+///
+/// # Cancellation
+/// Safe to drop at any point: it only reads.
+///
+/// # Errors
+/// [`Error::Kinesis`] when a `ListShards` call fails for good, [`Error::GaveUp`] when
+/// retries run out.
+pub async fn list_all_with(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    retry: &RetryPolicy,
+) -> Result<Vec<Shard>, Error> {
     let mut shards = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let request = match &token {
-            Some(t) => client.list_shards().next_token(t),
-            None => client.list_shards().stream_name(stream),
-        };
-        let page = request
-            .send()
-            .await
-            .map_err(|e| Error::kinesis("ListShards", stream, e))?;
+        let page = retry
+            .run("ListShards", stream, || {
+                let request = match &token {
+                    Some(t) => client.list_shards().next_token(t),
+                    None => client.list_shards().stream_name(stream),
+                };
+                request.send()
+            })
+            .await?;
         shards.extend(page.shards().iter().cloned());
         match page.next_token() {
             Some(next) if !next.is_empty() && !page.shards().is_empty() => {

@@ -16,14 +16,15 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::shards;
-use crate::Error;
+use crate::{args, Error};
 
 /// Arguments of `kinesis-cat stream`.
 #[derive(Debug, Args)]
 pub struct StreamArgs {
     /// Seconds to wait for the stream to become ACTIVE after create, split and merge.
     /// Default: 300.
-    #[arg(long, global = true, default_value_t = 300)]
+    #[arg(long, global = true, default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub wait_secs: u64,
     /// What to do.
     #[command(subcommand)]
@@ -37,14 +38,16 @@ pub enum StreamAction {
     /// Create a provisioned stream and wait until it is ACTIVE.
     Create {
         /// Stream name.
+        #[arg(value_parser = args::stream_name)]
         name: String,
-        /// Number of shards. Default: 1.
-        #[arg(long, default_value_t = 1)]
+        /// Number of shards (1 to 10000). Default: 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
         shards: i32,
     },
     /// Show a stream's status and every shard with its hash range and lineage.
     Describe {
         /// Stream name.
+        #[arg(value_parser = args::stream_name)]
         name: String,
     },
     /// List stream names, one per line.
@@ -52,9 +55,10 @@ pub enum StreamAction {
     /// Split an open shard in two and wait until the stream is ACTIVE again.
     Split {
         /// Stream name.
+        #[arg(value_parser = args::stream_name)]
         name: String,
         /// Shard to split.
-        #[arg(long)]
+        #[arg(long, value_parser = args::non_empty)]
         shard: String,
         /// Starting hash key of the upper child (decimal). Default: the midpoint of the
         /// shard's range.
@@ -64,17 +68,19 @@ pub enum StreamAction {
     /// Merge two adjacent open shards and wait until the stream is ACTIVE again.
     Merge {
         /// Stream name.
+        #[arg(value_parser = args::stream_name)]
         name: String,
         /// First shard to merge.
-        #[arg(long)]
+        #[arg(long, value_parser = args::non_empty)]
         shard: String,
         /// The shard adjacent to it.
-        #[arg(long)]
+        #[arg(long, value_parser = args::non_empty)]
         adjacent: String,
     },
     /// Delete a stream (does not wait for it to disappear).
     Delete {
         /// Stream name.
+        #[arg(value_parser = args::stream_name)]
         name: String,
         /// Also delete registered enhanced fan-out consumers (otherwise a stream with
         /// consumers is refused). Default: off.
@@ -92,7 +98,7 @@ pub enum StreamAction {
 /// [`Error::Kinesis`] for failed calls, [`Error::ShardNotFound`] / [`Error::InvalidHashKey`]
 /// for bad arguments, [`Error::Emulators`] when the stream does not become ACTIVE in time.
 pub async fn run(args: StreamArgs) -> Result<(), Error> {
-    let client = super::kinesis_client().await;
+    let client = crate::aws::kinesis_client().await?;
     let wait = Duration::from_secs(args.wait_secs);
     let mut out = std::io::stdout().lock();
     match args.action {
@@ -230,6 +236,12 @@ async fn split(
             stream: name.to_owned(),
             shard: shard_id.to_owned(),
         })?;
+    if shards::is_closed(shard) {
+        return Err(Error::ShardClosed {
+            stream: name.to_owned(),
+            shard: shard_id.to_owned(),
+        });
+    }
     let (start, end) = shards::hash_range(shard)?;
     let new_start = match at {
         Some(value) => {
@@ -282,6 +294,22 @@ async fn merge(
     wait: Duration,
     out: &mut impl Write,
 ) -> Result<(), Error> {
+    let before = shards::list_all(client, name).await?;
+    for id in [shard_id, adjacent] {
+        let shard = before
+            .iter()
+            .find(|s| s.shard_id() == id)
+            .ok_or_else(|| Error::ShardNotFound {
+                stream: name.to_owned(),
+                shard: id.to_owned(),
+            })?;
+        if shards::is_closed(shard) {
+            return Err(Error::ShardClosed {
+                stream: name.to_owned(),
+                shard: id.to_owned(),
+            });
+        }
+    }
     client
         .merge_shards()
         .stream_name(name)

@@ -3,43 +3,51 @@
 //!
 //! ```text
 //!  ListShards (every 5 s) ──new shard──▶ reader task: GetShardIterator ─▶ GetRecords loop (≤ 5/s)
-//!                                              └─▶ Deaggregator ─▶ stdout (json | raw)
+//!       │                                      │ expired iterator: a new one after the last record
+//!       │                                      └─▶ Deaggregator ─▶ Output ─▶ stdout (json | raw)
+//!       └─ both calls retried by one RetryPolicy (backoff, bound); giving up ends `tail`
+//!  Ctrl-C / SIGTERM / --exit-when-idle / stdout closed ──▶ exit 0
 //! ```
 //!
 //! No checkpoints and no ordering between a parent and its children: use `consume` for that.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::Bytes;
 use clap::Args;
 use kinesis_consumer::{InitialPosition, KinesisClientRecord};
 
-use super::consume::{parse_from, render, shutdown_signal, Output};
-use crate::Error;
+use super::consume::{render, Output as Format};
+use crate::output::{Output, WriteError};
+use crate::retry::RetryPolicy;
+use crate::{args, Error};
 
 /// Arguments of `kinesis-cat tail`.
 #[derive(Debug, Args)]
 pub struct TailArgs {
     /// Stream to read.
-    #[arg(long)]
+    #[arg(long, value_parser = args::stream_name)]
     pub stream: String,
     /// Where to start in the shards open at start: trim-horizon, latest or
     /// at-timestamp:RFC3339 (shards that appear later are read from their start).
     /// Default: latest.
-    #[arg(long, default_value = "latest")]
-    pub from: String,
+    #[arg(long, default_value = "latest", value_parser = args::position)]
+    pub from: InitialPosition,
     /// Stop after this many seconds without records. Default: never.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_when_idle: Option<u64>,
     /// Output format. Default: json.
-    #[arg(long, value_enum, default_value_t = Output::Json)]
-    pub output: Output,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub output: Format,
+    /// Give up when listing shards or reading a shard keeps failing (network trouble,
+    /// throttling, server errors) for this many seconds of retries (at least 1).
+    /// Default: 60.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub give_up_after_secs: u64,
 }
 
 /// State shared by the shard readers.
@@ -50,86 +58,117 @@ struct Shared {
     /// The stream.
     stream: String,
     /// Output format.
-    output: Output,
+    format: Format,
     /// Standard output.
-    out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+    out: Output,
+    /// How calls are retried.
+    retry: RetryPolicy,
     /// Milliseconds since `started` at the last record.
     last_record_ms: AtomicU64,
     /// Process start, the base of `last_record_ms`.
     started: std::time::Instant,
 }
 
-async fn read_shard(
-    shared: Arc<Shared>,
-    shard_id: String,
-    from: InitialPosition,
-) -> Result<(), Error> {
-    let mut req = shared
-        .kinesis
-        .get_shard_iterator()
-        .stream_name(&shared.stream)
-        .shard_id(&shard_id);
-    req = match from {
-        InitialPosition::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
-        InitialPosition::AtTimestamp(t) => req
-            .shard_iterator_type(ShardIteratorType::AtTimestamp)
-            .timestamp(aws_sdk_kinesis::primitives::DateTime::from(t)),
-        _ => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
-    };
-    let out = req
-        .send()
-        .await
-        .map_err(|e| Error::kinesis("GetShardIterator", &shared.stream, e))?;
-    let mut iterator = out.shard_iterator().map(str::to_owned);
+/// Where a reader (re)starts in its shard.
+#[derive(Debug, Clone)]
+enum Position {
+    /// The shard's first iterator.
+    Initial(InitialPosition),
+    /// After the last record written (after an expired iterator).
+    After(String),
+}
+
+/// A closed standard output, as the error that ends the command with status 0.
+fn closed() -> Error {
+    Error::Output(std::io::ErrorKind::BrokenPipe.into())
+}
+
+async fn iterator(shared: &Shared, shard_id: &str, at: &Position) -> Result<Option<String>, Error> {
+    let out = shared
+        .retry
+        .run("GetShardIterator", &shared.stream, || {
+            let req = shared
+                .kinesis
+                .get_shard_iterator()
+                .stream_name(&shared.stream)
+                .shard_id(shard_id);
+            let req = match at {
+                Position::After(seq) => req
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .starting_sequence_number(seq),
+                Position::Initial(InitialPosition::Latest) => {
+                    req.shard_iterator_type(ShardIteratorType::Latest)
+                }
+                Position::Initial(InitialPosition::AtTimestamp(t)) => req
+                    .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                    .timestamp(aws_sdk_kinesis::primitives::DateTime::from(*t)),
+                Position::Initial(_) => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            };
+            req.send()
+        })
+        .await?;
+    Ok(out.shard_iterator().map(str::to_owned))
+}
+
+async fn read_shard(shared: Arc<Shared>, shard_id: String, from: InitialPosition) -> Result<(), Error> {
     let deagg = kinesis_agg::Deaggregator::new();
-    while let Some(it) = iterator.take() {
+    let mut position = Position::Initial(from);
+    let mut next = iterator(&shared, &shard_id, &position).await?;
+    while let Some(it) = next.take() {
         let started = tokio::time::Instant::now();
-        let out = match shared
-            .kinesis
-            .get_records()
-            .shard_iterator(&it)
-            .send()
-            .await
-        {
+        let result = shared
+            .retry
+            .run("GetRecords", &shared.stream, || {
+                shared.kinesis.get_records().shard_iterator(&it).send()
+            })
+            .await;
+        let out = match result {
             Ok(out) => out,
-            Err(e) => {
-                let err = Error::kinesis("GetRecords", &shared.stream, e);
-                eprintln!("kinesis-cat: {shard_id}: {err}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                iterator = Some(it);
+            Err(Error::Kinesis { failure, .. }) if failure.code == "ExpiredIteratorException" => {
+                tracing::debug!(shard = %shard_id, "iterator expired; getting a new one");
+                next = iterator(&shared, &shard_id, &position).await?;
                 continue;
             }
+            Err(e) => return Err(e),
         };
-        let empty = out.records().is_empty();
-        {
-            let mut w = shared.out.lock().expect("not poisoned");
-            for r in out.records() {
-                let data = Bytes::copy_from_slice(r.data().as_ref());
-                let pk = r.partition_key().unwrap_or_default();
-                let Ok(d) = deagg.deaggregate(pk, data) else {
-                    continue;
-                };
-                for sub in d.records {
-                    let rec = KinesisClientRecord::new(
-                        r.sequence_number(),
-                        sub.sub_sequence_number,
-                        sub.partition_key,
-                        sub.data,
-                    );
-                    w.write_all(&render(&shared.stream, &shard_id, &rec, shared.output))
-                        .map_err(Error::Output)?;
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for r in out.records() {
+            let data = Bytes::copy_from_slice(r.data().as_ref());
+            let pk = r.partition_key().unwrap_or_default();
+            match deagg.deaggregate(pk, data) {
+                Ok(d) => {
+                    for sub in d.records {
+                        let rec = KinesisClientRecord::new(
+                            r.sequence_number(),
+                            sub.sub_sequence_number,
+                            sub.partition_key,
+                            sub.data,
+                        );
+                        lines.push(render(&shared.stream, &shard_id, &rec, shared.format));
+                    }
                 }
+                Err(e) => tracing::warn!(
+                    shard = %shard_id,
+                    sequence_number = r.sequence_number(),
+                    error = %e,
+                    "record could not be read; skipped"
+                ),
             }
-            w.flush().map_err(Error::Output)?;
         }
-        if !empty {
+        match shared.out.write_flush(lines.iter().map(Vec::as_slice)) {
+            Ok(()) => {}
+            Err(WriteError::Closed) => return Err(closed()),
+            Err(WriteError::Failed(e)) => return Err(e),
+        }
+        if let Some(last) = out.records().last() {
+            position = Position::After(last.sequence_number().to_owned());
             shared.last_record_ms.store(
                 shared.started.elapsed().as_millis() as u64,
                 Ordering::Relaxed,
             );
         }
-        iterator = out.next_shard_iterator().map(str::to_owned);
-        let pause = if empty {
+        next = out.next_shard_iterator().map(str::to_owned);
+        let pause = if out.records().is_empty() {
             Duration::from_millis(500)
         } else {
             Duration::from_millis(200)
@@ -139,37 +178,45 @@ async fn read_shard(
     Ok(())
 }
 
-/// Reads every shard until SIGINT/SIGTERM or `--exit-when-idle`.
+/// Reads every shard until SIGINT/SIGTERM, `--exit-when-idle`, or standard output closing.
 ///
 /// # Cancellation
 /// Dropping the future stops reading; nothing is left behind.
 ///
 /// # Errors
-/// Bad arguments or a stream that cannot be listed.
+/// [`Error::Config`] for an unusable AWS configuration; [`Error::Kinesis`] when the stream
+/// does not exist or a call is refused for good; [`Error::GaveUp`] when listing or reading
+/// kept failing for the retry policy's bound.
 pub async fn run(args: TailArgs) -> Result<(), Error> {
-    let from = parse_from(&args.from)?;
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let config = crate::aws::load().await?;
     let shared = Arc::new(Shared {
         kinesis: aws_sdk_kinesis::Client::new(&config),
         stream: args.stream.clone(),
-        output: args.output,
-        out: Mutex::new(std::io::BufWriter::new(std::io::stdout())),
+        format: args.output,
+        out: Output::default(),
+        retry: RetryPolicy {
+            give_up_after: Duration::from_secs(args.give_up_after_secs),
+            ..RetryPolicy::default()
+        },
         last_record_ms: AtomicU64::new(0),
         started: std::time::Instant::now(),
     });
+    let stop = crate::signals::install("stopping the readers")?;
     let idle = args.exit_when_idle.map(Duration::from_secs);
     let mut started: HashSet<String> = HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut first = true;
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     loop {
-        let shards = super::shards::list_all(&shared.kinesis, &args.stream).await?;
+        let listing = super::shards::list_all_with(&shared.kinesis, &args.stream, &shared.retry);
+        let shards = tokio::select! {
+            r = listing => r?,
+            _ = stop.cancelled() => return Ok(()),
+        };
         for s in shards {
             let id = s.shard_id().to_owned();
             if started.insert(id.clone()) {
                 let position = if first {
-                    from
+                    args.from
                 } else {
                     InitialPosition::TrimHorizon
                 };
@@ -180,12 +227,12 @@ pub async fn run(args: TailArgs) -> Result<(), Error> {
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
         while tokio::time::Instant::now() < until {
             tokio::select! {
-                r = &mut signal => return r,
-                Some(done) = tasks.join_next() => {
-                    if let Ok(Err(e)) = done {
-                        eprintln!("kinesis-cat: {e}");
-                    }
-                }
+                _ = stop.cancelled() => return Ok(()),
+                Some(done) = tasks.join_next() => match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) => return Err(Error::Internal(format!("a shard reader failed: {e}"))),
+                },
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
             if let Some(idle) = idle {

@@ -1,0 +1,196 @@
+//! Parsers for argument values, so that a bad value is refused by clap before anything is
+//! done (exit status 2, a message naming the flag).
+//!
+//! ```text
+//!  "--stream ''"            ─▶ stream_name  ─▶ error: invalid value '' for '--stream <STREAM>': ...
+//!  "--from yesterday"       ─▶ position     ─▶ error: invalid value 'yesterday' for '--from <FROM>': ...
+//!  "--failover-ms 0"        ─▶ failover_ms  ─▶ error: invalid value '0' for '--failover-ms <FAILOVER_MS>': ...
+//! ```
+//!
+//! The rules are AWS's (stream names: 1–128 characters of `a-z A-Z 0-9 _ . -`; DynamoDB
+//! table names: 3–255 of the same), checked again by the libraries' builders.
+
+use std::time::SystemTime;
+
+use kinesis_consumer::InitialPosition;
+
+/// Whether `name` is made of the characters AWS allows in stream and table names.
+fn name_chars_ok(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A Kinesis stream name: 1–128 characters of `a-z A-Z 0-9 _ . -`.
+///
+/// # Errors
+/// Says which rule the value breaks.
+pub fn stream_name(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("a stream name cannot be empty".into());
+    }
+    if value.len() > 128 {
+        return Err(format!(
+            "a stream name has at most 128 characters, this has {}",
+            value.len()
+        ));
+    }
+    if !name_chars_ok(value) {
+        return Err("a stream name may contain only a-z, A-Z, 0-9, '_', '.' and '-'".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// A consumer application name, which names its DynamoDB lease table: 3–255 characters of
+/// `a-z A-Z 0-9 _ . -`.
+///
+/// # Errors
+/// Says which rule the value breaks.
+pub fn application_name(value: &str) -> Result<String, String> {
+    if value.len() < 3 || value.len() > 255 {
+        return Err(format!(
+            "an application name names a DynamoDB table: 3 to 255 characters, this has {}",
+            value.len()
+        ));
+    }
+    if !name_chars_ok(value) {
+        return Err(
+            "an application name may contain only a-z, A-Z, 0-9, '_', '.' and '-'".into(),
+        );
+    }
+    Ok(value.to_owned())
+}
+
+/// A non-empty value (worker ids, shard ids).
+///
+/// # Errors
+/// When the value is empty or only white space.
+pub fn non_empty(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("cannot be empty".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// A partition key: 1–256 Unicode characters (Kinesis counts characters, not bytes).
+///
+/// # Errors
+/// When it is empty or longer than 256 characters.
+pub fn partition_key(value: &str) -> Result<String, String> {
+    match value.chars().count() {
+        0 => Err("a partition key cannot be empty".into()),
+        n if n > 256 => Err(format!(
+            "a partition key has at most 256 characters, this has {n}"
+        )),
+        _ => Ok(value.to_owned()),
+    }
+}
+
+/// The failover time in milliseconds: at least 100 (renewals run every failover / 3 −
+/// 25 ms, so less leaves no time between them) and at most a day.
+///
+/// # Errors
+/// When out of range or not a number.
+pub fn failover_ms(value: &str) -> Result<u64, String> {
+    let ms: u64 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a whole number of milliseconds"))?;
+    if !(100..=86_400_000).contains(&ms) {
+        return Err(format!(
+            "{ms} ms is out of range: the failover time is 100 ms to 86400000 ms (a day)"
+        ));
+    }
+    Ok(ms)
+}
+
+/// Where shards without a checkpoint start: `trim-horizon`, `latest` or
+/// `at-timestamp:RFC3339`.
+///
+/// # Errors
+/// Names the accepted forms.
+pub fn position(value: &str) -> Result<InitialPosition, String> {
+    match value {
+        "trim-horizon" => Ok(InitialPosition::TrimHorizon),
+        "latest" => Ok(InitialPosition::Latest),
+        other => {
+            let ts = other.strip_prefix("at-timestamp:").ok_or_else(|| {
+                "expected trim-horizon, latest or at-timestamp:<RFC 3339 time>, e.g. \
+                 at-timestamp:2024-01-02T03:04:05Z"
+                    .to_owned()
+            })?;
+            aws_sdk_kinesis::primitives::DateTime::from_str(
+                ts,
+                aws_sdk_kinesis::primitives::DateTimeFormat::DateTime,
+            )
+            .ok()
+            .and_then(|d| SystemTime::try_from(d).ok())
+            .map(InitialPosition::AtTimestamp)
+            .ok_or_else(|| {
+                format!("{ts:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z")
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_follow_kinesis_rules() {
+        assert_eq!(stream_name("my-stream_1.x").unwrap(), "my-stream_1.x");
+        assert!(stream_name("").unwrap_err().contains("empty"));
+        assert!(stream_name(&"a".repeat(129)).unwrap_err().contains("128"));
+        assert!(stream_name(&"a".repeat(128)).is_ok());
+        assert!(stream_name("a b").unwrap_err().contains("only"));
+        assert!(stream_name("arn:aws:kinesis").is_err());
+    }
+
+    #[test]
+    fn application_names_follow_dynamodb_table_rules() {
+        assert!(application_name("app").is_ok());
+        assert!(application_name("ab").unwrap_err().contains("3 to 255"));
+        assert!(application_name("").is_err());
+        assert!(application_name(&"a".repeat(256)).is_err());
+        assert!(application_name("my app").is_err());
+    }
+
+    #[test]
+    fn keys_and_ids() {
+        assert!(partition_key("").is_err());
+        assert!(partition_key(&"€".repeat(256)).is_ok(), "characters, not bytes");
+        assert!(partition_key(&"€".repeat(257)).is_err());
+        assert!(non_empty(" ").is_err());
+        assert_eq!(non_empty("w-1").unwrap(), "w-1");
+    }
+
+    #[test]
+    fn failover_has_a_sane_range() {
+        assert!(failover_ms("0").unwrap_err().contains("out of range"));
+        assert!(failover_ms("1").is_err());
+        assert!(failover_ms("-5").unwrap_err().contains("whole number"));
+        assert_eq!(failover_ms("100").unwrap(), 100);
+        assert_eq!(failover_ms("10000").unwrap(), 10_000);
+        assert!(failover_ms("86400001").is_err());
+    }
+
+    #[test]
+    fn positions_parse() {
+        assert_eq!(position("latest").unwrap(), InitialPosition::Latest);
+        assert_eq!(
+            position("trim-horizon").unwrap(),
+            InitialPosition::TrimHorizon
+        );
+        let InitialPosition::AtTimestamp(t) = position("at-timestamp:2024-01-02T03:04:05Z").unwrap()
+        else {
+            panic!("not a timestamp")
+        };
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            1_704_164_645
+        );
+        assert!(position("at-timestamp:yesterday")
+            .unwrap_err()
+            .contains("RFC 3339"));
+        assert!(position("oldest").unwrap_err().contains("trim-horizon"));
+    }
+}

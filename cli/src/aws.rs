@@ -1,0 +1,74 @@
+//! AWS configuration for the commands that call Kinesis or DynamoDB, checked before the
+//! first call so that a missing region or missing credentials are said once, with what to
+//! do, instead of surfacing as a failure of every request.
+//!
+//! ```text
+//!  aws_config::defaults (env, profiles, AWS_ENDPOINT_URL_*) ──▶ SdkConfig
+//!      ├─ region?       none ──▶ Error::Config(NoRegion)        (exit 4)
+//!      └─ credentials?  none ──▶ Error::Config(NoCredentials)   (exit 4)
+//!                       some ──▶ their secrets registered with the log redactor
+//! ```
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::ProvideCredentials;
+
+use crate::error::{FailureKind, ServiceFailure};
+use crate::Error;
+
+/// Loads the standard AWS configuration and checks that requests can be signed.
+///
+/// # Cancellation
+/// Safe to drop at any point: it only reads configuration (and may ask a credential
+/// provider, such as a profile's SSO cache or an instance role, for credentials).
+///
+/// # Errors
+/// [`Error::Config`] when no region is configured or no credentials can be found.
+pub async fn load() -> Result<aws_config::SdkConfig, Error> {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    if config.region().is_none() {
+        return Err(Error::Config(ServiceFailure {
+            kind: FailureKind::NoRegion,
+            code: "NoRegion".into(),
+            message: "no AWS region is configured".into(),
+            detail: "aws-config found no region in AWS_REGION, AWS_DEFAULT_REGION or the profile"
+                .into(),
+            retryable: false,
+        }));
+    }
+    let Some(provider) = config.credentials_provider() else {
+        return Err(no_credentials("no credential provider is configured".into()));
+    };
+    match provider.provide_credentials().await {
+        Ok(creds) => {
+            crate::logging::redact(creds.secret_access_key());
+            if let Some(token) = creds.session_token() {
+                crate::logging::redact(token);
+            }
+            Ok(config)
+        }
+        Err(e) => Err(no_credentials(
+            aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
+        )),
+    }
+}
+
+fn no_credentials(detail: String) -> Error {
+    Error::Config(ServiceFailure {
+        kind: FailureKind::NoCredentials,
+        code: "NoCredentials".into(),
+        message: "no AWS credentials were found".into(),
+        detail,
+        retryable: false,
+    })
+}
+
+/// A Kinesis client from [`load`].
+///
+/// # Cancellation
+/// As [`load`].
+///
+/// # Errors
+/// As [`load`].
+pub async fn kinesis_client() -> Result<aws_sdk_kinesis::Client, Error> {
+    Ok(aws_sdk_kinesis::Client::new(&load().await?))
+}

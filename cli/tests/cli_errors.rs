@@ -1,0 +1,774 @@
+//! Every error path a user meets, run as a user would: the built `kinesis-cat` binary
+//! against the embedded stack, an unreachable endpoint (a closed loopback port), or a
+//! configuration with something missing. Each run is bounded by a watchdog: a process
+//! still alive at its limit is killed and the test fails ("hang"), so these tests cannot
+//! hang themselves.
+//!
+//! ```text
+//!  test ─spawn─▶ kinesis-cat (env: endpoints, credentials or none) ─▶ exit status, stderr
+//!    │ signals: kill -INT/-TERM <pid>     stdout: read N lines, then closed
+//!    └ watchdog: alive past the limit ─▶ SIGKILL + panic("hang")
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kinesis_emulators::{LocalStack, ServiceKind};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kinesis-cat");
+
+/// A secret and a token long enough to be redacted, to check that logs never show them.
+const SECRET: &str = "sEcReT0123456789abcdefSECRETxyz0123456789";
+const TOKEN: &str = "ToKeN0123456789abcdefTOKENxyz0123456789tok";
+
+/// Where the child's AWS calls go, and with which credentials.
+#[derive(Debug, Clone)]
+struct Env {
+    vars: Vec<(String, String)>,
+    removed: Vec<&'static str>,
+}
+
+impl Env {
+    /// Nothing from the machine's AWS configuration leaks in: no profile files, no
+    /// instance metadata (which would mean traffic to a non-loopback address).
+    fn isolated() -> Env {
+        Env {
+            vars: vec![
+                ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+                ("AWS_SHARED_CREDENTIALS_FILE".into(), "/nonexistent/creds".into()),
+                ("AWS_CONFIG_FILE".into(), "/nonexistent/config".into()),
+                ("NO_COLOR".into(), "1".into()),
+            ],
+            removed: vec![
+                "AWS_PROFILE",
+                "AWS_SESSION_TOKEN",
+                "AWS_DEFAULT_REGION",
+                "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_KINESIS",
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_REGION",
+                "RUST_LOG",
+            ],
+        }
+    }
+
+    fn with(mut self, k: &str, v: &str) -> Env {
+        self.vars.retain(|(key, _)| key != k);
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    fn without(mut self, k: &'static str) -> Env {
+        self.vars.retain(|(key, _)| key != k);
+        self
+    }
+
+    /// Test credentials and a region, endpoints at `kinesis` / `dynamodb`.
+    fn local(kinesis: &str, dynamodb: &str) -> Env {
+        Env::isolated()
+            .with("AWS_ACCESS_KEY_ID", "test")
+            .with("AWS_SECRET_ACCESS_KEY", "test")
+            .with("AWS_REGION", "us-east-1")
+            .with("AWS_ENDPOINT_URL_KINESIS", kinesis)
+            .with("AWS_ENDPOINT_URL_DYNAMODB", dynamodb)
+    }
+
+    /// The stack's endpoints; an external stack keeps the caller's own configuration.
+    fn stack(stack: &LocalStack) -> Env {
+        if stack.kinesis_kind() == ServiceKind::External {
+            let mut env = Env {
+                vars: vec![
+                    (
+                        "AWS_ENDPOINT_URL_KINESIS".into(),
+                        stack.kinesis_endpoint().into(),
+                    ),
+                    (
+                        "AWS_ENDPOINT_URL_DYNAMODB".into(),
+                        stack.dynamodb_endpoint().into(),
+                    ),
+                ],
+                removed: vec!["RUST_LOG"],
+            };
+            env.vars.push(("NO_COLOR".into(), "1".into()));
+            return env;
+        }
+        Env::local(stack.kinesis_endpoint(), stack.dynamodb_endpoint())
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        for k in &self.removed {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+/// A loopback address where nothing listens.
+fn closed_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A running `kinesis-cat` with its output collected in the background.
+struct Running {
+    child: Child,
+    started: Instant,
+    stdout: Option<JoinHandle<String>>,
+    stderr: JoinHandle<String>,
+}
+
+/// What a finished run left.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Finished {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+impl Running {
+    fn start(env: &Env, args: &[&str], stdin: Stdio) -> Running {
+        let mut child = env
+            .command(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kinesis-cat");
+        let stdout = Some(collect(child.stdout.take().unwrap()));
+        let stderr = collect(child.stderr.take().unwrap());
+        Running {
+            child,
+            started: Instant::now(),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig}");
+    }
+
+    /// Waits for the exit; past `limit` the process is killed and the test fails.
+    fn finish(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = self.stderr.join().unwrap();
+                panic!("hang: still alive after {limit:?}; stderr:\n{err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Finished {
+            status,
+            stdout: self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default(),
+            stderr: self.stderr.join().unwrap(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+/// Runs to the end with no input.
+fn run(env: &Env, args: &[&str], limit: Duration) -> Finished {
+    Running::start(env, args, Stdio::null()).finish(limit)
+}
+
+/// Runs to the end with `input` on standard input.
+fn run_with_input(env: &Env, args: &[&str], input: &str, limit: Duration) -> Finished {
+    let mut child = env
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kinesis-cat");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let stdout = Some(collect(child.stdout.take().unwrap()));
+    let stderr = collect(child.stderr.take().unwrap());
+    let f = Running {
+        child,
+        started: Instant::now(),
+        stdout,
+        stderr,
+    }
+    .finish(limit);
+    let _ = writer.join();
+    f
+}
+
+fn lines(n: usize) -> String {
+    (0..n).map(|i| format!("line {i}\n")).collect()
+}
+
+async fn stack() -> LocalStack {
+    LocalStack::builder().start_async().await.expect("stack")
+}
+
+async fn table_exists(stack: &LocalStack, table: &str) -> bool {
+    let tables = stack
+        .dynamodb_client()
+        .list_tables()
+        .send()
+        .await
+        .expect("ListTables");
+    tables.table_names().iter().any(|t| t == table)
+}
+
+// ---- 1. hangs: consume on a stream that does not exist, signals, a second signal ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_of_a_missing_stream_fails_at_once_and_leaves_no_lease_table() {
+    let stack = stack().await;
+    let app = LocalStack::unique_name("nope-app");
+    let f = run(
+        &Env::stack(&stack),
+        &["consume", "--stream", "nope-stream", "--app", &app],
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.code(), Some(3), "{f:?}");
+    assert!(f.stderr.contains("nope-stream"), "{}", f.stderr);
+    assert!(f.stderr.to_lowercase().contains("not found"), "{}", f.stderr);
+    assert!(
+        !table_exists(&stack, &app).await,
+        "a typo must not leave a lease table behind"
+    );
+}
+
+#[test]
+fn consume_on_an_unreachable_endpoint_says_why_and_stops_on_sigterm() {
+    let dead = closed_port();
+    let env = Env::local(&dead, &dead);
+    let r = Running::start(
+        &env,
+        &["consume", "--stream", "s", "--app", "unreachable-app"],
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    r.signal("-TERM");
+    let f = r.finish(Duration::from_secs(30));
+    assert_eq!(f.code(), Some(0), "a graceful stop: {f:?}");
+    assert!(
+        f.stderr.to_lowercase().contains("connection refused")
+            || f.stderr.contains("DispatchFailure"),
+        "the cause is said: {}",
+        f.stderr
+    );
+}
+
+#[test]
+fn consume_exit_when_idle_ends_even_when_nothing_answers() {
+    let dead = closed_port();
+    let f = run(
+        &Env::local(&dead, &dead),
+        &[
+            "consume",
+            "--stream",
+            "s",
+            "--app",
+            "idle-app",
+            "--exit-when-idle",
+            "2",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), Some(0), "{f:?}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_130() {
+    // produce against a dead endpoint: the first signal waits (up to the records' TTL)
+    // for the flush; the second must not wait.
+    let dead = closed_port();
+    let env = Env::local(&dead, &dead);
+    let mut child = env
+        .command(&["produce", "--stream", "s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines(10).as_bytes()).unwrap();
+    let stderr = collect(child.stderr.take().unwrap());
+    let r = Running {
+        child,
+        started: Instant::now(),
+        stdout: None,
+        stderr,
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    r.signal("-INT");
+    std::thread::sleep(Duration::from_millis(500));
+    r.signal("-INT");
+    let f = r.finish(Duration::from_secs(10));
+    drop(stdin);
+    assert_eq!(f.code(), Some(130), "{f:?}");
+    assert!(f.stderr.contains("exiting now"), "{}", f.stderr);
+}
+
+// ---- 2. a closed standard output ends tail and consume cleanly ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_and_consume_end_with_status_0_when_the_reader_goes_away() {
+    let stack = stack().await;
+    let stream = stack.create_stream("cat-pipe", 2).await.unwrap();
+    let put = run_with_input(
+        &Env::stack(&stack),
+        &["produce", "--stream", &stream, "--max-buffered-ms", "10"],
+        &lines(200),
+        Duration::from_secs(60),
+    );
+    assert_eq!(put.code(), Some(0), "{put:?}");
+    let app = LocalStack::unique_name("pipe-app");
+    for args in [
+        vec!["tail", "--stream", &stream, "--from", "trim-horizon"],
+        vec!["consume", "--stream", &stream, "--app", &app],
+    ] {
+        // `| head -2`: read two lines, then close the pipe.
+        let mut child = Env::stack(&stack)
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        for _ in 0..2 {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert!(line.contains("line "), "{line}");
+        }
+        drop(out);
+        let f = Running {
+            child,
+            started: Instant::now(),
+            stdout: None,
+            stderr,
+        }
+        .finish(Duration::from_secs(60));
+        assert_eq!(f.code(), Some(0), "{args:?}: {f:?}");
+        assert!(
+            !f.stderr.contains("Broken pipe"),
+            "{args:?} says nothing about the pipe: {}",
+            f.stderr
+        );
+    }
+}
+
+// ---- 3. Ctrl-C on produce flushes and prints the summary ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_produce_flushes_what_was_read_and_prints_the_summary() {
+    let stack = stack().await;
+    let stream = stack.create_stream("cat-sigint", 1).await.unwrap();
+    let mut child = Env::stack(&stack)
+        .command(&["produce", "--stream", &stream, "--max-buffered-ms", "2000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Standard input stays open, as at a terminal: only the signal can end the run.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines(300).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let stderr = collect(child.stderr.take().unwrap());
+    let r = Running {
+        child,
+        started: Instant::now(),
+        stdout: None,
+        stderr,
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    r.signal("-INT");
+    let f = r.finish(Duration::from_secs(30));
+    drop(stdin);
+    assert_eq!(f.code(), Some(0), "{f:?}");
+    assert!(f.stderr.contains("300 delivered, 0 failed"), "{}", f.stderr);
+    let got = integration_tests::kinesis::read_user_records(&stack.kinesis_client(), &stream)
+        .await
+        .len();
+    assert_eq!(got, 300, "buffered records were flushed, not dropped");
+}
+
+// ---- 4-6. the real cause, said once, with what to do ----
+
+#[test]
+fn produce_to_an_unreachable_endpoint_says_the_cause_once_and_fail_fast_stops() {
+    let dead = closed_port();
+    let env = Env::local(&dead, &dead);
+    let f = run_with_input(
+        &env,
+        &["produce", "--stream", "s", "--fail-fast"],
+        &lines(2_000),
+        Duration::from_secs(25),
+    );
+    assert_eq!(f.code(), Some(5), "unreachable: {f:?}");
+    assert!(
+        f.stderr.to_lowercase().contains("connection refused"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stderr.contains("kinesis-cat local"), "a hint: {}", f.stderr);
+    assert!(
+        f.stderr.lines().count() < 20,
+        "summarised, not one line per record:\n{}",
+        f.stderr
+    );
+}
+
+#[test]
+fn produce_without_fail_fast_reports_the_first_failed_attempt_long_before_the_ttl() {
+    let dead = closed_port();
+    let env = Env::local(&dead, &dead);
+    let mut child = env
+        .command(&["produce", "--stream", "s", "--flush-timeout-secs", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines(500).as_bytes()).unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let started = Instant::now();
+    let mut first = String::new();
+    // The record TTL is 30 s: the report must come well before it.
+    while started.elapsed() < Duration::from_secs(15) {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains("PutRecords") {
+            first = line;
+            break;
+        }
+    }
+    assert!(
+        first.contains("retrying"),
+        "first failed attempt reported: {first:?}"
+    );
+    let stderr = collect(err);
+    let r = Running {
+        child,
+        started,
+        stdout: None,
+        stderr,
+    };
+    r.signal("-INT");
+    let f = r.finish(Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(f.code(), Some(5), "{f:?}");
+    assert!(f.stderr.contains("500 failed"), "{}", f.stderr);
+    assert!(
+        f.stderr.lines().count() < 20,
+        "identical failures summarised:\n{}",
+        f.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_stream_fails_every_command_at_once_with_status_3_and_a_short_message() {
+    let stack = stack().await;
+    let env = Env::stack(&stack);
+    let f = run_with_input(
+        &env,
+        &["produce", "--stream", "nope"],
+        &lines(20_000),
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), Some(3), "{f:?}");
+    assert!(f.stderr.contains("ResourceNotFoundException"), "{}", f.stderr);
+    assert!(
+        f.stderr.len() < 4_000,
+        "no dump per record ({} bytes):\n{}",
+        f.stderr.len(),
+        f.stderr
+    );
+    for args in [
+        vec!["stream", "describe", "nope"],
+        vec!["tail", "--stream", "nope"],
+    ] {
+        let f = run(&env, &args, Duration::from_secs(30));
+        assert_eq!(f.code(), Some(3), "{args:?}: {f:?}");
+        assert_eq!(
+            f.stderr.matches("ResourceNotFoundException").count(),
+            1,
+            "{args:?}: the cause once: {}",
+            f.stderr
+        );
+        assert!(
+            !f.stderr.contains("x-amzn-requestid") && !f.stderr.contains("ServiceError {"),
+            "{args:?}: no SDK debug dump: {}",
+            f.stderr
+        );
+    }
+    let f = run(&env, &["-v", "stream", "describe", "nope"], Duration::from_secs(30));
+    assert!(
+        f.stderr.contains("detail:"),
+        "-v shows the full chain: {}",
+        f.stderr
+    );
+}
+
+#[test]
+fn missing_region_credentials_and_endpoint_each_say_what_to_do() {
+    let dead = closed_port();
+    let no_region = Env::local(&dead, &dead).without("AWS_REGION");
+    let f = run(&no_region, &["stream", "list"], Duration::from_secs(20));
+    assert_eq!(f.code(), Some(4), "{f:?}");
+    assert!(f.stderr.contains("AWS_REGION"), "{}", f.stderr);
+
+    let no_creds = Env::local(&dead, &dead)
+        .without("AWS_ACCESS_KEY_ID")
+        .without("AWS_SECRET_ACCESS_KEY");
+    for args in [
+        vec!["stream", "list"],
+        vec!["tail", "--stream", "s"],
+        vec!["consume", "--stream", "s", "--app", "app"],
+    ] {
+        let f = run(&no_creds, &args, Duration::from_secs(20));
+        assert_eq!(f.code(), Some(4), "{args:?}: {f:?}");
+        assert!(
+            f.stderr.contains("AWS_ACCESS_KEY_ID"),
+            "{args:?}: {}",
+            f.stderr
+        );
+    }
+    let f = run_with_input(
+        &no_creds,
+        &["produce", "--stream", "s"],
+        "x\n",
+        Duration::from_secs(20),
+    );
+    assert_eq!(f.code(), Some(4), "{f:?}");
+
+    let f = run(
+        &Env::local(&dead, &dead),
+        &["stream", "describe", "s"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), Some(5), "{f:?}");
+    assert!(
+        f.stderr.contains("AWS_ENDPOINT_URL_KINESIS") && f.stderr.contains(&dead),
+        "{}",
+        f.stderr
+    );
+}
+
+// ---- 8. arguments refused at parse time ----
+
+#[test]
+fn bad_arguments_are_refused_with_status_2_naming_the_flag() {
+    let env = Env::isolated();
+    for (args, flag) in [
+        (vec!["consume", "--stream", "", "--app", "app"], "--stream"),
+        (vec!["consume", "--stream", "s", "--app", ""], "--app"),
+        (
+            vec!["consume", "--stream", "s", "--app", "app", "--failover-ms", "0"],
+            "--failover-ms",
+        ),
+        (
+            vec!["consume", "--stream", "s", "--app", "app", "--from", "yesterday"],
+            "--from",
+        ),
+        (
+            vec![
+                "consume",
+                "--stream",
+                "s",
+                "--app",
+                "app",
+                "--checkpoint-every",
+                "0",
+            ],
+            "--checkpoint-every",
+        ),
+        (vec!["tail", "--stream", "s", "--from", "oldest"], "--from"),
+        (vec!["tail", "--stream", "bad name"], "--stream"),
+        (vec!["produce", "--stream", "s", "--rate", "0"], "--rate"),
+        (vec!["produce", "--stream", ""], "--stream"),
+        (
+            vec!["produce", "--stream", "s", "--partition-key", ""],
+            "--partition-key",
+        ),
+        (vec!["stream", "create", "s", "--shards", "0"], "--shards"),
+        (vec!["stream", "create", ""], "<NAME>"),
+        (vec!["leases", "--app", "x"], "--app"),
+    ] {
+        let f = run(&env, &args, Duration::from_secs(10));
+        assert_eq!(f.code(), Some(2), "{args:?}: {f:?}");
+        assert!(f.stderr.contains(flag), "{args:?}: {}", f.stderr);
+        assert!(f.elapsed < Duration::from_secs(5), "refused before any call");
+    }
+}
+
+// ---- 9. resharding a closed shard ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splitting_or_merging_a_closed_shard_is_refused() {
+    let stack = stack().await;
+    let stream = stack.create_stream("cat-closed", 2).await.unwrap();
+    let env = Env::stack(&stack);
+    let limit = Duration::from_secs(60);
+    let first = run(
+        &env,
+        &["stream", "split", &stream, "--shard", "shardId-000000000000"],
+        limit,
+    );
+    assert_eq!(first.code(), Some(0), "{first:?}");
+    let again = run(
+        &env,
+        &["stream", "split", &stream, "--shard", "shardId-000000000000"],
+        limit,
+    );
+    assert_eq!(again.code(), Some(1), "{again:?}");
+    assert!(again.stderr.contains("closed"), "{}", again.stderr);
+    let merge = run(
+        &env,
+        &[
+            "stream",
+            "merge",
+            &stream,
+            "--shard",
+            "shardId-000000000000",
+            "--adjacent",
+            "shardId-000000000001",
+        ],
+        limit,
+    );
+    assert_eq!(merge.code(), Some(1), "{merge:?}");
+    assert!(merge.stderr.contains("closed"), "{}", merge.stderr);
+    let describe = run(&env, &["stream", "describe", &stream], limit);
+    let open = describe
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("shardId-") && l.contains(" open "))
+        .count();
+    assert_eq!(open, 3, "no overlapping open shards:\n{}", describe.stdout);
+}
+
+// ---- 11. one bounded retry policy for listing and reading in tail ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_retries_a_stopped_stack_then_gives_up_with_a_clear_message() {
+    let stack = stack().await;
+    if stack.kinesis_kind() == ServiceKind::External {
+        return; // cannot stop an endpoint we did not start
+    }
+    let stream = stack.create_stream("cat-giveup", 1).await.unwrap();
+    let env = Env::stack(&stack);
+    let r = Running::start(
+        &env,
+        &["tail", "--stream", &stream, "--give-up-after-secs", "3"],
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    drop(stack);
+    let f = r.finish(Duration::from_secs(40));
+    assert_eq!(f.code(), Some(5), "{f:?}");
+    assert!(f.stderr.contains("giving up"), "{}", f.stderr);
+    assert!(
+        f.stderr.to_lowercase().contains("connection refused")
+            || f.stderr.contains("DispatchFailure"),
+        "{}",
+        f.stderr
+    );
+}
+
+// ---- 12. logs that can be turned on, never with credentials ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_rust_log_and_v_and_never_show_credentials() {
+    let stack = stack().await;
+    if stack.kinesis_kind() == ServiceKind::External {
+        return; // the caller's own credentials are in use
+    }
+    let stream = stack.create_stream("cat-logs", 1).await.unwrap();
+    let env = Env::stack(&stack)
+        .with("AWS_SECRET_ACCESS_KEY", SECRET)
+        .with("AWS_SESSION_TOKEN", TOKEN);
+    let quiet = run(&env, &["stream", "describe", &stream], Duration::from_secs(30));
+    assert_eq!(quiet.code(), Some(0), "{quiet:?}");
+    assert!(
+        !quiet.stderr.contains(" INFO ") && !quiet.stderr.contains("DEBUG"),
+        "quiet by default: {}",
+        quiet.stderr
+    );
+    let traced = run(
+        &env.clone().with("RUST_LOG", "trace"),
+        &["stream", "describe", &stream],
+        Duration::from_secs(30),
+    );
+    assert_eq!(traced.code(), Some(0), "{traced:?}");
+    assert!(
+        traced.stderr.contains("TRACE") || traced.stderr.contains("DEBUG"),
+        "RUST_LOG turns logs on"
+    );
+    for (name, text) in [("quiet", &quiet.stderr), ("trace", &traced.stderr)] {
+        assert!(!text.contains(SECRET), "{name}: secret key in logs");
+        assert!(!text.contains(TOKEN), "{name}: session token in logs");
+    }
+    let app = LocalStack::unique_name("logs-app");
+    let verbose = run(
+        &env,
+        &[
+            "-v",
+            "consume",
+            "--stream",
+            &stream,
+            "--app",
+            &app,
+            "--exit-when-idle",
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(verbose.code(), Some(0), "{verbose:?}");
+    assert!(
+        verbose.stderr.contains("INFO") && verbose.stderr.contains("kinesis_consumer"),
+        "-v shows the library's info: {}",
+        verbose.stderr
+    );
+    assert!(!verbose.stderr.contains(SECRET) && !verbose.stderr.contains(TOKEN));
+}
