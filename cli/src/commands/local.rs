@@ -82,20 +82,11 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
             .and_then(|()| out.flush())
             .map_err(Error::Output)?;
     }
+    let stop = crate::signals::install("stopping the emulators")?;
     eprintln!("kinesis-cat: local emulators running; Ctrl-C or SIGTERM to stop");
-    wait_for_shutdown().await?;
-    eprintln!("kinesis-cat: stopping");
+    stop.cancelled().await;
     drop(stack);
     Ok(())
-}
-
-async fn wait_for_shutdown() -> Result<(), Error> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(Error::Signal)?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map_err(Error::Signal),
-        _ = term.recv() => Ok(()),
-    }
 }
 
 #[cfg(test)]
