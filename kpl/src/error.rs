@@ -1,4 +1,13 @@
 //! Errors: why `put` refused a record, why a record failed, and bad settings.
+//!
+//! A record `put` accepted ends in one outcome; when it fails, [`FailureReason`] says why
+//! the producer gave up, and [`Failed`](crate::Failed) also lists every failed attempt
+//! (its display names the last one's error). Errors that concern a whole stream (it does
+//! not exist, access denied, no usable credentials, an unusable KMS key: see
+//! [`FailureReason::is_stream_level`]) fail every record of that stream waiting in the
+//! producer at once, instead of each record being sent and refused in turn. Failed calls
+//! are also reported as they happen, before any record's TTL runs out, through
+//! [`Producer::failures`](crate::Producer::failures).
 
 use std::time::Duration;
 
@@ -73,10 +82,15 @@ impl PutError {
 }
 
 /// Why a record accepted by the producer was not delivered.
+///
+/// [`Failed`](crate::Failed) carries it together with every failed attempt; the last
+/// attempt's error (also in `Failed`'s display) is the cause behind `Expired`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FailureReason {
-    /// The record's time to live ran out before Kinesis accepted it.
+    /// The record's time to live ran out before Kinesis accepted it. What kept it from
+    /// being delivered is its last attempt's error:
+    /// [`Failed::last_attempt`](crate::Failed::last_attempt), named in `Failed`'s display.
     #[error("record TTL of {ttl:?} expired before delivery")]
     Expired {
         /// The configured record TTL.
@@ -85,13 +99,24 @@ pub enum FailureReason {
     /// The record was throttled and the producer was built with `fail_if_throttled`.
     #[error("throttled by Kinesis (fail_if_throttled is set)")]
     Throttled,
-    /// Kinesis refused the request in a way retrying cannot fix (e.g. the stream does not
-    /// exist, access denied).
+    /// Kinesis (or the SDK, before sending) refused the request in a way retrying cannot
+    /// fix: the stream does not exist, access denied, no usable credentials, an unusable
+    /// KMS key, a record Kinesis refuses (`ValidationException`, once the record was sent
+    /// alone: a refused call is split to find it first).
+    ///
+    /// When the reason concerns the whole stream ([`is_stream_level`](Self::is_stream_level)),
+    /// every record of that stream waiting in the producer fails at once with the same
+    /// reason, whether or not it was sent; records put to the stream afterwards are tried
+    /// again normally (the stream may have been created, or access granted, meanwhile).
     #[error("rejected by Kinesis: {code}: {message}")]
     Rejected {
-        /// The error code, e.g. `ResourceNotFoundException`.
+        /// The error code: Kinesis' own, e.g. `ResourceNotFoundException`, or, for errors
+        /// raised before anything was sent, `NoCredentials`,
+        /// `InvalidCredentialsConfiguration` or `ConstructionFailure` (no region, or an
+        /// endpoint the SDK cannot use).
         code: String,
-        /// Kinesis' message.
+        /// Kinesis' own message, or a short cause chain for an error raised by the SDK
+        /// (at most about 256 bytes; no HTTP detail).
         message: String,
     },
     /// The producer was shut down or dropped before the record could be delivered.
@@ -109,6 +134,27 @@ impl FailureReason {
     pub fn is_throttling(&self) -> bool {
         matches!(self, FailureReason::Throttled)
     }
+
+    /// Whether the reason concerns the whole stream rather than this record: a
+    /// [`Rejected`](Self::Rejected) whose code says the stream does not exist
+    /// (`ResourceNotFoundException`), this client may not write to it
+    /// (`AccessDeniedException`, `AccessDenied`), its credentials are missing or refused
+    /// (`NoCredentials`, `InvalidCredentialsConfiguration`, `UnrecognizedClientException`,
+    /// `InvalidSignatureException`, `IncompleteSignature`, `InvalidClientTokenId`,
+    /// `MissingAuthenticationToken`, `ExpiredTokenException`, `ExpiredToken`), its KMS key
+    /// is unusable (`KMSAccessDeniedException`, `KMSDisabledException`,
+    /// `KMSNotFoundException`, `KMSOptInRequired`, `KMSInvalidStateException`), or the
+    /// client cannot build requests (`ConstructionFailure`). Every record of the stream
+    /// that was waiting in the producer failed with it.
+    ///
+    /// `false` for a record Kinesis refused on its own (`ValidationException`) and for
+    /// every other reason.
+    pub fn is_stream_level(&self) -> bool {
+        match self {
+            FailureReason::Rejected { code, .. } => crate::failure::is_stream_level_code(code),
+            _ => false,
+        }
+    }
 }
 
 /// A setting outside its allowed range.
@@ -122,4 +168,26 @@ pub struct ConfigError {
     pub value: String,
     /// The allowed range.
     pub reason: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rejections_about_the_stream_are_stream_level() {
+        let rejected = |code: &str| FailureReason::Rejected {
+            code: code.to_owned(),
+            message: "m".to_owned(),
+        };
+        assert!(rejected("ResourceNotFoundException").is_stream_level());
+        assert!(rejected("NoCredentials").is_stream_level());
+        assert!(rejected("KMSDisabledException").is_stream_level());
+        assert!(!rejected("ValidationException").is_stream_level());
+        assert!(!FailureReason::Throttled.is_stream_level());
+        assert!(!FailureReason::Expired {
+            ttl: Duration::from_secs(1)
+        }
+        .is_stream_level());
+    }
 }

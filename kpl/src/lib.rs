@@ -39,6 +39,7 @@
 
 mod config;
 mod error;
+mod failure;
 mod outcome;
 mod pipeline;
 mod producer;
@@ -49,6 +50,7 @@ mod stats;
 
 pub use config::{ProducerBuilder, RECORD_OVERHEAD_BYTES};
 pub use error::{ConfigError, FailureReason, PutError};
+pub use failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 pub use outcome::{Attempt, Delivered, Failed, Outcome, PutHandle};
 pub use producer::Producer;
 pub use record::ProducerRecord;
