@@ -30,6 +30,17 @@ pub enum PutError {
         #[source]
         source: kinesis_agg::Error,
     },
+    /// The stream name breaks Kinesis' rule: 1 to 128 characters, each an ASCII letter,
+    /// digit, `_`, `.` or `-`.
+    #[error("invalid stream name {}: {reason}", quoted_prefix(stream))]
+    InvalidStreamName {
+        /// The stream name given.
+        stream: String,
+        /// The record, handed back.
+        record: Box<ProducerRecord>,
+        /// What is wrong with the name.
+        reason: &'static str,
+    },
     /// The record alone needs more of the memory budget than the whole budget.
     #[error("record needs {needed} bytes of budget, but the whole budget is {budget} bytes")]
     LargerThanBudget {
@@ -59,6 +70,7 @@ impl PutError {
     pub fn into_record(self) -> ProducerRecord {
         match self {
             PutError::InvalidRecord { record, .. }
+            | PutError::InvalidStreamName { record, .. }
             | PutError::LargerThanBudget { record, .. }
             | PutError::BufferFull { record }
             | PutError::ShutDown { record } => *record,
@@ -69,6 +81,7 @@ impl PutError {
     pub fn record(&self) -> &ProducerRecord {
         match self {
             PutError::InvalidRecord { record, .. }
+            | PutError::InvalidStreamName { record, .. }
             | PutError::LargerThanBudget { record, .. }
             | PutError::BufferFull { record }
             | PutError::ShutDown { record } => record,
@@ -78,6 +91,32 @@ impl PutError {
     /// Whether the same record could be accepted later (only [`PutError::BufferFull`]).
     pub fn is_retryable(&self) -> bool {
         matches!(self, PutError::BufferFull { .. })
+    }
+}
+
+/// Checks a stream name against Kinesis' rule (1 to 128 characters of `a-z`, `A-Z`,
+/// `0-9`, `_`, `.`, `-`), saying what is wrong.
+pub(crate) fn check_stream_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty (1 to 128 characters are allowed)");
+    }
+    if name.len() > 128 {
+        return Err("longer than 128 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err("only ASCII letters, digits, '_', '.' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// `s` quoted, its first 128 characters only (a bad name can be arbitrarily long).
+fn quoted_prefix(s: &str) -> String {
+    match s.char_indices().nth(128) {
+        Some((end, _)) => format!("{:?}…", &s[..end]),
+        None => format!("{s:?}"),
     }
 }
 
@@ -173,6 +212,38 @@ pub struct ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_names_follow_the_kinesis_rule() {
+        for good in ["s", "my-stream_1.v2", &"a".repeat(128)] {
+            assert_eq!(check_stream_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            &"a".repeat(129),
+            "has space",
+            "slash/no",
+            "ünï",
+            "arn:aws:x",
+        ] {
+            assert!(check_stream_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_stream_name_is_shown_cut_to_128_characters() {
+        let name = "x".repeat(10_000);
+        let err = PutError::InvalidStreamName {
+            stream: name.clone(),
+            record: Box::new(ProducerRecord::new(name, "k", "d")),
+            reason: "longer than 128 characters",
+        };
+        let text = err.to_string();
+        assert!(text.len() < 200, "{text}");
+        assert!(text.ends_with("…: longer than 128 characters"), "{text}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.record().partition_key, "k");
+    }
 
     #[test]
     fn only_rejections_about_the_stream_are_stream_level() {

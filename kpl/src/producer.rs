@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Config, ProducerBuilder, RECORD_OVERHEAD_BYTES};
-use crate::error::PutError;
+use crate::error::{check_stream_name, PutError};
 use crate::failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 use crate::outcome::PutHandle;
 use crate::pipeline::{Command, Item, Pipeline};
@@ -111,10 +111,11 @@ impl Producer {
     /// a handle that resolves to the record's outcome.
     ///
     /// # Errors
-    /// [`PutError::InvalidRecord`] (partition key empty or over 256 characters, data plus
-    /// key over the record size limit, explicit hash key not a decimal within
-    /// 0 ..= 2^128 - 1), [`PutError::LargerThanBudget`], or [`PutError::ShutDown`]. The
-    /// record is inside the error.
+    /// [`PutError::InvalidStreamName`] (not 1 to 128 characters of `a-z`, `A-Z`, `0-9`,
+    /// `_`, `.`, `-`), [`PutError::InvalidRecord`] (partition key empty or over 256
+    /// characters, data plus key over the record size limit, explicit hash key not a
+    /// decimal within 0 ..= 2^128 - 1), [`PutError::LargerThanBudget`], or
+    /// [`PutError::ShutDown`]. The record is inside the error.
     ///
     /// # Cancellation
     /// Cancel-safe in the sense that matters: if the future is dropped while waiting for
@@ -205,6 +206,13 @@ impl Producer {
         if inner.closed.load(Ordering::Acquire) {
             return Err(PutError::ShutDown {
                 record: Box::new(record),
+            });
+        }
+        if let Err(reason) = check_stream_name(&record.stream) {
+            return Err(PutError::InvalidStreamName {
+                stream: record.stream.clone(),
+                record: Box::new(record),
+                reason,
             });
         }
         let invalid = |record: ProducerRecord, source| PutError::InvalidRecord {

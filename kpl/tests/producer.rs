@@ -394,6 +394,23 @@ async fn bad_input_gets_typed_errors_and_the_producer_keeps_working() {
         let err = producer.try_put(bad.clone()).expect_err("must be refused");
         assert!(matches!(err, PutError::InvalidRecord { .. }));
     }
+    // A stream name Kinesis would refuse is refused here, naming the stream.
+    for name in ["", "has space", "ünïcode", &"s".repeat(129)] {
+        let bad = ProducerRecord::new(name, "k", "x");
+        let err = producer
+            .put(bad.clone())
+            .await
+            .expect_err("bad stream name");
+        assert!(
+            matches!(&err, PutError::InvalidStreamName { stream, .. } if stream == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("invalid stream name"), "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.into_record(), bad, "handed back intact");
+        let err = producer.try_put(bad.clone()).expect_err("bad stream name");
+        assert!(matches!(err, PutError::InvalidStreamName { .. }));
+    }
     // Unicode keys up to 256 characters and an explicit hash key are fine.
     let good = vec![
         // (Kinesis counts characters; some emulators count bytes: stay below both.)
