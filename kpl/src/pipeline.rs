@@ -1255,7 +1255,7 @@ impl Pipeline {
                     fatal: err.fatal,
                 };
                 for e in entries.drain(..) {
-                    backoff_shards.push(e.predicted.clone());
+                    push_once(&mut backoff_shards, &e.predicted);
                     self.entry_failed(e, &failure, &mut retry);
                 }
                 let mut records = user_records;
@@ -1283,7 +1283,7 @@ impl Pipeline {
                 for e in entries.drain(..) {
                     let Some(r) = results.next() else {
                         // Fewer results than records: treat the rest as failed.
-                        backoff_shards.push(e.predicted.clone());
+                        push_once(&mut backoff_shards, &e.predicted);
                         let failure = AttemptFailure {
                             now,
                             code: "MissingResult",
@@ -1298,12 +1298,7 @@ impl Pipeline {
                     match (r.error_code(), r.shard_id(), r.sequence_number()) {
                         (None, Some(shard_id), Some(seq)) => {
                             delivered_any = true;
-                            if !succeeded_shards
-                                .last()
-                                .is_some_and(|k| same_queue(k, &e.predicted))
-                            {
-                                succeeded_shards.push(e.predicted.clone());
-                            }
+                            push_once(&mut succeeded_shards, &e.predicted);
                             let shard = match landed.take() {
                                 Some(l) if *l.shard_id == *shard_id => l,
                                 _ => self.landed(&stream, shard_id),
@@ -1318,7 +1313,7 @@ impl Pipeline {
                                 Stats::add(&self.stats.throttles, 1);
                                 self.metrics.throttles.increment(1);
                             }
-                            backoff_shards.push(e.predicted.clone());
+                            push_once(&mut backoff_shards, &e.predicted);
                             let failure = AttemptFailure {
                                 now,
                                 code,
@@ -1488,6 +1483,15 @@ struct Landed {
     shard_id: Arc<str>,
     /// Its hash key range, if the map knows it.
     range: Option<HashKeyRange>,
+}
+
+/// Adds `key` to `keys` unless it is the last one there: a call's entries come in runs
+/// from one queue (see `collect`), so each queue is listed once per call, and its backoff
+/// advances one step per failed call, not one per failed Kinesis record.
+fn push_once(keys: &mut Vec<ShardKey>, key: &ShardKey) {
+    if !keys.last().is_some_and(|k| same_queue(k, key)) {
+        keys.push(key.clone());
+    }
 }
 
 /// Whether two queue keys name the same queue (pointer first: they are mostly clones).
@@ -2072,6 +2076,47 @@ mod tests {
         assert_eq!(sizes, vec![1, 2, 3]);
         assert_eq!(batch[0].items[0].attempts.len(), 5);
         assert_eq!(batch[0].items[0].calls, 0, "calls are counted by launch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_backs_its_shards_off_one_step_whatever_its_size() {
+        let config = Config {
+            aggregation: false,
+            max_buffered_time: Duration::ZERO,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            ..Config::default()
+        };
+        for throttled_records in [false, true] {
+            let mut p = mapped(config.clone());
+            let _rx: Vec<_> = (0..200)
+                .map(|i| put(&mut p, &format!("k{i}"), 10))
+                .collect();
+            let batch = p.collect(&stream(), Instant::now()).unwrap();
+            assert_eq!(batch.len(), 200);
+            let result = if throttled_records {
+                let throttled = PutRecordsResultEntry::builder()
+                    .error_code("ProvisionedThroughputExceededException")
+                    .error_message("Rate exceeded for shard")
+                    .build();
+                CallResult::Ok(vec![throttled; 200])
+            } else {
+                CallResult::Failed(CallError::retryable("InternalFailure", "boom"))
+            };
+            let start = Instant::now();
+            p.on_call_done(stream(), batch, result);
+            let wake = p.next_wake(start).unwrap();
+            // The first step: min to 2 x min (jitter), for both shards.
+            assert!(
+                wake - start <= Duration::from_millis(200),
+                "throttled records: {throttled_records}: {:?}",
+                wake - start
+            );
+            for q in p.streams["s"].shards.values() {
+                let until = q.backoff_until.expect("backing off");
+                assert!(until - start <= Duration::from_millis(200));
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
