@@ -147,7 +147,7 @@ pub enum FailureReason {
     /// every record of that stream waiting in the producer fails at once with the same
     /// reason, whether or not it was sent; records put to the stream afterwards are tried
     /// again normally (the stream may have been created, or access granted, meanwhile).
-    #[error("rejected by Kinesis: {code}: {message}")]
+    #[error("rejected: {code}: {message}")]
     Rejected {
         /// The error code: Kinesis' own, e.g. `ResourceNotFoundException`, or, for errors
         /// raised before anything was sent, `NoCredentials`,

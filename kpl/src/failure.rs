@@ -240,12 +240,15 @@ where
                 return CallError::retryable(DISPATCH_FAILURE, chain);
             }
             if let Some(ce) = find_source::<CredentialsError>(err) {
+                let message = credentials_message(ce);
                 return match ce {
-                    CredentialsError::CredentialsNotLoaded(_) => fatal_error(NO_CREDENTIALS, chain),
-                    CredentialsError::InvalidConfiguration(_) | CredentialsError::Unhandled(_) => {
-                        fatal_error(INVALID_CREDENTIALS, chain)
+                    CredentialsError::CredentialsNotLoaded(_) => {
+                        fatal_error(NO_CREDENTIALS, message)
                     }
-                    _ => CallError::retryable(CREDENTIALS_UNAVAILABLE, chain),
+                    CredentialsError::InvalidConfiguration(_) | CredentialsError::Unhandled(_) => {
+                        fatal_error(INVALID_CREDENTIALS, message)
+                    }
+                    _ => CallError::retryable(CREDENTIALS_UNAVAILABLE, message),
                 };
             }
             if mentions(err, "no identity resolver") {
@@ -267,6 +270,21 @@ where
         }
         _ => CallError::retryable(RESPONSE_ERROR, cause_chain(err.source())),
     }
+}
+
+/// What a credentials error says, short: the default chain's error lists every provider
+/// it tried, each after the same phrase, which is said once here.
+fn credentials_message(ce: &CredentialsError) -> String {
+    const NOT_ENABLED: &str = "the credential provider was not enabled";
+    let chain = match ce {
+        // "not enabled" then the list of what was tried: the list says it all.
+        CredentialsError::CredentialsNotLoaded(_) if ce.source().is_some() => {
+            whole_chain(ce.source())
+        }
+        _ => whole_chain(Some(ce)),
+    };
+    let chain = chain.replace(&format!("{NOT_ENABLED}: "), "");
+    shorten(&chain.replace(NOT_ENABLED, "not enabled"))
 }
 
 /// A fatal error that concerns the whole stream.
@@ -313,6 +331,11 @@ fn mentions(err: &(dyn StdError + 'static), needle: &str) -> bool {
 /// their own message) and the SDK's bare error kind `other`, and cut at
 /// [`MAX_MESSAGE_BYTES`].
 pub(crate) fn cause_chain(err: Option<&(dyn StdError + 'static)>) -> String {
+    shorten(&whole_chain(err))
+}
+
+/// [`cause_chain`] before it is cut.
+fn whole_chain(err: Option<&(dyn StdError + 'static)>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = err;
     while let Some(e) = next {
@@ -325,7 +348,7 @@ pub(crate) fn cause_chain(err: Option<&(dyn StdError + 'static)>) -> String {
     if parts.is_empty() {
         return "(no detail)".to_owned();
     }
-    shorten(&parts.join(": "))
+    parts.join(": ")
 }
 
 /// A multi-line message (the credentials chain lists one provider per line) on one
