@@ -321,6 +321,40 @@ impl Producer {
     /// still held) when the producer's background task ends: after
     /// [`shutdown`](Producer::shutdown), or after the last clone is dropped and its records
     /// are settled.
+    ///
+    /// A call is reported when the SDK client gives up on it: a client in the SDK's
+    /// standard retry mode (three attempts, with backoff) reports a refused connection
+    /// after its own retries, about two seconds later. The producer retries failed records
+    /// itself, so a client built with fewer attempts (e.g.
+    /// `aws_sdk_kinesis::config::retry::RetryConfig::disabled()`) loses nothing and
+    /// reports sooner.
+    ///
+    /// # Usage
+    /// ```no_run
+    /// # async fn demo(producer: kinesis_producer::Producer) {
+    /// use tokio::sync::broadcast::error::RecvError;
+    ///
+    /// let mut failures = producer.failures();
+    /// tokio::spawn(async move {
+    ///     loop {
+    ///         match failures.recv().await {
+    ///             Ok(f) if !f.throttled => eprintln!(
+    ///                 "{} to {} failed: {}: {} ({} records, {})",
+    ///                 f.operation,
+    ///                 f.stream,
+    ///                 f.code,
+    ///                 f.message,
+    ///                 f.records,
+    ///                 if f.retryable { "retrying" } else { "failed" },
+    ///             ),
+    ///             Ok(_) => {}
+    ///             Err(RecvError::Lagged(missed)) => eprintln!("{missed} reports missed"),
+    ///             Err(RecvError::Closed) => break,
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
     pub fn failures(&self) -> broadcast::Receiver<CallFailure> {
         match self.inner.failures.upgrade() {
             Some(sender) => sender.subscribe(),

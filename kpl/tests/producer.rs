@@ -686,6 +686,17 @@ async fn a_missing_stream_fails_every_record_at_once_with_a_short_stream_level_r
     assert!(["PutRecords", "ListShards"].contains(&report.operation));
     assert!(report.message.len() < 300, "{report:?}");
     producer.shutdown().await;
+    // The reports end with the producer's background task.
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(failures.recv().await, Err(RecvError::Closed)) {}
+    })
+    .await
+    .expect("the report channel closes after shutdown");
+    assert!(matches!(
+        producer.failures().recv().await,
+        Err(RecvError::Closed)
+    ));
 }
 
 /// A Kinesis client with static credentials for `endpoint`, without the SDK's own
