@@ -287,7 +287,7 @@ fn credentials_message(ce: &CredentialsError) -> String {
     shorten(&chain.replace(NOT_ENABLED, "not enabled"))
 }
 
-/// A fatal error that concerns the whole stream.
+/// A fatal error; stream-level when its code says so (see [`is_stream_level_code`]).
 fn fatal_error(code: &str, message: String) -> CallError {
     CallError {
         code: code.to_owned(),
