@@ -18,6 +18,11 @@ pub(crate) const PUT_RECORDS_MAX_SIZE: usize = 5 * 1024 * 1024;
 /// per accepted record (queue slot, outcome channel, handle, allocations) with 100-byte
 /// records (see BENCHMARKS.md, peak RSS).
 pub const RECORD_OVERHEAD_BYTES: usize = 512;
+/// Longest duration any setting accepts: 7 days. Longer ones are refused rather than
+/// overflowing the clock arithmetic they feed.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest memory budget, in bytes or records: what one tokio semaphore can count.
+pub(crate) const MAX_BUDGET: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// All settings, fixed at build time.
 #[derive(Debug, Clone)]
@@ -101,8 +106,8 @@ impl ProducerBuilder {
     }
 
     /// How long a record may wait to be aggregated and collected before it is sent.
-    /// Default 100 ms (the KPL's `RecordMaxBufferedTime`). Lower means lower latency and
-    /// smaller calls; higher means better packing.
+    /// Default 100 ms (the KPL's `RecordMaxBufferedTime`); allowed 0 (send at once) ..=
+    /// 7 days. Lower means lower latency and smaller calls; higher means better packing.
     pub fn with_max_buffered_time(mut self, t: Duration) -> Self {
         self.config.max_buffered_time = t;
         self
@@ -146,7 +151,7 @@ impl ProducerBuilder {
 
     /// How long the producer keeps trying to deliver a record before it fails with
     /// [`FailureReason::Expired`](crate::FailureReason::Expired). Default 30 s (the KPL's
-    /// `RecordTtl`).
+    /// `RecordTtl`); allowed 1 ms ..= 7 days.
     pub fn with_record_ttl(mut self, ttl: Duration) -> Self {
         self.config.record_ttl = ttl;
         self
@@ -163,13 +168,14 @@ impl ProducerBuilder {
 
     /// Memory budget: bytes held for records not yet settled, counting data, partition
     /// key and [`RECORD_OVERHEAD_BYTES`] per record. `put` waits while it is spent;
-    /// `try_put` fails fast. Default 64 MiB; at least 64 KiB.
+    /// `try_put` fails fast. Default 64 MiB; allowed 64 KiB ..= `usize::MAX >> 3` (what a
+    /// tokio semaphore counts).
     pub fn with_max_outstanding_bytes(mut self, bytes: usize) -> Self {
         self.config.max_outstanding_bytes = bytes;
         self
     }
 
-    /// Most records not yet settled. Default 1,000,000; at least 1.
+    /// Most records not yet settled. Default 1,000,000; allowed 1 ..= `usize::MAX >> 3`.
     pub fn with_max_outstanding_records(mut self, records: usize) -> Self {
         self.config.max_outstanding_records = records;
         self
@@ -210,15 +216,16 @@ impl ProducerBuilder {
     }
 
     /// How often each stream's shard map is reloaded with `ListShards` even when nothing
-    /// suggests a reshard. Default 60 s. It is also reloaded at once when a record lands
-    /// in a shard other than predicted.
+    /// suggests a reshard. Default 60 s; allowed 1 ms ..= 7 days. It is also reloaded at
+    /// once when a record lands in a shard other than predicted.
     pub fn with_shard_map_refresh_interval(mut self, every: Duration) -> Self {
         self.config.shard_map_refresh_interval = every;
         self
     }
 
     /// Bounds of the jittered exponential backoff applied to a shard after a failed put.
-    /// Default 50 ms to 2 s.
+    /// Default 50 ms to 2 s; `min` must be above zero and not above `max`, `max` at most
+    /// 7 days.
     pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.config.min_backoff = min;
         self.config.max_backoff = max;
@@ -233,7 +240,8 @@ impl ProducerBuilder {
     }
 
     /// How long one `PutRecords` call may take before it is abandoned and its records are
-    /// retried (until their TTL). Default 6 s (the KPL's `RequestTimeout`). It bounds a
+    /// retried (until their TTL). Default 6 s (the KPL's `RequestTimeout`); allowed
+    /// 1 ms ..= 7 days. It bounds a
     /// call even when the SDK client has no timeout of its own, so that a stalled endpoint
     /// cannot keep a record from its outcome.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
@@ -261,6 +269,18 @@ fn bad(setting: &'static str, value: impl ToString, reason: &'static str) -> Con
         value: value.to_string(),
         reason,
     }
+}
+
+/// A duration setting that must be above zero and at most [`MAX_DURATION`].
+fn check_duration(setting: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() || d > MAX_DURATION {
+        return Err(bad(
+            setting,
+            format!("{d:?}"),
+            "must be greater than zero and at most 7 days",
+        ));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -294,9 +314,14 @@ impl Config {
                 "must be within 1024 ..= 5242880 bytes",
             ));
         }
-        if c.record_ttl.is_zero() {
-            return Err(bad("record_ttl", "0s", "must be greater than zero"));
+        if c.max_buffered_time > MAX_DURATION {
+            return Err(bad(
+                "max_buffered_time",
+                format!("{:?}", c.max_buffered_time),
+                "must be at most 7 days",
+            ));
         }
+        check_duration("record_ttl", c.record_ttl)?;
         if !(1..=10_000).contains(&c.rate_limit_percent) {
             return Err(bad(
                 "rate_limit_percent",
@@ -304,15 +329,19 @@ impl Config {
                 "must be within 1 ..= 10000",
             ));
         }
-        if c.max_outstanding_bytes < 64 * 1024 {
+        if !(64 * 1024..=MAX_BUDGET).contains(&c.max_outstanding_bytes) {
             return Err(bad(
                 "max_outstanding_bytes",
                 c.max_outstanding_bytes,
-                "must be at least 65536 bytes",
+                "must be within 65536 ..= usize::MAX >> 3 bytes",
             ));
         }
-        if c.max_outstanding_records == 0 {
-            return Err(bad("max_outstanding_records", 0, "must be at least 1"));
+        if !(1..=MAX_BUDGET).contains(&c.max_outstanding_records) {
+            return Err(bad(
+                "max_outstanding_records",
+                c.max_outstanding_records,
+                "must be within 1 ..= usize::MAX >> 3",
+            ));
         }
         if !(1..=256).contains(&c.max_concurrent_requests) {
             return Err(bad(
@@ -326,23 +355,16 @@ impl Config {
                 return Err(bad("compression", level, "level must be within 0 ..= 9"));
             }
         }
-        if c.shard_map_refresh_interval.is_zero() {
-            return Err(bad(
-                "shard_map_refresh_interval",
-                "0s",
-                "must be greater than zero",
-            ));
-        }
-        if c.min_backoff.is_zero() || c.min_backoff > c.max_backoff {
+        check_duration("shard_map_refresh_interval", c.shard_map_refresh_interval)?;
+        if c.min_backoff.is_zero() || c.min_backoff > c.max_backoff || c.max_backoff > MAX_DURATION
+        {
             return Err(bad(
                 "backoff",
                 format!("{:?}..{:?}", c.min_backoff, c.max_backoff),
-                "min must be greater than zero and not above max",
+                "min must be greater than zero and not above max, max at most 7 days",
             ));
         }
-        if c.request_timeout.is_zero() {
-            return Err(bad("request_timeout", "0s", "must be greater than zero"));
-        }
+        check_duration("request_timeout", c.request_timeout)?;
         if !(1024..=10 * 1024 * 1024).contains(&c.max_record_size) {
             return Err(bad(
                 "max_record_size",
@@ -405,14 +427,27 @@ mod tests {
                 Box::new(|c| c.collection_max_size = 6 << 20),
             ),
             ("record_ttl", Box::new(|c| c.record_ttl = Duration::ZERO)),
+            ("record_ttl", Box::new(|c| c.record_ttl = Duration::MAX)),
+            (
+                "max_buffered_time",
+                Box::new(|c| c.max_buffered_time = MAX_DURATION + Duration::from_secs(1)),
+            ),
             ("rate_limit_percent", Box::new(|c| c.rate_limit_percent = 0)),
             (
                 "max_outstanding_bytes",
                 Box::new(|c| c.max_outstanding_bytes = 10),
             ),
             (
+                "max_outstanding_bytes",
+                Box::new(|c| c.max_outstanding_bytes = usize::MAX),
+            ),
+            (
                 "max_outstanding_records",
                 Box::new(|c| c.max_outstanding_records = 0),
+            ),
+            (
+                "max_outstanding_records",
+                Box::new(|c| c.max_outstanding_records = usize::MAX),
             ),
             (
                 "max_concurrent_requests",
@@ -424,9 +459,28 @@ mod tests {
                 Box::new(|c| c.shard_map_refresh_interval = Duration::ZERO),
             ),
             (
+                "shard_map_refresh_interval",
+                Box::new(|c| c.shard_map_refresh_interval = Duration::MAX),
+            ),
+            (
                 "backoff",
                 Box::new(|c| c.min_backoff = Duration::from_secs(5)),
             ),
+            ("backoff", Box::new(|c| c.min_backoff = Duration::ZERO)),
+            ("backoff", Box::new(|c| c.max_backoff = Duration::MAX)),
+            (
+                "request_timeout",
+                Box::new(|c| c.request_timeout = Duration::ZERO),
+            ),
+            (
+                "request_timeout",
+                Box::new(|c| c.request_timeout = Duration::MAX),
+            ),
+            (
+                "max_concurrent_requests",
+                Box::new(|c| c.max_concurrent_requests = 257),
+            ),
+            ("max_record_size", Box::new(|c| c.max_record_size = 1023)),
             (
                 "max_record_size",
                 Box::new(|c| c.max_record_size = 11 << 20),
@@ -437,5 +491,24 @@ mod tests {
             set(&mut c);
             assert_eq!(c.validate().unwrap_err().setting, name);
         }
+    }
+
+    #[test]
+    fn the_limits_themselves_are_allowed() {
+        let c = Config {
+            max_buffered_time: Duration::ZERO,
+            record_ttl: MAX_DURATION,
+            shard_map_refresh_interval: Duration::from_millis(1),
+            min_backoff: Duration::from_millis(1),
+            max_backoff: MAX_DURATION,
+            request_timeout: MAX_DURATION,
+            max_outstanding_bytes: MAX_BUDGET,
+            max_outstanding_records: MAX_BUDGET,
+            rate_limit_percent: 10_000,
+            max_concurrent_requests: 256,
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(MAX_DURATION, Duration::from_secs(604_800));
     }
 }

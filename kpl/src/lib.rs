@@ -10,6 +10,9 @@
 //!                sub-sequence, attempts }    PutRecords (≤ 500 records, ≤ 5 MiB, bounded
 //!           ◀── Failed { reason, attempts,    concurrency) ─▶ per-record results, retries
 //!                record }                     with jittered backoff until the record's TTL
+//!                                                │ a failed call (or per-record error code)
+//!  failures() ◀── CallFailure { stream, operation, code, message, retryable, records }
+//!                 as it happens; the stream's first failure after a success: warn! log
 //! ```
 //!
 //! What it adds over the KPL: every record's future resolves exactly once, with its
@@ -17,6 +20,29 @@
 //! throttling told apart; per-key ordering is available as a guarantee; user records whose
 //! aggregate landed in the wrong shard after a reshard are re-sent, not lost to the
 //! consumer's range filter.
+//!
+//! # When records fail
+//! A failed record's [`Failed`] says why the producer gave up ([`FailureReason`]) and
+//! lists every attempt; its display names the last attempt's error, e.g. `record for
+//! stream "s" not delivered after 12 attempt(s): record TTL of 30s expired before
+//! delivery; last error: DispatchFailure: io error: ... Connection refused (os error
+//! 111)`. Messages are short: Kinesis' own message, or a short cause chain for an error
+//! with no answer; the SDK's full detail is logged at `debug` level only.
+//!
+//! Errors retrying cannot fix fail records at once with [`FailureReason::Rejected`]:
+//! a stream that does not exist, access denied, missing or refused credentials
+//! (`NoCredentials` when the SDK finds none), an unusable KMS key, no region. Those that
+//! concern the whole stream ([`FailureReason::is_stream_level`]) fail every record of the
+//! stream waiting in the producer at once, instead of each being sent and refused in
+//! turn; records put to the stream later are tried again. Connection errors, timeouts,
+//! 5xx answers and throttling are retried until the record's TTL.
+//!
+//! To learn the cause before any TTL runs out, subscribe to [`Producer::failures`]: one
+//! [`CallFailure`] per failed call, and per distinct error code of a call's refused
+//! records. The producer also logs a stream's first failure after a success
+//! (`tracing::warn!`, with code and message) and its recovery (`tracing::info!`, with how
+//! many calls failed); throttling, routine for a producer that runs at its shards'
+//! limits, is counted in [`ProducerStats::throttles`] instead.
 //!
 //! # Usage
 //! ```no_run
@@ -39,6 +65,7 @@
 
 mod config;
 mod error;
+mod failure;
 mod outcome;
 mod pipeline;
 mod producer;
@@ -49,6 +76,7 @@ mod stats;
 
 pub use config::{ProducerBuilder, RECORD_OVERHEAD_BYTES};
 pub use error::{ConfigError, FailureReason, PutError};
+pub use failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 pub use outcome::{Attempt, Delivered, Failed, Outcome, PutHandle};
 pub use producer::Producer;
 pub use record::ProducerRecord;

@@ -34,19 +34,28 @@ pub struct Delivered {
 pub struct Attempt {
     /// Time from `put` to the moment the failure was known.
     pub elapsed: Duration,
-    /// The error code (`ProvisionedThroughputExceededException`, `InternalFailure`, a
-    /// transport error's kind, or `WrongShardAfterReshard` when an aggregate landed in a
-    /// shard that does not own this record's hash key and the record had to be re-sent).
+    /// The error code (`ProvisionedThroughputExceededException`, `InternalFailure`, one
+    /// of the codes the producer gives errors with no answer, listed on
+    /// [`CallFailure::code`](crate::CallFailure::code), or `WrongShardAfterReshard` when an
+    /// aggregate landed in a shard that does not own this record's hash key and the
+    /// record had to be re-sent).
     pub code: String,
-    /// The message that came with it.
+    /// The message that came with it: Kinesis' own message, or a short cause chain for
+    /// an error with no answer (at most about 256 bytes; never the SDK's debug detail or
+    /// HTTP headers, which are logged at `debug` level).
     pub message: String,
     /// Whether it was throttling.
     pub throttled: bool,
 }
 
 /// A record the producer could not deliver: the reason, every attempt, and the record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("record for stream {stream:?} not delivered after {} attempt(s): {reason}", attempts.len())]
+///
+/// Its display says the reason and, when the record was sent at least once, the last
+/// attempt's error, e.g. `record for stream "s" not delivered after 12 attempt(s): record
+/// TTL of 30s expired before delivery; last error: DispatchFailure: io error: Connection
+/// refused (os error 111)`. The last error is left out when the reason already says it
+/// (a [`FailureReason::Rejected`] with the same code and message).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {
     /// The stream it was meant for.
     pub stream: Arc<str>,
@@ -58,6 +67,38 @@ pub struct Failed {
     /// background task was torn down without settling it (the runtime shutting down).
     pub record: Option<Box<ProducerRecord>>,
 }
+
+impl Failed {
+    /// The last failed attempt (the most recent error), if the record was sent at all.
+    pub fn last_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record for stream {:?} not delivered after {} attempt(s): {}",
+            self.stream,
+            self.attempts.len(),
+            self.reason
+        )?;
+        let Some(last) = self.last_attempt() else {
+            return Ok(());
+        };
+        let said = matches!(
+            &self.reason,
+            FailureReason::Rejected { code, message } if *code == last.code && *message == last.message
+        );
+        if !said {
+            write!(f, "; last error: {}: {}", last.code, last.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failed {}
 
 /// The outcome of one record.
 pub type Outcome = Result<Delivered, Failed>;
@@ -95,5 +136,64 @@ impl Future for PutHandle {
                 record: None,
             })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(code: &str, message: &str) -> Attempt {
+        Attempt {
+            elapsed: Duration::from_millis(5),
+            code: code.to_owned(),
+            message: message.to_owned(),
+            throttled: false,
+        }
+    }
+
+    fn failed(reason: FailureReason, attempts: Vec<Attempt>) -> Failed {
+        Failed {
+            stream: Arc::from("s"),
+            reason,
+            attempts,
+            record: None,
+        }
+    }
+
+    #[test]
+    fn the_display_names_the_last_error_once() {
+        let refused = attempt(
+            "DispatchFailure",
+            "io error: Connection refused (os error 111)",
+        );
+        let expired = failed(
+            FailureReason::Expired {
+                ttl: Duration::from_secs(30),
+            },
+            vec![attempt("InternalFailure", "boom"), refused.clone()],
+        );
+        assert_eq!(expired.last_attempt(), Some(&refused));
+        assert_eq!(
+            expired.to_string(),
+            "record for stream \"s\" not delivered after 2 attempt(s): record TTL of 30s \
+             expired before delivery; last error: DispatchFailure: io error: Connection \
+             refused (os error 111)"
+        );
+        // A rejection already says its error.
+        let missing = attempt("ResourceNotFoundException", "Stream s not found.");
+        let rejected = failed(
+            FailureReason::Rejected {
+                code: missing.code.clone(),
+                message: missing.message.clone(),
+            },
+            vec![missing],
+        );
+        let text = rejected.to_string();
+        assert_eq!(text.matches("Stream s not found.").count(), 1, "{text}");
+        // Never sent: nothing more to say.
+        let never = failed(FailureReason::ShutDown, Vec::new());
+        assert_eq!(never.last_attempt(), None);
+        assert!(!never.to_string().contains("last error"));
     }
 }

@@ -16,26 +16,34 @@
 //!             others (stale shard map): reload map, re-queue
 //!    error ─▶ back to the head of its shard queue, shard backs off (jittered, exponential)
 //!             TTL over ─▶ Failed(Expired); fail_if_throttled ─▶ Failed(Throttled)
+//!  whole-call error: classified (failure.rs) ─▶ retry as above, or Failed(Rejected);
+//!    stream-level (no such stream, access, credentials, KMS) ─▶ also every record of
+//!    the stream still queued here: Failed(Rejected) at once
+//!  every failed call (and each distinct per-record error code of a call) ─▶ one
+//!    CallFailure report on the failures broadcast; warn! on a stream's first failure
+//!    after a success, info! when its calls succeed again
 //! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
-use aws_sdk_kinesis::operation::put_records::PutRecordsError;
+use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 use aws_sdk_kinesis::Client;
 use aws_smithy_types::Blob;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kinesis_agg::{Aggregator, HashKey, HashKeyRange, KinesisRecord, UserRecord};
 use smallvec::SmallVec;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{Config, SHARD_BYTES_PER_SEC, SHARD_RECORDS_PER_SEC};
 use crate::error::FailureReason;
+use crate::failure::{
+    classify, is_throttling_code, shorten, CallError, CallFailure, REQUEST_TIMEOUT,
+};
 use crate::metric_names as m;
 use crate::outcome::{Attempt, Delivered, Failed, Outcome};
 use crate::rate_limit::ShardLimiter;
@@ -155,18 +163,17 @@ impl Entry {
     }
 }
 
+/// The operation names in failure reports and logs.
+const PUT_RECORDS: &str = "PutRecords";
+const LIST_SHARDS: &str = "ListShards";
+
 /// What a `PutRecords` call returned.
 #[derive(Debug)]
 enum CallResult {
     /// Per-record results, in request order.
     Ok(Vec<PutRecordsResultEntry>),
-    /// The whole call failed; `fatal` if retrying cannot help.
-    Failed {
-        code: String,
-        message: String,
-        throttled: bool,
-        fatal: bool,
-    },
+    /// The whole call failed.
+    Failed(CallError),
 }
 
 /// Messages from the tasks the pipeline spawns.
@@ -179,7 +186,7 @@ enum Event {
     },
     ShardMap {
         stream: Arc<str>,
-        result: Result<ShardMap, String>,
+        result: Result<ShardMap, CallError>,
     },
 }
 
@@ -249,7 +256,7 @@ struct StreamState {
     /// The last shard map loaded, if any.
     map: Option<Arc<ShardMap>>,
     /// The last load's error, while there is no map.
-    map_error: Option<String>,
+    map_error: Option<CallError>,
     /// A load is under way.
     refreshing: bool,
     /// When to load the map again.
@@ -260,6 +267,19 @@ struct StreamState {
     parked: Vec<Item>,
     /// Records delivered into a shard the map does not know yet: judged on the next map.
     unverified: Vec<(Arc<str>, Arc<str>, u64, Item)>,
+    /// `PutRecords` calls failed (throttling aside) since the last one that delivered.
+    put_failures: Streak,
+    /// `ListShards` calls failed since the last one that loaded a map.
+    list_failures: Streak,
+}
+
+/// Failed calls of one operation to one stream since it last succeeded, for the logs.
+#[derive(Debug, Default, Clone, Copy)]
+struct Streak {
+    /// Calls failed; 0 while the operation succeeds.
+    calls: u64,
+    /// User records in them.
+    records: u64,
 }
 
 /// Handles to the metrics, resolved once (install a recorder before building the producer).
@@ -342,6 +362,8 @@ pub(crate) struct Pipeline {
     /// unaggregated records is a ~190 KB allocation, and allocating and freeing one per
     /// call makes glibc consolidate its free lists each time.
     batch_pool: Vec<Vec<Entry>>,
+    /// Failed calls, as they happen, to `Producer::failures` subscribers.
+    failures: broadcast::Sender<CallFailure>,
 }
 
 /// Emptied batches kept for reuse (see `Pipeline::batch_pool`).
@@ -362,6 +384,7 @@ impl Pipeline {
         config: Config,
         commands: mpsc::UnboundedReceiver<Command>,
         stats: Arc<Stats>,
+        failures: broadcast::Sender<CallFailure>,
     ) -> Self {
         let (events_tx, events) = mpsc::unbounded_channel();
         let aggregator = Aggregator::builder()
@@ -397,6 +420,7 @@ impl Pipeline {
             backoff_builder,
             released: None,
             batch_pool: Vec::new(),
+            failures,
         }
     }
 
@@ -520,6 +544,8 @@ impl Pipeline {
                 shards: FastMap::default(),
                 parked: Vec::new(),
                 unverified: Vec::new(),
+                put_failures: Streak::default(),
+                list_failures: Streak::default(),
             };
             self.streams.insert(name, state);
         }
@@ -579,6 +605,111 @@ impl Pipeline {
         }
         for item in expired {
             self.fail(item, FailureReason::Expired { ttl });
+        }
+    }
+
+    /// A call for `stream` was refused for a reason that concerns the whole stream: every
+    /// record of the stream still queued here (waiting, backing off, or parked for a
+    /// re-route) fails with the same reason, instead of being sent to be refused in turn.
+    /// Records in calls under way settle with their own call. Returns how many failed.
+    fn fail_stream(&mut self, stream: &Arc<str>, err: &CallError) -> usize {
+        let Some(state) = self.streams.get_mut(stream) else {
+            return 0;
+        };
+        let mut doomed = Vec::new();
+        for q in state.shards.values_mut() {
+            while let Some(item) = q.pop_front() {
+                doomed.push(item);
+            }
+        }
+        doomed.append(&mut state.parked);
+        let n = doomed.len();
+        for item in doomed {
+            let reason = FailureReason::Rejected {
+                code: err.code.clone(),
+                message: err.message.clone(),
+            };
+            self.fail(item, reason);
+        }
+        n
+    }
+
+    // ---- failure reports --------------------------------------------------------------
+
+    /// Sends one failure report to the subscribers, if there are any (building it costs
+    /// two small allocations; with no subscriber nothing is built).
+    fn report(
+        &self,
+        stream: &Arc<str>,
+        operation: &'static str,
+        err: &CallError,
+        retryable: bool,
+        records: usize,
+    ) {
+        if self.failures.receiver_count() == 0 {
+            return;
+        }
+        let _ = self.failures.send(CallFailure {
+            stream: stream.clone(),
+            operation,
+            code: err.code.clone(),
+            message: err.message.clone(),
+            retryable,
+            throttled: err.throttled,
+            records,
+        });
+    }
+
+    /// A call of `operation` to `stream` failed with `err` (throttling is not counted
+    /// here: it is routine, counted in the stats): the first failure after a success is
+    /// logged as a warning, later ones only counted.
+    fn streak_failed(
+        &mut self,
+        stream: &Arc<str>,
+        operation: &'static str,
+        err: &CallError,
+        records: usize,
+    ) {
+        let Some(state) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let streak = match operation {
+            PUT_RECORDS => &mut state.put_failures,
+            _ => &mut state.list_failures,
+        };
+        if streak.calls == 0 {
+            tracing::warn!(
+                stream = %stream,
+                operation,
+                code = %err.code,
+                message = %err.message,
+                retryable = !err.fatal,
+                "Kinesis call failed (further failures of this operation on this stream are \
+                 counted, not logged, until a call succeeds)"
+            );
+        }
+        streak.calls += 1;
+        streak.records += records as u64;
+    }
+
+    /// A call of `operation` to `stream` succeeded: if calls had failed, say so once.
+    fn streak_ended(&mut self, stream: &Arc<str>, operation: &'static str) {
+        let Some(state) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let streak = match operation {
+            PUT_RECORDS => &mut state.put_failures,
+            _ => &mut state.list_failures,
+        };
+        if streak.calls > 0 {
+            tracing::info!(
+                stream = %stream,
+                operation,
+                failed_calls = streak.calls,
+                records_in_failed_calls = streak.records,
+                "Kinesis calls succeed again"
+            );
+            *streak = Streak::default();
         }
     }
 
@@ -653,8 +784,9 @@ impl Pipeline {
                     let result = tokio::time::timeout(timeout, ShardMap::load(&client, &stream))
                         .await
                         .unwrap_or_else(|_| {
-                            Err(format!(
-                                "ListShards for {stream}: no answer within {timeout:?}"
+                            Err(CallError::retryable(
+                                REQUEST_TIMEOUT,
+                                format!("ListShards did not answer within {timeout:?}"),
                             ))
                         });
                     let _ = events.send(Event::ShardMap { stream, result });
@@ -671,7 +803,7 @@ impl Pipeline {
         }
     }
 
-    fn on_shard_map(&mut self, stream: Arc<str>, result: Result<ShardMap, String>) {
+    fn on_shard_map(&mut self, stream: Arc<str>, result: Result<ShardMap, CallError>) {
         let now = Instant::now();
         let interval = self.config.shard_map_refresh_interval;
         let config = self.config.clone();
@@ -682,14 +814,13 @@ impl Pipeline {
         let map = match result {
             Ok(map) => map,
             Err(e) => {
-                tracing::warn!(stream = %stream, error = %e, "shard map load failed");
-                state.map_error = Some(e);
-                // Try again soon; records keep flowing unaggregated meanwhile.
-                state.next_refresh = now + Duration::from_secs(1).min(interval);
+                self.shard_map_failed(&stream, e, now);
                 return;
             }
         };
         Stats::add(&self.stats.shard_map_loads, 1);
+        self.streak_ended(&stream, LIST_SHARDS);
+        let state = self.streams.get_mut(&stream).expect("looked up above");
         state.map_error = None;
         state.next_refresh = now + interval;
         let changed = state
@@ -737,6 +868,34 @@ impl Pipeline {
         for item in wrong {
             self.misrouted(item);
         }
+    }
+
+    /// `ListShards` failed. Records keep flowing unaggregated meanwhile, except when the
+    /// error concerns the whole stream: then the stream's queued records fail at once
+    /// (access denied is the exception: `ListShards` needs a permission of its own that
+    /// a writer may lack, so it only makes the producer ask less often).
+    fn shard_map_failed(&mut self, stream: &Arc<str>, e: CallError, now: Instant) {
+        let interval = self.config.shard_map_refresh_interval;
+        let access_denied = matches!(e.code.as_str(), "AccessDeniedException" | "AccessDenied");
+        let fails_stream = e.stream_level && !access_denied;
+        let failed = if fails_stream {
+            self.fail_stream(stream, &e)
+        } else {
+            0
+        };
+        self.report(stream, LIST_SHARDS, &e, !e.fatal, failed);
+        self.streak_failed(stream, LIST_SHARDS, &e, failed);
+        let Some(state) = self.streams.get_mut(stream) else {
+            return;
+        };
+        // Try again soon (the stream may be created meanwhile), unless asking again soon
+        // cannot help.
+        state.next_refresh = if access_denied {
+            now + interval
+        } else {
+            now + Duration::from_secs(1).min(interval)
+        };
+        state.map_error = Some(e);
     }
 
     /// A user record whose aggregate landed in a shard that does not own it: send again.
@@ -1004,17 +1163,17 @@ impl Pipeline {
                     .send();
                 let result = match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(out)) => CallResult::Ok(out.records),
-                    Ok(Err(e)) => classify(e),
-                    Err(_) => CallResult::Failed {
-                        code: "RequestTimeout".to_owned(),
-                        message: format!("PutRecords did not answer within {timeout:?}"),
-                        throttled: false,
-                        fatal: false,
-                    },
+                    Ok(Err(e)) => {
+                        // The SDK's whole story (HTTP headers and all) is for debugging
+                        // only; outcomes and reports carry the short classification.
+                        tracing::debug!(error = %DisplayErrorContext(&e), "PutRecords failed");
+                        CallResult::Failed(classify(&e))
+                    }
+                    Err(_) => CallResult::Failed(CallError::retryable(
+                        REQUEST_TIMEOUT,
+                        format!("PutRecords did not answer within {timeout:?}"),
+                    )),
                 };
-                if let CallResult::Failed { code, message, .. } = &result {
-                    tracing::debug!(%code, %message, "PutRecords failed");
-                }
                 // The pipeline outlives its calls, so this send only fails if the task
                 // was torn down with the runtime; the records' handles then resolve as
                 // shut down.
@@ -1044,15 +1203,16 @@ impl Pipeline {
     }
 
     fn on_call_done(&mut self, stream: Arc<str>, mut entries: Vec<Entry>, result: CallResult) {
+        let user_records: usize = entries.iter().map(|e| e.items.len()).sum();
         // One invalid record fails a whole call with ValidationException, and an endpoint
         // with a smaller body limit than Kinesis refuses a full call with 413: split the
         // call, so that the valid records in it are still delivered.
-        if let CallResult::Failed {
-            code, fatal: true, ..
-        } = &result
-        {
-            let splittable = code == "ValidationException" || code == REQUEST_TOO_LARGE;
+        if let CallResult::Failed(err) = &result {
+            let splittable =
+                err.fatal && (err.code == "ValidationException" || err.code == REQUEST_TOO_LARGE);
             if splittable && entries.len() > 1 && !self.commands_closed {
+                // Retryable as far as its records go: they are sent again, in halves.
+                self.report(&stream, PUT_RECORDS, err, true, user_records);
                 let mut first = entries;
                 let second = first.split_off(first.len() / 2);
                 // Each half goes out as a call of its own; the shards' in-flight counts
@@ -1082,37 +1242,48 @@ impl Pipeline {
             }
         }
         match result {
-            CallResult::Failed {
-                code,
-                message,
-                throttled,
-                fatal,
-            } => {
-                if throttled {
+            CallResult::Failed(err) => {
+                if err.throttled {
                     Stats::add(&self.stats.throttles, 1);
                     self.metrics.throttles.increment(1);
                 }
+                let failure = AttemptFailure {
+                    now,
+                    code: &err.code,
+                    message: &err.message,
+                    throttled: err.throttled,
+                    fatal: err.fatal,
+                };
                 for e in entries.drain(..) {
-                    backoff_shards.push(e.predicted.clone());
-                    let failure = AttemptFailure {
-                        now,
-                        code: &code,
-                        message: &message,
-                        throttled,
-                        fatal,
-                    };
+                    push_once(&mut backoff_shards, &e.predicted);
                     self.entry_failed(e, &failure, &mut retry);
+                }
+                let mut records = user_records;
+                if err.stream_level {
+                    records += self.fail_stream(&stream, &err);
+                }
+                // The records fail at once when the error is fatal, or throttling under
+                // `fail_if_throttled`; otherwise they are tried again.
+                let fail_now = err.fatal || (err.throttled && self.config.fail_if_throttled);
+                let retryable = !fail_now;
+                self.report(&stream, PUT_RECORDS, &err, retryable, records);
+                if !err.throttled {
+                    self.streak_failed(&stream, PUT_RECORDS, &err, records);
                 }
             }
             CallResult::Ok(results) => {
                 let mut results = results.into_iter();
+                // Per-record errors by code, for one report per code (throttling can
+                // refuse thousands of records a second).
+                let mut record_errors: SmallVec<[(CallError, usize); 2]> = SmallVec::new();
+                let mut delivered_any = false;
                 // The shard the previous record landed in: consecutive records mostly
                 // land in the same one, so it is looked up once per run.
                 let mut landed: Option<Landed> = None;
                 for e in entries.drain(..) {
                     let Some(r) = results.next() else {
                         // Fewer results than records: treat the rest as failed.
-                        backoff_shards.push(e.predicted.clone());
+                        push_once(&mut backoff_shards, &e.predicted);
                         let failure = AttemptFailure {
                             now,
                             code: "MissingResult",
@@ -1120,17 +1291,14 @@ impl Pipeline {
                             throttled: false,
                             fatal: false,
                         };
+                        tally(&mut record_errors, &failure, e.items.len());
                         self.entry_failed(e, &failure, &mut retry);
                         continue;
                     };
                     match (r.error_code(), r.shard_id(), r.sequence_number()) {
                         (None, Some(shard_id), Some(seq)) => {
-                            if !succeeded_shards
-                                .last()
-                                .is_some_and(|k| same_queue(k, &e.predicted))
-                            {
-                                succeeded_shards.push(e.predicted.clone());
-                            }
+                            delivered_any = true;
+                            push_once(&mut succeeded_shards, &e.predicted);
                             let shard = match landed.take() {
                                 Some(l) if *l.shard_id == *shard_id => l,
                                 _ => self.landed(&stream, shard_id),
@@ -1139,24 +1307,41 @@ impl Pipeline {
                             landed = Some(shard);
                         }
                         (code, _, _) => {
-                            let code = code.unwrap_or("MissingSequenceNumber").to_owned();
-                            let throttled = code == "ProvisionedThroughputExceededException"
-                                || code == "KMSThrottlingException";
+                            let code = code.unwrap_or("MissingSequenceNumber");
+                            let throttled = is_throttling_code(code);
                             if throttled {
                                 Stats::add(&self.stats.throttles, 1);
                                 self.metrics.throttles.increment(1);
                             }
-                            backoff_shards.push(e.predicted.clone());
+                            push_once(&mut backoff_shards, &e.predicted);
                             let failure = AttemptFailure {
                                 now,
-                                code: &code,
+                                code,
                                 message: r.error_message().unwrap_or_default(),
                                 throttled,
                                 fatal: false,
                             };
+                            tally(&mut record_errors, &failure, e.items.len());
                             self.entry_failed(e, &failure, &mut retry);
                         }
                     }
+                }
+                let fail_if_throttled = self.config.fail_if_throttled;
+                for (err, records) in &record_errors {
+                    let retryable = !(err.throttled && fail_if_throttled);
+                    self.report(&stream, PUT_RECORDS, err, retryable, *records);
+                }
+                match record_errors.iter().find(|(e, _)| !e.throttled) {
+                    Some((err, _)) => {
+                        let records = record_errors
+                            .iter()
+                            .filter(|(e, _)| !e.throttled)
+                            .map(|(_, n)| n)
+                            .sum();
+                        self.streak_failed(&stream, PUT_RECORDS, err, records);
+                    }
+                    None if delivered_any => self.streak_ended(&stream, PUT_RECORDS),
+                    None => {}
                 }
             }
         }
@@ -1300,6 +1485,15 @@ struct Landed {
     range: Option<HashKeyRange>,
 }
 
+/// Adds `key` to `keys` unless it is the last one there: a call's entries come in runs
+/// from one queue (see `collect`), so each queue is listed once per call, and its backoff
+/// advances one step per failed call, not one per failed Kinesis record.
+fn push_once(keys: &mut Vec<ShardKey>, key: &ShardKey) {
+    if !keys.last().is_some_and(|k| same_queue(k, key)) {
+        keys.push(key.clone());
+    }
+}
+
 /// Whether two queue keys name the same queue (pointer first: they are mostly clones).
 fn same_queue(a: &ShardKey, b: &ShardKey) -> bool {
     match (a, b) {
@@ -1377,65 +1571,25 @@ fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKe
     }
 }
 
-/// Sorts a failed call into retryable or fatal, throttling or not.
-fn classify(err: SdkError<PutRecordsError>) -> CallResult {
-    let message = DisplayErrorContext(&err).to_string();
-    match &err {
-        SdkError::ServiceError(se) if se.raw().status().as_u16() == 413 => CallResult::Failed {
-            code: REQUEST_TOO_LARGE.to_owned(),
-            message,
-            throttled: false,
-            fatal: true,
-        },
-        SdkError::ServiceError(se) => {
-            let e = se.err();
-            let code = e.meta().code().unwrap_or("Unknown").to_owned();
-            let throttled = e.is_provisioned_throughput_exceeded_exception()
-                || e.is_kms_throttling_exception()
-                || code == "ThrottlingException"
-                || code == "LimitExceededException";
-            let fatal = e.is_resource_not_found_exception()
-                || e.is_access_denied_exception()
-                || e.is_invalid_argument_exception()
-                || e.is_kms_access_denied_exception()
-                || e.is_kms_disabled_exception()
-                || e.is_kms_not_found_exception()
-                || e.is_kms_opt_in_required()
-                || e.is_kms_invalid_state_exception()
-                || matches!(
-                    code.as_str(),
-                    "ValidationException"
-                        | "UnrecognizedClientException"
-                        | "InvalidSignatureException"
-                        | "AccessDeniedException"
-                        | "ExpiredTokenException"
-                        | "SerializationException"
-                );
-            CallResult::Failed {
-                code,
-                message,
-                throttled,
-                fatal,
-            }
-        }
-        SdkError::TimeoutError(_) => CallResult::Failed {
-            code: "Timeout".to_owned(),
-            message,
-            throttled: false,
-            fatal: false,
-        },
-        SdkError::DispatchFailure(_) => CallResult::Failed {
-            code: "DispatchFailure".to_owned(),
-            message,
-            throttled: false,
-            fatal: false,
-        },
-        _ => CallResult::Failed {
-            code: "ResponseError".to_owned(),
-            message,
-            throttled: false,
-            fatal: false,
-        },
+/// Counts the user records of one failed Kinesis record under its error code: one
+/// report per distinct code of a call.
+fn tally(
+    errors: &mut SmallVec<[(CallError, usize); 2]>,
+    failure: &AttemptFailure<'_>,
+    records: usize,
+) {
+    match errors.iter_mut().find(|(e, _)| e.code == failure.code) {
+        Some((_, n)) => *n += records,
+        None => errors.push((
+            CallError {
+                code: failure.code.to_owned(),
+                message: shorten(failure.message),
+                throttled: failure.throttled,
+                fatal: failure.fatal,
+                stream_level: false,
+            },
+            records,
+        )),
     }
 }
 
@@ -1466,7 +1620,20 @@ mod tests {
 
     fn pipeline(config: Config) -> Pipeline {
         let (_tx, rx) = mpsc::unbounded_channel();
-        Pipeline::new(client(), config, rx, Arc::new(Stats::default()))
+        let (failures, _) = broadcast::channel(16);
+        Pipeline::new(client(), config, rx, Arc::new(Stats::default()), failures)
+    }
+
+    /// A fatal error as `classify` makes it for a service error with this code.
+    fn rejected(code: &str, message: &str) -> CallError {
+        let stream_level = crate::failure::is_stream_level_code(code);
+        CallError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            throttled: false,
+            fatal: true,
+            stream_level,
+        }
     }
 
     fn two_shards() -> ShardMap {
@@ -1494,10 +1661,14 @@ mod tests {
         });
 
     fn item(pk: &str, size: usize) -> (Item, oneshot::Receiver<Outcome>) {
+        item_for("s", pk, size)
+    }
+
+    fn item_for(stream: &str, pk: &str, size: usize) -> (Item, oneshot::Receiver<Outcome>) {
         let record = UserRecord::new(pk, vec![b'x'; size]).unwrap();
         let (tx, rx) = oneshot::channel();
         let item = Item {
-            stream: Arc::from("s"),
+            stream: Arc::from(stream),
             hash_key: record.hash_key(),
             record,
             tx,
@@ -1530,6 +1701,256 @@ mod tests {
 
     fn stream() -> Arc<str> {
         Arc::from("s")
+    }
+
+    fn put_to(p: &mut Pipeline, stream: &str, pk: &str) -> oneshot::Receiver<Outcome> {
+        let (item, rx) = item_for(stream, pk, 10);
+        p.on_command(Command::Put(item));
+        rx
+    }
+
+    /// Every report sent so far.
+    fn drain_reports(rx: &mut broadcast::Receiver<CallFailure>) -> Vec<CallFailure> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    /// A successful result for every entry of `batch`.
+    fn all_ok(batch: &[Entry]) -> Vec<PutRecordsResultEntry> {
+        batch
+            .iter()
+            .map(|e| {
+                PutRecordsResultEntry::builder()
+                    .shard_id(e.predicted.as_deref().unwrap())
+                    .sequence_number("1")
+                    .build()
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_level_rejection_fails_the_queued_records_of_that_stream_only() {
+        let config = Config {
+            aggregation: false,
+            max_buffered_time: Duration::ZERO,
+            collection_max_count: 1,
+            ..Config::default()
+        };
+        let mut p = mapped(config);
+        p.stream_state("t");
+        p.on_shard_map(Arc::from("t"), Ok(two_shards()));
+        let mut reports_rx = p.failures.subscribe();
+        let mut s_rx: Vec<_> = (0..4)
+            .map(|i| put_to(&mut p, "s", &format!("k{i}")))
+            .collect();
+        let mut t_rx: Vec<_> = (0..2)
+            .map(|i| put_to(&mut p, "t", &format!("k{i}")))
+            .collect();
+
+        // A record Kinesis refuses on its own fails alone.
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 1);
+        p.on_call_done(
+            stream(),
+            batch,
+            CallResult::Failed(rejected("ValidationException", "bad key")),
+        );
+        let failed: Vec<_> = s_rx.iter_mut().filter_map(|r| r.try_recv().ok()).collect();
+        assert_eq!(failed.len(), 1);
+        assert!(!failed[0].as_ref().unwrap_err().reason.is_stream_level());
+        assert_eq!(p.outstanding(), 5);
+
+        // The stream does not exist: its queued records fail with the call's, at once.
+        tokio::time::advance(Duration::from_secs(3)).await; // past the backoff
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 1, "two records of s stay queued");
+        let missing = rejected("ResourceNotFoundException", "Stream s not found");
+        p.on_call_done(stream(), batch, CallResult::Failed(missing));
+        let failed: Vec<_> = s_rx.iter_mut().filter_map(|r| r.try_recv().ok()).collect();
+        assert_eq!(failed.len(), 3, "the one sent and the two queued");
+        for f in &failed {
+            let f = f.as_ref().unwrap_err();
+            assert!(f.reason.is_stream_level(), "{f}");
+            assert!(!f.reason.is_retryable());
+            assert!(matches!(
+                &f.reason,
+                FailureReason::Rejected { code, message }
+                    if code == "ResourceNotFoundException" && message == "Stream s not found"
+            ));
+        }
+        // The other stream is untouched and still sends.
+        assert!(t_rx.iter_mut().all(|r| r.try_recv().is_err()));
+        assert_eq!(p.outstanding(), 2);
+        assert!(p.collect(&Arc::from("t"), Instant::now()).is_some());
+
+        let reports = drain_reports(&mut reports_rx);
+        assert_eq!(reports.len(), 2, "{reports:?}");
+        assert_eq!(
+            (
+                reports[0].code.as_str(),
+                reports[0].records,
+                reports[0].retryable
+            ),
+            ("ValidationException", 1, false)
+        );
+        assert_eq!(
+            (
+                reports[1].code.as_str(),
+                reports[1].records,
+                reports[1].retryable
+            ),
+            ("ResourceNotFoundException", 3, false)
+        );
+        assert_eq!(reports[1].operation, "PutRecords");
+        assert_eq!(&*reports[1].stream, "s");
+
+        // Records put to the stream later are tried again.
+        let mut later = put_to(&mut p, "s", "k9");
+        assert!(later.try_recv().is_err());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(p.collect(&stream(), Instant::now()).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_shards_refusal_fails_the_stream_unless_only_listing_is_denied() {
+        let mut p = pipeline(Config::default());
+        p.stream_state("s");
+        p.stream_state("t");
+        let mut reports_rx = p.failures.subscribe();
+        let mut s_rx: Vec<_> = (0..3)
+            .map(|i| put_to(&mut p, "s", &format!("k{i}")))
+            .collect();
+        let mut t_rx = put_to(&mut p, "t", "k");
+        // ListShards may be denied to a client that may write: keep sending unaggregated.
+        let denied = rejected("AccessDeniedException", "not allowed to list");
+        p.on_shard_map(Arc::from("t"), Err(denied));
+        assert!(t_rx.try_recv().is_err());
+        assert_eq!(
+            p.streams["t"].next_refresh,
+            Instant::now() + Duration::from_secs(60),
+            "asked again only at the refresh interval"
+        );
+        let missing = rejected("ResourceNotFoundException", "Stream s not found");
+        p.on_shard_map(stream(), Err(missing));
+        for r in &mut s_rx {
+            let f = r.try_recv().unwrap().unwrap_err();
+            assert!(f.reason.is_stream_level());
+            assert!(f.attempts.is_empty(), "never sent");
+        }
+        assert_eq!(
+            p.streams["s"].next_refresh,
+            Instant::now() + Duration::from_secs(1)
+        );
+        let reports = drain_reports(&mut reports_rx);
+        let summary: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                (
+                    &*r.stream,
+                    r.operation,
+                    r.code.as_str(),
+                    r.records,
+                    r.retryable,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("t", "ListShards", "AccessDeniedException", 0, false),
+                ("s", "ListShards", "ResourceNotFoundException", 3, false),
+            ]
+        );
+        // A temporary failure is reported as such and fails nothing.
+        let mut late = put_to(&mut p, "s", "k");
+        let refused = CallError::retryable(crate::failure::DISPATCH_FAILURE, "io error");
+        p.on_shard_map(stream(), Err(refused));
+        assert!(late.try_recv().is_err());
+        let reports = drain_reports(&mut reports_rx);
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].retryable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_reports_are_one_per_call_and_per_distinct_record_error() {
+        let config = Config {
+            aggregation: false,
+            max_buffered_time: Duration::ZERO,
+            ..Config::default()
+        };
+        let mut p = mapped(config);
+        // Nobody listens: reporting is skipped, nothing breaks.
+        let _rx: Vec<_> = (0..2).map(|i| put(&mut p, &format!("a{i}"), 10)).collect();
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        p.on_call_done(
+            stream(),
+            batch,
+            CallResult::Failed(CallError::retryable("InternalFailure", "boom")),
+        );
+        assert_eq!(p.streams["s"].put_failures.calls, 1);
+
+        let mut reports_rx = p.failures.subscribe();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let _rx: Vec<_> = (0..6).map(|i| put(&mut p, &format!("k{i}"), 10)).collect();
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 8);
+        let throttled = || {
+            PutRecordsResultEntry::builder()
+                .error_code("ProvisionedThroughputExceededException")
+                .error_message("Rate exceeded for shard")
+                .build()
+        };
+        let internal = || {
+            PutRecordsResultEntry::builder()
+                .error_code("InternalFailure")
+                .error_message("Internal service failure.")
+                .build()
+        };
+        let mut results = all_ok(&batch);
+        for i in [0, 2, 4, 6] {
+            results[i] = throttled();
+        }
+        for i in [1, 5] {
+            results[i] = internal();
+        }
+        p.on_call_done(stream(), batch, CallResult::Ok(results));
+        let reports = drain_reports(&mut reports_rx);
+        let summary: Vec<_> = reports
+            .iter()
+            .map(|r| (r.code.as_str(), r.records, r.throttled, r.retryable))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("ProvisionedThroughputExceededException", 4, true, true),
+                ("InternalFailure", 2, false, true),
+            ]
+        );
+        assert_eq!(reports[1].message, "Internal service failure.");
+        assert_eq!(p.streams["s"].put_failures.calls, 2, "still failing");
+
+        // One report for a whole failed call, whatever its size.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 6);
+        let refused = CallError::retryable(crate::failure::DISPATCH_FAILURE, "io error");
+        p.on_call_done(stream(), batch, CallResult::Failed(refused));
+        let reports = drain_reports(&mut reports_rx);
+        assert_eq!(reports.len(), 1);
+        assert_eq!((reports[0].records, reports[0].retryable), (6, true));
+        assert_eq!(p.streams["s"].put_failures.calls, 3);
+
+        // A clean call ends the streak; throttling alone neither starts nor ends one.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        let results = all_ok(&batch);
+        p.on_call_done(stream(), batch, CallResult::Ok(results));
+        assert_eq!(p.streams["s"].put_failures.calls, 0);
+        assert!(drain_reports(&mut reports_rx).is_empty());
+        let _rx = put(&mut p, "x", 10);
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        p.on_call_done(stream(), batch, CallResult::Ok(vec![throttled()]));
+        assert_eq!(p.streams["s"].put_failures.calls, 0);
+        assert_eq!(drain_reports(&mut reports_rx).len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1625,12 +2046,7 @@ mod tests {
             let batch = p.collect(&stream(), Instant::now()).expect("sendable");
             p.in_flight_calls += 1;
             p.in_flight_calls -= 1;
-            let failed = CallResult::Failed {
-                code: "InternalFailure".into(),
-                message: "boom".into(),
-                throttled: false,
-                fatal: false,
-            };
+            let failed = CallResult::Failed(CallError::retryable("InternalFailure", "boom"));
             let start = Instant::now();
             p.on_call_done(stream(), batch, failed);
             assert!(
@@ -1663,6 +2079,47 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_failed_call_backs_its_shards_off_one_step_whatever_its_size() {
+        let config = Config {
+            aggregation: false,
+            max_buffered_time: Duration::ZERO,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            ..Config::default()
+        };
+        for throttled_records in [false, true] {
+            let mut p = mapped(config.clone());
+            let _rx: Vec<_> = (0..200)
+                .map(|i| put(&mut p, &format!("k{i}"), 10))
+                .collect();
+            let batch = p.collect(&stream(), Instant::now()).unwrap();
+            assert_eq!(batch.len(), 200);
+            let result = if throttled_records {
+                let throttled = PutRecordsResultEntry::builder()
+                    .error_code("ProvisionedThroughputExceededException")
+                    .error_message("Rate exceeded for shard")
+                    .build();
+                CallResult::Ok(vec![throttled; 200])
+            } else {
+                CallResult::Failed(CallError::retryable("InternalFailure", "boom"))
+            };
+            let start = Instant::now();
+            p.on_call_done(stream(), batch, result);
+            let wake = p.next_wake(start).unwrap();
+            // The first step: min to 2 x min (jitter), for both shards.
+            assert!(
+                wake - start <= Duration::from_millis(200),
+                "throttled records: {throttled_records}: {:?}",
+                wake - start
+            );
+            for q in p.streams["s"].shards.values() {
+                let until = q.backoff_until.expect("backing off");
+                assert!(until - start <= Duration::from_millis(200));
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_call_refused_as_too_large_or_invalid_is_split_not_failed() {
         let config = Config {
             aggregation: false,
@@ -1674,12 +2131,7 @@ mod tests {
         for code in [REQUEST_TOO_LARGE, "ValidationException"] {
             let batch = p.collect(&stream(), Instant::now()).expect("due");
             assert_eq!(batch.len(), 4);
-            let refused = CallResult::Failed {
-                code: code.into(),
-                message: "no".into(),
-                throttled: false,
-                fatal: true,
-            };
+            let refused = CallResult::Failed(rejected(code, "no"));
             p.on_call_done(stream(), batch, refused);
             assert_eq!(p.in_flight_calls, 2, "{code}: split into two calls");
             assert!(
@@ -1719,12 +2171,7 @@ mod tests {
         p.on_call_done(
             stream(),
             batch,
-            CallResult::Failed {
-                code: "ValidationException".into(),
-                message: "bad key".into(),
-                throttled: false,
-                fatal: true,
-            },
+            CallResult::Failed(rejected("ValidationException", "bad key")),
         );
         let failed: Vec<_> = rx.iter_mut().filter_map(|r| r.try_recv().ok()).collect();
         assert_eq!(failed.len(), 1);

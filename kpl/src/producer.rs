@@ -1,16 +1,17 @@
-//! The public handle: `put`, `try_put`, `flush`, `shutdown`.
+//! The public handle: `put`, `try_put`, `flush`, `shutdown`, and the failure reports.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_kinesis::Client;
 use kinesis_agg::{check_partition_key, HashKey, UserRecord};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Config, ProducerBuilder, RECORD_OVERHEAD_BYTES};
-use crate::error::PutError;
+use crate::error::{check_stream_name, PutError};
+use crate::failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 use crate::outcome::PutHandle;
 use crate::pipeline::{Command, Item, Pipeline};
 use crate::record::ProducerRecord;
@@ -52,6 +53,9 @@ struct Inner {
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     /// Stream names handed out in outcomes, shared instead of allocated per record.
     stream_names: std::sync::Mutex<Vec<Arc<str>>>,
+    /// Subscribes to the pipeline's failure reports. Weak: the pipeline task holds the
+    /// only sender, so subscribers see the channel close when the pipeline stops.
+    failures: broadcast::WeakSender<CallFailure>,
 }
 
 impl Inner {
@@ -79,6 +83,7 @@ impl Producer {
 
     pub(crate) fn start(client: Client, config: Config) -> Producer {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (failures, _) = broadcast::channel(FAILURE_REPORTS_CAPACITY);
         let stats = Arc::new(Stats::default());
         let records_budget = Arc::new(Semaphore::new(config.max_outstanding_records));
         let bytes_budget = Arc::new(Semaphore::new(config.max_outstanding_bytes));
@@ -92,8 +97,9 @@ impl Producer {
             closed: AtomicBool::new(false),
             task: tokio::sync::Mutex::new(None),
             stream_names: std::sync::Mutex::new(Vec::new()),
+            failures: failures.downgrade(),
         };
-        let pipeline = Pipeline::new(client, config, rx, stats);
+        let pipeline = Pipeline::new(client, config, rx, stats, failures);
         let task = tokio::spawn(pipeline.run());
         *inner.task.try_lock().expect("new mutex is free") = Some(task);
         Producer {
@@ -105,10 +111,11 @@ impl Producer {
     /// a handle that resolves to the record's outcome.
     ///
     /// # Errors
-    /// [`PutError::InvalidRecord`] (partition key empty or over 256 characters, data plus
-    /// key over the record size limit, explicit hash key not a decimal within
-    /// 0 ..= 2^128 - 1), [`PutError::LargerThanBudget`], or [`PutError::ShutDown`]. The
-    /// record is inside the error.
+    /// [`PutError::InvalidStreamName`] (not 1 to 128 characters of `a-z`, `A-Z`, `0-9`,
+    /// `_`, `.`, `-`), [`PutError::InvalidRecord`] (partition key empty or over 256
+    /// characters, data plus key over the record size limit, explicit hash key not a
+    /// decimal within 0 ..= 2^128 - 1), [`PutError::LargerThanBudget`], or
+    /// [`PutError::ShutDown`]. The record is inside the error.
     ///
     /// # Cancellation
     /// Cancel-safe in the sense that matters: if the future is dropped while waiting for
@@ -201,6 +208,13 @@ impl Producer {
                 record: Box::new(record),
             });
         }
+        if let Err(reason) = check_stream_name(&record.stream) {
+            return Err(PutError::InvalidStreamName {
+                stream: record.stream.clone(),
+                record: Box::new(record),
+                reason,
+            });
+        }
         let invalid = |record: ProducerRecord, source| PutError::InvalidRecord {
             stream: record.stream.clone(),
             record: Box::new(record),
@@ -289,6 +303,67 @@ impl Producer {
     /// The producer's counters since it was built.
     pub fn stats(&self) -> ProducerStats {
         self.inner.stats.snapshot()
+    }
+
+    /// Subscribes to reports of failed calls to Kinesis, as they happen: one
+    /// [`CallFailure`] per failed `PutRecords` or `ListShards` call, and, for a
+    /// `PutRecords` call that succeeded with some records refused, one per distinct error
+    /// code in it (not one per record). The failed records themselves are retried or
+    /// fail as usual; a report is how an application learns the cause at once (e.g. an
+    /// unreachable endpoint or missing credentials) instead of when records' TTLs run out.
+    ///
+    /// Only reports sent after the call are received. The channel holds
+    /// [`FAILURE_REPORTS_CAPACITY`] (1,024) reports: a subscriber that falls further behind
+    /// gets [`RecvError::Lagged`](broadcast::error::RecvError::Lagged) with the number it
+    /// missed, then the oldest reports still held; the producer never waits for a
+    /// subscriber. With no subscriber no report is built. The channel closes
+    /// ([`RecvError::Closed`](broadcast::error::RecvError::Closed), after the reports
+    /// still held) when the producer's background task ends: after
+    /// [`shutdown`](Producer::shutdown), or after the last clone is dropped and its records
+    /// are settled.
+    ///
+    /// A call is reported when the SDK client gives up on it: a client in the SDK's
+    /// standard retry mode (three attempts, with backoff) reports a refused connection
+    /// after its own retries, about two seconds later. The producer retries failed records
+    /// itself, so a client built with fewer attempts (e.g.
+    /// `aws_sdk_kinesis::config::retry::RetryConfig::disabled()`) loses nothing and
+    /// reports sooner.
+    ///
+    /// # Usage
+    /// ```no_run
+    /// # async fn demo(producer: kinesis_producer::Producer) {
+    /// use tokio::sync::broadcast::error::RecvError;
+    ///
+    /// let mut failures = producer.failures();
+    /// tokio::spawn(async move {
+    ///     loop {
+    ///         match failures.recv().await {
+    ///             Ok(f) if !f.throttled => eprintln!(
+    ///                 "{} to {} failed: {}: {} ({} records, {})",
+    ///                 f.operation,
+    ///                 f.stream,
+    ///                 f.code,
+    ///                 f.message,
+    ///                 f.records,
+    ///                 if f.retryable { "retrying" } else { "failed" },
+    ///             ),
+    ///             Ok(_) => {}
+    ///             Err(RecvError::Lagged(missed)) => eprintln!("{missed} reports missed"),
+    ///             Err(RecvError::Closed) => break,
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn failures(&self) -> broadcast::Receiver<CallFailure> {
+        match self.inner.failures.upgrade() {
+            Some(sender) => sender.subscribe(),
+            None => {
+                // The pipeline is gone: a receiver that reports the channel closed.
+                let (_, closed) = broadcast::channel(1);
+                closed
+            }
+        }
     }
 }
 

@@ -8,8 +8,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::Client;
 use kinesis_agg::{HashKey, HashKeyRange};
+
+use crate::failure::{classify, CallError, UNUSABLE_SHARD_LIST};
 
 /// The shards of one stream, as last listed.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +43,12 @@ impl ShardMap {
     }
 
     /// Lists the stream's shards, following `NextToken` pages.
-    pub(crate) async fn load(client: &Client, stream: &str) -> Result<ShardMap, String> {
+    ///
+    /// # Errors
+    /// The failed call, classified like a failed `PutRecords` (the SDK's full detail is
+    /// logged at `debug` level only), or `UnusableShardList` for an answer with no shards
+    /// or a bad hash key range.
+    pub(crate) async fn load(client: &Client, stream: &str) -> Result<ShardMap, CallError> {
         let mut shards = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -50,8 +58,8 @@ impl ShardMap {
                 None => client.list_shards().stream_name(stream),
             };
             let page = request.send().await.map_err(|e| {
-                let e = aws_sdk_kinesis::error::DisplayErrorContext(e);
-                format!("ListShards for {stream}: {e}")
+                tracing::debug!(stream, error = %DisplayErrorContext(&e), "ListShards failed");
+                classify(&e)
             })?;
             for shard in page.shards() {
                 let Some(range) = shard.hash_key_range() else {
@@ -59,7 +67,10 @@ impl ShardMap {
                 };
                 let range = HashKeyRange::parse(range.starting_hash_key(), range.ending_hash_key())
                     .map_err(|e| {
-                        format!("ListShards for {stream}: shard {}: {e}", shard.shard_id())
+                        CallError::retryable(
+                            UNUSABLE_SHARD_LIST,
+                            format!("shard {}: {e}", shard.shard_id()),
+                        )
                     })?;
                 let open = shard
                     .sequence_number_range()
@@ -72,7 +83,10 @@ impl ShardMap {
             }
         }
         if shards.is_empty() {
-            return Err(format!("ListShards for {stream}: no shards"));
+            return Err(CallError::retryable(
+                UNUSABLE_SHARD_LIST,
+                "no shards listed",
+            ));
         }
         Ok(ShardMap::from_shards(shards))
     }

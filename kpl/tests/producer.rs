@@ -1,6 +1,7 @@
 //! The producer against a real Kinesis API (the embedded emulator by default, or any
 //! endpoint in AWS_ENDPOINT_URL_KINESIS): delivery, exactly-once read-back with the
-//! reported positions, throttling, resharding, ordering, bad input and the memory budget.
+//! reported positions, throttling, resharding, ordering, bad input, the memory budget, and
+//! how failures are told (a missing stream, an unreachable endpoint).
 
 mod common;
 
@@ -13,7 +14,7 @@ use kinesis_agg::HashKey;
 use kinesis_emulators::LocalStack;
 use kinesis_producer::{Delivered, FailureReason, Producer, ProducerRecord, PutError, PutHandle};
 
-use common::{by_position, list_shards, read_all};
+use common::{assert_concise, by_position, list_shards, next_report, read_all};
 
 async fn stack(enforce_limits: bool) -> LocalStack {
     LocalStack::builder()
@@ -394,6 +395,23 @@ async fn bad_input_gets_typed_errors_and_the_producer_keeps_working() {
         let err = producer.try_put(bad.clone()).expect_err("must be refused");
         assert!(matches!(err, PutError::InvalidRecord { .. }));
     }
+    // A stream name Kinesis would refuse is refused here, naming the stream.
+    for name in ["", "has space", "ünïcode", &"s".repeat(129)] {
+        let bad = ProducerRecord::new(name, "k", "x");
+        let err = producer
+            .put(bad.clone())
+            .await
+            .expect_err("bad stream name");
+        assert!(
+            matches!(&err, PutError::InvalidStreamName { stream, .. } if stream == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("invalid stream name"), "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.into_record(), bad, "handed back intact");
+        let err = producer.try_put(bad.clone()).expect_err("bad stream name");
+        assert!(matches!(err, PutError::InvalidStreamName { .. }));
+    }
     // Unicode keys up to 256 characters and an explicit hash key are fine.
     let good = vec![
         // (Kinesis counts characters; some emulators count bytes: stay below both.)
@@ -623,4 +641,126 @@ async fn compression_and_several_streams_round_trip() {
         assert!(mine.iter().all(|(_, d)| &*d.stream == stream.as_str()));
         assert_read_back_exactly(&client, stream, &mine).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_stream_fails_every_record_at_once_with_a_short_stream_level_reason() {
+    let stack = stack(false).await;
+    let producer = Producer::builder(stack.kinesis_client())
+        .with_record_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut failures = producer.failures();
+    let missing = LocalStack::unique_name("kpl-missing");
+    let mut handles = Vec::new();
+    for i in 0..1_000 {
+        handles.push(producer.put(record(&missing, i, 50)).await.unwrap());
+    }
+    // Well before the 60 s TTL: the stream's rejection fails what is queued at once.
+    let outcomes = tokio::time::timeout(Duration::from_secs(20), join_all(handles))
+        .await
+        .expect("every record failed long before its TTL");
+    for outcome in outcomes {
+        let failed = outcome.expect_err("no such stream");
+        let FailureReason::Rejected { code, message } = &failed.reason else {
+            panic!("not a rejection: {failed}");
+        };
+        assert_eq!(code, "ResourceNotFoundException", "{failed}");
+        assert!(failed.reason.is_stream_level());
+        assert!(!failed.reason.is_retryable());
+        assert_concise(&failed, message);
+        assert!(failed.record.is_some());
+    }
+    let stats = producer.stats();
+    assert_eq!(stats.user_records_failed, 1_000);
+    assert!(
+        stats.put_records_calls < 100,
+        "records were not each sent to be refused: {stats:?}"
+    );
+    let report = next_report(&mut failures, Duration::from_secs(10), |r| {
+        r.code == "ResourceNotFoundException"
+    })
+    .await;
+    assert!(!report.retryable && !report.throttled, "{report:?}");
+    assert_eq!(&*report.stream, missing.as_str());
+    assert!(["PutRecords", "ListShards"].contains(&report.operation));
+    assert!(report.message.len() < 300, "{report:?}");
+    producer.shutdown().await;
+    // The reports end with the producer's background task.
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(failures.recv().await, Err(RecvError::Closed)) {}
+    })
+    .await
+    .expect("the report channel closes after shutdown");
+    assert!(matches!(
+        producer.failures().recv().await,
+        Err(RecvError::Closed)
+    ));
+}
+
+/// A Kinesis client with static credentials for `endpoint`, without the SDK's own
+/// retries: the producer retries by itself, and the SDK's retries (three attempts with
+/// backoff in its standard mode) would only delay each failure's report.
+fn client_without_sdk_retries(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_is_reported_at_once_and_named_by_each_failure() {
+    // A loopback port nothing listens on: connections are refused.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let client = client_without_sdk_retries(&format!("http://127.0.0.1:{port}"));
+    let producer = Producer::builder(client)
+        .with_record_ttl(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut failures = producer.failures();
+    let handles: Vec<_> = (0..100)
+        .map(|i| producer.try_put(record("unreachable", i, 20)).unwrap())
+        .collect();
+    let report = next_report(&mut failures, Duration::from_secs(30), |r| {
+        r.operation == "PutRecords"
+    })
+    .await;
+    // Records here can only fail by expiry: none has, so the report came before the TTL.
+    assert_eq!(producer.stats().user_records_failed, 0, "{report:?}");
+    assert_eq!(report.code, "DispatchFailure", "{report:?}");
+    assert!(report.retryable && !report.throttled, "{report:?}");
+    assert!(report.records > 0, "{report:?}");
+    assert!(
+        report.message.to_lowercase().contains("connection refused"),
+        "{report:?}"
+    );
+    let outcomes = tokio::time::timeout(Duration::from_secs(60), join_all(handles))
+        .await
+        .expect("every record settles at its TTL");
+    for outcome in outcomes {
+        let failed = outcome.expect_err("nothing listens");
+        assert!(
+            matches!(failed.reason, FailureReason::Expired { .. }),
+            "{failed}"
+        );
+        let last = failed.last_attempt().expect("sent at least once");
+        assert_eq!(last.code, "DispatchFailure", "{failed}");
+        assert_concise(&failed, &last.message);
+        let text = failed.to_string();
+        assert!(
+            text.to_lowercase().contains("connection refused"),
+            "the display names the last error: {text}"
+        );
+    }
+    producer.shutdown().await;
 }
