@@ -77,7 +77,9 @@ impl FailureKind {
     pub fn of_code(code: &str) -> FailureKind {
         match code {
             "ResourceNotFoundException" => FailureKind::NotFound,
-            "NoCredentials" | "CredentialsError" => FailureKind::NoCredentials,
+            "NoCredentials" | "CredentialsError" | "InvalidCredentialsConfiguration" => {
+                FailureKind::NoCredentials
+            }
             "NoRegion" | "MissingRegion" => FailureKind::NoRegion,
             "AccessDeniedException"
             | "AccessDenied"
@@ -90,7 +92,7 @@ impl FailureKind {
             | "ExpiredTokenException"
             | "ExpiredToken"
             | "KMSAccessDeniedException" => FailureKind::AccessDenied,
-            "DispatchFailure" | "Timeout" | "TimeoutError" | "Unreachable" => {
+            "DispatchFailure" | "Timeout" | "TimeoutError" | "RequestTimeout" | "Unreachable" => {
                 FailureKind::Unreachable
             }
             "ProvisionedThroughputExceededException"

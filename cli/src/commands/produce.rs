@@ -218,6 +218,10 @@ async fn watch_failures(
                     | FailureKind::AccessDenied
             );
         let stop = stream_fatal || (fail_fast && !f.throttled);
+        if abort.is_cancelled() {
+            // The run is ending; what fails now is summarised at the end.
+            continue;
+        }
         if !seen.iter().any(|(op, code)| *op == f.operation && *code == f.code) {
             seen.push((f.operation, f.code.clone()));
             let then = if stop {
@@ -287,9 +291,10 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         abort_reason.clone(),
     ));
 
-    // Handles are awaited in put order by one task; the memory budget bounds how many
-    // can be outstanding, so the channel is only a hand-off.
-    let (handles_tx, mut handles_rx) = mpsc::channel::<(u64, PutHandle)>(1024);
+    // Handles are awaited in put order by one task. The producer's memory budget bounds
+    // how many can be outstanding, so the channel needs no bound of its own; a bounded one
+    // would stall reading behind the oldest record's outcome (up to its TTL).
+    let (handles_tx, mut handles_rx) = mpsc::unbounded_channel::<(u64, PutHandle)>();
     let tally_task = tokio::spawn(async move {
         let mut tally = Tally::default();
         while let Some((line, h)) = handles_rx.recv().await {
@@ -353,7 +358,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         };
         match put {
             Some(Ok(h)) => {
-                if handles_tx.send((line_no, h)).await.is_err() {
+                if handles_tx.send((line_no, h)).is_err() {
                     break;
                 }
             }
@@ -381,31 +386,38 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     if progress {
         eprintln!();
     }
-    let aborted = abort_reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let stats = if aborted.is_some() {
+    let stats = if abort.is_cancelled() {
         // The run failed for good: what is still queued fails now instead of being
         // retried until its TTL.
-        let stats = producer.stats();
-        drop(producer);
-        stats
+        producer.stats()
     } else {
-        let flush = args.flush_timeout_secs.map(Duration::from_secs);
-        let done = match flush.filter(|_| stop.is_cancelled()) {
-            Some(limit) => tokio::time::timeout(limit, producer.shutdown()).await.is_ok(),
-            None => {
-                producer.shutdown().await;
-                true
+        let flush_limit = args.flush_timeout_secs.map(Duration::from_secs);
+        let shutdown = producer.shutdown();
+        tokio::pin!(shutdown);
+        // A signal (now or during the flush) bounds the flush by --flush-timeout-secs; a
+        // failure that ends the run ends it too.
+        let mut deadline = None;
+        let done = loop {
+            if deadline.is_none() && stop.is_cancelled() {
+                deadline = Some(tokio::time::Instant::now() + flush_limit.unwrap_or(Duration::MAX / 4));
+            }
+            tokio::select! {
+                _ = &mut shutdown => break true,
+                _ = abort.cancelled() => break false,
+                _ = stop.cancelled(), if deadline.is_none() => {}
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => break false,
             }
         };
-        if !done {
+        if !done && !abort.is_cancelled() {
             eprintln!(
                 "kinesis-cat: records still undelivered after --flush-timeout-secs; failing them"
             );
         }
-        let stats = producer.stats();
-        drop(producer);
-        stats
+        producer.stats()
     };
+    // Dropping the producer fails whatever it still holds (FailureReason::ShutDown).
+    drop(producer);
+    let aborted = abort_reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
     drop(handles_tx);
     let tally = tally_task
         .await
