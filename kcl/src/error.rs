@@ -4,10 +4,13 @@
 //!  DynamoDB / Kinesis SDK error ──classify──▶ Error::DynamoDb / Error::Kinesis { retryable, throttled }
 //!  conditional write refused   ─────────────▶ Error::LeaseLost (checkpoints) or Ok(false) (lease ops)
 //!  odd lease item              ─────────────▶ Error::InvalidLease (skipped with a warning by scans)
+//!  bad builder setting         ─────────────▶ Error::Config(ConfigError)
 //! ```
 
 use aws_sdk_dynamodb::config::http::HttpResponse as DynamoResponse;
 use aws_sdk_kinesis::config::http::HttpResponse as KinesisResponse;
+
+use crate::config_error::ConfigError;
 
 /// Everything that can go wrong in the consumer library.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +70,13 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// The configuration given to a builder is inconsistent.
+    /// A setting given to a builder cannot work; the [`ConfigError`] names it and its value.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    /// [`Scheduler::run`](crate::Scheduler::run) was called on a worker that was already
+    /// started (one worker runs once; build another to run again).
+    #[error("this worker was already started")]
+    AlreadyStarted,
     /// The lease table did not become `ACTIVE` in time.
     #[error("lease table {table} not ACTIVE after {waited_secs} s")]
     TableNotActive {
@@ -84,7 +91,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether calling again may succeed.
+    /// Whether calling again may succeed: only [`Error::DynamoDb`] and [`Error::Kinesis`]
+    /// failures classified retryable; never a configuration error or
+    /// [`Error::AlreadyStarted`].
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::DynamoDb { retryable, .. } | Error::Kinesis { retryable, .. } => *retryable,
@@ -92,7 +101,8 @@ impl Error {
         }
     }
 
-    /// Whether the service throttled the call (a retry should back off).
+    /// Whether the service throttled the call (a retry should back off). Only ever true for
+    /// [`Error::DynamoDb`] and [`Error::Kinesis`].
     pub fn is_throttling(&self) -> bool {
         match self {
             Error::DynamoDb { throttled, .. } | Error::Kinesis { throttled, .. } => *throttled,
@@ -242,5 +252,20 @@ mod tests {
         assert!(throttled.is_retryable());
         assert!(throttled.is_throttling());
         assert!(lost.to_string().contains("shardId-0"));
+    }
+
+    #[test]
+    fn configuration_errors_are_final() {
+        assert!(!Error::AlreadyStarted.is_retryable());
+        assert!(!Error::AlreadyStarted.is_throttling());
+        let config = Error::from(ConfigError::ZeroDuration {
+            setting: "failover_time",
+        });
+        assert!(!config.is_retryable());
+        assert!(!config.is_throttling());
+        assert_eq!(
+            config.to_string(),
+            "invalid configuration: failover_time must be longer than zero"
+        );
     }
 }

@@ -34,6 +34,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config_error::{check_name, ConfigError, STREAM_NAME_LEN, TABLE_NAME_LEN};
 use crate::consumer::{Exit, PollingConfig, ShardConsumer};
 use crate::coordinator::{HeldLease, LeaseConfig, LeaseCoordinator};
 use crate::error::Error;
@@ -126,13 +127,16 @@ impl SchedulerBuilder {
         )
     }
 
-    /// Names the lease table. Default: the application name.
+    /// Names the lease table. Default: the application name. [`build`](Self::build) refuses
+    /// a name outside the DynamoDB rule (3 to 255 characters of `A-Z a-z 0-9 _ . -`):
+    /// [`ConfigError::InvalidTableName`].
     pub fn with_table_name(mut self, name: impl Into<String>) -> Self {
         self.table_name = Some(name.into());
         self
     }
 
     /// Sets this worker's id (its `leaseOwner`). Default: [`default_worker_id`].
+    /// [`build`](Self::build) refuses an empty id: [`ConfigError::InvalidWorkerId`].
     pub fn with_worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
         self
@@ -147,6 +151,8 @@ impl SchedulerBuilder {
     /// Sets the failover time; renewals (failover / 3 − 25 ms) follow it, and so do takes
     /// (2 × (failover + 25 ms)) unless set with
     /// [`with_taker_interval`](Self::with_taker_interval). Default: 10 s.
+    /// [`build`](Self::build) refuses zero: [`ConfigError::ZeroDuration`] naming
+    /// `failover_time`.
     pub fn with_failover_time(mut self, failover: Duration) -> Self {
         let mut lease = LeaseConfig::new(failover);
         lease.max_leases_per_worker = self.lease.max_leases_per_worker;
@@ -160,39 +166,50 @@ impl SchedulerBuilder {
 
     /// How often the taker scans the lease table. Default: 2 × (failover + 25 ms).
     /// Shorter intervals find dead workers' leases sooner at the cost of more scans.
+    /// [`build`](Self::build) refuses zero: [`ConfigError::ZeroDuration`] naming
+    /// `taker_interval`.
     pub fn with_taker_interval(mut self, interval: Duration) -> Self {
         self.lease.taker_interval = interval;
         self.taker_interval_set = true;
         self
     }
 
-    /// The most leases this worker holds. Default: no limit.
+    /// The most leases this worker holds. Default: no limit (`usize::MAX`).
+    /// [`build`](Self::build) refuses 0: [`ConfigError::OutOfRange`] naming
+    /// `max_leases_per_worker`.
     pub fn with_max_leases_per_worker(mut self, max: usize) -> Self {
-        self.lease.max_leases_per_worker = max.max(1);
+        self.lease.max_leases_per_worker = max;
         self
     }
 
-    /// The most leases stolen per taker round. Default: 1.
+    /// The most leases stolen per taker round. Default: 1. 0 means this worker never
+    /// steals (it still takes expired and unowned leases).
     pub fn with_max_leases_to_steal_at_one_time(mut self, max: usize) -> Self {
         self.lease.max_leases_to_steal_at_one_time = max;
         self
     }
 
-    /// Polling settings. Default: [`PollingConfig::default`].
+    /// Polling settings. Default: [`PollingConfig::default`]. [`build`](Self::build)
+    /// refuses `max_records` outside 1 to 10000 (the `GetRecords` limit) and
+    /// `prefetch_batches` 0 ([`ConfigError::OutOfRange`]), and a zero
+    /// `idle_time_between_reads` or `min_time_between_calls` ([`ConfigError::ZeroDuration`]);
+    /// each error names the field as `polling.<field>`.
     pub fn with_polling(mut self, polling: PollingConfig) -> Self {
         self.polling = polling;
         self
     }
 
     /// How often shards are listed to find new ones after resharding (shard ends also
-    /// trigger a sync). Default: 60 s.
+    /// trigger a sync). Default: 60 s. [`build`](Self::build) refuses zero:
+    /// [`ConfigError::ZeroDuration`] naming `shard_sync_interval`.
     pub fn with_shard_sync_interval(mut self, interval: Duration) -> Self {
         self.shard_sync_interval = interval;
         self
     }
 
     /// How often a lease waiting for its parents to finish checks them again.
-    /// Default: 1 s.
+    /// Default: 1 s. [`build`](Self::build) refuses zero: [`ConfigError::ZeroDuration`]
+    /// naming `parent_poll_interval`.
     pub fn with_parent_poll_interval(mut self, interval: Duration) -> Self {
         self.parent_poll_interval = interval;
         self
@@ -201,27 +218,109 @@ impl SchedulerBuilder {
     /// How long a graceful shutdown waits for processors to finish their batch and
     /// `shutdown_requested`; those still running then are aborted (their records after the
     /// last checkpoint go to the next owner again). Leases are released either way.
-    /// Default: 60 s.
+    /// Default: 60 s. Zero is allowed: processors are then not waited for at all.
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
     }
 
-    /// Checks the configuration and builds the worker. Nothing is called yet.
+    /// Checks every setting, without calling AWS. [`build`](Self::build) calls it first.
     ///
     /// # Errors
-    /// [`Error::Config`] without clients, or with a zero failover time.
-    pub fn build(self) -> Result<Scheduler, Error> {
-        let (Some(kinesis), Some(dynamodb)) = (self.kinesis, self.dynamodb) else {
-            return Err(Error::Config(
-                "no AWS clients: call with_clients or with_sdk_config".into(),
-            ));
-        };
-        if self.lease.failover_time.is_zero() || self.lease.taker_interval.is_zero() {
-            return Err(Error::Config(
-                "failover time and taker interval must be positive".into(),
-            ));
+    /// The first bad setting, checked in this order:
+    /// - [`ConfigError::MissingClients`]: neither clients nor an `SdkConfig` were given;
+    /// - [`ConfigError::InvalidStreamName`]: not 1 to 128 characters of `A-Z a-z 0-9 _ . -`;
+    /// - [`ConfigError::InvalidTableName`] (a name given with
+    ///   [`with_table_name`](Self::with_table_name)) or
+    ///   [`ConfigError::InvalidApplicationName`] (the application name, when it names the
+    ///   table): not 3 to 255 characters of `A-Z a-z 0-9 _ . -`;
+    /// - [`ConfigError::InvalidWorkerId`]: an empty worker id;
+    /// - [`ConfigError::ZeroDuration`]: a zero `failover_time`, `taker_interval`,
+    ///   `shard_sync_interval`, `parent_poll_interval`, `polling.idle_time_between_reads`
+    ///   or `polling.min_time_between_calls`;
+    /// - [`ConfigError::OutOfRange`]: `max_leases_per_worker` 0, `polling.max_records`
+    ///   outside 1 to 10000, `polling.prefetch_batches` 0.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kinesis.is_none() || self.dynamodb.is_none() {
+            return Err(ConfigError::MissingClients);
         }
+        check_name(&self.stream_name, STREAM_NAME_LEN).map_err(|reason| {
+            ConfigError::InvalidStreamName {
+                name: self.stream_name.clone(),
+                reason,
+            }
+        })?;
+        match &self.table_name {
+            Some(table) => check_name(table, TABLE_NAME_LEN).map_err(|reason| {
+                ConfigError::InvalidTableName {
+                    name: table.clone(),
+                    reason,
+                }
+            })?,
+            None => check_name(&self.application_name, TABLE_NAME_LEN).map_err(|reason| {
+                ConfigError::InvalidApplicationName {
+                    name: self.application_name.clone(),
+                    reason,
+                }
+            })?,
+        }
+        if self.worker_id.as_deref() == Some("") {
+            return Err(ConfigError::InvalidWorkerId {
+                id: String::new(),
+                reason: "is empty".to_owned(),
+            });
+        }
+        let durations = [
+            ("failover_time", self.lease.failover_time),
+            ("taker_interval", self.lease.taker_interval),
+            ("shard_sync_interval", self.shard_sync_interval),
+            ("parent_poll_interval", self.parent_poll_interval),
+            (
+                "polling.idle_time_between_reads",
+                self.polling.idle_time_between_reads,
+            ),
+            (
+                "polling.min_time_between_calls",
+                self.polling.min_time_between_calls,
+            ),
+        ];
+        if let Some(&(setting, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::ZeroDuration { setting });
+        }
+        if self.lease.max_leases_per_worker == 0 {
+            return Err(ConfigError::OutOfRange {
+                setting: "max_leases_per_worker",
+                value: 0,
+                allowed: "1 or more",
+            });
+        }
+        if !(1..=10_000).contains(&self.polling.max_records) {
+            return Err(ConfigError::OutOfRange {
+                setting: "polling.max_records",
+                value: i64::from(self.polling.max_records),
+                allowed: "1 to 10000 (the GetRecords limit)",
+            });
+        }
+        if self.polling.prefetch_batches == 0 {
+            return Err(ConfigError::OutOfRange {
+                setting: "polling.prefetch_batches",
+                value: 0,
+                allowed: "1 or more",
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration ([`validate`](Self::validate)) and builds the worker.
+    /// Nothing is called yet.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with the first bad setting [`validate`](Self::validate) finds.
+    pub fn build(self) -> Result<Scheduler, Error> {
+        self.validate()?;
+        let (Some(kinesis), Some(dynamodb)) = (self.kinesis, self.dynamodb) else {
+            return Err(ConfigError::MissingClients.into());
+        };
         let table = self
             .table_name
             .unwrap_or_else(|| self.application_name.clone());
@@ -338,6 +437,12 @@ struct Running {
 impl Scheduler {
     /// A builder for a worker of `application_name` consuming `stream_name`, with
     /// `factory` making a processor per shard lease.
+    ///
+    /// The names are checked by [`SchedulerBuilder::build`]: the stream name against the
+    /// Kinesis rule (1 to 128 characters of `A-Z a-z 0-9 _ . -`), the application name
+    /// against the DynamoDB table name rule (3 to 255 of the same characters) when it names
+    /// the lease table (no [`SchedulerBuilder::with_table_name`]); otherwise it only labels
+    /// logs.
     pub fn builder(
         application_name: impl Into<String>,
         stream_name: impl Into<String>,
@@ -407,7 +512,7 @@ impl Scheduler {
     /// are left to expire (as after a crash). Prefer a graceful shutdown.
     ///
     /// # Errors
-    /// [`Error::Config`] if this worker was already started; otherwise only if the lease
+    /// [`Error::AlreadyStarted`] if this worker was already started; otherwise only if the lease
     /// table cannot be created or read at start-up (later errors are logged and retried).
     pub async fn run(&self) -> Result<(), Error> {
         let inner = &self.inner;
@@ -415,7 +520,7 @@ impl Scheduler {
             .started
             .swap(true, std::sync::atomic::Ordering::SeqCst)
         {
-            return Err(Error::Config("this worker was already started".into()));
+            return Err(Error::AlreadyStarted);
         }
         if inner.shutdown.is_cancelled() {
             inner.done.send_replace(true);
@@ -641,11 +746,45 @@ mod tests {
         unreachable!("not called in these tests")
     }
 
+    /// Clients with no endpoint, region or credentials: fine for anything that calls nothing.
+    fn offline_clients() -> (aws_sdk_kinesis::Client, aws_sdk_dynamodb::Client) {
+        let conf = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .build();
+        let dconf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .build();
+        (
+            aws_sdk_kinesis::Client::from_conf(conf),
+            aws_sdk_dynamodb::Client::from_conf(dconf),
+        )
+    }
+
+    /// A builder that passes validation.
+    fn valid() -> SchedulerBuilder {
+        let (kinesis, dynamodb) = offline_clients();
+        Scheduler::builder("app", "stream", factory).with_clients(kinesis, dynamodb)
+    }
+
+    /// What `validate` and `build` refuse `b` with (they must agree).
+    fn refused(b: SchedulerBuilder) -> ConfigError {
+        let from_validate = b.validate().expect_err("validate refuses it");
+        match b.build() {
+            Err(Error::Config(e)) => {
+                assert_eq!(e, from_validate);
+                e
+            }
+            other => panic!("build: {other:?}"),
+        }
+    }
+
     #[test]
     fn builder_defaults_are_pinned() {
         let b = Scheduler::builder("app", "stream", factory);
         assert_eq!(b.initial_position, InitialPosition::TrimHorizon);
         assert_eq!(b.lease, LeaseConfig::new(Duration::from_secs(10)));
+        assert_eq!(b.lease.max_leases_per_worker, usize::MAX);
+        assert_eq!(b.lease.max_leases_to_steal_at_one_time, 1);
         assert_eq!(b.polling, PollingConfig::default());
         assert_eq!(b.shard_sync_interval, Duration::from_secs(60));
         assert_eq!(b.parent_poll_interval, Duration::from_secs(1));
@@ -653,7 +792,12 @@ mod tests {
         assert_eq!(b.worker_id, None);
         assert_eq!(b.dispatch_interval, Duration::from_millis(200));
         assert_eq!(b.shutdown_timeout, Duration::from_secs(60));
-        assert!(matches!(b.build(), Err(Error::Config(_))));
+        assert!(b.kinesis.is_none() && b.dynamodb.is_none());
+        assert_eq!(refused(b), ConfigError::MissingClients);
+        // The defaults themselves are valid.
+        valid().validate().unwrap();
+        let s = valid().build().unwrap();
+        assert_eq!(s.table_name(), "app");
     }
 
     #[test]
@@ -671,6 +815,169 @@ mod tests {
     }
 
     #[test]
+    fn zero_failover_time_is_refused_not_clamped() {
+        let e = refused(valid().with_failover_time(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "failover_time"
+            }
+        );
+        assert!(e.to_string().contains("failover_time"), "{e}");
+        // Also when an explicit taker interval would otherwise make the lease timings look
+        // usable.
+        let e = refused(
+            valid()
+                .with_taker_interval(Duration::from_secs(1))
+                .with_failover_time(Duration::ZERO),
+        );
+        assert!(e.to_string().contains("failover_time"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_setting_is_refused_and_named() {
+        let e = refused(valid().with_taker_interval(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "taker_interval"
+            }
+        );
+        let e = refused(valid().with_shard_sync_interval(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "shard_sync_interval"
+            }
+        );
+        let e = refused(valid().with_parent_poll_interval(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "parent_poll_interval"
+            }
+        );
+        let e = refused(valid().with_polling(PollingConfig {
+            idle_time_between_reads: Duration::ZERO,
+            ..PollingConfig::default()
+        }));
+        assert!(
+            e.to_string().contains("polling.idle_time_between_reads"),
+            "{e}"
+        );
+        let e = refused(valid().with_polling(PollingConfig {
+            min_time_between_calls: Duration::ZERO,
+            ..PollingConfig::default()
+        }));
+        assert!(
+            e.to_string().contains("polling.min_time_between_calls"),
+            "{e}"
+        );
+
+        let e = refused(valid().with_max_leases_per_worker(0));
+        assert!(
+            matches!(
+                e,
+                ConfigError::OutOfRange {
+                    setting: "max_leases_per_worker",
+                    value: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("max_leases_per_worker = 0"), "{e}");
+        for bad in [0, -1, 10_001] {
+            let e = refused(valid().with_polling(PollingConfig {
+                max_records: bad,
+                ..PollingConfig::default()
+            }));
+            assert_eq!(
+                e,
+                ConfigError::OutOfRange {
+                    setting: "polling.max_records",
+                    value: i64::from(bad),
+                    allowed: "1 to 10000 (the GetRecords limit)",
+                }
+            );
+        }
+        let e = refused(valid().with_polling(PollingConfig {
+            prefetch_batches: 0,
+            ..PollingConfig::default()
+        }));
+        assert!(
+            e.to_string().contains("polling.prefetch_batches = 0"),
+            "{e}"
+        );
+
+        let e = refused(valid().with_worker_id(""));
+        assert!(matches!(e, ConfigError::InvalidWorkerId { .. }), "{e:?}");
+        let e = refused(valid().with_table_name("ab"));
+        assert!(
+            matches!(&e, ConfigError::InvalidTableName { name, .. } if name == "ab"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_against_the_aws_rules() {
+        let (k, d) = offline_clients();
+        let e = refused(Scheduler::builder("app", "my stream", factory).with_clients(k, d));
+        assert!(
+            matches!(&e, ConfigError::InvalidStreamName { name, .. } if name == "my stream"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("\"my stream\""), "{e}");
+        let (k, d) = offline_clients();
+        let long = "s".repeat(129);
+        let e = refused(Scheduler::builder("app", long, factory).with_clients(k, d));
+        assert!(e.to_string().contains("at most 128"), "{e}");
+        let (k, d) = offline_clients();
+        let e = refused(Scheduler::builder("", "stream", factory).with_clients(k, d));
+        assert!(
+            matches!(e, ConfigError::InvalidApplicationName { .. }),
+            "{e:?}"
+        );
+        let (k, d) = offline_clients();
+        let e = refused(Scheduler::builder("my app", "stream", factory).with_clients(k, d));
+        assert!(e.to_string().contains("names the lease table"), "{e}");
+        // With its own table name, the application name only labels logs.
+        let (k, d) = offline_clients();
+        Scheduler::builder("my app", "stream", factory)
+            .with_clients(k, d)
+            .with_table_name("my-app-leases")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn edge_values_are_accepted() {
+        let smallest = PollingConfig {
+            max_records: 1,
+            prefetch_batches: 1,
+            ..PollingConfig::default()
+        };
+        valid().with_polling(smallest.clone()).validate().unwrap();
+        valid()
+            .with_polling(PollingConfig {
+                max_records: 10_000,
+                ..smallest
+            })
+            .with_max_leases_per_worker(1)
+            .with_max_leases_to_steal_at_one_time(0)
+            .with_shutdown_timeout(Duration::ZERO)
+            .with_failover_time(Duration::from_millis(1))
+            .validate()
+            .unwrap();
+        let (k, d) = offline_clients();
+        Scheduler::builder("a.b_c-1", "s", factory)
+            .with_clients(k, d)
+            .with_worker_id("w")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
     fn default_worker_ids_differ() {
         let (a, b) = (default_worker_id(), default_worker_id());
         assert_ne!(a, b);
@@ -679,22 +986,16 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_before_run_and_double_run() {
-        let conf = aws_sdk_kinesis::Config::builder()
-            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-            .build();
-        let dconf = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .build();
-        let s = Scheduler::builder("app", "stream", factory)
-            .with_clients(
-                aws_sdk_kinesis::Client::from_conf(conf),
-                aws_sdk_dynamodb::Client::from_conf(dconf),
-            )
-            .build()
-            .unwrap();
+        let s = valid().build().unwrap();
         // Never started: returns at once; a later run stops at once without any call.
-        s.graceful_shutdown().await;
+        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+            .await
+            .expect("graceful_shutdown returns at once");
         s.run().await.unwrap();
-        assert!(matches!(s.run().await, Err(Error::Config(_))));
+        assert!(matches!(s.run().await, Err(Error::AlreadyStarted)));
+        // Still done: the refused second run changed nothing.
+        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+            .await
+            .expect("graceful_shutdown returns at once");
     }
 }

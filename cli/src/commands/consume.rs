@@ -20,8 +20,9 @@ use aws_config::BehaviorVersion;
 use base64::Engine;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
-    Checkpointer, InitialPosition, InitializationInput, KinesisClientRecord, LeaseLostInput,
-    ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput, ShutdownRequestedInput,
+    Checkpointer, ConfigError, InitialPosition, InitializationInput, KinesisClientRecord,
+    LeaseLostInput, ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput,
+    ShutdownRequestedInput,
 };
 
 use crate::Error;
@@ -79,9 +80,12 @@ pub fn parse_from(from: &str) -> Result<InitialPosition, Error> {
         "latest" => Ok(InitialPosition::Latest),
         other => {
             let ts = other.strip_prefix("at-timestamp:").ok_or_else(|| {
-                Error::Consumer(kinesis_consumer::Error::Config(format!(
-                    "--from {other:?}: expected trim-horizon, latest or at-timestamp:RFC3339"
-                )))
+                Error::Consumer(kinesis_consumer::Error::Config(
+                    ConfigError::InvalidInitialPosition {
+                        value: other.to_owned(),
+                        reason: "expected trim-horizon, latest or at-timestamp:RFC3339".into(),
+                    },
+                ))
             })?;
             let t = aws_sdk_kinesis::primitives::DateTime::from_str(
                 ts,
@@ -90,9 +94,12 @@ pub fn parse_from(from: &str) -> Result<InitialPosition, Error> {
             .ok()
             .and_then(|d| SystemTime::try_from(d).ok())
             .ok_or_else(|| {
-                Error::Consumer(kinesis_consumer::Error::Config(format!(
-                    "--from: {ts:?} is not an RFC 3339 time"
-                )))
+                Error::Consumer(kinesis_consumer::Error::Config(
+                    ConfigError::InvalidInitialPosition {
+                        value: other.to_owned(),
+                        reason: format!("{ts:?} is not an RFC 3339 time"),
+                    },
+                ))
             })?;
             Ok(InitialPosition::AtTimestamp(t))
         }
@@ -312,9 +319,8 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     let _ = shared.flush();
     match result {
         Ok(r) => r.map_err(Error::from),
-        Err(e) => Err(Error::Consumer(kinesis_consumer::Error::Config(format!(
-            "worker task failed: {e}"
-        )))),
+        // The worker task is never aborted, so it only fails by panicking: pass that on.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
