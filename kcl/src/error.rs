@@ -6,6 +6,11 @@
 //!  odd lease item              ─────────────▶ Error::InvalidLease (skipped with a warning by scans)
 //!  bad builder setting         ─────────────▶ Error::Config(ConfigError)
 //! ```
+//!
+//! Retryable: service throttling, 5xx and transient codes, time-outs, and connection
+//! failures (I/O errors reaching the endpoint). Not retryable: every other service error
+//! (missing resources, access denied, rejected credentials, validation) and failures before
+//! a request is sent (no credentials found, no region).
 
 use aws_sdk_dynamodb::config::http::HttpResponse as DynamoResponse;
 use aws_sdk_kinesis::config::http::HttpResponse as KinesisResponse;
@@ -92,7 +97,7 @@ pub enum Error {
 
 impl Error {
     /// Whether calling again may succeed: only [`Error::DynamoDb`] and [`Error::Kinesis`]
-    /// failures classified retryable; never a configuration error or
+    /// failures classified retryable (see the module docs); never a configuration error or
     /// [`Error::AlreadyStarted`].
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -190,9 +195,8 @@ where
                 throttled,
             )
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, false)
-        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => (true, false),
+        SdkError::DispatchFailure(f) => (f.as_connector_error().is_some_and(reconnectable), false),
         _ => (false, false),
     }
 }
@@ -212,11 +216,18 @@ where
                 throttled,
             )
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, false)
-        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => (true, false),
+        SdkError::DispatchFailure(f) => (f.as_connector_error().is_some_and(reconnectable), false),
         _ => (false, false),
     }
+}
+
+/// Whether a request that got no answer may get one when sent again: the endpoint could
+/// not be reached or did not answer in time (I/O errors, time-outs), or the HTTP client
+/// marked the failure with a retry kind. Not when no request could be made at all: no
+/// credentials found, a malformed endpoint, other local failures.
+fn reconnectable(e: &aws_sdk_kinesis::error::ConnectorError) -> bool {
+    e.is_io() || e.is_timeout() || e.as_other().is_some()
 }
 
 /// Renders an error with its chain of sources and, for service errors, the code.
@@ -234,6 +245,8 @@ fn render(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_kinesis::error::{ConnectorError, SdkError};
+    use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
 
     #[test]
     fn only_service_errors_are_retryable_or_throttling() {
@@ -267,5 +280,29 @@ mod tests {
             config.to_string(),
             "invalid configuration: failover_time must be longer than zero"
         );
+    }
+
+    fn dispatch(e: ConnectorError) -> Error {
+        let err: SdkError<DescribeStreamSummaryError, KinesisResponse> =
+            SdkError::dispatch_failure(e);
+        Error::kinesis("DescribeStreamSummary", "s", &err)
+    }
+
+    #[test]
+    fn unreachable_endpoints_are_retried_but_requests_never_made_are_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let io = dispatch(ConnectorError::io(Box::new(refused)));
+        assert!(io.is_retryable());
+        assert!(!io.is_throttling());
+        assert!(io.to_string().contains("DescribeStreamSummary"));
+        let slow = dispatch(ConnectorError::timeout("no answer".into()));
+        assert!(slow.is_retryable());
+        // What an identity resolver failure (no credentials anywhere) becomes.
+        let no_credentials = dispatch(ConnectorError::other(
+            "no credentials in the environment".into(),
+            None,
+        ));
+        assert!(!no_credentials.is_retryable());
+        assert!(no_credentials.to_string().contains("no credentials"));
     }
 }
