@@ -5,6 +5,7 @@
 //!  conditional write refused   ─────────────▶ Error::LeaseLost (checkpoints) or Ok(false) (lease ops)
 //!  odd lease item              ─────────────▶ Error::InvalidLease (skipped with a warning by scans)
 //!  bad builder setting         ─────────────▶ Error::Config(ConfigError)
+//!  stream missing at start-up  ─────────────▶ Error::StreamNotFound
 //! ```
 //!
 //! Retryable: service throttling, 5xx and transient codes, time-outs, and connection
@@ -82,6 +83,13 @@ pub enum Error {
     /// started (one worker runs once; build another to run again).
     #[error("this worker was already started")]
     AlreadyStarted,
+    /// The stream does not exist (Kinesis answered `ResourceNotFoundException`): a typo,
+    /// another account or another region. Found before anything is created.
+    #[error("Kinesis stream {stream} does not exist (check its name, account and region)")]
+    StreamNotFound {
+        /// The stream name given.
+        stream: String,
+    },
     /// The lease table did not become `ACTIVE` in time.
     #[error("lease table {table} not ACTIVE after {waited_secs} s")]
     TableNotActive {
@@ -97,8 +105,8 @@ pub enum Error {
 
 impl Error {
     /// Whether calling again may succeed: only [`Error::DynamoDb`] and [`Error::Kinesis`]
-    /// failures classified retryable (see the module docs); never a configuration error or
-    /// [`Error::AlreadyStarted`].
+    /// failures classified retryable (see the module docs); never a configuration error,
+    /// [`Error::StreamNotFound`] or [`Error::AlreadyStarted`].
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::DynamoDb { retryable, .. } | Error::Kinesis { retryable, .. } => *retryable,
@@ -268,7 +276,13 @@ mod tests {
     }
 
     #[test]
-    fn configuration_errors_are_final() {
+    fn start_up_and_configuration_errors_are_final() {
+        let missing = Error::StreamNotFound {
+            stream: "nope".into(),
+        };
+        assert!(!missing.is_retryable());
+        assert!(!missing.is_throttling());
+        assert!(missing.to_string().contains("nope"));
         assert!(!Error::AlreadyStarted.is_retryable());
         assert!(!Error::AlreadyStarted.is_throttling());
         let config = Error::from(ConfigError::ZeroDuration {
