@@ -53,9 +53,7 @@ pub fn application_name(value: &str) -> Result<String, String> {
         ));
     }
     if !name_chars_ok(value) {
-        return Err(
-            "an application name may contain only a-z, A-Z, 0-9, '_', '.' and '-'".into(),
-        );
+        return Err("an application name may contain only a-z, A-Z, 0-9, '_', '.' and '-'".into());
     }
     Ok(value.to_owned())
 }
@@ -124,9 +122,7 @@ pub fn position(value: &str) -> Result<InitialPosition, String> {
             .ok()
             .and_then(|d| SystemTime::try_from(d).ok())
             .map(InitialPosition::AtTimestamp)
-            .ok_or_else(|| {
-                format!("{ts:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z")
-            })
+            .ok_or_else(|| format!("{ts:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z"))
         }
     }
 }
@@ -157,7 +153,10 @@ mod tests {
     #[test]
     fn keys_and_ids() {
         assert!(partition_key("").is_err());
-        assert!(partition_key(&"€".repeat(256)).is_ok(), "characters, not bytes");
+        assert!(
+            partition_key(&"€".repeat(256)).is_ok(),
+            "characters, not bytes"
+        );
         assert!(partition_key(&"€".repeat(257)).is_err());
         assert!(non_empty(" ").is_err());
         assert_eq!(non_empty("w-1").unwrap(), "w-1");
@@ -180,7 +179,8 @@ mod tests {
             position("trim-horizon").unwrap(),
             InitialPosition::TrimHorizon
         );
-        let InitialPosition::AtTimestamp(t) = position("at-timestamp:2024-01-02T03:04:05Z").unwrap()
+        let InitialPosition::AtTimestamp(t) =
+            position("at-timestamp:2024-01-02T03:04:05Z").unwrap()
         else {
             panic!("not a timestamp")
         };

@@ -36,7 +36,9 @@ pub async fn load() -> Result<aws_config::SdkConfig, Error> {
         }));
     }
     let Some(provider) = config.credentials_provider() else {
-        return Err(no_credentials("no credential provider is configured".into()));
+        return Err(no_credentials(
+            "no credential provider is configured".into(),
+        ));
     };
     match provider.provide_credentials().await {
         Ok(creds) => {

@@ -389,9 +389,9 @@ impl Error {
     /// The AWS failure behind this error, if it is one.
     pub fn service_failure(&self) -> Option<&ServiceFailure> {
         match self {
-            Self::Kinesis { failure, .. } | Self::GaveUp { failure, .. } | Self::Config(failure) => {
-                Some(failure)
-            }
+            Self::Kinesis { failure, .. }
+            | Self::GaveUp { failure, .. }
+            | Self::Config(failure) => Some(failure),
             _ => None,
         }
     }
@@ -414,9 +414,9 @@ impl Error {
     /// What the user can do about it, if there is something general to say.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Kinesis { failure, .. } | Self::GaveUp { failure, .. } | Self::Config(failure) => {
-                failure.kind.hint(Service::Kinesis)
-            }
+            Self::Kinesis { failure, .. }
+            | Self::GaveUp { failure, .. }
+            | Self::Config(failure) => failure.kind.hint(Service::Kinesis),
             Self::Consumer(e @ kinesis_consumer::Error::DynamoDb { .. }) => {
                 consumer_kind(e).hint(Service::DynamoDb)
             }
@@ -505,9 +505,8 @@ mod tests {
             reason: "not a number".into(),
         };
         assert_eq!(other.exit_code(), 1);
-        let consumer = Error::Consumer(kinesis_consumer::Error::StreamNotFound {
-            stream: "s".into(),
-        });
+        let consumer =
+            Error::Consumer(kinesis_consumer::Error::StreamNotFound { stream: "s".into() });
         assert_eq!(consumer.exit_code(), 3);
     }
 

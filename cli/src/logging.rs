@@ -56,7 +56,12 @@ pub fn filter(verbosity: u8, rust_log: Option<&str>) -> EnvFilter {
     if let Some(directives) = rust_log.filter(|d| !d.trim().is_empty()) {
         return EnvFilter::new(directives);
     }
-    let ours = ["kinesis_cat", "kinesis_consumer", "kinesis_producer", "kinesis_agg"];
+    let ours = [
+        "kinesis_cat",
+        "kinesis_consumer",
+        "kinesis_producer",
+        "kinesis_agg",
+    ];
     let (ours_level, others) = match verbosity {
         0 => ("warn", "warn"),
         1 => ("info", "warn"),
@@ -143,10 +148,15 @@ mod tests {
         assert!(quiet.starts_with("warn"), "{quiet}");
         assert!(quiet.contains("kinesis_consumer=warn"), "{quiet}");
         assert!(quiet.contains("kinesis_producer=error"), "{quiet}");
-        assert!(filter(1, None).to_string().contains("kinesis_consumer=info"));
+        assert!(filter(1, None)
+            .to_string()
+            .contains("kinesis_consumer=info"));
         assert!(filter(2, None).to_string().starts_with("info"));
         assert!(filter(9, None).to_string().contains("kinesis_cat=trace"));
-        assert_eq!(filter(3, Some("aws_config=debug")).to_string(), "aws_config=debug");
+        assert_eq!(
+            filter(3, Some("aws_config=debug")).to_string(),
+            "aws_config=debug"
+        );
         assert!(filter(0, Some("  ")).to_string().starts_with("warn"));
     }
 }

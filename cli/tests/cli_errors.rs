@@ -38,7 +38,10 @@ impl Env {
         Env {
             vars: vec![
                 ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-                ("AWS_SHARED_CREDENTIALS_FILE".into(), "/nonexistent/creds".into()),
+                (
+                    "AWS_SHARED_CREDENTIALS_FILE".into(),
+                    "/nonexistent/creds".into(),
+                ),
                 ("AWS_CONFIG_FILE".into(), "/nonexistent/config".into()),
                 ("NO_COLOR".into(), "1".into()),
             ],
@@ -196,7 +199,11 @@ impl Running {
         };
         Finished {
             status,
-            stdout: self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default(),
+            stdout: self
+                .stdout
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
             stderr: self.stderr.join().unwrap(),
             elapsed: self.started.elapsed(),
         }
@@ -266,7 +273,11 @@ async fn consume_of_a_missing_stream_fails_at_once_and_leaves_no_lease_table() {
     );
     assert_eq!(f.code(), Some(3), "{f:?}");
     assert!(f.stderr.contains("nope-stream"), "{}", f.stderr);
-    assert!(f.stderr.to_lowercase().contains("not found"), "{}", f.stderr);
+    assert!(
+        f.stderr.to_lowercase().contains("not found"),
+        "{}",
+        f.stderr
+    );
     assert!(
         !table_exists(&stack, &app).await,
         "a typo must not leave a lease table behind"
@@ -449,7 +460,11 @@ fn produce_to_an_unreachable_endpoint_says_the_cause_once_and_fail_fast_stops() 
         "{}",
         f.stderr
     );
-    assert!(f.stderr.contains("kinesis-cat local"), "a hint: {}", f.stderr);
+    assert!(
+        f.stderr.contains("kinesis-cat local"),
+        "a hint: {}",
+        f.stderr
+    );
     assert!(
         f.stderr.lines().count() < 20,
         "summarised, not one line per record:\n{}",
@@ -518,7 +533,11 @@ async fn a_missing_stream_fails_every_command_at_once_with_status_3_and_a_short_
         Duration::from_secs(30),
     );
     assert_eq!(f.code(), Some(3), "{f:?}");
-    assert!(f.stderr.contains("ResourceNotFoundException"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("ResourceNotFoundException"),
+        "{}",
+        f.stderr
+    );
     assert!(
         f.stderr.len() < 4_000,
         "no dump per record ({} bytes):\n{}",
@@ -543,7 +562,11 @@ async fn a_missing_stream_fails_every_command_at_once_with_status_3_and_a_short_
             f.stderr
         );
     }
-    let f = run(&env, &["-v", "stream", "describe", "nope"], Duration::from_secs(30));
+    let f = run(
+        &env,
+        &["-v", "stream", "describe", "nope"],
+        Duration::from_secs(30),
+    );
     assert!(
         f.stderr.contains("detail:"),
         "-v shows the full chain: {}",
@@ -605,11 +628,27 @@ fn bad_arguments_are_refused_with_status_2_naming_the_flag() {
         (vec!["consume", "--stream", "", "--app", "app"], "--stream"),
         (vec!["consume", "--stream", "s", "--app", ""], "--app"),
         (
-            vec!["consume", "--stream", "s", "--app", "app", "--failover-ms", "0"],
+            vec![
+                "consume",
+                "--stream",
+                "s",
+                "--app",
+                "app",
+                "--failover-ms",
+                "0",
+            ],
             "--failover-ms",
         ),
         (
-            vec!["consume", "--stream", "s", "--app", "app", "--from", "yesterday"],
+            vec![
+                "consume",
+                "--stream",
+                "s",
+                "--app",
+                "app",
+                "--from",
+                "yesterday",
+            ],
             "--from",
         ),
         (
@@ -639,7 +678,10 @@ fn bad_arguments_are_refused_with_status_2_naming_the_flag() {
         let f = run(&env, &args, Duration::from_secs(10));
         assert_eq!(f.code(), Some(2), "{args:?}: {f:?}");
         assert!(f.stderr.contains(flag), "{args:?}: {}", f.stderr);
-        assert!(f.elapsed < Duration::from_secs(5), "refused before any call");
+        assert!(
+            f.elapsed < Duration::from_secs(5),
+            "refused before any call"
+        );
     }
 }
 
@@ -653,13 +695,25 @@ async fn splitting_or_merging_a_closed_shard_is_refused() {
     let limit = Duration::from_secs(60);
     let first = run(
         &env,
-        &["stream", "split", &stream, "--shard", "shardId-000000000000"],
+        &[
+            "stream",
+            "split",
+            &stream,
+            "--shard",
+            "shardId-000000000000",
+        ],
         limit,
     );
     assert_eq!(first.code(), Some(0), "{first:?}");
     let again = run(
         &env,
-        &["stream", "split", &stream, "--shard", "shardId-000000000000"],
+        &[
+            "stream",
+            "split",
+            &stream,
+            "--shard",
+            "shardId-000000000000",
+        ],
         limit,
     );
     assert_eq!(again.code(), Some(1), "{again:?}");
@@ -728,7 +782,11 @@ async fn logs_follow_rust_log_and_v_and_never_show_credentials() {
     let env = Env::stack(&stack)
         .with("AWS_SECRET_ACCESS_KEY", SECRET)
         .with("AWS_SESSION_TOKEN", TOKEN);
-    let quiet = run(&env, &["stream", "describe", &stream], Duration::from_secs(30));
+    let quiet = run(
+        &env,
+        &["stream", "describe", &stream],
+        Duration::from_secs(30),
+    );
     assert_eq!(quiet.code(), Some(0), "{quiet:?}");
     assert!(
         !quiet.stderr.contains(" INFO ") && !quiet.stderr.contains("DEBUG"),

@@ -4,10 +4,19 @@
 //!  DynamoDB / Kinesis SDK error ──classify──▶ Error::DynamoDb / Error::Kinesis { retryable, throttled }
 //!  conditional write refused   ─────────────▶ Error::LeaseLost (checkpoints) or Ok(false) (lease ops)
 //!  odd lease item              ─────────────▶ Error::InvalidLease (skipped with a warning by scans)
+//!  bad builder setting         ─────────────▶ Error::Config(ConfigError)
+//!  stream missing at start-up  ─────────────▶ Error::StreamNotFound
 //! ```
+//!
+//! Retryable: service throttling, 5xx and transient codes, time-outs, and connection
+//! failures (I/O errors reaching the endpoint). Not retryable: every other service error
+//! (missing resources, access denied, rejected credentials, validation) and failures before
+//! a request is sent (no credentials found, no region).
 
 use aws_sdk_dynamodb::config::http::HttpResponse as DynamoResponse;
 use aws_sdk_kinesis::config::http::HttpResponse as KinesisResponse;
+
+use crate::config_error::ConfigError;
 
 /// Everything that can go wrong in the consumer library.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +76,20 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// The configuration given to a builder is inconsistent.
+    /// A setting given to a builder cannot work; the [`ConfigError`] names it and its value.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    /// [`Scheduler::run`](crate::Scheduler::run) was called on a worker that was already
+    /// started (one worker runs once; build another to run again).
+    #[error("this worker was already started")]
+    AlreadyStarted,
+    /// The stream does not exist (Kinesis answered `ResourceNotFoundException`): a typo,
+    /// another account or another region. Found before anything is created.
+    #[error("Kinesis stream {stream} does not exist (check its name, account and region)")]
+    StreamNotFound {
+        /// The stream name given.
+        stream: String,
+    },
     /// The lease table did not become `ACTIVE` in time.
     #[error("lease table {table} not ACTIVE after {waited_secs} s")]
     TableNotActive {
@@ -84,7 +104,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether calling again may succeed.
+    /// Whether calling again may succeed: only [`Error::DynamoDb`] and [`Error::Kinesis`]
+    /// failures classified retryable (see the module docs); never a configuration error,
+    /// [`Error::StreamNotFound`] or [`Error::AlreadyStarted`].
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::DynamoDb { retryable, .. } | Error::Kinesis { retryable, .. } => *retryable,
@@ -92,7 +114,8 @@ impl Error {
         }
     }
 
-    /// Whether the service throttled the call (a retry should back off).
+    /// Whether the service throttled the call (a retry should back off). Only ever true for
+    /// [`Error::DynamoDb`] and [`Error::Kinesis`].
     pub fn is_throttling(&self) -> bool {
         match self {
             Error::DynamoDb { throttled, .. } | Error::Kinesis { throttled, .. } => *throttled,
@@ -180,9 +203,8 @@ where
                 throttled,
             )
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, false)
-        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => (true, false),
+        SdkError::DispatchFailure(f) => (f.as_connector_error().is_some_and(reconnectable), false),
         _ => (false, false),
     }
 }
@@ -202,11 +224,18 @@ where
                 throttled,
             )
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, false)
-        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => (true, false),
+        SdkError::DispatchFailure(f) => (f.as_connector_error().is_some_and(reconnectable), false),
         _ => (false, false),
     }
+}
+
+/// Whether a request that got no answer may get one when sent again: the endpoint could
+/// not be reached or did not answer in time (I/O errors, time-outs), or the HTTP client
+/// marked the failure with a retry kind. Not when no request could be made at all: no
+/// credentials found, a malformed endpoint, other local failures.
+fn reconnectable(e: &aws_sdk_kinesis::error::ConnectorError) -> bool {
+    e.is_io() || e.is_timeout() || e.as_other().is_some()
 }
 
 /// Renders an error with its chain of sources and, for service errors, the code.
@@ -224,6 +253,8 @@ fn render(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_kinesis::error::{ConnectorError, SdkError};
+    use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
 
     #[test]
     fn only_service_errors_are_retryable_or_throttling() {
@@ -242,5 +273,50 @@ mod tests {
         assert!(throttled.is_retryable());
         assert!(throttled.is_throttling());
         assert!(lost.to_string().contains("shardId-0"));
+    }
+
+    #[test]
+    fn start_up_and_configuration_errors_are_final() {
+        let missing = Error::StreamNotFound {
+            stream: "nope".into(),
+        };
+        assert!(!missing.is_retryable());
+        assert!(!missing.is_throttling());
+        assert!(missing.to_string().contains("nope"));
+        assert!(!Error::AlreadyStarted.is_retryable());
+        assert!(!Error::AlreadyStarted.is_throttling());
+        let config = Error::from(ConfigError::ZeroDuration {
+            setting: "failover_time",
+        });
+        assert!(!config.is_retryable());
+        assert!(!config.is_throttling());
+        assert_eq!(
+            config.to_string(),
+            "invalid configuration: failover_time must be longer than zero"
+        );
+    }
+
+    fn dispatch(e: ConnectorError) -> Error {
+        let err: SdkError<DescribeStreamSummaryError, KinesisResponse> =
+            SdkError::dispatch_failure(e);
+        Error::kinesis("DescribeStreamSummary", "s", &err)
+    }
+
+    #[test]
+    fn unreachable_endpoints_are_retried_but_requests_never_made_are_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let io = dispatch(ConnectorError::io(Box::new(refused)));
+        assert!(io.is_retryable());
+        assert!(!io.is_throttling());
+        assert!(io.to_string().contains("DescribeStreamSummary"));
+        let slow = dispatch(ConnectorError::timeout("no answer".into()));
+        assert!(slow.is_retryable());
+        // What an identity resolver failure (no credentials anywhere) becomes.
+        let no_credentials = dispatch(ConnectorError::other(
+            "no credentials in the environment".into(),
+            None,
+        ));
+        assert!(!no_credentials.is_retryable());
+        assert!(no_credentials.to_string().contains("no credentials"));
     }
 }

@@ -53,6 +53,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod checkpointer;
+mod config_error;
 mod consumer;
 mod coordinator;
 mod error;
@@ -64,6 +65,7 @@ mod scheduler;
 mod shard_sync;
 
 pub use checkpointer::Checkpointer;
+pub use config_error::ConfigError;
 pub use consumer::PollingConfig;
 pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 pub use error::Error;

@@ -148,7 +148,11 @@ impl Tally {
     fn add(&mut self, line: u64, failed: &kinesis_producer::Failed) {
         self.failed += 1;
         let code = failed.attempts.last().map(|a| a.code.clone());
-        let key = format!("{:?}|{}", std::mem::discriminant(&failed.reason), code.as_deref().unwrap_or("-"));
+        let key = format!(
+            "{:?}|{}",
+            std::mem::discriminant(&failed.reason),
+            code.as_deref().unwrap_or("-")
+        );
         if let Some(g) = self.groups.iter_mut().find(|g| g.key == key) {
             g.count += 1;
             return;
@@ -170,10 +174,11 @@ impl Tally {
 
     /// The kind of failure most records met.
     fn main_kind(&self) -> Option<FailureKind> {
-        self.groups
-            .iter()
-            .max_by_key(|g| g.count)
-            .map(|g| g.code.as_deref().map_or(FailureKind::Other, FailureKind::of_code))
+        self.groups.iter().max_by_key(|g| g.count).map(|g| {
+            g.code
+                .as_deref()
+                .map_or(FailureKind::Other, FailureKind::of_code)
+        })
     }
 }
 
@@ -222,7 +227,10 @@ async fn watch_failures(
             // The run is ending; what fails now is summarised at the end.
             continue;
         }
-        if !seen.iter().any(|(op, code)| *op == f.operation && *code == f.code) {
+        if !seen
+            .iter()
+            .any(|(op, code)| *op == f.operation && *code == f.code)
+        {
             seen.push((f.operation, f.code.clone()));
             let then = if stop {
                 "stopping"
@@ -399,7 +407,8 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         let mut deadline = None;
         let done = loop {
             if deadline.is_none() && stop.is_cancelled() {
-                deadline = Some(tokio::time::Instant::now() + flush_limit.unwrap_or(Duration::MAX / 4));
+                deadline =
+                    Some(tokio::time::Instant::now() + flush_limit.unwrap_or(Duration::MAX / 4));
             }
             tokio::select! {
                 _ = &mut shutdown => break true,
@@ -417,7 +426,10 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     };
     // Dropping the producer fails whatever it still holds (FailureReason::ShutDown).
     drop(producer);
-    let aborted = abort_reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let aborted = abort_reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     drop(handles_tx);
     let tally = tally_task
         .await

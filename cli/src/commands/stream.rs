@@ -296,13 +296,14 @@ async fn merge(
 ) -> Result<(), Error> {
     let before = shards::list_all(client, name).await?;
     for id in [shard_id, adjacent] {
-        let shard = before
-            .iter()
-            .find(|s| s.shard_id() == id)
-            .ok_or_else(|| Error::ShardNotFound {
-                stream: name.to_owned(),
-                shard: id.to_owned(),
-            })?;
+        let shard =
+            before
+                .iter()
+                .find(|s| s.shard_id() == id)
+                .ok_or_else(|| Error::ShardNotFound {
+                    stream: name.to_owned(),
+                    shard: id.to_owned(),
+                })?;
         if shards::is_closed(shard) {
             return Err(Error::ShardClosed {
                 stream: name.to_owned(),

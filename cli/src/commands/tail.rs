@@ -110,7 +110,11 @@ async fn iterator(shared: &Shared, shard_id: &str, at: &Position) -> Result<Opti
     Ok(out.shard_iterator().map(str::to_owned))
 }
 
-async fn read_shard(shared: Arc<Shared>, shard_id: String, from: InitialPosition) -> Result<(), Error> {
+async fn read_shard(
+    shared: Arc<Shared>,
+    shard_id: String,
+    from: InitialPosition,
+) -> Result<(), Error> {
     let deagg = kinesis_agg::Deaggregator::new();
     let mut position = Position::Initial(from);
     let mut next = iterator(&shared, &shard_id, &position).await?;
