@@ -145,18 +145,20 @@ mod tests {
     #[test]
     fn verbosity_maps_to_levels_unless_rust_log_is_set() {
         let quiet = filter(0, None).to_string();
-        assert!(quiet.starts_with("warn"), "{quiet}");
+        assert!(quiet.split(',').any(|d| d == "warn"), "{quiet}");
         assert!(quiet.contains("kinesis_consumer=warn"), "{quiet}");
         assert!(quiet.contains("kinesis_producer=error"), "{quiet}");
         assert!(filter(1, None)
             .to_string()
             .contains("kinesis_consumer=info"));
-        assert!(filter(2, None).to_string().starts_with("info"));
+        assert!(filter(2, None).to_string().split(',').any(|d| d == "info"));
         assert!(filter(9, None).to_string().contains("kinesis_cat=trace"));
         assert_eq!(
             filter(3, Some("aws_config=debug")).to_string(),
             "aws_config=debug"
         );
-        assert!(filter(0, Some("  ")).to_string().starts_with("warn"));
+        assert!(filter(0, Some("  "))
+            .to_string()
+            .contains("kinesis_producer=error"));
     }
 }

@@ -238,16 +238,24 @@ fn reconnectable(e: &aws_sdk_kinesis::error::ConnectorError) -> bool {
     e.is_io() || e.is_timeout() || e.as_other().is_some()
 }
 
-/// Renders an error with its chain of sources and, for service errors, the code.
+/// Renders an error with its chain of sources, each said once: the SDK's generic "service
+/// error" is dropped (the service's code and message follow it), and a source that repeats
+/// the text before it is skipped.
 fn render(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        let repeated = parts.last().is_some_and(|p| p.contains(text.as_str()));
+        if !repeated && !text.is_empty() {
+            parts.push(text);
+        }
+        next = e.source();
     }
-    out
+    if parts.len() > 1 && parts[0] == "service error" {
+        parts.remove(0);
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -255,6 +263,36 @@ mod tests {
     use super::*;
     use aws_sdk_kinesis::error::{ConnectorError, SdkError};
     use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
+
+    #[test]
+    fn rendered_errors_say_each_part_once() {
+        #[derive(Debug)]
+        struct Chain(&'static str, Option<Box<Chain>>);
+        impl std::fmt::Display for Chain {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Chain {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|c| c as _)
+            }
+        }
+        let msg = "ResourceNotFoundException: Requested resource not found";
+        let service = Chain(
+            "service error",
+            Some(Box::new(Chain(msg, Some(Box::new(Chain(msg, None)))))),
+        );
+        assert_eq!(render(&service), msg);
+        let dispatch = Chain(
+            "dispatch failure",
+            Some(Box::new(Chain("Connection refused (os error 111)", None))),
+        );
+        assert_eq!(
+            render(&dispatch),
+            "dispatch failure: Connection refused (os error 111)"
+        );
+    }
 
     #[test]
     fn only_service_errors_are_retryable_or_throttling() {

@@ -76,5 +76,5 @@ pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
 };
-pub use scheduler::{default_worker_id, Scheduler, SchedulerBuilder};
+pub use scheduler::{default_worker_id, Scheduler, SchedulerBuilder, MIN_FAILOVER_TIME};
 pub use shard_sync::{InitialPosition, ShardSync, SyncOutcome};

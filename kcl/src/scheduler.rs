@@ -102,6 +102,10 @@ impl std::fmt::Debug for SchedulerBuilder {
     }
 }
 
+/// The shortest failover time accepted: renewals run every failover / 3 − 25 ms, which
+/// leaves no time between them below about 100 ms.
+pub const MIN_FAILOVER_TIME: Duration = Duration::from_millis(100);
+
 /// A worker id unique to this process: host name, process id and a random suffix.
 pub fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -163,8 +167,8 @@ impl SchedulerBuilder {
     /// Sets the failover time; renewals (failover / 3 − 25 ms) follow it, and so do takes
     /// (2 × (failover + 25 ms)) unless set with
     /// [`with_taker_interval`](Self::with_taker_interval). Default: 10 s.
-    /// [`build`](Self::build) refuses zero: [`ConfigError::ZeroDuration`] naming
-    /// `failover_time`.
+    /// [`build`](Self::build) refuses zero ([`ConfigError::ZeroDuration`]) and anything
+    /// under [`MIN_FAILOVER_TIME`] ([`ConfigError::OutOfRange`]), naming `failover_time`.
     pub fn with_failover_time(mut self, failover: Duration) -> Self {
         let mut lease = LeaseConfig::new(failover);
         lease.max_leases_per_worker = self.lease.max_leases_per_worker;
@@ -298,6 +302,13 @@ impl SchedulerBuilder {
         ];
         if let Some(&(setting, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::ZeroDuration { setting });
+        }
+        if self.lease.failover_time < MIN_FAILOVER_TIME {
+            return Err(ConfigError::OutOfRange {
+                setting: "failover_time",
+                value: i64::try_from(self.lease.failover_time.as_millis()).unwrap_or(i64::MAX),
+                allowed: "100 ms or more (leases are renewed every failover / 3 - 25 ms)",
+            });
         }
         if self.lease.max_leases_per_worker == 0 {
             return Err(ConfigError::OutOfRange {
@@ -1188,9 +1199,21 @@ mod tests {
             .with_max_leases_per_worker(1)
             .with_max_leases_to_steal_at_one_time(0)
             .with_shutdown_timeout(Duration::ZERO)
-            .with_failover_time(Duration::from_millis(1))
+            .with_failover_time(MIN_FAILOVER_TIME)
             .validate()
             .unwrap();
+        let e = refused(valid().with_failover_time(Duration::from_millis(99)));
+        assert!(
+            matches!(
+                e,
+                ConfigError::OutOfRange {
+                    setting: "failover_time",
+                    value: 99,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let (k, d) = offline_clients();
         Scheduler::builder("a.b_c-1", "s", factory)
             .with_clients(k, d)
