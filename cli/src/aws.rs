@@ -26,14 +26,14 @@ use crate::Error;
 pub async fn load() -> Result<aws_config::SdkConfig, Error> {
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     if config.region().is_none() {
-        return Err(Error::Config(ServiceFailure {
+        return Err(Error::Config(Box::new(ServiceFailure {
             kind: FailureKind::NoRegion,
             code: "NoRegion".into(),
             message: "no AWS region is configured".into(),
             detail: "aws-config found no region in AWS_REGION, AWS_DEFAULT_REGION or the profile"
                 .into(),
             retryable: false,
-        }));
+        })));
     }
     let Some(provider) = config.credentials_provider() else {
         return Err(no_credentials(
@@ -55,13 +55,13 @@ pub async fn load() -> Result<aws_config::SdkConfig, Error> {
 }
 
 fn no_credentials(detail: String) -> Error {
-    Error::Config(ServiceFailure {
+    Error::Config(Box::new(ServiceFailure {
         kind: FailureKind::NoCredentials,
         code: "NoCredentials".into(),
         message: "no AWS credentials were found".into(),
         detail,
         retryable: false,
-    })
+    }))
 }
 
 /// A Kinesis client from [`load`].

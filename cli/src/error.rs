@@ -297,11 +297,11 @@ pub enum Error {
         /// The stream it was about ("-" for account-wide calls).
         stream: String,
         /// What went wrong.
-        failure: ServiceFailure,
+        failure: Box<ServiceFailure>,
     },
     /// The AWS configuration is unusable: no region, or no credentials.
     #[error("{0}")]
-    Config(ServiceFailure),
+    Config(Box<ServiceFailure>),
     /// The emulator stack could not start, or a stream did not become ACTIVE.
     #[error(transparent)]
     Emulators(#[from] kinesis_emulators::Error),
@@ -365,7 +365,7 @@ pub enum Error {
         /// For how long, in whole seconds.
         secs: u64,
         /// The last failure.
-        failure: ServiceFailure,
+        failure: Box<ServiceFailure>,
     },
 }
 
@@ -382,7 +382,7 @@ impl Error {
         Self::Kinesis {
             operation,
             stream: stream.to_owned(),
-            failure: ServiceFailure::from_sdk(&err),
+            failure: Box::new(ServiceFailure::from_sdk(&err)),
         }
     }
 
@@ -482,7 +482,7 @@ mod tests {
         let kinesis = |kind, code| Error::Kinesis {
             operation: "DescribeStreamSummary",
             stream: "s".into(),
-            failure: failure(kind, code),
+            failure: Box::new(failure(kind, code)),
         };
         let not_found = kinesis(FailureKind::NotFound, "ResourceNotFoundException");
         assert_eq!(not_found.exit_code(), 3);
@@ -552,7 +552,7 @@ mod tests {
         let e = Error::Kinesis {
             operation: "DescribeStreamSummary",
             stream: "nope".into(),
-            failure: f,
+            failure: Box::new(f),
         };
         assert_eq!(
             e.to_string(),

@@ -11,15 +11,13 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::Error;
-
 /// Why a write did not happen.
 #[derive(Debug)]
 pub enum WriteError {
     /// The reader closed standard output: stop quietly and successfully.
     Closed,
     /// Any other I/O error.
-    Failed(Error),
+    Failed(std::io::Error),
 }
 
 /// Buffered standard output that remembers when the reader has gone.
@@ -84,7 +82,7 @@ impl Output {
             self.closed.store(true, Ordering::Release);
             WriteError::Closed
         } else {
-            WriteError::Failed(Error::Output(e))
+            WriteError::Failed(e)
         }
     }
 }

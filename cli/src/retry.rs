@@ -93,7 +93,7 @@ impl RetryPolicy {
                 return Err(Error::Kinesis {
                     operation,
                     stream: stream.to_owned(),
-                    failure,
+                    failure: Box::new(failure),
                 });
             }
             let Some(delay) = delays.next() else {
@@ -102,7 +102,7 @@ impl RetryPolicy {
                     stream: stream.to_owned(),
                     attempts,
                     secs: started.elapsed().as_secs(),
-                    failure,
+                    failure: Box::new(failure),
                 });
             };
             if attempts == 1 {

@@ -693,29 +693,22 @@ async fn splitting_or_merging_a_closed_shard_is_refused() {
     let stream = stack.create_stream("cat-closed", 2).await.unwrap();
     let env = Env::stack(&stack);
     let limit = Duration::from_secs(60);
-    let first = run(
-        &env,
-        &[
-            "stream",
-            "split",
-            &stream,
-            "--shard",
-            "shardId-000000000000",
-        ],
-        limit,
-    );
+    let split = || {
+        run(
+            &env,
+            &[
+                "stream",
+                "split",
+                &stream,
+                "--shard",
+                "shardId-000000000000",
+            ],
+            limit,
+        )
+    };
+    let first = split();
     assert_eq!(first.code(), Some(0), "{first:?}");
-    let again = run(
-        &env,
-        &[
-            "stream",
-            "split",
-            &stream,
-            "--shard",
-            "shardId-000000000000",
-        ],
-        limit,
-    );
+    let again = split();
     assert_eq!(again.code(), Some(1), "{again:?}");
     assert!(again.stderr.contains("closed"), "{}", again.stderr);
     let merge = run(

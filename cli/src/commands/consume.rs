@@ -138,7 +138,7 @@ impl Shared {
                 false
             }
             Err(WriteError::Failed(e)) => {
-                eprintln!("kinesis-cat: {e}; not checkpointing");
+                eprintln!("kinesis-cat: cannot write to standard output ({e}); not checkpointing");
                 false
             }
         }

@@ -105,6 +105,28 @@ pub fn hash_range(shard: &Shard) -> Result<(u128, u128), Error> {
     ))
 }
 
+/// The shard `id` of `stream` among `shards`, if it is open (only open shards can be
+/// split or merged: some emulators accept a closed one and leave overlapping open shards).
+///
+/// # Errors
+/// [`Error::ShardNotFound`] or [`Error::ShardClosed`].
+pub fn find_open<'a>(shards: &'a [Shard], stream: &str, id: &str) -> Result<&'a Shard, Error> {
+    let shard = shards
+        .iter()
+        .find(|s| s.shard_id() == id)
+        .ok_or_else(|| Error::ShardNotFound {
+            stream: stream.to_owned(),
+            shard: id.to_owned(),
+        })?;
+    if is_closed(shard) {
+        return Err(Error::ShardClosed {
+            stream: stream.to_owned(),
+            shard: id.to_owned(),
+        });
+    }
+    Ok(shard)
+}
+
 /// Whether `shard` is closed (its sequence number range has an end).
 pub fn is_closed(shard: &Shard) -> bool {
     shard
@@ -164,6 +186,21 @@ mod tests {
             .sequence_number_range(seq)
             .build()
             .expect("shard")
+    }
+
+    #[test]
+    fn only_open_shards_are_found_for_resharding() {
+        let shards = [shard(Some("2"))];
+        assert!(matches!(
+            find_open(&shards, "s", "shardId-000000000000"),
+            Err(Error::ShardClosed { .. })
+        ));
+        assert!(matches!(
+            find_open(&shards, "s", "shardId-000000000009"),
+            Err(Error::ShardNotFound { .. })
+        ));
+        let open = [shard(None)];
+        assert!(find_open(&open, "s", "shardId-000000000000").is_ok());
     }
 
     #[test]

@@ -229,19 +229,7 @@ async fn split(
     out: &mut impl Write,
 ) -> Result<(), Error> {
     let before = shards::list_all(client, name).await?;
-    let shard = before
-        .iter()
-        .find(|s| s.shard_id() == shard_id)
-        .ok_or_else(|| Error::ShardNotFound {
-            stream: name.to_owned(),
-            shard: shard_id.to_owned(),
-        })?;
-    if shards::is_closed(shard) {
-        return Err(Error::ShardClosed {
-            stream: name.to_owned(),
-            shard: shard_id.to_owned(),
-        });
-    }
+    let shard = shards::find_open(&before, name, shard_id)?;
     let (start, end) = shards::hash_range(shard)?;
     let new_start = match at {
         Some(value) => {
@@ -296,20 +284,7 @@ async fn merge(
 ) -> Result<(), Error> {
     let before = shards::list_all(client, name).await?;
     for id in [shard_id, adjacent] {
-        let shard =
-            before
-                .iter()
-                .find(|s| s.shard_id() == id)
-                .ok_or_else(|| Error::ShardNotFound {
-                    stream: name.to_owned(),
-                    shard: id.to_owned(),
-                })?;
-        if shards::is_closed(shard) {
-            return Err(Error::ShardClosed {
-                stream: name.to_owned(),
-                shard: id.to_owned(),
-            });
-        }
+        shards::find_open(&before, name, id)?;
     }
     client
         .merge_shards()

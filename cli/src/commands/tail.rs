@@ -162,7 +162,7 @@ async fn read_shard(
         match shared.out.write_flush(lines.iter().map(Vec::as_slice)) {
             Ok(()) => {}
             Err(WriteError::Closed) => return Err(closed()),
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(Error::Output(e)),
         }
         if let Some(last) = out.records().last() {
             position = Position::After(last.sequence_number().to_owned());
