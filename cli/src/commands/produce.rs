@@ -172,13 +172,14 @@ impl Tally {
         }
     }
 
-    /// The kind of failure most records met.
+    /// The kind of the last error most failed records met (records that failed before
+    /// any attempt, e.g. while their shard backed off, carry no error and do not count).
     fn main_kind(&self) -> Option<FailureKind> {
-        self.groups.iter().max_by_key(|g| g.count).map(|g| {
-            g.code
-                .as_deref()
-                .map_or(FailureKind::Other, FailureKind::of_code)
-        })
+        self.groups
+            .iter()
+            .filter_map(|g| Some((g.count, g.code.as_deref()?)))
+            .max_by_key(|(count, _)| *count)
+            .map(|(_, code)| FailureKind::of_code(code))
     }
 }
 
@@ -506,6 +507,49 @@ mod tests {
         assert!(!a.no_aggregate && !a.ordered && !a.compress && !a.fail_fast);
         assert_eq!(a.rate, None);
         assert_eq!(a.flush_timeout_secs, None);
+    }
+
+    fn failed(
+        reason: kinesis_producer::FailureReason,
+        last: Option<&str>,
+    ) -> kinesis_producer::Failed {
+        kinesis_producer::Failed {
+            stream: "s".into(),
+            reason,
+            attempts: last
+                .map(|code| kinesis_producer::Attempt {
+                    elapsed: Duration::from_millis(5),
+                    code: code.into(),
+                    message: "m".into(),
+                    throttled: false,
+                })
+                .into_iter()
+                .collect(),
+            record: None,
+        }
+    }
+
+    #[test]
+    fn failures_are_grouped_by_reason_and_last_error() {
+        use kinesis_producer::FailureReason;
+        let expired = || FailureReason::Expired {
+            ttl: Duration::from_secs(30),
+        };
+        let mut t = Tally::default();
+        for line in 1..=3 {
+            t.add(line, &failed(expired(), Some("DispatchFailure")));
+        }
+        // Records that never got an attempt are the most numerous here, but carry no
+        // cause: the exit status comes from the failures that have one.
+        for line in 4..=8 {
+            t.add(line, &failed(expired(), None));
+        }
+        t.add(9, &failed(FailureReason::ShutDown, Some("DispatchFailure")));
+        assert_eq!(t.failed, 9);
+        let counts: Vec<(u64, u64)> = t.groups.iter().map(|g| (g.first_line, g.count)).collect();
+        assert_eq!(counts, [(1, 3), (4, 5), (9, 1)]);
+        assert_eq!(t.main_kind(), Some(FailureKind::Unreachable));
+        assert_eq!(Tally::default().main_kind(), None);
     }
 
     #[test]
