@@ -35,6 +35,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_kinesis::types::Shard;
 use kinesis_agg::HashKeyRange;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::lease::{Checkpoint, Lease};
@@ -209,6 +211,33 @@ impl ShardSync {
             }
         }
         Ok(outcome)
+    }
+
+    /// Syncs every `interval`, and whenever `shard_ended` is woken, until `cancel` fires;
+    /// wakes `changed` after a sync that created or deleted leases. Failures are logged and
+    /// the next sync tries again.
+    ///
+    /// # Cancellation
+    /// Returns when `cancel` fires; dropping it is equally safe (as [`sync`](Self::sync)).
+    pub(crate) async fn run(
+        &self,
+        interval: Duration,
+        cancel: CancellationToken,
+        shard_ended: Arc<Notify>,
+        changed: Arc<Notify>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+                _ = shard_ended.notified() => {}
+            }
+            match self.sync().await {
+                Ok(o) if !o.created.is_empty() || !o.deleted.is_empty() => changed.notify_one(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "shard sync failed"),
+            }
+        }
     }
 
     /// Creates leases for children that `GetRecords` reported at a shard end (real Kinesis
