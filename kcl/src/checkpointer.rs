@@ -239,8 +239,8 @@ mod tests {
     use super::*;
     use crate::coordinator::LeaseConfig;
     use crate::lease::Lease;
-    use crate::lease_table::memory::MemoryLeaseStore;
-    use crate::lease_table::LeaseStore;
+    use crate::leases::LeaseStore;
+    use crate::leases::MemoryLeaseStore;
 
     async fn checkpointer() -> (Checkpointer, Arc<MemoryLeaseStore>, Arc<Notify>) {
         let store = Arc::new(MemoryLeaseStore::default());

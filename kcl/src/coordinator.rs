@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::lease::{Checkpoint, Lease};
-use crate::lease_table::LeaseStore;
+use crate::leases::LeaseStore;
 use crate::metrics as m;
 
 /// The slack the Java KCL subtracts from renewals and adds to takes (25 ms).
@@ -245,9 +245,10 @@ impl LeaseCoordinator {
                 if h.lost.is_cancelled() {
                     return (key, h.clone(), true);
                 }
-                let lost = match store.renew_lease(&lease).await {
+                let renewal = lease.renew();
+                let lost = match store.update_lease(&renewal).await {
                     Ok(true) => {
-                        lease.counter += 1;
+                        renewal.apply_to(&mut lease);
                         h.touch();
                         false
                     }
@@ -365,14 +366,11 @@ impl LeaseCoordinator {
             to_take.extend(victims.into_iter().take(steal).map(|l| (l, true)));
         }
         for (lease, stolen) in to_take {
-            match self.store.take_lease(lease, &self.worker_id).await {
+            let take = lease.take(&self.worker_id);
+            match self.store.update_lease(&take).await {
                 Ok(true) => {
                     let mut mine = lease.clone();
-                    if mine.owner.as_deref() != Some(self.worker_id.as_str()) {
-                        mine.owner_switches_since_checkpoint += 1;
-                    }
-                    mine.owner = Some(self.worker_id.clone());
-                    mine.counter += 1;
+                    take.apply_to(&mut mine);
                     if let Some(o) = observed.get_mut(&mine.lease_key) {
                         o.counter = mine.counter;
                         o.since = Instant::now();
@@ -412,23 +410,13 @@ impl LeaseCoordinator {
         if held.lost.is_cancelled() {
             return Err(Error::LeaseLost { lease_key: key });
         }
-        let ok = self
-            .store
-            .update_checkpoint(&lease, checkpoint, child_shard_ids)
-            .await?;
-        if !ok {
+        let update = lease.record_checkpoint(checkpoint, child_shard_ids);
+        if !self.store.update_lease(&update).await? {
             drop(lease);
             self.mark_lost(&key, held);
             return Err(Error::LeaseLost { lease_key: key });
         }
-        lease.counter += 1;
-        lease.checkpoint = checkpoint.clone();
-        lease.pending_checkpoint = None;
-        lease.pending_checkpoint_state = None;
-        lease.owner_switches_since_checkpoint = 0;
-        if !child_shard_ids.is_empty() {
-            lease.child_shard_ids = child_shard_ids.to_vec();
-        }
+        update.apply_to(&mut lease);
         held.touch();
         ::metrics::histogram!(m::CHECKPOINT_LATENCY).record(started.elapsed().as_secs_f64());
         Ok(())
@@ -446,18 +434,13 @@ impl LeaseCoordinator {
         if held.lost.is_cancelled() {
             return Err(Error::LeaseLost { lease_key: key });
         }
-        if !self
-            .store
-            .prepare_checkpoint(&lease, pending, state)
-            .await?
-        {
+        let update = lease.prepare_checkpoint(pending, state);
+        if !self.store.update_lease(&update).await? {
             drop(lease);
             self.mark_lost(&key, held);
             return Err(Error::LeaseLost { lease_key: key });
         }
-        lease.counter += 1;
-        lease.pending_checkpoint = Some(pending.clone());
-        lease.pending_checkpoint_state = state.cloned();
+        update.apply_to(&mut lease);
         held.touch();
         Ok(())
     }
@@ -532,7 +515,7 @@ impl LeaseCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease_table::memory::MemoryLeaseStore;
+    use crate::leases::MemoryLeaseStore;
 
     const FAILOVER: Duration = Duration::from_secs(10);
 

@@ -58,7 +58,7 @@ mod consumer;
 mod coordinator;
 mod error;
 mod lease;
-mod lease_table;
+pub mod leases;
 pub mod metrics;
 mod processor;
 mod scheduler;
@@ -71,7 +71,7 @@ pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 pub use error::Error;
 pub use kinesis_agg::PartitionKey;
 pub use lease::{Checkpoint, Lease, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
-pub use lease_table::{LeaseStore, LeaseTable};
+pub use leases::{LeaseStore, LeaseTable};
 pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::lease::{Checkpoint, Lease};
-use crate::lease_table::LeaseStore;
+use crate::leases::LeaseStore;
 use crate::metrics as m;
 
 /// Where a worker starts reading shards that have no checkpoint yet.

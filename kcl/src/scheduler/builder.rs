@@ -19,7 +19,7 @@ use crate::config_error::{check_name, ConfigError, STREAM_NAME_LEN, TABLE_NAME_L
 use crate::consumer::PollingConfig;
 use crate::coordinator::LeaseCoordinator;
 use crate::error::Error;
-use crate::lease_table::{LeaseStore, LeaseTable};
+use crate::leases::{LeaseStore, LeaseTable};
 use crate::processor::RecordProcessorFactory;
 use crate::shard_sync::{InitialPosition, ShardSync};
 

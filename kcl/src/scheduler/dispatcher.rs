@@ -23,7 +23,7 @@ use super::Inner;
 use crate::consumer::{Exit, PollingConfig, ShardConsumer};
 use crate::coordinator::{HeldLease, LeaseCoordinator};
 use crate::error::Error;
-use crate::lease_table::LeaseStore;
+use crate::leases::LeaseStore;
 use crate::processor::RecordProcessorFactory;
 use crate::shard_sync::{InitialPosition, ShardSync};
 

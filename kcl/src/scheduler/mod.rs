@@ -56,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::coordinator::LeaseCoordinator;
 use crate::error::Error;
-use crate::lease_table::LeaseStore;
+use crate::leases::LeaseStore;
 use crate::processor::RecordProcessorFactory;
 use crate::shard_sync::ShardSync;
 

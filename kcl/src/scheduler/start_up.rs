@@ -19,7 +19,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::lease_table::LeaseStore;
+use crate::leases::LeaseStore;
 use crate::metrics as m;
 use crate::shard_sync::ShardSync;
 
