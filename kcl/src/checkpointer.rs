@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::coordinator::{HeldLease, LeaseCoordinator};
 use crate::error::Error;
 use crate::lease::{Checkpoint, SequenceNumber};
+use crate::leases::{HeldLease, LeaseCoordinator};
 
 /// Checkpoints one shard's progress. Cheap to clone; all clones share state.
 #[derive(Debug, Clone)]
@@ -237,8 +237,8 @@ impl Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::LeaseConfig;
     use crate::lease::Lease;
+    use crate::leases::LeaseConfig;
     use crate::leases::LeaseStore;
     use crate::leases::MemoryLeaseStore;
 

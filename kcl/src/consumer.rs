@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::checkpointer::Checkpointer;
-use crate::coordinator::{HeldLease, LeaseCoordinator};
 use crate::error::Error;
 use crate::lease::{Checkpoint, SequenceNumber};
+use crate::leases::{HeldLease, LeaseCoordinator};
 use crate::metrics as m;
 use crate::processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,

@@ -55,7 +55,6 @@
 mod checkpointer;
 mod config_error;
 mod consumer;
-mod coordinator;
 mod error;
 mod lease;
 pub mod leases;
@@ -67,10 +66,10 @@ mod shard_sync;
 pub use checkpointer::Checkpointer;
 pub use config_error::ConfigError;
 pub use consumer::PollingConfig;
-pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 pub use error::Error;
 pub use kinesis_agg::PartitionKey;
 pub use lease::{Checkpoint, Lease, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
+pub use leases::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 pub use leases::{LeaseStore, LeaseTable};
 pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,

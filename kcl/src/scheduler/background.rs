@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::coordinator::LeaseCoordinator;
+use crate::leases::LeaseCoordinator;
 use crate::shard_sync::ShardSync;
 
 /// The running background tasks, stopped in two steps by a graceful shutdown.

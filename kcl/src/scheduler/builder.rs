@@ -17,8 +17,8 @@ use super::config::{default_worker_id, SchedulerConfig};
 use super::{Inner, Scheduler};
 use crate::config_error::{check_name, ConfigError, STREAM_NAME_LEN, TABLE_NAME_LEN};
 use crate::consumer::PollingConfig;
-use crate::coordinator::LeaseCoordinator;
 use crate::error::Error;
+use crate::leases::LeaseCoordinator;
 use crate::leases::{LeaseStore, LeaseTable};
 use crate::processor::RecordProcessorFactory;
 use crate::shard_sync::{InitialPosition, ShardSync};
@@ -274,7 +274,7 @@ mod tests {
     use super::super::config::MIN_FAILOVER_TIME;
     use super::super::test_support::{factory, offline_clients, refused, valid};
     use super::*;
-    use crate::coordinator::LeaseConfig;
+    use crate::leases::LeaseConfig;
 
     #[test]
     fn builder_defaults_are_pinned() {

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use crate::consumer::{Exit, PollingConfig, ShardConsumer};
-use crate::coordinator::{HeldLease, LeaseCoordinator};
 use crate::error::Error;
 use crate::leases::LeaseStore;
+use crate::leases::{HeldLease, LeaseCoordinator};
 use crate::processor::RecordProcessorFactory;
 use crate::shard_sync::{InitialPosition, ShardSync};
 

@@ -54,8 +54,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::coordinator::LeaseCoordinator;
 use crate::error::Error;
+use crate::leases::LeaseCoordinator;
 use crate::leases::LeaseStore;
 use crate::processor::RecordProcessorFactory;
 use crate::shard_sync::ShardSync;

@@ -2,15 +2,16 @@
 //! until the work is balanced across workers.
 //!
 //! ```text
-//!              every renew_interval                    every taker_interval
-//!  held leases ───────renewer──────▶ LeaseStore ◀────────taker──────── scan all leases
-//!   (counter,     renew_lease(counter, owner)      observe counters on the local clock;
-//!    lost token)  refused → lease lost              expired = no owner, or counter unchanged
-//!        ▲                                            for failover time;
-//!        └──────────── taken / stolen ─────────────── target = ceil(leases / workers);
-//!                                                     take expired first, else steal one from
-//!                                                     the most loaded worker
+//!              every renew_interval                      every taker_interval
+//!  held leases ───────renewer──────▶ LeaseStore ◀───────────taker──────── list_leases (scan)
+//!   (counter,     renew (counter, owner)      │   ObservedCounters: expired = counter unchanged
+//!    lost token)  refused → lease lost        │     for failover_time on this worker's clock
+//!        ▲                                    │   plan_take(view, me, config) ─▶ TakePlan (pure)
+//!        └──────────── taken / stolen ────────┘   execute: take (counter) each planned lease
 //! ```
+//!
+//! The parts, each in its own file: [`LeaseConfig`] (timings and limits),
+//! `ObservedCounters` (expiry on the local clock), `plan_take` (the taker's decision).
 //!
 //! Expiry is judged only from counters this worker observed and its own monotonic clock
 //! ([`tokio::time::Instant`]), never from wall clocks, so skewed hosts cannot steal early.
@@ -39,57 +40,21 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod lease_config;
+mod observed_counters;
+mod take_plan;
+
 use crate::error::Error;
 use crate::lease::{Checkpoint, Lease};
 use crate::leases::LeaseStore;
 use crate::metrics as m;
-
-/// The slack the Java KCL subtracts from renewals and adds to takes (25 ms).
-const EPSILON: Duration = Duration::from_millis(25);
+pub use lease_config::LeaseConfig;
+use observed_counters::ObservedCounters;
+use take_plan::{plan_take, Me, SeenLease};
 
 /// Renewals in flight at once, so that a worker with hundreds of leases renews them within
 /// the interval without opening hundreds of connections.
 const RENEW_CONCURRENCY: usize = 32;
-
-/// Timing and limits of lease handling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LeaseConfig {
-    /// A lease whose counter has not moved for this long is expired and may be taken.
-    pub failover_time: Duration,
-    /// How often held leases are renewed.
-    pub renew_interval: Duration,
-    /// How often the taker scans the table.
-    pub taker_interval: Duration,
-    /// The most leases this worker holds at once.
-    pub max_leases_per_worker: usize,
-    /// The most leases stolen in one taker round.
-    pub max_leases_to_steal_at_one_time: usize,
-}
-
-impl LeaseConfig {
-    /// The Java KCL 2.x timings for a failover time: renew every `failover / 3 - 25 ms`,
-    /// take every `(failover + 25 ms) × 2`, no lease limit, steal at most one lease per round.
-    pub fn new(failover_time: Duration) -> Self {
-        Self {
-            failover_time,
-            // Whole milliseconds, as the Java KCL computes it.
-            renew_interval: Duration::from_millis((failover_time.as_millis() / 3) as u64)
-                .saturating_sub(EPSILON)
-                .max(Duration::from_millis(1)),
-            taker_interval: (failover_time + EPSILON) * 2,
-            max_leases_per_worker: usize::MAX,
-            max_leases_to_steal_at_one_time: 1,
-        }
-    }
-}
-
-impl Default for LeaseConfig {
-    /// [`LeaseConfig::new`] with the Java KCL's default failover time of 10 s.
-    fn default() -> Self {
-        Self::new(Duration::from_secs(10))
-    }
-}
 
 /// A lease this worker holds, shared by the renewer, the taker, the shard consumer and its
 /// checkpointer.
@@ -122,15 +87,6 @@ impl HeldLease {
     }
 }
 
-/// What the taker saw of a lease, on this worker's clock.
-#[derive(Debug, Clone)]
-struct Observed {
-    /// The counter last seen.
-    counter: u64,
-    /// When this worker first saw that counter value.
-    since: Instant,
-}
-
 /// What one taker round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -156,8 +112,8 @@ pub struct LeaseCoordinator {
     config: LeaseConfig,
     /// Leases held, by key.
     held: SyncMutex<HashMap<String, Arc<HeldLease>>>,
-    /// Counters observed by the taker, by key; the async mutex keeps rounds from overlapping.
-    observed: Mutex<HashMap<String, Observed>>,
+    /// Counters observed by the taker; the async mutex keeps rounds from overlapping.
+    observed: Mutex<ObservedCounters>,
 }
 
 impl LeaseCoordinator {
@@ -173,7 +129,7 @@ impl LeaseCoordinator {
             worker_id: worker_id.into(),
             config,
             held: SyncMutex::new(HashMap::new()),
-            observed: Mutex::new(HashMap::new()),
+            observed: Mutex::new(ObservedCounters::default()),
         }
     }
 
@@ -282,99 +238,39 @@ impl LeaseCoordinator {
     /// The scan's error; failed takes are logged and skipped.
     pub async fn take_leases(&self) -> Result<TakeOutcome, Error> {
         let mut observed = self.observed.lock().await;
-        let leases = self.store.list_leases().await?;
+        let mut leases = self.store.list_leases().await?;
         let now = Instant::now();
-        let keys: HashSet<&str> = leases.iter().map(|l| l.lease_key.as_str()).collect();
-        observed.retain(|k, _| keys.contains(k.as_str()));
-        for lease in &leases {
-            match observed.get_mut(&lease.lease_key) {
-                Some(o) if o.counter == lease.counter => {}
-                Some(o) => {
-                    o.counter = lease.counter;
-                    o.since = now;
-                }
-                None => {
-                    observed.insert(
-                        lease.lease_key.clone(),
-                        Observed {
-                            counter: lease.counter,
-                            since: now,
-                        },
-                    );
-                }
-            }
-        }
-        let held_keys: HashSet<String> = self.lock_held().keys().cloned().collect();
+        observed.observe(&leases, now);
+        // Among equals the plan follows the scan's order: shuffled, takes spread at random.
+        leases.shuffle(&mut rand::rng());
         let failover = self.config.failover_time;
-        let is_available = |lease: &Lease| -> bool {
-            if held_keys.contains(&lease.lease_key) {
-                return false;
-            }
-            match &lease.owner {
-                None => true,
-                // Ours in the table but not held (an earlier life of this worker id):
-                // nobody renews it, so let it expire like any other.
-                Some(_) => now.duration_since(observed[&lease.lease_key].since) > failover,
-            }
+        let view: Vec<SeenLease<'_>> = leases
+            .iter()
+            .map(|lease| SeenLease {
+                lease,
+                expired: observed.expired(&lease.lease_key, now, failover),
+            })
+            .collect();
+        let held: HashSet<String> = self.lock_held().keys().cloned().collect();
+        let me = Me {
+            id: &self.worker_id,
+            held: &held,
         };
-        let mut available: Vec<&Lease> = Vec::new();
-        let mut per_owner: HashMap<&str, Vec<&Lease>> = HashMap::new();
-        for lease in &leases {
-            if is_available(lease) {
-                available.push(lease);
-            } else if let Some(owner) = &lease.owner {
-                if held_keys.contains(&lease.lease_key) || owner != &self.worker_id {
-                    per_owner.entry(owner.as_str()).or_default().push(lease);
-                }
-            }
-        }
-        let mine = held_keys.len();
-        let workers =
-            per_owner.len() + usize::from(!per_owner.contains_key(self.worker_id.as_str()));
-        let target = leases
-            .len()
-            .div_ceil(workers)
-            .min(self.config.max_leases_per_worker);
+        let plan = plan_take(&view, &me, &self.config);
         let mut outcome = TakeOutcome {
-            target,
-            workers,
+            target: plan.target,
+            workers: plan.workers,
             ..TakeOutcome::default()
         };
-        if mine >= target {
-            return Ok(outcome);
-        }
-        let need = target - mine;
-        let mut to_take: Vec<(&Lease, bool)> = Vec::new();
-        if !available.is_empty() {
-            available.shuffle(&mut rand::rng());
-            to_take.extend(available.into_iter().take(need).map(|l| (l, false)));
-        } else if let Some((_, victims)) = per_owner
-            .iter()
-            .filter(|(owner, _)| **owner != self.worker_id)
-            .max_by_key(|(owner, v)| (v.len(), std::cmp::Reverse(**owner)))
-        {
-            let over = victims.len().saturating_sub(target);
-            let mut steal = need.min(over);
-            // The most loaded worker is at target and we need more than one: take one, so
-            // that e.g. 3/3/1 can become 3/2/2 (one lease at a time).
-            if victims.len() >= target && over == 0 && need > 1 {
-                steal = 1;
-            }
-            steal = steal.min(self.config.max_leases_to_steal_at_one_time);
-            let mut victims = victims.clone();
-            victims.shuffle(&mut rand::rng());
-            to_take.extend(victims.into_iter().take(steal).map(|l| (l, true)));
-        }
-        for (lease, stolen) in to_take {
+        let takes = plan.take.iter().map(|l| (*l, false));
+        let steals = plan.steal.iter().map(|l| (*l, true));
+        for (lease, stolen) in takes.chain(steals) {
             let take = lease.take(&self.worker_id);
             match self.store.update_lease(&take).await {
                 Ok(true) => {
                     let mut mine = lease.clone();
                     take.apply_to(&mut mine);
-                    if let Some(o) = observed.get_mut(&mine.lease_key) {
-                        o.counter = mine.counter;
-                        o.since = Instant::now();
-                    }
+                    observed.saw(&mine.lease_key, mine.counter, Instant::now());
                     self.lock_held()
                         .insert(mine.lease_key.clone(), HeldLease::new(mine));
                     if stolen {
@@ -580,16 +476,6 @@ mod tests {
         if shards.is_multiple_of(ws.len()) {
             assert!(max == min, "unbalanced: {counts:?}");
         }
-    }
-
-    #[test]
-    fn defaults_follow_the_java_kcl() {
-        let c = LeaseConfig::default();
-        assert_eq!(c.failover_time, Duration::from_secs(10));
-        assert_eq!(c.renew_interval, Duration::from_millis(3_333 - 25));
-        assert_eq!(c.taker_interval, Duration::from_millis(20_050));
-        assert_eq!(c.max_leases_per_worker, usize::MAX);
-        assert_eq!(c.max_leases_to_steal_at_one_time, 1);
     }
 
     #[tokio::test(start_paused = true)]
