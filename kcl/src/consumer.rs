@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::checkpointer::Checkpointer;
 use crate::error::Error;
 use crate::lease::{Checkpoint, SequenceNumber};
-use crate::leases::{HeldLease, LeaseCoordinator};
+use crate::leases::HeldLease;
 use crate::metrics as m;
 use crate::processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
@@ -87,9 +87,7 @@ pub(crate) struct ShardConsumer {
     pub(crate) kinesis: aws_sdk_kinesis::Client,
     /// The stream.
     pub(crate) stream: String,
-    /// Checkpoint writes.
-    pub(crate) coordinator: Arc<LeaseCoordinator>,
-    /// The lease, for this tenure.
+    /// The lease, for this tenure: what to read, and where checkpoints are written.
     pub(crate) held: Arc<HeldLease>,
     /// The user's processor.
     pub(crate) processor: Box<dyn RecordProcessor>,
@@ -108,7 +106,7 @@ pub(crate) struct ShardConsumer {
 impl ShardConsumer {
     /// Runs until the shard ends, the lease is lost, or shutdown.
     pub(crate) async fn run(self) -> Exit {
-        let lease = self.held.lease.lock().await.clone();
+        let lease = self.held.lease().await;
         let span = tracing::info_span!("shard_consumer", shard = %lease.lease_key);
         self.run_inner(lease).instrument(span).await
     }
@@ -122,7 +120,6 @@ impl ShardConsumer {
             return Exit::ShardEnded;
         }
         let checkpointer = Checkpointer::new(
-            self.coordinator.clone(),
             self.held.clone(),
             shard_id.clone(),
             start.clone(),
@@ -218,7 +215,7 @@ impl ShardConsumer {
         checkpointer.set_shard_end(children.iter().map(|c| c.shard_id().to_owned()).collect());
         let mut pause = Duration::from_millis(500);
         loop {
-            if self.held.lost.is_cancelled() {
+            if self.held.is_lost() {
                 self.processor.lease_lost(LeaseLostInput::default()).await;
                 return Exit::LeaseLost;
             }

@@ -11,14 +11,15 @@
 //! ```
 
 mod coordinator;
+mod held_lease;
 mod lease_store;
 mod lease_table;
 mod lease_update;
 #[cfg(any(test, feature = "test-util"))]
 mod memory_lease_store;
 
-pub(crate) use coordinator::HeldLease;
 pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
+pub(crate) use held_lease::HeldLease;
 pub use lease_store::LeaseStore;
 pub use lease_table::LeaseTable;
 pub use lease_update::{Change, Guard, LeaseUpdate, OwnerGuard};

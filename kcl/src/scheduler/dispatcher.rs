@@ -144,16 +144,13 @@ impl Dispatcher {
             .retain(|k, _| held.iter().any(|(hk, _)| hk == k));
         let now = Instant::now();
         for (key, h) in held {
-            if self.running.contains_key(&key)
-                || self.finished.contains_key(&key)
-                || h.lost.is_cancelled()
-            {
+            if self.running.contains_key(&key) || self.finished.contains_key(&key) || h.is_lost() {
                 continue;
             }
             if self.blocked.get(&key).is_some_and(|until| *until > now) {
                 continue;
             }
-            let parents = h.lease.lock().await.parent_shard_ids.clone();
+            let parents = h.lease().await.parent_shard_ids;
             match self.parents_done(&parents).await {
                 Ok(true) => {
                     self.blocked.remove(&key);
@@ -209,7 +206,6 @@ impl Dispatcher {
         let consumer = ShardConsumer {
             kinesis: self.kinesis.clone(),
             stream: self.stream.clone(),
-            coordinator: self.coordinator.clone(),
             held: held.clone(),
             processor: self.factory.create_processor(&key),
             polling: self.polling.clone(),

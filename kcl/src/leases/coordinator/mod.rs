@@ -33,7 +33,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as SyncMutex};
-use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use tokio::sync::Mutex;
@@ -45,8 +44,7 @@ mod observed_counters;
 mod take_plan;
 
 use crate::error::Error;
-use crate::lease::{Checkpoint, Lease};
-use crate::leases::LeaseStore;
+use crate::leases::{HeldLease, LeaseStore};
 use crate::metrics as m;
 pub use lease_config::LeaseConfig;
 use observed_counters::ObservedCounters;
@@ -55,37 +53,6 @@ use take_plan::{plan_take, Me, SeenLease};
 /// Renewals in flight at once, so that a worker with hundreds of leases renews them within
 /// the interval without opening hundreds of connections.
 const RENEW_CONCURRENCY: usize = 32;
-
-/// A lease this worker holds, shared by the renewer, the taker, the shard consumer and its
-/// checkpointer.
-#[derive(Debug)]
-pub(crate) struct HeldLease {
-    /// The lease as last written by this worker; its counter is the condition of the next
-    /// write. The async mutex serialises renewals and checkpoints of this lease.
-    pub(crate) lease: Mutex<Lease>,
-    /// When a conditional write last succeeded: proof of ownership at that time.
-    last_renewed: SyncMutex<Instant>,
-    /// Cancelled when the lease is lost or released; the shard consumer watches it.
-    pub(crate) lost: CancellationToken,
-}
-
-impl HeldLease {
-    fn new(lease: Lease) -> Arc<Self> {
-        Arc::new(Self {
-            lease: Mutex::new(lease),
-            last_renewed: SyncMutex::new(Instant::now()),
-            lost: CancellationToken::new(),
-        })
-    }
-
-    fn touch(&self) {
-        *self.last_renewed.lock().expect("not poisoned") = Instant::now();
-    }
-
-    fn since_renewed(&self) -> Duration {
-        self.last_renewed.lock().expect("not poisoned").elapsed()
-    }
-}
 
 /// What one taker round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,8 +122,22 @@ impl LeaseCoordinator {
         keys
     }
 
+    /// The held leases, once those lost since the last look are forgotten (counted and
+    /// logged as lost).
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HeldLease>>> {
-        self.held.lock().expect("not poisoned")
+        let mut held = self.held.lock().expect("not poisoned");
+        let before = held.len();
+        held.retain(|key, h| {
+            if h.is_lost() {
+                ::metrics::counter!(m::LEASES_LOST).increment(1);
+                tracing::info!(worker = %self.worker_id, lease = %key, "lease lost");
+            }
+            !h.is_lost()
+        });
+        if held.len() != before {
+            ::metrics::gauge!(m::LEASES_HELD).set(held.len() as f64);
+        }
+        held
     }
 
     pub(crate) fn held_lease(&self, key: &str) -> Option<Arc<HeldLease>> {
@@ -170,18 +151,6 @@ impl LeaseCoordinator {
             .collect()
     }
 
-    /// Forgets a held lease and tells its consumer.
-    pub(crate) fn mark_lost(&self, key: &str, held: &Arc<HeldLease>) {
-        let mut map = self.lock_held();
-        if map.get(key).is_some_and(|h| Arc::ptr_eq(h, held)) {
-            map.remove(key);
-            ::metrics::counter!(m::LEASES_LOST).increment(1);
-            tracing::info!(worker = %self.worker_id, lease = key, "lease lost");
-        }
-        ::metrics::gauge!(m::LEASES_HELD).set(map.len() as f64);
-        held.lost.cancel();
-    }
-
     /// One renewer round: renews every held lease (concurrently). A lease whose renewal is
     /// refused, or that could not be renewed for the failover time, is lost.
     ///
@@ -191,39 +160,15 @@ impl LeaseCoordinator {
         let held = self.held_leases();
         let mut tasks = tokio::task::JoinSet::new();
         let permits = Arc::new(tokio::sync::Semaphore::new(RENEW_CONCURRENCY));
-        for (key, h) in held {
-            let store = self.store.clone();
+        for (_, h) in held {
             let failover = self.config.failover_time;
             let permits = permits.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let mut lease = h.lease.lock().await;
-                if h.lost.is_cancelled() {
-                    return (key, h.clone(), true);
-                }
-                let renewal = lease.renew();
-                let lost = match store.update_lease(&renewal).await {
-                    Ok(true) => {
-                        renewal.apply_to(&mut lease);
-                        h.touch();
-                        false
-                    }
-                    Ok(false) => true,
-                    Err(e) => {
-                        let late = h.since_renewed() > failover;
-                        tracing::warn!(lease = %key, error = %e, gives_up = late, "renewal failed");
-                        late
-                    }
-                };
-                drop(lease);
-                (key, h, lost)
+                h.renew(failover).await
             });
         }
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((key, h, true)) = done {
-                self.mark_lost(&key, &h);
-            }
-        }
+        while tasks.join_next().await.is_some() {}
         ::metrics::gauge!(m::LEASES_HELD).set(self.lock_held().len() as f64);
     }
 
@@ -271,8 +216,10 @@ impl LeaseCoordinator {
                     let mut mine = lease.clone();
                     take.apply_to(&mut mine);
                     observed.saw(&mine.lease_key, mine.counter, Instant::now());
-                    self.lock_held()
-                        .insert(mine.lease_key.clone(), HeldLease::new(mine));
+                    self.lock_held().insert(
+                        mine.lease_key.clone(),
+                        HeldLease::new(self.store.clone(), mine),
+                    );
                     if stolen {
                         ::metrics::counter!(m::LEASES_STOLEN).increment(1);
                         tracing::info!(worker = %self.worker_id, lease = %lease.lease_key, from = ?lease.owner, "stole lease");
@@ -293,54 +240,6 @@ impl LeaseCoordinator {
         Ok(outcome)
     }
 
-    /// Writes a checkpoint for a held lease, conditional on this worker still owning it.
-    pub(crate) async fn checkpoint(
-        &self,
-        held: &Arc<HeldLease>,
-        checkpoint: &Checkpoint,
-        child_shard_ids: &[String],
-    ) -> Result<(), Error> {
-        let started = std::time::Instant::now();
-        let mut lease = held.lease.lock().await;
-        let key = lease.lease_key.clone();
-        if held.lost.is_cancelled() {
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        let update = lease.record_checkpoint(checkpoint, child_shard_ids);
-        if !self.store.update_lease(&update).await? {
-            drop(lease);
-            self.mark_lost(&key, held);
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        update.apply_to(&mut lease);
-        held.touch();
-        ::metrics::histogram!(m::CHECKPOINT_LATENCY).record(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    /// Writes the first phase of a two-phase checkpoint.
-    pub(crate) async fn prepare_checkpoint(
-        &self,
-        held: &Arc<HeldLease>,
-        pending: &Checkpoint,
-        state: Option<&bytes::Bytes>,
-    ) -> Result<(), Error> {
-        let mut lease = held.lease.lock().await;
-        let key = lease.lease_key.clone();
-        if held.lost.is_cancelled() {
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        let update = lease.prepare_checkpoint(pending, state);
-        if !self.store.update_lease(&update).await? {
-            drop(lease);
-            self.mark_lost(&key, held);
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        update.apply_to(&mut lease);
-        held.touch();
-        Ok(())
-    }
-
     /// Gives up one held lease: removes this worker as owner so another worker can take it
     /// at its next taker round, without waiting for expiry.
     ///
@@ -350,11 +249,10 @@ impl LeaseCoordinator {
         let Some(held) = self.held_lease(key) else {
             return Ok(false);
         };
-        let lease = held.lease.lock().await;
-        let res = self.store.evict_lease(&lease).await;
-        drop(lease);
-        self.mark_lost(key, &held);
-        res
+        let released = held.release().await;
+        // Forget it now, not at the next look.
+        drop(self.lock_held());
+        released
     }
 
     /// Releases every held lease (graceful handoff); see [`release_lease`](Self::release_lease).
@@ -410,7 +308,10 @@ impl LeaseCoordinator {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::lease::{Checkpoint, Lease};
     use crate::leases::MemoryLeaseStore;
 
     const FAILOVER: Duration = Duration::from_secs(10);
@@ -581,8 +482,8 @@ mod tests {
         assert_eq!((o.workers, o.target, o.stolen.len()), (2, 2, 1));
         let stolen_key = o.stolen[0].clone();
         let victim = ws[0].held_lease(&stolen_key).unwrap();
-        let err = ws[0]
-            .checkpoint(&victim, &Checkpoint::at("5", 0).unwrap(), &[])
+        let err = victim
+            .checkpoint(&Checkpoint::at("5", 0).unwrap(), &[])
             .await
             .unwrap_err();
         assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
@@ -597,8 +498,7 @@ mod tests {
         assert_eq!(stored.owner.as_deref(), Some("worker-1"));
         // Leases not stolen still checkpoint fine.
         if stolen_key != "shardId-000000000000" {
-            ws[0]
-                .checkpoint(&held, &Checkpoint::at("7", 1).unwrap(), &[])
+            held.checkpoint(&Checkpoint::at("7", 1).unwrap(), &[])
                 .await
                 .unwrap();
         }
