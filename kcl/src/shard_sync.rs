@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_kinesis::types::Shard;
+use backon::{ExponentialBuilder, Retryable};
 use kinesis_agg::HashKeyRange;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,15 @@ use crate::error::Error;
 use crate::lease::{Checkpoint, Lease};
 use crate::leases::LeaseStore;
 use crate::metrics as m;
+
+/// Delays between tries of one `ListShards` page that failed with a retryable error:
+/// 200 ms doubling up to 3.2 s; the eighth failure is returned.
+fn list_shards_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_millis(3_200))
+        .with_max_times(7)
+}
 
 /// Where a worker starts reading shards that have no checkpoint yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,13 +158,13 @@ impl ShardSync {
     /// Safe to drop: it only reads.
     ///
     /// # Errors
-    /// [`Error::Kinesis`] once retries of throttling and transient errors run out.
+    /// [`Error::Kinesis`] at once for an error retrying cannot fix, or once retries run out
+    /// ([`list_shards_backoff`]: 7 retries of a page, 200 ms doubling up to 3.2 s).
     pub(crate) async fn list_shards(&self) -> Result<Vec<ShardInfo>, Error> {
         let mut shards = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut attempt = 0u32;
-            let out = loop {
+            let page = || {
                 ::metrics::counter!(m::KINESIS_CALLS, "operation" => "ListShards").increment(1);
                 // MaxResults is left out on purpose: the server's default page is fine and
                 // some emulators break NextToken paging when it is given.
@@ -162,18 +172,16 @@ impl ShardSync {
                     Some(t) => self.kinesis.list_shards().next_token(t),
                     None => self.kinesis.list_shards().stream_name(&self.stream),
                 };
-                match req.send().await {
-                    Ok(out) => break out,
-                    Err(e) => {
-                        let err = Error::kinesis("ListShards", &self.stream, &e);
-                        attempt += 1;
-                        if !err.is_retryable() || attempt >= 8 {
-                            return Err(err);
-                        }
-                        tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-                    }
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| Error::kinesis("ListShards", &self.stream, &e))
                 }
             };
+            let out = page
+                .retry(list_shards_backoff())
+                .when(Error::is_retryable)
+                .await?;
             shards.extend(out.shards().iter().map(ShardInfo::from_sdk));
             match out.next_token() {
                 Some(t) if !t.is_empty() && !out.shards().is_empty() => token = Some(t.to_owned()),
@@ -375,7 +383,18 @@ pub(crate) fn plan(shards: &[ShardInfo], leases: &[Lease], initial: InitialPosit
 
 #[cfg(test)]
 mod tests {
+    use backon::BackoffBuilder;
+
     use super::*;
+
+    #[test]
+    fn list_shards_retries_seven_times_doubling_from_200_ms_to_3_2_s() {
+        let delays: Vec<u64> = list_shards_backoff()
+            .build()
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(delays, vec![200, 400, 800, 1_600, 3_200, 3_200, 3_200]);
+    }
 
     fn shard(id: &str, parents: &[&str], closed: bool) -> ShardInfo {
         ShardInfo {
