@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::checkpoint::{Checkpoint, SequenceNumber};
 use crate::error::Error;
-use crate::lease::{Checkpoint, SequenceNumber};
 use crate::leases::HeldLease;
 
 /// Checkpoints one shard's progress. Cheap to clone; all clones share state.
@@ -231,7 +231,7 @@ impl Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Lease;
+    use crate::leases::Lease;
     use crate::leases::LeaseStore;
     use crate::leases::MemoryLeaseStore;
     use crate::leases::{LeaseConfig, LeaseCoordinator};

@@ -28,16 +28,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::checkpoint::{Checkpoint, SequenceNumber};
 use crate::checkpointer::Checkpointer;
 use crate::error::Error;
-use crate::lease::{Checkpoint, SequenceNumber};
 use crate::leases::HeldLease;
-use crate::metrics as m;
+use crate::leases::ShardSync;
+use crate::metric_names as m;
 use crate::processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     ShardEndedInput, ShutdownRequestedInput,
 };
-use crate::shard_sync::ShardSync;
 
 /// Settings of polling retrieval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -614,8 +614,8 @@ mod tests {
     use kinesis_agg::{Aggregator, UserRecord};
 
     use super::*;
+    use crate::initial_position::InitialPosition;
     use crate::leases::{LeaseConfig, LeaseCoordinator, LeaseStore, MemoryLeaseStore};
-    use crate::shard_sync::InitialPosition;
     use crate::Lease;
 
     /// Checkpoints the shard end at its `checkpoint_on`-th `shard_ended` (never if 0).

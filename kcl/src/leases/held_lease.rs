@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::lease_store::LeaseStore;
 use super::lease_update::LeaseUpdate;
+use crate::checkpoint::Checkpoint;
 use crate::error::Error;
-use crate::lease::{Checkpoint, Lease};
-use crate::metrics as m;
+use crate::leases::Lease;
+use crate::metric_names as m;
 
 /// A lease this worker holds, shared by the coordinator (renewals, release), the
 /// dispatcher, the shard consumer and its checkpointer.

@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::lease_update::LeaseUpdate;
+use crate::checkpoint::Checkpoint;
 use crate::error::Error;
-use crate::lease::{Checkpoint, Lease};
+use crate::leases::Lease;
 
 /// Storage of leases: the seam between lease logic and DynamoDB.
 ///

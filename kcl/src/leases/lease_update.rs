@@ -10,11 +10,12 @@
 //!      └─▶ the holder's own copy, once the store applied it: apply_to(held)
 //! ```
 //!
-//! [`LeaseStore`]: crate::LeaseStore
+//! [`LeaseStore`]: crate::leases::LeaseStore
 
 use bytes::Bytes;
 
-use crate::lease::{Checkpoint, Lease};
+use crate::checkpoint::Checkpoint;
+use crate::leases::Lease;
 
 /// One conditional write of one lease: applied only if the stored lease still meets
 /// `guard`; it then makes `changes` and adds one to the counter.

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use super::lease_store::LeaseStore;
 use super::lease_update::LeaseUpdate;
 use crate::error::Error;
-use crate::lease::Lease;
+use crate::leases::Lease;
 
 /// Leases in a map, guarded by a mutex; every operation is atomic and never fails.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::leases::LeaseCoordinator;
-use crate::shard_sync::ShardSync;
+use crate::leases::ShardSync;
 
 /// The running background tasks, stopped in two steps by a graceful shutdown.
 #[derive(Debug)]

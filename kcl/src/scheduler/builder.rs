@@ -18,10 +18,11 @@ use super::{Inner, Scheduler};
 use crate::config_error::{check_name, ConfigError, STREAM_NAME_LEN, TABLE_NAME_LEN};
 use crate::consumer::PollingConfig;
 use crate::error::Error;
+use crate::initial_position::InitialPosition;
 use crate::leases::LeaseCoordinator;
+use crate::leases::ShardSync;
 use crate::leases::{LeaseStore, LeaseTable};
 use crate::processor::RecordProcessorFactory;
-use crate::shard_sync::{InitialPosition, ShardSync};
 
 #[cfg(doc)]
 use super::config::MIN_FAILOVER_TIME;

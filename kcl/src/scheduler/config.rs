@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::config_error::{check_name, ConfigError, TABLE_NAME_LEN};
 use crate::consumer::PollingConfig;
+use crate::initial_position::InitialPosition;
 use crate::leases::LeaseConfig;
-use crate::shard_sync::InitialPosition;
 
 /// The shortest failover time accepted: renewals run every failover / 3 − 25 ms, which
 /// leaves no time between them below about 100 ms.

@@ -22,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use crate::consumer::{Exit, PollingConfig, ShardConsumer};
 use crate::error::Error;
+use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
+use crate::leases::ShardSync;
 use crate::leases::{HeldLease, LeaseCoordinator};
 use crate::processor::RecordProcessorFactory;
-use crate::shard_sync::{InitialPosition, ShardSync};
 
 /// A running consumer, as the dispatcher tracks it.
 #[derive(Debug)]

@@ -57,8 +57,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::leases::LeaseCoordinator;
 use crate::leases::LeaseStore;
+use crate::leases::ShardSync;
 use crate::processor::RecordProcessorFactory;
-use crate::shard_sync::ShardSync;
 
 use background::Background;
 pub use builder::SchedulerBuilder;

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::leases::LeaseStore;
-use crate::metrics as m;
-use crate::shard_sync::ShardSync;
+use crate::leases::ShardSync;
+use crate::metric_names as m;
 
 /// The first delay between two tries of a start-up step.
 pub(super) const START_UP_MIN_DELAY: Duration = Duration::from_millis(200);

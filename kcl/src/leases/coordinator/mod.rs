@@ -20,7 +20,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use kinesis_consumer::{LeaseConfig, LeaseCoordinator, LeaseTable};
+//! use kinesis_consumer::leases::{LeaseConfig, LeaseCoordinator, LeaseTable};
 //!
 //! # async fn demo(client: aws_sdk_dynamodb::Client) {
 //! let store = Arc::new(LeaseTable::new(client, "my-app"));
@@ -45,7 +45,7 @@ mod take_plan;
 
 use crate::error::Error;
 use crate::leases::{HeldLease, LeaseStore};
-use crate::metrics as m;
+use crate::metric_names as m;
 pub use lease_config::LeaseConfig;
 use observed_counters::ObservedCounters;
 use take_plan::{plan_take, Me, SeenLease};
@@ -311,7 +311,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::lease::{Checkpoint, Lease};
+    use crate::checkpoint::Checkpoint;
+    use crate::leases::Lease;
     use crate::leases::MemoryLeaseStore;
 
     const FAILOVER: Duration = Duration::from_secs(10);

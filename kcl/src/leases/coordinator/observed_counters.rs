@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::lease::Lease;
+use crate::leases::Lease;
 
 /// What the taker saw of a lease, on this worker's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl ObservedCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Checkpoint;
+    use crate::checkpoint::Checkpoint;
 
     fn lease(key: &str, counter: u64) -> Lease {
         let mut l = Lease::new(key, Checkpoint::TrimHorizon);

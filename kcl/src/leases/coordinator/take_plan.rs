@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::lease_config::LeaseConfig;
-use crate::lease::Lease;
+use crate::leases::Lease;
 
 /// One lease as the taker sees it in one round.
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +130,7 @@ pub(crate) fn plan_take<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Checkpoint;
+    use crate::checkpoint::Checkpoint;
 
     /// `n` leases, owned as `owners` says (`None`: unowned), keys in order.
     fn table(owners: &[Option<&str>]) -> Vec<Lease> {

@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use kinesis_agg::HashKeyRange;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::Error;
-use crate::lease::{Checkpoint, Lease};
+use crate::leases::Lease;
 
 /// Attribute names of the Java KCL 2.x lease table.
 pub(super) mod attr {

@@ -17,7 +17,8 @@
 //!
 //! # Usage
 //! ```no_run
-//! use kinesis_consumer::{Checkpoint, Lease, LeaseStore, LeaseTable};
+//! use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+//! use kinesis_consumer::{Checkpoint, Lease};
 //!
 //! # async fn demo(client: aws_sdk_dynamodb::Client) -> Result<(), kinesis_consumer::Error> {
 //! let table = LeaseTable::new(client, "my-app");
@@ -45,8 +46,8 @@ use backon::{ExponentialBuilder, Retryable};
 use super::lease_store::LeaseStore;
 use super::lease_update::LeaseUpdate;
 use crate::error::Error;
-use crate::lease::Lease;
-use crate::metrics as m;
+use crate::leases::Lease;
+use crate::metric_names as m;
 use item::{attr, lease_from_item, lease_to_item};
 use update_expression::UpdateExpression;
 
@@ -326,7 +327,7 @@ impl LeaseStore for LeaseTable {
             .expression_attribute_names("#c", attr::CHECKPOINT)
             .expression_attribute_values(
                 ":end",
-                AttributeValue::S(crate::lease::SHARD_END.to_owned()),
+                AttributeValue::S(crate::checkpoint::SHARD_END.to_owned()),
             )
             .send()
             .await;

@@ -172,7 +172,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::lease::{Checkpoint, Lease};
+    use crate::checkpoint::Checkpoint;
+    use crate::leases::Lease;
 
     fn owned(owner: &str) -> Lease {
         let mut lease = Lease::new("shardId-1", Checkpoint::TrimHorizon);
