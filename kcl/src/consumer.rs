@@ -111,6 +111,11 @@ pub(crate) struct ShardConsumer {
 
 impl ShardConsumer {
     /// Runs until the shard ends, the lease is lost, or shutdown.
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the consumer abruptly (its fetcher too): the processor
+    /// gets no last call, and records after the last checkpoint are delivered again to the
+    /// next tenure; a checkpoint already sent may still land.
     pub(crate) async fn run(self) -> Exit {
         let lease = self.held.lease().await;
         let span = tracing::info_span!("shard_consumer", shard = %lease.lease_key);

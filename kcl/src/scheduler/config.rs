@@ -61,8 +61,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) shard_sync_interval: Duration,
     /// How often a lease waiting for its parents checks them again.
     pub(crate) parent_poll_interval: Duration,
-    /// How often held leases are matched with running consumers (not settable: a
-    /// dispatcher tick costs no call).
+    /// How often held leases are matched with running consumers (not settable: a tick
+    /// reads only the parents of leases not running yet).
     pub(crate) dispatch_interval: Duration,
     /// How long a graceful shutdown waits for processors before aborting them.
     pub(crate) shutdown_timeout: Duration,

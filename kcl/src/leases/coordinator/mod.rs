@@ -77,7 +77,8 @@ pub struct LeaseCoordinator {
     worker_id: String,
     /// Timings and limits.
     config: LeaseConfig,
-    /// Leases held, by key.
+    /// Leases held, by key: what the renewer renews and the taker counts as this
+    /// worker's; a tenure reported lost is dropped at the next look.
     held: SyncMutex<HashMap<String, Arc<HeldLease>>>,
     /// Counters observed by the taker; the async mutex keeps rounds from overlapping.
     observed: Mutex<ObservedCounters>,
@@ -128,11 +129,12 @@ impl LeaseCoordinator {
         let mut held = self.held.lock().expect("not poisoned");
         let before = held.len();
         held.retain(|key, h| {
-            if h.is_lost() {
+            let lost = h.is_lost();
+            if lost {
                 ::metrics::counter!(m::LEASES_LOST).increment(1);
                 tracing::info!(worker = %self.worker_id, lease = %key, "lease lost");
             }
-            !h.is_lost()
+            !lost
         });
         if held.len() != before {
             ::metrics::gauge!(m::LEASES_HELD).set(held.len() as f64);
