@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use kinesis_consumer::{Checkpoint, LeaseStore, LeaseTable, SequenceNumber};
+use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+use kinesis_consumer::{Checkpoint, SequenceNumber};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

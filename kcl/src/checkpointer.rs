@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!  RecordProcessor ─checkpoint()/checkpoint_at(seq, sub)─▶ Checkpointer ─validate range─▶
-//!      LeaseCoordinator::checkpoint ─UpdateItem if leaseOwner = me AND leaseCounter = c─▶ DynamoDB
-//!                                        refused ─▶ Error::LeaseLost (new owner's progress kept)
+//!      HeldLease::checkpoint ─UpdateItem if leaseOwner = me AND leaseCounter = c─▶ LeaseStore
+//!                                 refused ─▶ Error::LeaseLost (new owner's progress kept)
 //! ```
 //!
 //! # Usage
@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::coordinator::{HeldLease, LeaseCoordinator};
+use crate::checkpoint::{Checkpoint, SequenceNumber};
 use crate::error::Error;
-use crate::lease::{Checkpoint, SequenceNumber};
+use crate::leases::HeldLease;
 
 /// Checkpoints one shard's progress. Cheap to clone; all clones share state.
 #[derive(Debug, Clone)]
@@ -32,9 +32,8 @@ pub struct Checkpointer {
 
 #[derive(Debug)]
 struct Inner {
-    /// Writes the checkpoint, conditional on ownership.
-    coordinator: Arc<LeaseCoordinator>,
-    /// The lease as held during this consumer's tenure (not a later re-take of it).
+    /// The lease as held during this consumer's tenure (not a later re-take of it): writes
+    /// the checkpoint, conditional on ownership.
     held: Arc<HeldLease>,
     /// The shard.
     shard_id: String,
@@ -59,7 +58,6 @@ struct Position {
 
 impl Checkpointer {
     pub(crate) fn new(
-        coordinator: Arc<LeaseCoordinator>,
         held: Arc<HeldLease>,
         shard_id: String,
         start: Checkpoint,
@@ -67,7 +65,6 @@ impl Checkpointer {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                coordinator,
                 held,
                 shard_id,
                 position: Mutex::new(Position {
@@ -189,8 +186,8 @@ impl Checkpointer {
     ) -> Result<(), Error> {
         let target = self.validate(sequence_number, sub_sequence_number)?;
         self.inner
-            .coordinator
-            .prepare_checkpoint(&self.inner.held, &target, state.as_ref())
+            .held
+            .prepare_checkpoint(&target, state.as_ref())
             .await
     }
 
@@ -221,10 +218,7 @@ impl Checkpointer {
     }
 
     async fn write(&self, target: Checkpoint, children: &[String]) -> Result<(), Error> {
-        self.inner
-            .coordinator
-            .checkpoint(&self.inner.held, &target, children)
-            .await?;
+        self.inner.held.checkpoint(&target, children).await?;
         let end = target.is_shard_end();
         self.position().last = target;
         if end {
@@ -237,10 +231,10 @@ impl Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::LeaseConfig;
-    use crate::lease::Lease;
-    use crate::lease_table::memory::MemoryLeaseStore;
-    use crate::lease_table::LeaseStore;
+    use crate::leases::Lease;
+    use crate::leases::LeaseStore;
+    use crate::leases::MemoryLeaseStore;
+    use crate::leases::{LeaseConfig, LeaseCoordinator};
 
     async fn checkpointer() -> (Checkpointer, Arc<MemoryLeaseStore>, Arc<Notify>) {
         let store = Arc::new(MemoryLeaseStore::default());
@@ -256,13 +250,7 @@ mod tests {
         coordinator.take_leases().await.unwrap();
         let held = coordinator.held_lease("s").unwrap();
         let ended = Arc::new(Notify::new());
-        let cp = Checkpointer::new(
-            coordinator,
-            held,
-            "s".into(),
-            Checkpoint::TrimHorizon,
-            ended.clone(),
-        );
+        let cp = Checkpointer::new(held, "s".into(), Checkpoint::TrimHorizon, ended.clone());
         (cp, store, ended)
     }
 

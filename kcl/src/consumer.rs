@@ -8,6 +8,9 @@
 //!   ExpiredIterator → new   │                      process_records(batch, checkpointer)
 //!     iterator after last   │                      ...
 //!     record fetched        │   end-of-shard ────▶ shard_ended → SHARD_END → wake shard sync
+//!   other errors → again    │                        (asked again, 500 ms doubling to 30 s,
+//!     after 100 ms doubling │                         until it checkpoints)
+//!     up to 10 s            │
 //!  next iterator null ──────┘   lease lost ──────▶ lease_lost
 //!                               graceful stop ───▶ shutdown_requested
 //! ```
@@ -15,23 +18,26 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
 use aws_sdk_kinesis::types::{ChildShard, ShardIteratorType};
+use backon::{Backoff, BackoffBuilder, ExponentialBuilder, Retryable, RetryableWithContext};
 use bytes::Bytes;
 use kinesis_agg::{Deaggregator, HashKeyRange, RecordFormat};
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::checkpoint::{Checkpoint, SequenceNumber};
 use crate::checkpointer::Checkpointer;
-use crate::coordinator::{HeldLease, LeaseCoordinator};
 use crate::error::Error;
-use crate::lease::{Checkpoint, SequenceNumber};
-use crate::metrics as m;
+use crate::leases::HeldLease;
+use crate::leases::ShardSync;
+use crate::metric_names as m;
 use crate::processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     ShardEndedInput, ShutdownRequestedInput,
 };
-use crate::shard_sync::ShardSync;
 
 /// Settings of polling retrieval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,9 +93,7 @@ pub(crate) struct ShardConsumer {
     pub(crate) kinesis: aws_sdk_kinesis::Client,
     /// The stream.
     pub(crate) stream: String,
-    /// Checkpoint writes.
-    pub(crate) coordinator: Arc<LeaseCoordinator>,
-    /// The lease, for this tenure.
+    /// The lease, for this tenure: what to read, and where checkpoints are written.
     pub(crate) held: Arc<HeldLease>,
     /// The user's processor.
     pub(crate) processor: Box<dyn RecordProcessor>,
@@ -107,8 +111,13 @@ pub(crate) struct ShardConsumer {
 
 impl ShardConsumer {
     /// Runs until the shard ends, the lease is lost, or shutdown.
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the consumer abruptly (its fetcher too): the processor
+    /// gets no last call, and records after the last checkpoint are delivered again to the
+    /// next tenure; a checkpoint already sent may still land.
     pub(crate) async fn run(self) -> Exit {
-        let lease = self.held.lease.lock().await.clone();
+        let lease = self.held.lease().await;
         let span = tracing::info_span!("shard_consumer", shard = %lease.lease_key);
         self.run_inner(lease).instrument(span).await
     }
@@ -122,7 +131,6 @@ impl ShardConsumer {
             return Exit::ShardEnded;
         }
         let checkpointer = Checkpointer::new(
-            self.coordinator.clone(),
             self.held.clone(),
             shard_id.clone(),
             start.clone(),
@@ -204,45 +212,105 @@ impl ShardConsumer {
         }
     }
 
-    /// Hands the shard end to the processor until it checkpoints `SHARD_END`.
-    async fn finish_shard(
-        mut self,
-        checkpointer: &Checkpointer,
-        children: Vec<ChildShard>,
-    ) -> Exit {
+    /// Hands the shard end to the processor until it checkpoints `SHARD_END`: asked again
+    /// after [`shard_end_backoff`]'s delays, a pause cut short when the lease is lost
+    /// (`lease_lost`) or shutdown is requested (the consumer stops).
+    async fn finish_shard(self, checkpointer: &Checkpointer, children: Vec<ChildShard>) -> Exit {
         if !children.is_empty() {
             if let Err(e) = self.shard_sync.create_child_leases(&children).await {
                 tracing::warn!(error = %e, "creating child leases failed; shard sync will");
             }
         }
         checkpointer.set_shard_end(children.iter().map(|c| c.shard_id().to_owned()).collect());
-        let mut pause = Duration::from_millis(500);
-        loop {
-            if self.held.lost.is_cancelled() {
-                self.processor.lease_lost(LeaseLostInput::default()).await;
-                return Exit::LeaseLost;
+        let ShardConsumer {
+            processor,
+            held,
+            shutdown,
+            ..
+        } = self;
+        let mut first = true;
+        let ask = {
+            let (held, shutdown, checkpointer) =
+                (held.clone(), shutdown.clone(), checkpointer.clone());
+            move |mut processor: Box<dyn RecordProcessor>| {
+                let again = !std::mem::replace(&mut first, false);
+                let (held, shutdown, checkpointer) =
+                    (held.clone(), shutdown.clone(), checkpointer.clone());
+                async move {
+                    // A pause cut short by a shutdown: stop asking.
+                    if again && shutdown.is_cancelled() {
+                        return (processor, Ok(Exit::Shutdown));
+                    }
+                    if held.is_lost() {
+                        processor.lease_lost(LeaseLostInput::default()).await;
+                        return (processor, Ok(Exit::LeaseLost));
+                    }
+                    processor
+                        .shard_ended(ShardEndedInput {
+                            checkpointer: checkpointer.clone(),
+                        })
+                        .await;
+                    let exit = if checkpointer.last_checkpoint().is_shard_end() {
+                        Ok(Exit::ShardEnded)
+                    } else {
+                        Err(NotCheckpointed)
+                    };
+                    (processor, exit)
+                }
             }
-            self.processor
-                .shard_ended(ShardEndedInput {
-                    checkpointer: checkpointer.clone(),
-                })
-                .await;
-            if checkpointer.last_checkpoint().is_shard_end() {
+        };
+        let pause = move |delay| {
+            let (lost, shutdown) = (held.lost.clone(), shutdown.clone());
+            async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = lost.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        };
+        let (_, exit) = ask
+            .retry(shard_end_backoff())
+            .sleep(pause)
+            .notify(|_: &NotCheckpointed, _| {
+                tracing::error!(
+                    "the record processor returned from shard_ended without checkpointing; \
+                     the shard's children cannot start until it does; asking again"
+                );
+            })
+            .context(processor)
+            .await;
+        match exit {
+            Ok(Exit::ShardEnded) => {
                 tracing::info!("shard ended");
-                return Exit::ShardEnded;
+                Exit::ShardEnded
             }
-            tracing::error!(
-                "the record processor returned from shard_ended without checkpointing; \
-                 the shard's children cannot start until it does; asking again"
-            );
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return Exit::Shutdown,
-                _ = self.held.lost.cancelled() => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(Duration::from_secs(30));
+            Ok(other) => other,
+            Err(NotCheckpointed) => unreachable!("the processor is asked again without end"),
         }
     }
+}
+
+/// A processor returned from `shard_ended` without checkpointing `SHARD_END`.
+#[derive(Debug)]
+struct NotCheckpointed;
+
+/// Pauses before asking a processor again to checkpoint its shard end: 500 ms doubling
+/// up to 30 s, without end.
+fn shard_end_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+}
+
+/// Pauses after a failed `GetShardIterator` or `GetRecords`: 100 ms doubling up to 10 s,
+/// without end; one sequence per fetcher, started again by every successful `GetRecords`.
+fn error_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .without_max_times()
 }
 
 /// Takes Kinesis records apart into user records, dropping those at or before `start`
@@ -326,6 +394,40 @@ enum IteratorError {
     Other(Error),
 }
 
+/// What a failed `GetRecords` means.
+enum RecordsError {
+    /// The iterator expired: a new one is needed, after the last record fetched.
+    Expired,
+    /// Anything else; retried with the same iterator.
+    Other(Error),
+}
+
+/// Spaces the `GetRecords` calls of one shard.
+#[derive(Debug)]
+struct CallPacing {
+    /// The least time between two calls.
+    min_gap: Duration,
+    /// When the last call was made (a gap ago at first: the first call goes at once).
+    last_call: std::sync::Mutex<Instant>,
+}
+
+impl CallPacing {
+    fn new(min_gap: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            min_gap,
+            last_call: std::sync::Mutex::new(now.checked_sub(min_gap).unwrap_or(now)),
+        }
+    }
+
+    /// Waits until a call may be made, and notes it as made now.
+    async fn wait_turn(&self) {
+        let next = *self.last_call.lock().expect("not poisoned") + self.min_gap;
+        tokio::time::sleep_until(next).await;
+        *self.last_call.lock().expect("not poisoned") = Instant::now();
+    }
+}
+
 impl Fetcher {
     async fn iterator(&self, after: Option<&SequenceNumber>) -> Result<String, IteratorError> {
         let mut req = self
@@ -374,6 +476,72 @@ impl Fetcher {
         }
     }
 
+    /// A shard iterator (after `after`, or at the start), asked for again after each
+    /// error with the next delay of `errors`; `None` when the shard is gone.
+    async fn iterator_retried(
+        &self,
+        after: Option<&SequenceNumber>,
+        errors: &mut impl Backoff,
+    ) -> Option<String> {
+        let asked = (|| self.iterator(after))
+            .retry(errors)
+            .when(|e| matches!(e, IteratorError::Other(_)))
+            .notify(|e, _| {
+                if let IteratorError::Other(e) = e {
+                    tracing::warn!(error = %e, "GetShardIterator failed; retrying");
+                }
+            })
+            .await;
+        match asked {
+            Ok(it) => Some(it),
+            Err(IteratorError::Gone) => None,
+            Err(IteratorError::Other(_)) => unreachable!("errors are retried without end"),
+        }
+    }
+
+    /// One `GetRecords` with `it`, paced by `pacing` and asked again after each error with
+    /// the next delay of `errors`; `None` when the iterator expired.
+    async fn get_records_retried(
+        &self,
+        it: &str,
+        pacing: &CallPacing,
+        errors: &mut impl Backoff,
+    ) -> Option<GetRecordsOutput> {
+        let call = || async {
+            pacing.wait_turn().await;
+            ::metrics::counter!(m::KINESIS_CALLS, "operation" => "GetRecords").increment(1);
+            self.kinesis
+                .get_records()
+                .shard_iterator(it)
+                .limit(self.polling.max_records)
+                .send()
+                .await
+                .map_err(|e| {
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_expired_iterator_exception())
+                    {
+                        RecordsError::Expired
+                    } else {
+                        RecordsError::Other(Error::kinesis("GetRecords", &self.shard_id, &e))
+                    }
+                })
+        };
+        let fetched = call
+            .retry(errors)
+            .when(|e| matches!(e, RecordsError::Other(_)))
+            .notify(|e, _| {
+                if let RecordsError::Other(e) = e {
+                    tracing::warn!(error = %e, throttled = e.is_throttling(), "GetRecords failed; retrying");
+                }
+            })
+            .await;
+        match fetched {
+            Ok(out) => Some(out),
+            Err(RecordsError::Expired) => None,
+            Err(RecordsError::Other(_)) => unreachable!("errors are retried without end"),
+        }
+    }
+
     async fn run(self, tx: mpsc::Sender<Batch>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => {}
@@ -383,18 +551,18 @@ impl Fetcher {
 
     async fn fetch(&self, tx: mpsc::Sender<Batch>) {
         let mut last_fetched: Option<SequenceNumber> = None;
-        let mut error_pause = Duration::from_millis(100);
+        let mut errors = error_backoff().build();
         let mut iterator: Option<String> = None;
-        let now = tokio::time::Instant::now();
-        let mut last_call = now
-            .checked_sub(self.polling.min_time_between_calls)
-            .unwrap_or(now);
+        let pacing = CallPacing::new(self.polling.min_time_between_calls);
         loop {
             let it = match iterator.take() {
                 Some(it) => it,
-                None => match self.iterator(last_fetched.as_ref()).await {
-                    Ok(it) => it,
-                    Err(IteratorError::Gone) => {
+                None => match self
+                    .iterator_retried(last_fetched.as_ref(), &mut errors)
+                    .await
+                {
+                    Some(it) => it,
+                    None => {
                         tracing::info!("shard not found or closed with no iterator: shard end");
                         let _ = tx
                             .send(Batch {
@@ -405,43 +573,13 @@ impl Fetcher {
                             .await;
                         return;
                     }
-                    Err(IteratorError::Other(e)) => {
-                        tracing::warn!(error = %e, "GetShardIterator failed; retrying");
-                        tokio::time::sleep(error_pause).await;
-                        error_pause = (error_pause * 2).min(Duration::from_secs(10));
-                        continue;
-                    }
                 },
             };
-            tokio::time::sleep_until(last_call + self.polling.min_time_between_calls).await;
-            last_call = tokio::time::Instant::now();
-            ::metrics::counter!(m::KINESIS_CALLS, "operation" => "GetRecords").increment(1);
-            let res = self
-                .kinesis
-                .get_records()
-                .shard_iterator(&it)
-                .limit(self.polling.max_records)
-                .send()
-                .await;
-            let out = match res {
-                Ok(out) => out,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_expired_iterator_exception()) =>
-                {
-                    tracing::info!(after = ?last_fetched, "shard iterator expired; getting a new one");
-                    continue;
-                }
-                Err(e) => {
-                    let err = Error::kinesis("GetRecords", &self.shard_id, &e);
-                    tracing::warn!(error = %err, throttled = err.is_throttling(), "GetRecords failed; retrying");
-                    iterator = Some(it);
-                    tokio::time::sleep(error_pause).await;
-                    error_pause = (error_pause * 2).min(Duration::from_secs(10));
-                    continue;
-                }
+            let Some(out) = self.get_records_retried(&it, &pacing, &mut errors).await else {
+                tracing::info!(after = ?last_fetched, "shard iterator expired; getting a new one");
+                continue;
             };
-            error_pause = Duration::from_millis(100);
+            errors = error_backoff().build();
             let millis_behind_latest = out.millis_behind_latest();
             let next = out.next_shard_iterator().map(str::to_owned);
             let children = out.child_shards().to_vec();
@@ -475,8 +613,133 @@ impl Fetcher {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
     use kinesis_agg::{Aggregator, UserRecord};
+
+    use super::*;
+    use crate::initial_position::InitialPosition;
+    use crate::leases::{LeaseConfig, LeaseCoordinator, LeaseStore, MemoryLeaseStore};
+    use crate::Lease;
+
+    /// Checkpoints the shard end at its `checkpoint_on`-th `shard_ended` (never if 0).
+    struct Stubborn {
+        /// `shard_ended` calls so far.
+        asks: Arc<AtomicUsize>,
+        /// The call that checkpoints.
+        checkpoint_on: usize,
+        /// Set by `lease_lost`.
+        lost: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl RecordProcessor for Stubborn {
+        async fn initialize(&mut self, _: InitializationInput) {}
+        async fn process_records(&mut self, _: ProcessRecordsInput) {}
+        async fn lease_lost(&mut self, _: LeaseLostInput) {
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        async fn shard_ended(&mut self, input: ShardEndedInput) {
+            let n = self.asks.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.checkpoint_on {
+                input.checkpointer.checkpoint().await.unwrap();
+            }
+        }
+    }
+
+    /// A consumer of lease "s" held in a memory store, at its shard end, with a
+    /// [`Stubborn`] processor; its asks and lease-lost flag.
+    async fn at_shard_end(
+        checkpoint_on: usize,
+    ) -> (
+        ShardConsumer,
+        Checkpointer,
+        Arc<AtomicUsize>,
+        Arc<AtomicBool>,
+    ) {
+        let store = Arc::new(MemoryLeaseStore::new());
+        let lease = Lease::new("s", Checkpoint::TrimHorizon);
+        store.create_lease_if_not_exists(&lease).await.unwrap();
+        let coordinator = LeaseCoordinator::new(store.clone(), "w", LeaseConfig::default());
+        coordinator.take_leases().await.unwrap();
+        let held = coordinator.held_lease("s").unwrap();
+        let kinesis = aws_sdk_kinesis::Client::from_conf(
+            aws_sdk_kinesis::Config::builder()
+                .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let (asks, lost) = (Arc::default(), Arc::<AtomicBool>::default());
+        let shard_ended = Arc::new(Notify::new());
+        let checkpointer = Checkpointer::new(
+            held.clone(),
+            "s".into(),
+            Checkpoint::TrimHorizon,
+            shard_ended.clone(),
+        );
+        let consumer = ShardConsumer {
+            shard_sync: ShardSync::new(
+                kinesis.clone(),
+                "stream",
+                store,
+                InitialPosition::TrimHorizon,
+            ),
+            kinesis,
+            stream: "stream".into(),
+            held,
+            processor: Box::new(Stubborn {
+                asks: Arc::clone(&asks),
+                checkpoint_on,
+                lost: Arc::clone(&lost),
+            }),
+            polling: PollingConfig::default(),
+            at_timestamp: None,
+            shutdown: CancellationToken::new(),
+            shard_ended,
+        };
+        (consumer, checkpointer, asks, lost)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_end_is_asked_for_again_until_checkpointed() {
+        let (consumer, checkpointer, asks, _) = at_shard_end(3).await;
+        let start = Instant::now();
+        let exit = consumer.finish_shard(&checkpointer, Vec::new()).await;
+        assert_eq!(exit, Exit::ShardEnded);
+        assert_eq!(asks.load(Ordering::SeqCst), 3);
+        assert_eq!(start.elapsed(), Duration::from_millis(500 + 1_000));
+        assert!(checkpointer.last_checkpoint().is_shard_end());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_cuts_the_pause_short_and_stops_asking() {
+        let (consumer, checkpointer, asks, lost) = at_shard_end(0).await;
+        let shutdown = consumer.shutdown.clone();
+        let finishing =
+            tokio::spawn(async move { consumer.finish_shard(&checkpointer, Vec::new()).await });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // Asked at 0, 0.5, 1.5, 3.5 and 7.5 s.
+        assert_eq!(asks.load(Ordering::SeqCst), 5);
+        let asked = Instant::now();
+        shutdown.cancel();
+        assert_eq!(finishing.await.unwrap(), Exit::Shutdown);
+        assert_eq!(asked.elapsed(), Duration::ZERO);
+        assert_eq!(asks.load(Ordering::SeqCst), 5);
+        assert!(!lost.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_cuts_the_pause_short_and_tells_the_processor() {
+        let (consumer, checkpointer, asks, lost) = at_shard_end(0).await;
+        let held = consumer.held.clone();
+        let finishing =
+            tokio::spawn(async move { consumer.finish_shard(&checkpointer, Vec::new()).await });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        held.lost.cancel();
+        assert_eq!(finishing.await.unwrap(), Exit::LeaseLost);
+        assert!(lost.load(Ordering::SeqCst));
+        assert_eq!(asks.load(Ordering::SeqCst), 3);
+    }
 
     fn record(seq: &str, pk: &str, data: Bytes) -> aws_sdk_kinesis::types::Record {
         aws_sdk_kinesis::types::Record::builder()
@@ -485,6 +748,26 @@ mod tests {
             .data(aws_sdk_kinesis::primitives::Blob::new(data.to_vec()))
             .build()
             .unwrap()
+    }
+
+    fn millis(backoff: ExponentialBuilder, n: usize) -> Vec<u64> {
+        backoff
+            .build()
+            .take(n)
+            .map(|d| d.as_millis() as u64)
+            .collect()
+    }
+
+    #[test]
+    fn retries_back_off_without_end() {
+        assert_eq!(
+            millis(error_backoff(), 10),
+            vec![100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000, 10_000]
+        );
+        assert_eq!(
+            millis(shard_end_backoff(), 9),
+            vec![500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The crate's error type.
 //!
 //! ```text
-//!  DynamoDB / Kinesis SDK error ──classify──▶ Error::DynamoDb / Error::Kinesis { retryable, throttled }
+//!  DynamoDB / Kinesis SDK error ──classify(service)──▶ Error::DynamoDb / Error::Kinesis
+//!                                  { retryable, throttled: is_throttling_code(service, code) }
 //!  conditional write refused   ─────────────▶ Error::LeaseLost (checkpoints) or Ok(false) (lease ops)
 //!  odd lease item              ─────────────▶ Error::InvalidLease (skipped with a warning by scans)
 //!  bad builder setting         ─────────────▶ Error::Config(ConfigError)
@@ -13,8 +14,8 @@
 //! (missing resources, access denied, rejected credentials, validation) and failures before
 //! a request is sent (no credentials found, no region).
 
-use aws_sdk_dynamodb::config::http::HttpResponse as DynamoResponse;
-use aws_sdk_kinesis::config::http::HttpResponse as KinesisResponse;
+use aws_sdk_kinesis::config::http::HttpResponse;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
 
 use crate::config_error::ConfigError;
 
@@ -123,15 +124,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn dynamodb<E>(
-        operation: &'static str,
-        table: &str,
-        err: &aws_sdk_dynamodb::error::SdkError<E, DynamoResponse>,
-    ) -> Self
+    pub(crate) fn dynamodb<E>(operation: &'static str, table: &str, err: &SdkError<E>) -> Self
     where
-        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let (retryable, throttled) = classify(err, DYNAMODB_THROTTLING);
+        let (retryable, throttled) = classify(Service::DynamoDb, err);
         Error::DynamoDb {
             operation,
             table: table.to_owned(),
@@ -141,15 +138,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn kinesis<E>(
-        operation: &'static str,
-        target: &str,
-        err: &aws_sdk_kinesis::error::SdkError<E, KinesisResponse>,
-    ) -> Self
+    pub(crate) fn kinesis<E>(operation: &'static str, target: &str, err: &SdkError<E>) -> Self
     where
-        E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let (retryable, throttled) = classify_kinesis(err);
+        let (retryable, throttled) = classify(Service::Kinesis, err);
         Error::Kinesis {
             operation,
             target: target.to_owned(),
@@ -160,20 +153,36 @@ impl Error {
     }
 }
 
-/// Error codes by which DynamoDB says "slow down".
-const DYNAMODB_THROTTLING: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-];
+/// A failed call of either SDK: both name the same smithy types.
+type SdkError<E> = aws_sdk_kinesis::error::SdkError<E, HttpResponse>;
 
-/// Error codes by which Kinesis says "slow down".
-const KINESIS_THROTTLING: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "LimitExceededException",
-    "ThrottlingException",
-    "KMSThrottlingException",
-];
+/// The AWS service a call went to: each says "slow down" with its own codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    /// The lease table's.
+    DynamoDb,
+    /// The stream's.
+    Kinesis,
+}
+
+/// Whether `service` throttled a call that failed with `code`.
+fn is_throttling_code(service: Service, code: &str) -> bool {
+    match service {
+        Service::DynamoDb => matches!(
+            code,
+            "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+        ),
+        Service::Kinesis => matches!(
+            code,
+            "ProvisionedThroughputExceededException"
+                | "LimitExceededException"
+                | "ThrottlingException"
+                | "KMSThrottlingException"
+        ),
+    }
+}
 
 /// Other error codes worth retrying.
 const TRANSIENT: &[&str] = &[
@@ -185,40 +194,13 @@ const TRANSIENT: &[&str] = &[
     "TransactionConflictException",
 ];
 
-fn classify<E>(
-    err: &aws_sdk_dynamodb::error::SdkError<E, DynamoResponse>,
-    throttling: &[&str],
-) -> (bool, bool)
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    use aws_sdk_dynamodb::error::SdkError;
+/// Sorts a failed call of `service`: (retryable, throttled). See the module docs.
+fn classify<E: ProvideErrorMetadata>(service: Service, err: &SdkError<E>) -> (bool, bool) {
     match err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or_default();
             let status = se.raw().status().as_u16();
-            let throttled = throttling.contains(&code);
-            (
-                throttled || TRANSIENT.contains(&code) || status >= 500,
-                throttled,
-            )
-        }
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => (true, false),
-        SdkError::DispatchFailure(f) => (f.as_connector_error().is_some_and(reconnectable), false),
-        _ => (false, false),
-    }
-}
-
-fn classify_kinesis<E>(err: &aws_sdk_kinesis::error::SdkError<E, KinesisResponse>) -> (bool, bool)
-where
-    E: aws_sdk_kinesis::error::ProvideErrorMetadata,
-{
-    use aws_sdk_kinesis::error::SdkError;
-    match err {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or_default();
-            let status = se.raw().status().as_u16();
-            let throttled = KINESIS_THROTTLING.contains(&code);
+            let throttled = is_throttling_code(service, code);
             (
                 throttled || TRANSIENT.contains(&code) || status >= 500,
                 throttled,
@@ -261,7 +243,7 @@ fn render(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_kinesis::error::{ConnectorError, SdkError};
+    use aws_sdk_kinesis::error::{ConnectorError, ErrorMetadata};
     use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
 
     #[test]
@@ -334,9 +316,60 @@ mod tests {
         );
     }
 
+    fn service_error<E>(err: E, status: u16) -> SdkError<E> {
+        let status = status.try_into().expect("an HTTP status");
+        SdkError::service_error(err, HttpResponse::new(status, "".into()))
+    }
+
+    fn kinesis_error(code: &str, status: u16) -> Error {
+        use aws_sdk_kinesis::operation::get_records::GetRecordsError;
+        let err = GetRecordsError::generic(ErrorMetadata::builder().code(code).build());
+        Error::kinesis("GetRecords", "shardId-0", &service_error(err, status))
+    }
+
+    fn dynamodb_error(code: &str, status: u16) -> Error {
+        use aws_sdk_dynamodb::operation::get_item::GetItemError;
+        let err = GetItemError::generic(ErrorMetadata::builder().code(code).build());
+        Error::dynamodb("GetItem", "table", &service_error(err, status))
+    }
+
+    #[test]
+    fn one_classifier_tells_each_services_throttling() {
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "LimitExceededException",
+            "ThrottlingException",
+            "KMSThrottlingException",
+        ] {
+            let e = kinesis_error(code, 400);
+            assert!(e.is_throttling() && e.is_retryable(), "Kinesis {code}");
+        }
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+        ] {
+            let e = dynamodb_error(code, 400);
+            assert!(e.is_throttling() && e.is_retryable(), "DynamoDB {code}");
+        }
+        // DynamoDB's LimitExceededException (too many tables or table operations) is no
+        // throttling, and waiting does not fix a table quota.
+        let e = dynamodb_error("LimitExceededException", 400);
+        assert!(!e.is_throttling() && !e.is_retryable());
+        // Transient codes and 5xx are retried without being throttling.
+        for e in [
+            kinesis_error("InternalFailure", 400),
+            dynamodb_error("TransactionConflictException", 400),
+            dynamodb_error("Whatever", 503),
+        ] {
+            assert!(e.is_retryable() && !e.is_throttling(), "{e}");
+        }
+        let e = kinesis_error("ResourceNotFoundException", 400);
+        assert!(!e.is_retryable() && !e.is_throttling());
+    }
+
     fn dispatch(e: ConnectorError) -> Error {
-        let err: SdkError<DescribeStreamSummaryError, KinesisResponse> =
-            SdkError::dispatch_failure(e);
+        let err: SdkError<DescribeStreamSummaryError> = SdkError::dispatch_failure(e);
         Error::kinesis("DescribeStreamSummary", "s", &err)
     }
 

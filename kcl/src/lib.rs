@@ -3,13 +3,24 @@
 //! and keep its checkpoints), and drives a user [`RecordProcessor`] per shard.
 //!
 //! ```text
-//!                 ┌──────────────────────────── Scheduler (one per worker) ─────────────────────────┐
-//!  Kinesis ◀──────┤ ShardSync: ListShards ─▶ leases (parents first)                                 │
-//!    ▲            │ LeaseCoordinator: renew every failover/3, take/steal every 2×failover ◀─▶ LeaseTable ◀─▶ DynamoDB
-//!    │            │ per held lease whose parents reached SHARD_END:                                 │
-//!    └─GetRecords─┤   ShardConsumer ─▶ Deaggregator ─▶ RecordProcessor ─▶ Checkpointer ─▶ LeaseTable │
-//!                 └─────────────────────────────────────────────────────────────────────────────────┘
+//!               ┌──────────────────────── Scheduler (one per worker) ────────────────────────┐
+//!               │ start-up: stream check ─▶ lease table ─▶ first shard sync                  │
+//!  Kinesis ◀────┤ ShardSync: ListShards ─▶ sync plan ─▶ leases (parents first)               │
+//!    ▲          │ LeaseCoordinator: renew every failover/3; every 2×failover scan ─▶         │
+//!    │          │   take plan ─▶ take / steal ─▶ HeldLease                                   │
+//!    │          │ Dispatcher, per HeldLease whose parents reached SHARD_END:                 │
+//!    └GetRecords┤   ShardConsumer ─▶ Deaggregator ─▶ RecordProcessor ─▶ Checkpointer         │
+//!               └────────────────────────────────────────────────────────────────────────────┘
+//!  HeldLease: renew, checkpoint, release ─▶ Lease's update (guard + changes)
+//!    ─▶ LeaseStore ─▶ LeaseTable ─conditional writes─▶ DynamoDB (Java KCL 2.x format)
 //! ```
+//!
+//! The crate root holds what applications use: the [`Scheduler`] and its builder, the
+//! [`RecordProcessor`] they implement with its inputs, the [`Checkpointer`], the
+//! [`Checkpoint`] and [`Lease`] they read, [`InitialPosition`], [`PollingConfig`],
+//! [`Error`] and [`ConfigError`]. The building blocks under the scheduler (the lease table,
+//! the lease store seam, the coordinator, shard sync) are in [`leases`], for tools that
+//! look at or manage a lease table; the metrics' names are in [`metric_names`].
 //!
 //! # Usage
 //! ```no_run
@@ -52,29 +63,27 @@
 #![deny(unsafe_code, rust_2018_idioms)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod checkpoint;
 mod checkpointer;
 mod config_error;
 mod consumer;
-mod coordinator;
 mod error;
-mod lease;
-mod lease_table;
-pub mod metrics;
+mod initial_position;
+pub mod leases;
+pub mod metric_names;
 mod processor;
 mod scheduler;
-mod shard_sync;
 
+pub use checkpoint::{Checkpoint, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
 pub use checkpointer::Checkpointer;
 pub use config_error::ConfigError;
 pub use consumer::PollingConfig;
-pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 pub use error::Error;
+pub use initial_position::InitialPosition;
 pub use kinesis_agg::PartitionKey;
-pub use lease::{Checkpoint, Lease, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
-pub use lease_table::{LeaseStore, LeaseTable};
+pub use leases::Lease;
 pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
 };
 pub use scheduler::{default_worker_id, Scheduler, SchedulerBuilder, MIN_FAILOVER_TIME};
-pub use shard_sync::{InitialPosition, ShardSync, SyncOutcome};

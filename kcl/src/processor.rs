@@ -50,8 +50,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kinesis_agg::{HashKey, PartitionKey};
 
+use crate::checkpoint::Checkpoint;
 use crate::checkpointer::Checkpointer;
-use crate::lease::Checkpoint;
 
 /// Handed to [`RecordProcessor::initialize`].
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Polling pace: at most 5 `GetRecords` calls per second per shard while records keep
 //! coming, and an idle pause when the shard has nothing. Counted through the crate's
-//! `kcl_kinesis_calls_total{operation="GetRecords"}` metric with a process-wide recorder
+//! `kinesis_consumer_kinesis_calls_total{operation="GetRecords"}` metric with a process-wide recorder
 //! (hence a test binary of its own). The bounds are upper bounds that pacing guarantees
 //! however slow the machine is.
 
@@ -38,7 +38,7 @@ impl metrics::Recorder for GetRecordsCounter {
     ) {
     }
     fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let get_records = key.name() == kinesis_consumer::metrics::KINESIS_CALLS
+        let get_records = key.name() == kinesis_consumer::metric_names::KINESIS_CALLS
             && key
                 .labels()
                 .any(|l| l.key() == "operation" && l.value() == "GetRecords");

@@ -12,7 +12,8 @@ use std::io::Write;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use clap::Args;
-use kinesis_consumer::{Checkpoint, Lease, LeaseStore, LeaseTable};
+use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+use kinesis_consumer::{Checkpoint, Lease};
 
 use crate::{args, Error};
 

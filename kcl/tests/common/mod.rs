@@ -11,9 +11,10 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use bytes::Bytes;
 use kinesis_agg::{Aggregator, UserRecord};
+use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{
-    Checkpoint, Error, InitializationInput, Lease, LeaseLostInput, LeaseStore, LeaseTable,
-    ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput, ShutdownRequestedInput,
+    Checkpoint, Error, InitializationInput, Lease, LeaseLostInput, ProcessRecordsInput,
+    RecordProcessor, Scheduler, ShardEndedInput, ShutdownRequestedInput,
 };
 use kinesis_emulators::LocalStack;
 

@@ -1,68 +1,22 @@
-//! Shard sync: keeps the lease table in step with the stream's shards.
+//! [`plan`]: what a shard sync writes, decided without I/O from the stream's shards and
+//! the table's leases.
 //!
 //! ```text
-//!  ListShards (paged by NextToken, no MaxResults) ─▶ shards + parent links
-//!        │                                                   │
-//!        ▼                                                   ▼
-//!  lineage: parents before children          leases missing ─▶ create (parents first):
-//!        │                                     child of a leased shard → TRIM_HORIZON
-//!        │                                     root → initial position (LATEST: open only)
-//!        │                                     ancestor of a leased shard → never
-//!        ▼
-//!  SHARD_END leases ─▶ delete when the shard left the stream, or every child has progressed
-//! ```
-//!
-//! Children are found through `ListShards` parent links, which every Kinesis (and emulator)
-//! returns; `ChildShards` from `GetRecords` is used too when the server sends it.
-//!
-//! # Usage
-//! ```no_run
-//! use std::sync::Arc;
-//! use kinesis_consumer::{InitialPosition, LeaseStore, LeaseTable, ShardSync};
-//!
-//! # async fn demo(kinesis: aws_sdk_kinesis::Client, dynamodb: aws_sdk_dynamodb::Client) -> Result<(), kinesis_consumer::Error> {
-//! let table = Arc::new(LeaseTable::new(dynamodb, "my-app"));
-//! table.create_table_if_not_exists().await?;
-//! let sync = ShardSync::new(kinesis, "my-stream", table, InitialPosition::TrimHorizon);
-//! let outcome = sync.sync().await?;
-//! println!("{} shards, created {:?}", outcome.shards, outcome.created);
-//! # Ok(()) }
+//!  shards (ListShards) + leases (scan) + InitialPosition ─▶ plan ─▶ Plan { create, delete }
+//!   create, parents before children: a child of a leased shard ─▶ TRIM_HORIZON
+//!                                     a root ─▶ the initial position (LATEST: open only)
+//!                                     an ancestor of a leased shard ─▶ never
+//!   delete: SHARD_END leases whose shard left the stream, or whose children all progressed
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use aws_sdk_kinesis::types::Shard;
 use kinesis_agg::HashKeyRange;
 
-use crate::error::Error;
-use crate::lease::{Checkpoint, Lease};
-use crate::lease_table::LeaseStore;
-use crate::metrics as m;
-
-/// Where a worker starts reading shards that have no checkpoint yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum InitialPosition {
-    /// The oldest record still in the stream.
-    #[default]
-    TrimHorizon,
-    /// Only records put after the lease is first started.
-    Latest,
-    /// Records that arrived at or after this time.
-    AtTimestamp(SystemTime),
-}
-
-impl InitialPosition {
-    pub(crate) fn checkpoint(self) -> Checkpoint {
-        match self {
-            InitialPosition::TrimHorizon => Checkpoint::TrimHorizon,
-            InitialPosition::Latest => Checkpoint::Latest,
-            InitialPosition::AtTimestamp(_) => Checkpoint::AtTimestamp,
-        }
-    }
-}
+use crate::checkpoint::Checkpoint;
+use crate::initial_position::InitialPosition;
+use crate::leases::Lease;
 
 /// A shard as the lease logic needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +32,8 @@ pub(crate) struct ShardInfo {
 }
 
 impl ShardInfo {
-    fn from_sdk(s: &Shard) -> Self {
+    /// The shard as `ListShards` describes it.
+    pub(crate) fn from_sdk(s: &Shard) -> Self {
         let parents = [s.parent_shard_id(), s.adjacent_parent_shard_id()]
             .into_iter()
             .flatten()
@@ -96,143 +51,6 @@ impl ShardInfo {
                 .and_then(|r| r.ending_sequence_number())
                 .is_some(),
         }
-    }
-}
-
-/// What one sync did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SyncOutcome {
-    /// Leases created.
-    pub created: Vec<String>,
-    /// Finished leases deleted.
-    pub deleted: Vec<String>,
-    /// Shards in the stream.
-    pub shards: usize,
-}
-
-/// Lists a stream's shards and creates and cleans up their leases.
-#[derive(Debug, Clone)]
-pub struct ShardSync {
-    /// Kinesis client for `ListShards`.
-    kinesis: aws_sdk_kinesis::Client,
-    /// The stream.
-    stream: String,
-    /// The lease table.
-    store: Arc<dyn LeaseStore>,
-    /// Position for shards with no leased ancestor.
-    initial_position: InitialPosition,
-}
-
-impl ShardSync {
-    /// A shard sync for `stream` writing leases to `store`.
-    pub fn new(
-        kinesis: aws_sdk_kinesis::Client,
-        stream: impl Into<String>,
-        store: Arc<dyn LeaseStore>,
-        initial_position: InitialPosition,
-    ) -> Self {
-        Self {
-            kinesis,
-            stream: stream.into(),
-            store,
-            initial_position,
-        }
-    }
-
-    /// Every shard of the stream (open and closed), following `NextToken`.
-    ///
-    /// # Cancellation
-    /// Safe to drop: it only reads.
-    ///
-    /// # Errors
-    /// [`Error::Kinesis`] once retries of throttling and transient errors run out.
-    pub(crate) async fn list_shards(&self) -> Result<Vec<ShardInfo>, Error> {
-        let mut shards = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut attempt = 0u32;
-            let out = loop {
-                ::metrics::counter!(m::KINESIS_CALLS, "operation" => "ListShards").increment(1);
-                // MaxResults is left out on purpose: the server's default page is fine and
-                // some emulators break NextToken paging when it is given.
-                let req = match &token {
-                    Some(t) => self.kinesis.list_shards().next_token(t),
-                    None => self.kinesis.list_shards().stream_name(&self.stream),
-                };
-                match req.send().await {
-                    Ok(out) => break out,
-                    Err(e) => {
-                        let err = Error::kinesis("ListShards", &self.stream, &e);
-                        attempt += 1;
-                        if !err.is_retryable() || attempt >= 8 {
-                            return Err(err);
-                        }
-                        tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-                    }
-                }
-            };
-            shards.extend(out.shards().iter().map(ShardInfo::from_sdk));
-            match out.next_token() {
-                Some(t) if !t.is_empty() && !out.shards().is_empty() => token = Some(t.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(shards)
-    }
-
-    /// Creates missing leases and deletes finished ones.
-    ///
-    /// # Cancellation
-    /// Safe to drop; what was written stays, and the next sync carries on.
-    ///
-    /// # Errors
-    /// The first Kinesis or DynamoDB error.
-    pub async fn sync(&self) -> Result<SyncOutcome, Error> {
-        let shards = self.list_shards().await?;
-        let leases = self.store.list_leases().await?;
-        let plan = plan(&shards, &leases, self.initial_position);
-        let mut outcome = SyncOutcome {
-            shards: shards.len(),
-            ..SyncOutcome::default()
-        };
-        for lease in plan.create {
-            if self.store.create_lease_if_not_exists(&lease).await? {
-                tracing::info!(stream = %self.stream, lease = %lease.lease_key, checkpoint = %lease.checkpoint, "created lease");
-                outcome.created.push(lease.lease_key);
-            }
-        }
-        for key in plan.delete {
-            if self.store.delete_finished_lease(&key).await? {
-                tracing::info!(stream = %self.stream, lease = %key, "deleted finished lease");
-                outcome.deleted.push(key);
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// Creates leases for children that `GetRecords` reported at a shard end (real Kinesis
-    /// and some emulators send them; the next sync finds them through `ListShards` anyway).
-    ///
-    /// # Cancellation
-    /// Safe to drop.
-    ///
-    /// # Errors
-    /// The first DynamoDB error.
-    pub(crate) async fn create_child_leases(
-        &self,
-        children: &[aws_sdk_kinesis::types::ChildShard],
-    ) -> Result<(), Error> {
-        for c in children {
-            let range = c
-                .hash_key_range()
-                .and_then(|r| HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key()).ok());
-            let lease = Lease::new(c.shard_id(), Checkpoint::TrimHorizon)
-                .with_parents(c.parent_shards().to_vec())
-                .with_hash_key_range(range);
-            self.store.create_lease_if_not_exists(&lease).await?;
-        }
-        Ok(())
     }
 }
 

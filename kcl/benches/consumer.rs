@@ -9,7 +9,7 @@
 //!    worker: Scheduler (lease table, take, consume, checkpoint every batch) until N processed
 //! ```
 //!
-//! Run: `cargo run --release -p kinesis-consumer --example consumer_bench`
+//! Run: `cargo bench -p kinesis-consumer --bench consumer` (release build)
 //! (honours `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL_DYNAMODB` like the tests).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,7 +160,7 @@ async fn raw_loop(client: &aws_sdk_kinesis::Client, stream: &str, expected: u64)
     n
 }
 
-/// Counts `kcl_dynamodb_calls_total`; every other metric is dropped.
+/// Counts `kinesis_consumer_dynamodb_calls_total`; every other metric is dropped.
 #[derive(Debug, Default)]
 struct CallCounter(Arc<AtomicU64>);
 
@@ -187,7 +187,7 @@ impl metrics::Recorder for CallCounter {
     ) {
     }
     fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        if key.name() == kinesis_consumer::metrics::DYNAMODB_CALLS {
+        if key.name() == kinesis_consumer::metric_names::DYNAMODB_CALLS {
             metrics::Counter::from_arc(self.0.clone())
         } else {
             metrics::Counter::noop()

@@ -1,20 +1,16 @@
-//! Leases and checkpoints as they live in the lease table.
+//! Positions in a shard: [`SequenceNumber`]s, and the [`Checkpoint`]s the lease table
+//! keeps (a record, or one of the KCL's sentinels).
 //!
 //! ```text
-//!  DynamoDB item (Java KCL 2.x names)           Lease
-//!  leaseKey S ─────────────────────────────────▶ lease_key
-//!  leaseOwner S?, leaseCounter N ──────────────▶ owner, counter
-//!  checkpoint S + checkpointSubSequenceNumber N ▶ checkpoint: Checkpoint
-//!  pendingCheckpoint* S/N/B ───────────────────▶ pending_checkpoint, pending_checkpoint_state
-//!  parentShardId SS, childShardIds SS ─────────▶ parent_shard_ids, child_shard_ids
-//!  startingHashKey / endingHashKey S ──────────▶ hash_key_range
+//!  checkpoint attribute (S)        + checkpointSubSequenceNumber (N)   Checkpoint
+//!  "TRIM_HORIZON" / "LATEST" / "AT_TIMESTAMP"   (0) ──────────────────▶ TrimHorizon / Latest / AtTimestamp
+//!  decimal sequence number           sub-sequence ─────────────────────▶ Sequence { sequence_number, sub }
+//!  "SHARD_END"                       (0) ──────────────────────────────▶ ShardEnd
+//!  covers(seq, sub): at or before the checkpoint (sub-sequence aware) ─▶ not delivered again
 //! ```
 
 use std::cmp::Ordering;
 use std::fmt;
-
-use bytes::Bytes;
-use kinesis_agg::HashKeyRange;
 
 /// The sentinel stored in `checkpoint` before any record was processed, reading from the
 /// oldest record.
@@ -180,69 +176,6 @@ impl fmt::Display for Checkpoint {
             } => write!(f, "{sequence_number}/{sub_sequence_number}"),
             other => f.write_str(other.as_attribute()),
         }
-    }
-}
-
-/// One row of the lease table: the right to process one shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Lease {
-    /// The hash key: the shard id.
-    pub lease_key: String,
-    /// The worker holding the lease; `None` when unassigned (new or released).
-    pub owner: Option<String>,
-    /// Bumped by every renew, take, evict and checkpoint; every write is conditional on it,
-    /// and a counter that stops moving is how other workers tell the owner is gone.
-    pub counter: u64,
-    /// Progress: where processing resumes.
-    pub checkpoint: Checkpoint,
-    /// First phase of a two-phase checkpoint, if one is pending.
-    pub pending_checkpoint: Option<Checkpoint>,
-    /// Application state saved with the pending checkpoint.
-    pub pending_checkpoint_state: Option<Bytes>,
-    /// How often the lease changed hands since the last checkpoint (a hint of a poison batch).
-    pub owner_switches_since_checkpoint: u64,
-    /// The shard's parents (one after a split, two after a merge); a child is processed only
-    /// after all of them reached `SHARD_END`.
-    pub parent_shard_ids: Vec<String>,
-    /// The shard's children, when known.
-    pub child_shard_ids: Vec<String>,
-    /// The shard's hash key range, when known; sub-records outside it are dropped.
-    pub hash_key_range: Option<HashKeyRange>,
-}
-
-impl Lease {
-    /// A new, unowned lease for a shard starting at `checkpoint`.
-    pub fn new(lease_key: impl Into<String>, checkpoint: Checkpoint) -> Self {
-        Self {
-            lease_key: lease_key.into(),
-            owner: None,
-            counter: 0,
-            checkpoint,
-            pending_checkpoint: None,
-            pending_checkpoint_state: None,
-            owner_switches_since_checkpoint: 0,
-            parent_shard_ids: Vec::new(),
-            child_shard_ids: Vec::new(),
-            hash_key_range: None,
-        }
-    }
-
-    /// Sets the parents.
-    pub fn with_parents(mut self, parents: Vec<String>) -> Self {
-        self.parent_shard_ids = parents;
-        self
-    }
-
-    /// Sets the hash key range.
-    pub fn with_hash_key_range(mut self, range: Option<HashKeyRange>) -> Self {
-        self.hash_key_range = range;
-        self
-    }
-
-    /// Whether `worker` owns the lease.
-    pub fn is_owned_by(&self, worker: &str) -> bool {
-        self.owner.as_deref() == Some(worker)
     }
 }
 

@@ -2,15 +2,16 @@
 //! until the work is balanced across workers.
 //!
 //! ```text
-//!              every renew_interval                    every taker_interval
-//!  held leases ───────renewer──────▶ LeaseStore ◀────────taker──────── scan all leases
-//!   (counter,     renew_lease(counter, owner)      observe counters on the local clock;
-//!    lost token)  refused → lease lost              expired = no owner, or counter unchanged
-//!        ▲                                            for failover time;
-//!        └──────────── taken / stolen ─────────────── target = ceil(leases / workers);
-//!                                                     take expired first, else steal one from
-//!                                                     the most loaded worker
+//!              every renew_interval                      every taker_interval
+//!  held leases ───────renewer──────▶ LeaseStore ◀───────────taker──────── list_leases (scan)
+//!   (counter,     renew (counter, owner)      │   ObservedCounters: expired = counter unchanged
+//!    lost token)  refused → lease lost        │     for failover_time on this worker's clock
+//!        ▲                                    │   plan_take(view, me, config) ─▶ TakePlan (pure)
+//!        └──────────── taken / stolen ────────┘   execute: take (counter) each planned lease
 //! ```
+//!
+//! The parts, each in its own file: [`LeaseConfig`] (timings and limits),
+//! `ObservedCounters` (expiry on the local clock), `plan_take` (the taker's decision).
 //!
 //! Expiry is judged only from counters this worker observed and its own monotonic clock
 //! ([`tokio::time::Instant`]), never from wall clocks, so skewed hosts cannot steal early.
@@ -19,7 +20,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use kinesis_consumer::{LeaseConfig, LeaseCoordinator, LeaseTable};
+//! use kinesis_consumer::leases::{LeaseConfig, LeaseCoordinator, LeaseTable};
 //!
 //! # async fn demo(client: aws_sdk_dynamodb::Client) {
 //! let store = Arc::new(LeaseTable::new(client, "my-app"));
@@ -32,104 +33,26 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as SyncMutex};
-use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Error;
-use crate::lease::{Checkpoint, Lease};
-use crate::lease_table::LeaseStore;
-use crate::metrics as m;
+mod lease_config;
+mod observed_counters;
+mod take_plan;
 
-/// The slack the Java KCL subtracts from renewals and adds to takes (25 ms).
-const EPSILON: Duration = Duration::from_millis(25);
+use crate::error::Error;
+use crate::leases::{HeldLease, LeaseStore};
+use crate::metric_names as m;
+pub use lease_config::LeaseConfig;
+use observed_counters::ObservedCounters;
+use take_plan::{plan_take, Me, SeenLease};
 
 /// Renewals in flight at once, so that a worker with hundreds of leases renews them within
 /// the interval without opening hundreds of connections.
 const RENEW_CONCURRENCY: usize = 32;
-
-/// Timing and limits of lease handling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LeaseConfig {
-    /// A lease whose counter has not moved for this long is expired and may be taken.
-    pub failover_time: Duration,
-    /// How often held leases are renewed.
-    pub renew_interval: Duration,
-    /// How often the taker scans the table.
-    pub taker_interval: Duration,
-    /// The most leases this worker holds at once.
-    pub max_leases_per_worker: usize,
-    /// The most leases stolen in one taker round.
-    pub max_leases_to_steal_at_one_time: usize,
-}
-
-impl LeaseConfig {
-    /// The Java KCL 2.x timings for a failover time: renew every `failover / 3 - 25 ms`,
-    /// take every `(failover + 25 ms) × 2`, no lease limit, steal at most one lease per round.
-    pub fn new(failover_time: Duration) -> Self {
-        Self {
-            failover_time,
-            // Whole milliseconds, as the Java KCL computes it.
-            renew_interval: Duration::from_millis((failover_time.as_millis() / 3) as u64)
-                .saturating_sub(EPSILON)
-                .max(Duration::from_millis(1)),
-            taker_interval: (failover_time + EPSILON) * 2,
-            max_leases_per_worker: usize::MAX,
-            max_leases_to_steal_at_one_time: 1,
-        }
-    }
-}
-
-impl Default for LeaseConfig {
-    /// [`LeaseConfig::new`] with the Java KCL's default failover time of 10 s.
-    fn default() -> Self {
-        Self::new(Duration::from_secs(10))
-    }
-}
-
-/// A lease this worker holds, shared by the renewer, the taker, the shard consumer and its
-/// checkpointer.
-#[derive(Debug)]
-pub(crate) struct HeldLease {
-    /// The lease as last written by this worker; its counter is the condition of the next
-    /// write. The async mutex serialises renewals and checkpoints of this lease.
-    pub(crate) lease: Mutex<Lease>,
-    /// When a conditional write last succeeded: proof of ownership at that time.
-    last_renewed: SyncMutex<Instant>,
-    /// Cancelled when the lease is lost or released; the shard consumer watches it.
-    pub(crate) lost: CancellationToken,
-}
-
-impl HeldLease {
-    fn new(lease: Lease) -> Arc<Self> {
-        Arc::new(Self {
-            lease: Mutex::new(lease),
-            last_renewed: SyncMutex::new(Instant::now()),
-            lost: CancellationToken::new(),
-        })
-    }
-
-    fn touch(&self) {
-        *self.last_renewed.lock().expect("not poisoned") = Instant::now();
-    }
-
-    fn since_renewed(&self) -> Duration {
-        self.last_renewed.lock().expect("not poisoned").elapsed()
-    }
-}
-
-/// What the taker saw of a lease, on this worker's clock.
-#[derive(Debug, Clone)]
-struct Observed {
-    /// The counter last seen.
-    counter: u64,
-    /// When this worker first saw that counter value.
-    since: Instant,
-}
 
 /// What one taker round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,10 +77,11 @@ pub struct LeaseCoordinator {
     worker_id: String,
     /// Timings and limits.
     config: LeaseConfig,
-    /// Leases held, by key.
+    /// Leases held, by key: what the renewer renews and the taker counts as this
+    /// worker's; a tenure reported lost is dropped at the next look.
     held: SyncMutex<HashMap<String, Arc<HeldLease>>>,
-    /// Counters observed by the taker, by key; the async mutex keeps rounds from overlapping.
-    observed: Mutex<HashMap<String, Observed>>,
+    /// Counters observed by the taker; the async mutex keeps rounds from overlapping.
+    observed: Mutex<ObservedCounters>,
 }
 
 impl LeaseCoordinator {
@@ -173,7 +97,7 @@ impl LeaseCoordinator {
             worker_id: worker_id.into(),
             config,
             held: SyncMutex::new(HashMap::new()),
-            observed: Mutex::new(HashMap::new()),
+            observed: Mutex::new(ObservedCounters::default()),
         }
     }
 
@@ -199,8 +123,23 @@ impl LeaseCoordinator {
         keys
     }
 
+    /// The held leases, once those lost since the last look are forgotten (counted and
+    /// logged as lost).
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HeldLease>>> {
-        self.held.lock().expect("not poisoned")
+        let mut held = self.held.lock().expect("not poisoned");
+        let before = held.len();
+        held.retain(|key, h| {
+            let lost = h.is_lost();
+            if lost {
+                ::metrics::counter!(m::LEASES_LOST).increment(1);
+                tracing::info!(worker = %self.worker_id, lease = %key, "lease lost");
+            }
+            !lost
+        });
+        if held.len() != before {
+            ::metrics::gauge!(m::LEASES_HELD).set(held.len() as f64);
+        }
+        held
     }
 
     pub(crate) fn held_lease(&self, key: &str) -> Option<Arc<HeldLease>> {
@@ -214,18 +153,6 @@ impl LeaseCoordinator {
             .collect()
     }
 
-    /// Forgets a held lease and tells its consumer.
-    pub(crate) fn mark_lost(&self, key: &str, held: &Arc<HeldLease>) {
-        let mut map = self.lock_held();
-        if map.get(key).is_some_and(|h| Arc::ptr_eq(h, held)) {
-            map.remove(key);
-            ::metrics::counter!(m::LEASES_LOST).increment(1);
-            tracing::info!(worker = %self.worker_id, lease = key, "lease lost");
-        }
-        ::metrics::gauge!(m::LEASES_HELD).set(map.len() as f64);
-        held.lost.cancel();
-    }
-
     /// One renewer round: renews every held lease (concurrently). A lease whose renewal is
     /// refused, or that could not be renewed for the failover time, is lost.
     ///
@@ -235,38 +162,15 @@ impl LeaseCoordinator {
         let held = self.held_leases();
         let mut tasks = tokio::task::JoinSet::new();
         let permits = Arc::new(tokio::sync::Semaphore::new(RENEW_CONCURRENCY));
-        for (key, h) in held {
-            let store = self.store.clone();
+        for (_, h) in held {
             let failover = self.config.failover_time;
             let permits = permits.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let mut lease = h.lease.lock().await;
-                if h.lost.is_cancelled() {
-                    return (key, h.clone(), true);
-                }
-                let lost = match store.renew_lease(&lease).await {
-                    Ok(true) => {
-                        lease.counter += 1;
-                        h.touch();
-                        false
-                    }
-                    Ok(false) => true,
-                    Err(e) => {
-                        let late = h.since_renewed() > failover;
-                        tracing::warn!(lease = %key, error = %e, gives_up = late, "renewal failed");
-                        late
-                    }
-                };
-                drop(lease);
-                (key, h, lost)
+                h.renew(failover).await
             });
         }
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((key, h, true)) = done {
-                self.mark_lost(&key, &h);
-            }
-        }
+        while tasks.join_next().await.is_some() {}
         ::metrics::gauge!(m::LEASES_HELD).set(self.lock_held().len() as f64);
     }
 
@@ -281,104 +185,43 @@ impl LeaseCoordinator {
     /// The scan's error; failed takes are logged and skipped.
     pub async fn take_leases(&self) -> Result<TakeOutcome, Error> {
         let mut observed = self.observed.lock().await;
-        let leases = self.store.list_leases().await?;
+        let mut leases = self.store.list_leases().await?;
         let now = Instant::now();
-        let keys: HashSet<&str> = leases.iter().map(|l| l.lease_key.as_str()).collect();
-        observed.retain(|k, _| keys.contains(k.as_str()));
-        for lease in &leases {
-            match observed.get_mut(&lease.lease_key) {
-                Some(o) if o.counter == lease.counter => {}
-                Some(o) => {
-                    o.counter = lease.counter;
-                    o.since = now;
-                }
-                None => {
-                    observed.insert(
-                        lease.lease_key.clone(),
-                        Observed {
-                            counter: lease.counter,
-                            since: now,
-                        },
-                    );
-                }
-            }
-        }
-        let held_keys: HashSet<String> = self.lock_held().keys().cloned().collect();
+        observed.observe(&leases, now);
+        // Among equals the plan follows the scan's order: shuffled, takes spread at random.
+        leases.shuffle(&mut rand::rng());
         let failover = self.config.failover_time;
-        let is_available = |lease: &Lease| -> bool {
-            if held_keys.contains(&lease.lease_key) {
-                return false;
-            }
-            match &lease.owner {
-                None => true,
-                // Ours in the table but not held (an earlier life of this worker id):
-                // nobody renews it, so let it expire like any other.
-                Some(_) => now.duration_since(observed[&lease.lease_key].since) > failover,
-            }
+        let view: Vec<SeenLease<'_>> = leases
+            .iter()
+            .map(|lease| SeenLease {
+                lease,
+                expired: observed.expired(&lease.lease_key, now, failover),
+            })
+            .collect();
+        let held: HashSet<String> = self.lock_held().keys().cloned().collect();
+        let me = Me {
+            id: &self.worker_id,
+            held: &held,
         };
-        let mut available: Vec<&Lease> = Vec::new();
-        let mut per_owner: HashMap<&str, Vec<&Lease>> = HashMap::new();
-        for lease in &leases {
-            if is_available(lease) {
-                available.push(lease);
-            } else if let Some(owner) = &lease.owner {
-                if held_keys.contains(&lease.lease_key) || owner != &self.worker_id {
-                    per_owner.entry(owner.as_str()).or_default().push(lease);
-                }
-            }
-        }
-        let mine = held_keys.len();
-        let workers =
-            per_owner.len() + usize::from(!per_owner.contains_key(self.worker_id.as_str()));
-        let target = leases
-            .len()
-            .div_ceil(workers)
-            .min(self.config.max_leases_per_worker);
+        let plan = plan_take(&view, &me, &self.config);
         let mut outcome = TakeOutcome {
-            target,
-            workers,
+            target: plan.target,
+            workers: plan.workers,
             ..TakeOutcome::default()
         };
-        if mine >= target {
-            return Ok(outcome);
-        }
-        let need = target - mine;
-        let mut to_take: Vec<(&Lease, bool)> = Vec::new();
-        if !available.is_empty() {
-            available.shuffle(&mut rand::rng());
-            to_take.extend(available.into_iter().take(need).map(|l| (l, false)));
-        } else if let Some((_, victims)) = per_owner
-            .iter()
-            .filter(|(owner, _)| **owner != self.worker_id)
-            .max_by_key(|(owner, v)| (v.len(), std::cmp::Reverse(**owner)))
-        {
-            let over = victims.len().saturating_sub(target);
-            let mut steal = need.min(over);
-            // The most loaded worker is at target and we need more than one: take one, so
-            // that e.g. 3/3/1 can become 3/2/2 (one lease at a time).
-            if victims.len() >= target && over == 0 && need > 1 {
-                steal = 1;
-            }
-            steal = steal.min(self.config.max_leases_to_steal_at_one_time);
-            let mut victims = victims.clone();
-            victims.shuffle(&mut rand::rng());
-            to_take.extend(victims.into_iter().take(steal).map(|l| (l, true)));
-        }
-        for (lease, stolen) in to_take {
-            match self.store.take_lease(lease, &self.worker_id).await {
+        let takes = plan.take.iter().map(|l| (*l, false));
+        let steals = plan.steal.iter().map(|l| (*l, true));
+        for (lease, stolen) in takes.chain(steals) {
+            let take = lease.take(&self.worker_id);
+            match self.store.update_lease(&take).await {
                 Ok(true) => {
                     let mut mine = lease.clone();
-                    if mine.owner.as_deref() != Some(self.worker_id.as_str()) {
-                        mine.owner_switches_since_checkpoint += 1;
-                    }
-                    mine.owner = Some(self.worker_id.clone());
-                    mine.counter += 1;
-                    if let Some(o) = observed.get_mut(&mine.lease_key) {
-                        o.counter = mine.counter;
-                        o.since = Instant::now();
-                    }
-                    self.lock_held()
-                        .insert(mine.lease_key.clone(), HeldLease::new(mine));
+                    take.apply_to(&mut mine);
+                    observed.saw(&mine.lease_key, mine.counter, Instant::now());
+                    self.lock_held().insert(
+                        mine.lease_key.clone(),
+                        HeldLease::new(self.store.clone(), mine),
+                    );
                     if stolen {
                         ::metrics::counter!(m::LEASES_STOLEN).increment(1);
                         tracing::info!(worker = %self.worker_id, lease = %lease.lease_key, from = ?lease.owner, "stole lease");
@@ -399,69 +242,6 @@ impl LeaseCoordinator {
         Ok(outcome)
     }
 
-    /// Writes a checkpoint for a held lease, conditional on this worker still owning it.
-    pub(crate) async fn checkpoint(
-        &self,
-        held: &Arc<HeldLease>,
-        checkpoint: &Checkpoint,
-        child_shard_ids: &[String],
-    ) -> Result<(), Error> {
-        let started = std::time::Instant::now();
-        let mut lease = held.lease.lock().await;
-        let key = lease.lease_key.clone();
-        if held.lost.is_cancelled() {
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        let ok = self
-            .store
-            .update_checkpoint(&lease, checkpoint, child_shard_ids)
-            .await?;
-        if !ok {
-            drop(lease);
-            self.mark_lost(&key, held);
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        lease.counter += 1;
-        lease.checkpoint = checkpoint.clone();
-        lease.pending_checkpoint = None;
-        lease.pending_checkpoint_state = None;
-        lease.owner_switches_since_checkpoint = 0;
-        if !child_shard_ids.is_empty() {
-            lease.child_shard_ids = child_shard_ids.to_vec();
-        }
-        held.touch();
-        ::metrics::histogram!(m::CHECKPOINT_LATENCY).record(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    /// Writes the first phase of a two-phase checkpoint.
-    pub(crate) async fn prepare_checkpoint(
-        &self,
-        held: &Arc<HeldLease>,
-        pending: &Checkpoint,
-        state: Option<&bytes::Bytes>,
-    ) -> Result<(), Error> {
-        let mut lease = held.lease.lock().await;
-        let key = lease.lease_key.clone();
-        if held.lost.is_cancelled() {
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        if !self
-            .store
-            .prepare_checkpoint(&lease, pending, state)
-            .await?
-        {
-            drop(lease);
-            self.mark_lost(&key, held);
-            return Err(Error::LeaseLost { lease_key: key });
-        }
-        lease.counter += 1;
-        lease.pending_checkpoint = Some(pending.clone());
-        lease.pending_checkpoint_state = state.cloned();
-        held.touch();
-        Ok(())
-    }
-
     /// Gives up one held lease: removes this worker as owner so another worker can take it
     /// at its next taker round, without waiting for expiry.
     ///
@@ -471,11 +251,10 @@ impl LeaseCoordinator {
         let Some(held) = self.held_lease(key) else {
             return Ok(false);
         };
-        let lease = held.lease.lock().await;
-        let res = self.store.evict_lease(&lease).await;
-        drop(lease);
-        self.mark_lost(key, &held);
-        res
+        let released = held.release().await;
+        // Forget it now, not at the next look.
+        drop(self.lock_held());
+        released
     }
 
     /// Releases every held lease (graceful handoff); see [`release_lease`](Self::release_lease).
@@ -531,8 +310,12 @@ impl LeaseCoordinator {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::lease_table::memory::MemoryLeaseStore;
+    use crate::checkpoint::Checkpoint;
+    use crate::leases::Lease;
+    use crate::leases::MemoryLeaseStore;
 
     const FAILOVER: Duration = Duration::from_secs(10);
 
@@ -597,16 +380,6 @@ mod tests {
         if shards.is_multiple_of(ws.len()) {
             assert!(max == min, "unbalanced: {counts:?}");
         }
-    }
-
-    #[test]
-    fn defaults_follow_the_java_kcl() {
-        let c = LeaseConfig::default();
-        assert_eq!(c.failover_time, Duration::from_secs(10));
-        assert_eq!(c.renew_interval, Duration::from_millis(3_333 - 25));
-        assert_eq!(c.taker_interval, Duration::from_millis(20_050));
-        assert_eq!(c.max_leases_per_worker, usize::MAX);
-        assert_eq!(c.max_leases_to_steal_at_one_time, 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -712,8 +485,8 @@ mod tests {
         assert_eq!((o.workers, o.target, o.stolen.len()), (2, 2, 1));
         let stolen_key = o.stolen[0].clone();
         let victim = ws[0].held_lease(&stolen_key).unwrap();
-        let err = ws[0]
-            .checkpoint(&victim, &Checkpoint::at("5", 0).unwrap(), &[])
+        let err = victim
+            .checkpoint(&Checkpoint::at("5", 0).unwrap(), &[])
             .await
             .unwrap_err();
         assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
@@ -728,8 +501,7 @@ mod tests {
         assert_eq!(stored.owner.as_deref(), Some("worker-1"));
         // Leases not stolen still checkpoint fine.
         if stolen_key != "shardId-000000000000" {
-            ws[0]
-                .checkpoint(&held, &Checkpoint::at("7", 1).unwrap(), &[])
+            held.checkpoint(&Checkpoint::at("7", 1).unwrap(), &[])
                 .await
                 .unwrap();
         }

@@ -1,0 +1,118 @@
+//! [`ObservedCounters`]: when this worker first saw each lease's current counter, on its
+//! own monotonic clock; a counter unchanged for the failover time means the owner is gone.
+//!
+//! ```text
+//!  scan (every taker round) ─observe(leases, now)─▶ key → (counter, since)
+//!     counter changed or new key ─▶ since = now;  key gone from the table ─▶ forgotten
+//!  expired(key, now, failover) = now − since > failover
+//! ```
+//!
+//! Only counters this worker observed and its own clock count, never wall clocks, so
+//! skewed hosts cannot steal early. Pure: the caller passes `now`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::leases::Lease;
+
+/// What the taker saw of a lease, on this worker's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Observed {
+    /// The counter last seen.
+    counter: u64,
+    /// When this worker first saw that counter value.
+    since: Instant,
+}
+
+/// The counters seen by the taker, by lease key.
+#[derive(Debug, Default)]
+pub(crate) struct ObservedCounters {
+    /// The last counter of each lease in the table, and since when.
+    by_key: HashMap<String, Observed>,
+}
+
+impl ObservedCounters {
+    /// Takes in one scan of the table made at `now`.
+    pub(crate) fn observe(&mut self, leases: &[Lease], now: Instant) {
+        let keys: HashSet<&str> = leases.iter().map(|l| l.lease_key.as_str()).collect();
+        self.by_key.retain(|k, _| keys.contains(k.as_str()));
+        for lease in leases {
+            self.saw(&lease.lease_key, lease.counter, now);
+        }
+    }
+
+    /// Takes in one counter value of one lease, seen (or written by this worker) at `now`.
+    pub(crate) fn saw(&mut self, lease_key: &str, counter: u64, now: Instant) {
+        match self.by_key.get_mut(lease_key) {
+            Some(o) if o.counter == counter => {}
+            Some(o) => {
+                o.counter = counter;
+                o.since = now;
+            }
+            None => {
+                self.by_key.insert(
+                    lease_key.to_owned(),
+                    Observed {
+                        counter,
+                        since: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether the lease's counter has not moved for longer than `failover` at `now`.
+    /// A lease never observed is not expired.
+    pub(crate) fn expired(&self, lease_key: &str, now: Instant, failover: Duration) -> bool {
+        self.by_key
+            .get(lease_key)
+            .is_some_and(|o| now.duration_since(o.since) > failover)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Checkpoint;
+
+    fn lease(key: &str, counter: u64) -> Lease {
+        let mut l = Lease::new(key, Checkpoint::TrimHorizon);
+        l.counter = counter;
+        l
+    }
+
+    #[test]
+    fn a_counter_unchanged_for_longer_than_the_failover_time_is_expired() {
+        let failover = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut seen = ObservedCounters::default();
+        seen.observe(&[lease("a", 1), lease("b", 1)], t0);
+        assert!(
+            !seen.expired("a", t0 + failover, failover),
+            "not longer yet"
+        );
+        seen.observe(&[lease("a", 1), lease("b", 2)], t0 + Duration::from_secs(5));
+        let later = t0 + failover + Duration::from_millis(1);
+        assert!(seen.expired("a", later, failover));
+        assert!(!seen.expired("b", later, failover), "b moved at 5 s");
+        assert!(!seen.expired("never-seen", later, failover));
+    }
+
+    #[test]
+    fn leases_gone_from_the_table_are_forgotten() {
+        let failover = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut seen = ObservedCounters::default();
+        seen.observe(&[lease("a", 1)], t0);
+        seen.observe(&[], t0 + Duration::from_secs(1));
+        // Back with the same counter: its clock starts again.
+        seen.observe(&[lease("a", 1)], t0 + Duration::from_secs(2));
+        let at = t0 + failover + Duration::from_secs(1);
+        assert!(!seen.expired("a", at, failover));
+        // A counter this worker wrote itself counts as seen when written.
+        seen.saw("a", 2, at);
+        assert!(!seen.expired("a", at + failover, failover));
+    }
+}

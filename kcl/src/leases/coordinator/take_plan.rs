@@ -1,0 +1,377 @@
+//! [`plan_take`]: the lease taker's decision, without I/O: which expired or unowned
+//! leases to take, or which leases to steal and from whom.
+//!
+//! ```text
+//!  view: every lease (shuffled by the caller) + expired? ─┐
+//!  me: worker id + the leases it holds ───────────────────┼─▶ plan_take ─▶ TakePlan
+//!  LeaseConfig: max_leases_per_worker, max steals ────────┘
+//!
+//!  available = not held by me, and unowned or expired
+//!  owners    = the other leases by owner (mine counted as held)
+//!  workers   = owners, plus me if I own nothing counted
+//!  target    = ceil(leases / workers), at most max_leases_per_worker
+//!  held ≥ target ─▶ nothing
+//!  available     ─▶ take the first (target − held) of them
+//!  none          ─▶ steal from the most loaded other worker (ties: smallest id) what it
+//!                   holds over target, at most what I need; one lease when it is at
+//!                   target and I need more than one (3/3/1 → 3/2/2); at most
+//!                   max_leases_to_steal_at_one_time
+//! ```
+
+use std::collections::{HashMap, HashSet};
+
+use super::lease_config::LeaseConfig;
+use crate::leases::Lease;
+
+/// One lease as the taker sees it in one round.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeenLease<'a> {
+    /// The lease as scanned.
+    pub(crate) lease: &'a Lease,
+    /// Whether its counter has not moved for the failover time on this worker's clock.
+    pub(crate) expired: bool,
+}
+
+/// The worker planning.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Me<'a> {
+    /// Its id: the `leaseOwner` it writes.
+    pub(crate) id: &'a str,
+    /// The keys of the leases it holds (and renews) now.
+    pub(crate) held: &'a HashSet<String>,
+}
+
+/// What one taker round should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TakePlan<'a> {
+    /// The number of leases this worker aims for.
+    pub(crate) target: usize,
+    /// The number of workers counted (this one included).
+    pub(crate) workers: usize,
+    /// Unowned or expired leases to take.
+    pub(crate) take: Vec<&'a Lease>,
+    /// The worker to steal from, when stealing.
+    pub(crate) victim: Option<&'a str>,
+    /// Leases of `victim` to steal.
+    pub(crate) steal: Vec<&'a Lease>,
+}
+
+/// Decides one taker round from what this worker sees. Pure: choices among equals follow
+/// the order of `view`, so a caller that shuffles it spreads takes at random.
+pub(crate) fn plan_take<'a>(
+    view: &[SeenLease<'a>],
+    me: &Me<'_>,
+    config: &LeaseConfig,
+) -> TakePlan<'a> {
+    let is_available = |seen: &SeenLease<'_>| -> bool {
+        if me.held.contains(&seen.lease.lease_key) {
+            return false;
+        }
+        match &seen.lease.owner {
+            None => true,
+            // Ours in the table but not held (an earlier life of this worker id) is not
+            // renewed by anyone: it expires like any other.
+            Some(_) => seen.expired,
+        }
+    };
+    let mut available: Vec<&'a Lease> = Vec::new();
+    let mut per_owner: HashMap<&'a str, Vec<&'a Lease>> = HashMap::new();
+    for seen in view {
+        let lease = seen.lease;
+        if is_available(seen) {
+            available.push(lease);
+        } else if let Some(owner) = &lease.owner {
+            if me.held.contains(&lease.lease_key) || owner != me.id {
+                per_owner.entry(owner.as_str()).or_default().push(lease);
+            }
+        }
+    }
+    let mine = me.held.len();
+    let workers = per_owner.len() + usize::from(!per_owner.contains_key(me.id));
+    let target = view
+        .len()
+        .div_ceil(workers)
+        .min(config.max_leases_per_worker);
+    let mut plan = TakePlan {
+        target,
+        workers,
+        take: Vec::new(),
+        victim: None,
+        steal: Vec::new(),
+    };
+    if mine >= target {
+        return plan;
+    }
+    let need = target - mine;
+    if !available.is_empty() {
+        available.truncate(need);
+        plan.take = available;
+    } else if let Some((victim, leases)) = per_owner
+        .into_iter()
+        .filter(|(owner, _)| *owner != me.id)
+        .max_by_key(|(owner, v)| (v.len(), std::cmp::Reverse(*owner)))
+    {
+        let over = leases.len().saturating_sub(target);
+        let mut steal = need.min(over);
+        // The most loaded worker is at target and we need more than one: take one, so
+        // that e.g. 3/3/1 can become 3/2/2 (one lease at a time).
+        if leases.len() >= target && over == 0 && need > 1 {
+            steal = 1;
+        }
+        steal = steal.min(config.max_leases_to_steal_at_one_time);
+        if steal > 0 {
+            plan.victim = Some(victim);
+            plan.steal = leases.into_iter().take(steal).collect();
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Checkpoint;
+
+    /// `n` leases, owned as `owners` says (`None`: unowned), keys in order.
+    fn table(owners: &[Option<&str>]) -> Vec<Lease> {
+        owners
+            .iter()
+            .enumerate()
+            .map(|(i, owner)| {
+                let mut l = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
+                l.owner = owner.map(str::to_owned);
+                l
+            })
+            .collect()
+    }
+
+    fn fresh(leases: &[Lease]) -> Vec<SeenLease<'_>> {
+        leases
+            .iter()
+            .map(|lease| SeenLease {
+                lease,
+                expired: false,
+            })
+            .collect()
+    }
+
+    /// The keys `worker` holds: those it owns.
+    fn held_by(leases: &[Lease], worker: &str) -> HashSet<String> {
+        leases
+            .iter()
+            .filter(|l| l.is_owned_by(worker))
+            .map(|l| l.lease_key.clone())
+            .collect()
+    }
+
+    fn plan<'a>(view: &[SeenLease<'a>], me: &str, config: &LeaseConfig) -> TakePlan<'a> {
+        let leases: Vec<Lease> = view.iter().map(|s| s.lease.clone()).collect();
+        let held = held_by(&leases, me);
+        plan_take(
+            view,
+            &Me {
+                id: me,
+                held: &held,
+            },
+            config,
+        )
+    }
+
+    fn keys(leases: &[&Lease]) -> Vec<String> {
+        leases.iter().map(|l| l.lease_key.clone()).collect()
+    }
+
+    /// Every worker plans in turn on the table as it is, and its plan is carried out at
+    /// once (as when takes never race); until a round moves nothing.
+    fn settle(leases: &mut [Lease], workers: usize, config: &LeaseConfig) -> usize {
+        let ids: Vec<String> = (0..workers).map(|i| format!("worker-{i}")).collect();
+        for round in 1.. {
+            let mut moves = 0;
+            for id in &ids {
+                let moved: Vec<String> = {
+                    let view = fresh(leases);
+                    let p = plan(&view, id, config);
+                    keys(&p.take).into_iter().chain(keys(&p.steal)).collect()
+                };
+                moves += moved.len();
+                for l in leases.iter_mut().filter(|l| moved.contains(&l.lease_key)) {
+                    l.owner = Some(id.clone());
+                }
+            }
+            if moves == 0 {
+                return round;
+            }
+            assert!(round < 2 * leases.len() + 10, "never settles");
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn fleets_of_every_size_settle_balanced() {
+        let config = LeaseConfig::default();
+        for (workers, shards) in [
+            (1, 1),
+            (1, 500),
+            (2, 1),
+            (2, 8),
+            (3, 8),
+            (4, 37),
+            (7, 3),
+            (10, 100),
+            (50, 500),
+            (50, 51),
+        ] {
+            let mut leases = table(&vec![None; shards]);
+            settle(&mut leases, workers, &config);
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for l in &leases {
+                let owner = l.owner.clone().expect("every lease owned");
+                *counts.entry(owner).or_default() += 1;
+            }
+            let mut counts: Vec<usize> = (0..workers)
+                .map(|i| counts.get(&format!("worker-{i}")).copied().unwrap_or(0))
+                .collect();
+            counts.sort();
+            let target = shards.div_ceil(workers);
+            let (min, max) = (counts[0], counts[workers - 1]);
+            assert!(max <= target, "{workers}x{shards}: over target: {counts:?}");
+            assert!(max - min <= 1, "{workers}x{shards}: unbalanced: {counts:?}");
+            if shards.is_multiple_of(workers) {
+                assert_eq!(min, max, "{workers}x{shards}: {counts:?}");
+            }
+            // Settled means settled: nobody plans anything more.
+            assert_eq!(settle(&mut leases, workers, &config), 1);
+        }
+    }
+
+    #[test]
+    fn a_fresh_fleet_of_three_on_eight_shards_spreads_three_three_two() {
+        let mut leases = table(&[None; 8]);
+        settle(&mut leases, 3, &LeaseConfig::default());
+        let mut counts: Vec<usize> = (0..3)
+            .map(|i| {
+                let id = format!("worker-{i}");
+                leases.iter().filter(|l| l.is_owned_by(&id)).count()
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(counts, vec![2, 3, 3]);
+    }
+
+    #[test]
+    fn unowned_and_expired_leases_are_taken_up_to_the_target_in_view_order() {
+        let leases = table(&[
+            Some("dead"),
+            None,
+            Some("dead"),
+            Some("w2"),
+            Some("w2"),
+            Some("me"),
+        ]);
+        let mut view = fresh(&leases);
+        for seen in view.iter_mut().filter(|s| s.lease.is_owned_by("dead")) {
+            seen.expired = true;
+        }
+        // Workers: w2 and me ("dead" owns nothing alive): target 3, I hold 1, need 2.
+        let p = plan(&view, "me", &LeaseConfig::default());
+        assert_eq!((p.workers, p.target), (2, 3));
+        assert_eq!(
+            keys(&p.take),
+            vec!["shardId-000000000000", "shardId-000000000001"]
+        );
+        assert!(p.steal.is_empty() && p.victim.is_none());
+        // Not expired yet: "dead" counts as a worker, and nothing is available but the
+        // unowned lease.
+        let p = plan(&fresh(&leases), "me", &LeaseConfig::default());
+        assert_eq!((p.workers, p.target), (3, 2));
+        assert_eq!(keys(&p.take), vec!["shardId-000000000001"]);
+    }
+
+    #[test]
+    fn a_lease_of_mine_i_do_not_hold_expires_like_any_other() {
+        let leases = table(&[Some("me"), Some("w2")]);
+        let none = HashSet::new();
+        let me = Me {
+            id: "me",
+            held: &none,
+        };
+        let p = plan_take(&fresh(&leases), &me, &LeaseConfig::default());
+        // Not counted for anyone, not available: only w2 and me are workers.
+        assert_eq!((p.workers, p.target), (2, 1));
+        assert!(p.take.is_empty());
+        let mut view = fresh(&leases);
+        view[0].expired = true;
+        let p = plan_take(&view, &me, &LeaseConfig::default());
+        assert_eq!(keys(&p.take), vec!["shardId-000000000000"]);
+    }
+
+    #[test]
+    fn steals_from_the_most_loaded_worker_within_the_limit() {
+        // w1 6, w2 2, me 0: target 3, need 3, w1 is 3 over.
+        let owners: Vec<Option<&str>> = [vec![Some("w1"); 6], vec![Some("w2"); 2]].concat();
+        let leases = table(&owners);
+        let view = fresh(&leases);
+        let mut config = LeaseConfig::default();
+        let p = plan(&view, "me", &config);
+        assert_eq!((p.workers, p.target), (3, 3));
+        assert_eq!(p.victim, Some("w1"));
+        assert_eq!(p.steal.len(), 1, "one at a time by default");
+        assert!(p.steal.iter().all(|l| l.is_owned_by("w1")));
+        config.max_leases_to_steal_at_one_time = 5;
+        assert_eq!(
+            plan(&view, "me", &config).steal.len(),
+            3,
+            "what w1 has over"
+        );
+        config.max_leases_to_steal_at_one_time = 0;
+        let p = plan(&view, "me", &config);
+        assert!(p.steal.is_empty() && p.victim.is_none(), "never steals");
+    }
+
+    #[test]
+    fn a_worker_at_target_gives_one_lease_only_to_one_short_by_two() {
+        let config = LeaseConfig {
+            max_leases_to_steal_at_one_time: 5,
+            ..LeaseConfig::default()
+        };
+        // 3/3/1 of 7: target 3, I need 2, the others are at target: one moves (3/2/2).
+        let owners: Vec<Option<&str>> =
+            [vec![Some("w1"); 3], vec![Some("w2"); 3], vec![Some("me")]].concat();
+        let leases = table(&owners);
+        let p = plan(&fresh(&leases), "me", &config);
+        assert_eq!(p.target, 3);
+        assert_eq!(p.steal.len(), 1);
+        // 3/3/2 of 8: one short, nobody over target: nothing moves.
+        let owners: Vec<Option<&str>> = [
+            vec![Some("w1"); 3],
+            vec![Some("w2"); 3],
+            vec![Some("me"); 2],
+        ]
+        .concat();
+        let leases = table(&owners);
+        let p = plan(&fresh(&leases), "me", &config);
+        assert!(p.steal.is_empty() && p.take.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn ties_between_victims_go_to_the_smallest_id() {
+        let owners: Vec<Option<&str>> = [vec![Some("wb"); 4], vec![Some("wa"); 4]].concat();
+        let leases = table(&owners);
+        let p = plan(&fresh(&leases), "me", &LeaseConfig::default());
+        assert_eq!(p.victim, Some("wa"));
+    }
+
+    #[test]
+    fn max_leases_per_worker_caps_the_target() {
+        let leases = table(&[None; 10]);
+        let config = LeaseConfig {
+            max_leases_per_worker: 3,
+            ..LeaseConfig::default()
+        };
+        let p = plan(&fresh(&leases), "solo", &config);
+        assert_eq!((p.workers, p.target, p.take.len()), (1, 3, 3));
+        let mut leases = leases;
+        settle(&mut leases, 1, &config);
+        assert_eq!(leases.iter().filter(|l| l.owner.is_none()).count(), 7);
+    }
+}

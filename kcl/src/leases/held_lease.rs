@@ -1,0 +1,188 @@
+//! [`HeldLease`]: one tenure of a lease by this worker, and the only way to write it: its
+//! renewals, checkpoints and release go through it, conditional on the lease as this worker
+//! last wrote it.
+//!
+//! ```text
+//!  LeaseCoordinator ─take─▶ HeldLease { store, lease (as last written), last_renewed, lost }
+//!    renewer ── renew(failover) ────────┐
+//!    Checkpointer ── checkpoint, ───────┼─▶ Lease::<write>() ─▶ LeaseStore::update_lease
+//!      prepare_checkpoint               │     applied ─▶ LeaseUpdate::apply_to(own copy)
+//!    graceful shutdown ── release ──────┘     refused ─▶ lost (token cancelled) ─▶ Error::LeaseLost
+//!  lost is watched by the ShardConsumer (lease_lost) and the coordinator (forgets the lease)
+//! ```
+
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::lease_store::LeaseStore;
+use super::lease_update::LeaseUpdate;
+use crate::checkpoint::Checkpoint;
+use crate::error::Error;
+use crate::leases::Lease;
+use crate::metric_names as m;
+
+/// A lease this worker holds, shared by the coordinator (renewals, release), the
+/// dispatcher, the shard consumer and its checkpointer.
+#[derive(Debug)]
+pub(crate) struct HeldLease {
+    /// Where every write of this lease goes.
+    store: Arc<dyn LeaseStore>,
+    /// The lease as last written by this worker; its counter is the condition of the next
+    /// write. The async mutex serialises the writes of this lease.
+    lease: Mutex<Lease>,
+    /// When a conditional write last succeeded: proof of ownership at that time.
+    last_renewed: SyncMutex<Instant>,
+    /// Cancelled when the lease is lost or released; the shard consumer watches it and the
+    /// coordinator forgets the lease.
+    pub(crate) lost: CancellationToken,
+}
+
+impl HeldLease {
+    /// The tenure starting now of `lease`, just written (taken) by this worker in `store`.
+    pub(crate) fn new(store: Arc<dyn LeaseStore>, lease: Lease) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            lease: Mutex::new(lease),
+            last_renewed: SyncMutex::new(Instant::now()),
+            lost: CancellationToken::new(),
+        })
+    }
+
+    /// The lease as last written by this worker.
+    ///
+    /// # Cancellation
+    /// Safe to drop: it only waits for a write in progress.
+    pub(crate) async fn lease(&self) -> Lease {
+        self.lease.lock().await.clone()
+    }
+
+    /// Whether the lease was lost or released: no write will be made any more.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// Marks the lease lost: its consumer stops, the coordinator forgets it.
+    fn lose(&self) {
+        self.lost.cancel();
+    }
+
+    /// Notes a successful write.
+    fn touch(&self) {
+        *self.last_renewed.lock().expect("not poisoned") = Instant::now();
+    }
+
+    /// How long since the last successful write.
+    fn since_renewed(&self) -> Duration {
+        self.last_renewed.lock().expect("not poisoned").elapsed()
+    }
+
+    /// Renews the lease. It is lost (and `false` returned) when the renewal is refused, or
+    /// when it fails and no write succeeded for `failover` (others may have taken it by
+    /// now); a failure before then is logged and the next renewal tries again.
+    ///
+    /// # Cancellation
+    /// Safe to drop: a renewal already sent may still land, and is repeated next round.
+    pub(crate) async fn renew(&self, failover: Duration) -> bool {
+        let mut lease = self.lease.lock().await;
+        if self.is_lost() {
+            return false;
+        }
+        let renewal = lease.renew();
+        let lost = match self.store.update_lease(&renewal).await {
+            Ok(true) => {
+                renewal.apply_to(&mut lease);
+                self.touch();
+                false
+            }
+            Ok(false) => true,
+            Err(e) => {
+                let late = self.since_renewed() > failover;
+                tracing::warn!(lease = %lease.lease_key, error = %e, gives_up = late, "renewal failed");
+                late
+            }
+        };
+        if lost {
+            self.lose();
+        }
+        !lost
+    }
+
+    /// Records `checkpoint` (and, at a shard end, the children), conditional on this
+    /// worker still holding the lease.
+    ///
+    /// # Cancellation
+    /// Dropping the future after the write was sent may still record the checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] if the lease was lost, or the write is refused (the lease is
+    /// then lost); the store's error otherwise.
+    pub(crate) async fn checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        child_shard_ids: &[String],
+    ) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        self.write(|lease| lease.record_checkpoint(checkpoint, child_shard_ids))
+            .await?;
+        ::metrics::histogram!(m::CHECKPOINT_LATENCY).record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Records the first phase of a two-phase checkpoint, conditional on this worker still
+    /// holding the lease.
+    ///
+    /// # Cancellation
+    /// Dropping the future after the write was sent may still record it.
+    ///
+    /// # Errors
+    /// As [`checkpoint`](Self::checkpoint).
+    pub(crate) async fn prepare_checkpoint(
+        &self,
+        pending: &Checkpoint,
+        state: Option<&Bytes>,
+    ) -> Result<(), Error> {
+        self.write(|lease| lease.prepare_checkpoint(pending, state))
+            .await
+    }
+
+    /// Gives the lease up: removes this worker as its owner, so that another worker can
+    /// take it at its next taker round without waiting for expiry. The tenure ends either
+    /// way; `Ok(false)` means the lease had moved on already.
+    ///
+    /// # Cancellation
+    /// Safe to drop; the lease is then either released or left to expire.
+    ///
+    /// # Errors
+    /// The store's error (the lease then expires).
+    pub(crate) async fn release(&self) -> Result<bool, Error> {
+        let lease = self.lease.lock().await;
+        let released = self.store.update_lease(&lease.release()).await;
+        drop(lease);
+        self.lose();
+        released
+    }
+
+    /// One owner's write: decided by `decide` on the lease as last written, sent to the
+    /// store, applied to the own copy when the store applied it.
+    async fn write(&self, decide: impl FnOnce(&Lease) -> LeaseUpdate) -> Result<(), Error> {
+        let mut lease = self.lease.lock().await;
+        let lease_key = lease.lease_key.clone();
+        if self.is_lost() {
+            return Err(Error::LeaseLost { lease_key });
+        }
+        let update = decide(&lease);
+        if !self.store.update_lease(&update).await? {
+            drop(lease);
+            self.lose();
+            return Err(Error::LeaseLost { lease_key });
+        }
+        update.apply_to(&mut lease);
+        self.touch();
+        Ok(())
+    }
+}

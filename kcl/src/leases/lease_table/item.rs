@@ -1,0 +1,311 @@
+//! The lease table's items: a [`Lease`] as DynamoDB attributes (the Java KCL 2.x names
+//! and types) and back.
+//!
+//! ```text
+//!  DynamoDB item (Java KCL 2.x names)            Lease
+//!  leaseKey S ──────────────────────────────────▶ lease_key
+//!  leaseOwner S?, leaseCounter N ───────────────▶ owner, counter
+//!  checkpoint S + checkpointSubSequenceNumber N ─▶ checkpoint: Checkpoint
+//!  pendingCheckpoint* S/N/B ────────────────────▶ pending_checkpoint, pending_checkpoint_state
+//!  ownerSwitchesSinceCheckpoint N ──────────────▶ owner_switches_since_checkpoint
+//!  parentShardId SS, childShardIds SS ──────────▶ parent_shard_ids, child_shard_ids
+//!  startingHashKey / endingHashKey S ───────────▶ hash_key_range
+//! ```
+//!
+//! Reading checks every attribute it uses and never panics: an odd item is an
+//! [`Error::InvalidLease`] saying what is wrong with it.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
+use kinesis_agg::HashKeyRange;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::Error;
+use crate::leases::Lease;
+
+/// Attribute names of the Java KCL 2.x lease table.
+pub(super) mod attr {
+    pub(crate) const LEASE_KEY: &str = "leaseKey";
+    pub(crate) const LEASE_OWNER: &str = "leaseOwner";
+    pub(crate) const LEASE_COUNTER: &str = "leaseCounter";
+    pub(crate) const CHECKPOINT: &str = "checkpoint";
+    pub(crate) const CHECKPOINT_SUB: &str = "checkpointSubSequenceNumber";
+    pub(crate) const PENDING: &str = "pendingCheckpoint";
+    pub(crate) const PENDING_SUB: &str = "pendingCheckpointSubSequenceNumber";
+    pub(crate) const PENDING_STATE: &str = "pendingCheckpointState";
+    pub(crate) const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
+    pub(crate) const PARENTS: &str = "parentShardId";
+    pub(crate) const CHILDREN: &str = "childShardIds";
+    pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
+    pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
+}
+
+/// A number attribute.
+pub(super) fn num(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// A string attribute.
+pub(super) fn string(s: &str) -> AttributeValue {
+    AttributeValue::S(s.to_owned())
+}
+
+/// A binary attribute.
+pub(super) fn binary(b: &Bytes) -> AttributeValue {
+    AttributeValue::B(Blob::new(b.to_vec()))
+}
+
+/// A lease as a DynamoDB item, with the Java KCL 2.x attribute names and types.
+pub(super) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::new();
+    item.insert(
+        attr::LEASE_KEY.to_owned(),
+        AttributeValue::S(lease.lease_key.clone()),
+    );
+    if let Some(owner) = &lease.owner {
+        item.insert(
+            attr::LEASE_OWNER.to_owned(),
+            AttributeValue::S(owner.clone()),
+        );
+    }
+    item.insert(attr::LEASE_COUNTER.to_owned(), num(lease.counter));
+    item.insert(
+        attr::CHECKPOINT.to_owned(),
+        AttributeValue::S(lease.checkpoint.as_attribute().to_owned()),
+    );
+    item.insert(
+        attr::CHECKPOINT_SUB.to_owned(),
+        num(lease.checkpoint.sub_sequence_number()),
+    );
+    item.insert(
+        attr::OWNER_SWITCHES.to_owned(),
+        num(lease.owner_switches_since_checkpoint),
+    );
+    if let Some(p) = &lease.pending_checkpoint {
+        item.insert(
+            attr::PENDING.to_owned(),
+            AttributeValue::S(p.as_attribute().to_owned()),
+        );
+        item.insert(attr::PENDING_SUB.to_owned(), num(p.sub_sequence_number()));
+    }
+    if let Some(state) = &lease.pending_checkpoint_state {
+        item.insert(attr::PENDING_STATE.to_owned(), binary(state));
+    }
+    if !lease.parent_shard_ids.is_empty() {
+        item.insert(
+            attr::PARENTS.to_owned(),
+            AttributeValue::Ss(lease.parent_shard_ids.clone()),
+        );
+    }
+    if !lease.child_shard_ids.is_empty() {
+        item.insert(
+            attr::CHILDREN.to_owned(),
+            AttributeValue::Ss(lease.child_shard_ids.clone()),
+        );
+    }
+    if let Some(range) = &lease.hash_key_range {
+        item.insert(
+            attr::STARTING_HASH_KEY.to_owned(),
+            AttributeValue::S(range.start().to_string()),
+        );
+        item.insert(
+            attr::ENDING_HASH_KEY.to_owned(),
+            AttributeValue::S(range.end().to_string()),
+        );
+    }
+    item
+}
+
+/// Reads an item back, checking every attribute it uses; never panics on odd input.
+pub(super) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<Lease, Error> {
+    let lease_key = match item.get(attr::LEASE_KEY) {
+        Some(AttributeValue::S(k)) => k.clone(),
+        other => {
+            return Err(Error::InvalidLease {
+                lease_key: None,
+                reason: format!("leaseKey is {other:?}, not a string"),
+            })
+        }
+    };
+    let bad = |reason: String| Error::InvalidLease {
+        lease_key: Some(lease_key.clone()),
+        reason,
+    };
+    let number = |name: &str| -> Result<Option<u64>, Error> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::N(n)) => n
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| bad(format!("{name} = {n:?} is not a non-negative integer"))),
+            Some(other) => Err(bad(format!("{name} is {other:?}, not a number"))),
+        }
+    };
+    let string = |name: &str| -> Result<Option<String>, Error> {
+        match item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(bad(format!("{name} is {other:?}, not a string"))),
+        }
+    };
+    let string_set = |name: &str| -> Result<Vec<String>, Error> {
+        match item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
+            Some(AttributeValue::Ss(v)) => Ok(v.clone()),
+            Some(AttributeValue::S(s)) => Ok(vec![s.clone()]),
+            Some(AttributeValue::L(v)) => v
+                .iter()
+                .map(|x| match x {
+                    AttributeValue::S(s) => Ok(s.clone()),
+                    other => Err(bad(format!("{name} holds {other:?}, not a string"))),
+                })
+                .collect(),
+            Some(other) => Err(bad(format!("{name} is {other:?}, not a string set"))),
+        }
+    };
+    let owner = string(attr::LEASE_OWNER)?;
+    let counter =
+        number(attr::LEASE_COUNTER)?.ok_or_else(|| bad("no leaseCounter attribute".into()))?;
+    let checkpoint_text =
+        string(attr::CHECKPOINT)?.ok_or_else(|| bad("no checkpoint attribute".into()))?;
+    let checkpoint_sub = number(attr::CHECKPOINT_SUB)?.unwrap_or(0);
+    let checkpoint = Checkpoint::from_attributes(&checkpoint_text, checkpoint_sub)
+        .ok_or_else(|| bad(format!("checkpoint {checkpoint_text:?} is not understood")))?;
+    let pending_checkpoint = match string(attr::PENDING)? {
+        None => None,
+        Some(text) => {
+            let sub = number(attr::PENDING_SUB)?.unwrap_or(0);
+            Some(
+                Checkpoint::from_attributes(&text, sub)
+                    .ok_or_else(|| bad(format!("pendingCheckpoint {text:?} is not understood")))?,
+            )
+        }
+    };
+    let pending_checkpoint_state = match item.get(attr::PENDING_STATE) {
+        None | Some(AttributeValue::Null(_)) => None,
+        Some(AttributeValue::B(b)) => Some(Bytes::copy_from_slice(b.as_ref())),
+        // Some KCL versions wrote the state as a number: hand over its text.
+        Some(AttributeValue::N(n)) | Some(AttributeValue::S(n)) => {
+            Some(Bytes::copy_from_slice(n.as_bytes()))
+        }
+        Some(other) => {
+            return Err(bad(format!(
+                "pendingCheckpointState is {other:?}, not binary"
+            )))
+        }
+    };
+    let hash_key_range = match (
+        string(attr::STARTING_HASH_KEY)?,
+        string(attr::ENDING_HASH_KEY)?,
+    ) {
+        (Some(s), Some(e)) => Some(
+            HashKeyRange::parse(&s, &e)
+                .map_err(|err| bad(format!("hash key range {s}..{e}: {err}")))?,
+        ),
+        _ => None,
+    };
+    Ok(Lease {
+        owner,
+        counter,
+        checkpoint,
+        pending_checkpoint,
+        pending_checkpoint_state,
+        owner_switches_since_checkpoint: number(attr::OWNER_SWITCHES)?.unwrap_or(0),
+        parent_shard_ids: string_set(attr::PARENTS)?,
+        child_shard_ids: string_set(attr::CHILDREN)?,
+        hash_key_range,
+        lease_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_with_java_names() {
+        let mut lease = Lease::new("shardId-000000000007", Checkpoint::at("4959", 3).unwrap())
+            .with_parents(vec![
+                "shardId-000000000001".into(),
+                "shardId-000000000002".into(),
+            ])
+            .with_hash_key_range(Some(HashKeyRange::parse("0", "1000").unwrap()));
+        lease.owner = Some("w1".into());
+        lease.counter = 42;
+        lease.pending_checkpoint = Some(Checkpoint::at("5000", 0).unwrap());
+        lease.pending_checkpoint_state = Some(Bytes::from_static(b"state"));
+        lease.owner_switches_since_checkpoint = 2;
+        lease.child_shard_ids = vec!["shardId-000000000009".into()];
+        let item = lease_to_item(&lease);
+        for name in [
+            "leaseKey",
+            "leaseOwner",
+            "leaseCounter",
+            "checkpoint",
+            "checkpointSubSequenceNumber",
+            "pendingCheckpoint",
+            "pendingCheckpointSubSequenceNumber",
+            "pendingCheckpointState",
+            "ownerSwitchesSinceCheckpoint",
+            "parentShardId",
+            "childShardIds",
+            "startingHashKey",
+            "endingHashKey",
+        ] {
+            assert!(item.contains_key(name), "{name} missing");
+        }
+        assert_eq!(item["leaseCounter"], AttributeValue::N("42".into()));
+        assert!(matches!(item["parentShardId"], AttributeValue::Ss(_)));
+        assert!(matches!(
+            item["pendingCheckpointState"],
+            AttributeValue::B(_)
+        ));
+        assert_eq!(lease_from_item(&item).unwrap(), lease);
+    }
+
+    #[test]
+    fn odd_items_give_clear_errors_not_panics() {
+        let mut item = HashMap::new();
+        assert!(matches!(
+            lease_from_item(&item),
+            Err(Error::InvalidLease {
+                lease_key: None,
+                ..
+            })
+        ));
+        item.insert("leaseKey".to_owned(), AttributeValue::S("k".into()));
+        let e = lease_from_item(&item).unwrap_err();
+        assert!(e.to_string().contains("leaseCounter"), "{e}");
+        item.insert("leaseCounter".to_owned(), AttributeValue::S("x".into()));
+        assert!(lease_from_item(&item).is_err());
+        item.insert("leaseCounter".to_owned(), AttributeValue::N("-1".into()));
+        assert!(lease_from_item(&item).is_err());
+        item.insert("leaseCounter".to_owned(), AttributeValue::N("3".into()));
+        item.insert(
+            "checkpoint".to_owned(),
+            AttributeValue::S("nonsense".into()),
+        );
+        let e = lease_from_item(&item).unwrap_err();
+        assert!(e.to_string().contains("nonsense"), "{e}");
+        item.insert(
+            "checkpoint".to_owned(),
+            AttributeValue::S("TRIM_HORIZON".into()),
+        );
+        // A numeric pendingCheckpointState (older KCL) is accepted.
+        item.insert(
+            "pendingCheckpointState".to_owned(),
+            AttributeValue::N("7".into()),
+        );
+        let lease = lease_from_item(&item).unwrap();
+        assert_eq!(
+            lease.pending_checkpoint_state,
+            Some(Bytes::from_static(b"7"))
+        );
+        assert_eq!(lease.owner, None);
+        item.insert("leaseOwner".to_owned(), AttributeValue::N("1".into()));
+        assert!(lease_from_item(&item).is_err());
+    }
+}

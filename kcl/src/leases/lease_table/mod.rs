@@ -1,0 +1,357 @@
+//! The lease table: a DynamoDB table in the Java KCL 2.x format, the [`LeaseStore`] of a
+//! running worker.
+//!
+//! ```text
+//!  LeaseStore calls
+//!   ├─ update_lease(LeaseUpdate) ──UpdateExpression──▶ conditional UpdateItem ─┐
+//!   ├─ create_lease_if_not_exists ──lease_to_item──▶ PutItem if no such key ───┤
+//!   ├─ delete_finished_lease ──▶ DeleteItem if checkpoint = SHARD_END ─────────┼─▶ DynamoDB
+//!   ├─ get_lease ──▶ GetItem (consistent) ──lease_from_item──▶ Lease            │
+//!   └─ list_leases ──▶ Scan (consistent, paged) ──lease_from_item──▶ Lease ─────┘
+//!                                    unreadable item ─▶ skipped with a warning
+//! ```
+//!
+//! Every write is conditional on what the caller read: the counter for takes, the counter
+//! and owner for renewals, evictions and checkpoints. A refused condition is `Ok(false)`,
+//! never an error, so callers can tell "someone else moved first" from a failed call.
+//!
+//! # Usage
+//! ```no_run
+//! use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+//! use kinesis_consumer::{Checkpoint, Lease};
+//!
+//! # async fn demo(client: aws_sdk_dynamodb::Client) -> Result<(), kinesis_consumer::Error> {
+//! let table = LeaseTable::new(client, "my-app");
+//! table.create_table_if_not_exists().await?;
+//! table.create_lease_if_not_exists(&Lease::new("shardId-000000000000", Checkpoint::TrimHorizon)).await?;
+//! let lease = table.get_lease("shardId-000000000000").await?.expect("just created");
+//! assert!(table.take_lease(&lease, "worker-1").await?);
+//! # Ok(()) }
+//! ```
+
+mod item;
+mod update_expression;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+use backon::{ExponentialBuilder, Retryable};
+
+use super::lease_store::LeaseStore;
+use super::lease_update::LeaseUpdate;
+use crate::error::Error;
+use crate::leases::Lease;
+use crate::metric_names as m;
+use item::{attr, lease_from_item, lease_to_item};
+use update_expression::UpdateExpression;
+
+/// How long [`LeaseTable::create_table_if_not_exists`] waits for `ACTIVE`.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Delays between looks at a table not `ACTIVE` yet: 50 ms doubling up to 2 s.
+fn table_active_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times()
+}
+
+/// What `DescribeTable` says of the lease table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TableState {
+    /// No such table.
+    Missing,
+    /// Being created (or updated, or deleted).
+    NotActive,
+    /// Usable.
+    Active,
+}
+
+/// The lease table in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct LeaseTable {
+    /// The DynamoDB client all calls go through.
+    client: aws_sdk_dynamodb::Client,
+    /// The table's name (the application name by default).
+    table: String,
+}
+
+impl LeaseTable {
+    /// A lease table named `table_name` reached through `client`. Nothing is called yet.
+    pub fn new(client: aws_sdk_dynamodb::Client, table_name: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table_name.into(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Counts one call to DynamoDB.
+    fn count(operation: &'static str) {
+        ::metrics::counter!(m::DYNAMODB_CALLS, "operation" => operation).increment(1);
+    }
+
+    /// The outcome of a conditional write: `true` if it was applied, `false` if its
+    /// condition failed (another worker changed the item first), an error otherwise.
+    fn applied<O, E>(
+        &self,
+        operation: &'static str,
+        result: Result<O, SdkError<E, HttpResponse>>,
+    ) -> Result<bool, Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                    == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::dynamodb(operation, &self.table, &e)),
+        }
+    }
+
+    /// Whether the table exists, and is `ACTIVE`.
+    ///
+    /// # Cancellation
+    /// Safe to drop: it only reads.
+    async fn describe(&self) -> Result<TableState, Error> {
+        Self::count("DescribeTable");
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(out) if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) => {
+                Ok(TableState::Active)
+            }
+            Ok(_) => Ok(TableState::NotActive),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                Ok(TableState::Missing)
+            }
+            Err(e) => Err(Error::dynamodb("DescribeTable", &self.table, &e)),
+        }
+    }
+
+    /// Creates the table (on demand capacity, `leaseKey` as hash key); another worker
+    /// creating it first is fine.
+    ///
+    /// # Cancellation
+    /// Dropping the future after the request was sent may still create the table.
+    async fn create(&self) -> Result<(), Error> {
+        Self::count("CreateTable");
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(attr::LEASE_KEY)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("name and type are set"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attr::LEASE_KEY)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("name and type are set"),
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::info!(table = %self.table, "created lease table");
+                Ok(())
+            }
+            // Another worker created it first.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_in_use_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::dynamodb("CreateTable", &self.table, &e)),
+        }
+    }
+
+    /// Describes the table until it is `ACTIVE` ([`table_active_backoff`] between looks),
+    /// for at most [`TABLE_ACTIVE_TIMEOUT`].
+    ///
+    /// # Cancellation
+    /// Safe to drop: it only reads.
+    async fn wait_until_active(&self) -> Result<(), Error> {
+        let start = tokio::time::Instant::now();
+        // Err(None): not ACTIVE (or not found) yet.
+        let look = || async {
+            match self.describe().await {
+                Ok(TableState::Active) => Ok(()),
+                Ok(_) => Err(None),
+                Err(e) => Err(Some(e)),
+            }
+        };
+        let active = look
+            .retry(table_active_backoff())
+            .when(|e: &Option<Error>| e.is_none() && start.elapsed() <= TABLE_ACTIVE_TIMEOUT)
+            .await;
+        match active {
+            Ok(()) => Ok(()),
+            Err(Some(e)) => Err(e),
+            Err(None) => Err(Error::TableNotActive {
+                table: self.table.clone(),
+                waited_secs: TABLE_ACTIVE_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for LeaseTable {
+    async fn create_table_if_not_exists(&self) -> Result<(), Error> {
+        if self.describe().await? == TableState::Missing {
+            self.create().await?;
+        }
+        self.wait_until_active().await
+    }
+
+    async fn list_leases(&self) -> Result<Vec<Lease>, Error> {
+        let mut leases = Vec::new();
+        let mut start_key = None;
+        loop {
+            Self::count("Scan");
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| Error::dynamodb("Scan", &self.table, &e))?;
+            for item in out.items() {
+                match lease_from_item(item) {
+                    Ok(lease) => leases.push(lease),
+                    Err(e) => {
+                        ::metrics::counter!(m::INVALID_LEASES_SKIPPED).increment(1);
+                        tracing::warn!(table = %self.table, error = %e, "skipping lease table item");
+                    }
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start_key = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(leases)
+    }
+
+    async fn get_lease(&self, lease_key: &str) -> Result<Option<Lease>, Error> {
+        Self::count("GetItem");
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(lease_key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::dynamodb("GetItem", &self.table, &e))?;
+        out.item().map(lease_from_item).transpose()
+    }
+
+    async fn create_lease_if_not_exists(&self, lease: &Lease) -> Result<bool, Error> {
+        Self::count("PutItem");
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(lease_to_item(lease)))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", attr::LEASE_KEY)
+            .send()
+            .await;
+        self.applied("PutItem", res)
+    }
+
+    async fn update_lease(&self, update: &LeaseUpdate) -> Result<bool, Error> {
+        Self::count("UpdateItem");
+        let expression = UpdateExpression::new(update);
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(update.lease_key.clone()))
+            .update_expression(expression.update_expression())
+            .condition_expression(expression.condition_expression());
+        let (names, values) = expression.into_placeholders();
+        for (k, v) in names {
+            req = req.expression_attribute_names(k, v);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        let applied = self.applied("UpdateItem", req.send().await)?;
+        if !applied {
+            tracing::debug!(lease_key = %update.lease_key, operation = update.operation, "conditional update refused");
+        }
+        Ok(applied)
+    }
+
+    async fn delete_finished_lease(&self, lease_key: &str) -> Result<bool, Error> {
+        Self::count("DeleteItem");
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(lease_key.to_owned()))
+            .condition_expression("#c = :end")
+            .expression_attribute_names("#c", attr::CHECKPOINT)
+            .expression_attribute_values(
+                ":end",
+                AttributeValue::S(crate::checkpoint::SHARD_END.to_owned()),
+            )
+            .send()
+            .await;
+        self.applied("DeleteItem", res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use backon::BackoffBuilder;
+
+    use super::*;
+
+    #[test]
+    fn a_new_table_is_looked_at_50_ms_doubling_to_2_s_for_5_minutes() {
+        let delays: Vec<u64> = table_active_backoff()
+            .build()
+            .take(10)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            vec![50, 100, 200, 400, 800, 1_600, 2_000, 2_000, 2_000, 2_000]
+        );
+        assert_eq!(TABLE_ACTIVE_TIMEOUT, Duration::from_secs(300));
+    }
+}

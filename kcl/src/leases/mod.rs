@@ -1,0 +1,52 @@
+//! The building blocks under the [`Scheduler`](crate::Scheduler): leases, where they are
+//! kept, who holds them, and how they follow the stream's shards. Applications need them
+//! only to look at or manage a lease table themselves (as `kinesis-cat leases` does), or to
+//! test lease logic (`MemoryLeaseStore`, with the feature `test-util`).
+//!
+//! ```text
+//!  ShardSync ── ListShards ─▶ sync_plan (pure) ─▶ create / delete leases ─────────┐
+//!  LeaseCoordinator                                                                │
+//!    renewer ─▶ HeldLease::renew ─────────────────────────────────────────────────┤
+//!    taker ─▶ scan ─▶ ObservedCounters ─▶ plan_take (pure) ─▶ take ─▶ HeldLease    │
+//!  Checkpointer ─▶ HeldLease::checkpoint / prepare_checkpoint / release ───────────┤
+//!                                                                                  ▼
+//!  Lease::renew / take / release / record_checkpoint / prepare_checkpoint ─▶ LeaseUpdate (pure)
+//!    ─▶ LeaseStore::update_lease ─▶ LeaseTable: lease_table/{item, update_expression} ─▶ DynamoDB
+//!                                   MemoryLeaseStore (tests)
+//! ```
+//!
+//! # Usage
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use kinesis_consumer::leases::{LeaseConfig, LeaseCoordinator, LeaseStore, LeaseTable};
+//!
+//! # async fn demo(client: aws_sdk_dynamodb::Client) -> Result<(), kinesis_consumer::Error> {
+//! let table = Arc::new(LeaseTable::new(client, "my-app"));
+//! for lease in table.list_leases().await? {
+//!     println!("{} owned by {:?} at {}", lease.lease_key, lease.owner, lease.checkpoint);
+//! }
+//! let coordinator = LeaseCoordinator::new(table, "worker-1", LeaseConfig::new(Duration::from_secs(10)));
+//! coordinator.take_leases().await?;
+//! # Ok(()) }
+//! ```
+
+mod coordinator;
+mod held_lease;
+mod lease;
+mod lease_store;
+mod lease_table;
+mod lease_update;
+#[cfg(any(test, feature = "test-util"))]
+mod memory_lease_store;
+mod shard_sync;
+
+pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
+pub(crate) use held_lease::HeldLease;
+pub use lease::Lease;
+pub use lease_store::LeaseStore;
+pub use lease_table::LeaseTable;
+pub use lease_update::{Change, Guard, LeaseUpdate, OwnerGuard};
+#[cfg(any(test, feature = "test-util"))]
+pub use memory_lease_store::MemoryLeaseStore;
+pub use shard_sync::{ShardSync, SyncOutcome};

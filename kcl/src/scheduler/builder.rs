@@ -1,0 +1,502 @@
+//! [`SchedulerBuilder`]: the names, the clients and a [`SchedulerConfig`] filled by its
+//! setters, checked and turned into a [`Scheduler`].
+//!
+//! ```text
+//!  Scheduler::builder(app, stream, factory) ─with_*─▶ SchedulerBuilder { clients, SchedulerConfig }
+//!     ─validate (clients, names, then SchedulerConfig::validate)─▶ build
+//!     ─▶ LeaseTable + LeaseCoordinator + ShardSync ─▶ Scheduler (nothing called yet)
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{default_worker_id, SchedulerConfig};
+use super::{Inner, Scheduler};
+use crate::config_error::{check_name, ConfigError, STREAM_NAME_LEN, TABLE_NAME_LEN};
+use crate::consumer::PollingConfig;
+use crate::error::Error;
+use crate::initial_position::InitialPosition;
+use crate::leases::LeaseCoordinator;
+use crate::leases::ShardSync;
+use crate::leases::{LeaseStore, LeaseTable};
+use crate::processor::RecordProcessorFactory;
+
+#[cfg(doc)]
+use super::config::MIN_FAILOVER_TIME;
+
+/// Configures a [`Scheduler`]; from [`Scheduler::builder`].
+#[must_use = "a builder does nothing until build() is called"]
+pub struct SchedulerBuilder {
+    /// Names the application; the lease table is named after it unless set otherwise.
+    application_name: String,
+    /// The stream consumed.
+    stream_name: String,
+    /// Makes a processor per lease.
+    factory: Arc<dyn RecordProcessorFactory>,
+    /// Kinesis client, if given (required: `build` refuses to go without).
+    kinesis: Option<aws_sdk_kinesis::Client>,
+    /// DynamoDB client, if given (required, as `kinesis`).
+    dynamodb: Option<aws_sdk_dynamodb::Client>,
+    /// Every other setting, at its default until a setter changes it.
+    config: SchedulerConfig,
+}
+
+impl std::fmt::Debug for SchedulerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerBuilder")
+            .field("application_name", &self.application_name)
+            .field("stream_name", &self.stream_name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchedulerBuilder {
+    /// A builder for a worker of `application_name` consuming `stream_name`, with
+    /// `factory` making a processor per shard lease; the same as [`Scheduler::builder`].
+    pub fn new(
+        application_name: impl Into<String>,
+        stream_name: impl Into<String>,
+        factory: impl RecordProcessorFactory,
+    ) -> Self {
+        Self {
+            application_name: application_name.into(),
+            stream_name: stream_name.into(),
+            factory: Arc::new(factory),
+            kinesis: None,
+            dynamodb: None,
+            config: SchedulerConfig::default(),
+        }
+    }
+
+    /// Uses these clients (built from one `SdkConfig`, or with their own endpoints).
+    /// Default: none; [`build`](Self::build) fails unless clients or an `SdkConfig` are given.
+    pub fn with_clients(
+        mut self,
+        kinesis: aws_sdk_kinesis::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+    ) -> Self {
+        self.kinesis = Some(kinesis);
+        self.dynamodb = Some(dynamodb);
+        self
+    }
+
+    /// Builds both clients from this configuration (e.g. `aws_config::load_from_env()`).
+    /// Default: none.
+    pub fn with_sdk_config(self, config: &aws_config::SdkConfig) -> Self {
+        self.with_clients(
+            aws_sdk_kinesis::Client::new(config),
+            aws_sdk_dynamodb::Client::new(config),
+        )
+    }
+
+    /// Names the lease table. Default: the application name. [`build`](Self::build) refuses
+    /// a name outside the DynamoDB rule (3 to 255 characters of `A-Z a-z 0-9 _ . -`):
+    /// [`ConfigError::InvalidTableName`].
+    pub fn with_table_name(mut self, name: impl Into<String>) -> Self {
+        self.config.table_name = Some(name.into());
+        self
+    }
+
+    /// Sets this worker's id (its `leaseOwner`). Default: [`default_worker_id`].
+    /// [`build`](Self::build) refuses an empty id: [`ConfigError::InvalidWorkerId`].
+    pub fn with_worker_id(mut self, id: impl Into<String>) -> Self {
+        self.config.worker_id = Some(id.into());
+        self
+    }
+
+    /// Where shards without a checkpoint start. Default: [`InitialPosition::TrimHorizon`].
+    pub fn with_initial_position(mut self, position: InitialPosition) -> Self {
+        self.config.initial_position = position;
+        self
+    }
+
+    /// Sets the failover time; renewals (failover / 3 − 25 ms) follow it, and so do takes
+    /// (2 × (failover + 25 ms)) unless set with
+    /// [`with_taker_interval`](Self::with_taker_interval). Default: 10 s.
+    /// [`build`](Self::build) refuses zero ([`ConfigError::ZeroDuration`]) and anything
+    /// under [`MIN_FAILOVER_TIME`] ([`ConfigError::OutOfRange`]), naming `failover_time`.
+    pub fn with_failover_time(mut self, failover: Duration) -> Self {
+        self.config.failover_time = failover;
+        self
+    }
+
+    /// How often the taker scans the lease table. Default: 2 × (failover + 25 ms).
+    /// Shorter intervals find dead workers' leases sooner at the cost of more scans.
+    /// [`build`](Self::build) refuses zero: [`ConfigError::ZeroDuration`] naming
+    /// `taker_interval`.
+    pub fn with_taker_interval(mut self, interval: Duration) -> Self {
+        self.config.taker_interval = Some(interval);
+        self
+    }
+
+    /// The most leases this worker holds. Default: no limit (`usize::MAX`).
+    /// [`build`](Self::build) refuses 0: [`ConfigError::OutOfRange`] naming
+    /// `max_leases_per_worker`.
+    pub fn with_max_leases_per_worker(mut self, max: usize) -> Self {
+        self.config.max_leases_per_worker = max;
+        self
+    }
+
+    /// The most leases stolen per taker round. Default: 1. 0 means this worker never
+    /// steals (it still takes expired and unowned leases).
+    pub fn with_max_leases_to_steal_at_one_time(mut self, max: usize) -> Self {
+        self.config.max_leases_to_steal_at_one_time = max;
+        self
+    }
+
+    /// Polling settings. Default: [`PollingConfig::default`]. [`build`](Self::build)
+    /// refuses `max_records` outside 1 to 10000 (the `GetRecords` limit) and
+    /// `prefetch_batches` 0 ([`ConfigError::OutOfRange`]), and a zero
+    /// `idle_time_between_reads` or `min_time_between_calls` ([`ConfigError::ZeroDuration`]);
+    /// each error names the field as `polling.<field>`.
+    pub fn with_polling(mut self, polling: PollingConfig) -> Self {
+        self.config.polling = polling;
+        self
+    }
+
+    /// How often shards are listed to find new ones after resharding (shard ends also
+    /// trigger a sync). Default: 60 s. [`build`](Self::build) refuses zero:
+    /// [`ConfigError::ZeroDuration`] naming `shard_sync_interval`.
+    pub fn with_shard_sync_interval(mut self, interval: Duration) -> Self {
+        self.config.shard_sync_interval = interval;
+        self
+    }
+
+    /// How often a lease waiting for its parents to finish checks them again.
+    /// Default: 1 s. [`build`](Self::build) refuses zero: [`ConfigError::ZeroDuration`]
+    /// naming `parent_poll_interval`.
+    pub fn with_parent_poll_interval(mut self, interval: Duration) -> Self {
+        self.config.parent_poll_interval = interval;
+        self
+    }
+
+    /// How long a graceful shutdown waits for processors to finish their batch and
+    /// `shutdown_requested`; those still running then are aborted (their records after the
+    /// last checkpoint go to the next owner again). Leases are released either way.
+    /// Default: 60 s. Zero is allowed: processors are then not waited for at all.
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Checks every setting, without calling AWS. [`build`](Self::build) calls it first.
+    ///
+    /// # Errors
+    /// The first bad setting, checked in this order:
+    /// - [`ConfigError::MissingClients`]: neither clients nor an `SdkConfig` were given;
+    /// - [`ConfigError::InvalidStreamName`]: not 1 to 128 characters of `A-Z a-z 0-9 _ . -`;
+    /// - [`ConfigError::InvalidTableName`] (a name given with
+    ///   [`with_table_name`](Self::with_table_name)) or
+    ///   [`ConfigError::InvalidApplicationName`] (the application name, when it names the
+    ///   table): not 3 to 255 characters of `A-Z a-z 0-9 _ . -`;
+    /// - [`ConfigError::InvalidWorkerId`]: an empty worker id;
+    /// - [`ConfigError::ZeroDuration`]: a zero `failover_time`, `taker_interval`,
+    ///   `shard_sync_interval`, `parent_poll_interval`, `polling.idle_time_between_reads`
+    ///   or `polling.min_time_between_calls`;
+    /// - [`ConfigError::OutOfRange`]: `failover_time` under [`MIN_FAILOVER_TIME`],
+    ///   `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
+    ///   `polling.prefetch_batches` 0.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kinesis.is_none() || self.dynamodb.is_none() {
+            return Err(ConfigError::MissingClients);
+        }
+        check_name(&self.stream_name, STREAM_NAME_LEN).map_err(|reason| {
+            ConfigError::InvalidStreamName {
+                name: self.stream_name.clone(),
+                reason,
+            }
+        })?;
+        if self.config.table_name.is_none() {
+            check_name(&self.application_name, TABLE_NAME_LEN).map_err(|reason| {
+                ConfigError::InvalidApplicationName {
+                    name: self.application_name.clone(),
+                    reason,
+                }
+            })?;
+        }
+        self.config.validate()
+    }
+
+    /// Checks the configuration ([`validate`](Self::validate)) and builds the worker.
+    /// Nothing is called yet.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with the first bad setting [`validate`](Self::validate) finds.
+    pub fn build(self) -> Result<Scheduler, Error> {
+        self.validate()?;
+        let (Some(kinesis), Some(dynamodb)) = (self.kinesis, self.dynamodb) else {
+            return Err(ConfigError::MissingClients.into());
+        };
+        let config = self.config;
+        let table = config
+            .table_name
+            .clone()
+            .unwrap_or_else(|| self.application_name.clone());
+        let store: Arc<dyn LeaseStore> = Arc::new(LeaseTable::new(dynamodb, table.clone()));
+        let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
+        let coordinator = Arc::new(LeaseCoordinator::new(
+            store.clone(),
+            worker_id.clone(),
+            config.lease_config(),
+        ));
+        let shard_sync = ShardSync::new(
+            kinesis.clone(),
+            self.stream_name.clone(),
+            store.clone(),
+            config.initial_position,
+        );
+        let (done, _) = watch::channel(false);
+        Ok(Scheduler {
+            inner: Arc::new(Inner {
+                application_name: self.application_name,
+                stream_name: self.stream_name,
+                table_name: table,
+                worker_id,
+                kinesis,
+                store,
+                coordinator,
+                shard_sync,
+                factory: self.factory,
+                config,
+                shutdown: CancellationToken::new(),
+                done,
+                started: std::sync::atomic::AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::MIN_FAILOVER_TIME;
+    use super::super::test_support::{factory, offline_clients, refused, valid};
+    use super::*;
+    use crate::leases::LeaseConfig;
+
+    #[test]
+    fn builder_defaults_are_pinned() {
+        let b = Scheduler::builder("app", "stream", factory);
+        assert_eq!(b.config.initial_position, InitialPosition::TrimHorizon);
+        assert_eq!(
+            b.config.lease_config(),
+            LeaseConfig::new(Duration::from_secs(10))
+        );
+        assert_eq!(b.config.lease_config().max_leases_per_worker, usize::MAX);
+        assert_eq!(b.config.lease_config().max_leases_to_steal_at_one_time, 1);
+        assert_eq!(b.config.polling, PollingConfig::default());
+        assert_eq!(b.config.shard_sync_interval, Duration::from_secs(60));
+        assert_eq!(b.config.parent_poll_interval, Duration::from_secs(1));
+        assert_eq!(b.config.table_name, None);
+        assert_eq!(b.config.worker_id, None);
+        assert_eq!(b.config.dispatch_interval, Duration::from_millis(200));
+        assert_eq!(b.config.shutdown_timeout, Duration::from_secs(60));
+        assert!(b.kinesis.is_none() && b.dynamodb.is_none());
+        assert_eq!(refused(b), ConfigError::MissingClients);
+        // The defaults themselves are valid.
+        valid().validate().unwrap();
+        let s = valid().build().unwrap();
+        assert_eq!(s.table_name(), "app");
+    }
+
+    #[test]
+    fn failover_time_moves_renew_and_take_unless_taker_set() {
+        let b =
+            Scheduler::builder("app", "stream", factory).with_failover_time(Duration::from_secs(3));
+        assert_eq!(
+            b.config.lease_config().renew_interval,
+            Duration::from_millis(975)
+        );
+        assert_eq!(
+            b.config.lease_config().taker_interval,
+            Duration::from_millis(6_050)
+        );
+        let b = Scheduler::builder("app", "stream", factory)
+            .with_taker_interval(Duration::from_millis(500))
+            .with_max_leases_per_worker(4)
+            .with_failover_time(Duration::from_secs(3));
+        assert_eq!(
+            b.config.lease_config().taker_interval,
+            Duration::from_millis(500)
+        );
+        assert_eq!(b.config.lease_config().max_leases_per_worker, 4);
+    }
+
+    #[test]
+    fn zero_failover_time_is_refused_not_clamped() {
+        let e = refused(valid().with_failover_time(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "failover_time"
+            }
+        );
+        assert!(e.to_string().contains("failover_time"), "{e}");
+        // Also when an explicit taker interval would otherwise make the lease timings look
+        // usable.
+        let e = refused(
+            valid()
+                .with_taker_interval(Duration::from_secs(1))
+                .with_failover_time(Duration::ZERO),
+        );
+        assert!(e.to_string().contains("failover_time"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_setting_is_refused_and_named() {
+        let e = refused(valid().with_taker_interval(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "taker_interval"
+            }
+        );
+        let e = refused(valid().with_shard_sync_interval(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "shard_sync_interval"
+            }
+        );
+        let e = refused(valid().with_parent_poll_interval(Duration::ZERO));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "parent_poll_interval"
+            }
+        );
+        let e = refused(valid().with_polling(PollingConfig {
+            idle_time_between_reads: Duration::ZERO,
+            ..PollingConfig::default()
+        }));
+        assert!(
+            e.to_string().contains("polling.idle_time_between_reads"),
+            "{e}"
+        );
+        let e = refused(valid().with_polling(PollingConfig {
+            min_time_between_calls: Duration::ZERO,
+            ..PollingConfig::default()
+        }));
+        assert!(
+            e.to_string().contains("polling.min_time_between_calls"),
+            "{e}"
+        );
+
+        let e = refused(valid().with_max_leases_per_worker(0));
+        assert!(
+            matches!(
+                e,
+                ConfigError::OutOfRange {
+                    setting: "max_leases_per_worker",
+                    value: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("max_leases_per_worker = 0"), "{e}");
+        for bad in [0, -1, 10_001] {
+            let e = refused(valid().with_polling(PollingConfig {
+                max_records: bad,
+                ..PollingConfig::default()
+            }));
+            assert_eq!(
+                e,
+                ConfigError::OutOfRange {
+                    setting: "polling.max_records",
+                    value: i64::from(bad),
+                    allowed: "1 to 10000 (the GetRecords limit)",
+                }
+            );
+        }
+        let e = refused(valid().with_polling(PollingConfig {
+            prefetch_batches: 0,
+            ..PollingConfig::default()
+        }));
+        assert!(
+            e.to_string().contains("polling.prefetch_batches = 0"),
+            "{e}"
+        );
+
+        let e = refused(valid().with_worker_id(""));
+        assert!(matches!(e, ConfigError::InvalidWorkerId { .. }), "{e:?}");
+        let e = refused(valid().with_table_name("ab"));
+        assert!(
+            matches!(&e, ConfigError::InvalidTableName { name, .. } if name == "ab"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_against_the_aws_rules() {
+        let (k, d) = offline_clients();
+        let e = refused(Scheduler::builder("app", "my stream", factory).with_clients(k, d));
+        assert!(
+            matches!(&e, ConfigError::InvalidStreamName { name, .. } if name == "my stream"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("\"my stream\""), "{e}");
+        let (k, d) = offline_clients();
+        let long = "s".repeat(129);
+        let e = refused(Scheduler::builder("app", long, factory).with_clients(k, d));
+        assert!(e.to_string().contains("at most 128"), "{e}");
+        let (k, d) = offline_clients();
+        let e = refused(Scheduler::builder("", "stream", factory).with_clients(k, d));
+        assert!(
+            matches!(e, ConfigError::InvalidApplicationName { .. }),
+            "{e:?}"
+        );
+        let (k, d) = offline_clients();
+        let e = refused(Scheduler::builder("my app", "stream", factory).with_clients(k, d));
+        assert!(e.to_string().contains("names the lease table"), "{e}");
+        // With its own table name, the application name only labels logs.
+        let (k, d) = offline_clients();
+        Scheduler::builder("my app", "stream", factory)
+            .with_clients(k, d)
+            .with_table_name("my-app-leases")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn edge_values_are_accepted() {
+        let smallest = PollingConfig {
+            max_records: 1,
+            prefetch_batches: 1,
+            ..PollingConfig::default()
+        };
+        valid().with_polling(smallest.clone()).validate().unwrap();
+        valid()
+            .with_polling(PollingConfig {
+                max_records: 10_000,
+                ..smallest
+            })
+            .with_max_leases_per_worker(1)
+            .with_max_leases_to_steal_at_one_time(0)
+            .with_shutdown_timeout(Duration::ZERO)
+            .with_failover_time(MIN_FAILOVER_TIME)
+            .validate()
+            .unwrap();
+        let e = refused(valid().with_failover_time(Duration::from_millis(99)));
+        assert!(
+            matches!(
+                e,
+                ConfigError::OutOfRange {
+                    setting: "failover_time",
+                    value: 99,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let (k, d) = offline_clients();
+        Scheduler::builder("a.b_c-1", "s", factory)
+            .with_clients(k, d)
+            .with_worker_id("w")
+            .validate()
+            .unwrap();
+    }
+}

@@ -1,0 +1,201 @@
+//! The settings of a [`Scheduler`](super::Scheduler): what they default to and what
+//! [`validate`](SchedulerConfig::validate) refuses.
+//!
+//! ```text
+//!  SchedulerBuilder::with_* ──fills──▶ SchedulerConfig ──validate──▶ Ok(()) | ConfigError
+//!                                            │
+//!                                            └──lease_config──▶ LeaseConfig (renew, take, limits)
+//! ```
+//!
+//! The names given to [`Scheduler::builder`](super::Scheduler::builder) and the clients are
+//! checked by the builder itself; everything else lives here, with its default in
+//! [`SchedulerConfig::default`].
+
+use std::time::Duration;
+
+use crate::config_error::{check_name, ConfigError, TABLE_NAME_LEN};
+use crate::consumer::PollingConfig;
+use crate::initial_position::InitialPosition;
+use crate::leases::LeaseConfig;
+
+/// The shortest failover time accepted: renewals run every failover / 3 − 25 ms, which
+/// leaves no time between them below about 100 ms.
+pub const MIN_FAILOVER_TIME: Duration = Duration::from_millis(100);
+
+/// A worker id unique to this process: host name, process id and a random suffix.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Every tunable setting of a worker; the builder's setters fill it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SchedulerConfig {
+    /// Names the lease table when set; otherwise the application name does.
+    pub(crate) table_name: Option<String>,
+    /// This worker's `leaseOwner` when set; otherwise [`default_worker_id`] at build time.
+    pub(crate) worker_id: Option<String>,
+    /// Where shards without a checkpoint start.
+    pub(crate) initial_position: InitialPosition,
+    /// How long a lease whose counter does not move stays its owner's; renewals follow it.
+    pub(crate) failover_time: Duration,
+    /// How often the taker scans the table; `None` follows the failover time
+    /// (2 × (failover + 25 ms)).
+    pub(crate) taker_interval: Option<Duration>,
+    /// The most leases this worker holds.
+    pub(crate) max_leases_per_worker: usize,
+    /// The most leases stolen per taker round (0: never steal).
+    pub(crate) max_leases_to_steal_at_one_time: usize,
+    /// Polling settings of every shard consumer.
+    pub(crate) polling: PollingConfig,
+    /// How often shards are listed to find new ones.
+    pub(crate) shard_sync_interval: Duration,
+    /// How often a lease waiting for its parents checks them again.
+    pub(crate) parent_poll_interval: Duration,
+    /// How often held leases are matched with running consumers (not settable: a tick
+    /// reads only the parents of leases not running yet).
+    pub(crate) dispatch_interval: Duration,
+    /// How long a graceful shutdown waits for processors before aborting them.
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for SchedulerConfig {
+    /// The defaults each setter of [`SchedulerBuilder`](super::SchedulerBuilder) documents:
+    /// the Java KCL's lease timings for a 10 s failover time, no lease limit, one lease
+    /// stolen at a time, [`PollingConfig::default`], a shard sync every 60 s, parents
+    /// checked every second, a 60 s shutdown bound.
+    fn default() -> Self {
+        let lease = LeaseConfig::default();
+        Self {
+            table_name: None,
+            worker_id: None,
+            initial_position: InitialPosition::TrimHorizon,
+            failover_time: lease.failover_time,
+            taker_interval: None,
+            max_leases_per_worker: lease.max_leases_per_worker,
+            max_leases_to_steal_at_one_time: lease.max_leases_to_steal_at_one_time,
+            polling: PollingConfig::default(),
+            shard_sync_interval: Duration::from_secs(60),
+            parent_poll_interval: Duration::from_secs(1),
+            dispatch_interval: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// The lease timings and limits: the Java KCL's for the failover time, with the taker
+    /// interval and the limits set here.
+    pub(crate) fn lease_config(&self) -> LeaseConfig {
+        let mut lease = LeaseConfig::new(self.failover_time);
+        if let Some(interval) = self.taker_interval {
+            lease.taker_interval = interval;
+        }
+        lease.max_leases_per_worker = self.max_leases_per_worker;
+        lease.max_leases_to_steal_at_one_time = self.max_leases_to_steal_at_one_time;
+        lease
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// The first bad setting, in this order: [`ConfigError::InvalidTableName`],
+    /// [`ConfigError::InvalidWorkerId`], [`ConfigError::ZeroDuration`] (`failover_time`,
+    /// `taker_interval`, `shard_sync_interval`, `parent_poll_interval`,
+    /// `polling.idle_time_between_reads`, `polling.min_time_between_calls`),
+    /// [`ConfigError::OutOfRange`] (`failover_time` under [`MIN_FAILOVER_TIME`],
+    /// `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
+    /// `polling.prefetch_batches` 0).
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(table) = &self.table_name {
+            check_name(table, TABLE_NAME_LEN).map_err(|reason| ConfigError::InvalidTableName {
+                name: table.clone(),
+                reason,
+            })?;
+        }
+        if self.worker_id.as_deref() == Some("") {
+            return Err(ConfigError::InvalidWorkerId {
+                id: String::new(),
+                reason: "is empty".to_owned(),
+            });
+        }
+        let durations = [
+            ("failover_time", Some(self.failover_time)),
+            ("taker_interval", self.taker_interval),
+            ("shard_sync_interval", Some(self.shard_sync_interval)),
+            ("parent_poll_interval", Some(self.parent_poll_interval)),
+            (
+                "polling.idle_time_between_reads",
+                Some(self.polling.idle_time_between_reads),
+            ),
+            (
+                "polling.min_time_between_calls",
+                Some(self.polling.min_time_between_calls),
+            ),
+        ];
+        if let Some(&(setting, _)) = durations
+            .iter()
+            .find(|(_, d)| d.is_some_and(|d| d.is_zero()))
+        {
+            return Err(ConfigError::ZeroDuration { setting });
+        }
+        if self.failover_time < MIN_FAILOVER_TIME {
+            return Err(ConfigError::OutOfRange {
+                setting: "failover_time",
+                value: i64::try_from(self.failover_time.as_millis()).unwrap_or(i64::MAX),
+                allowed: "100 ms or more (leases are renewed every failover / 3 - 25 ms)",
+            });
+        }
+        if self.max_leases_per_worker == 0 {
+            return Err(ConfigError::OutOfRange {
+                setting: "max_leases_per_worker",
+                value: 0,
+                allowed: "1 or more",
+            });
+        }
+        if !(1..=10_000).contains(&self.polling.max_records) {
+            return Err(ConfigError::OutOfRange {
+                setting: "polling.max_records",
+                value: i64::from(self.polling.max_records),
+                allowed: "1 to 10000 (the GetRecords limit)",
+            });
+        }
+        if self.polling.prefetch_batches == 0 {
+            return Err(ConfigError::OutOfRange {
+                setting: "polling.prefetch_batches",
+                value: 0,
+                allowed: "1 or more",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_follow_the_failover_time() {
+        let c = SchedulerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.taker_interval, None);
+        assert_eq!(c.lease_config(), LeaseConfig::default());
+    }
+
+    #[test]
+    fn default_worker_ids_differ() {
+        let (a, b) = (default_worker_id(), default_worker_id());
+        assert_ne!(a, b);
+        assert!(a.contains(&std::process::id().to_string()));
+    }
+}

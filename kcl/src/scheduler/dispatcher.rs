@@ -1,0 +1,270 @@
+//! The [`Dispatcher`]: matches the leases this worker holds with running shard consumers.
+//!
+//! ```text
+//!  every dispatch_interval, tick():
+//!    consumer tasks that ended ──ShardEnded──▶ finished (not restarted while held)
+//!                              ──panicked───▶ blocked for parent_poll_interval, then restarted
+//!    LeaseCoordinator::held_leases, each not running, finished, lost or blocked:
+//!      parents all at SHARD_END? (LeaseStore::get_lease)
+//!        ──no / unreadable──▶ blocked until now + parent_poll_interval
+//!        ──yes──▶ spawn ShardConsumer (stops on its own token, or at once on hard_stop)
+//!  stop(timeout): every consumer's token ─▶ wait until the deadline ─▶ abort the rest
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Inner;
+use crate::consumer::{Exit, PollingConfig, ShardConsumer};
+use crate::error::Error;
+use crate::initial_position::InitialPosition;
+use crate::leases::LeaseStore;
+use crate::leases::ShardSync;
+use crate::leases::{HeldLease, LeaseCoordinator};
+use crate::processor::RecordProcessorFactory;
+
+/// A running consumer, as the dispatcher tracks it.
+#[derive(Debug)]
+struct Running {
+    /// The tenure it runs under: a finished consumer's lease is kept apart while this
+    /// tenure lasts.
+    held: Arc<HeldLease>,
+    /// Its graceful stop.
+    shutdown: CancellationToken,
+    /// Its task, to see it end and to abort it.
+    task: tokio::task::JoinHandle<Exit>,
+}
+
+/// Starts, tracks and stops the shard consumers of one worker.
+pub(super) struct Dispatcher {
+    /// Which leases this worker holds.
+    coordinator: Arc<LeaseCoordinator>,
+    /// Reads parent leases, to hold children back until their parents are done.
+    store: Arc<dyn LeaseStore>,
+    /// This worker, for logs.
+    worker_id: String,
+    /// Kinesis client of every consumer.
+    kinesis: aws_sdk_kinesis::Client,
+    /// The stream.
+    stream: String,
+    /// Makes each consumer's processor.
+    factory: Arc<dyn RecordProcessorFactory>,
+    /// Polling settings of every consumer.
+    polling: PollingConfig,
+    /// The timestamp of an `AT_TIMESTAMP` start.
+    at_timestamp: Option<SystemTime>,
+    /// Lets consumers create child leases at a shard end.
+    shard_sync: ShardSync,
+    /// How long a lease waits before its parents (or a failed consumer) are looked at again.
+    parent_poll_interval: Duration,
+    /// Consumers running now, by lease key.
+    running: HashMap<String, Running>,
+    /// Leases waiting for their parents (or after a panic), with when to look again.
+    blocked: HashMap<String, Instant>,
+    /// Leases whose shard this worker finished during their current tenure.
+    finished: HashMap<String, Arc<HeldLease>>,
+    /// Woken by a consumer after its `SHARD_END` checkpoint: a shard sync then looks for
+    /// the children.
+    shard_ended: Arc<Notify>,
+    /// Cancelled when `run` ends abruptly (its future dropped): every consumer stops at once.
+    hard_stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("worker_id", &self.worker_id)
+            .field("running", &self.running.keys().collect::<Vec<_>>())
+            .field("blocked", &self.blocked.keys().collect::<Vec<_>>())
+            .field("finished", &self.finished.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher for the worker `inner`, running nothing yet; `hard_stop` stops every
+    /// consumer at once.
+    pub(super) fn new(inner: &Inner, hard_stop: CancellationToken) -> Self {
+        Self {
+            coordinator: inner.coordinator.clone(),
+            store: inner.store.clone(),
+            worker_id: inner.worker_id.clone(),
+            kinesis: inner.kinesis.clone(),
+            stream: inner.stream_name.clone(),
+            factory: inner.factory.clone(),
+            polling: inner.config.polling.clone(),
+            at_timestamp: match inner.config.initial_position {
+                InitialPosition::AtTimestamp(t) => Some(t),
+                _ => None,
+            },
+            shard_sync: inner.shard_sync.clone(),
+            parent_poll_interval: inner.config.parent_poll_interval,
+            running: HashMap::new(),
+            blocked: HashMap::new(),
+            finished: HashMap::new(),
+            shard_ended: Arc::new(Notify::new()),
+            hard_stop,
+        }
+    }
+
+    /// Woken after every `SHARD_END` checkpoint.
+    pub(super) fn shard_ended(&self) -> Arc<Notify> {
+        self.shard_ended.clone()
+    }
+
+    /// Ticks every `interval` until `shutdown` is cancelled.
+    ///
+    /// # Cancellation
+    /// Safe to drop: consumers already started keep running until [`stop`](Self::stop)
+    /// or `hard_stop`.
+    pub(super) async fn run(&mut self, shutdown: &CancellationToken, interval: Duration) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            self.tick().await;
+        }
+    }
+
+    /// Starts consumers for held leases whose parents are done; forgets finished ones.
+    ///
+    /// # Cancellation
+    /// Safe to drop: a consumer is either started and tracked, or not started.
+    pub(super) async fn tick(&mut self) {
+        self.collect_ended().await;
+        let held = self.coordinator.held_leases();
+        self.finished
+            .retain(|k, h| held.iter().any(|(hk, hh)| hk == k && Arc::ptr_eq(hh, h)));
+        self.blocked
+            .retain(|k, _| held.iter().any(|(hk, _)| hk == k));
+        let now = Instant::now();
+        for (key, h) in held {
+            if self.running.contains_key(&key) || self.finished.contains_key(&key) || h.is_lost() {
+                continue;
+            }
+            if self.blocked.get(&key).is_some_and(|until| *until > now) {
+                continue;
+            }
+            let parents = h.lease().await.parent_shard_ids;
+            match self.parents_done(&parents).await {
+                Ok(true) => {
+                    self.blocked.remove(&key);
+                }
+                Ok(false) => {
+                    self.blocked
+                        .insert(key.clone(), now + self.parent_poll_interval);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %key, error = %e, "could not read parent leases");
+                    self.blocked
+                        .insert(key.clone(), now + self.parent_poll_interval);
+                    continue;
+                }
+            }
+            self.start(key, h);
+        }
+    }
+
+    /// Takes in the consumers that ended since the last tick.
+    async fn collect_ended(&mut self) {
+        let ended: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.task.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in ended {
+            let Some(r) = self.running.remove(&key) else {
+                continue;
+            };
+            match r.task.await {
+                // Finished shards stay finished while held (until shard sync deletes them).
+                Ok(Exit::ShardEnded) => {
+                    self.finished.insert(key, r.held);
+                }
+                Ok(_) => {}
+                // A processor panicked: start it again (from the last checkpoint) after a
+                // pause, as long as the lease is held.
+                Err(e) => {
+                    tracing::error!(lease = %key, error = %e, "shard consumer failed; restarting it");
+                    self.blocked
+                        .insert(key, Instant::now() + self.parent_poll_interval);
+                }
+            }
+        }
+    }
+
+    /// Spawns the consumer of one held lease.
+    fn start(&mut self, key: String, held: Arc<HeldLease>) {
+        let shutdown = self.hard_stop.child_token();
+        let consumer = ShardConsumer {
+            kinesis: self.kinesis.clone(),
+            stream: self.stream.clone(),
+            held: held.clone(),
+            processor: self.factory.create_processor(&key),
+            polling: self.polling.clone(),
+            at_timestamp: self.at_timestamp,
+            shutdown: shutdown.clone(),
+            shard_ended: self.shard_ended.clone(),
+            shard_sync: self.shard_sync.clone(),
+        };
+        tracing::info!(worker = %self.worker_id, lease = %key, "starting shard consumer");
+        let hard = self.hard_stop.clone();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                exit = consumer.run() => exit,
+                _ = hard.cancelled() => Exit::Shutdown,
+            }
+        });
+        self.running.insert(
+            key,
+            Running {
+                held,
+                shutdown,
+                task,
+            },
+        );
+    }
+
+    /// Whether every parent lease has reached `SHARD_END` (a parent with no lease counts as
+    /// done: it was finished and cleaned up, or never leased).
+    async fn parents_done(&self, parents: &[String]) -> Result<bool, Error> {
+        for p in parents {
+            if let Some(lease) = self.store.get_lease(p).await? {
+                if !lease.checkpoint.is_shard_end() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Asks every consumer to stop (it finishes its batch and calls `shutdown_requested`)
+    /// and waits for them until `timeout` has passed; those still running then are aborted.
+    ///
+    /// # Cancellation
+    /// Safe to drop: consumers not waited for yet stop on `hard_stop`.
+    pub(super) async fn stop(mut self, timeout: Duration) {
+        for r in self.running.values() {
+            r.shutdown.cancel();
+        }
+        let deadline = Instant::now() + timeout;
+        for (key, mut r) in self.running.drain() {
+            match tokio::time::timeout_at(deadline, &mut r.task).await {
+                Ok(Ok(exit)) => tracing::debug!(lease = %key, ?exit, "consumer stopped"),
+                Ok(Err(e)) => tracing::error!(lease = %key, error = %e, "consumer task failed"),
+                Err(_) => {
+                    tracing::error!(lease = %key, "processor did not finish in time; aborting it");
+                    r.task.abort();
+                }
+            }
+        }
+    }
+}

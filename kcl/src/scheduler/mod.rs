@@ -1,0 +1,371 @@
+//! The [`Scheduler`]: one worker of a fleet.
+//!
+//! ```text
+//!  Scheduler::run
+//!   ├─ start_up (each step retried with backoff while retryable; shutdown stops it at once)
+//!   │    DescribeStreamSummary ──missing──▶ Err(StreamNotFound), nothing created
+//!   │      ─▶ create lease table (on demand) ─▶ first ShardSync
+//!   ├─ Background: ShardSync (every shard_sync_interval, at shard ends),
+//!   │              LeaseCoordinator renewer (every failover/3) and taker (every 2 × failover)
+//!   └─ Dispatcher: for each held lease whose parents all reached SHARD_END
+//!         └─ ShardConsumer (fetcher ─bounded─▶ RecordProcessor)
+//!  graceful_shutdown: stop taking ─▶ consumers finish their batch + shutdown_requested
+//!                     ─▶ release leases (others take them at once) ─▶ stop renewing
+//!  run ends (Ok, Err, or its future dropped) ─▶ every graceful_shutdown returns
+//! ```
+//!
+//! Start-up errors that cannot get better by waiting (a missing stream, access denied,
+//! missing or rejected credentials, validation) are returned by `run` at once; network
+//! trouble, throttling and 5xx are retried until they pass or shutdown is requested. Once
+//! running, errors are logged and retried. `graceful_shutdown` returns once `run` has
+//! ended, whichever way it ended.
+//!
+//! The parts, each in its own file: [`SchedulerBuilder`] fills a `SchedulerConfig`
+//! (`config`); `start_up` runs the start-up steps; `Background` runs the renewer, taker and
+//! shard sync; `Dispatcher` runs the shard consumers.
+//!
+//! # Usage
+//! ```no_run
+//! use kinesis_consumer::{RecordProcessor, Scheduler};
+//! # fn make(_: &str) -> Box<dyn RecordProcessor> { unimplemented!() }
+//!
+//! # async fn demo(sdk: aws_config::SdkConfig) -> Result<(), kinesis_consumer::Error> {
+//! let scheduler = Scheduler::builder("my-app", "my-stream", make)
+//!     .with_sdk_config(&sdk)
+//!     .build()?;
+//! let worker = scheduler.clone();
+//! tokio::spawn(async move { worker.run().await });
+//! // ... later:
+//! scheduler.graceful_shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod background;
+mod builder;
+mod config;
+mod dispatcher;
+mod start_up;
+#[cfg(test)]
+mod test_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::leases::LeaseCoordinator;
+use crate::leases::LeaseStore;
+use crate::leases::ShardSync;
+use crate::processor::RecordProcessorFactory;
+
+use background::Background;
+pub use builder::SchedulerBuilder;
+pub(crate) use config::SchedulerConfig;
+pub use config::{default_worker_id, MIN_FAILOVER_TIME};
+use dispatcher::Dispatcher;
+
+/// One worker: holds leases and runs a [`crate::RecordProcessor`] per leased shard.
+/// Cheap to clone; clones are the same worker.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+/// What every clone of a [`Scheduler`] shares.
+struct Inner {
+    /// For logs.
+    application_name: String,
+    /// The stream.
+    stream_name: String,
+    /// The lease table's name, for logs and [`Scheduler::table_name`].
+    table_name: String,
+    /// This worker: the `leaseOwner` it writes.
+    worker_id: String,
+    /// Kinesis client of the start-up check and of every consumer.
+    kinesis: aws_sdk_kinesis::Client,
+    /// The lease table.
+    store: Arc<dyn LeaseStore>,
+    /// Renews and takes this worker's leases.
+    coordinator: Arc<LeaseCoordinator>,
+    /// Keeps leases in step with the stream's shards.
+    shard_sync: ShardSync,
+    /// The user's processors.
+    factory: Arc<dyn RecordProcessorFactory>,
+    /// Every setting, as validated by the builder.
+    config: SchedulerConfig,
+    /// Cancelled to request a graceful shutdown.
+    shutdown: CancellationToken,
+    /// Becomes true when `run` has finished shutting down.
+    done: watch::Sender<bool>,
+    /// Set by the first `run`: one worker runs once.
+    started: AtomicBool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("application_name", &self.application_name)
+            .field("stream_name", &self.stream_name)
+            .field("table_name", &self.table_name)
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Marks the worker done when dropped, whichever way `run` ends.
+struct MarkDoneOnDrop<'a>(&'a watch::Sender<bool>);
+
+impl Drop for MarkDoneOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Scheduler {
+    /// A builder for a worker of `application_name` consuming `stream_name`, with
+    /// `factory` making a processor per shard lease.
+    ///
+    /// The names are checked by [`SchedulerBuilder::build`]: the stream name against the
+    /// Kinesis rule (1 to 128 characters of `A-Z a-z 0-9 _ . -`), the application name
+    /// against the DynamoDB table name rule (3 to 255 of the same characters) when it names
+    /// the lease table (no [`SchedulerBuilder::with_table_name`]); otherwise it only labels
+    /// logs.
+    pub fn builder(
+        application_name: impl Into<String>,
+        stream_name: impl Into<String>,
+        factory: impl RecordProcessorFactory,
+    ) -> SchedulerBuilder {
+        SchedulerBuilder::new(application_name, stream_name, factory)
+    }
+
+    /// This worker's id.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    /// The lease table's name.
+    pub fn table_name(&self) -> &str {
+        &self.inner.table_name
+    }
+
+    /// The lease coordinator (held leases, manual rounds).
+    pub fn coordinator(&self) -> &Arc<LeaseCoordinator> {
+        &self.inner.coordinator
+    }
+
+    /// Asks `run` to shut down gracefully and returns at once.
+    pub fn request_shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Asks `run` to shut down gracefully and waits until it has: in-flight batches finish,
+    /// every processor gets `shutdown_requested`, and the leases are released so other
+    /// workers take them at their next taker round. Returns at once if `run` was never
+    /// called (a later `run` then returns immediately) and as soon as `run` has ended by
+    /// any path: a finished shutdown, an error (e.g. [`Error::StreamNotFound`]), a shutdown
+    /// during start-up, or its future being dropped.
+    ///
+    /// # Cancellation
+    /// Dropping the future does not stop the shutdown once requested.
+    pub async fn graceful_shutdown(&self) {
+        self.request_shutdown();
+        if !self.inner.started.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut done = self.inner.done.subscribe();
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Runs the worker until [`graceful_shutdown`](Self::graceful_shutdown) (or
+    /// [`request_shutdown`](Self::request_shutdown)) is called.
+    ///
+    /// Start-up, in this order:
+    /// 1. the stream is checked (`DescribeStreamSummary`; a stream still `CREATING` is
+    ///    waited for), so a misspelt stream name leaves no lease table behind;
+    /// 2. the lease table is created if it does not exist, and waited for until `ACTIVE`;
+    /// 3. the first shard sync creates the leases of the stream's shards.
+    ///
+    /// Each step is tried again while it fails with a retryable error (network trouble,
+    /// throttling, 5xx; see [`Error::is_retryable`]): after 200 ms, doubling up to 5 s, each
+    /// delay plus up to as much again of random jitter. The first failure of a step is
+    /// logged at `warn` with its cause, repeats at `debug` with a `warn` at most once a
+    /// minute. A shutdown requested during start-up stops it at once, even in the middle of
+    /// a call, and `run` returns `Ok(())` without taking any lease (a lease table or leases
+    /// created by the steps already done stay).
+    ///
+    /// Then leases are renewed and taken, consumers run, and failures are logged and
+    /// retried until shutdown.
+    ///
+    /// Whichever way `run` ends — `Ok`, an error, or its future being dropped —
+    /// [`graceful_shutdown`](Self::graceful_shutdown) callers are released, and later ones
+    /// return at once.
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the worker abruptly: consumers are aborted and leases
+    /// are left to expire (as after a crash). Prefer a graceful shutdown.
+    ///
+    /// # Errors
+    /// - [`Error::AlreadyStarted`] if `run` was called on this worker before (the first
+    ///   `run` is not disturbed);
+    /// - [`Error::StreamNotFound`] if the stream does not exist; nothing was created;
+    /// - the first non-retryable error of a start-up step: access denied, credentials
+    ///   missing or rejected, a validation error ([`Error::Kinesis`] or
+    ///   [`Error::DynamoDb`]), or a lease table that does not become `ACTIVE`
+    ///   ([`Error::TableNotActive`]).
+    ///
+    /// After start-up, errors are logged and retried, never returned.
+    pub async fn run(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        if inner.started.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyStarted);
+        }
+        // From here on every way out (return, `?`, or this future being dropped) marks the
+        // worker done, so graceful_shutdown never waits for a run that has ended.
+        let _done = MarkDoneOnDrop(&inner.done);
+        tracing::info!(worker = %inner.worker_id, table = %inner.table_name, stream = %inner.stream_name, "worker starting");
+
+        // 1. Start-up: stream check, lease table, first shard sync.
+        let started = start_up::start_up(
+            &inner.kinesis,
+            &inner.stream_name,
+            inner.store.as_ref(),
+            &inner.shard_sync,
+            &inner.shutdown,
+        )
+        .await?;
+        if !started {
+            tracing::info!(worker = %inner.worker_id, "shutdown requested during start-up; worker stopped");
+            return Ok(());
+        }
+
+        // 2. Work until shutdown is requested. Dropping this future cancels `hard_stop`:
+        //    consumers are aborted and the background tasks stop.
+        let hard_stop = CancellationToken::new();
+        let _hard_stop_on_drop = hard_stop.clone().drop_guard();
+        let mut dispatcher = Dispatcher::new(inner, hard_stop.clone());
+        let background = Background::start(
+            &inner.coordinator,
+            &inner.shard_sync,
+            inner.config.shard_sync_interval,
+            dispatcher.shard_ended(),
+            &hard_stop,
+        );
+        dispatcher
+            .run(&inner.shutdown, inner.config.dispatch_interval)
+            .await;
+
+        // 3. Graceful shutdown: no more takes, consumers stop, leases are handed over.
+        tracing::info!(worker = %inner.worker_id, "graceful shutdown: stopping consumers");
+        background.stop_taking();
+        dispatcher.stop(inner.config.shutdown_timeout).await;
+        inner.coordinator.release_all().await;
+        background.stop().await;
+        tracing::info!(worker = %inner.worker_id, "worker stopped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::test_support::{clients_at, factory, valid};
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_before_run_and_double_run() {
+        let s = valid().build().unwrap();
+        // Never started: returns at once; a later run stops at once without any call.
+        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+            .await
+            .expect("graceful_shutdown returns at once");
+        s.run().await.unwrap();
+        assert!(matches!(s.run().await, Err(Error::AlreadyStarted)));
+        // Still done: the refused second run changed nothing.
+        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+            .await
+            .expect("graceful_shutdown returns at once");
+    }
+
+    /// A loopback endpoint that accepts connections and closes them at once, counting
+    /// them: every request to it fails as a connection error.
+    async fn dead_endpoint() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(connection);
+            }
+        });
+        (endpoint, accepted, server)
+    }
+
+    /// Waits (at most 20 s) until `count` has reached `n`.
+    async fn wait_for_count(count: &AtomicUsize, n: usize) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while count.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{n} tries within 20 s; saw {}",
+                count.load(Ordering::SeqCst)
+            )
+        });
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoint_is_retried_until_graceful_shutdown() {
+        let (endpoint, tries, server) = dead_endpoint().await;
+        let (k, d) = clients_at(&endpoint);
+        let s = Scheduler::builder("app", "stream", factory)
+            .with_clients(k, d)
+            .build()
+            .unwrap();
+        let worker = s.clone();
+        let run = tokio::spawn(async move { worker.run().await });
+        wait_for_count(&tries, 3).await;
+        assert!(!run.is_finished(), "still retrying");
+        // A second run is refused and does not disturb the first.
+        assert!(matches!(s.run().await, Err(Error::AlreadyStarted)));
+        assert!(!run.is_finished());
+        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+            .await
+            .expect("graceful_shutdown returns promptly");
+        let result = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("run returns")
+            .expect("run did not panic");
+        assert!(result.is_ok(), "{result:?}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn dropping_run_marks_the_worker_done() {
+        let (endpoint, tries, server) = dead_endpoint().await;
+        let (k, d) = clients_at(&endpoint);
+        let s = Scheduler::builder("app", "stream", factory)
+            .with_clients(k, d)
+            .build()
+            .unwrap();
+        let worker = s.clone();
+        let run = tokio::spawn(async move { worker.run().await });
+        wait_for_count(&tries, 1).await;
+        // Dropped in the middle of start-up, with no shutdown requested.
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
+        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+            .await
+            .expect("graceful_shutdown returns once run was dropped");
+        server.abort();
+    }
+}
