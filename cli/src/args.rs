@@ -115,15 +115,46 @@ pub fn position(value: &str) -> Result<InitialPosition, String> {
                  at-timestamp:2024-01-02T03:04:05Z"
                     .to_owned()
             })?;
-            aws_sdk_kinesis::primitives::DateTime::from_str(
-                ts,
-                aws_sdk_kinesis::primitives::DateTimeFormat::DateTime,
-            )
-            .ok()
-            .and_then(|d| SystemTime::try_from(d).ok())
-            .map(InitialPosition::AtTimestamp)
-            .ok_or_else(|| format!("{ts:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z"))
+            let t = rfc3339(ts).ok_or_else(|| {
+                format!(
+                    "{ts:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z or \
+                     2024-01-02T05:04:05+02:00"
+                )
+            })?;
+            if t > SystemTime::now() {
+                return Err(format!(
+                    "{ts:?} is in the future: Kinesis starts AT_TIMESTAMP only at a time that has passed"
+                ));
+            }
+            Ok(InitialPosition::AtTimestamp(t))
         }
+    }
+}
+
+/// Parses an RFC 3339 time with `Z`/`z` or a numeric `±HH:MM` offset.
+fn rfc3339(text: &str) -> Option<SystemTime> {
+    use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
+    let text = text.trim();
+    let (base, offset_secs) = match text.char_indices().rev().nth(5) {
+        Some((i, sign @ ('+' | '-'))) if text[i..].len() == 6 && text.as_bytes()[i + 3] == b':' => {
+            let hours: i64 = text[i + 1..i + 3].parse().ok()?;
+            let minutes: i64 = text[i + 4..].parse().ok()?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let secs = hours * 3600 + minutes * 60;
+            (&text[..i], if sign == '+' { secs } else { -secs })
+        }
+        _ => (text.strip_suffix(['Z', 'z'])?, 0),
+    };
+    let utc = DateTime::from_str(&format!("{base}Z"), DateTimeFormat::DateTime).ok()?;
+    let utc = SystemTime::try_from(utc).ok()?;
+    let shift = std::time::Duration::from_secs(offset_secs.unsigned_abs());
+    // 05:04:05+02:00 is 03:04:05 UTC: subtract a positive offset.
+    if offset_secs >= 0 {
+        utc.checked_sub(shift)
+    } else {
+        utc.checked_add(shift)
     }
 }
 
@@ -191,6 +222,24 @@ mod tests {
         assert!(position("at-timestamp:yesterday")
             .unwrap_err()
             .contains("RFC 3339"));
+        for same in [
+            "2024-01-02T05:04:05+02:00",
+            "2024-01-01T22:04:05-05:00",
+            "2024-01-02T03:04:05+00:00",
+            "2024-01-02t03:04:05z",
+            "2024-01-02T03:04:05.000Z",
+        ] {
+            assert_eq!(
+                position(&format!("at-timestamp:{same}")).unwrap(),
+                InitialPosition::AtTimestamp(t),
+                "{same}"
+            );
+        }
+        assert!(position("at-timestamp:2024-01-02T03:04:05+24:00").is_err());
+        assert!(position("at-timestamp:2024-01-02T03:04:05").is_err());
+        assert!(position("at-timestamp:2999-01-01T00:00:00Z")
+            .unwrap_err()
+            .contains("future"));
         assert!(position("oldest").unwrap_err().contains("trim-horizon"));
     }
 }

@@ -5,10 +5,15 @@
 //! ```text
 //!  aws_config::defaults (env, profiles, AWS_ENDPOINT_URL_*) ──▶ SdkConfig
 //!      ├─ region?       none ──▶ Error::Config(NoRegion)        (exit 4)
-//!      └─ credentials?  none ──▶ Error::Config(NoCredentials)   (exit 4)
+//!      ├─ credentials?  none ──▶ Error::Config(NoCredentials)   (exit 4)
+//!      └─ timeouts: 5 s to connect, 30 s per attempt (a silent endpoint is a timeout,
+//!         retried or reported, never a hang)
 //!                       some ──▶ their secrets registered with the log redactor
 //! ```
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::ProvideCredentials;
 
@@ -24,7 +29,10 @@ use crate::Error;
 /// # Errors
 /// [`Error::Config`] when no region is configured or no credentials can be found.
 pub async fn load() -> Result<aws_config::SdkConfig, Error> {
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .load()
+        .await;
     if config.region().is_none() {
         return Err(Error::Config(Box::new(ServiceFailure {
             kind: FailureKind::NoRegion,
@@ -52,6 +60,15 @@ pub async fn load() -> Result<aws_config::SdkConfig, Error> {
             aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
         )),
     }
+}
+
+/// Bounds on every call, so that an endpoint that accepts connections and never answers
+/// is a (retryable) timeout instead of a hang: 5 s to connect, 30 s per attempt.
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build()
 }
 
 fn no_credentials(detail: String) -> Error {

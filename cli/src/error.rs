@@ -18,7 +18,7 @@
 //! | 3 | a named stream, shard or table does not exist |
 //! | 4 | not allowed or not configured: no region, no credentials, credentials refused, access denied |
 //! | 5 | the endpoint cannot be reached (connection refused, timed out) |
-//! | 130 | a second Ctrl-C/SIGTERM forced an immediate exit |
+//! | 130 | interrupted: a second Ctrl-C/SIGTERM forced an immediate exit, or the first one came while a `stream` command was waiting (the operation already sent goes ahead) |
 
 use std::fmt;
 
@@ -36,7 +36,8 @@ pub const EXIT_NOT_FOUND: u8 = 3;
 pub const EXIT_ACCESS: u8 = 4;
 /// Exit status: the endpoint cannot be reached.
 pub const EXIT_UNREACHABLE: u8 = 5;
-/// Exit status: a second signal forced an immediate exit (128 + SIGINT).
+/// Exit status: interrupted by a signal (128 + SIGINT): a second one, or the first during a
+/// `stream` command's wait.
 pub const EXIT_FORCED: u8 = 130;
 
 /// What kind of failure a call met: decides the exit status and the hint.
@@ -290,7 +291,7 @@ fn first_line(text: &str) -> String {
 #[non_exhaustive]
 pub enum Error {
     /// A Kinesis call failed.
-    #[error("{operation} for stream {stream} failed: {failure}")]
+    #[error("{operation}{} failed: {failure}", for_stream(stream))]
     Kinesis {
         /// The API operation, e.g. "SplitShard".
         operation: &'static str,
@@ -350,11 +351,20 @@ pub enum Error {
     /// the command successfully).
     #[error("could not write to standard output: {0}")]
     Output(#[source] std::io::Error),
+    /// A signal interrupted a command that has nothing to finish gracefully.
+    #[error("interrupted: {what}")]
+    Interrupted {
+        /// What happened to the work under way.
+        what: &'static str,
+    },
     /// A bug: a task of the command panicked or was lost.
     #[error("internal error: {0}")]
     Internal(String),
     /// Retries of a call ran out.
-    #[error("{operation} for stream {stream} still failing after {attempts} attempts over {secs} s; giving up: {failure}")]
+    #[error(
+        "{operation}{} still failing after {attempts} attempts over {secs} s; giving up: {failure}",
+        for_stream(stream)
+    )]
     GaveUp {
         /// The API operation.
         operation: &'static str,
@@ -367,6 +377,15 @@ pub enum Error {
         /// The last failure.
         failure: Box<ServiceFailure>,
     },
+}
+
+/// " for stream S", or nothing for account-wide calls (stream "-").
+fn for_stream(stream: &str) -> String {
+    if stream == "-" {
+        String::new()
+    } else {
+        format!(" for stream {stream}")
+    }
 }
 
 impl Error {
@@ -403,6 +422,7 @@ impl Error {
         }
         match self {
             Self::ShardNotFound { .. } => EXIT_NOT_FOUND,
+            Self::Interrupted { .. } => EXIT_FORCED,
             Self::Produce { exit_code, .. } => *exit_code,
             Self::Consumer(kinesis_consumer::Error::StreamNotFound { .. }) => EXIT_NOT_FOUND,
             Self::Consumer(kinesis_consumer::Error::Config(_)) => EXIT_USAGE,

@@ -16,6 +16,27 @@
 #![deny(unsafe_code, rust_2018_idioms)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+/// Writes a line to standard error, ignoring failures: a closed or full stderr must not
+/// turn a finished command into a panic (`eprintln!` panics when it cannot write).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// [`say!`] without the newline (progress lines).
+#[macro_export]
+macro_rules! say_inline {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let mut err = ::std::io::stderr();
+        let _ = ::std::write!(err, $($arg)*);
+        let _ = err.flush();
+    }};
+}
+
 pub mod args;
 pub mod aws;
 pub mod commands;
@@ -59,7 +80,8 @@ a second one exits at once with status 130.
 
 Exit statuses: 0 done (also after a graceful stop, or when the reader of standard output
 goes away); 1 failed; 2 bad command line; 3 stream, shard or table not found; 4 no region,
-no credentials or access denied; 5 endpoint unreachable; 130 forced by a second signal.";
+no credentials or access denied; 5 endpoint unreachable; 130 interrupted (a second signal,
+or the first while a `stream` command waits).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

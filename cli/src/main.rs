@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("kinesis-cat: error: could not start the async runtime: {e}");
+            kinesis_cat::say!("kinesis-cat: error: could not start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -32,13 +32,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("kinesis-cat: error: {e}");
+            kinesis_cat::say!("kinesis-cat: error: {e}");
             if let Some(hint) = e.hint() {
-                eprintln!("kinesis-cat: hint: {hint}");
+                kinesis_cat::say!("kinesis-cat: hint: {hint}");
             }
             match e.detail() {
-                Some(detail) if verbose > 0 => eprintln!("kinesis-cat: detail: {detail}"),
-                Some(_) => eprintln!("kinesis-cat: (-v shows the full error)"),
+                Some(detail) if verbose > 0 => kinesis_cat::say!("kinesis-cat: detail: {detail}"),
+                Some(_) => kinesis_cat::say!("kinesis-cat: (-v shows the full error)"),
                 None => {}
             }
             ExitCode::from(e.exit_code())

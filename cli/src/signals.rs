@@ -30,13 +30,13 @@ pub fn install(what: &'static str) -> Result<CancellationToken, Error> {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        eprintln!("kinesis-cat: stopping gracefully ({what}); press Ctrl-C again to exit now");
+        crate::say!("kinesis-cat: stopping gracefully ({what}); press Ctrl-C again to exit now");
         first.cancel();
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        eprintln!("kinesis-cat: second signal: exiting now");
+        crate::say!("kinesis-cat: second signal: exiting now");
         std::process::exit(i32::from(EXIT_FORCED));
     });
     Ok(token)

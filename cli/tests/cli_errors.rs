@@ -823,3 +823,129 @@ async fn logs_follow_rust_log_and_v_and_never_show_credentials() {
     );
     assert!(!verbose.stderr.contains(SECRET) && !verbose.stderr.contains(TOKEN));
 }
+
+// ---- found by trying to break it ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_sends_any_bytes_and_summarises_bad_lines() {
+    let stack = stack().await;
+    let stream = stack.create_stream("cat-bytes", 1).await.unwrap();
+    let env = Env::stack(&stack);
+    // Invalid UTF-8 is data like any other in text mode: nothing after it is lost.
+    let mut child = env
+        .command(&["produce", "--stream", &stream, "--partition-key", "k"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ok\n\xff\xfe\x00bin\r\nafter")
+        .unwrap();
+    let stderr = collect(child.stderr.take().unwrap());
+    let f = Running {
+        child,
+        started: Instant::now(),
+        stdout: None,
+        stderr,
+    }
+    .finish(Duration::from_secs(30));
+    assert_eq!(f.code(), Some(0), "{f:?}");
+    assert!(f.stderr.contains("3 delivered, 0 failed"), "{}", f.stderr);
+    let got: Vec<Vec<u8>> =
+        integration_tests::kinesis::read_user_records(&stack.kinesis_client(), &stream)
+            .await
+            .into_iter()
+            .map(|r| r.data.to_vec())
+            .collect();
+    assert_eq!(
+        got,
+        [
+            b"ok".to_vec(),
+            b"\xff\xfe\x00bin".to_vec(),
+            b"after".to_vec()
+        ]
+    );
+
+    // 1,000 bad JSON lines: the first ten are named, the rest counted.
+    let input: String = (0..1_000).map(|_| "not json\n").collect();
+    let f = run_with_input(
+        &env,
+        &["produce", "--stream", &stream, "--input", "json"],
+        &input,
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), Some(1), "{f:?}");
+    assert!(f.stderr.contains("line 10: bad JSON"), "{}", f.stderr);
+    assert!(!f.stderr.contains("line 11:"), "{}", f.stderr);
+    assert!(
+        f.stderr
+            .contains("0 delivered, 1000 failed (1000 bad lines)"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stderr.lines().count() < 20, "{}", f.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_are_heard_while_the_reader_of_stdout_is_stuck() {
+    let stack = stack().await;
+    let stream = stack.create_stream("cat-stuck", 2).await.unwrap();
+    let env = Env::stack(&stack);
+    // Far more output than a pipe holds (64 KiB), and a reader that never reads.
+    let long: String = (0..4_000)
+        .map(|i| format!("{i:06} {}\n", "x".repeat(200)))
+        .collect();
+    let put = run_with_input(
+        &env,
+        &["produce", "--stream", &stream],
+        &long,
+        Duration::from_secs(60),
+    );
+    assert_eq!(put.code(), Some(0), "{put:?}");
+    let app = LocalStack::unique_name("stuck-app");
+    for args in [
+        vec!["tail", "--stream", &stream, "--from", "trim-horizon"],
+        vec!["consume", "--stream", &stream, "--app", &app],
+    ] {
+        let mut child = env
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stuck = child.stdout.take().unwrap(); // held, never read
+        let stderr = collect(child.stderr.take().unwrap());
+        let r = Running {
+            child,
+            started: Instant::now(),
+            stdout: None,
+            stderr,
+        };
+        std::thread::sleep(Duration::from_secs(4));
+        r.signal("-INT");
+        std::thread::sleep(Duration::from_millis(500));
+        r.signal("-INT");
+        let f = r.finish(Duration::from_secs(15));
+        drop(stuck);
+        assert!(
+            matches!(f.code(), Some(0) | Some(130)),
+            "{args:?}: ends on signals, not when the reader reads: {f:?}"
+        );
+    }
+}
+
+#[test]
+fn tail_exit_when_idle_ends_even_when_nothing_answers() {
+    let dead = closed_port();
+    let f = run(
+        &Env::local(&dead, &dead),
+        &["tail", "--stream", "s", "--exit-when-idle", "2"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), Some(0), "{f:?}");
+}

@@ -117,8 +117,12 @@ struct Shared {
     checkpoint_every: u64,
     /// Standard output.
     out: Stdout,
-    /// Cancelled when standard output closes: the worker then shuts down gracefully.
-    stdout_closed: CancellationToken,
+    /// Cancelled when standard output closes or fails: the worker then shuts down
+    /// gracefully (nothing more can be printed, so nothing more is checkpointed).
+    stdout_gone: CancellationToken,
+    /// The write error that ended output, other than the reader going away (which ends
+    /// the command successfully).
+    stdout_error: std::sync::Mutex<Option<std::io::Error>>,
     /// Milliseconds since start at the last record, for `--exit-when-idle`.
     last_record_ms: AtomicU64,
     /// Start of the process, the base of `last_record_ms`.
@@ -128,20 +132,24 @@ struct Shared {
 impl Shared {
     /// Whether what was written has reached the reader; says why not, once.
     fn flushed(&self, result: Result<(), WriteError>) -> bool {
-        match result {
-            Ok(()) => true,
-            Err(WriteError::Closed) => {
-                if !self.stdout_closed.is_cancelled() {
-                    tracing::info!("standard output closed; shutting down");
-                    self.stdout_closed.cancel();
-                }
-                false
+        let error = match result {
+            Ok(()) => return true,
+            Err(WriteError::Closed) => None,
+            Err(WriteError::Failed(e)) => Some(e),
+        };
+        if !self.stdout_gone.is_cancelled() {
+            match &error {
+                None => tracing::info!("standard output closed; shutting down"),
+                Some(e) => crate::say!(
+                    "kinesis-cat: cannot write to standard output ({e}); shutting down without checkpointing what was not written"
+                ),
             }
-            Err(WriteError::Failed(e)) => {
-                eprintln!("kinesis-cat: cannot write to standard output ({e}); not checkpointing");
-                false
+            if let Some(e) = error {
+                *self.stdout_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
+            self.stdout_gone.cancel();
         }
+        false
     }
 }
 
@@ -163,7 +171,7 @@ impl PrintingProcessor {
         }
         match cp.checkpoint().await {
             Ok(()) => self.since_checkpoint = 0,
-            Err(e) => eprintln!("kinesis-cat: checkpoint of {} failed: {e}", self.shard_id),
+            Err(e) => crate::say!("kinesis-cat: checkpoint of {} failed: {e}", self.shard_id),
         }
     }
 }
@@ -225,7 +233,8 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
         output: args.output,
         checkpoint_every: args.checkpoint_every,
         out: Stdout::default(),
-        stdout_closed: CancellationToken::new(),
+        stdout_gone: CancellationToken::new(),
+        stdout_error: std::sync::Mutex::new(None),
         last_record_ms: AtomicU64::new(0),
         started: std::time::Instant::now(),
     });
@@ -253,8 +262,8 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     polling.idle_time_between_reads = Duration::from_millis(200);
     let scheduler = builder.with_polling(polling).build()?;
     let stop = crate::signals::install("handing the leases over")?;
-    eprintln!(
-        "kinesis-cat: worker {} consuming {}",
+    crate::say!(
+        "kinesis-cat: worker {} starting on stream {}",
         scheduler.worker_id(),
         args.stream
     );
@@ -280,20 +289,32 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     let finished = tokio::select! {
         r = &mut run => Some(r),
         _ = stop.cancelled() => None,
-        _ = shared.stdout_closed.cancelled() => None,
+        _ = shared.stdout_gone.cancelled() => None,
+        _ = shared.out.reader_gone() => {
+            tracing::info!("standard output closed; shutting down");
+            None
+        }
         _ = watcher => None,
     };
     let result = match finished {
         Some(r) => r,
         None => {
             if !stop.is_cancelled() {
-                eprintln!("kinesis-cat: shutting down gracefully");
+                crate::say!("kinesis-cat: shutting down gracefully");
             }
             scheduler.graceful_shutdown().await;
             run.await
         }
     };
     let _ = shared.out.flush();
+    if let Some(e) = shared
+        .stdout_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Err(Error::Output(e));
+    }
     match result {
         Ok(r) => r.map_err(Error::from),
         Err(e) => Err(Error::Internal(format!("the worker task failed: {e}"))),

@@ -83,7 +83,7 @@ pub async fn run(args: LocalArgs) -> Result<(), Error> {
             .map_err(Error::Output)?;
     }
     let stop = crate::signals::install("stopping the emulators")?;
-    eprintln!("kinesis-cat: local emulators running; Ctrl-C or SIGTERM to stop");
+    crate::say!("kinesis-cat: local emulators running; Ctrl-C or SIGTERM to stop");
     stop.cancelled().await;
     drop(stack);
     Ok(())

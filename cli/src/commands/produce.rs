@@ -88,7 +88,7 @@ struct JsonLine {
 }
 
 /// Turns one input line into a record, or says what is wrong with it.
-fn parse_line(args: &ProduceArgs, line: String) -> Result<ProducerRecord, String> {
+fn parse_line(args: &ProduceArgs, line: Vec<u8>) -> Result<ProducerRecord, String> {
     match args.input {
         InputFormat::Text => {
             let key = match &args.partition_key {
@@ -98,7 +98,8 @@ fn parse_line(args: &ProduceArgs, line: String) -> Result<ProducerRecord, String
             Ok(ProducerRecord::new(&args.stream, key, line))
         }
         InputFormat::Json => {
-            let j: JsonLine = serde_json::from_str(&line).map_err(|e| format!("bad JSON: {e}"))?;
+            let j: JsonLine =
+                serde_json::from_slice(&line).map_err(|e| format!("bad JSON: {e}"))?;
             let data = match (j.data, j.data_b64) {
                 (Some(text), None) => Bytes::from(text),
                 (None, Some(b64)) => base64::engine::general_purpose::STANDARD
@@ -113,6 +114,28 @@ fn parse_line(args: &ProduceArgs, line: String) -> Result<ProducerRecord, String
                 r = r.with_explicit_hash_key(h);
             }
             Ok(r)
+        }
+    }
+}
+
+/// Input lines that could not be sent (not parsable, refused by `put`): the first few
+/// are printed with their line number, the rest only counted.
+#[derive(Debug, Default)]
+struct BadLines {
+    /// How many.
+    count: u64,
+}
+
+impl BadLines {
+    /// Bad lines printed one by one before the rest are only counted.
+    const PRINTED: u64 = 10;
+
+    fn add(&mut self, line: u64, why: &dyn std::fmt::Display) {
+        self.count += 1;
+        if self.count <= Self::PRINTED {
+            crate::say!("kinesis-cat: line {line}: {why}");
+        } else if self.count == Self::PRINTED + 1 {
+            crate::say!("kinesis-cat: (further bad lines are counted, not printed)");
         }
     }
 }
@@ -157,9 +180,9 @@ impl Tally {
             g.count += 1;
             return;
         }
-        eprintln!("kinesis-cat: line {line}: {failed}");
+        crate::say!("kinesis-cat: line {line}: {failed}");
         if self.groups.len() == MAX_GROUPS {
-            eprintln!("kinesis-cat: (further kinds of failure are only counted)");
+            crate::say!("kinesis-cat: (further kinds of failure are only counted)");
         }
         if self.groups.len() <= MAX_GROUPS {
             self.groups.push(FailureGroup {
@@ -242,21 +265,24 @@ async fn watch_failures(
             } else {
                 "the records concerned fail"
             };
-            eprintln!(
-                "kinesis-cat: {} to stream {} failed: {}: {}; {then}",
-                f.operation, f.stream, f.code, f.message
+            crate::say!(
+                "kinesis-cat: {} for stream {} failed: {}: {}; {then}",
+                f.operation,
+                f.stream,
+                f.code,
+                f.message
             );
             if !hinted.contains(&kind) {
                 hinted.push(kind);
                 if let Some(hint) = kind.hint(Service::Kinesis) {
-                    eprintln!("kinesis-cat: hint: {hint}");
+                    crate::say!("kinesis-cat: hint: {hint}");
                 }
             }
         }
         if stop && !abort.is_cancelled() {
             *reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(Abort {
                 kind,
-                why: format!("{} to stream {} failed: {}", f.operation, f.stream, f.code),
+                why: format!("{} for stream {} failed: {}", f.operation, f.stream, f.code),
             });
             abort.cancel();
         }
@@ -318,24 +344,33 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
     let mut last_progress = Instant::now();
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input = BufReader::new(tokio::io::stdin());
     let mut line_no = 0u64;
-    let mut bad_lines = 0u64;
+    let mut bad = BadLines::default();
     let mut not_sent = 0u64;
     let mut payload = 0u64;
     let interrupted = |stop: &CancellationToken, abort: &CancellationToken| {
         stop.is_cancelled() || abort.is_cancelled()
     };
     loop {
-        let line = tokio::select! {
+        // Lines are bytes: text mode sends them as they are (any encoding, or binary).
+        let mut line = Vec::new();
+        tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             _ = abort.cancelled() => break,
-            line = lines.next_line() => match line.map_err(Error::Input)? {
-                Some(line) => line,
-                None => break,
-            },
-        };
+            read = input.read_until(b'\n', &mut line) => {
+                if read.map_err(Error::Input)? == 0 {
+                    break;
+                }
+            }
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
         line_no += 1;
         if let Some(rate) = args.rate {
             let due = started + Duration::from_secs_f64(line_no as f64 / rate as f64);
@@ -352,8 +387,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         let record = match parse_line(&args, line) {
             Ok(r) => r,
             Err(why) => {
-                bad_lines += 1;
-                eprintln!("kinesis-cat: line {line_no}: {why}");
+                bad.add(line_no, &why);
                 continue;
             }
         };
@@ -371,10 +405,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
                     break;
                 }
             }
-            Some(Err(e)) => {
-                bad_lines += 1;
-                eprintln!("kinesis-cat: line {line_no}: {e}");
-            }
+            Some(Err(e)) => bad.add(line_no, &e),
             None => {
                 not_sent += 1;
                 break;
@@ -383,7 +414,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         if progress && last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             let s = producer.stats();
-            eprint!(
+            crate::say_inline!(
                 "\r{} read, {} delivered, {} in flight, {:.0} records/s   ",
                 line_no,
                 s.user_records_delivered,
@@ -393,7 +424,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         }
     }
     if progress {
-        eprintln!();
+        crate::say!();
     }
     let stats = if abort.is_cancelled() {
         // The run failed for good: what is still queued fails now instead of being
@@ -419,7 +450,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
             }
         };
         if !done && !abort.is_cancelled() {
-            eprintln!(
+            crate::say!(
                 "kinesis-cat: records still undelivered after --flush-timeout-secs; failing them"
             );
         }
@@ -437,12 +468,12 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         .map_err(|e| Error::Internal(format!("the outcome task failed: {e}")))?;
     watcher.abort();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let failed = tally.failed + bad_lines + not_sent;
-    eprintln!(
+    let failed = tally.failed + bad.count + not_sent;
+    crate::say!(
         "kinesis-cat: {} delivered, {} failed ({} bad lines), {} Kinesis records in {} PutRecords calls, {} retries, {} throttled; {:.0} records/s, {:.2} MB/s in {:.1}s",
         tally.delivered,
         failed,
-        bad_lines,
+        bad.count,
         stats.kinesis_records_sent,
         stats.put_records_calls,
         stats.retries,
@@ -452,13 +483,15 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
         secs,
     );
     for g in tally.groups.iter().filter(|g| g.count > 1) {
-        eprintln!(
+        crate::say!(
             "kinesis-cat:   {} records failed like line {}: {}",
-            g.count, g.first_line, g.message
+            g.count,
+            g.first_line,
+            g.message
         );
     }
     if not_sent > 0 {
-        eprintln!("kinesis-cat:   {not_sent} line(s) read but not sent: the run was stopped");
+        crate::say!("kinesis-cat:   {not_sent} line(s) read but not sent: the run was stopped");
     }
     if let Some(a) = &aborted {
         return Err(Error::Produce {
@@ -471,7 +504,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     }
     if failed > 0 {
         let exit_code = match tally.main_kind() {
-            Some(kind) if tally.failed >= bad_lines => kind.exit_code(),
+            Some(kind) if tally.failed >= bad.count => kind.exit_code(),
             _ => crate::error::EXIT_FAILED,
         };
         return Err(Error::Produce {

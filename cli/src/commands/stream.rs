@@ -100,8 +100,25 @@ pub enum StreamAction {
 pub async fn run(args: StreamArgs) -> Result<(), Error> {
     let client = crate::aws::kinesis_client().await?;
     let wait = Duration::from_secs(args.wait_secs);
+    // Nothing here can be finished gracefully: the first signal stops waiting (an
+    // operation already sent goes ahead in Kinesis) and says so.
+    let stop = crate::signals::install("no longer waiting")?;
+    tokio::select! {
+        r = action(&client, args.action, wait) => r,
+        _ = stop.cancelled() => Err(Error::Interrupted {
+            what: "stopped waiting; an operation already sent to Kinesis goes ahead",
+        }),
+    }
+}
+
+async fn action(
+    client: &aws_sdk_kinesis::Client,
+    action: StreamAction,
+    wait: Duration,
+) -> Result<(), Error> {
+    let client = client.clone();
     let mut out = std::io::stdout().lock();
-    match args.action {
+    match action {
         StreamAction::Create { name, shards } => {
             create(&client, &name, shards, wait, &mut out).await
         }

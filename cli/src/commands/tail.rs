@@ -206,7 +206,8 @@ pub async fn run(args: TailArgs) -> Result<(), Error> {
         started: std::time::Instant::now(),
     });
     let stop = crate::signals::install("stopping the readers")?;
-    let idle = args.exit_when_idle.map(Duration::from_secs);
+    let idle = idle_for(shared.clone(), args.exit_when_idle.map(Duration::from_secs));
+    tokio::pin!(idle);
     let mut started: HashSet<String> = HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut first = true;
@@ -215,6 +216,8 @@ pub async fn run(args: TailArgs) -> Result<(), Error> {
         let shards = tokio::select! {
             r = listing => r?,
             _ = stop.cancelled() => return Ok(()),
+            _ = &mut idle => return Ok(()),
+            _ = shared.out.reader_gone() => return Ok(()),
         };
         for s in shards {
             let id = s.shard_id().to_owned();
@@ -228,23 +231,35 @@ pub async fn run(args: TailArgs) -> Result<(), Error> {
             }
         }
         first = false;
-        let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        while tokio::time::Instant::now() < until {
+        let relist = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(relist);
+        loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
+                _ = &mut idle => return Ok(()),
+                _ = shared.out.reader_gone() => return Ok(()),
+                _ = &mut relist => break,
                 Some(done) = tasks.join_next() => match done {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(e),
                     Err(e) => return Err(Error::Internal(format!("a shard reader failed: {e}"))),
                 },
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
-            if let Some(idle) = idle {
-                let last = Duration::from_millis(shared.last_record_ms.load(Ordering::Relaxed));
-                if shared.started.elapsed().saturating_sub(last) >= idle {
-                    return Ok(());
-                }
-            }
+        }
+    }
+}
+
+/// Resolves once no record was written for `idle` (never when `idle` is `None`), also
+/// while the shards cannot be listed or read.
+async fn idle_for(shared: Arc<Shared>, idle: Option<Duration>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let last = Duration::from_millis(shared.last_record_ms.load(Ordering::Relaxed));
+        if shared.started.elapsed().saturating_sub(last) >= idle {
+            return;
         }
     }
 }
