@@ -132,7 +132,7 @@ impl Error {
         Error::DynamoDb {
             operation,
             table: table.to_owned(),
-            message: render(err),
+            message: describe(err),
             retryable,
             throttled,
         }
@@ -146,7 +146,7 @@ impl Error {
         Error::Kinesis {
             operation,
             target: target.to_owned(),
-            message: render(err),
+            message: describe(err),
             retryable,
             throttled,
         }
@@ -218,6 +218,25 @@ fn classify<E: ProvideErrorMetadata>(service: Service, err: &SdkError<E>) -> (bo
 /// credentials found, a malformed endpoint, other local failures.
 fn reconnectable(e: &aws_sdk_kinesis::error::ConnectorError) -> bool {
     e.is_io() || e.is_timeout() || e.as_other().is_some()
+}
+
+/// Says what went wrong in one line: a service's code and message, or else the error's
+/// chain (see `render`).
+fn describe<E>(err: &SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    // A service's answer: its code and message, as the service said them (an unmodelled
+    // error's Display is "unhandled error (Code)" over a debug dump of its metadata).
+    if let SdkError::ServiceError(se) = err {
+        if let Some(code) = se.err().code() {
+            return match se.err().message() {
+                Some(message) if !message.is_empty() => format!("{code}: {message}"),
+                _ => code.to_owned(),
+            };
+        }
+    }
+    render(err)
 }
 
 /// Renders an error with its chain of sources, each said once: the SDK's generic "service
@@ -331,6 +350,28 @@ mod tests {
         use aws_sdk_dynamodb::operation::get_item::GetItemError;
         let err = GetItemError::generic(ErrorMetadata::builder().code(code).build());
         Error::dynamodb("GetItem", "table", &service_error(err, status))
+    }
+
+    #[test]
+    fn service_answers_are_said_as_code_and_message() {
+        use aws_sdk_kinesis::operation::get_records::GetRecordsError;
+        let meta = ErrorMetadata::builder()
+            .code("UnrecognizedClientException")
+            .message("The security token included in the request is invalid.")
+            .build();
+        let e = Error::kinesis(
+            "GetRecords",
+            "shardId-0",
+            &service_error(GetRecordsError::generic(meta), 400),
+        );
+        assert_eq!(
+            e.to_string(),
+            "Kinesis GetRecords on shardId-0 failed: UnrecognizedClientException: The security \
+             token included in the request is invalid."
+        );
+        assert!(kinesis_error("InternalFailure", 500)
+            .to_string()
+            .ends_with("failed: InternalFailure"));
     }
 
     #[test]
