@@ -12,7 +12,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -155,23 +155,71 @@ fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
+/// What the test keeps of the child's standard streams (the rest is collected).
+#[derive(Default)]
+struct Pipes {
+    /// Standard input, when the test writes it (and decides when it closes).
+    stdin: Option<ChildStdin>,
+    /// Standard output, when the test reads it itself or holds it unread.
+    stdout: Option<ChildStdout>,
+}
+
+/// How the child's standard streams are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// No input; output collected.
+    Quiet,
+    /// Input piped from the test; output collected.
+    Input,
+    /// No input; output handed to the test.
+    Output,
+    /// Input piped from the test; output thrown away.
+    InputNoOutput,
+}
+
 impl Running {
-    fn start(env: &Env, args: &[&str], stdin: Stdio) -> Running {
+    fn start(env: &Env, args: &[&str], io: Io) -> (Running, Pipes) {
+        let piped_in = matches!(io, Io::Input | Io::InputNoOutput);
         let mut child = env
             .command(args)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
+            .stdin(if piped_in {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(if io == Io::InputNoOutput {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kinesis-cat");
-        let stdout = Some(collect(child.stdout.take().unwrap()));
+        let pipes = Pipes {
+            stdin: child.stdin.take(),
+            stdout: if io == Io::Output {
+                child.stdout.take()
+            } else {
+                None
+            },
+        };
+        let stdout = child.stdout.take().map(collect);
         let stderr = collect(child.stderr.take().unwrap());
-        Running {
+        let running = Running {
             child,
             started: Instant::now(),
             stdout,
             stderr,
-        }
+        };
+        (running, pipes)
+    }
+
+    /// Ctrl-C twice, `gap` apart, `after` from now.
+    fn interrupt_twice(&self, after: Duration, gap: Duration) {
+        std::thread::sleep(after);
+        self.signal("-INT");
+        std::thread::sleep(gap);
+        self.signal("-INT");
     }
 
     fn signal(&self, sig: &str) {
@@ -212,32 +260,18 @@ impl Running {
 
 /// Runs to the end with no input.
 fn run(env: &Env, args: &[&str], limit: Duration) -> Finished {
-    Running::start(env, args, Stdio::null()).finish(limit)
+    Running::start(env, args, Io::Quiet).0.finish(limit)
 }
 
 /// Runs to the end with `input` on standard input.
-fn run_with_input(env: &Env, args: &[&str], input: &str, limit: Duration) -> Finished {
-    let mut child = env
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kinesis-cat");
-    let mut stdin = child.stdin.take().unwrap();
+fn run_with_input(env: &Env, args: &[&str], input: &[u8], limit: Duration) -> Finished {
+    let (running, mut pipes) = Running::start(env, args, Io::Input);
+    let mut stdin = pipes.stdin.take().unwrap();
     let input = input.to_owned();
     let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
+        let _ = stdin.write_all(&input);
     });
-    let stdout = Some(collect(child.stdout.take().unwrap()));
-    let stderr = collect(child.stderr.take().unwrap());
-    let f = Running {
-        child,
-        started: Instant::now(),
-        stdout,
-        stderr,
-    }
-    .finish(limit);
+    let f = running.finish(limit);
     let _ = writer.join();
     f
 }
@@ -288,10 +322,10 @@ async fn consume_of_a_missing_stream_fails_at_once_and_leaves_no_lease_table() {
 fn consume_on_an_unreachable_endpoint_says_why_and_stops_on_sigterm() {
     let dead = closed_port();
     let env = Env::local(&dead, &dead);
-    let r = Running::start(
+    let (r, _) = Running::start(
         &env,
         &["consume", "--stream", "s", "--app", "unreachable-app"],
-        Stdio::null(),
+        Io::Quiet,
     );
     std::thread::sleep(Duration::from_secs(3));
     r.signal("-TERM");
@@ -330,26 +364,10 @@ fn a_second_signal_exits_at_once_with_130() {
     // for the flush; the second must not wait.
     let dead = closed_port();
     let env = Env::local(&dead, &dead);
-    let mut child = env
-        .command(&["produce", "--stream", "s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (r, mut pipes) = Running::start(&env, &["produce", "--stream", "s"], Io::InputNoOutput);
+    let mut stdin = pipes.stdin.take().unwrap();
     stdin.write_all(lines(10).as_bytes()).unwrap();
-    let stderr = collect(child.stderr.take().unwrap());
-    let r = Running {
-        child,
-        started: Instant::now(),
-        stdout: None,
-        stderr,
-    };
-    std::thread::sleep(Duration::from_secs(2));
-    r.signal("-INT");
-    std::thread::sleep(Duration::from_millis(500));
-    r.signal("-INT");
+    r.interrupt_twice(Duration::from_secs(2), Duration::from_millis(500));
     let f = r.finish(Duration::from_secs(10));
     drop(stdin);
     assert_eq!(f.code(), Some(130), "{f:?}");
@@ -365,7 +383,7 @@ async fn tail_and_consume_end_with_status_0_when_the_reader_goes_away() {
     let put = run_with_input(
         &Env::stack(&stack),
         &["produce", "--stream", &stream, "--max-buffered-ms", "10"],
-        &lines(200),
+        lines(200).as_bytes(),
         Duration::from_secs(60),
     );
     assert_eq!(put.code(), Some(0), "{put:?}");
@@ -375,28 +393,15 @@ async fn tail_and_consume_end_with_status_0_when_the_reader_goes_away() {
         vec!["consume", "--stream", &stream, "--app", &app],
     ] {
         // `| head -2`: read two lines, then close the pipe.
-        let mut child = Env::stack(&stack)
-            .command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let (r, mut pipes) = Running::start(&Env::stack(&stack), &args, Io::Output);
+        let mut out = BufReader::new(pipes.stdout.take().unwrap());
         for _ in 0..2 {
             let mut line = String::new();
             out.read_line(&mut line).unwrap();
             assert!(line.contains("line "), "{line}");
         }
         drop(out);
-        let f = Running {
-            child,
-            started: Instant::now(),
-            stdout: None,
-            stderr,
-        }
-        .finish(Duration::from_secs(60));
+        let f = r.finish(Duration::from_secs(60));
         assert_eq!(f.code(), Some(0), "{args:?}: {f:?}");
         assert!(
             !f.stderr.contains("Broken pipe"),
@@ -412,24 +417,15 @@ async fn tail_and_consume_end_with_status_0_when_the_reader_goes_away() {
 async fn ctrl_c_on_produce_flushes_what_was_read_and_prints_the_summary() {
     let stack = stack().await;
     let stream = stack.create_stream("cat-sigint", 1).await.unwrap();
-    let mut child = Env::stack(&stack)
-        .command(&["produce", "--stream", &stream, "--max-buffered-ms", "2000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (r, mut pipes) = Running::start(
+        &Env::stack(&stack),
+        &["produce", "--stream", &stream, "--max-buffered-ms", "2000"],
+        Io::InputNoOutput,
+    );
     // Standard input stays open, as at a terminal: only the signal can end the run.
-    let mut stdin = child.stdin.take().unwrap();
+    let mut stdin = pipes.stdin.take().unwrap();
     stdin.write_all(lines(300).as_bytes()).unwrap();
     stdin.flush().unwrap();
-    let stderr = collect(child.stderr.take().unwrap());
-    let r = Running {
-        child,
-        started: Instant::now(),
-        stdout: None,
-        stderr,
-    };
     std::thread::sleep(Duration::from_millis(800));
     r.signal("-INT");
     let f = r.finish(Duration::from_secs(30));
@@ -451,7 +447,7 @@ fn produce_to_an_unreachable_endpoint_says_the_cause_once_and_fail_fast_stops() 
     let f = run_with_input(
         &env,
         &["produce", "--stream", "s", "--fail-fast"],
-        &lines(2_000),
+        lines(2_000).as_bytes(),
         Duration::from_secs(25),
     );
     assert_eq!(f.code(), Some(5), "unreachable: {f:?}");
@@ -476,6 +472,7 @@ fn produce_to_an_unreachable_endpoint_says_the_cause_once_and_fail_fast_stops() 
 fn produce_without_fail_fast_reports_the_first_failed_attempt_long_before_the_ttl() {
     let dead = closed_port();
     let env = Env::local(&dead, &dead);
+    // This test reads stderr line by line as it comes, so it spawns on its own.
     let mut child = env
         .command(&["produce", "--stream", "s", "--flush-timeout-secs", "1"])
         .stdin(Stdio::piped())
@@ -529,7 +526,7 @@ async fn a_missing_stream_fails_every_command_at_once_with_status_3_and_a_short_
     let f = run_with_input(
         &env,
         &["produce", "--stream", "nope"],
-        &lines(20_000),
+        lines(20_000).as_bytes(),
         Duration::from_secs(30),
     );
     assert_eq!(f.code(), Some(3), "{f:?}");
@@ -601,7 +598,7 @@ fn missing_region_credentials_and_endpoint_each_say_what_to_do() {
     let f = run_with_input(
         &no_creds,
         &["produce", "--stream", "s"],
-        "x\n",
+        b"x\n",
         Duration::from_secs(20),
     );
     assert_eq!(f.code(), Some(4), "{f:?}");
@@ -745,10 +742,10 @@ async fn tail_retries_a_stopped_stack_then_gives_up_with_a_clear_message() {
     }
     let stream = stack.create_stream("cat-giveup", 1).await.unwrap();
     let env = Env::stack(&stack);
-    let r = Running::start(
+    let (r, _) = Running::start(
         &env,
         &["tail", "--stream", &stream, "--give-up-after-secs", "3"],
-        Stdio::null(),
+        Io::Quiet,
     );
     std::thread::sleep(Duration::from_secs(2));
     drop(stack);
@@ -832,27 +829,12 @@ async fn produce_sends_any_bytes_and_summarises_bad_lines() {
     let stream = stack.create_stream("cat-bytes", 1).await.unwrap();
     let env = Env::stack(&stack);
     // Invalid UTF-8 is data like any other in text mode: nothing after it is lost.
-    let mut child = env
-        .command(&["produce", "--stream", &stream, "--partition-key", "k"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"ok\n\xff\xfe\x00bin\r\nafter")
-        .unwrap();
-    let stderr = collect(child.stderr.take().unwrap());
-    let f = Running {
-        child,
-        started: Instant::now(),
-        stdout: None,
-        stderr,
-    }
-    .finish(Duration::from_secs(30));
+    let f = run_with_input(
+        &env,
+        &["produce", "--stream", &stream, "--partition-key", "k"],
+        b"ok\n\xff\xfe\x00bin\r\nafter",
+        Duration::from_secs(30),
+    );
     assert_eq!(f.code(), Some(0), "{f:?}");
     assert!(f.stderr.contains("3 delivered, 0 failed"), "{}", f.stderr);
     let got: Vec<Vec<u8>> =
@@ -875,7 +857,7 @@ async fn produce_sends_any_bytes_and_summarises_bad_lines() {
     let f = run_with_input(
         &env,
         &["produce", "--stream", &stream, "--input", "json"],
-        &input,
+        input.as_bytes(),
         Duration::from_secs(30),
     );
     assert_eq!(f.code(), Some(1), "{f:?}");
@@ -902,7 +884,7 @@ async fn signals_are_heard_while_the_reader_of_stdout_is_stuck() {
     let put = run_with_input(
         &env,
         &["produce", "--stream", &stream],
-        &long,
+        long.as_bytes(),
         Duration::from_secs(60),
     );
     assert_eq!(put.code(), Some(0), "{put:?}");
@@ -911,25 +893,9 @@ async fn signals_are_heard_while_the_reader_of_stdout_is_stuck() {
         vec!["tail", "--stream", &stream, "--from", "trim-horizon"],
         vec!["consume", "--stream", &stream, "--app", &app],
     ] {
-        let mut child = env
-            .command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stuck = child.stdout.take().unwrap(); // held, never read
-        let stderr = collect(child.stderr.take().unwrap());
-        let r = Running {
-            child,
-            started: Instant::now(),
-            stdout: None,
-            stderr,
-        };
-        std::thread::sleep(Duration::from_secs(4));
-        r.signal("-INT");
-        std::thread::sleep(Duration::from_millis(500));
-        r.signal("-INT");
+        let (r, mut pipes) = Running::start(&env, &args, Io::Output);
+        let stuck = pipes.stdout.take().unwrap(); // held, never read
+        r.interrupt_twice(Duration::from_secs(4), Duration::from_millis(500));
         let f = r.finish(Duration::from_secs(15));
         drop(stuck);
         assert!(
