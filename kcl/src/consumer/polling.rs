@@ -354,7 +354,12 @@ impl Fetcher {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_kinesis::primitives::Blob;
+
     use super::*;
+
+    /// A bound to fail on instead of hanging, never a measured assertion.
+    const DEADLINE: Duration = Duration::from_secs(60);
 
     fn millis(backoff: ExponentialBuilder, n: usize) -> Vec<u64> {
         backoff
@@ -393,5 +398,54 @@ mod tests {
         let later = Instant::now();
         pacing.wait_turn().await;
         assert_eq!(later.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_polling_source_starts_at_its_sequence_number_and_stops_on_its_token() {
+        let stack = kinesis_emulators::LocalStack::builder()
+            .start_async()
+            .await
+            .unwrap();
+        let kinesis = stack.kinesis_client();
+        let stream = stack.create_stream("polling", 1).await.unwrap();
+        let mut put = Vec::new();
+        for i in 0..3 {
+            let out = kinesis
+                .put_record()
+                .stream_name(&stream)
+                .partition_key("p")
+                .data(Blob::new(format!("r{i}")))
+                .send()
+                .await
+                .unwrap();
+            put.push(out.sequence_number().to_owned());
+        }
+        let shards = kinesis
+            .list_shards()
+            .stream_name(&stream)
+            .send()
+            .await
+            .unwrap();
+        let shard = shards.shards()[0].shard_id().to_owned();
+        let config = PollingConfig {
+            idle_time_between_reads: Duration::from_millis(50),
+            ..PollingConfig::default()
+        };
+        let stop = CancellationToken::new();
+        let from = StartingPosition::AtSequence(SequenceNumber::parse(&put[1]).unwrap());
+        let mut rx = Polling::new(kinesis, stream, config).start(&shard, from, stop.clone());
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let batch = tokio::time::timeout(DEADLINE, rx.recv())
+                .await
+                .unwrap()
+                .expect("a batch");
+            assert!(batch.end.is_none());
+            got.extend(batch.records.iter().map(|r| r.sequence_number().to_owned()));
+        }
+        assert_eq!(got, put[1..]);
+        stop.cancel();
+        let after_stop = tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap();
+        assert!(after_stop.is_none());
     }
 }
