@@ -9,7 +9,8 @@
 //!    ▲          │ LeaseCoordinator: renew every failover/3; every 2×failover scan ─▶         │
 //!    │          │   take plan ─▶ take / steal ─▶ HeldLease                                   │
 //!    │          │ Dispatcher, per HeldLease whose parents reached SHARD_END:                 │
-//!    └GetRecords┤   ShardConsumer ─▶ Deaggregator ─▶ RecordProcessor ─▶ Checkpointer         │
+//!    └GetRecords┤   RecordsSource (Polling) ─▶ Batch ─▶ ShardConsumer ─▶ Deaggregator ─▶     │
+//!               │     RecordProcessor ─▶ Checkpointer                                        │
 //!               └────────────────────────────────────────────────────────────────────────────┘
 //!  HeldLease: renew, checkpoint, release ─▶ Lease's update (guard + changes)
 //!    ─▶ LeaseStore ─▶ LeaseTable ─conditional writes─▶ DynamoDB (Java KCL 2.x format)
@@ -20,7 +21,10 @@
 //! [`Checkpoint`] and [`Lease`] they read, [`InitialPosition`], [`PollingConfig`],
 //! [`Error`] and [`ConfigError`]. The building blocks under the scheduler (the lease table,
 //! the lease store seam, the coordinator, shard sync) are in [`leases`], for tools that
-//! look at or manage a lease table; the metrics' names are in [`metric_names`].
+//! look at or manage a lease table; the metrics' names are in [`metric_names`]. Each shard
+//! consumer reads its shard through a retrieval seam (a records source started at the
+//! lease's checkpoint, handing over ordered batches); polling with `GetRecords`, set by
+//! [`PollingConfig`], is the one retrieval so far.
 //!
 //! # Usage
 //! ```no_run

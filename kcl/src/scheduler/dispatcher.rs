@@ -7,7 +7,8 @@
 //!    LeaseCoordinator::held_leases, each not running, finished, lost or blocked:
 //!      parents all at SHARD_END? (LeaseStore::get_lease)
 //!        ──no / unreadable──▶ blocked until now + parent_poll_interval
-//!        ──yes──▶ spawn ShardConsumer (stops on its own token, or at once on hard_stop)
+//!        ──yes──▶ spawn ShardConsumer fed by its own Polling source (stops on its own
+//!                 token, or at once on hard_stop)
 //!  stop(timeout): every consumer's token ─▶ wait until the deadline ─▶ abort the rest
 //! ```
 
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use crate::consumer::{Exit, PollingConfig, ShardConsumer};
+use crate::consumer::{Exit, Polling, PollingConfig, ShardConsumer};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
@@ -48,13 +49,13 @@ pub(super) struct Dispatcher {
     store: Arc<dyn LeaseStore>,
     /// This worker, for logs.
     worker_id: String,
-    /// Kinesis client of every consumer.
+    /// Kinesis client of every consumer's polling source.
     kinesis: aws_sdk_kinesis::Client,
     /// The stream.
     stream: String,
     /// Makes each consumer's processor.
     factory: Arc<dyn RecordProcessorFactory>,
-    /// Polling settings of every consumer.
+    /// Polling settings of every consumer's source.
     polling: PollingConfig,
     /// The timestamp of an `AT_TIMESTAMP` start.
     at_timestamp: Option<SystemTime>,
@@ -205,11 +206,13 @@ impl Dispatcher {
     fn start(&mut self, key: String, held: Arc<HeldLease>) {
         let shutdown = self.hard_stop.child_token();
         let consumer = ShardConsumer {
-            kinesis: self.kinesis.clone(),
-            stream: self.stream.clone(),
+            source: Box::new(Polling::new(
+                self.kinesis.clone(),
+                self.stream.clone(),
+                self.polling.clone(),
+            )),
             held: held.clone(),
             processor: self.factory.create_processor(&key),
-            polling: self.polling.clone(),
             at_timestamp: self.at_timestamp,
             shutdown: shutdown.clone(),
             shard_ended: self.shard_ended.clone(),

@@ -1,0 +1,21 @@
+//! [`Batch`]: what a [`RecordsSource`](super::RecordsSource) hands a shard consumer.
+//!
+//! ```text
+//!  source ──Batch { records, millis_behind_latest, end: None }──▶ … ──▶ consumer
+//!         ──Batch { records (maybe none), end: Some(children) }──▶ last; the channel closes
+//! ```
+
+use aws_sdk_kinesis::types::{ChildShard, Record};
+
+/// Kinesis records of one shard, in order, as one retrieval call (a `GetRecords` response,
+/// or a `SubscribeToShard` event) returned them.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Kinesis records, in the shard's order, not yet taken apart (aggregates whole).
+    pub(crate) records: Vec<Record>,
+    /// How far behind the tip of the shard the call was, for the consumer's lag gauge.
+    pub(crate) millis_behind_latest: Option<i64>,
+    /// Set on the last batch of a finished shard, with its children (perhaps none known):
+    /// the consumer then asks the processor to checkpoint the shard end.
+    pub(crate) end: Option<Vec<ChildShard>>,
+}

@@ -1,0 +1,34 @@
+//! Shard consumers: one per held lease, each fed by a [`RecordsSource`] and feeding one
+//! [`RecordProcessor`](crate::RecordProcessor).
+//!
+//! ```text
+//!  Dispatcher (per held lease) ─▶ ShardConsumer { source: Box<dyn RecordsSource>, processor, … }
+//!
+//!  RecordsSource (the retrieval seam)                ShardConsumer (lifecycle)
+//!  start(shard, StartingPosition, stop) ─┐           lease checkpoint ─▶ StartingPosition
+//!    Polling: GetShardIterator /         │ bounded   user_records: deaggregate, range filter,
+//!      GetRecords, paced, prefetching    ├─▶ mpsc ──▶  drop ≤ start checkpoint (sub-sequence)
+//!    (fan-out would: SubscribeToShard,   │ Batch     ─▶ RecordProcessor: initialize,
+//!      resubscribed after what it has    │             process_records, shard_ended,
+//!      itself delivered)                 ┘             lease_lost, shutdown_requested
+//! ```
+//!
+//! The parts, each in its own file: the seam ([`RecordsSource`], its [`Batch`] and
+//! [`StartingPosition`]), [`Polling`] with its [`PollingConfig`], the record splitting
+//! (`user_records`, pure), and the [`ShardConsumer`], which reads only from the seam and
+//! does not know which retrieval fed it. Data flows one way: a source is told where to
+//! start once, and after that only hands batches on.
+
+mod batch;
+mod polling;
+mod records_source;
+mod shard_consumer;
+mod starting_position;
+mod user_records;
+
+pub(crate) use batch::Batch;
+pub(crate) use polling::Polling;
+pub use polling::PollingConfig;
+pub(crate) use records_source::RecordsSource;
+pub(crate) use shard_consumer::{Exit, ShardConsumer};
+pub(crate) use starting_position::StartingPosition;

@@ -1,0 +1,566 @@
+//! [`ShardConsumer`]: one per held lease, feeding one [`RecordProcessor`] from a
+//! [`RecordsSource`] it does not otherwise know.
+//!
+//! ```text
+//!  lease: checkpoint ─▶ StartingPosition ─▶ source.start ─▶ Receiver<Batch>
+//!  initialize(checkpoint, pending)
+//!  each batch ─▶ millis_behind_latest gauge
+//!             ─▶ user_records: deaggregate + range filter, drop ≤ start checkpoint
+//!                (sub-sequence aware); the batch end goes to the Checkpointer
+//!             ─▶ process_records(records, checkpointer)
+//!  end-of-shard batch ─▶ child leases ─▶ shard_ended ─▶ SHARD_END ─▶ wake shard sync
+//!                        (asked again, 500 ms doubling to 30 s, until it checkpoints)
+//!  lease lost ──────▶ lease_lost          channel closed without end ─▶ lease_lost
+//!  graceful stop ───▶ shutdown_requested
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesis::types::ChildShard;
+use backon::{ExponentialBuilder, RetryableWithContext};
+use kinesis_agg::{Deaggregator, HashKeyRange};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::user_records::{user_records, UserRecords};
+use super::{RecordsSource, StartingPosition};
+use crate::checkpointer::Checkpointer;
+use crate::leases::HeldLease;
+use crate::leases::ShardSync;
+use crate::metric_names as m;
+use crate::processor::{
+    InitializationInput, LeaseLostInput, ProcessRecordsInput, RecordProcessor, ShardEndedInput,
+    ShutdownRequestedInput,
+};
+
+/// Why a shard consumer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// The shard is finished and `SHARD_END` is checkpointed.
+    ShardEnded,
+    /// The lease was lost.
+    LeaseLost,
+    /// Graceful shutdown.
+    Shutdown,
+}
+
+/// Everything a shard consumer needs; built by the scheduler.
+pub(crate) struct ShardConsumer {
+    /// Where the records come from (polling, or any other retrieval); started once, at
+    /// the lease's checkpoint.
+    pub(crate) source: Box<dyn RecordsSource>,
+    /// The lease, for this tenure: what to read, and where checkpoints are written.
+    pub(crate) held: Arc<HeldLease>,
+    /// The user's processor.
+    pub(crate) processor: Box<dyn RecordProcessor>,
+    /// The timestamp for an `AT_TIMESTAMP` start: the source's starting position when the
+    /// lease holds that sentinel.
+    pub(crate) at_timestamp: Option<SystemTime>,
+    /// Graceful shutdown of this consumer.
+    pub(crate) shutdown: CancellationToken,
+    /// Woken after a `SHARD_END` checkpoint.
+    pub(crate) shard_ended: Arc<Notify>,
+    /// Creates the child leases the source reports at the shard end.
+    pub(crate) shard_sync: ShardSync,
+}
+
+impl ShardConsumer {
+    /// Runs until the shard ends, the lease is lost, or shutdown.
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the consumer abruptly (its source's task too): the processor
+    /// gets no last call, and records after the last checkpoint are delivered again to the
+    /// next tenure; a checkpoint already sent may still land.
+    pub(crate) async fn run(self) -> Exit {
+        let lease = self.held.lease().await;
+        let span = tracing::info_span!("shard_consumer", shard = %lease.lease_key);
+        self.run_inner(lease).instrument(span).await
+    }
+
+    async fn run_inner(mut self, lease: crate::Lease) -> Exit {
+        let shard_id = lease.lease_key.clone();
+        let start = lease.checkpoint.clone();
+        if start.is_shard_end() {
+            // Finished by an earlier owner; nothing to deliver.
+            self.shard_ended.notify_one();
+            return Exit::ShardEnded;
+        }
+        let checkpointer = Checkpointer::new(
+            self.held.clone(),
+            shard_id.clone(),
+            start.clone(),
+            self.shard_ended.clone(),
+        );
+        self.processor
+            .initialize(InitializationInput {
+                shard_id: shard_id.clone(),
+                checkpoint: start.clone(),
+                pending_checkpoint: lease.pending_checkpoint.clone(),
+                pending_checkpoint_state: lease.pending_checkpoint_state.clone(),
+            })
+            .await;
+
+        let stop_source = CancellationToken::new();
+        let _stop_guard = stop_source.clone().drop_guard();
+        let mut rx = self.source.start(
+            &shard_id,
+            StartingPosition::from_checkpoint(&start, self.at_timestamp),
+            stop_source,
+        );
+        let deagg = match lease.hash_key_range {
+            Some(range) => Deaggregator::new().with_shard_range(range),
+            None => Deaggregator::new().with_shard_range(HashKeyRange::ALL),
+        };
+        let shard_label = shard_id.clone();
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = self.held.lost.cancelled() => {
+                    self.processor.lease_lost(LeaseLostInput::default()).await;
+                    return Exit::LeaseLost;
+                }
+                _ = self.shutdown.cancelled() => {
+                    self.processor
+                        .shutdown_requested(ShutdownRequestedInput { checkpointer: checkpointer.clone() })
+                        .await;
+                    return Exit::Shutdown;
+                }
+                b = rx.recv() => b,
+            };
+            let Some(batch) = batch else {
+                // A source only stops on its own at a shard end, which it reports first.
+                tracing::error!("record source stopped unexpectedly");
+                self.processor.lease_lost(LeaseLostInput::default()).await;
+                return Exit::LeaseLost;
+            };
+            if let Some(ms) = batch.millis_behind_latest {
+                ::metrics::gauge!(m::MILLIS_BEHIND_LATEST, "shard" => shard_label.clone())
+                    .set(ms as f64);
+            }
+            let UserRecords {
+                records,
+                last,
+                dropped_outside_range,
+            } = user_records(&deagg, &start, batch.records);
+            if dropped_outside_range > 0 {
+                ::metrics::counter!(m::RECORDS_DROPPED_OUT_OF_RANGE, "shard" => shard_label.clone())
+                    .increment(dropped_outside_range as u64);
+            }
+            if let Some((seq, sub)) = last {
+                checkpointer.set_batch_end(seq, sub);
+            }
+            if !records.is_empty() {
+                ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => shard_label.clone())
+                    .increment(records.len() as u64);
+                self.processor
+                    .process_records(ProcessRecordsInput {
+                        records,
+                        millis_behind_latest: batch.millis_behind_latest,
+                        checkpointer: checkpointer.clone(),
+                    })
+                    .await;
+            }
+            if let Some(children) = batch.end {
+                return self.finish_shard(&checkpointer, children).await;
+            }
+        }
+    }
+
+    /// Hands the shard end to the processor until it checkpoints `SHARD_END`: asked again
+    /// after [`shard_end_backoff`]'s delays, a pause cut short when the lease is lost
+    /// (`lease_lost`) or shutdown is requested (the consumer stops).
+    async fn finish_shard(self, checkpointer: &Checkpointer, children: Vec<ChildShard>) -> Exit {
+        if !children.is_empty() {
+            if let Err(e) = self.shard_sync.create_child_leases(&children).await {
+                tracing::warn!(error = %e, "creating child leases failed; shard sync will");
+            }
+        }
+        checkpointer.set_shard_end(children.iter().map(|c| c.shard_id().to_owned()).collect());
+        let ShardConsumer {
+            processor,
+            held,
+            shutdown,
+            ..
+        } = self;
+        let mut first = true;
+        let ask = {
+            let (held, shutdown, checkpointer) =
+                (held.clone(), shutdown.clone(), checkpointer.clone());
+            move |mut processor: Box<dyn RecordProcessor>| {
+                let again = !std::mem::replace(&mut first, false);
+                let (held, shutdown, checkpointer) =
+                    (held.clone(), shutdown.clone(), checkpointer.clone());
+                async move {
+                    // A pause cut short by a shutdown: stop asking.
+                    if again && shutdown.is_cancelled() {
+                        return (processor, Ok(Exit::Shutdown));
+                    }
+                    if held.is_lost() {
+                        processor.lease_lost(LeaseLostInput::default()).await;
+                        return (processor, Ok(Exit::LeaseLost));
+                    }
+                    processor
+                        .shard_ended(ShardEndedInput {
+                            checkpointer: checkpointer.clone(),
+                        })
+                        .await;
+                    let exit = if checkpointer.last_checkpoint().is_shard_end() {
+                        Ok(Exit::ShardEnded)
+                    } else {
+                        Err(NotCheckpointed)
+                    };
+                    (processor, exit)
+                }
+            }
+        };
+        let pause = move |delay| {
+            let (lost, shutdown) = (held.lost.clone(), shutdown.clone());
+            async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = lost.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        };
+        let (_, exit) = ask
+            .retry(shard_end_backoff())
+            .sleep(pause)
+            .notify(|_: &NotCheckpointed, _| {
+                tracing::error!(
+                    "the record processor returned from shard_ended without checkpointing; \
+                     the shard's children cannot start until it does; asking again"
+                );
+            })
+            .context(processor)
+            .await;
+        match exit {
+            Ok(Exit::ShardEnded) => {
+                tracing::info!("shard ended");
+                Exit::ShardEnded
+            }
+            Ok(other) => other,
+            Err(NotCheckpointed) => unreachable!("the processor is asked again without end"),
+        }
+    }
+}
+
+/// A processor returned from `shard_ended` without checkpointing `SHARD_END`.
+#[derive(Debug)]
+struct NotCheckpointed;
+
+/// Pauses before asking a processor again to checkpoint its shard end: 500 ms doubling
+/// up to 30 s, without end.
+fn shard_end_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use backon::BackoffBuilder;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::checkpoint::{Checkpoint, SequenceNumber};
+    use crate::consumer::{Batch, Polling, PollingConfig};
+    use crate::initial_position::InitialPosition;
+    use crate::leases::{LeaseConfig, LeaseCoordinator, LeaseStore, MemoryLeaseStore};
+    use crate::processor::KinesisClientRecord;
+    use crate::Lease;
+
+    /// Checkpoints the shard end at its `checkpoint_on`-th `shard_ended` (never if 0).
+    struct Stubborn {
+        /// `shard_ended` calls so far.
+        asks: Arc<AtomicUsize>,
+        /// The call that checkpoints.
+        checkpoint_on: usize,
+        /// Set by `lease_lost`.
+        lost: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl RecordProcessor for Stubborn {
+        async fn initialize(&mut self, _: InitializationInput) {}
+        async fn process_records(&mut self, _: ProcessRecordsInput) {}
+        async fn lease_lost(&mut self, _: LeaseLostInput) {
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        async fn shard_ended(&mut self, input: ShardEndedInput) {
+            let n = self.asks.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.checkpoint_on {
+                input.checkpointer.checkpoint().await.unwrap();
+            }
+        }
+    }
+
+    /// A consumer of lease "s" held in a memory store, at its shard end, with a
+    /// [`Stubborn`] processor; its asks and lease-lost flag.
+    async fn at_shard_end(
+        checkpoint_on: usize,
+    ) -> (
+        ShardConsumer,
+        Checkpointer,
+        Arc<AtomicUsize>,
+        Arc<AtomicBool>,
+    ) {
+        let store = Arc::new(MemoryLeaseStore::new());
+        let lease = Lease::new("s", Checkpoint::TrimHorizon);
+        store.create_lease_if_not_exists(&lease).await.unwrap();
+        let coordinator = LeaseCoordinator::new(store.clone(), "w", LeaseConfig::default());
+        coordinator.take_leases().await.unwrap();
+        let held = coordinator.held_lease("s").unwrap();
+        let kinesis = aws_sdk_kinesis::Client::from_conf(
+            aws_sdk_kinesis::Config::builder()
+                .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let (asks, lost) = (Arc::default(), Arc::<AtomicBool>::default());
+        let shard_ended = Arc::new(Notify::new());
+        let checkpointer = Checkpointer::new(
+            held.clone(),
+            "s".into(),
+            Checkpoint::TrimHorizon,
+            shard_ended.clone(),
+        );
+        let consumer = ShardConsumer {
+            shard_sync: ShardSync::new(
+                kinesis.clone(),
+                "stream",
+                store,
+                InitialPosition::TrimHorizon,
+            ),
+            source: Box::new(Polling::new(kinesis, "stream", PollingConfig::default())),
+            held,
+            processor: Box::new(Stubborn {
+                asks: Arc::clone(&asks),
+                checkpoint_on,
+                lost: Arc::clone(&lost),
+            }),
+            at_timestamp: None,
+            shutdown: CancellationToken::new(),
+            shard_ended,
+        };
+        (consumer, checkpointer, asks, lost)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_end_is_asked_for_again_until_checkpointed() {
+        let (consumer, checkpointer, asks, _) = at_shard_end(3).await;
+        let start = Instant::now();
+        let exit = consumer.finish_shard(&checkpointer, Vec::new()).await;
+        assert_eq!(exit, Exit::ShardEnded);
+        assert_eq!(asks.load(Ordering::SeqCst), 3);
+        assert_eq!(start.elapsed(), Duration::from_millis(500 + 1_000));
+        assert!(checkpointer.last_checkpoint().is_shard_end());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_cuts_the_pause_short_and_stops_asking() {
+        let (consumer, checkpointer, asks, lost) = at_shard_end(0).await;
+        let shutdown = consumer.shutdown.clone();
+        let finishing =
+            tokio::spawn(async move { consumer.finish_shard(&checkpointer, Vec::new()).await });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // Asked at 0, 0.5, 1.5, 3.5 and 7.5 s.
+        assert_eq!(asks.load(Ordering::SeqCst), 5);
+        let asked = Instant::now();
+        shutdown.cancel();
+        assert_eq!(finishing.await.unwrap(), Exit::Shutdown);
+        assert_eq!(asked.elapsed(), Duration::ZERO);
+        assert_eq!(asks.load(Ordering::SeqCst), 5);
+        assert!(!lost.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_cuts_the_pause_short_and_tells_the_processor() {
+        let (consumer, checkpointer, asks, lost) = at_shard_end(0).await;
+        let held = consumer.held.clone();
+        let finishing =
+            tokio::spawn(async move { consumer.finish_shard(&checkpointer, Vec::new()).await });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        held.lost.cancel();
+        assert_eq!(finishing.await.unwrap(), Exit::LeaseLost);
+        assert!(lost.load(Ordering::SeqCst));
+        assert_eq!(asks.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn shard_end_asks_back_off_without_end() {
+        let millis: Vec<u64> = shard_end_backoff()
+            .build()
+            .take(9)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(
+            millis,
+            vec![500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
+        );
+    }
+
+    /// A source that hands over batches given in advance, then closes its channel; notes
+    /// where it was asked to start.
+    #[derive(Debug)]
+    struct Scripted {
+        /// The batches, taken by the one `start`.
+        batches: Mutex<Vec<Batch>>,
+        /// The shard and position `start` was given.
+        asked: Arc<Mutex<Option<(String, StartingPosition)>>>,
+    }
+
+    impl RecordsSource for Scripted {
+        fn start(
+            &self,
+            shard_id: &str,
+            from: StartingPosition,
+            _stop: CancellationToken,
+        ) -> mpsc::Receiver<Batch> {
+            *self.asked.lock().unwrap() = Some((shard_id.to_owned(), from));
+            let batches = std::mem::take(&mut *self.batches.lock().unwrap());
+            let (tx, rx) = mpsc::channel(batches.len().max(1));
+            for b in batches {
+                tx.try_send(b).unwrap();
+            }
+            rx
+        }
+    }
+
+    /// Notes the records it gets and whether its lease was lost; checkpoints the shard end.
+    struct Recorder {
+        /// (sequence number, sub-sequence) of every record processed.
+        got: Arc<Mutex<Vec<(String, u64)>>>,
+        /// Set by `lease_lost`.
+        lost: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl RecordProcessor for Recorder {
+        async fn initialize(&mut self, _: InitializationInput) {}
+        async fn process_records(&mut self, input: ProcessRecordsInput) {
+            let got = input
+                .records
+                .iter()
+                .map(|r: &KinesisClientRecord| (r.sequence_number.clone(), r.sub_sequence_number));
+            self.got.lock().unwrap().extend(got);
+        }
+        async fn lease_lost(&mut self, _: LeaseLostInput) {
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        async fn shard_ended(&mut self, input: ShardEndedInput) {
+            input.checkpointer.checkpoint().await.unwrap();
+        }
+    }
+
+    fn kinesis_record(seq: &str) -> aws_sdk_kinesis::types::Record {
+        aws_sdk_kinesis::types::Record::builder()
+            .sequence_number(seq)
+            .partition_key("p")
+            .data(aws_sdk_kinesis::primitives::Blob::new(b"x".to_vec()))
+            .build()
+            .unwrap()
+    }
+
+    /// What a consumer of lease "s" at `checkpoint`, fed `batches`, did: its exit, where
+    /// its source was asked to start, the records processed, whether the lease was lost,
+    /// and the lease's checkpoint afterwards.
+    async fn consume(
+        checkpoint: Checkpoint,
+        batches: Vec<Batch>,
+    ) -> (
+        Exit,
+        Option<(String, StartingPosition)>,
+        Vec<(String, u64)>,
+        bool,
+        Checkpoint,
+    ) {
+        let store = Arc::new(MemoryLeaseStore::new());
+        store
+            .create_lease_if_not_exists(&Lease::new("s", checkpoint))
+            .await
+            .unwrap();
+        let coordinator = LeaseCoordinator::new(store.clone(), "w", LeaseConfig::default());
+        coordinator.take_leases().await.unwrap();
+        let held = coordinator.held_lease("s").unwrap();
+        let kinesis = aws_sdk_kinesis::Client::from_conf(
+            aws_sdk_kinesis::Config::builder()
+                .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let asked = Arc::default();
+        let (got, lost) = (Arc::default(), Arc::<AtomicBool>::default());
+        let consumer = ShardConsumer {
+            source: Box::new(Scripted {
+                batches: Mutex::new(batches),
+                asked: Arc::clone(&asked),
+            }),
+            held: held.clone(),
+            processor: Box::new(Recorder {
+                got: Arc::clone(&got),
+                lost: Arc::clone(&lost),
+            }),
+            at_timestamp: None,
+            shutdown: CancellationToken::new(),
+            shard_ended: Arc::new(Notify::new()),
+            shard_sync: ShardSync::new(kinesis, "stream", store, InitialPosition::TrimHorizon),
+        };
+        let exit = consumer.run().await;
+        let asked = asked.lock().unwrap().take();
+        let got = got.lock().unwrap().clone();
+        let checkpoint = held.lease().await.checkpoint;
+        (exit, asked, got, lost.load(Ordering::SeqCst), checkpoint)
+    }
+
+    #[tokio::test]
+    async fn the_consumer_reads_only_from_its_source_from_the_checkpoint_to_the_end() {
+        let batches = vec![
+            Batch {
+                records: ["100", "200", "300"].map(kinesis_record).into(),
+                millis_behind_latest: Some(5),
+                end: None,
+            },
+            Batch {
+                records: vec![kinesis_record("400")],
+                millis_behind_latest: Some(0),
+                end: Some(Vec::new()),
+            },
+        ];
+        let (exit, asked, got, lost, checkpoint) =
+            consume(Checkpoint::at("200", 0).unwrap(), batches).await;
+        assert_eq!(exit, Exit::ShardEnded);
+        assert_eq!(
+            asked,
+            Some((
+                "s".into(),
+                StartingPosition::AtSequence(SequenceNumber::parse("200").unwrap())
+            ))
+        );
+        assert_eq!(got, vec![("300".into(), 0), ("400".into(), 0)]);
+        assert!(!lost);
+        assert!(checkpoint.is_shard_end());
+    }
+
+    #[tokio::test]
+    async fn a_source_that_stops_without_a_shard_end_loses_the_lease() {
+        let batches = vec![Batch {
+            records: vec![kinesis_record("1")],
+            millis_behind_latest: None,
+            end: None,
+        }];
+        let (exit, asked, got, lost, checkpoint) = consume(Checkpoint::TrimHorizon, batches).await;
+        assert_eq!(exit, Exit::LeaseLost);
+        assert_eq!(asked, Some(("s".into(), StartingPosition::TrimHorizon)));
+        assert_eq!(got, vec![("1".into(), 0)]);
+        assert!(lost);
+        assert_eq!(checkpoint, Checkpoint::TrimHorizon);
+    }
+}
