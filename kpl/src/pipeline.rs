@@ -593,18 +593,42 @@ impl Pipeline {
         }
     }
 
+    /// Settles every record whose TTL has run out: queued ones fail; so do records parked
+    /// for a re-send after a wrong-shard landing. A record Kinesis accepted into a shard
+    /// whose hash range could not be checked yet (no shard map) is delivered: it is in
+    /// the stream, and its handle must not wait for a map that may never load.
     fn expire(&mut self, now: Instant) {
         let ttl = self.config.record_ttl;
         let mut expired = Vec::new();
+        let mut unchecked = Vec::new();
         for stream in self.streams.values_mut() {
             for q in stream.shards.values_mut() {
                 while q.records.front().is_some_and(|i| now >= i.put_at + ttl) {
                     expired.push(q.pop_front().expect("front exists"));
                 }
             }
+            let (old, parked) = std::mem::take(&mut stream.parked)
+                .into_iter()
+                .partition(|i| now >= i.put_at + ttl);
+            stream.parked = parked;
+            expired.extend::<Vec<Item>>(old);
+            let (old, waiting) = std::mem::take(&mut stream.unverified)
+                .into_iter()
+                .partition(|(_, _, _, i)| now >= i.put_at + ttl);
+            stream.unverified = waiting;
+            unchecked.extend(old.into_iter().map(|u| (stream.name.clone(), u)));
         }
         for item in expired {
             self.fail(item, FailureReason::Expired { ttl });
+        }
+        for (name, (shard_id, seq, sub, item)) in unchecked {
+            tracing::warn!(
+                stream = %name,
+                shard = %shard_id,
+                "record delivered into a shard whose hash range could not be checked (no shard map within the record TTL); readers that filter by range may skip it"
+            );
+            let d = delivered(&name, shard_id, seq, sub, true, item.calls);
+            self.deliver(item, d);
         }
     }
 
@@ -933,6 +957,14 @@ impl Pipeline {
         for s in self.streams.values() {
             if !s.refreshing {
                 consider(s.next_refresh);
+            }
+            // Records outside the shard queues also settle at their TTL.
+            for i in s
+                .parked
+                .iter()
+                .chain(s.unverified.iter().map(|(_, _, _, i)| i))
+            {
+                consider(i.put_at + ttl);
             }
             let stream_blocked = ordered && retired_in_flight(s);
             for (key, q) in &s.shards {
@@ -2366,5 +2398,81 @@ mod tests {
         let batch = p.collect(&stream(), Instant::now()).unwrap();
         assert_eq!(batch[0].predicted.as_deref(), Some("shard-hi"));
         assert_eq!(batch[0].items[0].attempts[0].code, WRONG_SHARD);
+    }
+
+    #[tokio::test]
+    async fn records_held_outside_the_queues_settle_at_their_ttl_without_a_new_map() {
+        let mut p = mapped(Config::default());
+        let map = two_shards();
+        let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+        let lo = keys
+            .iter()
+            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-lo"))
+            .unwrap();
+        let hi = keys
+            .iter()
+            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-hi"))
+            .unwrap();
+        // One aggregate lands in a shard the map does not know (unverified), another in
+        // shard-lo although its key is shard-hi's (parked for a re-send). The map is then
+        // never loaded again.
+        // Two records each: the first user record of an aggregate routes it and is always
+        // where it belongs; the second is the one whose shard is in doubt.
+        let _first = put(&mut p, lo, 10);
+        let mut unknown = put(&mut p, lo, 10);
+        let (tx, _done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        let landed = |shard: &str, seq: &str| {
+            PutRecordsResultEntry::builder()
+                .shard_id(shard)
+                .sequence_number(seq)
+                .build()
+        };
+        p.on_call_done(
+            stream(),
+            batch,
+            CallResult::Ok(vec![landed("shard-new", "8")]),
+        );
+        // A stale one-shard map packs keys of both halves into one aggregate; it lands in
+        // shard-lo, which (by the current map) does not own the second.
+        p.streams.get_mut("s").unwrap().map = Some(Arc::new(ShardMap::from_shards(vec![(
+            "shard-lo".to_string(),
+            HashKeyRange::ALL,
+            true,
+        )])));
+        let _first_lo = put(&mut p, lo, 10);
+        let mut misrouted = put(&mut p, hi, 10);
+        let (tx, _done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 1);
+        p.streams.get_mut("s").unwrap().map = Some(Arc::new(two_shards()));
+        p.on_call_done(
+            stream(),
+            batch,
+            CallResult::Ok(vec![landed("shard-lo", "9")]),
+        );
+        assert!(unknown.try_recv().is_err() && misrouted.try_recv().is_err());
+        let ttl = p.config.record_ttl;
+        let wake = p
+            .next_wake(Instant::now())
+            .expect("a wake-up for the held records");
+        assert!(
+            wake <= Instant::now() + ttl,
+            "woken by their TTL at the latest"
+        );
+        p.expire(Instant::now() + ttl + Duration::from_millis(1));
+        let d = unknown
+            .try_recv()
+            .unwrap()
+            .expect("in the stream: delivered");
+        assert_eq!((&*d.shard_id, &*d.sequence_number), ("shard-new", "8"));
+        let f = misrouted
+            .try_recv()
+            .unwrap()
+            .expect_err("never re-sent: failed");
+        assert_eq!(f.reason, FailureReason::Expired { ttl });
+        assert_eq!(f.last_attempt().map(|a| a.code.as_str()), Some(WRONG_SHARD));
     }
 }
