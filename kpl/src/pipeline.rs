@@ -1718,6 +1718,18 @@ mod tests {
     }
 
     /// A pipeline with stream "s" mapped to two shards.
+    /// A partition key of each shard of [`two_shards`]: (shard-lo's, shard-hi's).
+    fn keys_of_both_halves() -> (String, String) {
+        let map = two_shards();
+        let of = |shard: &str| {
+            (0..100)
+                .map(|i| format!("k{i}"))
+                .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some(shard))
+                .expect("a key in each half")
+        };
+        (of("shard-lo"), of("shard-hi"))
+    }
+
     fn mapped(config: Config) -> Pipeline {
         let mut p = pipeline(config);
         p.stream_state("s");
@@ -2343,7 +2355,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn aggregated_records_outside_the_landing_shard_are_resent() {
         let mut p = mapped(Config::default());
-        let map = two_shards();
         // Two keys of different shards forced into one aggregate through a stale map
         // that has a single shard.
         p.on_shard_map(
@@ -2354,15 +2365,7 @@ mod tests {
                 true,
             )])),
         );
-        let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
-        let lo = keys
-            .iter()
-            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-lo"))
-            .unwrap();
-        let hi = keys
-            .iter()
-            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-hi"))
-            .unwrap();
+        let (lo, hi) = &keys_of_both_halves();
         let mut first = put(&mut p, lo, 10);
         let mut second = put(&mut p, hi, 10);
         let (tx, _done) = oneshot::channel();
@@ -2403,16 +2406,7 @@ mod tests {
     #[tokio::test]
     async fn records_held_outside_the_queues_settle_at_their_ttl_without_a_new_map() {
         let mut p = mapped(Config::default());
-        let map = two_shards();
-        let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
-        let lo = keys
-            .iter()
-            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-lo"))
-            .unwrap();
-        let hi = keys
-            .iter()
-            .find(|k| map.predict(HashKey::from_partition_key(k)).map(|s| &**s) == Some("shard-hi"))
-            .unwrap();
+        let (lo, hi) = &keys_of_both_halves();
         // One aggregate lands in a shard the map does not know (unverified), another in
         // shard-lo although its key is shard-hi's (parked for a re-send). The map is then
         // never loaded again.
