@@ -304,6 +304,31 @@ mod tests {
         }
     }
 
+    /// Lease "s" at `checkpoint`, created in a memory store and taken by worker "w"; with
+    /// a Kinesis client that is never called (no endpoint).
+    async fn held_in_memory(
+        checkpoint: Checkpoint,
+    ) -> (
+        Arc<MemoryLeaseStore>,
+        Arc<HeldLease>,
+        aws_sdk_kinesis::Client,
+    ) {
+        let store = Arc::new(MemoryLeaseStore::new());
+        store
+            .create_lease_if_not_exists(&Lease::new("s", checkpoint))
+            .await
+            .unwrap();
+        let coordinator = LeaseCoordinator::new(store.clone(), "w", LeaseConfig::default());
+        coordinator.take_leases().await.unwrap();
+        let held = coordinator.held_lease("s").unwrap();
+        let kinesis = aws_sdk_kinesis::Client::from_conf(
+            aws_sdk_kinesis::Config::builder()
+                .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+                .build(),
+        );
+        (store, held, kinesis)
+    }
+
     /// A consumer of lease "s" held in a memory store, at its shard end, with a
     /// [`Stubborn`] processor; its asks and lease-lost flag.
     async fn at_shard_end(
@@ -314,17 +339,7 @@ mod tests {
         Arc<AtomicUsize>,
         Arc<AtomicBool>,
     ) {
-        let store = Arc::new(MemoryLeaseStore::new());
-        let lease = Lease::new("s", Checkpoint::TrimHorizon);
-        store.create_lease_if_not_exists(&lease).await.unwrap();
-        let coordinator = LeaseCoordinator::new(store.clone(), "w", LeaseConfig::default());
-        coordinator.take_leases().await.unwrap();
-        let held = coordinator.held_lease("s").unwrap();
-        let kinesis = aws_sdk_kinesis::Client::from_conf(
-            aws_sdk_kinesis::Config::builder()
-                .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-                .build(),
-        );
+        let (store, held, kinesis) = held_in_memory(Checkpoint::TrimHorizon).await;
         let (asks, lost) = (Arc::default(), Arc::<AtomicBool>::default());
         let shard_ended = Arc::new(Notify::new());
         let checkpointer = Checkpointer::new(
@@ -483,19 +498,7 @@ mod tests {
         bool,
         Checkpoint,
     ) {
-        let store = Arc::new(MemoryLeaseStore::new());
-        store
-            .create_lease_if_not_exists(&Lease::new("s", checkpoint))
-            .await
-            .unwrap();
-        let coordinator = LeaseCoordinator::new(store.clone(), "w", LeaseConfig::default());
-        coordinator.take_leases().await.unwrap();
-        let held = coordinator.held_lease("s").unwrap();
-        let kinesis = aws_sdk_kinesis::Client::from_conf(
-            aws_sdk_kinesis::Config::builder()
-                .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-                .build(),
-        );
+        let (store, held, kinesis) = held_in_memory(checkpoint).await;
         let asked = Arc::default();
         let (got, lost) = (Arc::default(), Arc::<AtomicBool>::default());
         let consumer = ShardConsumer {

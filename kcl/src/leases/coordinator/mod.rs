@@ -384,18 +384,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn balances_every_fleet_size() {
-        for (n_workers, shards) in [
-            (1, 1),
-            (1, 500),
-            (2, 1),
-            (2, 8),
-            (3, 8),
-            (4, 37),
-            (7, 3),
-            (10, 100),
-            (50, 500),
-            (50, 51),
-        ] {
+        for (n_workers, shards) in take_plan::tests::FLEETS {
             let store = table(shards).await;
             let ws = workers(&store, n_workers);
             let mut rounds = 0;

@@ -128,9 +128,24 @@ pub(crate) fn plan_take<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::checkpoint::Checkpoint;
+
+    /// (workers, shards) of the fleets balance is checked for, by the pure plan here and
+    /// by the coordinator against a lease store.
+    pub(in crate::leases::coordinator) const FLEETS: [(usize, usize); 10] = [
+        (1, 1),
+        (1, 500),
+        (2, 1),
+        (2, 8),
+        (3, 8),
+        (4, 37),
+        (7, 3),
+        (10, 100),
+        (50, 500),
+        (50, 51),
+    ];
 
     /// `n` leases, owned as `owners` says (`None`: unowned), keys in order.
     fn table(owners: &[Option<&str>]) -> Vec<Lease> {
@@ -209,18 +224,7 @@ mod tests {
     #[test]
     fn fleets_of_every_size_settle_balanced() {
         let config = LeaseConfig::default();
-        for (workers, shards) in [
-            (1, 1),
-            (1, 500),
-            (2, 1),
-            (2, 8),
-            (3, 8),
-            (4, 37),
-            (7, 3),
-            (10, 100),
-            (50, 500),
-            (50, 51),
-        ] {
+        for (workers, shards) in FLEETS {
             let mut leases = table(&vec![None; shards]);
             settle(&mut leases, workers, &config);
             let mut counts: HashMap<String, usize> = HashMap::new();
