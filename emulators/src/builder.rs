@@ -49,6 +49,9 @@ pub struct LocalStackBuilder {
     /// How long embedded ferrokinesis keeps shard iterators valid; tests of iterator expiry
     /// shorten it.
     pub(crate) iterator_ttl: Duration,
+    /// How long embedded ferrokinesis keeps a `SubscribeToShard` subscription open; tests
+    /// of fan-out renewal shorten it.
+    pub(crate) subscribe_session: Duration,
     /// Fixed port for a local Kinesis server (0 = any free port), for `kinesis-cat local`.
     pub(crate) kinesis_port: u16,
     /// Fixed port for a local DynamoDB server (0 = any free port), for `kinesis-cat local`.
@@ -67,6 +70,7 @@ impl Default for LocalStackBuilder {
             backend: Backend::Embedded,
             enforce_limits: false,
             iterator_ttl: Duration::from_secs(300),
+            subscribe_session: Duration::from_secs(300),
             kinesis_port: 0,
             dynamodb_port: 0,
             overrides: OverrideSource::ProcessEnv,
@@ -102,6 +106,15 @@ impl LocalStackBuilder {
     /// Default: 300 seconds, as in real Kinesis.
     pub fn with_iterator_ttl(mut self, ttl: Duration) -> Self {
         self.iterator_ttl = ttl;
+        self
+    }
+
+    /// Sets how long embedded ferrokinesis keeps a `SubscribeToShard` subscription open
+    /// before ending it (at least one millisecond).
+    ///
+    /// Default: 300 seconds, as in real Kinesis.
+    pub fn with_subscribe_session(mut self, session: Duration) -> Self {
+        self.subscribe_session = session;
         self
     }
 
@@ -195,6 +208,7 @@ mod tests {
         assert_eq!(Backend::default(), Backend::Embedded);
         assert!(!b.enforce_limits);
         assert_eq!(b.iterator_ttl, Duration::from_secs(300));
+        assert_eq!(b.subscribe_session, Duration::from_secs(300));
         assert_eq!(b.kinesis_port, 0);
         assert_eq!(b.dynamodb_port, 0);
         assert!(matches!(b.overrides, OverrideSource::ProcessEnv));

@@ -15,8 +15,13 @@ use tokio::net::TcpListener;
 use crate::Error;
 
 /// Store options for embedded ferrokinesis: no artificial state-change delays, a shard limit
-/// high enough for resharding tests, and the caller's limit and iterator settings.
-pub(crate) fn store_options(enforce_limits: bool, iterator_ttl: Duration) -> StoreOptions {
+/// high enough for resharding tests, and the caller's limit, iterator and subscription
+/// settings.
+pub(crate) fn store_options(
+    enforce_limits: bool,
+    iterator_ttl: Duration,
+    subscribe_session: Duration,
+) -> StoreOptions {
     StoreOptions {
         create_stream_ms: 0,
         update_stream_ms: 0,
@@ -24,6 +29,9 @@ pub(crate) fn store_options(enforce_limits: bool, iterator_ttl: Duration) -> Sto
         shard_limit: 1000,
         enforce_limits,
         iterator_ttl_seconds: iterator_ttl.as_secs().max(1),
+        subscribe_to_shard_session_ms: u64::try_from(subscribe_session.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1),
         ..StoreOptions::default()
     }
 }
@@ -82,7 +90,7 @@ mod tests {
 
     #[test]
     fn store_options_remove_delays_and_raise_the_shard_limit() {
-        let o = store_options(true, Duration::from_millis(2500));
+        let o = store_options(true, Duration::from_millis(2500), Duration::from_secs(3));
         assert_eq!(
             (o.create_stream_ms, o.update_stream_ms, o.delete_stream_ms),
             (0, 0, 0)
@@ -90,8 +98,13 @@ mod tests {
         assert_eq!(o.shard_limit, 1000);
         assert!(o.enforce_limits);
         assert_eq!(o.iterator_ttl_seconds, 2);
+        assert_eq!(o.subscribe_to_shard_session_ms, 3_000);
         assert_eq!(
-            store_options(false, Duration::ZERO).iterator_ttl_seconds,
+            store_options(false, Duration::ZERO, Duration::ZERO).subscribe_to_shard_session_ms,
+            1
+        );
+        assert_eq!(
+            store_options(false, Duration::ZERO, Duration::ZERO).iterator_ttl_seconds,
             1,
             "a zero TTL would expire every iterator at once"
         );

@@ -11,6 +11,8 @@
 
 /// Kinesis stream names: 1 to 128 characters.
 pub(crate) const STREAM_NAME_LEN: (usize, usize) = (1, 128);
+/// Kinesis stream consumer names: 1 to 128 characters.
+pub(crate) const CONSUMER_NAME_LEN: (usize, usize) = (1, 128);
 /// DynamoDB table names: 3 to 255 characters.
 pub(crate) const TABLE_NAME_LEN: (usize, usize) = (3, 255);
 
@@ -45,6 +47,16 @@ pub enum ConfigError {
     #[error("invalid lease table name {name:?}: {reason}")]
     InvalidTableName {
         /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The fan-out stream consumer's name breaks the Kinesis rule: 1 to 128 characters of
+    /// `A-Z a-z 0-9 _ . -`. With no name given, the application name is the consumer's
+    /// name and is checked against the same rule.
+    #[error("invalid stream consumer name {name:?}: {reason}")]
+    InvalidConsumerName {
+        /// The name given (or the application name).
         name: String,
         /// What is wrong with it.
         reason: String,

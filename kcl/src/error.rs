@@ -128,7 +128,8 @@ impl Error {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let (retryable, throttled) = classify(Service::DynamoDb, err);
+        let status = |raw: &HttpResponse| Some(raw.status().as_u16());
+        let (retryable, throttled) = classify(Service::DynamoDb, err, status);
         Error::DynamoDb {
             operation,
             table: table.to_owned(),
@@ -142,7 +143,30 @@ impl Error {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let (retryable, throttled) = classify(Service::Kinesis, err);
+        let status = |raw: &HttpResponse| Some(raw.status().as_u16());
+        let (retryable, throttled) = classify(Service::Kinesis, err, status);
+        Error::Kinesis {
+            operation,
+            target: target.to_owned(),
+            message: describe(err),
+            retryable,
+            throttled,
+        }
+    }
+
+    /// A failed receive on an event stream (`SubscribeToShard`): an error message the
+    /// service sent in the stream (whose response was already `200`), or the stream
+    /// breaking off.
+    pub(crate) fn kinesis_event_stream<E, R>(
+        operation: &'static str,
+        target: &str,
+        err: &SdkError<E, R>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let (retryable, throttled) = classify(Service::Kinesis, err, |_| None);
         Error::Kinesis {
             operation,
             target: target.to_owned(),
@@ -153,8 +177,9 @@ impl Error {
     }
 }
 
-/// A failed call of either SDK: both name the same smithy types.
-type SdkError<E> = aws_sdk_kinesis::error::SdkError<E, HttpResponse>;
+/// A failed call of either SDK: both name the same smithy types. The raw answer is an
+/// HTTP response, or one message of an event stream (`SubscribeToShard`).
+type SdkError<E, R = HttpResponse> = aws_sdk_kinesis::error::SdkError<E, R>;
 
 /// The AWS service a call went to: each says "slow down" with its own codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,11 +220,16 @@ const TRANSIENT: &[&str] = &[
 ];
 
 /// Sorts a failed call of `service`: (retryable, throttled). See the module docs.
-fn classify<E: ProvideErrorMetadata>(service: Service, err: &SdkError<E>) -> (bool, bool) {
+/// `status` reads the HTTP status of a raw answer, if it has one.
+fn classify<E: ProvideErrorMetadata, R>(
+    service: Service,
+    err: &SdkError<E, R>,
+    status: impl Fn(&R) -> Option<u16>,
+) -> (bool, bool) {
     match err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or_default();
-            let status = se.raw().status().as_u16();
+            let status = status(se.raw()).unwrap_or(0);
             let throttled = is_throttling_code(service, code);
             (
                 throttled || TRANSIENT.contains(&code) || status >= 500,
@@ -222,9 +252,10 @@ fn reconnectable(e: &aws_sdk_kinesis::error::ConnectorError) -> bool {
 
 /// Says what went wrong in one line: a service's code and message, or else the error's
 /// chain (see `render`).
-fn describe<E>(err: &SdkError<E>) -> String
+fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
 {
     // A service's answer: its code and message, as the service said them (an unmodelled
     // error's Display is "unhandled error (Code)" over a debug dump of its metadata).

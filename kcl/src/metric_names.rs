@@ -2,7 +2,10 @@
 //! (as the producer's are `kinesis_producer_`).
 //!
 //! ```text
-//!  ShardConsumer ──▶ RECORDS_PROCESSED{shard}, MILLIS_BEHIND_LATEST{shard}, RECORDS_DROPPED_OUT_OF_RANGE
+//!  ShardConsumer ──▶ RECORDS_PROCESSED{shard}, MILLIS_BEHIND_LATEST{shard}, RECORDS_DROPPED_OUT_OF_RANGE,
+//!                    BATCH_WAIT, RECORD_AGE
+//!  fan-out source ─▶ FANOUT_SUBSCRIPTIONS{reason}, FANOUT_SUBSCRIPTION_ERRORS{code}, FANOUT_EVENTS,
+//!                    FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED, FANOUT_MALFORMED
 //!  LeaseCoordinator ─▶ LEASES_HELD, LEASES_TAKEN, LEASES_STOLEN, LEASES_LOST
 //!  HeldLease (checkpoints) ─▶ CHECKPOINT_LATENCY
 //!  LeaseTable ────▶ DYNAMODB_CALLS{operation}, INVALID_LEASES_SKIPPED
@@ -17,8 +20,34 @@ pub const RECORDS_PROCESSED: &str = "kinesis_consumer_records_processed_total";
 /// Counter: sub-records dropped because their hash key lies outside the shard's range.
 pub const RECORDS_DROPPED_OUT_OF_RANGE: &str =
     "kinesis_consumer_records_dropped_out_of_range_total";
-/// Gauge: `MillisBehindLatest` of the last `GetRecords` response. Label `shard`.
+/// Gauge: `MillisBehindLatest` of the last `GetRecords` response or `SubscribeToShard`
+/// event. Label `shard`.
 pub const MILLIS_BEHIND_LATEST: &str = "kinesis_consumer_millis_behind_latest";
+/// Histogram: seconds from a source receiving a batch (a `GetRecords` answer, a
+/// `SubscribeToShard` event) to its records being handed to the processor: the time a
+/// batch waits behind the processor, plus the consumer's own work.
+pub const BATCH_WAIT: &str = "kinesis_consumer_batch_wait_seconds";
+/// Histogram: seconds from a batch's last record reaching Kinesis (its
+/// `ApproximateArrivalTimestamp`) to the processor getting it: put→process latency.
+pub const RECORD_AGE: &str = "kinesis_consumer_record_age_seconds";
+/// Counter: `SubscribeToShard` calls made. Label `reason`: `start` (a shard consumer's
+/// first), `renewal` (the previous subscription ran its course) or `after_error`.
+pub const FANOUT_SUBSCRIPTIONS: &str = "kinesis_consumer_fanout_subscriptions_total";
+/// Counter: subscriptions that failed or broke off. Label `code`: the service's error code,
+/// or `stream_broken`, `idle` (no event for the idle timeout).
+pub const FANOUT_SUBSCRIPTION_ERRORS: &str = "kinesis_consumer_fanout_subscription_errors_total";
+/// Counter: `SubscribeToShard` events received.
+pub const FANOUT_EVENTS: &str = "kinesis_consumer_fanout_events_total";
+/// Counter: Kinesis records received in fan-out events (aggregates count once).
+pub const FANOUT_RECORDS: &str = "kinesis_consumer_fanout_records_total";
+/// Counter: bytes of record data received in fan-out events.
+pub const FANOUT_BYTES: &str = "kinesis_consumer_fanout_bytes_total";
+/// Counter: records an endpoint sent again at or before what was already delivered (or
+/// before the starting sequence number); dropped, never delivered twice.
+pub const FANOUT_RECORDS_REPLAYED: &str = "kinesis_consumer_fanout_records_replayed_total";
+/// Counter: records dropped from fan-out events because their sequence number is not a
+/// number, and events of a kind this library does not know.
+pub const FANOUT_MALFORMED: &str = "kinesis_consumer_fanout_malformed_total";
 /// Gauge: leases this worker holds.
 pub const LEASES_HELD: &str = "kinesis_consumer_leases_held";
 /// Counter: expired or unassigned leases taken.
@@ -55,6 +84,15 @@ mod tests {
             DYNAMODB_CALLS,
             KINESIS_CALLS,
             INVALID_LEASES_SKIPPED,
+            BATCH_WAIT,
+            RECORD_AGE,
+            FANOUT_SUBSCRIPTIONS,
+            FANOUT_SUBSCRIPTION_ERRORS,
+            FANOUT_EVENTS,
+            FANOUT_RECORDS,
+            FANOUT_BYTES,
+            FANOUT_RECORDS_REPLAYED,
+            FANOUT_MALFORMED,
         ] {
             assert!(name.starts_with("kinesis_consumer_"), "{name}");
         }

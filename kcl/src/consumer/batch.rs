@@ -6,10 +6,11 @@
 //! ```
 
 use aws_sdk_kinesis::types::{ChildShard, Record};
+use tokio::time::Instant;
 
 /// Kinesis records of one shard, in order, as one retrieval call (a `GetRecords` response,
 /// or a `SubscribeToShard` event) returned them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Batch {
     /// Kinesis records, in the shard's order, not yet taken apart (aggregates whole).
     pub(crate) records: Vec<Record>,
@@ -18,4 +19,7 @@ pub(crate) struct Batch {
     /// Set on the last batch of a finished shard, with its children (perhaps none known):
     /// the consumer then asks the processor to checkpoint the shard end.
     pub(crate) end: Option<Vec<ChildShard>>,
+    /// When the source received the call's answer: the consumer measures from it how long
+    /// the batch waited before its processor got it.
+    pub(crate) received: Instant,
 }

@@ -20,13 +20,18 @@
 //! start once, and after that only hands batches on.
 
 mod batch;
+mod fan_out;
 mod polling;
+mod retrieval;
 mod records_source;
 mod shard_consumer;
 mod starting_position;
 mod user_records;
 
 pub(crate) use batch::Batch;
+pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut};
+pub use fan_out::FanOutConfig;
+pub use retrieval::Retrieval;
 pub(crate) use polling::Polling;
 pub use polling::PollingConfig;
 pub(crate) use records_source::RecordsSource;

@@ -310,6 +310,7 @@ impl Fetcher {
                                 records: Vec::new(),
                                 millis_behind_latest: None,
                                 end: Some(Vec::new()),
+                                received: Instant::now(),
                             })
                             .await;
                         return;
@@ -320,6 +321,7 @@ impl Fetcher {
                 tracing::info!(after = ?last_fetched, "shard iterator expired; getting a new one");
                 continue;
             };
+            let received = Instant::now();
             errors = error_backoff().build();
             let millis_behind_latest = out.millis_behind_latest();
             let next = out.next_shard_iterator().map(str::to_owned);
@@ -336,6 +338,7 @@ impl Fetcher {
                     records,
                     millis_behind_latest,
                     end: end.clone(),
+                    received,
                 };
                 if tx.send(batch).await.is_err() {
                     return;

@@ -50,7 +50,7 @@ pub(crate) enum Exit {
 pub(crate) struct ShardConsumer {
     /// Where the records come from (polling, or any other retrieval); started once, at
     /// the lease's checkpoint.
-    pub(crate) source: Box<dyn RecordsSource>,
+    pub(crate) source: Arc<dyn RecordsSource>,
     /// The lease, for this tenure: what to read, and where checkpoints are written.
     pub(crate) held: Arc<HeldLease>,
     /// The user's processor.
@@ -154,6 +154,15 @@ impl ShardConsumer {
             if !records.is_empty() {
                 ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => shard_label.clone())
                     .increment(records.len() as u64);
+                ::metrics::histogram!(m::BATCH_WAIT)
+                    .record(batch.received.elapsed().as_secs_f64());
+                if let Some(age) = records
+                    .last()
+                    .and_then(|r| r.approximate_arrival_timestamp)
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                {
+                    ::metrics::histogram!(m::RECORD_AGE).record(age.as_secs_f64());
+                }
                 self.processor
                     .process_records(ProcessRecordsInput {
                         records,
@@ -355,7 +364,7 @@ mod tests {
                 store,
                 InitialPosition::TrimHorizon,
             ),
-            source: Box::new(Polling::new(kinesis, "stream", PollingConfig::default())),
+            source: Arc::new(Polling::new(kinesis, "stream", PollingConfig::default())),
             held,
             processor: Box::new(Stubborn {
                 asks: Arc::clone(&asks),
@@ -502,7 +511,7 @@ mod tests {
         let asked = Arc::default();
         let (got, lost) = (Arc::default(), Arc::<AtomicBool>::default());
         let consumer = ShardConsumer {
-            source: Box::new(Scripted {
+            source: Arc::new(Scripted {
                 batches: Mutex::new(batches),
                 asked: Arc::clone(&asked),
             }),
@@ -530,11 +539,13 @@ mod tests {
                 records: ["100", "200", "300"].map(kinesis_record).into(),
                 millis_behind_latest: Some(5),
                 end: None,
+                received: Instant::now(),
             },
             Batch {
                 records: vec![kinesis_record("400")],
                 millis_behind_latest: Some(0),
                 end: Some(Vec::new()),
+                received: Instant::now(),
             },
         ];
         let (exit, asked, got, lost, checkpoint) =
@@ -558,6 +569,7 @@ mod tests {
             records: vec![kinesis_record("1")],
             millis_behind_latest: None,
             end: None,
+            received: Instant::now(),
         }];
         let (exit, asked, got, lost, checkpoint) = consume(Checkpoint::TrimHorizon, batches).await;
         assert_eq!(exit, Exit::LeaseLost);

@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{default_worker_id, SchedulerConfig};
 use super::{Inner, Scheduler};
-use crate::config_error::{check_name, ConfigError, STREAM_NAME_LEN, TABLE_NAME_LEN};
-use crate::consumer::PollingConfig;
+use crate::config_error::{
+    check_name, ConfigError, CONSUMER_NAME_LEN, STREAM_NAME_LEN, TABLE_NAME_LEN,
+};
+use crate::consumer::{PollingConfig, Retrieval};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseCoordinator;
@@ -148,13 +150,29 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Polling settings. Default: [`PollingConfig::default`]. [`build`](Self::build)
-    /// refuses `max_records` outside 1 to 10000 (the `GetRecords` limit) and
-    /// `prefetch_batches` 0 ([`ConfigError::OutOfRange`]), and a zero
-    /// `idle_time_between_reads` or `min_time_between_calls` ([`ConfigError::ZeroDuration`]);
-    /// each error names the field as `polling.<field>`.
-    pub fn with_polling(mut self, polling: PollingConfig) -> Self {
-        self.config.polling = polling;
+    /// Reads shards by polling with these settings: the same as
+    /// `with_retrieval(Retrieval::Polling(polling))`. Default: polling with
+    /// [`PollingConfig::default`]. [`build`](Self::build) refuses `max_records` outside 1 to
+    /// 10000 (the `GetRecords` limit) and `prefetch_batches` 0 ([`ConfigError::OutOfRange`]),
+    /// and a zero `idle_time_between_reads` or `min_time_between_calls`
+    /// ([`ConfigError::ZeroDuration`]); each error names the field as `polling.<field>`.
+    pub fn with_polling(self, polling: PollingConfig) -> Self {
+        self.with_retrieval(Retrieval::Polling(polling))
+    }
+
+    /// How shards are read: polling, or enhanced fan-out. Default:
+    /// [`Retrieval::Polling`] with [`PollingConfig::default`].
+    ///
+    /// With [`Retrieval::FanOut`], [`run`](Scheduler::run) registers the stream consumer
+    /// (named by `consumer_name`, else the application name) when it is missing and waits
+    /// until it is `ACTIVE` before taking leases; it is reused across restarts and never
+    /// deregistered. [`build`](Self::build) refuses a consumer name outside the Kinesis
+    /// rule (1 to 128 characters of `A-Z a-z 0-9 _ . -`; [`ConfigError::InvalidConsumerName`],
+    /// also for an application name standing in for it), `event_buffer` 0
+    /// ([`ConfigError::OutOfRange`]) and a zero `renew_after` or `idle_timeout`
+    /// ([`ConfigError::ZeroDuration`]), naming the field as `fan_out.<field>`.
+    pub fn with_retrieval(mut self, retrieval: Retrieval) -> Self {
+        self.config.retrieval = retrieval;
         self
     }
 
@@ -199,7 +217,10 @@ impl SchedulerBuilder {
     ///   or `polling.min_time_between_calls`;
     /// - [`ConfigError::OutOfRange`]: `failover_time` under [`MIN_FAILOVER_TIME`],
     ///   `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
-    ///   `polling.prefetch_batches` 0.
+    ///   `polling.prefetch_batches` 0, `fan_out.event_buffer` 0;
+    /// - [`ConfigError::InvalidConsumerName`]: the fan-out consumer name, or the application
+    ///   name when it stands in for it, breaks the Kinesis rule (1 to 128 characters of
+    ///   `A-Z a-z 0-9 _ . -`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.kinesis.is_none() || self.dynamodb.is_none() {
             return Err(ConfigError::MissingClients);
@@ -218,7 +239,18 @@ impl SchedulerBuilder {
                 }
             })?;
         }
-        self.config.validate()
+        self.config.validate()?;
+        if let Retrieval::FanOut(f) = &self.config.retrieval {
+            if f.consumer_name.is_none() {
+                check_name(&self.application_name, CONSUMER_NAME_LEN).map_err(|reason| {
+                    ConfigError::InvalidConsumerName {
+                        name: self.application_name.clone(),
+                        reason: format!("{reason} (the application name names the consumer)"),
+                    }
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks the configuration ([`validate`](Self::validate)) and builds the worker.
@@ -231,7 +263,11 @@ impl SchedulerBuilder {
         let (Some(kinesis), Some(dynamodb)) = (self.kinesis, self.dynamodb) else {
             return Err(ConfigError::MissingClients.into());
         };
-        let config = self.config;
+        let mut config = self.config;
+        if let Retrieval::FanOut(f) = &mut config.retrieval {
+            f.consumer_name
+                .get_or_insert_with(|| self.application_name.clone());
+        }
         let table = config
             .table_name
             .clone()
@@ -287,7 +323,10 @@ mod tests {
         );
         assert_eq!(b.config.lease_config().max_leases_per_worker, usize::MAX);
         assert_eq!(b.config.lease_config().max_leases_to_steal_at_one_time, 1);
-        assert_eq!(b.config.polling, PollingConfig::default());
+        assert_eq!(
+            b.config.retrieval,
+            Retrieval::Polling(PollingConfig::default())
+        );
         assert_eq!(b.config.shard_sync_interval, Duration::from_secs(60));
         assert_eq!(b.config.parent_poll_interval, Duration::from_secs(1));
         assert_eq!(b.config.table_name, None);

@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
-use crate::config_error::{check_name, ConfigError, TABLE_NAME_LEN};
-use crate::consumer::PollingConfig;
+use crate::config_error::{check_name, ConfigError, CONSUMER_NAME_LEN, TABLE_NAME_LEN};
+use crate::consumer::{FanOutConfig, PollingConfig, Retrieval};
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseConfig;
 
@@ -55,8 +55,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) max_leases_per_worker: usize,
     /// The most leases stolen per taker round (0: never steal).
     pub(crate) max_leases_to_steal_at_one_time: usize,
-    /// Polling settings of every shard consumer.
-    pub(crate) polling: PollingConfig,
+    /// How every shard consumer reads its shard, with its settings.
+    pub(crate) retrieval: Retrieval,
     /// How often shards are listed to find new ones.
     pub(crate) shard_sync_interval: Duration,
     /// How often a lease waiting for its parents checks them again.
@@ -71,7 +71,7 @@ pub(crate) struct SchedulerConfig {
 impl Default for SchedulerConfig {
     /// The defaults each setter of [`SchedulerBuilder`](super::SchedulerBuilder) documents:
     /// the Java KCL's lease timings for a 10 s failover time, no lease limit, one lease
-    /// stolen at a time, [`PollingConfig::default`], a shard sync every 60 s, parents
+    /// stolen at a time, polling with [`PollingConfig::default`], a shard sync every 60 s, parents
     /// checked every second, a 60 s shutdown bound.
     fn default() -> Self {
         let lease = LeaseConfig::default();
@@ -83,7 +83,7 @@ impl Default for SchedulerConfig {
             taker_interval: None,
             max_leases_per_worker: lease.max_leases_per_worker,
             max_leases_to_steal_at_one_time: lease.max_leases_to_steal_at_one_time,
-            polling: PollingConfig::default(),
+            retrieval: Retrieval::default(),
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(1),
             dispatch_interval: Duration::from_millis(200),
@@ -111,10 +111,12 @@ impl SchedulerConfig {
     /// The first bad setting, in this order: [`ConfigError::InvalidTableName`],
     /// [`ConfigError::InvalidWorkerId`], [`ConfigError::ZeroDuration`] (`failover_time`,
     /// `taker_interval`, `shard_sync_interval`, `parent_poll_interval`,
-    /// `polling.idle_time_between_reads`, `polling.min_time_between_calls`),
+    /// `polling.idle_time_between_reads`, `polling.min_time_between_calls`,
+    /// `fan_out.renew_after`, `fan_out.idle_timeout`),
     /// [`ConfigError::OutOfRange`] (`failover_time` under [`MIN_FAILOVER_TIME`],
     /// `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
-    /// `polling.prefetch_batches` 0).
+    /// `polling.prefetch_batches` 0, `fan_out.event_buffer` 0),
+    /// [`ConfigError::InvalidConsumerName`] (a fan-out `consumer_name` given).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if let Some(table) = &self.table_name {
             check_name(table, TABLE_NAME_LEN).map_err(|reason| ConfigError::InvalidTableName {
@@ -128,6 +130,10 @@ impl SchedulerConfig {
                 reason: "is empty".to_owned(),
             });
         }
+        let (polling, fan_out) = match &self.retrieval {
+            Retrieval::Polling(p) => (Some(p), None),
+            Retrieval::FanOut(f) => (None, Some(f)),
+        };
         let durations = [
             ("failover_time", Some(self.failover_time)),
             ("taker_interval", self.taker_interval),
@@ -135,12 +141,14 @@ impl SchedulerConfig {
             ("parent_poll_interval", Some(self.parent_poll_interval)),
             (
                 "polling.idle_time_between_reads",
-                Some(self.polling.idle_time_between_reads),
+                polling.map(|p| p.idle_time_between_reads),
             ),
             (
                 "polling.min_time_between_calls",
-                Some(self.polling.min_time_between_calls),
+                polling.map(|p| p.min_time_between_calls),
             ),
+            ("fan_out.renew_after", fan_out.map(|f| f.renew_after)),
+            ("fan_out.idle_timeout", fan_out.map(|f| f.idle_timeout)),
         ];
         if let Some(&(setting, _)) = durations
             .iter()
@@ -162,22 +170,51 @@ impl SchedulerConfig {
                 allowed: "1 or more",
             });
         }
-        if !(1..=10_000).contains(&self.polling.max_records) {
-            return Err(ConfigError::OutOfRange {
-                setting: "polling.max_records",
-                value: i64::from(self.polling.max_records),
-                allowed: "1 to 10000 (the GetRecords limit)",
-            });
+        if let Some(p) = polling {
+            validate_polling(p)?;
         }
-        if self.polling.prefetch_batches == 0 {
-            return Err(ConfigError::OutOfRange {
-                setting: "polling.prefetch_batches",
-                value: 0,
-                allowed: "1 or more",
-            });
+        if let Some(f) = fan_out {
+            validate_fan_out(f)?;
         }
         Ok(())
     }
+}
+
+/// The ranges of [`PollingConfig`]'s numbers.
+fn validate_polling(p: &PollingConfig) -> Result<(), ConfigError> {
+    if !(1..=10_000).contains(&p.max_records) {
+        return Err(ConfigError::OutOfRange {
+            setting: "polling.max_records",
+            value: i64::from(p.max_records),
+            allowed: "1 to 10000 (the GetRecords limit)",
+        });
+    }
+    if p.prefetch_batches == 0 {
+        return Err(ConfigError::OutOfRange {
+            setting: "polling.prefetch_batches",
+            value: 0,
+            allowed: "1 or more",
+        });
+    }
+    Ok(())
+}
+
+/// [`FanOutConfig`]'s consumer name (when given) and buffer.
+fn validate_fan_out(f: &FanOutConfig) -> Result<(), ConfigError> {
+    if let Some(name) = &f.consumer_name {
+        check_name(name, CONSUMER_NAME_LEN).map_err(|reason| ConfigError::InvalidConsumerName {
+            name: name.clone(),
+            reason,
+        })?;
+    }
+    if f.event_buffer == 0 {
+        return Err(ConfigError::OutOfRange {
+            setting: "fan_out.event_buffer",
+            value: 0,
+            allowed: "1 or more",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

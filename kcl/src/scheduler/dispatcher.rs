@@ -7,8 +7,8 @@
 //!    LeaseCoordinator::held_leases, each not running, finished, lost or blocked:
 //!      parents all at SHARD_END? (LeaseStore::get_lease)
 //!        ──no / unreadable──▶ blocked until now + parent_poll_interval
-//!        ──yes──▶ spawn ShardConsumer fed by its own Polling source (stops on its own
-//!                 token, or at once on hard_stop)
+//!        ──yes──▶ spawn ShardConsumer reading from the worker's records source (polling
+//!                 or fan-out; stops on its own token, or at once on hard_stop)
 //!  stop(timeout): every consumer's token ─▶ wait until the deadline ─▶ abort the rest
 //! ```
 
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use crate::consumer::{Exit, Polling, PollingConfig, ShardConsumer};
+use crate::consumer::{Exit, RecordsSource, ShardConsumer};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
@@ -49,14 +49,10 @@ pub(super) struct Dispatcher {
     store: Arc<dyn LeaseStore>,
     /// This worker, for logs.
     worker_id: String,
-    /// Kinesis client of every consumer's polling source.
-    kinesis: aws_sdk_kinesis::Client,
-    /// The stream.
-    stream: String,
+    /// Where every consumer reads its shard from (polling or fan-out), made by the start-up.
+    source: Arc<dyn RecordsSource>,
     /// Makes each consumer's processor.
     factory: Arc<dyn RecordProcessorFactory>,
-    /// Polling settings of every consumer's source.
-    polling: PollingConfig,
     /// The timestamp of an `AT_TIMESTAMP` start.
     at_timestamp: Option<SystemTime>,
     /// Lets consumers create child leases at a shard end.
@@ -88,17 +84,19 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher for the worker `inner`, running nothing yet; `hard_stop` stops every
-    /// consumer at once.
-    pub(super) fn new(inner: &Inner, hard_stop: CancellationToken) -> Self {
+    /// A dispatcher for the worker `inner` whose consumers read from `source`, running
+    /// nothing yet; `hard_stop` stops every consumer at once.
+    pub(super) fn new(
+        inner: &Inner,
+        source: Arc<dyn RecordsSource>,
+        hard_stop: CancellationToken,
+    ) -> Self {
         Self {
             coordinator: inner.coordinator.clone(),
             store: inner.store.clone(),
             worker_id: inner.worker_id.clone(),
-            kinesis: inner.kinesis.clone(),
-            stream: inner.stream_name.clone(),
+            source,
             factory: inner.factory.clone(),
-            polling: inner.config.polling.clone(),
             at_timestamp: match inner.config.initial_position {
                 InitialPosition::AtTimestamp(t) => Some(t),
                 _ => None,
@@ -206,11 +204,7 @@ impl Dispatcher {
     fn start(&mut self, key: String, held: Arc<HeldLease>) {
         let shutdown = self.hard_stop.child_token();
         let consumer = ShardConsumer {
-            source: Box::new(Polling::new(
-                self.kinesis.clone(),
-                self.stream.clone(),
-                self.polling.clone(),
-            )),
+            source: self.source.clone(),
             held: held.clone(),
             processor: self.factory.create_processor(&key),
             at_timestamp: self.at_timestamp,

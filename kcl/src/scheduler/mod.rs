@@ -228,24 +228,23 @@ impl Scheduler {
         tracing::info!(worker = %inner.worker_id, table = %inner.table_name, stream = %inner.stream_name, "worker starting");
 
         // 1. Start-up: stream check, lease table, first shard sync.
-        let started = start_up::start_up(
-            &inner.kinesis,
-            &inner.stream_name,
-            inner.store.as_ref(),
-            &inner.shard_sync,
-            &inner.shutdown,
-        )
-        .await?;
-        if !started {
+        let steps = start_up::StartUp {
+            kinesis: &inner.kinesis,
+            stream: &inner.stream_name,
+            retrieval: &inner.config.retrieval,
+            store: inner.store.as_ref(),
+            shard_sync: &inner.shard_sync,
+        };
+        let Some(source) = start_up::start_up(steps, &inner.shutdown).await? else {
             tracing::info!(worker = %inner.worker_id, "shutdown requested during start-up; worker stopped");
             return Ok(());
-        }
+        };
 
         // 2. Work until shutdown is requested. Dropping this future cancels `hard_stop`:
         //    consumers are aborted and the background tasks stop.
         let hard_stop = CancellationToken::new();
         let _hard_stop_on_drop = hard_stop.clone().drop_guard();
-        let mut dispatcher = Dispatcher::new(inner, hard_stop.clone());
+        let mut dispatcher = Dispatcher::new(inner, source, hard_stop.clone());
         let background = Background::start(
             &inner.coordinator,
             &inner.shard_sync,

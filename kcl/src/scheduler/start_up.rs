@@ -1,23 +1,27 @@
-//! The start-up of [`Scheduler::run`](super::Scheduler::run): three steps, each tried
-//! again with backoff while it fails with a retryable error, all stopped at once by a
-//! shutdown.
+//! The start-up of [`Scheduler::run`](super::Scheduler::run): three steps (four with
+//! fan-out), each tried again with backoff while it fails with a retryable error, all
+//! stopped at once by a shutdown.
 //!
 //! ```text
-//!  shutdown requested ──────────────────────────────────────────────────▶ Ok(false), at once
-//!  stream check:  DescribeStreamSummary ─missing─▶ Err(StreamNotFound), nothing created
-//!                   CREATING / DELETING ─▶ not yet ─┐
-//!  lease table:   create if not exists, wait ACTIVE │ retryable error or not yet:
-//!  first sync:    ShardSync::sync                   │ 200 ms doubling to 5 s, + jitter
-//!                 ─▶ Ok(true)                       ┘ other errors: returned
+//!  shutdown requested ─────────────────────────────────────────────────────▶ Ok(None), at once
+//!  stream check:     DescribeStreamSummary ─missing─▶ Err(StreamNotFound), nothing created
+//!                      CREATING / DELETING ─▶ not yet ─┐
+//!  (fan-out) stream consumer: found or registered,     │
+//!                      not ACTIVE yet ─▶ not yet       │ retryable error or not yet:
+//!  lease table:      create if not exists, wait ACTIVE │ 200 ms doubling to 5 s, + jitter
+//!  first sync:       ShardSync::sync                   │ other errors: returned
+//!                    ─▶ Ok(Some(records source))       ┘
 //! ```
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 
+use crate::consumer::{describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval};
 use crate::error::Error;
 use crate::leases::LeaseStore;
 use crate::leases::ShardSync;
@@ -79,33 +83,82 @@ impl std::fmt::Display for Unfinished {
     }
 }
 
-/// Runs the start-up steps in order: `Ok(true)` when all are done, `Ok(false)` when
-/// shutdown was requested first.
+/// What the start-up steps work on.
+pub(super) struct StartUp<'a> {
+    /// Kinesis client of the stream check, the registration and the records source.
+    pub(super) kinesis: &'a aws_sdk_kinesis::Client,
+    /// The stream.
+    pub(super) stream: &'a str,
+    /// How shards will be read: fan-out adds the stream consumer step.
+    pub(super) retrieval: &'a Retrieval,
+    /// The lease table.
+    pub(super) store: &'a dyn LeaseStore,
+    /// The first shard sync.
+    pub(super) shard_sync: &'a ShardSync,
+}
+
+/// Runs the start-up steps in order: `Ok(Some(source))`, the records source every shard
+/// consumer reads from, when all are done; `Ok(None)` when shutdown was requested first.
 ///
 /// # Cancellation
 /// Safe to drop, as a shutdown is: the call in flight is dropped; what the steps already
-/// created (the lease table, leases) stays.
+/// created (the lease table, leases, a stream consumer) stays.
 ///
 /// # Errors
 /// [`Error::StreamNotFound`], or the first non-retryable error of a step.
 pub(super) async fn start_up(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    store: &dyn LeaseStore,
-    shard_sync: &ShardSync,
+    steps: StartUp<'_>,
     shutdown: &CancellationToken,
-) -> Result<bool, Error> {
+) -> Result<Option<Arc<dyn RecordsSource>>, Error> {
+    let StartUp {
+        kinesis,
+        stream,
+        retrieval,
+        store,
+        shard_sync,
+    } = steps;
     let checked = retry_start_up_step("stream check", shutdown, start_up_backoff(), || {
         check_stream(kinesis, stream)
     });
-    if checked.await?.is_none() {
-        return Ok(false);
-    }
+    let Some(stream_arn) = checked.await? else {
+        return Ok(None);
+    };
+    let source: Arc<dyn RecordsSource> = match retrieval {
+        Retrieval::Polling(polling) => {
+            Arc::new(Polling::new(kinesis.clone(), stream, polling.clone()))
+        }
+        Retrieval::FanOut(fan_out) => {
+            let name = fan_out
+                .consumer_name
+                .clone()
+                .expect("the builder names the consumer");
+            let registered =
+                retry_start_up_step("stream consumer", shutdown, start_up_backoff(), || {
+                    let (stream_arn, name) = (&stream_arn, &name);
+                    async move {
+                        Ok(match describe_or_register(kinesis, stream_arn, name).await? {
+                            ConsumerState::Active(arn) => Try::Ready(arn),
+                            ConsumerState::NotYet(why) => Try::NotYet(why),
+                        })
+                    }
+                });
+            let Some(consumer_arn) = registered.await? else {
+                return Ok(None);
+            };
+            tracing::info!(consumer = %name, arn = %consumer_arn, "enhanced fan-out consumer ACTIVE");
+            Arc::new(FanOut::new(
+                kinesis.clone(),
+                stream,
+                consumer_arn,
+                fan_out.clone(),
+            ))
+        }
+    };
     let table = retry_start_up_step("lease table", shutdown, start_up_backoff(), || async {
         store.create_table_if_not_exists().await.map(Try::Ready)
     });
     if table.await?.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     let first_sync = retry_start_up_step(
         "initial shard sync",
@@ -113,10 +166,11 @@ pub(super) async fn start_up(
         start_up_backoff(),
         || async { shard_sync.sync().await.map(Try::Ready) },
     );
-    Ok(first_sync.await?.is_some())
+    Ok(first_sync.await?.map(|_| source))
 }
 
-/// One `DescribeStreamSummary`: ready once the stream is `ACTIVE` or `UPDATING`.
+/// One `DescribeStreamSummary`: ready once the stream is `ACTIVE` or `UPDATING`, with its
+/// ARN (which names it to the stream consumer calls).
 ///
 /// # Cancellation
 /// Safe to drop: it only reads.
@@ -124,7 +178,10 @@ pub(super) async fn start_up(
 /// # Errors
 /// [`Error::StreamNotFound`] for `ResourceNotFoundException`, [`Error::Kinesis`]
 /// otherwise.
-async fn check_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<Try<()>, Error> {
+async fn check_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Try<String>, Error> {
     use aws_sdk_kinesis::types::StreamStatus;
     ::metrics::counter!(m::KINESIS_CALLS, "operation" => "DescribeStreamSummary").increment(1);
     match kinesis
@@ -133,11 +190,17 @@ async fn check_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result
         .send()
         .await
     {
-        Ok(out) => match out.stream_description_summary().map(|s| s.stream_status()) {
-            Some(status @ (StreamStatus::Creating | StreamStatus::Deleting)) => Ok(Try::NotYet(
-                format!("stream {stream} is {}", status.as_str()),
-            )),
-            _ => Ok(Try::Ready(())),
+        Ok(out) => match out.stream_description_summary() {
+            Some(s) if matches!(s.stream_status(), StreamStatus::Creating | StreamStatus::Deleting) => {
+                Ok(Try::NotYet(format!(
+                    "stream {stream} is {}",
+                    s.stream_status().as_str()
+                )))
+            }
+            Some(s) => Ok(Try::Ready(s.stream_arn().to_owned())),
+            None => Ok(Try::NotYet(format!(
+                "DescribeStreamSummary answered without a summary of {stream}"
+            ))),
         },
         Err(e)
             if e.as_service_error()

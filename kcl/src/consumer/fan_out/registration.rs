@@ -1,0 +1,148 @@
+//! The stream consumer a fan-out worker subscribes for: found, or registered when missing,
+//! and waited for until `ACTIVE`. One look per call; the start-up retries it.
+//!
+//! ```text
+//!  DescribeStreamConsumer(stream ARN, name)
+//!    ACTIVE ──────────────▶ Active(consumer ARN)
+//!    CREATING ────────────▶ NotYet (looked at again)
+//!    DELETING / unknown ──▶ NotYet (once gone, registered again)
+//!    ResourceNotFound ────▶ RegisterStreamConsumer ─ok / ResourceInUse (another worker)─▶ NotYet
+//! ```
+//!
+//! The library never deregisters a consumer: a registered consumer costs money while it
+//! exists, and one application's fleet reuses it across restarts (`kinesis-cat stream
+//! consumers deregister` removes it by hand).
+
+use aws_sdk_kinesis::types::ConsumerStatus;
+
+use crate::error::Error;
+use crate::metric_names as m;
+
+/// What one look found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConsumerState {
+    /// Ready for subscriptions: its ARN.
+    Active(String),
+    /// Not ready yet: why, to log.
+    NotYet(String),
+}
+
+/// One look at the consumer `name` of the stream `stream_arn`, registering it when
+/// missing.
+///
+/// # Cancellation
+/// Safe to drop: a registration already sent completes on the service's side, and the
+/// next look finds it.
+///
+/// # Errors
+/// [`Error::Kinesis`] for a failed call (its `retryable` says whether looking again may
+/// help; access denied and validation errors are final).
+pub(crate) async fn describe_or_register(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream_arn: &str,
+    name: &str,
+) -> Result<ConsumerState, Error> {
+    ::metrics::counter!(m::KINESIS_CALLS, "operation" => "DescribeStreamConsumer").increment(1);
+    let described = kinesis
+        .describe_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(name)
+        .send()
+        .await;
+    match described {
+        Ok(out) => {
+            let Some(consumer) = out.consumer_description() else {
+                return Ok(ConsumerState::NotYet(format!(
+                    "DescribeStreamConsumer answered without a description of {name}"
+                )));
+            };
+            Ok(state_of(
+                name,
+                consumer.consumer_status(),
+                consumer.consumer_arn(),
+            ))
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception()) =>
+        {
+            register(kinesis, stream_arn, name).await
+        }
+        Err(e) => Err(Error::kinesis("DescribeStreamConsumer", name, &e)),
+    }
+}
+
+/// What a consumer's status means for a worker about to subscribe.
+fn state_of(name: &str, status: &ConsumerStatus, arn: &str) -> ConsumerState {
+    match status {
+        ConsumerStatus::Active => ConsumerState::Active(arn.to_owned()),
+        ConsumerStatus::Creating => ConsumerState::NotYet(format!(
+            "stream consumer {name} is CREATING; waiting until ACTIVE"
+        )),
+        ConsumerStatus::Deleting => ConsumerState::NotYet(format!(
+            "stream consumer {name} is being deleted; it is registered again once gone"
+        )),
+        other => ConsumerState::NotYet(format!(
+            "stream consumer {name} has an unknown status {:?}; waiting for ACTIVE",
+            other.as_str()
+        )),
+    }
+}
+
+/// `RegisterStreamConsumer` for `name`: registered (now `CREATING`), or being registered by
+/// another worker at the same time; either way looked at again.
+async fn register(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream_arn: &str,
+    name: &str,
+) -> Result<ConsumerState, Error> {
+    ::metrics::counter!(m::KINESIS_CALLS, "operation" => "RegisterStreamConsumer").increment(1);
+    match kinesis
+        .register_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            tracing::info!(consumer = name, stream = stream_arn, "registered the stream consumer");
+            Ok(match out.consumer() {
+                Some(c) => state_of(name, c.consumer_status(), c.consumer_arn()),
+                None => ConsumerState::NotYet(format!("registered stream consumer {name}")),
+            })
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_in_use_exception()) =>
+        {
+            Ok(ConsumerState::NotYet(format!(
+                "stream consumer {name} is being registered by another worker"
+            )))
+        }
+        Err(e) => Err(Error::kinesis("RegisterStreamConsumer", name, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_active_consumer_is_ready() {
+        assert_eq!(
+            state_of("c", &ConsumerStatus::Active, "arn:c"),
+            ConsumerState::Active("arn:c".into())
+        );
+        for status in [
+            ConsumerStatus::Creating,
+            ConsumerStatus::Deleting,
+            ConsumerStatus::from("SOMETHING_NEW"),
+        ] {
+            let state = state_of("c", &status, "arn:c");
+            assert!(
+                matches!(&state, ConsumerState::NotYet(why) if why.contains("stream consumer c")),
+                "{status:?}: {state:?}"
+            );
+        }
+    }
+}
