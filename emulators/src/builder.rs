@@ -52,6 +52,9 @@ pub struct LocalStackBuilder {
     /// How long embedded ferrokinesis keeps a `SubscribeToShard` subscription open; tests
     /// of fan-out renewal shorten it.
     pub(crate) subscribe_session: Duration,
+    /// The most records embedded ferrokinesis puts in one `SubscribeToShard` event; tests
+    /// lower it to spread a backlog over many events.
+    pub(crate) subscribe_event_records: usize,
     /// Fixed port for a local Kinesis server (0 = any free port), for `kinesis-cat local`.
     pub(crate) kinesis_port: u16,
     /// Fixed port for a local DynamoDB server (0 = any free port), for `kinesis-cat local`.
@@ -71,6 +74,7 @@ impl Default for LocalStackBuilder {
             enforce_limits: false,
             iterator_ttl: Duration::from_secs(300),
             subscribe_session: Duration::from_secs(300),
+            subscribe_event_records: 10_000,
             kinesis_port: 0,
             dynamodb_port: 0,
             overrides: OverrideSource::ProcessEnv,
@@ -115,6 +119,15 @@ impl LocalStackBuilder {
     /// Default: 300 seconds, as in real Kinesis.
     pub fn with_subscribe_session(mut self, session: Duration) -> Self {
         self.subscribe_session = session;
+        self
+    }
+
+    /// Sets the most records embedded ferrokinesis puts in one `SubscribeToShard` event
+    /// (at least one).
+    ///
+    /// Default: 10,000 (ferrokinesis' own default).
+    pub fn with_subscribe_event_records(mut self, records: usize) -> Self {
+        self.subscribe_event_records = records;
         self
     }
 
@@ -209,6 +222,7 @@ mod tests {
         assert!(!b.enforce_limits);
         assert_eq!(b.iterator_ttl, Duration::from_secs(300));
         assert_eq!(b.subscribe_session, Duration::from_secs(300));
+        assert_eq!(b.subscribe_event_records, 10_000);
         assert_eq!(b.kinesis_port, 0);
         assert_eq!(b.dynamodb_port, 0);
         assert!(matches!(b.overrides, OverrideSource::ProcessEnv));

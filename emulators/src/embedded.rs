@@ -7,21 +7,24 @@
 //! Both tasks die with the stack's runtime, which closes their listeners.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use ferrokinesis::store::StoreOptions;
 use tokio::net::TcpListener;
 
+use crate::builder::LocalStackBuilder;
 use crate::Error;
 
 /// Store options for embedded ferrokinesis: no artificial state-change delays, a shard limit
 /// high enough for resharding tests, and the caller's limit, iterator and subscription
 /// settings.
-pub(crate) fn store_options(
-    enforce_limits: bool,
-    iterator_ttl: Duration,
-    subscribe_session: Duration,
-) -> StoreOptions {
+pub(crate) fn store_options(b: &LocalStackBuilder) -> StoreOptions {
+    let LocalStackBuilder {
+        enforce_limits,
+        iterator_ttl,
+        subscribe_session,
+        subscribe_event_records,
+        ..
+    } = *b;
     StoreOptions {
         create_stream_ms: 0,
         update_stream_ms: 0,
@@ -32,6 +35,7 @@ pub(crate) fn store_options(
         subscribe_to_shard_session_ms: u64::try_from(subscribe_session.as_millis())
             .unwrap_or(u64::MAX)
             .max(1),
+        subscribe_to_shard_event_record_limit: subscribe_event_records.max(1),
         ..StoreOptions::default()
     }
 }
@@ -86,11 +90,19 @@ pub(crate) async fn start_dynamodb(port: u16) -> Result<SocketAddr, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn store_options_remove_delays_and_raise_the_shard_limit() {
-        let o = store_options(true, Duration::from_millis(2500), Duration::from_secs(3));
+        let o = store_options(
+            &LocalStackBuilder::default()
+                .with_enforce_limits(true)
+                .with_iterator_ttl(Duration::from_millis(2500))
+                .with_subscribe_session(Duration::from_secs(3))
+                .with_subscribe_event_records(7),
+        );
         assert_eq!(
             (o.create_stream_ms, o.update_stream_ms, o.delete_stream_ms),
             (0, 0, 0)
@@ -99,13 +111,17 @@ mod tests {
         assert!(o.enforce_limits);
         assert_eq!(o.iterator_ttl_seconds, 2);
         assert_eq!(o.subscribe_to_shard_session_ms, 3_000);
-        assert_eq!(
-            store_options(false, Duration::ZERO, Duration::ZERO).subscribe_to_shard_session_ms,
-            1
+        assert_eq!(o.subscribe_to_shard_event_record_limit, 7);
+        let zero = store_options(
+            &LocalStackBuilder::default()
+                .with_iterator_ttl(Duration::ZERO)
+                .with_subscribe_session(Duration::ZERO)
+                .with_subscribe_event_records(0),
         );
+        assert_eq!(zero.subscribe_to_shard_session_ms, 1);
+        assert_eq!(zero.subscribe_to_shard_event_record_limit, 1);
         assert_eq!(
-            store_options(false, Duration::ZERO, Duration::ZERO).iterator_ttl_seconds,
-            1,
+            zero.iterator_ttl_seconds, 1,
             "a zero TTL would expire every iterator at once"
         );
     }

@@ -138,7 +138,7 @@ impl LocalStack {
 
         let (ready_tx, ready_rx) = mpsc::channel::<Result<Ready, Error>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let store_options = embedded::store_options(b.enforce_limits, b.iterator_ttl, b.subscribe_session);
+        let store_options = embedded::store_options(&b);
         let (kinesis_port, dynamodb_port) = (b.kinesis_port, b.dynamodb_port);
         let join = std::thread::Builder::new()
             .name("kinesis-emulators".into())

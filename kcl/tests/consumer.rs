@@ -17,15 +17,6 @@ use kinesis_consumer::{
     Scheduler, ShardEndedInput,
 };
 
-fn records(n: usize, keys: usize, run: usize, tag: &str) -> Vec<Sent> {
-    (0..n)
-        .map(|i| Sent {
-            partition_key: format!("k{}", (i / run) % keys),
-            data: Bytes::from(format!("{tag}{i}")),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_table_operations_are_conditional() {
     lease_table_scenario(&stack().await).await;
@@ -89,7 +80,7 @@ async fn one_worker_processes_100k_mixed_records_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_and_merge_keep_parents_before_children() {
-    reshard_scenario(&stack().await, 60, 30).await;
+    reshard_scenario(&stack().await, 60, 30, polling()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,89 +148,7 @@ async fn graceful_shutdown_hands_leases_over_in_one_round_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_leases_are_taken_with_no_loss() {
-    let stack = stack().await;
-    let stream = stack.create_stream("kcl-kill", 4).await.unwrap();
-    let app = kinesis_emulators::unique_name("kcl-kill-app");
-    let kinesis = stack.kinesis_client();
-    let rec = Recorder::default();
-    let failover = Duration::from_secs(2);
-    let a = scheduler(&stack, &app, &stream, "a", &rec, failover);
-    let b = scheduler(&stack, &app, &stream, "b", &rec, failover);
-    let run_a = spawn_run(&a);
-    wait_until("a holds every lease", || {
-        a.coordinator().held_lease_keys().len() == 4
-    })
-    .await;
-    let run_b = spawn_run(&b);
-    wait_until("b steals", || !b.coordinator().held_lease_keys().is_empty()).await;
-    let a_keys = a.coordinator().held_lease_keys();
-    // Records flow while a dies.
-    let producer = {
-        let kinesis = kinesis.clone();
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            for batch in 0..20 {
-                put_records(
-                    &kinesis,
-                    &stream,
-                    &records(300, 100, 1, &format!("b{batch}-")),
-                    1,
-                )
-                .await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
-    wait_until("a processing", || {
-        rec.seen().iter().any(|s| s.worker == "a")
-    })
-    .await;
-    run_a.abort(); // like kill -9: no release, no more renewals
-    let killed_at = std::time::Instant::now();
-    let _ = run_a.await;
-    wait_until("b takes a's leases", || {
-        b.coordinator().held_lease_keys().len() == 4
-    })
-    .await;
-    let taken_after = killed_at.elapsed();
-    producer.await.unwrap();
-    wait_until("every record", || distinct(&rec) >= 6_000).await;
-    b.graceful_shutdown().await;
-    run_b.await.unwrap().unwrap();
-    eprintln!("leases of the killed worker taken after {taken_after:?} (failover {failover:?})");
-
-    // Duplicates only after the dead worker's last successful checkpoint on that shard.
-    let last_ok: HashMap<String, (String, u64)> = rec
-        .checkpoints
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.worker == "a" && c.ok)
-        .filter_map(|c| c.position.clone().map(|p| (c.shard.clone(), p)))
-        .collect();
-    let seen = rec.seen();
-    let mut first_by: HashMap<&Bytes, &Seen> = HashMap::new();
-    for s in &seen {
-        match first_by.get(&s.data) {
-            None => {
-                first_by.insert(&s.data, s);
-            }
-            Some(first) => {
-                assert_eq!(first.worker, "a", "only the dead worker's records repeat");
-                assert!(a_keys.contains(&s.shard));
-                if let Some((seq, sub)) = last_ok.get(&s.shard) {
-                    assert!(
-                        !checkpoint_of(seq, *sub).covers(
-                            &kinesis_consumer::SequenceNumber::parse(&s.sequence_number).unwrap(),
-                            s.sub_sequence_number
-                        ),
-                        "a checkpointed record was delivered again"
-                    );
-                }
-            }
-        }
-    }
-    assert_eq!(first_by.len(), 6_000, "nothing lost");
+    killed_worker_scenario(&stack().await, polling()).await;
 }
 
 /// Blocks in its first batch until released, then checkpoints and reports the outcome.

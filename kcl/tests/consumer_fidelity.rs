@@ -23,7 +23,7 @@ async fn fidelity_lease_table_operations_are_conditional() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fidelity_split_and_merge_keep_parents_before_children() {
-    reshard_scenario(&fidelity().await, 12, 5).await;
+    reshard_scenario(&fidelity().await, 12, 5, polling()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,18 +22,18 @@
 mod batch;
 mod fan_out;
 mod polling;
-mod retrieval;
 mod records_source;
+mod retrieval;
 mod shard_consumer;
 mod starting_position;
 mod user_records;
 
 pub(crate) use batch::Batch;
-pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut};
 pub use fan_out::FanOutConfig;
-pub use retrieval::Retrieval;
+pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut};
 pub(crate) use polling::Polling;
 pub use polling::PollingConfig;
 pub(crate) use records_source::RecordsSource;
+pub use retrieval::Retrieval;
 pub(crate) use shard_consumer::{Exit, ShardConsumer};
 pub(crate) use starting_position::StartingPosition;

@@ -154,8 +154,7 @@ impl ShardConsumer {
             if !records.is_empty() {
                 ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => shard_label.clone())
                     .increment(records.len() as u64);
-                ::metrics::histogram!(m::BATCH_WAIT)
-                    .record(batch.received.elapsed().as_secs_f64());
+                ::metrics::histogram!(m::BATCH_WAIT).record(batch.received.elapsed().as_secs_f64());
                 if let Some(age) = records
                     .last()
                     .and_then(|r| r.approximate_arrival_timestamp)

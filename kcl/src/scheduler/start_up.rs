@@ -21,7 +21,9 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval};
+use crate::consumer::{
+    describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval,
+};
 use crate::error::Error;
 use crate::leases::LeaseStore;
 use crate::leases::ShardSync;
@@ -136,10 +138,12 @@ pub(super) async fn start_up(
                 retry_start_up_step("stream consumer", shutdown, start_up_backoff(), || {
                     let (stream_arn, name) = (&stream_arn, &name);
                     async move {
-                        Ok(match describe_or_register(kinesis, stream_arn, name).await? {
-                            ConsumerState::Active(arn) => Try::Ready(arn),
-                            ConsumerState::NotYet(why) => Try::NotYet(why),
-                        })
+                        Ok(
+                            match describe_or_register(kinesis, stream_arn, name).await? {
+                                ConsumerState::Active(arn) => Try::Ready(arn),
+                                ConsumerState::NotYet(why) => Try::NotYet(why),
+                            },
+                        )
                     }
                 });
             let Some(consumer_arn) = registered.await? else {
@@ -191,7 +195,12 @@ async fn check_stream(
         .await
     {
         Ok(out) => match out.stream_description_summary() {
-            Some(s) if matches!(s.stream_status(), StreamStatus::Creating | StreamStatus::Deleting) => {
+            Some(s)
+                if matches!(
+                    s.stream_status(),
+                    StreamStatus::Creating | StreamStatus::Deleting
+                ) =>
+            {
                 Ok(Try::NotYet(format!(
                     "stream {stream} is {}",
                     s.stream_status().as_str()

@@ -14,7 +14,7 @@ use kinesis_agg::{Aggregator, UserRecord};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{
     Checkpoint, Error, InitializationInput, Lease, LeaseLostInput, ProcessRecordsInput,
-    RecordProcessor, Scheduler, ShardEndedInput, ShutdownRequestedInput,
+    RecordProcessor, Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,
 };
 use kinesis_emulators::LocalStack;
 
@@ -281,6 +281,18 @@ pub async fn leases(stack: &LocalStack, app: &str) -> HashMap<String, kinesis_co
         .collect()
 }
 
+/// Polling for tests: 100 ms idle pauses.
+pub fn polling() -> Retrieval {
+    let mut polling = kinesis_consumer::PollingConfig::default();
+    polling.idle_time_between_reads = Duration::from_millis(100);
+    Retrieval::Polling(polling)
+}
+
+/// Enhanced fan-out with the defaults (the consumer named after the application).
+pub fn fan_out() -> Retrieval {
+    Retrieval::FanOut(kinesis_consumer::FanOutConfig::default())
+}
+
 /// A scheduler for tests: short failover, fast polling.
 pub fn scheduler(
     stack: &LocalStack,
@@ -304,13 +316,11 @@ pub fn scheduler_builder(
     rec: &Recorder,
     failover: Duration,
 ) -> kinesis_consumer::SchedulerBuilder {
-    let mut polling = kinesis_consumer::PollingConfig::default();
-    polling.idle_time_between_reads = Duration::from_millis(100);
     Scheduler::builder(app, stream, rec.factory(worker))
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
         .with_worker_id(worker)
         .with_failover_time(failover)
-        .with_polling(polling)
+        .with_retrieval(polling())
         .with_parent_poll_interval(Duration::from_millis(200))
         .with_shard_sync_interval(Duration::from_secs(1))
 }
@@ -484,7 +494,12 @@ fn order_by_key(seen: &[Seen]) -> HashMap<String, Vec<usize>> {
 
 /// Splits one shard and merges two others while a worker consumes; checks that every key's
 /// records arrive in put order (so parents finished before children) and nothing is lost.
-pub async fn reshard_scenario(stack: &LocalStack, keys: usize, per_phase: usize) {
+pub async fn reshard_scenario(
+    stack: &LocalStack,
+    keys: usize,
+    per_phase: usize,
+    retrieval: Retrieval,
+) {
     let stream = stack.create_stream("kcl-reshard", 3).await.unwrap();
     let app = kinesis_emulators::unique_name("kcl-reshard-app");
     let kinesis = stack.kinesis_client();
@@ -499,7 +514,10 @@ pub async fn reshard_scenario(stack: &LocalStack, keys: usize, per_phase: usize)
             .collect()
     };
     let rec = Recorder::default();
-    let worker = scheduler(stack, &app, &stream, "w1", &rec, Duration::from_secs(3));
+    let worker = scheduler_builder(stack, &app, &stream, "w1", &rec, Duration::from_secs(3))
+        .with_retrieval(retrieval)
+        .build()
+        .expect("scheduler");
     let run = spawn_run(&worker);
     put_records(&kinesis, &stream, &phase(0), 1).await;
 
@@ -576,6 +594,110 @@ pub async fn reshard_scenario(stack: &LocalStack, keys: usize, per_phase: usize)
         1,
         "the merged child's lease names both parents"
     );
+}
+
+/// Two workers share 4 shards; one is killed (aborted: no release) while records flow; the
+/// other takes its leases, and nothing is lost; only records after the dead worker's last
+/// checkpoint come again.
+pub async fn killed_worker_scenario(stack: &LocalStack, retrieval: Retrieval) {
+    let stream = stack.create_stream("kcl-kill", 4).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-kill-app");
+    let kinesis = stack.kinesis_client();
+    let rec = Recorder::default();
+    let failover = Duration::from_secs(2);
+    let a = scheduler_builder(stack, &app, &stream, "a", &rec, failover)
+        .with_retrieval(retrieval.clone())
+        .build()
+        .expect("scheduler");
+    let b = scheduler_builder(stack, &app, &stream, "b", &rec, failover)
+        .with_retrieval(retrieval)
+        .build()
+        .expect("scheduler");
+    let run_a = spawn_run(&a);
+    wait_until("a holds every lease", || {
+        a.coordinator().held_lease_keys().len() == 4
+    })
+    .await;
+    let run_b = spawn_run(&b);
+    wait_until("b steals", || !b.coordinator().held_lease_keys().is_empty()).await;
+    let a_keys = a.coordinator().held_lease_keys();
+    // Records flow while a dies.
+    let producer = {
+        let kinesis = kinesis.clone();
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            for batch in 0..20 {
+                put_records(
+                    &kinesis,
+                    &stream,
+                    &records(300, 100, 1, &format!("b{batch}-")),
+                    1,
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    wait_until("a processing", || {
+        rec.seen().iter().any(|s| s.worker == "a")
+    })
+    .await;
+    run_a.abort(); // like kill -9: no release, no more renewals
+    let killed_at = std::time::Instant::now();
+    let _ = run_a.await;
+    wait_until("b takes a's leases", || {
+        b.coordinator().held_lease_keys().len() == 4
+    })
+    .await;
+    let taken_after = killed_at.elapsed();
+    producer.await.unwrap();
+    wait_until("every record", || distinct(&rec) >= 6_000).await;
+    b.graceful_shutdown().await;
+    run_b.await.unwrap().unwrap();
+    eprintln!("leases of the killed worker taken after {taken_after:?} (failover {failover:?})");
+
+    // Duplicates only after the dead worker's last successful checkpoint on that shard.
+    let last_ok: HashMap<String, (String, u64)> = rec
+        .checkpoints
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.worker == "a" && c.ok)
+        .filter_map(|c| c.position.clone().map(|p| (c.shard.clone(), p)))
+        .collect();
+    let seen = rec.seen();
+    let mut first_by: HashMap<&Bytes, &Seen> = HashMap::new();
+    for s in &seen {
+        match first_by.get(&s.data) {
+            None => {
+                first_by.insert(&s.data, s);
+            }
+            Some(first) => {
+                assert_eq!(first.worker, "a", "only the dead worker's records repeat");
+                assert!(a_keys.contains(&s.shard));
+                if let Some((seq, sub)) = last_ok.get(&s.shard) {
+                    assert!(
+                        !checkpoint_of(seq, *sub).covers(
+                            &kinesis_consumer::SequenceNumber::parse(&s.sequence_number).unwrap(),
+                            s.sub_sequence_number
+                        ),
+                        "a checkpointed record was delivered again"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(first_by.len(), 6_000, "nothing lost");
+}
+
+/// `n` records over `keys` keys, `run` records of a key in a row, data `{tag}{i}`.
+pub fn records(n: usize, keys: usize, run: usize, tag: &str) -> Vec<Sent> {
+    (0..n)
+        .map(|i| Sent {
+            partition_key: format!("k{}", (i / run) % keys),
+            data: Bytes::from(format!("{tag}{i}")),
+        })
+        .collect()
 }
 
 /// Runs a worker in a task.

@@ -128,8 +128,8 @@ impl Continuation {
         }
         let continuation = SequenceNumber::parse(&continuation_sequence_number);
         let children: Vec<ChildShard> = child_shards.unwrap_or_default();
-        let ended = continuation_sequence_number.is_empty()
-            || (!children.is_empty() && !carried_records);
+        let ended =
+            continuation_sequence_number.is_empty() || (!children.is_empty() && !carried_records);
         if continuation.is_some() {
             self.continuation = continuation;
         }
@@ -289,10 +289,16 @@ mod tests {
         // An endpoint that always sends a continuation: children on an event that still
         // carries records do not end the shard ...
         let mut c = Continuation::new(StartingPosition::TrimHorizon);
-        let a = c.accept(event(&["1", "2"], "3", &["shardId-000000000001"]), Instant::now());
+        let a = c.accept(
+            event(&["1", "2"], "3", &["shardId-000000000001"]),
+            Instant::now(),
+        );
         assert!(a.batch.end.is_none());
         // ... even when every record in it was a replay ...
-        let a = c.accept(event(&["1", "2"], "3", &["shardId-000000000001"]), Instant::now());
+        let a = c.accept(
+            event(&["1", "2"], "3", &["shardId-000000000001"]),
+            Instant::now(),
+        );
         assert!(a.batch.end.is_none() && !a.worth_sending());
         // ... the first empty one with children does.
         let a = c.accept(event(&[], "3", &["shardId-000000000001"]), Instant::now());

@@ -158,7 +158,11 @@ impl RecordsSource for FanOut {
             start: from,
             config: self.config.clone(),
         };
-        tokio::spawn(subscriber.run(tx, stop).instrument(tracing::Span::current()));
+        tokio::spawn(
+            subscriber
+                .run(tx, stop)
+                .instrument(tracing::Span::current()),
+        );
         rx
     }
 }
@@ -173,17 +177,17 @@ mod tests {
         assert_eq!(c.consumer_name, None);
         assert_eq!(c.event_buffer, 4);
         assert_eq!(c.renew_after, Duration::from_secs(290));
-        assert!(c.renew_after < Duration::from_secs(300), "before Kinesis ends it");
+        assert!(
+            c.renew_after < Duration::from_secs(300),
+            "before Kinesis ends it"
+        );
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         let c = c
             .with_consumer_name("n")
             .with_event_buffer(1)
             .with_renew_after(Duration::from_secs(5))
             .with_idle_timeout(Duration::from_secs(6));
-        assert_eq!(
-            (c.consumer_name.as_deref(), c.event_buffer),
-            (Some("n"), 1)
-        );
+        assert_eq!((c.consumer_name.as_deref(), c.event_buffer), (Some("n"), 1));
         assert_eq!(
             (c.renew_after, c.idle_timeout),
             (Duration::from_secs(5), Duration::from_secs(6))

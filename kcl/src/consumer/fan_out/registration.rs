@@ -105,7 +105,11 @@ async fn register(
         .await
     {
         Ok(out) => {
-            tracing::info!(consumer = name, stream = stream_arn, "registered the stream consumer");
+            tracing::info!(
+                consumer = name,
+                stream = stream_arn,
+                "registered the stream consumer"
+            );
             Ok(match out.consumer() {
                 Some(c) => state_of(name, c.consumer_status(), c.consumer_arn()),
                 None => ConsumerState::NotYet(format!("registered stream consumer {name}")),

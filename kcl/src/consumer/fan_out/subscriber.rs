@@ -171,8 +171,10 @@ impl Subscriber {
     async fn subscribe(
         &self,
         position: &SubscribePosition,
-    ) -> Result<EventReceiver<SubscribeToShardEventStream, SubscribeToShardEventStreamError>, SessionEnd>
-    {
+    ) -> Result<
+        EventReceiver<SubscribeToShardEventStream, SubscribeToShardEventStreamError>,
+        SessionEnd,
+    > {
         let no_stall_check = aws_sdk_kinesis::config::Builder::default().stalled_stream_protection(
             aws_sdk_kinesis::config::StalledStreamProtectionConfig::disabled(),
         );
@@ -326,9 +328,11 @@ fn kinesis_position(position: &SubscribePosition) -> KinesisPosition {
         | SubscribePosition::AtContinuation(s) => {
             (ShardIteratorType::AtSequenceNumber, Some(s.as_str()), None)
         }
-        SubscribePosition::After(s) => {
-            (ShardIteratorType::AfterSequenceNumber, Some(s.as_str()), None)
-        }
+        SubscribePosition::After(s) => (
+            ShardIteratorType::AfterSequenceNumber,
+            Some(s.as_str()),
+            None,
+        ),
     };
     KinesisPosition::builder()
         .r#type(kind)
@@ -368,7 +372,10 @@ mod tests {
         assert_eq!(p.r#type(), &ShardIteratorType::AtTimestamp);
         assert_eq!(p.timestamp().map(|d| d.secs()), Some(1_700_000_000));
         for (start, kind) in [
-            (StartingPosition::TrimHorizon, ShardIteratorType::TrimHorizon),
+            (
+                StartingPosition::TrimHorizon,
+                ShardIteratorType::TrimHorizon,
+            ),
             (StartingPosition::Latest, ShardIteratorType::Latest),
         ] {
             let p = kinesis_position(&SubscribePosition::Start(start));
