@@ -6,7 +6,8 @@
 //!  for size in {100 B, 1 KiB} × {plain, aggregated (KPL format, 20 per record)}:
 //!    new 4-shard stream ─ PutRecords N user records
 //!    raw:    one task per shard, GetShardIterator(TRIM_HORIZON) + GetRecords loop + deaggregate
-//!    worker: Scheduler (lease table, take, consume, checkpoint every batch) until N processed
+//!    worker: Scheduler (lease table, take, consume, checkpoint every batch) until N processed,
+//!            once polling, once with enhanced fan-out (its own application and consumer)
 //! ```
 //!
 //! Run: `cargo bench -p kinesis-consumer --bench consumer` (release build)
@@ -22,9 +23,10 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use bytes::Bytes;
 use kinesis_agg::{Aggregator, Deaggregator, UserRecord};
 use kinesis_consumer::{
-    InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput, RecordProcessor,
-    Scheduler, ShardEndedInput, ShutdownRequestedInput,
+    FanOutConfig, InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput,
+    RecordProcessor, Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,
 };
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 const SHARDS: i32 = 4;
 
@@ -160,55 +162,70 @@ async fn raw_loop(client: &aws_sdk_kinesis::Client, stream: &str, expected: u64)
     n
 }
 
-/// Counts `kinesis_consumer_dynamodb_calls_total`; every other metric is dropped.
-#[derive(Debug, Default)]
-struct CallCounter(Arc<AtomicU64>);
+/// The `kinesis_consumer_dynamodb_calls_total` counter, summed over operations.
+fn dynamodb_calls(snapshotter: &Snapshotter) -> u64 {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == kinesis_consumer::metric_names::DYNAMODB_CALLS)
+        .map(|(.., v)| match v {
+            DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
 
-impl metrics::Recorder for CallCounter {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`; `None`
+/// where there is no such file.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) ends with ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// One worker reading `n` records of `stream` from the trim horizon with `retrieval`:
+/// (records per second from `run()` to the last record, CPU µs per record of the whole
+/// process, the embedded emulators included).
+async fn one_worker(
+    stack: &kinesis_emulators::LocalStack,
+    stream: &str,
+    n: u64,
+    retrieval: Retrieval,
+) -> (f64, Option<f64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let app = kinesis_emulators::unique_name("bench-app");
+    let worker = Scheduler::builder(&app, stream, move |_: &str| {
+        Box::new(Counter(c.clone())) as Box<dyn RecordProcessor>
+    })
+    .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+    .with_worker_id("bench")
+    .with_retrieval(retrieval)
+    .build()
+    .unwrap();
+    let (t, cpu) = (Instant::now(), process_cpu());
+    let w = worker.clone();
+    let run = tokio::spawn(async move { w.run().await });
+    while count.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        if key.name() == kinesis_consumer::metric_names::DYNAMODB_CALLS {
-            metrics::Counter::from_arc(self.0.clone())
-        } else {
-            metrics::Counter::noop()
-        }
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
+    let took = t.elapsed();
+    let cpu = process_cpu()
+        .zip(cpu)
+        .map(|(after, before)| (after - before).as_secs_f64() * 1e6 / n as f64);
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    (n as f64 / took.as_secs_f64(), cpu)
 }
 
 /// DynamoDB calls per lease per minute of one idle worker holding `leases` leases.
 async fn steady_state(
     stack: &kinesis_emulators::LocalStack,
-    calls: &AtomicU64,
+    calls: &Snapshotter,
     leases: i32,
     window: Duration,
 ) {
@@ -227,9 +244,9 @@ async fn steady_state(
     }
     // Let start-up calls pass, then count a window.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = calls.load(Ordering::Relaxed);
+    let before = dynamodb_calls(calls);
     tokio::time::sleep(window).await;
-    let n = calls.load(Ordering::Relaxed) - before;
+    let n = dynamodb_calls(calls) - before;
     worker.graceful_shutdown().await;
     run.await.unwrap().unwrap();
     let per_lease_min = n as f64 / leases as f64 / window.as_secs_f64() * 60.0;
@@ -244,15 +261,19 @@ async fn steady_state(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let calls = Arc::new(AtomicU64::new(0));
-    metrics::set_global_recorder(CallCounter(calls.clone())).expect("first recorder");
+    let recorder = DebuggingRecorder::new();
+    let calls = recorder.snapshotter();
+    recorder.install().expect("first recorder");
     let stack = kinesis_emulators::LocalStack::builder()
         .start_async()
         .await
         .expect("local stack");
     let kinesis = stack.kinesis_client();
-    println!("| payload | format | user records | raw GetRecords loop (records/s) | one worker (records/s) |");
-    println!("|---|---|---|---|---|");
+    let cpu = |us: Option<f64>| us.map_or("n/a".to_owned(), |us| format!("{us:.1}"));
+    println!(
+        "| payload | format | user records | raw GetRecords loop (records/s) | worker, polling (records/s; CPU µs/record) | worker, fan-out (records/s; CPU µs/record) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (size, per_agg, n) in [
         (100usize, 1usize, 100_000usize),
         (100, 20, 100_000),
@@ -266,36 +287,26 @@ async fn main() {
         raw_loop(&kinesis, &stream, n as u64).await;
         let raw = n as f64 / t.elapsed().as_secs_f64();
 
-        let count = Arc::new(AtomicU64::new(0));
-        let c = count.clone();
         let mut polling = PollingConfig::default();
         polling.idle_time_between_reads = Duration::from_millis(50);
-        let app = kinesis_emulators::unique_name("bench-app");
-        let worker = Scheduler::builder(&app, &stream, move |_: &str| {
-            Box::new(Counter(c.clone())) as Box<dyn RecordProcessor>
-        })
-        .with_clients(kinesis.clone(), stack.dynamodb_client())
-        .with_worker_id("bench")
-        .with_polling(polling)
-        .build()
-        .unwrap();
-        let t = Instant::now();
-        let w = worker.clone();
-        let run = tokio::spawn(async move { w.run().await });
-        while count.load(Ordering::Relaxed) < n as u64 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let took = t.elapsed();
-        worker.graceful_shutdown().await;
-        run.await.unwrap().unwrap();
-        let kcl = n as f64 / took.as_secs_f64();
+        let (polled, polled_cpu) =
+            one_worker(&stack, &stream, n as u64, Retrieval::Polling(polling)).await;
+        let (pushed, pushed_cpu) = one_worker(
+            &stack,
+            &stream,
+            n as u64,
+            Retrieval::FanOut(FanOutConfig::default()),
+        )
+        .await;
         let format = if per_agg > 1 {
             "aggregated ×20"
         } else {
             "plain"
         };
         println!(
-            "| {size} B | {format} | {n} | {raw:.0} | {kcl:.0} (incl. table creation and first lease take) |"
+            "| {size} B | {format} | {n} | {raw:.0} | {polled:.0}; {} | {pushed:.0}; {} |",
+            cpu(polled_cpu),
+            cpu(pushed_cpu)
         );
     }
     steady_state(&stack, &calls, 8, Duration::from_secs(60)).await;

@@ -143,15 +143,7 @@ impl Error {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let status = |raw: &HttpResponse| Some(raw.status().as_u16());
-        let (retryable, throttled) = classify(Service::Kinesis, err, status);
-        Error::Kinesis {
-            operation,
-            target: target.to_owned(),
-            message: describe(err),
-            retryable,
-            throttled,
-        }
+        Self::kinesis_with_status(operation, target, err, |raw| Some(raw.status().as_u16()))
     }
 
     /// A failed receive on an event stream (`SubscribeToShard`): an error message the
@@ -166,7 +158,21 @@ impl Error {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
-        let (retryable, throttled) = classify(Service::Kinesis, err, |_| None);
+        Self::kinesis_with_status(operation, target, err, |_| None)
+    }
+
+    /// [`Error::Kinesis`] for `err`, whose raw answer's HTTP status `status` reads.
+    fn kinesis_with_status<E, R>(
+        operation: &'static str,
+        target: &str,
+        err: &SdkError<E, R>,
+        status: impl Fn(&R) -> Option<u16>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let (retryable, throttled) = classify(Service::Kinesis, err, status);
         Error::Kinesis {
             operation,
             target: target.to_owned(),

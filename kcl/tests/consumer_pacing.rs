@@ -6,64 +6,23 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-#[derive(Debug, Default)]
-struct GetRecordsCounter(Arc<AtomicU64>);
-
-impl metrics::Recorder for GetRecordsCounter {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let get_records = key.name() == kinesis_consumer::metric_names::KINESIS_CALLS
-            && key
-                .labels()
-                .any(|l| l.key() == "operation" && l.value() == "GetRecords");
-        if get_records {
-            metrics::Counter::from_arc(self.0.clone())
-        } else {
-            metrics::Counter::noop()
-        }
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
+use metrics_util::debugging::DebuggingRecorder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_records_is_paced_per_shard_and_backs_off_when_idle() {
-    let calls = Arc::new(AtomicU64::new(0));
-    metrics::set_global_recorder(GetRecordsCounter(calls.clone())).expect("only recorder");
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().expect("only recorder");
+    let calls = || {
+        counter(
+            &snapshotter,
+            kinesis_consumer::metric_names::KINESIS_CALLS,
+            Some(("operation", "GetRecords")),
+        )
+    };
     let stack = stack().await;
     let stream = stack.create_stream("kcl-pace", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("kcl-pace-app");
@@ -78,9 +37,9 @@ async fn get_records_is_paced_per_shard_and_backs_off_when_idle() {
         .unwrap();
     let run = spawn_run(&worker);
     wait_until("first records", || rec.count() > 0).await;
-    let (start, before) = (Instant::now(), calls.load(Ordering::SeqCst));
+    let (start, before) = (Instant::now(), calls());
     wait_until("every record", || rec.count() >= 2_000).await;
-    let (busy, busy_calls) = (start.elapsed(), calls.load(Ordering::SeqCst) - before);
+    let (busy, busy_calls) = (start.elapsed(), calls() - before);
     // 200 ms between calls: at most one call per started 200 ms, plus the one in flight.
     let bound = (busy.as_millis() / 200) as u64 + 2;
     assert!(
@@ -93,9 +52,9 @@ async fn get_records_is_paced_per_shard_and_backs_off_when_idle() {
     );
 
     // Idle: the default 1 s pause after an empty response.
-    let (start, before) = (Instant::now(), calls.load(Ordering::SeqCst));
+    let (start, before) = (Instant::now(), calls());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (idle, idle_calls) = (start.elapsed(), calls.load(Ordering::SeqCst) - before);
+    let (idle, idle_calls) = (start.elapsed(), calls() - before);
     let bound = idle.as_millis() as u64 / 1_000 + 2;
     assert!(
         idle_calls <= bound,

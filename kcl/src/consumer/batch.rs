@@ -23,3 +23,16 @@ pub(crate) struct Batch {
     /// the batch waited before its processor got it.
     pub(crate) received: Instant,
 }
+
+impl Batch {
+    /// The last batch of a shard that is gone from the stream, or closed with no way to
+    /// read further: no records, no children known.
+    pub(crate) fn shard_gone() -> Self {
+        Batch {
+            records: Vec::new(),
+            millis_behind_latest: None,
+            end: Some(Vec::new()),
+            received: Instant::now(),
+        }
+    }
+}

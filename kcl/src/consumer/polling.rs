@@ -305,14 +305,7 @@ impl Fetcher {
                     Some(it) => it,
                     None => {
                         tracing::info!("shard not found or closed with no iterator: shard end");
-                        let _ = tx
-                            .send(Batch {
-                                records: Vec::new(),
-                                millis_behind_latest: None,
-                                end: Some(Vec::new()),
-                                received: Instant::now(),
-                            })
-                            .await;
+                        let _ = tx.send(Batch::shard_gone()).await;
                         return;
                     }
                 },

@@ -213,8 +213,8 @@ impl SchedulerBuilder {
     ///   table): not 3 to 255 characters of `A-Z a-z 0-9 _ . -`;
     /// - [`ConfigError::InvalidWorkerId`]: an empty worker id;
     /// - [`ConfigError::ZeroDuration`]: a zero `failover_time`, `taker_interval`,
-    ///   `shard_sync_interval`, `parent_poll_interval`, `polling.idle_time_between_reads`
-    ///   or `polling.min_time_between_calls`;
+    ///   `shard_sync_interval`, `parent_poll_interval`, `polling.idle_time_between_reads`,
+    ///   `polling.min_time_between_calls`, `fan_out.renew_after` or `fan_out.idle_timeout`;
     /// - [`ConfigError::OutOfRange`]: `failover_time` under [`MIN_FAILOVER_TIME`],
     ///   `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
     ///   `polling.prefetch_batches` 0, `fan_out.event_buffer` 0;
@@ -496,6 +496,68 @@ mod tests {
         Scheduler::builder("my app", "stream", factory)
             .with_clients(k, d)
             .with_table_name("my-app-leases")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn fan_out_settings_are_checked_and_the_consumer_named_after_the_application() {
+        use crate::consumer::FanOutConfig;
+        let fan_out = |f: FanOutConfig| valid().with_retrieval(Retrieval::FanOut(f));
+        let s = fan_out(FanOutConfig::default()).build().unwrap();
+        assert_eq!(
+            s.inner.config.retrieval,
+            Retrieval::FanOut(FanOutConfig::default().with_consumer_name("app"))
+        );
+        fan_out(FanOutConfig::default().with_consumer_name("a".repeat(128)))
+            .validate()
+            .unwrap();
+        for bad in ["", "my consumer", &"c".repeat(129)] {
+            let e = refused(fan_out(FanOutConfig::default().with_consumer_name(bad)));
+            assert!(
+                matches!(&e, ConfigError::InvalidConsumerName { name, .. } if name == bad),
+                "{e:?}"
+            );
+        }
+        // An application name fit for a table but not for a consumer (over 128 characters).
+        let (k, d) = offline_clients();
+        let long = "a".repeat(200);
+        let e = refused(
+            Scheduler::builder(long.clone(), "stream", factory)
+                .with_clients(k, d)
+                .with_retrieval(Retrieval::FanOut(FanOutConfig::default())),
+        );
+        assert!(
+            matches!(&e, ConfigError::InvalidConsumerName { name, reason } if *name == long && reason.contains("application name")),
+            "{e:?}"
+        );
+        let e = refused(fan_out(FanOutConfig::default().with_event_buffer(0)));
+        assert!(e.to_string().contains("fan_out.event_buffer = 0"), "{e}");
+        let e = refused(fan_out(
+            FanOutConfig::default().with_renew_after(Duration::ZERO),
+        ));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "fan_out.renew_after"
+            }
+        );
+        let e = refused(fan_out(
+            FanOutConfig::default().with_idle_timeout(Duration::ZERO),
+        ));
+        assert_eq!(
+            e,
+            ConfigError::ZeroDuration {
+                setting: "fan_out.idle_timeout"
+            }
+        );
+        // Polling settings are not looked at with fan-out, and the other way round.
+        valid()
+            .with_polling(PollingConfig {
+                max_records: 0,
+                ..PollingConfig::default()
+            })
+            .with_retrieval(Retrieval::FanOut(FanOutConfig::default()))
             .validate()
             .unwrap();
     }

@@ -700,6 +700,29 @@ pub fn records(n: usize, keys: usize, run: usize, tag: &str) -> Vec<Sent> {
         .collect()
 }
 
+/// The value of counter `name` with `label` among its labels (if given), summed over the
+/// other labels.
+pub fn counter(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> u64 {
+    use metrics_util::debugging::DebugValue;
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == name)
+        .filter(|(k, ..)| {
+            label.is_none_or(|(lk, lv)| k.key().labels().any(|l| l.key() == lk && l.value() == lv))
+        })
+        .map(|(.., v)| match v {
+            DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Runs a worker in a task.
 pub fn spawn_run(s: &Scheduler) -> tokio::task::JoinHandle<Result<(), Error>> {
     let s = s.clone();

@@ -169,7 +169,206 @@ impl RecordsSource for FanOut {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_kinesis::primitives::Blob;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use metrics_util::MetricKind;
+
     use super::*;
+    use crate::metric_names as m;
+
+    /// A bound to fail on instead of hanging, never a measured assertion.
+    const DEADLINE: Duration = Duration::from_secs(60);
+
+    /// The value of counter `name` whose labels include `label` (if given), summed.
+    fn counter(snapshotter: &Snapshotter, name: &str, label: Option<(&str, &str)>) -> u64 {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| k.kind() == MetricKind::Counter && k.key().name() == name)
+            .filter(|(k, ..)| {
+                label.is_none_or(|(lk, lv)| {
+                    k.key().labels().any(|l| l.key() == lk && l.value() == lv)
+                })
+            })
+            .map(|(.., v)| match v {
+                DebugValue::Counter(n) => n,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// A one-shard stream on `stack` and an ACTIVE consumer of it: (stream, shard, ARN).
+    async fn stream_with_consumer(
+        stack: &kinesis_emulators::LocalStack,
+    ) -> (String, String, String) {
+        let kinesis = stack.kinesis_client();
+        let stream = stack.create_stream("fan-out-source", 1).await.unwrap();
+        let summary = kinesis
+            .describe_stream_summary()
+            .stream_name(&stream)
+            .send()
+            .await
+            .unwrap();
+        let stream_arn = summary.stream_description_summary().unwrap().stream_arn();
+        let arn = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match describe_or_register(&kinesis, stream_arn, "source-test")
+                    .await
+                    .unwrap()
+                {
+                    ConsumerState::Active(arn) => break arn,
+                    ConsumerState::NotYet(_) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the consumer becomes ACTIVE");
+        let shard = kinesis
+            .list_shards()
+            .stream_name(&stream)
+            .send()
+            .await
+            .unwrap()
+            .shards()[0]
+            .shard_id()
+            .to_owned();
+        (stream, shard, arn)
+    }
+
+    /// Puts `data` records one by one; their sequence numbers.
+    async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, data: &[String]) -> Vec<String> {
+        let mut seqs = Vec::new();
+        for d in data {
+            let out = kinesis
+                .put_record()
+                .stream_name(stream)
+                .partition_key("k")
+                .data(Blob::new(d.as_bytes()))
+                .send()
+                .await
+                .unwrap();
+            seqs.push(out.sequence_number().to_owned());
+        }
+        seqs
+    }
+
+    /// Receives until `n` records have come; their sequence numbers.
+    async fn receive(rx: &mut mpsc::Receiver<Batch>, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let batch = tokio::time::timeout(DEADLINE, rx.recv())
+                .await
+                .expect("records in time")
+                .expect("the source goes on");
+            assert!(batch.end.is_none());
+            got.extend(batch.records.iter().map(|r| r.sequence_number().to_owned()));
+        }
+        got
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_reader_keeps_its_subscription_and_loses_nothing() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let stack = kinesis_emulators::LocalStack::builder()
+            .with_subscribe_event_records(3)
+            .start_async()
+            .await
+            .unwrap();
+        let kinesis = stack.kinesis_client();
+        let (stream, shard, arn) = stream_with_consumer(&stack).await;
+        let first: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
+        let mut sent = put(&kinesis, &stream, &first).await;
+        // One event buffered, idle after 300 ms: the reader sleeps far longer than that.
+        let config = FanOutConfig::default()
+            .with_event_buffer(1)
+            .with_idle_timeout(Duration::from_millis(300));
+        let stop = CancellationToken::new();
+        let source = FanOut::new(kinesis.clone(), stream.clone(), arn, config);
+        let mut rx = source.start(&shard, StartingPosition::TrimHorizon, stop.clone());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut got = receive(&mut rx, 20).await;
+        let later: Vec<String> = (0..5).map(|i| format!("b{i}")).collect();
+        sent.extend(put(&kinesis, &stream, &later).await);
+        got.extend(receive(&mut rx, 5).await);
+        assert_eq!(got, sent, "every record once, in order");
+        assert_eq!(
+            counter(&snapshotter, m::FANOUT_SUBSCRIPTIONS, None),
+            1,
+            "waiting for the reader is not idleness: one subscription throughout"
+        );
+        assert_eq!(
+            counter(&snapshotter, m::FANOUT_SUBSCRIPTION_ERRORS, None),
+            0
+        );
+        stop.cancel();
+        assert!(tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn subscriptions_are_renewed_before_the_server_ends_them_and_after_it_does() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        // The server ends subscriptions after 1.5 s; the source renews its own after 400 ms
+        // on one of the two sources.
+        let stack = kinesis_emulators::LocalStack::builder()
+            .with_subscribe_session(Duration::from_millis(1_500))
+            .start_async()
+            .await
+            .unwrap();
+        let kinesis = stack.kinesis_client();
+        let (stream, shard, arn) = stream_with_consumer(&stack).await;
+        for (renew_after, label) in [
+            (Duration::from_millis(400), "renewed by the source"),
+            (Duration::from_secs(290), "ended by the server"),
+        ] {
+            let before = counter(
+                &snapshotter,
+                m::FANOUT_SUBSCRIPTIONS,
+                Some(("reason", "renewal")),
+            );
+            let stop = CancellationToken::new();
+            let config = FanOutConfig::default().with_renew_after(renew_after);
+            let source = FanOut::new(kinesis.clone(), stream.clone(), arn.clone(), config);
+            let start_seq = put(&kinesis, &stream, &[format!("{label} start")]).await;
+            let from = StartingPosition::AtSequence(
+                crate::checkpoint::SequenceNumber::parse(&start_seq[0]).unwrap(),
+            );
+            let mut rx = source.start(&shard, from, stop.clone());
+            let mut sent = start_seq;
+            let mut got = receive(&mut rx, 1).await;
+            for round in 0..4 {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let data: Vec<String> = (0..5).map(|i| format!("{label} {round}.{i}")).collect();
+                let seqs = put(&kinesis, &stream, &data).await;
+                got.extend(receive(&mut rx, seqs.len()).await);
+                sent.extend(seqs);
+            }
+            assert_eq!(
+                got, sent,
+                "{label}: every record once, in order, across renewals"
+            );
+            let renewals = counter(
+                &snapshotter,
+                m::FANOUT_SUBSCRIPTIONS,
+                Some(("reason", "renewal")),
+            ) - before;
+            assert!(renewals >= 1, "{label}: {renewals} renewals");
+            stop.cancel();
+        }
+        assert_eq!(
+            counter(&snapshotter, m::FANOUT_SUBSCRIPTION_ERRORS, None),
+            0
+        );
+    }
 
     #[test]
     fn fan_out_defaults_are_pinned() {

@@ -127,14 +127,7 @@ impl Subscriber {
                 SessionEnd::Ended | SessionEnd::Closed => return,
                 SessionEnd::ShardGone => {
                     tracing::info!("shard no longer in the stream: shard end");
-                    let _ = tx
-                        .send(Batch {
-                            records: Vec::new(),
-                            millis_behind_latest: None,
-                            end: Some(Vec::new()),
-                            received: Instant::now(),
-                        })
-                        .await;
+                    let _ = tx.send(Batch::shard_gone()).await;
                     return;
                 }
                 SessionEnd::Renew { events } | SessionEnd::Completed { events } if events > 0 => {
