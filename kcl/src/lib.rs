@@ -4,13 +4,14 @@
 //!
 //! ```text
 //!               ┌──────────────────────── Scheduler (one per worker) ────────────────────────┐
-//!               │ start-up: stream check ─▶ lease table ─▶ first shard sync                  │
+//!               │ start-up: stream check ─▶ (fan-out: stream consumer) ─▶ lease table ─▶     │
+//!               │   first shard sync                                                         │
 //!  Kinesis ◀────┤ ShardSync: ListShards ─▶ sync plan ─▶ leases (parents first)               │
 //!    ▲          │ LeaseCoordinator: renew every failover/3; every 2×failover scan ─▶         │
 //!    │          │   take plan ─▶ take / steal ─▶ HeldLease                                   │
 //!    │          │ Dispatcher, per HeldLease whose parents reached SHARD_END:                 │
-//!    └GetRecords┤   RecordsSource (Polling) ─▶ Batch ─▶ ShardConsumer ─▶ Deaggregator ─▶     │
-//!               │     RecordProcessor ─▶ Checkpointer                                        │
+//!    └GetRecords┤   RecordsSource (Polling | FanOut: SubscribeToShard) ─▶ Batch ─▶           │
+//!               │     ShardConsumer ─▶ Deaggregator ─▶ RecordProcessor ─▶ Checkpointer       │
 //!               └────────────────────────────────────────────────────────────────────────────┘
 //!  HeldLease: renew, checkpoint, release ─▶ Lease's update (guard + changes)
 //!    ─▶ LeaseStore ─▶ LeaseTable ─conditional writes─▶ DynamoDB (Java KCL 2.x format)
@@ -18,13 +19,14 @@
 //!
 //! The crate root holds what applications use: the [`Scheduler`] and its builder, the
 //! [`RecordProcessor`] they implement with its inputs, the [`Checkpointer`], the
-//! [`Checkpoint`] and [`Lease`] they read, [`InitialPosition`], [`PollingConfig`],
-//! [`Error`] and [`ConfigError`]. The building blocks under the scheduler (the lease table,
+//! [`Checkpoint`] and [`Lease`] they read, [`InitialPosition`], [`Retrieval`] with
+//! [`PollingConfig`] and [`FanOutConfig`], [`Error`] and [`ConfigError`]. The building blocks under the scheduler (the lease table,
 //! the lease store seam, the coordinator, shard sync) are in [`leases`], for tools that
 //! look at or manage a lease table; the metrics' names are in [`metric_names`]. Each shard
 //! consumer reads its shard through a retrieval seam (a records source started at the
-//! lease's checkpoint, handing over ordered batches); polling with `GetRecords`, set by
-//! [`PollingConfig`], is the one retrieval so far.
+//! lease's checkpoint, handing over ordered batches): polling with `GetRecords`, set by
+//! [`PollingConfig`] (the default), or enhanced fan-out with `SubscribeToShard`, set by
+//! [`FanOutConfig`], for which the worker registers a stream consumer at start-up.
 //!
 //! # Usage
 //! ```no_run

@@ -300,3 +300,76 @@ async fn two_applications_read_one_stream_through_their_own_consumers() {
     assert_eq!(rec.count(), 0, "nothing after the checkpoints");
     assert_eq!(stream_consumers(&stack, &stream).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
+    let stack = stack().await;
+    let stream = stack.create_stream("efo-deleting", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("efo-deleting-app");
+    let kinesis = stack.kinesis_client();
+    let stream_arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_owned();
+    kinesis
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name(&app)
+        .send()
+        .await
+        .unwrap();
+    wait_until_status(&stack, &stream, &app, "ACTIVE").await;
+    kinesis
+        .deregister_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name(&app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stream_consumers(&stack, &stream)
+            .await
+            .get(&app)
+            .map(String::as_str),
+        Some("DELETING")
+    );
+    let sent = records(50, 5, 1, "d");
+    put_records(&kinesis, &stream, &sent, 1).await;
+    let rec = Recorder::default();
+    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
+        .with_retrieval(fan_out())
+        .build()
+        .unwrap();
+    let run = spawn_run(&worker);
+    wait_until("every record", || rec.count() >= sent.len()).await;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(rec.count(), sent.len());
+    assert_eq!(
+        stream_consumers(&stack, &stream).await,
+        HashMap::from([(app.clone(), "ACTIVE".to_owned())]),
+        "registered again once the old one was gone"
+    );
+}
+
+/// Waits until the consumer `name` of `stream` has `status`.
+async fn wait_until_status(stack: &LocalStack, stream: &str, name: &str, status: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let now = stream_consumers(stack, stream).await;
+        if now.get(name).map(String::as_str) == Some(status) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumer {name}: {now:?}, waiting for {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

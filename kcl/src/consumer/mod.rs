@@ -2,19 +2,20 @@
 //! [`RecordProcessor`](crate::RecordProcessor).
 //!
 //! ```text
-//!  Dispatcher (per held lease) ─▶ ShardConsumer { source: Box<dyn RecordsSource>, processor, … }
+//!  Dispatcher (per held lease) ─▶ ShardConsumer { source: Arc<dyn RecordsSource>, processor, … }
 //!
 //!  RecordsSource (the retrieval seam)                ShardConsumer (lifecycle)
 //!  start(shard, StartingPosition, stop) ─┐           lease checkpoint ─▶ StartingPosition
 //!    Polling: GetShardIterator /         │ bounded   user_records: deaggregate, range filter,
 //!      GetRecords, paced, prefetching    ├─▶ mpsc ──▶  drop ≤ start checkpoint (sub-sequence)
-//!    (fan-out would: SubscribeToShard,   │ Batch     ─▶ RecordProcessor: initialize,
+//!    FanOut: SubscribeToShard events,    │ Batch     ─▶ RecordProcessor: initialize,
 //!      resubscribed after what it has    │             process_records, shard_ended,
-//!      itself delivered)                 ┘             lease_lost, shutdown_requested
+//!      itself delivered                  ┘             lease_lost, shutdown_requested
 //! ```
 //!
 //! The parts, each in its own file: the seam ([`RecordsSource`], its [`Batch`] and
-//! [`StartingPosition`]), [`Polling`] with its [`PollingConfig`], the record splitting
+//! [`StartingPosition`]), the [`Retrieval`] choice, [`Polling`] with its [`PollingConfig`],
+//! [`FanOut`] with its [`FanOutConfig`] and stream consumer registration, the record splitting
 //! (`user_records`, pure), and the [`ShardConsumer`], which reads only from the seam and
 //! does not know which retrieval fed it. Data flows one way: a source is told where to
 //! start once, and after that only hands batches on.

@@ -22,13 +22,10 @@ use super::{Batch, StartingPosition};
 
 /// Reads one shard at a time into batches; a shard consumer's only way to get records.
 ///
-/// A source is built per shard consumer by the scheduler (the polling one is
-/// [`Polling`](super::Polling)). An enhanced fan-out source would implement the same trait
-/// over `SubscribeToShard` (consumer ARN, shard, `from`): each event becomes a [`Batch`]
-/// (records, `millis_behind_latest`; no continuation sequence number means the shard
-/// ended, with the event's child shards); when a subscription ends (every 5 minutes) or
-/// fails, its task subscribes again `AFTER_SEQUENCE_NUMBER` the continuation sequence
-/// number of the last event it sent (at `from` while none was sent).
+/// One source serves every shard consumer of a worker, made by the start-up:
+/// [`Polling`](super::Polling) (`GetRecords`) or [`FanOut`](super::FanOut)
+/// (`SubscribeToShard`: each event becomes a [`Batch`]; when a subscription ends or fails,
+/// its task subscribes again `AFTER_SEQUENCE_NUMBER` the last record it sent).
 pub(crate) trait RecordsSource: Send + Sync + fmt::Debug {
     /// Spawns the task that reads `shard_id` from `from` and returns the receiving end of
     /// its bounded channel (its capacity is how far the source reads ahead).

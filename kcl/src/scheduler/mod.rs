@@ -4,11 +4,12 @@
 //!  Scheduler::run
 //!   ├─ start_up (each step retried with backoff while retryable; shutdown stops it at once)
 //!   │    DescribeStreamSummary ──missing──▶ Err(StreamNotFound), nothing created
+//!   │      ─▶ (fan-out) stream consumer found or registered, until ACTIVE
 //!   │      ─▶ create lease table (on demand) ─▶ first ShardSync
 //!   ├─ Background: ShardSync (every shard_sync_interval, at shard ends),
 //!   │              LeaseCoordinator renewer (every failover/3) and taker (every 2 × failover)
 //!   └─ Dispatcher: for each held lease whose parents all reached SHARD_END
-//!         └─ ShardConsumer (fetcher ─bounded─▶ RecordProcessor)
+//!         └─ ShardConsumer (polling fetcher or fan-out subscriber ─bounded─▶ RecordProcessor)
 //!  graceful_shutdown: stop taking ─▶ consumers finish their batch + shutdown_requested
 //!                     ─▶ release leases (others take them at once) ─▶ stop renewing
 //!  run ends (Ok, Err, or its future dropped) ─▶ every graceful_shutdown returns
@@ -185,8 +186,12 @@ impl Scheduler {
     /// Start-up, in this order:
     /// 1. the stream is checked (`DescribeStreamSummary`; a stream still `CREATING` is
     ///    waited for), so a misspelt stream name leaves no lease table behind;
-    /// 2. the lease table is created if it does not exist, and waited for until `ACTIVE`;
-    /// 3. the first shard sync creates the leases of the stream's shards.
+    /// 2. with [`Retrieval::FanOut`](crate::Retrieval::FanOut), the stream consumer is
+    ///    looked up (`DescribeStreamConsumer`), registered if missing
+    ///    (`RegisterStreamConsumer`), and waited for until `ACTIVE` (one being deleted is
+    ///    waited out, then registered again);
+    /// 3. the lease table is created if it does not exist, and waited for until `ACTIVE`;
+    /// 4. the first shard sync creates the leases of the stream's shards.
     ///
     /// Each step is tried again while it fails with a retryable error (network trouble,
     /// throttling, 5xx; see [`Error::is_retryable`]): after 200 ms, doubling up to 5 s, each
