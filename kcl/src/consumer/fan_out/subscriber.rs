@@ -76,9 +76,14 @@ enum SessionEnd {
     Renew { events: usize },
     /// The server ended the event stream; `events` were received.
     Completed { events: usize },
-    /// The call was refused, the stream failed, or it went silent: the error, and the
-    /// label it is counted under.
-    Failed { error: Error, code: String },
+    /// The call was refused, the stream failed, or it went silent: the error, the label it
+    /// is counted under, and the events received before (a subscription that worked for a
+    /// while starts the backoff over).
+    Failed {
+        error: Error,
+        code: String,
+        events: usize,
+    },
     /// The shard is no longer in the stream (trimmed): it is finished.
     ShardGone,
 }
@@ -140,7 +145,14 @@ impl Subscriber {
                     reason = Reason::Renewal;
                     errors.next()
                 }
-                SessionEnd::Failed { error, code } => {
+                SessionEnd::Failed {
+                    error,
+                    code,
+                    events,
+                } => {
+                    if events > 0 {
+                        errors = resubscribe_backoff().build();
+                    }
                     ::metrics::counter!(m::FANOUT_SUBSCRIPTION_ERRORS, "code" => code.clone())
                         .increment(1);
                     let delay = errors.next();
@@ -194,6 +206,7 @@ impl Subscriber {
                 Err(SessionEnd::Failed {
                     error: Error::kinesis(SUBSCRIBE, &self.shard_id, &e),
                     code,
+                    events: 0,
                 })
             }
         }
@@ -229,6 +242,7 @@ impl Subscriber {
                             throttled: false,
                         },
                         code: "idle".to_owned(),
+                        events: received,
                     };
                 }
                 Ok(Err(e)) => {
@@ -236,6 +250,7 @@ impl Subscriber {
                     return SessionEnd::Failed {
                         error: Error::kinesis_event_stream(SUBSCRIBE, &self.shard_id, &e),
                         code,
+                        events: received,
                     };
                 }
                 Ok(Ok(None)) => return SessionEnd::Completed { events: received },
