@@ -5,10 +5,13 @@
 //!  "--stream ''"            ─▶ stream_name  ─▶ error: invalid value '' for '--stream <STREAM>': ...
 //!  "--from yesterday"       ─▶ position     ─▶ error: invalid value 'yesterday' for '--from <FROM>': ...
 //!  "--failover-ms 0"        ─▶ failover_ms  ─▶ error: invalid value '0' for '--failover-ms <FAILOVER_MS>': ...
+//!  "register 'bad name'"    ─▶ consumer_name ─▶ error: invalid value 'bad name' for '<NAME>': ...
 //! ```
 //!
-//! The rules are AWS's (stream names: 1–128 characters of `a-z A-Z 0-9 _ . -`; DynamoDB
-//! table names: 3–255 of the same), checked again by the libraries' builders.
+//! The rules are AWS's (stream and stream consumer names: 1–128 characters of
+//! `a-z A-Z 0-9 _ . -`; DynamoDB table names: 3–255 of the same), checked again by the
+//! libraries' builders. `consume --consumer-name` is left to the consumer library's
+//! builder, whose typed `ConfigError` exits with the same status 2.
 
 use std::time::SystemTime;
 
@@ -36,6 +39,28 @@ pub fn stream_name(value: &str) -> Result<String, String> {
     }
     if !name_chars_ok(value) {
         return Err("a stream name may contain only a-z, A-Z, 0-9, '_', '.' and '-'".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// An enhanced fan-out stream consumer name: 1–128 characters of `a-z A-Z 0-9 _ . -`.
+///
+/// # Errors
+/// Says which rule the value breaks.
+pub fn consumer_name(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("a stream consumer name cannot be empty".into());
+    }
+    if value.len() > 128 {
+        return Err(format!(
+            "a stream consumer name has at most 128 characters, this has {}",
+            value.len()
+        ));
+    }
+    if !name_chars_ok(value) {
+        return Err(
+            "a stream consumer name may contain only a-z, A-Z, 0-9, '_', '.' and '-'".into(),
+        );
     }
     Ok(value.to_owned())
 }
@@ -170,6 +195,16 @@ mod tests {
         assert!(stream_name(&"a".repeat(128)).is_ok());
         assert!(stream_name("a b").unwrap_err().contains("only"));
         assert!(stream_name("arn:aws:kinesis").is_err());
+    }
+
+    #[test]
+    fn consumer_names_follow_kinesis_rules() {
+        assert_eq!(consumer_name("billing_1.x-y").unwrap(), "billing_1.x-y");
+        assert!(consumer_name("").unwrap_err().contains("empty"));
+        assert!(consumer_name(&"c".repeat(128)).is_ok());
+        assert!(consumer_name(&"c".repeat(129)).unwrap_err().contains("128"));
+        assert!(consumer_name("bad name").unwrap_err().contains("only"));
+        assert!(consumer_name("é").is_err());
     }
 
     #[test]

@@ -9,7 +9,17 @@
 //!      └─ timeouts: 5 s to connect, 30 s per attempt (a silent endpoint is a timeout,
 //!         retried or reported, never a hang)
 //!                       some ──▶ their secrets registered with the log redactor
+//!
+//!  SubscribeToShard (consume --efo):  request ─▶ response headers ─▶ event stream (≤ 5 min)
+//!                                     └── attempt timeout ──┘      not bounded by it
 //! ```
+//!
+//! The attempt (and operation) timeouts of aws-smithy-runtime wrap the orchestrator's
+//! attempt, which ends once a streaming response's headers are in: the event stream of a
+//! `SubscribeToShard` is handed out as the body and read after the timeouts are done, so a
+//! fan-out subscription is never cut at 30 s (the `stream_consumers` tests check it with
+//! 1 s bounds). The consumer library turns stalled-stream protection off for those calls and
+//! guards a silent subscription with its own idle timeout.
 
 use std::time::Duration;
 
@@ -63,7 +73,8 @@ pub async fn load() -> Result<aws_config::SdkConfig, Error> {
 }
 
 /// Bounds on every call, so that an endpoint that accepts connections and never answers
-/// is a (retryable) timeout instead of a hang: 5 s to connect, 30 s per attempt.
+/// is a (retryable) timeout instead of a hang: 5 s to connect, 30 s per attempt (until
+/// the response headers: a streamed body, such as a fan-out subscription, is not cut).
 fn timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))

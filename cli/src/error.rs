@@ -15,7 +15,7 @@
 //! | 0 | done; also a graceful stop on the first Ctrl-C/SIGTERM, `--exit-when-idle`, or a reader closing standard output |
 //! | 1 | the command failed (records not delivered, a call refused, an unexpected error) |
 //! | 2 | bad command line (unknown flag, a value out of range): nothing was done |
-//! | 3 | a named stream, shard or table does not exist |
+//! | 3 | a named stream, shard, stream consumer or table does not exist |
 //! | 4 | not allowed or not configured: no region, no credentials, credentials refused, access denied |
 //! | 5 | the endpoint cannot be reached (connection refused, timed out) |
 //! | 130 | interrupted: a second Ctrl-C/SIGTERM forced an immediate exit, or the first one came while a `stream` command was waiting (the operation already sent goes ahead) |
@@ -30,7 +30,7 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status: bad command line (clap's own status for usage errors).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status: a named stream, shard or table does not exist.
+/// Exit status: a named stream, shard, stream consumer or table does not exist.
 pub const EXIT_NOT_FOUND: u8 = 3;
 /// Exit status: no region, no or refused credentials, access denied.
 pub const EXIT_ACCESS: u8 = 4;
@@ -330,6 +330,32 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The enhanced fan-out stream consumer named on the command line is not registered on
+    /// the stream.
+    #[error("stream consumer {consumer} is not registered on stream {stream}")]
+    ConsumerNotFound {
+        /// The stream.
+        stream: String,
+        /// The stream consumer asked for.
+        consumer: String,
+    },
+    /// A stream consumer did not reach the state waited for within `--wait-secs`.
+    #[error(
+        "stream consumer {consumer} of stream {stream} is still {status} after {secs} s \
+         (waited for it to be {target})"
+    )]
+    ConsumerWaitTimedOut {
+        /// The stream.
+        stream: String,
+        /// The stream consumer.
+        consumer: String,
+        /// Its status at the last look (`CREATING`, `DELETING`, ...).
+        status: String,
+        /// What was waited for: `ACTIVE`, or `gone`.
+        target: &'static str,
+        /// How long was waited, in whole seconds.
+        secs: u64,
+    },
     /// Waiting for Ctrl-C / SIGTERM failed.
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
@@ -421,7 +447,7 @@ impl Error {
             return f.kind.exit_code();
         }
         match self {
-            Self::ShardNotFound { .. } => EXIT_NOT_FOUND,
+            Self::ShardNotFound { .. } | Self::ConsumerNotFound { .. } => EXIT_NOT_FOUND,
             Self::Interrupted { .. } => EXIT_FORCED,
             Self::Produce { exit_code, .. } => *exit_code,
             Self::Consumer(kinesis_consumer::Error::StreamNotFound { .. }) => EXIT_NOT_FOUND,
@@ -437,6 +463,21 @@ impl Error {
             Self::Kinesis { failure, .. }
             | Self::GaveUp { failure, .. }
             | Self::Config(failure) => failure.kind.hint(Service::Kinesis),
+            Self::ConsumerNotFound { stream, .. } => Some(format!(
+                "`kinesis-cat stream consumers list --stream {stream}` shows the registered \
+                 stream consumers"
+            )),
+            Self::ConsumerWaitTimedOut { stream, .. } => Some(format!(
+                "the change goes ahead in Kinesis: look again with `kinesis-cat stream \
+                 consumers list --stream {stream}`, or wait longer with --wait-secs"
+            )),
+            Self::Consumer(kinesis_consumer::Error::Config(
+                kinesis_consumer::ConfigError::InvalidConsumerName { .. },
+            )) => Some(
+                "a stream consumer name is 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and \
+                 '-'; --consumer-name sets it (default: the --app name)"
+                    .to_owned(),
+            ),
             Self::Consumer(e @ kinesis_consumer::Error::DynamoDb { .. }) => {
                 consumer_kind(e).hint(Service::DynamoDb)
             }
@@ -528,6 +569,37 @@ mod tests {
         let consumer =
             Error::Consumer(kinesis_consumer::Error::StreamNotFound { stream: "s".into() });
         assert_eq!(consumer.exit_code(), 3);
+        let missing = Error::ConsumerNotFound {
+            stream: "s".into(),
+            consumer: "c".into(),
+        };
+        assert_eq!(missing.exit_code(), EXIT_NOT_FOUND);
+        assert!(missing
+            .hint()
+            .unwrap()
+            .contains("stream consumers list --stream s"));
+        let slow = Error::ConsumerWaitTimedOut {
+            stream: "s".into(),
+            consumer: "c".into(),
+            status: "CREATING".into(),
+            target: "ACTIVE",
+            secs: 120,
+        };
+        assert_eq!(slow.exit_code(), EXIT_FAILED);
+        assert!(slow.to_string().contains("still CREATING after 120 s"));
+    }
+
+    #[test]
+    fn a_bad_consumer_name_is_a_usage_error_with_the_rule() {
+        let bad = Error::Consumer(kinesis_consumer::Error::Config(
+            kinesis_consumer::ConfigError::InvalidConsumerName {
+                name: "bad name".into(),
+                reason: "contains ' '".into(),
+            },
+        ));
+        assert_eq!(bad.exit_code(), EXIT_USAGE);
+        assert!(bad.to_string().contains("\"bad name\""), "{bad}");
+        assert!(bad.hint().unwrap().contains("--consumer-name"));
     }
 
     #[test]

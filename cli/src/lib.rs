@@ -79,9 +79,9 @@ Ctrl-C or SIGTERM stops gracefully (produce flushes, consume hands its leases ov
 a second one exits at once with status 130.
 
 Exit statuses: 0 done (also after a graceful stop, or when the reader of standard output
-goes away); 1 failed; 2 bad command line; 3 stream, shard or table not found; 4 no region,
-no credentials or access denied; 5 endpoint unreachable; 130 interrupted (a second signal,
-or the first while a `stream` command waits).";
+goes away); 1 failed; 2 bad command line; 3 stream, shard, stream consumer or table not
+found; 4 no region, no credentials or access denied; 5 endpoint unreachable;
+130 interrupted (a second signal, or the first while a `stream` command waits).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,8 @@
 //! prints every user record.
 //!
 //! ```text
+//!  --efo: RegisterStreamConsumer if missing ─▶ wait ACTIVE ─▶ SubscribeToShard pushes (left registered)
+//!  default: GetRecords polling every 200 ms                         │
 //!  Scheduler (kinesis-consumer) ── per shard ──▶ PrintingProcessor ──▶ Output ──▶ stdout (json | raw)
 //!       ▲                                             │ written and flushed, then checkpoint
 //!  Ctrl-C / SIGTERM / --exit-when-idle / stdout closed ──▶ graceful_shutdown (leases handed over)
@@ -14,6 +16,12 @@
 //!
 //! Before anything is created, the AWS configuration is checked and the library checks
 //! that the stream exists (a typo leaves no lease table behind).
+//!
+//! With `--efo` the worker reads through a registered stream consumer. The SDK's attempt
+//! and operation timeouts (`aws.rs`) end with the response headers of `SubscribeToShard`,
+//! before its event stream is read, so they never cut a subscription; the library turns
+//! stalled-stream protection off for these calls and guards a silent subscription with
+//! its own idle timeout.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,8 +31,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
-    Checkpointer, InitialPosition, InitializationInput, KinesisClientRecord, LeaseLostInput,
-    ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput, ShutdownRequestedInput,
+    Checkpointer, FanOutConfig, InitialPosition, InitializationInput, KinesisClientRecord,
+    LeaseLostInput, PollingConfig, ProcessRecordsInput, RecordProcessor, Retrieval, Scheduler,
+    ShardEndedInput, ShutdownRequestedInput,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -66,13 +75,52 @@ pub struct ConsumeArgs {
     /// At least 1. Default: 1 (after every batch).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
-    /// Shut down gracefully after this many seconds without records (at least 1).
-    /// Default: never.
+    /// Shut down gracefully after this many seconds without records (at least 1), counted
+    /// from the start or from the latest shard this worker started reading, whichever is
+    /// later. Default: never.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_when_idle: Option<u64>,
     /// Output format. Default: json.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
+    /// Read with enhanced fan-out instead of polling. Default: off (polling GetRecords).
+    ///
+    /// Enhanced fan-out: Kinesis pushes records (SubscribeToShard) to a registered stream
+    /// consumer, about 70 ms after they are put, with 2 MiB/s per shard for each consumer
+    /// apart from every other reader; AWS charges per consumer-shard hour and per GB read.
+    /// The stream consumer (--consumer-name, default: the --app name) is registered when
+    /// missing and waited for until ACTIVE before any shard is read. It is left registered
+    /// when the worker stops, so that the next run and the other workers of the application
+    /// reuse it; remove it with `kinesis-cat stream consumers deregister --stream STREAM
+    /// NAME` (deleting the stream with `stream delete --force` removes it too).
+    #[arg(long)]
+    pub efo: bool,
+    /// The stream consumer read through with --efo (only with --efo): 1 to 128 characters
+    /// of a-z A-Z 0-9 _ . -. Default: the --app name.
+    ///
+    /// Registered when missing and left registered; several applications reading the same
+    /// stream need different names (each registered consumer has its own throughput).
+    #[arg(long, requires = "efo")]
+    pub consumer_name: Option<String>,
+}
+
+impl ConsumeArgs {
+    /// How the worker reads its shards: fan-out through the named stream consumer with
+    /// `--efo`, else polling every 200 ms (a quick echo of new records at the cost of
+    /// more `GetRecords` calls than the library's 1 s default).
+    pub fn retrieval(&self) -> Retrieval {
+        if self.efo {
+            let mut fan_out = FanOutConfig::default();
+            if let Some(name) = &self.consumer_name {
+                fan_out = fan_out.with_consumer_name(name);
+            }
+            Retrieval::FanOut(fan_out)
+        } else {
+            let mut polling = PollingConfig::default();
+            polling.idle_time_between_reads = Duration::from_millis(200);
+            Retrieval::Polling(polling)
+        }
+    }
 }
 
 /// One output line (or raw record) for a user record.
@@ -180,6 +228,12 @@ impl PrintingProcessor {
 impl RecordProcessor for PrintingProcessor {
     async fn initialize(&mut self, input: InitializationInput) {
         tracing::info!(shard = %input.shard_id, checkpoint = %input.checkpoint, "shard starts");
+        // `--exit-when-idle` counts from here too: the start-up (and, with `--efo`, the
+        // registration of the stream consumer) is not time without records.
+        self.shared.last_record_ms.store(
+            self.shared.started.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
     }
 
     async fn process_records(&mut self, input: ProcessRecordsInput) {
@@ -224,8 +278,10 @@ impl RecordProcessor for PrintingProcessor {
 /// Dropping the future stops the worker abruptly (its leases expire to other workers).
 ///
 /// # Errors
-/// [`Error::Config`] for an unusable AWS configuration; [`Error::Consumer`] when the
-/// stream does not exist, or the lease table cannot be created or read.
+/// [`Error::Config`] for an unusable AWS configuration; [`Error::Consumer`] for a setting
+/// the library refuses (status 2, e.g. an invalid `--consumer-name`), when the stream does
+/// not exist, the lease table cannot be created or read, or the stream consumer cannot be
+/// registered.
 pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     let config = crate::aws::load().await?;
     let shared = Arc::new(Shared {
@@ -258,15 +314,23 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     if let Some(id) = &args.worker_id {
         builder = builder.with_worker_id(id);
     }
-    let mut polling = kinesis_consumer::PollingConfig::default();
-    polling.idle_time_between_reads = Duration::from_millis(200);
-    let scheduler = builder.with_polling(polling).build()?;
+    let scheduler = builder.with_retrieval(args.retrieval()).build()?;
     let stop = crate::signals::install("handing the leases over")?;
-    crate::say!(
-        "kinesis-cat: worker {} starting on stream {}",
-        scheduler.worker_id(),
-        args.stream
-    );
+    if args.efo {
+        let consumer = args.consumer_name.as_deref().unwrap_or(&args.app);
+        crate::say!(
+            "kinesis-cat: worker {} starting on stream {} with enhanced fan-out through stream consumer {consumer} (registered if missing and left registered; `kinesis-cat stream consumers deregister --stream {} {consumer}` removes it)",
+            scheduler.worker_id(),
+            args.stream,
+            args.stream
+        );
+    } else {
+        crate::say!(
+            "kinesis-cat: worker {} starting on stream {}",
+            scheduler.worker_id(),
+            args.stream
+        );
+    }
 
     let worker = scheduler.clone();
     let mut run = tokio::spawn(async move { worker.run().await });
@@ -342,6 +406,48 @@ mod tests {
         assert_eq!(w.args.exit_when_idle, None);
         assert_eq!(w.args.output, Output::Json);
         assert_eq!(w.args.worker_id, None);
+        assert!(!w.args.efo);
+        assert_eq!(w.args.consumer_name, None);
+        let Retrieval::Polling(polling) = w.args.retrieval() else {
+            panic!("polling by default")
+        };
+        assert_eq!(polling.idle_time_between_reads, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn efo_reads_through_the_named_consumer_or_the_application() {
+        let w = Wrapper::parse_from(["x", "--stream", "s", "--app", "app", "--efo"]);
+        assert_eq!(
+            w.args.retrieval(),
+            Retrieval::FanOut(FanOutConfig::default()),
+            "the library names the consumer after the application"
+        );
+        let w = Wrapper::parse_from([
+            "x",
+            "--stream",
+            "s",
+            "--app",
+            "app",
+            "--efo",
+            "--consumer-name",
+            "billing",
+        ]);
+        assert_eq!(
+            w.args.retrieval(),
+            Retrieval::FanOut(FanOutConfig::default().with_consumer_name("billing"))
+        );
+        let e = Wrapper::try_parse_from([
+            "x",
+            "--stream",
+            "s",
+            "--app",
+            "app",
+            "--consumer-name",
+            "billing",
+        ])
+        .expect_err("--consumer-name needs --efo");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--efo"), "{e}");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! ```text
 //!  Command::Local  --> local::run
 //!  Command::Stream --> stream::run --> shards (ListShards paging, hash-key arithmetic)
+//!                                  \-> consumers (enhanced fan-out stream consumers)
 //! ```
 
 pub mod consume;
+pub mod consumers;
 pub mod leases;
 pub mod local;
 pub mod produce;

@@ -8,6 +8,7 @@
 //!     split    ListShards (range) -> SplitShard(midpoint or --at) -> wait ACTIVE -> children
 //!     merge    MergeShards -> wait ACTIVE -> child
 //!     delete   DeleteStream
+//!     consumers list | register | deregister ─▶ consumers (enhanced fan-out stream consumers)
 //! ```
 
 use std::io::Write;
@@ -15,16 +16,18 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use super::consumers::{self, ConsumersAction};
 use super::shards;
 use crate::{args, Error};
 
 /// Arguments of `kinesis-cat stream`.
 #[derive(Debug, Args)]
 pub struct StreamArgs {
-    /// Seconds to wait for the stream to become ACTIVE after create, split and merge.
-    /// Default: 300.
+    /// Seconds to wait for the stream to become ACTIVE after create, split and merge, for
+    /// a stream consumer to become ACTIVE after `consumers register`, and for it to be gone
+    /// after `consumers deregister --wait`: 1 to 86400 (a day). Default: 300.
     #[arg(long, global = true, default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub wait_secs: u64,
     /// What to do.
     #[command(subcommand)]
@@ -87,6 +90,13 @@ pub enum StreamAction {
         #[arg(long)]
         force: bool,
     },
+    /// List, register and deregister the enhanced fan-out stream consumers of a stream
+    /// (what `consume --efo` reads through; each costs money while registered).
+    Consumers {
+        /// What to do.
+        #[command(subcommand)]
+        action: ConsumersAction,
+    },
 }
 
 /// Runs a `stream` subcommand against the endpoint of the standard AWS configuration chain.
@@ -96,7 +106,8 @@ pub enum StreamAction {
 ///
 /// # Errors
 /// [`Error::Kinesis`] for failed calls, [`Error::ShardNotFound`] / [`Error::InvalidHashKey`]
-/// for bad arguments, [`Error::Emulators`] when the stream does not become ACTIVE in time.
+/// for bad arguments, [`Error::Emulators`] when the stream does not become ACTIVE in time;
+/// for `consumers`, those of [`consumers::run`].
 pub async fn run(args: StreamArgs) -> Result<(), Error> {
     let client = crate::aws::kinesis_client().await?;
     let wait = Duration::from_secs(args.wait_secs);
@@ -142,6 +153,7 @@ async fn action(
                 .map_err(|e| Error::kinesis("DeleteStream", &name, e))?;
             writeln!(out, "deleting stream {name}").map_err(Error::Output)
         }
+        StreamAction::Consumers { action } => consumers::run(&client, action, wait, &mut out).await,
     }
 }
 
@@ -355,6 +367,51 @@ mod tests {
         ));
         let args = parse(&["split", "s", "--shard", "shardId-000000000000"]).expect("parse");
         assert!(matches!(args.action, StreamAction::Split { at: None, .. }));
+        let args = parse(&["consumers", "deregister", "--stream", "s", "c"]).expect("parse");
+        assert_eq!(args.wait_secs, 300);
+        assert!(matches!(
+            args.action,
+            StreamAction::Consumers {
+                action: ConsumersAction::Deregister { wait: false, .. }
+            }
+        ));
+    }
+
+    #[test]
+    fn consumers_need_a_stream_and_a_valid_name() {
+        assert!(parse(&["consumers", "list"]).is_err());
+        assert!(parse(&["consumers", "register", "--stream", "s"]).is_err());
+        assert!(parse(&["consumers", "register", "--stream", "s", "bad name"]).is_err());
+        assert!(parse(&["consumers", "register", "--stream", "s", ""]).is_err());
+        let args = parse(&[
+            "consumers",
+            "register",
+            "--stream",
+            "s",
+            "billing",
+            "--wait-secs",
+            "9",
+        ])
+        .expect("parse");
+        assert_eq!(args.wait_secs, 9);
+        assert!(
+            parse(&["create", "s", "--wait-secs", "18446744073709551615"]).is_err(),
+            "a wait that would overflow the clock is refused"
+        );
+        assert!(matches!(
+            args.action,
+            StreamAction::Consumers {
+                action: ConsumersAction::Register { ref stream, ref name }
+            } if stream == "s" && name == "billing"
+        ));
+        let args =
+            parse(&["consumers", "deregister", "--stream", "s", "c", "--wait"]).expect("parse");
+        assert!(matches!(
+            args.action,
+            StreamAction::Consumers {
+                action: ConsumersAction::Deregister { wait: true, .. }
+            }
+        ));
     }
 
     #[test]
