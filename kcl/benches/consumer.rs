@@ -162,7 +162,8 @@ async fn raw_loop(client: &aws_sdk_kinesis::Client, stream: &str, expected: u64)
     n
 }
 
-/// The `kinesis_consumer_dynamodb_calls_total` counter, summed over operations.
+/// The `kinesis_consumer_dynamodb_calls_total` counter, summed over operations, since the
+/// last snapshot (a snapshot drains the counters it reads).
 fn dynamodb_calls(snapshotter: &Snapshotter) -> u64 {
     snapshotter
         .snapshot()
@@ -244,9 +245,11 @@ async fn steady_state(
     }
     // Let start-up calls pass, then count a window.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = dynamodb_calls(calls);
+    // Each snapshot drains the counters it reads: drop what start-up counted, then read
+    // the window's calls alone.
+    dynamodb_calls(calls);
     tokio::time::sleep(window).await;
-    let n = dynamodb_calls(calls) - before;
+    let n = dynamodb_calls(calls);
     worker.graceful_shutdown().await;
     run.await.unwrap().unwrap();
     let per_lease_min = n as f64 / leases as f64 / window.as_secs_f64() * 60.0;

@@ -14,11 +14,10 @@ use metrics_util::debugging::DebuggingRecorder;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_records_is_paced_per_shard_and_backs_off_when_idle() {
     let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
+    let counters = CounterTotals::new(&recorder);
     recorder.install().expect("only recorder");
     let calls = || {
-        counter(
-            &snapshotter,
+        counters.get(
             kinesis_consumer::metric_names::KINESIS_CALLS,
             Some(("operation", "GetRecords")),
         )

@@ -204,8 +204,8 @@ impl SchedulerBuilder {
     /// Checks every setting, without calling AWS. [`build`](Self::build) calls it first.
     ///
     /// # Errors
-    /// The first bad setting, checked in this order:
-    /// - [`ConfigError::MissingClients`]: neither clients nor an `SdkConfig` were given;
+    /// The first bad setting, checked in this order (the clients last, so that names and
+    /// settings can be checked before an AWS configuration is loaded):
     /// - [`ConfigError::InvalidStreamName`]: not 1 to 128 characters of `A-Z a-z 0-9 _ . -`;
     /// - [`ConfigError::InvalidTableName`] (a name given with
     ///   [`with_table_name`](Self::with_table_name)) or
@@ -220,11 +220,9 @@ impl SchedulerBuilder {
     ///   `polling.prefetch_batches` 0, `fan_out.event_buffer` 0;
     /// - [`ConfigError::InvalidConsumerName`]: the fan-out consumer name, or the application
     ///   name when it stands in for it, breaks the Kinesis rule (1 to 128 characters of
-    ///   `A-Z a-z 0-9 _ . -`).
+    ///   `A-Z a-z 0-9 _ . -`);
+    /// - [`ConfigError::MissingClients`]: neither clients nor an `SdkConfig` were given.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.kinesis.is_none() || self.dynamodb.is_none() {
-            return Err(ConfigError::MissingClients);
-        }
         check_name(&self.stream_name, STREAM_NAME_LEN).map_err(|reason| {
             ConfigError::InvalidStreamName {
                 name: self.stream_name.clone(),
@@ -249,6 +247,9 @@ impl SchedulerBuilder {
                     }
                 })?;
             }
+        }
+        if self.kinesis.is_none() || self.dynamodb.is_none() {
+            return Err(ConfigError::MissingClients);
         }
         Ok(())
     }

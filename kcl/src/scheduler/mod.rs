@@ -197,7 +197,8 @@ impl Scheduler {
     /// throttling, 5xx; see [`Error::is_retryable`]): after 200 ms, doubling up to 5 s, each
     /// delay plus up to as much again of random jitter. The first failure of a step is
     /// logged at `warn` with its cause, repeats at `debug` with a `warn` at most once a
-    /// minute. A shutdown requested during start-up stops it at once, even in the middle of
+    /// minute; waiting for something being created (the stream, the stream consumer) is
+    /// said once at `info`. A shutdown requested during start-up stops it at once, even in the middle of
     /// a call, and `run` returns `Ok(())` without taking any lease (a lease table or leases
     /// created by the steps already done stay).
     ///

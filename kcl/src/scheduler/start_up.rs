@@ -228,7 +228,8 @@ async fn check_stream(
 /// dropped, which every start-up step allows). Between tries it waits the next delay of
 /// `backoff` (twice [`START_UP_MAX_DELAY`] once `backoff` has no more). The first failure
 /// is logged at `warn` with its cause, later ones at `debug` with a `warn` at most every
-/// [`START_UP_WARN_EVERY`].
+/// [`START_UP_WARN_EVERY`]; a step that is not done yet ([`Try::NotYet`]) is said once at
+/// `info`, then at `debug`.
 ///
 /// # Cancellation
 /// Safe to drop whenever `try_once`'s futures are.
@@ -263,7 +264,14 @@ where
     .notify(|cause, delay| {
         let failures = failures.fetch_add(1, Ordering::Relaxed) + 1;
         let now = tokio::time::Instant::now();
-        if last_warn.is_none_or(|at| now.duration_since(at) >= START_UP_WARN_EVERY) {
+        if let Unfinished::NotYet(_) = cause {
+            // Waiting is normal (a stream or consumer being created): said once at info.
+            if failures == 1 {
+                tracing::info!(step, %cause, "waiting");
+            } else {
+                tracing::debug!(step, failures, retry_in = ?delay, %cause, "still waiting");
+            }
+        } else if last_warn.is_none_or(|at| now.duration_since(at) >= START_UP_WARN_EVERY) {
             last_warn = Some(now);
             tracing::warn!(step, failures, retry_in = ?delay, %cause, "start-up step failed; retrying");
         } else {

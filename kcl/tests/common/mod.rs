@@ -17,6 +17,7 @@ use kinesis_consumer::{
     RecordProcessor, Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,
 };
 use kinesis_emulators::LocalStack;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 /// Long enough for any step of these tests on a slow machine; only a bound to fail on
 /// instead of hanging, never a measured assertion.
@@ -700,27 +701,44 @@ pub fn records(n: usize, keys: usize, run: usize, tag: &str) -> Vec<Sent> {
         .collect()
 }
 
-/// The value of counter `name` with `label` among its labels (if given), summed over the
-/// other labels.
-pub fn counter(
-    snapshotter: &metrics_util::debugging::Snapshotter,
-    name: &str,
-    label: Option<(&str, &str)>,
-) -> u64 {
-    use metrics_util::debugging::DebugValue;
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == name)
-        .filter(|(k, ..)| {
-            label.is_none_or(|(lk, lv)| k.key().labels().any(|l| l.key() == lk && l.value() == lv))
-        })
-        .map(|(.., v)| match v {
-            DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum()
+/// Counter totals read through a [`DebuggingRecorder`]'s snapshotter, whose snapshots
+/// drain what they read: summed here over every snapshot taken.
+pub struct CounterTotals {
+    /// Reads (and drains) the recorder.
+    snapshotter: Snapshotter,
+    /// Every counter's total so far.
+    totals: std::sync::Mutex<std::collections::HashMap<metrics_util::CompositeKey, u64>>,
+}
+
+impl CounterTotals {
+    /// Totals of the counters `recorder` records.
+    pub fn new(recorder: &DebuggingRecorder) -> Self {
+        Self {
+            snapshotter: recorder.snapshotter(),
+            totals: Default::default(),
+        }
+    }
+
+    /// The total of counter `name` with `label` among its labels (if given), summed over
+    /// the other labels.
+    pub fn get(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
+        let mut totals = self.totals.lock().expect("not poisoned");
+        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+            if let DebugValue::Counter(n) = value {
+                *totals.entry(key).or_default() += n;
+            }
+        }
+        totals
+            .iter()
+            .filter(|(k, _)| k.key().name() == name)
+            .filter(|(k, _)| {
+                label.is_none_or(|(lk, lv)| {
+                    k.key().labels().any(|l| l.key() == lk && l.value() == lv)
+                })
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// Runs a worker in a task.

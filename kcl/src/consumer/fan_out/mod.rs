@@ -171,7 +171,6 @@ impl RecordsSource for FanOut {
 mod tests {
     use aws_sdk_kinesis::primitives::Blob;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-    use metrics_util::MetricKind;
 
     use super::*;
     use crate::metric_names as m;
@@ -179,23 +178,44 @@ mod tests {
     /// A bound to fail on instead of hanging, never a measured assertion.
     const DEADLINE: Duration = Duration::from_secs(60);
 
-    /// The value of counter `name` whose labels include `label` (if given), summed.
-    fn counter(snapshotter: &Snapshotter, name: &str, label: Option<(&str, &str)>) -> u64 {
-        snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(k, ..)| k.kind() == MetricKind::Counter && k.key().name() == name)
-            .filter(|(k, ..)| {
-                label.is_none_or(|(lk, lv)| {
-                    k.key().labels().any(|l| l.key() == lk && l.value() == lv)
+    /// Counter totals read through a [`DebuggingRecorder`]'s snapshotter, whose snapshots
+    /// drain what they read: summed here over every snapshot taken.
+    struct CounterTotals {
+        /// Reads (and drains) the recorder.
+        snapshotter: Snapshotter,
+        /// Every counter's total so far.
+        totals: std::sync::Mutex<std::collections::HashMap<metrics_util::CompositeKey, u64>>,
+    }
+
+    impl CounterTotals {
+        /// Totals of the counters `recorder` records.
+        fn new(recorder: &DebuggingRecorder) -> Self {
+            Self {
+                snapshotter: recorder.snapshotter(),
+                totals: Default::default(),
+            }
+        }
+
+        /// The total of counter `name` with `label` among its labels (if given), summed over
+        /// the other labels.
+        fn get(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
+            let mut totals = self.totals.lock().expect("not poisoned");
+            for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+                if let DebugValue::Counter(n) = value {
+                    *totals.entry(key).or_default() += n;
+                }
+            }
+            totals
+                .iter()
+                .filter(|(k, _)| k.key().name() == name)
+                .filter(|(k, _)| {
+                    label.is_none_or(|(lk, lv)| {
+                        k.key().labels().any(|l| l.key() == lk && l.value() == lv)
+                    })
                 })
-            })
-            .map(|(.., v)| match v {
-                DebugValue::Counter(n) => n,
-                _ => 0,
-            })
-            .sum()
+                .map(|(_, n)| n)
+                .sum()
+        }
     }
 
     /// A one-shard stream on `stack` and an ACTIVE consumer of it: (stream, shard, ARN).
@@ -272,7 +292,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_slow_reader_keeps_its_subscription_and_loses_nothing() {
         let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
+        let counters = CounterTotals::new(&recorder);
         let _local = metrics::set_default_local_recorder(&recorder);
         let stack = kinesis_emulators::LocalStack::builder()
             .with_subscribe_event_records(3)
@@ -297,14 +317,11 @@ mod tests {
         got.extend(receive(&mut rx, 5).await);
         assert_eq!(got, sent, "every record once, in order");
         assert_eq!(
-            counter(&snapshotter, m::FANOUT_SUBSCRIPTIONS, None),
+            counters.get(m::FANOUT_SUBSCRIPTIONS, None),
             1,
             "waiting for the reader is not idleness: one subscription throughout"
         );
-        assert_eq!(
-            counter(&snapshotter, m::FANOUT_SUBSCRIPTION_ERRORS, None),
-            0
-        );
+        assert_eq!(counters.get(m::FANOUT_SUBSCRIPTION_ERRORS, None), 0);
         stop.cancel();
         assert!(tokio::time::timeout(DEADLINE, rx.recv())
             .await
@@ -315,7 +332,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn subscriptions_are_renewed_before_the_server_ends_them_and_after_it_does() {
         let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
+        let counters = CounterTotals::new(&recorder);
         let _local = metrics::set_default_local_recorder(&recorder);
         // The server ends subscriptions after 1.5 s; the source renews its own after 400 ms
         // on one of the two sources.
@@ -330,11 +347,7 @@ mod tests {
             (Duration::from_millis(400), "renewed by the source"),
             (Duration::from_secs(290), "ended by the server"),
         ] {
-            let before = counter(
-                &snapshotter,
-                m::FANOUT_SUBSCRIPTIONS,
-                Some(("reason", "renewal")),
-            );
+            let before = counters.get(m::FANOUT_SUBSCRIPTIONS, Some(("reason", "renewal")));
             let stop = CancellationToken::new();
             let config = FanOutConfig::default().with_renew_after(renew_after);
             let source = FanOut::new(kinesis.clone(), stream.clone(), arn.clone(), config);
@@ -356,18 +369,12 @@ mod tests {
                 got, sent,
                 "{label}: every record once, in order, across renewals"
             );
-            let renewals = counter(
-                &snapshotter,
-                m::FANOUT_SUBSCRIPTIONS,
-                Some(("reason", "renewal")),
-            ) - before;
+            let renewals =
+                counters.get(m::FANOUT_SUBSCRIPTIONS, Some(("reason", "renewal"))) - before;
             assert!(renewals >= 1, "{label}: {renewals} renewals");
             stop.cancel();
         }
-        assert_eq!(
-            counter(&snapshotter, m::FANOUT_SUBSCRIPTION_ERRORS, None),
-            0
-        );
+        assert_eq!(counters.get(m::FANOUT_SUBSCRIPTION_ERRORS, None), 0);
     }
 
     #[test]
@@ -391,5 +398,78 @@ mod tests {
             (c.renew_after, c.idle_timeout),
             (Duration::from_secs(5), Duration::from_secs(6))
         );
+    }
+
+    /// A loopback server that answers every request with the headers of an event stream
+    /// and then says nothing, keeping the connection open.
+    async fn silent_event_stream_server() -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((mut connection, _)) = listener.accept().await {
+                let mut request = [0u8; 8192];
+                let _ = connection.read(&mut request).await;
+                let _ = connection
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\n\
+                          transfer-encoding: chunked\r\n\r\n",
+                    )
+                    .await;
+                open.push(connection);
+            }
+        });
+        (endpoint, server)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_silent_subscription_is_given_up_and_made_again() {
+        use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+        let recorder = DebuggingRecorder::new();
+        let counters = CounterTotals::new(&recorder);
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let (endpoint, server) = silent_event_stream_server().await;
+        let kinesis = aws_sdk_kinesis::Client::from_conf(
+            aws_sdk_kinesis::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .endpoint_url(endpoint)
+                .build(),
+        );
+        let config = FanOutConfig::default().with_idle_timeout(Duration::from_millis(200));
+        let source = FanOut::new(
+            kinesis,
+            "s",
+            "arn:aws:kinesis:us-east-1:1:stream/s/consumer/c:1",
+            config,
+        );
+        let stop = CancellationToken::new();
+        let mut rx = source.start(
+            "shardId-000000000000",
+            StartingPosition::TrimHorizon,
+            stop.clone(),
+        );
+        tokio::time::timeout(DEADLINE, async {
+            while counters.get(m::FANOUT_SUBSCRIPTION_ERRORS, Some(("code", "idle"))) < 2 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the silent subscription is given up on, twice: {:?}",
+                counters.totals.lock().unwrap()
+            )
+        });
+        assert!(counters.get(m::FANOUT_SUBSCRIPTIONS, Some(("reason", "after_error"))) >= 1);
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing delivered, and the source goes on"
+        );
+        assert!(!rx.is_closed());
+        stop.cancel();
+        server.abort();
     }
 }

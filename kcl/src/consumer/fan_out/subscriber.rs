@@ -183,7 +183,7 @@ impl Subscriber {
         let no_stall_check = aws_sdk_kinesis::config::Builder::default().stalled_stream_protection(
             aws_sdk_kinesis::config::StalledStreamProtectionConfig::disabled(),
         );
-        let answer = self
+        let call = self
             .kinesis
             .subscribe_to_shard()
             .consumer_arn(&self.consumer_arn)
@@ -191,8 +191,16 @@ impl Subscriber {
             .starting_position(kinesis_position(position))
             .customize()
             .config_override(no_stall_check)
-            .send()
-            .await;
+            .send();
+        // The answer is only complete with the stream's first frame, which no SDK timeout
+        // waits for: a server that sends its headers and then nothing is given up on here.
+        let Ok(answer) = tokio::time::timeout(self.config.idle_timeout, call).await else {
+            return Err(SessionEnd::Failed {
+                error: self.idle_error("no answer"),
+                code: "idle".to_owned(),
+                events: 0,
+            });
+        };
         match answer {
             Ok(out) => Ok(out.event_stream),
             Err(e) => {
@@ -231,16 +239,7 @@ impl Subscriber {
             let event = match next {
                 Err(_) => {
                     return SessionEnd::Failed {
-                        error: Error::Kinesis {
-                            operation: SUBSCRIBE,
-                            target: self.shard_id.clone(),
-                            message: format!(
-                                "no event for {:?} (idle_timeout)",
-                                self.config.idle_timeout
-                            ),
-                            retryable: true,
-                            throttled: false,
-                        },
+                        error: self.idle_error("no event"),
                         code: "idle".to_owned(),
                         events: received,
                     };
@@ -292,6 +291,18 @@ impl Subscriber {
                 tracing::debug!("shard end reached");
                 return SessionEnd::Ended;
             }
+        }
+    }
+
+    /// The error of a subscription that stayed silent for `idle_timeout`: `what` did not
+    /// come.
+    fn idle_error(&self, what: &str) -> Error {
+        Error::Kinesis {
+            operation: SUBSCRIBE,
+            target: self.shard_id.clone(),
+            message: format!("{what} for {:?} (idle_timeout)", self.config.idle_timeout),
+            retryable: true,
+            throttled: false,
         }
     }
 
