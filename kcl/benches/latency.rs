@@ -321,11 +321,17 @@ fn ours_child(mode_name: &str) -> ExitCode {
         eprintln!("{STREAM_VAR} and {APP_VAR} must be set");
         return ExitCode::FAILURE;
     };
+    // The library's batch-wait histogram, reported when the worker stops.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    if recorder.install().is_err() {
+        eprintln!("a metrics recorder was already installed");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime for the consumer");
-    runtime.block_on(async move {
+    let exit = runtime.block_on(async move {
         // Endpoints, region and credentials from the environment, as kcl-rs gets them.
         let sdk = aws_config::load_from_env().await;
         let builder = Scheduler::builder(&app, &stream, |_: &str| {
@@ -371,7 +377,29 @@ fn ours_child(mode_name: &str) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    let waits: Vec<f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == kinesis_consumer::metric_names::BATCH_WAIT)
+        .flat_map(|(.., v)| match v {
+            metrics_util::debugging::DebugValue::Histogram(values) => {
+                values.into_iter().map(|v| v.into_inner()).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    if let Some(h) = HandOff::of(waits) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "W {} {} {} {}",
+            h.batches, h.p50_us, h.p99_us, h.max_us
+        )
+        .and_then(|()| out.flush());
+    }
+    exit
 }
 
 // ---------------------------------------------------------------------------------------
@@ -588,6 +616,39 @@ struct Measured {
     producer_max_lag: Duration,
     /// Records or calls the producer saw refused.
     producer_failures: u64,
+    /// Our consumers only: how long batches waited in the client between their arrival
+    /// (a `GetRecords` answer, a fan-out event) and `process_records`, over the whole run.
+    hand_off: Option<HandOff>,
+}
+
+/// The `kinesis_consumer_batch_wait_seconds` histogram of one of our consumer processes,
+/// which reports it as `W <batches> <p50 µs> <p99 µs> <max µs>` on stdout when it stops.
+#[derive(Debug, Clone, Copy)]
+struct HandOff {
+    /// Batches measured.
+    batches: usize,
+    /// Median wait, µs.
+    p50_us: f64,
+    /// 99th percentile wait, µs.
+    p99_us: f64,
+    /// Longest wait, µs.
+    max_us: f64,
+}
+
+impl HandOff {
+    /// The summary of `waits` (seconds); `None` when empty.
+    fn of(mut waits: Vec<f64>) -> Option<Self> {
+        waits.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            waits[((waits.len() as f64 * p).ceil() as usize).clamp(1, waits.len()) - 1] * 1e6
+        };
+        (!waits.is_empty()).then(|| HandOff {
+            batches: waits.len(),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            max_us: waits[waits.len() - 1] * 1e6,
+        })
+    }
 }
 
 /// What became of a mode.
@@ -741,10 +802,12 @@ async fn consume(
     let pid = child.id().expect("a just-spawned child has a pid");
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
     let first_ns = Arc::new(Mutex::new(None::<i64>));
+    let hand_off = Arc::new(Mutex::new(None::<HandOff>));
     let reader = tokio::spawn(read_reports(
         child.stdout.take().expect("stdout is piped"),
         samples.clone(),
         first_ns.clone(),
+        hand_off.clone(),
     ));
     // Kept open while the consumer runs: its end tells the consumer the bench is gone.
     let stdin = child.stdin.take();
@@ -840,6 +903,7 @@ async fn consume(
                 stop: String::new(),
                 producer_max_lag: Duration::ZERO,
                 producer_failures: 0,
+                hand_off: None,
             },
             (start_ns, end_ns),
         ))
@@ -855,6 +919,7 @@ async fn consume(
     }
     let (mut measured, window) = measured?;
     measured.stop = stop;
+    measured.hand_off = *lock(&hand_off);
     let samples = std::mem::take(&mut *lock(&samples));
     if let Err(e) = write_samples(&samples_csv, &samples) {
         eprintln!("writing {}: {e}", samples_csv.display());
@@ -863,11 +928,13 @@ async fn consume(
 }
 
 /// Reads a consumer's `B <process ns> <seq>:<send ns> …` lines into `samples`, noting the
-/// first one's process time in `first_ns`. Other lines are ignored.
+/// first one's process time in `first_ns`, and its `W …` line into `hand_off`. Other
+/// lines are ignored.
 async fn read_reports(
     stdout: tokio::process::ChildStdout,
     samples: Arc<Mutex<Vec<Sample>>>,
     first_ns: Arc<Mutex<Option<i64>>>,
+    hand_off: Arc<Mutex<Option<HandOff>>>,
 ) {
     let mut reader = BufReader::new(stdout);
     let mut buf = Vec::new();
@@ -881,8 +948,21 @@ async fn read_reports(
         }
         let line = String::from_utf8_lossy(&buf);
         let mut fields = line.trim_end().split(' ');
-        if fields.next() != Some("B") {
-            continue;
+        match fields.next() {
+            Some("B") => {}
+            Some("W") => {
+                let numbers: Vec<f64> = fields.filter_map(|f| f.parse().ok()).collect();
+                if let [batches, p50_us, p99_us, max_us] = numbers[..] {
+                    *lock(&hand_off) = Some(HandOff {
+                        batches: batches as usize,
+                        p50_us,
+                        p99_us,
+                        max_us,
+                    });
+                }
+                continue;
+            }
+            _ => continue,
         }
         let Some(process_ns) = fields.next().and_then(|f| f.parse::<i64>().ok()) else {
             continue;
@@ -1073,6 +1153,17 @@ fn report(
                     m.sent_in_window,
                     m.cpu_us_per_record,
                 );
+                if let Some(h) = m.hand_off {
+                    notes.push(format!(
+                        "{}: client hand-off (batch received → `process_records`, whole run, \
+                         {} batches): p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs.",
+                        mode.name(),
+                        h.batches,
+                        h.p50_us,
+                        h.p99_us,
+                        h.max_us
+                    ));
+                }
                 notes.push(format!(
                     "{}: {} repeat deliveries; {} records processed in the window in {} \
                      batches ({:.1} per second); stopped by {}; producer at most {} ms behind \
