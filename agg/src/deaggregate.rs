@@ -35,6 +35,10 @@ pub struct SubRecord {
     pub explicit_hash_key: Option<HashKey>,
     /// The payload, sharing the input buffer.
     pub data: Bytes,
+    /// Whether its hash key lies outside the shard range given to the [`Deaggregator`]:
+    /// only ever true under [`OutsideRangePolicy::Keep`] (under the default policy such
+    /// records are dropped and counted instead).
+    pub outside_shard_range: bool,
 }
 
 /// What kind of Kinesis record came in.
@@ -58,8 +62,12 @@ pub struct Deaggregated {
     /// What the input was.
     pub format: RecordFormat,
     /// User records dropped because their hash key lies outside the shard's range (they
-    /// were routed by another record's key and have been re-sent by the producer).
+    /// were routed by another record's key: the KPL re-sends them to their own shard,
+    /// while other aggregators never do). Zero under [`OutsideRangePolicy::Keep`].
     pub dropped_outside_range: usize,
+    /// User records kept although their hash key lies outside the shard's range (marked
+    /// [`SubRecord::outside_shard_range`]); only under [`OutsideRangePolicy::Keep`].
+    pub kept_outside_range: usize,
     /// User records in the input, kept or dropped.
     pub total: usize,
     /// Whether the record was compressed by this crate's [`compression`]
@@ -77,6 +85,26 @@ pub enum CorruptPolicy {
     PassThrough,
     /// Fail with [`Error::Corrupt`].
     Reject,
+}
+
+/// What to do with a user record of an aggregate whose hash key lies outside the range of
+/// the shard the aggregate was read from (set with [`Deaggregator::with_shard_range`]).
+///
+/// Such a record was packed with records of other keys and routed by the aggregate's key.
+/// The KPL, when an aggregate lands in a shard that does not own all of its records
+/// (after a reshard), re-sends those records to their own shards, and the Java KCL drops
+/// them where they landed; aggregators that pack any keys together (the Python and Node
+/// `aws-kinesis-agg` libraries, several Go producers) never re-send them, and dropping
+/// them loses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OutsideRangePolicy {
+    /// Drop them and count them in [`Deaggregated::dropped_outside_range`]. The default.
+    #[default]
+    Drop,
+    /// Keep them, marked [`SubRecord::outside_shard_range`] and counted in
+    /// [`Deaggregated::kept_outside_range`].
+    Keep,
 }
 
 /// Takes Kinesis records apart into user records. Cheap to build and to clone.
@@ -102,8 +130,11 @@ pub enum CorruptPolicy {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Deaggregator {
-    /// When set, user records whose hash key lies outside it are dropped and counted.
+    /// When set, user records whose hash key lies outside it are dropped and counted (or
+    /// kept and marked, under `outside_range`).
     shard_range: Option<HashKeyRange>,
+    /// What happens to user records outside `shard_range`.
+    outside_range: OutsideRangePolicy,
     /// What to do with a corrupt aggregate.
     on_corrupt: CorruptPolicy,
     /// Whether to inflate records marked by [`compression`]; `None`
@@ -115,6 +146,7 @@ impl Default for Deaggregator {
     fn default() -> Self {
         Deaggregator {
             shard_range: None,
+            outside_range: OutsideRangePolicy::default(),
             on_corrupt: CorruptPolicy::default(),
             inflate_limit: Some(DEFAULT_INFLATE_LIMIT),
         }
@@ -135,6 +167,14 @@ impl Deaggregator {
     /// range of the shard the record was read from. Default: no filter.
     pub fn with_shard_range(mut self, range: HashKeyRange) -> Self {
         self.shard_range = Some(range);
+        self
+    }
+
+    /// What happens to user records outside the shard range: dropped and counted, or kept
+    /// and marked. Default: [`OutsideRangePolicy::Drop`]. Without a shard range, no record
+    /// is outside.
+    pub fn with_outside_range_policy(mut self, policy: OutsideRangePolicy) -> Self {
+        self.outside_range = policy;
         self
     }
 
@@ -228,7 +268,7 @@ impl Deaggregator {
         };
         let total = tables.records;
         let mut records = Vec::with_capacity(total);
-        let mut dropped = 0;
+        let (mut dropped, mut kept_outside) = (0, 0);
         for (position, fields) in wire::records(&body).enumerate() {
             let r = fields.map_err(protobuf)?;
             if invalid.is_some() {
@@ -264,14 +304,23 @@ impl Deaggregator {
                     }
                 }
             };
+            let mut outside_shard_range = false;
             if let Some(range) = self.shard_range {
                 let hash = explicit_hash_key.unwrap_or_else(|| {
                     *key_hashes[pk_index]
                         .get_or_insert_with(|| HashKey::from_partition_key(keys.str(pk_index)))
                 });
                 if !range.contains(hash) {
-                    dropped += 1;
-                    continue;
+                    match self.outside_range {
+                        OutsideRangePolicy::Drop => {
+                            dropped += 1;
+                            continue;
+                        }
+                        OutsideRangePolicy::Keep => {
+                            kept_outside += 1;
+                            outside_shard_range = true;
+                        }
+                    }
                 }
             }
             let (start, end) = r.data;
@@ -280,6 +329,7 @@ impl Deaggregator {
                 partition_key: keys.key(pk_index),
                 explicit_hash_key,
                 data: data.slice(MAGIC.len() + start..MAGIC.len() + end),
+                outside_shard_range,
             });
         }
         if let Some(reason) = invalid {
@@ -289,6 +339,7 @@ impl Deaggregator {
             records,
             format: RecordFormat::Aggregated,
             dropped_outside_range: dropped,
+            kept_outside_range: kept_outside,
             total,
             compressed: false,
         })
@@ -302,9 +353,11 @@ fn plain(partition_key: &str, data: Bytes, format: RecordFormat) -> Deaggregated
             partition_key: PartitionKey::from(partition_key),
             explicit_hash_key: None,
             data,
+            outside_shard_range: false,
         }],
         format,
         dropped_outside_range: 0,
+        kept_outside_range: 0,
         total: 1,
         compressed: false,
     }
@@ -489,6 +542,44 @@ mod tests {
             vec![2],
             "explicit hash key decides, not the partition key"
         );
+    }
+
+    #[test]
+    fn records_outside_the_range_can_be_kept_and_marked() {
+        let h = |pk: &str| HashKey::from_partition_key(pk);
+        let data = aggregate(&[("a", None, b"1"), ("b", None, b"2"), ("a", None, b"3")]);
+        let range = HashKeyRange::new(h("a"), h("a")).unwrap();
+        let out = Deaggregator::new()
+            .with_shard_range(range)
+            .with_outside_range_policy(OutsideRangePolicy::Keep)
+            .deaggregate("a", data.clone())
+            .unwrap();
+        let got: Vec<_> = out
+            .records
+            .iter()
+            .map(|r| (r.sub_sequence_number, r.outside_shard_range))
+            .collect();
+        assert_eq!(got, vec![(0, false), (1, true), (2, false)]);
+        assert_eq!((out.kept_outside_range, out.dropped_outside_range), (1, 0));
+        // The default drops them; no range, nothing is outside.
+        let out = Deaggregator::new()
+            .with_shard_range(range)
+            .deaggregate("a", data.clone())
+            .unwrap();
+        assert_eq!(
+            (
+                out.records.len(),
+                out.dropped_outside_range,
+                out.kept_outside_range
+            ),
+            (2, 1, 0)
+        );
+        let out = Deaggregator::new()
+            .with_outside_range_policy(OutsideRangePolicy::Keep)
+            .deaggregate("a", data)
+            .unwrap();
+        assert!(out.records.iter().all(|r| !r.outside_shard_range));
+        assert_eq!(out.kept_outside_range, 0);
     }
 
     #[test]

@@ -47,8 +47,8 @@ mod wire;
 
 pub use aggregator::{Aggregator, AggregatorBuilder, KinesisRecord};
 pub use deaggregate::{
-    deaggregate, is_aggregated, CorruptPolicy, Deaggregated, Deaggregator, RecordFormat, SubRecord,
-    DEFAULT_INFLATE_LIMIT,
+    deaggregate, is_aggregated, CorruptPolicy, Deaggregated, Deaggregator, OutsideRangePolicy,
+    RecordFormat, SubRecord, DEFAULT_INFLATE_LIMIT,
 };
 pub use error::{CorruptReason, Error};
 pub use hash::{HashKey, HashKeyRange};

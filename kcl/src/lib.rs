@@ -86,7 +86,7 @@ pub use config_error::ConfigError;
 pub use consumer::{FanOutConfig, PollingConfig, Retrieval};
 pub use error::Error;
 pub use initial_position::InitialPosition;
-pub use kinesis_agg::PartitionKey;
+pub use kinesis_agg::{OutsideRangePolicy, PartitionKey};
 pub use leases::Lease;
 pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,

@@ -2,7 +2,8 @@
 //! (as the producer's are `kinesis_producer_`).
 //!
 //! ```text
-//!  ShardConsumer ──▶ RECORDS_PROCESSED{shard}, MILLIS_BEHIND_LATEST{shard}, RECORDS_DROPPED_OUT_OF_RANGE,
+//!  ShardConsumer ──▶ RECORDS_PROCESSED{shard}, MILLIS_BEHIND_LATEST{shard},
+//!                    RECORDS_OUTSIDE_SHARD_RANGE{shard, action},
 //!                    BATCH_WAIT, RECORD_AGE
 //!  fan-out source ─▶ FANOUT_SUBSCRIPTIONS{reason}, FANOUT_SUBSCRIPTION_ERRORS{code}, FANOUT_EVENTS,
 //!                    FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED, FANOUT_MALFORMED
@@ -17,9 +18,10 @@
 
 /// Counter: user records handed to processors. Label `shard`.
 pub const RECORDS_PROCESSED: &str = "kinesis_consumer_records_processed_total";
-/// Counter: sub-records dropped because their hash key lies outside the shard's range.
-pub const RECORDS_DROPPED_OUT_OF_RANGE: &str =
-    "kinesis_consumer_records_dropped_out_of_range_total";
+/// Counter: records of aggregates whose hash key lies outside the range of the shard they
+/// were read from. Labels `shard`, and `action`: `dropped` (the default policy) or
+/// `delivered` (marked, under `OutsideRangePolicy::Keep`).
+pub const RECORDS_OUTSIDE_SHARD_RANGE: &str = "kinesis_consumer_records_outside_shard_range_total";
 /// Gauge: `MillisBehindLatest` of the last `GetRecords` response or `SubscribeToShard`
 /// event. Label `shard`.
 pub const MILLIS_BEHIND_LATEST: &str = "kinesis_consumer_millis_behind_latest";
@@ -74,7 +76,7 @@ mod tests {
     fn every_name_has_the_crate_prefix() {
         for name in [
             RECORDS_PROCESSED,
-            RECORDS_DROPPED_OUT_OF_RANGE,
+            RECORDS_OUTSIDE_SHARD_RANGE,
             MILLIS_BEHIND_LATEST,
             LEASES_HELD,
             LEASES_TAKEN,

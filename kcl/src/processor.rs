@@ -86,6 +86,11 @@ pub struct KinesisClientRecord {
     pub data: Bytes,
     /// Whether the record came out of a KPL aggregate.
     pub aggregated: bool,
+    /// Whether its hash key lies outside the range of the shard it was read from: a record
+    /// of an aggregate routed by another record's key. Only ever true with
+    /// [`OutsideRangePolicy::Keep`](crate::OutsideRangePolicy::Keep) (see
+    /// [`SchedulerBuilder::with_outside_range_policy`](crate::SchedulerBuilder::with_outside_range_policy)).
+    pub outside_shard_range: bool,
 }
 
 impl KinesisClientRecord {
@@ -104,6 +109,7 @@ impl KinesisClientRecord {
             approximate_arrival_timestamp: None,
             data: data.into(),
             aggregated: false,
+            outside_shard_range: false,
         }
     }
 }
@@ -116,6 +122,13 @@ pub struct ProcessRecordsInput {
     pub records: Vec<KinesisClientRecord>,
     /// How far behind the tip of the shard the batch was, if Kinesis said.
     pub millis_behind_latest: Option<i64>,
+    /// Records of aggregates in this batch left out because their hash key lies outside
+    /// the shard's range (under the default
+    /// [`OutsideRangePolicy::Drop`](crate::OutsideRangePolicy::Drop)); a checkpoint of the
+    /// batch covers them. Also counted in the
+    /// [`RECORDS_OUTSIDE_SHARD_RANGE`](crate::metric_names::RECORDS_OUTSIDE_SHARD_RANGE)
+    /// metric and logged.
+    pub dropped_outside_shard_range: usize,
     /// Checkpoints progress; [`Checkpointer::checkpoint`] covers this whole batch.
     pub checkpointer: Checkpointer,
 }

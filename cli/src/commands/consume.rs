@@ -32,8 +32,8 @@ use base64::Engine;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
     Checkpointer, FanOutConfig, InitialPosition, InitializationInput, KinesisClientRecord,
-    LeaseLostInput, PollingConfig, ProcessRecordsInput, RecordProcessor, Retrieval, Scheduler,
-    ShardEndedInput, ShutdownRequestedInput,
+    LeaseLostInput, OutsideRangePolicy, PollingConfig, ProcessRecordsInput, RecordProcessor,
+    Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +47,27 @@ pub enum Output {
     Json,
     /// The data bytes followed by a newline.
     Raw,
+}
+
+/// What happens to records of an aggregate whose key lies outside the shard it landed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutsideRange {
+    /// Leave them out, counted and logged (the Java KCL's rule; right for the KPL and this
+    /// project's producer, which re-send them to their own shard).
+    Drop,
+    /// Print them, with `"outside_shard_range": true` in JSON output (needed for streams
+    /// written by aggregators that pack any keys together: aws-kinesis-agg for Python or
+    /// Node, some Go producers).
+    Keep,
+}
+
+impl From<OutsideRange> for OutsideRangePolicy {
+    fn from(o: OutsideRange) -> Self {
+        match o {
+            OutsideRange::Drop => OutsideRangePolicy::Drop,
+            OutsideRange::Keep => OutsideRangePolicy::Keep,
+        }
+    }
 }
 
 /// Arguments of `kinesis-cat consume`.
@@ -102,6 +123,16 @@ pub struct ConsumeArgs {
     /// stream need different names (each registered consumer has its own throughput).
     #[arg(long, requires = "efo")]
     pub consumer_name: Option<String>,
+    /// Records of an aggregate whose key lies outside the shard it landed in (packed with
+    /// other keys and routed by the first): drop or keep. Default: drop.
+    ///
+    /// drop: left out, counted and logged at warn (the Java KCL's rule; right for the KPL
+    /// and `kinesis-cat produce`, which re-send such records to their own shard after a
+    /// reshard). keep: printed, marked `"outside_shard_range": true` in JSON; needed for
+    /// streams written by aggregators that pack any keys together (aws-kinesis-agg for
+    /// Python or Node, some Go producers), whose records are otherwise lost.
+    #[arg(long, value_enum, default_value_t = OutsideRange::Drop)]
+    pub outside_range: OutsideRange,
 }
 
 impl ConsumeArgs {
@@ -146,6 +177,9 @@ pub fn render(stream: &str, shard_id: &str, r: &KinesisClientRecord, output: Out
             );
             if let Ok(text) = std::str::from_utf8(&r.data) {
                 obj.insert("data".into(), text.into());
+            }
+            if r.outside_shard_range {
+                obj.insert("outside_shard_range".into(), true.into());
             }
             let mut line = serde_json::Value::Object(obj).to_string().into_bytes();
             line.push(b'\n');
@@ -314,7 +348,10 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     if let Some(id) = &args.worker_id {
         builder = builder.with_worker_id(id);
     }
-    let scheduler = builder.with_retrieval(args.retrieval()).build()?;
+    let scheduler = builder
+        .with_retrieval(args.retrieval())
+        .with_outside_range_policy(args.outside_range.into())
+        .build()?;
     let stop = crate::signals::install("handing the leases over")?;
     if args.efo {
         let consumer = args.consumer_name.as_deref().unwrap_or(&args.app);

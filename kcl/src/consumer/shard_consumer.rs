@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_kinesis::types::ChildShard;
 use backon::{ExponentialBuilder, RetryableWithContext};
-use kinesis_agg::{Deaggregator, HashKeyRange};
+use kinesis_agg::{Deaggregator, HashKeyRange, OutsideRangePolicy};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -64,6 +64,60 @@ pub(crate) struct ShardConsumer {
     pub(crate) shard_ended: Arc<Notify>,
     /// Creates the child leases the source reports at the shard end.
     pub(crate) shard_sync: ShardSync,
+    /// What happens to records of aggregates outside the shard's hash key range.
+    pub(crate) outside_range: OutsideRangePolicy,
+}
+
+/// Says that records outside the shard's range were seen: at `warn` the first time, then
+/// at most every [`OUTSIDE_RANGE_WARN_EVERY`] with the totals (a stream written by an
+/// aggregator that packs any keys has such records in every batch).
+#[derive(Debug, Default)]
+struct OutsideRangeLog {
+    /// Dropped so far by this consumer.
+    dropped: u64,
+    /// Delivered (marked) so far by this consumer.
+    delivered: u64,
+    /// When the last warning was logged.
+    last_warn: Option<tokio::time::Instant>,
+}
+
+/// How often a shard consumer repeats its warning about records outside the shard's range.
+const OUTSIDE_RANGE_WARN_EVERY: Duration = Duration::from_secs(60);
+
+impl OutsideRangeLog {
+    /// Counts one batch's records outside the range, and warns if it is time.
+    fn note(&mut self, dropped: usize, delivered: usize) {
+        if dropped == 0 && delivered == 0 {
+            return;
+        }
+        self.dropped += dropped as u64;
+        self.delivered += delivered as u64;
+        let now = tokio::time::Instant::now();
+        if self
+            .last_warn
+            .is_some_and(|at| now.duration_since(at) < OUTSIDE_RANGE_WARN_EVERY)
+        {
+            return;
+        }
+        self.last_warn = Some(now);
+        if self.dropped > 0 {
+            tracing::warn!(
+                dropped = self.dropped,
+                delivered = self.delivered,
+                "records of aggregates whose hash key lies outside this shard were dropped (the \
+                 Java KCL's rule; right for KPL aggregates, which the KPL re-sends to their own \
+                 shard); if a producer packs any keys into one aggregate (aws-kinesis-agg for \
+                 Python or Node, some Go producers), they are lost: use \
+                 OutsideRangePolicy::Keep (kinesis-cat consume --outside-range keep)"
+            );
+        } else {
+            tracing::warn!(
+                delivered = self.delivered,
+                "records of aggregates whose hash key lies outside this shard were delivered, \
+                 marked outside_shard_range (OutsideRangePolicy::Keep)"
+            );
+        }
+    }
 }
 
 impl ShardConsumer {
@@ -109,11 +163,11 @@ impl ShardConsumer {
             StartingPosition::from_checkpoint(&start, self.at_timestamp),
             stop_source,
         );
-        let deagg = match lease.hash_key_range {
-            Some(range) => Deaggregator::new().with_shard_range(range),
-            None => Deaggregator::new().with_shard_range(HashKeyRange::ALL),
-        };
+        let deagg = Deaggregator::new()
+            .with_shard_range(lease.hash_key_range.unwrap_or(HashKeyRange::ALL))
+            .with_outside_range_policy(self.outside_range);
         let shard_label = shard_id.clone();
+        let mut outside_log = OutsideRangeLog::default();
         loop {
             let batch = tokio::select! {
                 biased;
@@ -143,15 +197,24 @@ impl ShardConsumer {
                 records,
                 last,
                 dropped_outside_range,
+                kept_outside_range,
             } = user_records(&deagg, &start, batch.records);
-            if dropped_outside_range > 0 {
-                ::metrics::counter!(m::RECORDS_DROPPED_OUT_OF_RANGE, "shard" => shard_label.clone())
-                    .increment(dropped_outside_range as u64);
+            for (n, action) in [
+                (dropped_outside_range, "dropped"),
+                (kept_outside_range, "delivered"),
+            ] {
+                if n > 0 {
+                    ::metrics::counter!(m::RECORDS_OUTSIDE_SHARD_RANGE, "shard" => shard_label.clone(), "action" => action)
+                        .increment(n as u64);
+                }
             }
+            outside_log.note(dropped_outside_range, kept_outside_range);
             if let Some((seq, sub)) = last {
                 checkpointer.set_batch_end(seq, sub);
             }
-            if !records.is_empty() {
+            // A batch whose only records were dropped still reaches the processor, with the
+            // count: nothing is left out unseen.
+            if !records.is_empty() || dropped_outside_range > 0 {
                 ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => shard_label.clone())
                     .increment(records.len() as u64);
                 ::metrics::histogram!(m::BATCH_WAIT).record(batch.received.elapsed().as_secs_f64());
@@ -166,6 +229,7 @@ impl ShardConsumer {
                     .process_records(ProcessRecordsInput {
                         records,
                         millis_behind_latest: batch.millis_behind_latest,
+                        dropped_outside_shard_range: dropped_outside_range,
                         checkpointer: checkpointer.clone(),
                     })
                     .await;
@@ -364,6 +428,7 @@ mod tests {
                 InitialPosition::TrimHorizon,
             ),
             source: Arc::new(Polling::new(kinesis, "stream", PollingConfig::default())),
+            outside_range: OutsideRangePolicy::Drop,
             held,
             processor: Box::new(Stubborn {
                 asks: Arc::clone(&asks),
@@ -523,6 +588,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             shard_ended: Arc::new(Notify::new()),
             shard_sync: ShardSync::new(kinesis, "stream", store, InitialPosition::TrimHorizon),
+            outside_range: OutsideRangePolicy::Drop,
         };
         let exit = consumer.run().await;
         let asked = asked.lock().unwrap().take();

@@ -5,7 +5,8 @@
 //!  Kinesis records ─▶ odd sequence number? ─▶ skipped (logged)
 //!                  ─▶ Deaggregator: KPL aggregate → sub-records (undecodable: skipped;
 //!                       corrupt: passed through whole), outside the shard's hash key
-//!                       range → counted in dropped_outside_range
+//!                       range → dropped and counted in dropped_outside_range, or kept,
+//!                       marked and counted in kept_outside_range (the deaggregator's policy)
 //!                  ─▶ last = (sequence number, its last sub-sequence)   dropped ones too
 //!                  ─▶ start.covers(seq, sub)? ─▶ dropped (at or before the start checkpoint)
 //!                  ─▶ KinesisClientRecord, in order
@@ -28,8 +29,10 @@ pub(crate) struct UserRecords {
     /// The last position read (a record's sequence number and its last sub-sequence),
     /// dropped sub-records included: where a checkpoint at the batch's end points.
     pub(crate) last: Option<(SequenceNumber, u64)>,
-    /// Sub-records left out for being outside the shard's hash key range, for the metric.
+    /// Sub-records left out for being outside the shard's hash key range.
     pub(crate) dropped_outside_range: usize,
+    /// Sub-records kept (and marked) although outside the shard's hash key range.
+    pub(crate) kept_outside_range: usize,
 }
 
 /// Takes Kinesis records apart into user records with `deagg` (which knows the shard's
@@ -67,6 +70,7 @@ pub(crate) fn user_records(
             tracing::warn!(sequence_number = %seq, ?reason, "corrupt aggregate passed through as one record");
         }
         out.dropped_outside_range += d.dropped_outside_range;
+        out.kept_outside_range += d.kept_outside_range;
         let aggregated = d.format == RecordFormat::Aggregated;
         out.last = Some((seq.clone(), d.total.saturating_sub(1) as u64));
         for sub in d.records {
@@ -81,6 +85,7 @@ pub(crate) fn user_records(
                 approximate_arrival_timestamp: arrival,
                 data: sub.data,
                 aggregated,
+                outside_shard_range: sub.outside_shard_range,
             });
         }
     }

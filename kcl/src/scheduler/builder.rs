@@ -25,6 +25,7 @@ use crate::leases::LeaseCoordinator;
 use crate::leases::ShardSync;
 use crate::leases::{LeaseStore, LeaseTable};
 use crate::processor::RecordProcessorFactory;
+use kinesis_agg::OutsideRangePolicy;
 
 #[cfg(doc)]
 use super::config::MIN_FAILOVER_TIME;
@@ -173,6 +174,28 @@ impl SchedulerBuilder {
     /// ([`ConfigError::ZeroDuration`]), naming the field as `fan_out.<field>`.
     pub fn with_retrieval(mut self, retrieval: Retrieval) -> Self {
         self.config.retrieval = retrieval;
+        self
+    }
+
+    /// What happens to a record of a KPL aggregate whose hash key lies outside the range of
+    /// the shard the aggregate was read from. Default: [`OutsideRangePolicy::Drop`], the
+    /// Java KCL's rule: such records are left out (and counted in the batch's
+    /// [`dropped_outside_shard_range`](crate::ProcessRecordsInput::dropped_outside_shard_range),
+    /// the `kinesis_consumer_records_outside_shard_range_total` metric and a warning),
+    /// because the KPL re-sends them to their own shard after a reshard.
+    ///
+    /// [`OutsideRangePolicy::Keep`] hands them over, marked
+    /// [`outside_shard_range`](crate::KinesisClientRecord::outside_shard_range). Streams
+    /// written by aggregators that pack records of any keys into one aggregate routed by
+    /// the first key (the Python and Node `aws-kinesis-agg` libraries, several Go
+    /// producers) need it: nothing re-sends those records, and dropping them loses them.
+    /// With the KPL (or this project's producer), `Keep` delivers the re-sent records
+    /// twice after a reshard.
+    ///
+    /// The Java KCL drops the whole aggregate at its first record outside the shard; this
+    /// library drops only the records outside.
+    pub fn with_outside_range_policy(mut self, policy: OutsideRangePolicy) -> Self {
+        self.config.outside_range = policy;
         self
     }
 
@@ -334,6 +357,7 @@ mod tests {
         assert_eq!(b.config.worker_id, None);
         assert_eq!(b.config.dispatch_interval, Duration::from_millis(200));
         assert_eq!(b.config.shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(b.config.outside_range, OutsideRangePolicy::Drop);
         assert!(b.kinesis.is_none() && b.dynamodb.is_none());
         assert_eq!(refused(b), ConfigError::MissingClients);
         // The defaults themselves are valid.

@@ -17,6 +17,7 @@ use crate::config_error::{check_name, ConfigError, CONSUMER_NAME_LEN, TABLE_NAME
 use crate::consumer::{FanOutConfig, PollingConfig, Retrieval};
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseConfig;
+use kinesis_agg::OutsideRangePolicy;
 
 /// The shortest failover time accepted: renewals run every failover / 3 − 25 ms, which
 /// leaves no time between them below about 100 ms.
@@ -57,6 +58,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) max_leases_to_steal_at_one_time: usize,
     /// How every shard consumer reads its shard, with its settings.
     pub(crate) retrieval: Retrieval,
+    /// What consumers do with records of aggregates outside their shard's range.
+    pub(crate) outside_range: OutsideRangePolicy,
     /// How often shards are listed to find new ones.
     pub(crate) shard_sync_interval: Duration,
     /// How often a lease waiting for its parents checks them again.
@@ -84,6 +87,7 @@ impl Default for SchedulerConfig {
             max_leases_per_worker: lease.max_leases_per_worker,
             max_leases_to_steal_at_one_time: lease.max_leases_to_steal_at_one_time,
             retrieval: Retrieval::default(),
+            outside_range: OutsideRangePolicy::Drop,
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(1),
             dispatch_interval: Duration::from_millis(200),

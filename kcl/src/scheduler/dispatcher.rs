@@ -28,6 +28,7 @@ use crate::leases::LeaseStore;
 use crate::leases::ShardSync;
 use crate::leases::{HeldLease, LeaseCoordinator};
 use crate::processor::RecordProcessorFactory;
+use kinesis_agg::OutsideRangePolicy;
 
 /// A running consumer, as the dispatcher tracks it.
 #[derive(Debug)]
@@ -57,6 +58,8 @@ pub(super) struct Dispatcher {
     at_timestamp: Option<SystemTime>,
     /// Lets consumers create child leases at a shard end.
     shard_sync: ShardSync,
+    /// What consumers do with records of aggregates outside their shard's range.
+    outside_range: OutsideRangePolicy,
     /// How long a lease waits before its parents (or a failed consumer) are looked at again.
     parent_poll_interval: Duration,
     /// Consumers running now, by lease key.
@@ -102,6 +105,7 @@ impl Dispatcher {
                 _ => None,
             },
             shard_sync: inner.shard_sync.clone(),
+            outside_range: inner.config.outside_range,
             parent_poll_interval: inner.config.parent_poll_interval,
             running: HashMap::new(),
             blocked: HashMap::new(),
@@ -211,6 +215,7 @@ impl Dispatcher {
             shutdown: shutdown.clone(),
             shard_ended: self.shard_ended.clone(),
             shard_sync: self.shard_sync.clone(),
+            outside_range: self.outside_range,
         };
         tracing::info!(worker = %self.worker_id, lease = %key, "starting shard consumer");
         let hard = self.hard_stop.clone();
