@@ -126,7 +126,8 @@ pub fn failover_ms(value: &str) -> Result<u64, String> {
 }
 
 /// Where shards without a checkpoint start: `trim-horizon`, `latest` or
-/// `at-timestamp:RFC3339`.
+/// `at-timestamp:TIME`, TIME being an RFC 3339 time (`Z`, `z` or a `±HH:MM` offset, `T` or
+/// `t`, optional fraction) or seconds since the Unix epoch (optional fraction).
 ///
 /// # Errors
 /// Names the accepted forms.
@@ -136,14 +137,15 @@ pub fn position(value: &str) -> Result<InitialPosition, String> {
         "latest" => Ok(InitialPosition::Latest),
         other => {
             let ts = other.strip_prefix("at-timestamp:").ok_or_else(|| {
-                "expected trim-horizon, latest or at-timestamp:<RFC 3339 time>, e.g. \
-                 at-timestamp:2024-01-02T03:04:05Z"
+                "expected trim-horizon, latest or at-timestamp:<RFC 3339 time or epoch \
+                 seconds>, e.g. at-timestamp:2024-01-02T03:04:05Z or at-timestamp:1704164645"
                     .to_owned()
             })?;
-            let t = rfc3339(ts).ok_or_else(|| {
+            let t = epoch_seconds(ts).or_else(|| rfc3339(ts)).ok_or_else(|| {
                 format!(
-                    "{ts:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z or \
-                     2024-01-02T05:04:05+02:00"
+                    "{ts:?} is neither an RFC 3339 time such as 2024-01-02T03:04:05Z or \
+                     2024-01-02T05:04:05+02:00 nor seconds since the Unix epoch such as \
+                     1704164645"
                 )
             })?;
             if t > SystemTime::now() {
@@ -154,6 +156,23 @@ pub fn position(value: &str) -> Result<InitialPosition, String> {
             Ok(InitialPosition::AtTimestamp(t))
         }
     }
+}
+
+/// Parses seconds since the Unix epoch: digits, optionally a fraction (`1704164645.25`).
+fn epoch_seconds(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 9 {
+        return None;
+    }
+    let secs: u64 = whole.parse().ok()?;
+    let nanos: u32 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse().ok()?
+    };
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
 }
 
 /// Parses an RFC 3339 time with `Z`/`z` or a numeric `±HH:MM` offset.
@@ -263,6 +282,9 @@ mod tests {
             "2024-01-02T03:04:05+00:00",
             "2024-01-02t03:04:05z",
             "2024-01-02T03:04:05.000Z",
+            "2024-01-02T03:04:05-00:00",
+            "1704164645",
+            "1704164645.000",
         ] {
             assert_eq!(
                 position(&format!("at-timestamp:{same}")).unwrap(),
@@ -272,6 +294,20 @@ mod tests {
         }
         assert!(position("at-timestamp:2024-01-02T03:04:05+24:00").is_err());
         assert!(position("at-timestamp:2024-01-02T03:04:05").is_err());
+        let InitialPosition::AtTimestamp(frac) = position("at-timestamp:1704164645.25").unwrap()
+        else {
+            panic!("not a timestamp")
+        };
+        assert_eq!(
+            frac.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
+            std::time::Duration::from_millis(1_704_164_645_250)
+        );
+        for bad in ["-5", "1.2.3", "17e9", ".5", "1704164645.1234567891"] {
+            assert!(position(&format!("at-timestamp:{bad}")).is_err(), "{bad}");
+        }
+        assert!(position("at-timestamp:99999999999")
+            .unwrap_err()
+            .contains("future"));
         assert!(position("at-timestamp:2999-01-01T00:00:00Z")
             .unwrap_err()
             .contains("future"));

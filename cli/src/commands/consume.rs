@@ -83,7 +83,8 @@ pub struct ConsumeArgs {
     #[arg(long, value_parser = args::non_empty)]
     pub worker_id: Option<String>,
     /// Where shards without a checkpoint start: trim-horizon, latest or
-    /// at-timestamp:RFC3339. Default: trim-horizon.
+    /// at-timestamp:TIME (RFC 3339, e.g. 2024-01-02T03:04:05Z or ...+02:00, or epoch
+    /// seconds, e.g. 1704164645). Default: trim-horizon.
     #[arg(long, default_value = "trim-horizon", value_parser = args::position)]
     pub from: InitialPosition,
     /// Failover time in milliseconds (100 to 86400000). Default: 10000.
@@ -155,7 +156,15 @@ impl ConsumeArgs {
 }
 
 /// One output line (or raw record) for a user record.
-pub fn render(stream: &str, shard_id: &str, r: &KinesisClientRecord, output: Output) -> Vec<u8> {
+/// JSON lines carry the record's approximate arrival time (RFC 3339, UTC, milliseconds) and
+/// its batch's `millis_behind_latest`, each when known.
+pub fn render(
+    stream: &str,
+    shard_id: &str,
+    r: &KinesisClientRecord,
+    millis_behind_latest: Option<i64>,
+    output: Output,
+) -> Vec<u8> {
     match output {
         Output::Raw => {
             let mut v = r.data.to_vec();
@@ -178,6 +187,12 @@ pub fn render(stream: &str, shard_id: &str, r: &KinesisClientRecord, output: Out
             if let Ok(text) = std::str::from_utf8(&r.data) {
                 obj.insert("data".into(), text.into());
             }
+            if let Some(arrival) = r.approximate_arrival_timestamp.and_then(rfc3339_millis) {
+                obj.insert("approximate_arrival_timestamp".into(), arrival.into());
+            }
+            if let Some(ms) = millis_behind_latest {
+                obj.insert("millis_behind_latest".into(), ms.into());
+            }
             if r.outside_shard_range {
                 obj.insert("outside_shard_range".into(), true.into());
             }
@@ -186,6 +201,15 @@ pub fn render(stream: &str, shard_id: &str, r: &KinesisClientRecord, output: Out
             line
         }
     }
+}
+
+/// `t` as RFC 3339 in UTC with milliseconds, e.g. `2024-01-02T03:04:05.123Z`.
+fn rfc3339_millis(t: std::time::SystemTime) -> Option<String> {
+    use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
+    let millis = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    DateTime::from_millis(i64::try_from(millis).ok()?)
+        .fmt(DateTimeFormat::DateTime)
+        .ok()
 }
 
 /// Shared by the processors of one worker.
@@ -274,7 +298,15 @@ impl RecordProcessor for PrintingProcessor {
         let lines: Vec<Vec<u8>> = input
             .records
             .iter()
-            .map(|r| render(&self.shared.stream, &self.shard_id, r, self.shared.output))
+            .map(|r| {
+                render(
+                    &self.shared.stream,
+                    &self.shard_id,
+                    r,
+                    input.millis_behind_latest,
+                    self.shared.output,
+                )
+            })
             .collect();
         if !self
             .shared
@@ -489,8 +521,8 @@ mod tests {
 
     #[test]
     fn json_lines_carry_every_field() {
-        let r = KinesisClientRecord::new("49", 2, "pk", &b"hi"[..]);
-        let line = render("s", "shardId-1", &r, Output::Json);
+        let mut r = KinesisClientRecord::new("49", 2, "pk", &b"hi"[..]);
+        let line = render("s", "shardId-1", &r, None, Output::Json);
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["stream"], "s");
         assert_eq!(v["shard_id"], "shardId-1");
@@ -499,10 +531,24 @@ mod tests {
         assert_eq!(v["partition_key"], "pk");
         assert_eq!(v["data_b64"], "aGk=");
         assert_eq!(v["data"], "hi");
+        assert!(
+            v.get("approximate_arrival_timestamp").is_none()
+                && v.get("millis_behind_latest").is_none()
+        );
         let bin = KinesisClientRecord::new("49", 0, "pk", vec![0xff, 0]);
         let v: serde_json::Value =
-            serde_json::from_slice(&render("s", "x", &bin, Output::Json)).unwrap();
+            serde_json::from_slice(&render("s", "x", &bin, None, Output::Json)).unwrap();
         assert!(v.get("data").is_none(), "binary data has no text field");
-        assert_eq!(render("s", "x", &r, Output::Raw), b"hi\n");
+        assert_eq!(render("s", "x", &r, None, Output::Raw), b"hi\n");
+        // Metadata, when known.
+        r.approximate_arrival_timestamp =
+            Some(std::time::UNIX_EPOCH + Duration::from_millis(1_704_164_645_123));
+        let v: serde_json::Value =
+            serde_json::from_slice(&render("s", "x", &r, Some(250), Output::Json)).unwrap();
+        assert_eq!(
+            v["approximate_arrival_timestamp"],
+            "2024-01-02T03:04:05.123Z"
+        );
+        assert_eq!(v["millis_behind_latest"], 250);
     }
 }

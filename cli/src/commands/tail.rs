@@ -33,7 +33,8 @@ pub struct TailArgs {
     #[arg(long, value_parser = args::stream_name)]
     pub stream: String,
     /// Where to start in the shards open at start: trim-horizon, latest or
-    /// at-timestamp:RFC3339 (shards that appear later are read from their start).
+    /// at-timestamp:TIME (RFC 3339, e.g. 2024-01-02T03:04:05Z or ...+02:00, or epoch
+    /// seconds) (shards that appear later are read from their start).
     /// Default: latest.
     #[arg(long, default_value = "latest", value_parser = args::position)]
     pub from: InitialPosition,
@@ -141,14 +142,24 @@ async fn read_shard(
             let pk = r.partition_key().unwrap_or_default();
             match deagg.deaggregate(pk, data) {
                 Ok(d) => {
+                    let arrival = r
+                        .approximate_arrival_timestamp()
+                        .and_then(|t| std::time::SystemTime::try_from(*t).ok());
                     for sub in d.records {
-                        let rec = KinesisClientRecord::new(
+                        let mut rec = KinesisClientRecord::new(
                             r.sequence_number(),
                             sub.sub_sequence_number,
                             sub.partition_key,
                             sub.data,
                         );
-                        lines.push(render(&shared.stream, &shard_id, &rec, shared.format));
+                        rec.approximate_arrival_timestamp = arrival;
+                        lines.push(render(
+                            &shared.stream,
+                            &shard_id,
+                            &rec,
+                            out.millis_behind_latest(),
+                            shared.format,
+                        ));
                     }
                 }
                 Err(e) => tracing::warn!(
