@@ -83,7 +83,10 @@ mod scheduler;
 pub use checkpoint::{Checkpoint, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
 pub use checkpointer::Checkpointer;
 pub use config_error::ConfigError;
-pub use consumer::{FanOutConfig, PollingConfig, Retrieval};
+pub use consumer::{
+    FanOutConfig, PayloadDecompression, PayloadEncoding, PollingConfig, Retrieval,
+    MAX_INFLATED_BYTES,
+};
 pub use error::Error;
 pub use initial_position::InitialPosition;
 pub use kinesis_agg::{OutsideRangePolicy, PartitionKey};

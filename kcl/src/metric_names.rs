@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  ShardConsumer ──▶ RECORDS_PROCESSED{shard}, MILLIS_BEHIND_LATEST{shard},
-//!                    RECORDS_OUTSIDE_SHARD_RANGE{shard, action},
+//!                    RECORDS_OUTSIDE_SHARD_RANGE{shard, action}, RECORDS_INFLATED{shard},
+//!                    RECORDS_NOT_INFLATED{shard},
 //!                    BATCH_WAIT, RECORD_AGE
 //!  fan-out source ─▶ FANOUT_SUBSCRIPTIONS{reason}, FANOUT_SUBSCRIPTION_ERRORS{code}, FANOUT_EVENTS,
 //!                    FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED, FANOUT_MALFORMED
@@ -22,6 +23,12 @@ pub const RECORDS_PROCESSED: &str = "kinesis_consumer_records_processed_total";
 /// were read from. Labels `shard`, and `action`: `dropped` (the default policy) or
 /// `delivered` (marked, under `OutsideRangePolicy::Keep`).
 pub const RECORDS_OUTSIDE_SHARD_RANGE: &str = "kinesis_consumer_records_outside_shard_range_total";
+/// Counter: payloads inflated from gzip or zlib (with `PayloadDecompression::GzipAndZlib`).
+/// Label `shard`.
+pub const RECORDS_INFLATED: &str = "kinesis_consumer_records_inflated_total";
+/// Counter: payloads with a gzip or zlib header that did not inflate, handed over as sent.
+/// Label `shard`.
+pub const RECORDS_NOT_INFLATED: &str = "kinesis_consumer_records_not_inflated_total";
 /// Gauge: `MillisBehindLatest` of the last `GetRecords` response or `SubscribeToShard`
 /// event. Label `shard`.
 pub const MILLIS_BEHIND_LATEST: &str = "kinesis_consumer_millis_behind_latest";
@@ -77,6 +84,8 @@ mod tests {
         for name in [
             RECORDS_PROCESSED,
             RECORDS_OUTSIDE_SHARD_RANGE,
+            RECORDS_INFLATED,
+            RECORDS_NOT_INFLATED,
             MILLIS_BEHIND_LATEST,
             LEASES_HELD,
             LEASES_TAKEN,

@@ -91,6 +91,10 @@ pub struct KinesisClientRecord {
     /// [`OutsideRangePolicy::Keep`](crate::OutsideRangePolicy::Keep) (see
     /// [`SchedulerBuilder::with_outside_range_policy`](crate::SchedulerBuilder::with_outside_range_policy)).
     pub outside_shard_range: bool,
+    /// What was done to the payload: as sent, or inflated from gzip or zlib (with
+    /// [`PayloadDecompression::GzipAndZlib`](crate::PayloadDecompression::GzipAndZlib)),
+    /// or left as sent because it did not inflate.
+    pub payload_encoding: crate::PayloadEncoding,
 }
 
 impl KinesisClientRecord {
@@ -110,6 +114,7 @@ impl KinesisClientRecord {
             data: data.into(),
             aggregated: false,
             outside_shard_range: false,
+            payload_encoding: crate::PayloadEncoding::Plain,
         }
     }
 }

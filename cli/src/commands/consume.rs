@@ -32,8 +32,9 @@ use base64::Engine;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
     Checkpointer, FanOutConfig, InitialPosition, InitializationInput, KinesisClientRecord,
-    LeaseLostInput, OutsideRangePolicy, PollingConfig, ProcessRecordsInput, RecordProcessor,
-    Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,
+    LeaseLostInput, OutsideRangePolicy, PayloadDecompression, PayloadEncoding, PollingConfig,
+    ProcessRecordsInput, RecordProcessor, Retrieval, Scheduler, ShardEndedInput,
+    ShutdownRequestedInput,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -134,6 +135,14 @@ pub struct ConsumeArgs {
     /// Python or Node, some Go producers), whose records are otherwise lost.
     #[arg(long, value_enum, default_value_t = OutsideRange::Drop)]
     pub outside_range: OutsideRange,
+    /// Inflate payloads that their producer compressed with gzip or zlib (CloudWatch Logs
+    /// subscriptions deliver gzip JSON). Default: off (payloads printed as sent).
+    ///
+    /// A payload with a gzip or zlib header that does not inflate is printed as sent and
+    /// marked `"payload_encoding": "not_inflated"` in JSON; inflated ones are marked
+    /// `"gzip"` or `"zlib"`.
+    #[arg(long)]
+    pub decompress: bool,
 }
 
 impl ConsumeArgs {
@@ -195,6 +204,15 @@ pub fn render(
             }
             if r.outside_shard_range {
                 obj.insert("outside_shard_range".into(), true.into());
+            }
+            let encoding = match r.payload_encoding {
+                PayloadEncoding::Gzip => Some("gzip"),
+                PayloadEncoding::Zlib => Some("zlib"),
+                PayloadEncoding::NotInflated => Some("not_inflated"),
+                _ => None,
+            };
+            if let Some(encoding) = encoding {
+                obj.insert("payload_encoding".into(), encoding.into());
             }
             let mut line = serde_json::Value::Object(obj).to_string().into_bytes();
             line.push(b'\n');
@@ -383,6 +401,11 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     let scheduler = builder
         .with_retrieval(args.retrieval())
         .with_outside_range_policy(args.outside_range.into())
+        .with_payload_decompression(if args.decompress {
+            PayloadDecompression::GzipAndZlib
+        } else {
+            PayloadDecompression::Off
+        })
         .build()?;
     let stop = crate::signals::install("handing the leases over")?;
     if args.efo {

@@ -22,6 +22,7 @@
 
 mod batch;
 mod fan_out;
+mod payload;
 mod polling;
 mod records_source;
 mod retrieval;
@@ -32,6 +33,8 @@ mod user_records;
 pub(crate) use batch::Batch;
 pub use fan_out::FanOutConfig;
 pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut};
+pub(crate) use payload::inflate_all;
+pub use payload::{PayloadDecompression, PayloadEncoding, MAX_INFLATED_BYTES};
 pub(crate) use polling::Polling;
 pub use polling::PollingConfig;
 pub(crate) use records_source::RecordsSource;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::user_records::{user_records, UserRecords};
-use super::{RecordsSource, StartingPosition};
+use super::{inflate_all, PayloadDecompression, RecordsSource, StartingPosition};
 use crate::checkpointer::Checkpointer;
 use crate::leases::HeldLease;
 use crate::leases::ShardSync;
@@ -66,6 +66,8 @@ pub(crate) struct ShardConsumer {
     pub(crate) shard_sync: ShardSync,
     /// What happens to records of aggregates outside the shard's hash key range.
     pub(crate) outside_range: OutsideRangePolicy,
+    /// Whether gzip and zlib payloads are inflated.
+    pub(crate) decompression: PayloadDecompression,
 }
 
 /// Says that records outside the shard's range were seen: at `warn` the first time, then
@@ -194,7 +196,7 @@ impl ShardConsumer {
                     .set(ms as f64);
             }
             let UserRecords {
-                records,
+                mut records,
                 last,
                 dropped_outside_range,
                 kept_outside_range,
@@ -209,6 +211,21 @@ impl ShardConsumer {
                 }
             }
             outside_log.note(dropped_outside_range, kept_outside_range);
+            if self.decompression == PayloadDecompression::GzipAndZlib {
+                let (inflated, not_inflated) = inflate_all(&mut records);
+                if inflated > 0 {
+                    ::metrics::counter!(m::RECORDS_INFLATED, "shard" => shard_label.clone())
+                        .increment(inflated as u64);
+                }
+                if not_inflated > 0 {
+                    ::metrics::counter!(m::RECORDS_NOT_INFLATED, "shard" => shard_label.clone())
+                        .increment(not_inflated as u64);
+                    tracing::debug!(
+                        records = not_inflated,
+                        "payloads with a gzip or zlib header did not inflate; handed over as sent"
+                    );
+                }
+            }
             if let Some((seq, sub)) = last {
                 checkpointer.set_batch_end(seq, sub);
             }
@@ -429,6 +446,7 @@ mod tests {
             ),
             source: Arc::new(Polling::new(kinesis, "stream", PollingConfig::default())),
             outside_range: OutsideRangePolicy::Drop,
+            decompression: PayloadDecompression::Off,
             held,
             processor: Box::new(Stubborn {
                 asks: Arc::clone(&asks),
@@ -589,6 +607,7 @@ mod tests {
             shard_ended: Arc::new(Notify::new()),
             shard_sync: ShardSync::new(kinesis, "stream", store, InitialPosition::TrimHorizon),
             outside_range: OutsideRangePolicy::Drop,
+            decompression: PayloadDecompression::Off,
         };
         let exit = consumer.run().await;
         let asked = asked.lock().unwrap().take();

@@ -86,6 +86,7 @@ pub(crate) fn user_records(
                 data: sub.data,
                 aggregated,
                 outside_shard_range: sub.outside_shard_range,
+                payload_encoding: crate::PayloadEncoding::Plain,
             });
         }
     }

@@ -18,7 +18,7 @@ use super::{Inner, Scheduler};
 use crate::config_error::{
     check_name, ConfigError, CONSUMER_NAME_LEN, STREAM_NAME_LEN, TABLE_NAME_LEN,
 };
-use crate::consumer::{PollingConfig, Retrieval};
+use crate::consumer::{PayloadDecompression, PollingConfig, Retrieval};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseCoordinator;
@@ -199,6 +199,21 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Whether user payloads written gzip- or zlib-compressed by their producer are inflated
+    /// before the processor gets them (CloudWatch Logs subscriptions deliver gzip JSON).
+    /// Default: [`PayloadDecompression::Off`], payloads as sent.
+    ///
+    /// With [`PayloadDecompression::GzipAndZlib`], a payload with a gzip or zlib header is
+    /// inflated (up to [`MAX_INFLATED_BYTES`](crate::MAX_INFLATED_BYTES)) and its record
+    /// marked [`PayloadEncoding::Gzip`](crate::PayloadEncoding::Gzip) or `Zlib`; one that
+    /// does not inflate is handed over as sent, marked `NotInflated`, and counted in the
+    /// `kinesis_consumer_records_not_inflated_total` metric: never dropped. Records this
+    /// project's producer compressed (its own marked format) are inflated either way.
+    pub fn with_payload_decompression(mut self, decompression: PayloadDecompression) -> Self {
+        self.config.decompression = decompression;
+        self
+    }
+
     /// How often shards are listed to find new ones after resharding (shard ends also
     /// trigger a sync). Default: 60 s. [`build`](Self::build) refuses zero:
     /// [`ConfigError::ZeroDuration`] naming `shard_sync_interval`.
@@ -358,6 +373,7 @@ mod tests {
         assert_eq!(b.config.dispatch_interval, Duration::from_millis(200));
         assert_eq!(b.config.shutdown_timeout, Duration::from_secs(60));
         assert_eq!(b.config.outside_range, OutsideRangePolicy::Drop);
+        assert_eq!(b.config.decompression, PayloadDecompression::Off);
         assert!(b.kinesis.is_none() && b.dynamodb.is_none());
         assert_eq!(refused(b), ConfigError::MissingClients);
         // The defaults themselves are valid.

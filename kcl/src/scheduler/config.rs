@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::config_error::{check_name, ConfigError, CONSUMER_NAME_LEN, TABLE_NAME_LEN};
-use crate::consumer::{FanOutConfig, PollingConfig, Retrieval};
+use crate::consumer::{FanOutConfig, PayloadDecompression, PollingConfig, Retrieval};
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseConfig;
 use kinesis_agg::OutsideRangePolicy;
@@ -60,6 +60,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) retrieval: Retrieval,
     /// What consumers do with records of aggregates outside their shard's range.
     pub(crate) outside_range: OutsideRangePolicy,
+    /// Whether consumers inflate gzip and zlib payloads.
+    pub(crate) decompression: PayloadDecompression,
     /// How often shards are listed to find new ones.
     pub(crate) shard_sync_interval: Duration,
     /// How often a lease waiting for its parents checks them again.
@@ -88,6 +90,7 @@ impl Default for SchedulerConfig {
             max_leases_to_steal_at_one_time: lease.max_leases_to_steal_at_one_time,
             retrieval: Retrieval::default(),
             outside_range: OutsideRangePolicy::Drop,
+            decompression: PayloadDecompression::Off,
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(1),
             dispatch_interval: Duration::from_millis(200),

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use crate::consumer::{Exit, RecordsSource, ShardConsumer};
+use crate::consumer::{Exit, PayloadDecompression, RecordsSource, ShardConsumer};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
@@ -60,6 +60,8 @@ pub(super) struct Dispatcher {
     shard_sync: ShardSync,
     /// What consumers do with records of aggregates outside their shard's range.
     outside_range: OutsideRangePolicy,
+    /// Whether consumers inflate gzip and zlib payloads.
+    decompression: PayloadDecompression,
     /// How long a lease waits before its parents (or a failed consumer) are looked at again.
     parent_poll_interval: Duration,
     /// Consumers running now, by lease key.
@@ -106,6 +108,7 @@ impl Dispatcher {
             },
             shard_sync: inner.shard_sync.clone(),
             outside_range: inner.config.outside_range,
+            decompression: inner.config.decompression,
             parent_poll_interval: inner.config.parent_poll_interval,
             running: HashMap::new(),
             blocked: HashMap::new(),
@@ -216,6 +219,7 @@ impl Dispatcher {
             shard_ended: self.shard_ended.clone(),
             shard_sync: self.shard_sync.clone(),
             outside_range: self.outside_range,
+            decompression: self.decompression,
         };
         tracing::info!(worker = %self.worker_id, lease = %key, "starting shard consumer");
         let hard = self.hard_stop.clone();
