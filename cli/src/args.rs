@@ -202,6 +202,74 @@ fn rfc3339(text: &str) -> Option<SystemTime> {
     }
 }
 
+/// `--checkpoint-every`: records, a time, or both (whichever comes first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointCadence {
+    /// Records between checkpoints, if counted.
+    pub records: Option<u64>,
+    /// Time between checkpoints, if timed.
+    pub interval: Option<std::time::Duration>,
+}
+
+impl CheckpointCadence {
+    /// A fresh cadence for one shard's processor.
+    pub fn start(self) -> kinesis_consumer::CheckpointEvery {
+        use kinesis_consumer::CheckpointEvery;
+        match (self.records, self.interval) {
+            (Some(n), Some(t)) => CheckpointEvery::records_or_interval(n, t),
+            (Some(n), None) => CheckpointEvery::records(n),
+            (None, Some(t)) => CheckpointEvery::interval(t),
+            (None, None) => CheckpointEvery::batch(),
+        }
+    }
+}
+
+/// Parses `--checkpoint-every`: `N` records (at least 1), a time (`500ms`, `10s`, `2m`), or
+/// both separated by a comma (`1000,10s`: whichever comes first).
+///
+/// # Errors
+/// Names the accepted forms.
+pub fn checkpoint_every(value: &str) -> Result<CheckpointCadence, String> {
+    let forms = "expected a number of records (e.g. 1000), a time (500ms, 10s, 2m) or both \
+                 (1000,10s)";
+    let mut cadence = CheckpointCadence {
+        records: None,
+        interval: None,
+    };
+    for part in value.split(',').map(str::trim) {
+        let digits = part.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, unit) = part.split_at(digits);
+        let n: u64 = number.parse().map_err(|_| format!("{part:?}: {forms}"))?;
+        let slot_taken = |taken: bool| {
+            if taken {
+                Err(format!("{value:?} gives the same kind twice: {forms}"))
+            } else {
+                Ok(())
+            }
+        };
+        let interval = match unit {
+            "" => {
+                slot_taken(cadence.records.is_some())?;
+                if n == 0 {
+                    return Err("a number of records must be at least 1".to_owned());
+                }
+                cadence.records = Some(n);
+                continue;
+            }
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+            _ => return Err(format!("{part:?}: {forms}")),
+        };
+        slot_taken(cadence.interval.is_some())?;
+        if interval.is_zero() {
+            return Err("a time must be longer than zero".to_owned());
+        }
+        cadence.interval = Some(interval);
+    }
+    Ok(cadence)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +323,31 @@ mod tests {
         assert_eq!(failover_ms("100").unwrap(), 100);
         assert_eq!(failover_ms("10000").unwrap(), 10_000);
         assert!(failover_ms("86400001").is_err());
+    }
+
+    #[test]
+    fn checkpoint_cadences_parse() {
+        use std::time::Duration;
+        let c = |r, t| CheckpointCadence {
+            records: r,
+            interval: t,
+        };
+        assert_eq!(checkpoint_every("1").unwrap(), c(Some(1), None));
+        assert_eq!(
+            checkpoint_every("10s").unwrap(),
+            c(None, Some(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            checkpoint_every("1000, 500ms").unwrap(),
+            c(Some(1000), Some(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            checkpoint_every("2m,5").unwrap(),
+            c(Some(5), Some(Duration::from_secs(120)))
+        );
+        for bad in ["0", "0s", "", "ten", "5h", "1,2", "1s,2s", "-1", "1.5s"] {
+            assert!(checkpoint_every(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -70,6 +70,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod checkpoint;
+mod checkpoint_every;
 mod checkpointer;
 mod config_error;
 mod consumer;
@@ -81,6 +82,7 @@ mod processor;
 mod scheduler;
 
 pub use checkpoint::{Checkpoint, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
+pub use checkpoint_every::CheckpointEvery;
 pub use checkpointer::Checkpointer;
 pub use config_error::ConfigError;
 pub use consumer::{

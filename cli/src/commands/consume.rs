@@ -94,10 +94,11 @@ pub struct ConsumeArgs {
     /// Lease taker interval in milliseconds (at least 1). Default: 2 × (failover + 25).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub taker_interval_ms: Option<u64>,
-    /// Checkpoint after at least this many records (and at every shard end and shutdown).
-    /// At least 1. Default: 1 (after every batch).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    pub checkpoint_every: u64,
+    /// When to checkpoint (and always at every shard end and shutdown): after at least N
+    /// records (N at least 1), at the first batch a time after the last checkpoint (500ms,
+    /// 10s, 2m), or both, whichever comes first (1000,10s). Default: 1 (after every batch).
+    #[arg(long, default_value = "1", value_parser = args::checkpoint_every)]
+    pub checkpoint_every: args::CheckpointCadence,
     /// Shut down gracefully after this many seconds without records (at least 1), counted
     /// from the start or from the latest shard this worker started reading, whichever is
     /// later. Default: never.
@@ -237,8 +238,8 @@ struct Shared {
     stream: String,
     /// Output format.
     output: Output,
-    /// Records between checkpoints.
-    checkpoint_every: u64,
+    /// When each processor checkpoints.
+    checkpoint_every: args::CheckpointCadence,
     /// Standard output.
     out: Stdout,
     /// Cancelled when standard output closes or fails: the worker then shuts down
@@ -277,15 +278,15 @@ impl Shared {
     }
 }
 
-/// Prints records and checkpoints every `checkpoint_every` records.
+/// Prints records and checkpoints at the `--checkpoint-every` cadence.
 #[derive(Debug)]
 struct PrintingProcessor {
     /// Output and settings.
     shared: Arc<Shared>,
     /// The shard.
     shard_id: String,
-    /// Records printed since the last checkpoint.
-    since_checkpoint: u64,
+    /// When the next checkpoint is due.
+    cadence: kinesis_consumer::CheckpointEvery,
 }
 
 impl PrintingProcessor {
@@ -294,7 +295,7 @@ impl PrintingProcessor {
             return;
         }
         match cp.checkpoint().await {
-            Ok(()) => self.since_checkpoint = 0,
+            Ok(()) => self.cadence.checkpointed(),
             Err(e) => crate::say!("kinesis-cat: checkpoint of {} failed: {e}", self.shard_id),
         }
     }
@@ -336,8 +337,7 @@ impl RecordProcessor for PrintingProcessor {
             self.shared.started.elapsed().as_millis() as u64,
             Ordering::Relaxed,
         );
-        self.since_checkpoint += input.records.len() as u64;
-        if self.since_checkpoint >= self.shared.checkpoint_every {
+        if self.cadence.note(input.records.len()) {
             self.checkpoint(&input.checkpointer).await;
         }
     }
@@ -384,7 +384,7 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
             Box::new(PrintingProcessor {
                 shared: shared.clone(),
                 shard_id: shard.to_owned(),
-                since_checkpoint: 0,
+                cadence: shared.checkpoint_every.start(),
             }) as Box<dyn RecordProcessor>
         }
     };
@@ -494,7 +494,13 @@ mod tests {
         assert_eq!(w.args.from, InitialPosition::TrimHorizon);
         assert_eq!(w.args.failover_ms, 10_000);
         assert_eq!(w.args.taker_interval_ms, None);
-        assert_eq!(w.args.checkpoint_every, 1);
+        assert_eq!(
+            w.args.checkpoint_every,
+            crate::args::CheckpointCadence {
+                records: Some(1),
+                interval: None
+            }
+        );
         assert_eq!(w.args.exit_when_idle, None);
         assert_eq!(w.args.output, Output::Json);
         assert_eq!(w.args.worker_id, None);
