@@ -61,6 +61,15 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// [`SchedulerBuilder::build`](crate::SchedulerBuilder::build) on a builder from
+    /// [`Scheduler::stream_builder`](crate::Scheduler::stream_builder), which has no
+    /// processor factory: build it with `build_stream`.
+    #[error("this builder reads records as a stream: build it with build_stream")]
+    NoProcessorFactory,
+    /// [`SchedulerBuilder::build_stream`](crate::SchedulerBuilder::build_stream) on a
+    /// builder made with a processor factory: build it with `build`.
+    #[error("this builder has a record processor factory: build it with build")]
+    ProcessorFactoryGiven,
     /// The worker id is empty (it is written as the `leaseOwner` of held leases).
     #[error("invalid worker id {id:?}: {reason}")]
     InvalidWorkerId {

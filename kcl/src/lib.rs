@@ -20,7 +20,10 @@
 //! The crate root holds what applications use: the [`Scheduler`] and its builder, the
 //! [`RecordProcessor`] they implement with its inputs, the [`Checkpointer`], the
 //! [`Checkpoint`] and [`Lease`] they read, [`InitialPosition`], [`Retrieval`] with
-//! [`PollingConfig`] and [`FanOutConfig`], [`Error`] and [`ConfigError`]. The building blocks under the scheduler (the lease table,
+//! [`PollingConfig`] and [`FanOutConfig`], [`Error`] and [`ConfigError`]; a
+//! [`RecordStream`] of [`ShardBatch`]es for applications that would rather read records
+//! than implement the processor trait ([`Scheduler::stream_builder`]), and
+//! [`CheckpointEvery`] for checkpoint cadences. The building blocks under the scheduler (the lease table,
 //! the lease store seam, the coordinator, shard sync) are in [`leases`], for tools that
 //! look at or manage a lease table; the metrics' names are in [`metric_names`]. Each shard
 //! consumer reads its shard through a retrieval seam (a records source started at the
@@ -79,6 +82,7 @@ mod initial_position;
 pub mod leases;
 pub mod metric_names;
 mod processor;
+mod record_stream;
 mod scheduler;
 
 pub use checkpoint::{Checkpoint, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
@@ -97,4 +101,5 @@ pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
 };
+pub use record_stream::{RecordStream, ShardBatch, StreamCheckpointing};
 pub use scheduler::{default_worker_id, Scheduler, SchedulerBuilder, MIN_FAILOVER_TIME};

@@ -25,6 +25,10 @@ use crate::leases::LeaseCoordinator;
 use crate::leases::ShardSync;
 use crate::leases::{LeaseStore, LeaseTable};
 use crate::processor::RecordProcessorFactory;
+use crate::record_stream::{record_stream, RecordStream, StreamCheckpointing};
+
+/// Batches a record stream holds ahead of its reader unless set otherwise.
+const DEFAULT_STREAM_BUFFER: usize = 16;
 use kinesis_agg::OutsideRangePolicy;
 
 #[cfg(doc)]
@@ -37,8 +41,13 @@ pub struct SchedulerBuilder {
     application_name: String,
     /// The stream consumed.
     stream_name: String,
-    /// Makes a processor per lease.
-    factory: Arc<dyn RecordProcessorFactory>,
+    /// Makes a processor per lease; `None` for a worker built as a record stream
+    /// ([`build_stream`](Self::build_stream)).
+    factory: Option<Arc<dyn RecordProcessorFactory>>,
+    /// Batches a record stream holds ahead of its reader.
+    stream_buffer: usize,
+    /// Who checkpoints a record stream's batches.
+    stream_checkpointing: StreamCheckpointing,
     /// Kinesis client, if given (required: `build` refuses to go without).
     kinesis: Option<aws_sdk_kinesis::Client>,
     /// DynamoDB client, if given (required, as `kinesis`).
@@ -65,14 +74,47 @@ impl SchedulerBuilder {
         stream_name: impl Into<String>,
         factory: impl RecordProcessorFactory,
     ) -> Self {
+        let factory: Arc<dyn RecordProcessorFactory> = Arc::new(factory);
+        Self::with_factory(application_name.into(), stream_name.into(), Some(factory))
+    }
+
+    /// A builder for a worker whose records are read as a [`RecordStream`] (built with
+    /// [`build_stream`](Self::build_stream)); the same as [`Scheduler::stream_builder`].
+    pub fn new_stream(application_name: impl Into<String>, stream_name: impl Into<String>) -> Self {
+        Self::with_factory(application_name.into(), stream_name.into(), None)
+    }
+
+    /// Every setting at its default.
+    fn with_factory(
+        application_name: String,
+        stream_name: String,
+        factory: Option<Arc<dyn RecordProcessorFactory>>,
+    ) -> Self {
         Self {
-            application_name: application_name.into(),
-            stream_name: stream_name.into(),
-            factory: Arc::new(factory),
+            application_name,
+            stream_name,
+            factory,
+            stream_buffer: DEFAULT_STREAM_BUFFER,
+            stream_checkpointing: StreamCheckpointing::default(),
             kinesis: None,
             dynamodb: None,
             config: SchedulerConfig::default(),
         }
+    }
+
+    /// How many batches a [`RecordStream`] holds ahead of its reader, over all shards.
+    /// Default: 16. Only for [`build_stream`](Self::build_stream); 0 counts as 1.
+    pub fn with_stream_buffer(mut self, batches: usize) -> Self {
+        self.stream_buffer = batches;
+        self
+    }
+
+    /// Who checkpoints a [`RecordStream`]'s batches. Default:
+    /// [`StreamCheckpointing::Auto`] after every batch, once the reader drops it. Only for
+    /// [`build_stream`](Self::build_stream).
+    pub fn with_stream_checkpointing(mut self, checkpointing: StreamCheckpointing) -> Self {
+        self.stream_checkpointing = checkpointing;
+        self
     }
 
     /// Uses these clients (built from one `SdkConfig`, or with their own endpoints).
@@ -296,9 +338,42 @@ impl SchedulerBuilder {
     /// Nothing is called yet.
     ///
     /// # Errors
-    /// [`Error::Config`] with the first bad setting [`validate`](Self::validate) finds.
+    /// [`Error::Config`] with the first bad setting [`validate`](Self::validate) finds, or
+    /// [`ConfigError::NoProcessorFactory`] for a builder from
+    /// [`Scheduler::stream_builder`] (build it with [`build_stream`](Self::build_stream)).
     pub fn build(self) -> Result<Scheduler, Error> {
+        if self.factory.is_none() {
+            return Err(ConfigError::NoProcessorFactory.into());
+        }
+        let (done, _) = watch::channel(false);
+        self.build_with(done)
+    }
+
+    /// Checks the configuration and builds a worker whose records are read from the
+    /// returned [`RecordStream`]; see [`crate::RecordStream`]. Nothing is called yet: run
+    /// the [`Scheduler`] and read the stream; it ends once `run` has ended and the batches
+    /// already sent were taken (a worker never run never ends it).
+    ///
+    /// # Errors
+    /// [`Error::Config`] with the first bad setting [`validate`](Self::validate) finds, or
+    /// [`ConfigError::ProcessorFactoryGiven`] for a builder made with a processor factory.
+    pub fn build_stream(mut self) -> Result<(Scheduler, RecordStream), Error> {
+        if self.factory.is_some() {
+            return Err(ConfigError::ProcessorFactoryGiven.into());
+        }
+        let (done, ended) = watch::channel(false);
+        let (factory, stream) =
+            record_stream(self.stream_buffer, self.stream_checkpointing.clone(), ended);
+        self.factory = Some(Arc::new(factory));
+        Ok((self.build_with(done)?, stream))
+    }
+
+    /// Builds the worker, whose `run` marks `done` when it ends.
+    fn build_with(self, done: watch::Sender<bool>) -> Result<Scheduler, Error> {
         self.validate()?;
+        let Some(factory) = self.factory else {
+            return Err(ConfigError::NoProcessorFactory.into());
+        };
         let (Some(kinesis), Some(dynamodb)) = (self.kinesis, self.dynamodb) else {
             return Err(ConfigError::MissingClients.into());
         };
@@ -324,7 +399,6 @@ impl SchedulerBuilder {
             store.clone(),
             config.initial_position,
         );
-        let (done, _) = watch::channel(false);
         Ok(Scheduler {
             inner: Arc::new(Inner {
                 application_name: self.application_name,
@@ -335,7 +409,7 @@ impl SchedulerBuilder {
                 store,
                 coordinator,
                 shard_sync,
-                factory: self.factory,
+                factory,
                 config,
                 shutdown: CancellationToken::new(),
                 done,

@@ -142,6 +142,16 @@ impl Scheduler {
         SchedulerBuilder::new(application_name, stream_name, factory)
     }
 
+    /// A builder for a worker of `application_name` consuming `stream_name` whose records
+    /// are read as a [`RecordStream`](crate::RecordStream) (build it with
+    /// [`SchedulerBuilder::build_stream`]) instead of by a processor per shard.
+    pub fn stream_builder(
+        application_name: impl Into<String>,
+        stream_name: impl Into<String>,
+    ) -> SchedulerBuilder {
+        SchedulerBuilder::new_stream(application_name, stream_name)
+    }
+
     /// This worker's id.
     pub fn worker_id(&self) -> &str {
         &self.inner.worker_id

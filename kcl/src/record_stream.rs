@@ -1,0 +1,247 @@
+//! [`RecordStream`]: the records of every shard this worker holds, as a stream of
+//! [`ShardBatch`]es, for applications that would rather read than implement
+//! [`RecordProcessor`].
+//!
+//! ```text
+//!  Scheduler::stream_builder(app, stream).build_stream() ─▶ (Scheduler, RecordStream)
+//!
+//!  per held shard: Forwarder (a RecordProcessor)
+//!    process_records ─▶ ShardBatch ─bounded channel (stream_buffer)─▶ RecordStream::next()
+//!                       waits until the caller drops the batch      (caller handles it, drops it)
+//!                       ─▶ StreamCheckpointing::Auto: checkpoint when the cadence is due
+//!    shard_ended ─▶ SHARD_END (every batch of the shard was dropped first)
+//!    shutdown_requested ─▶ Auto: checkpoint the last batch dropped
+//!  run ends ─▶ the stream ends once the batches already sent are taken
+//! ```
+//!
+//! Each shard's batches come one at a time: the next batch of a shard is only read once
+//! the caller has dropped the one before, so a caller that handles batches concurrently
+//! still sees each shard in order, and a slow caller slows the shards down (the records
+//! sources stop reading ahead: back-pressure, nothing dropped). Batches of different shards
+//! interleave.
+//!
+//! # Usage
+//! ```no_run
+//! use kinesis_consumer::Scheduler;
+//!
+//! # async fn demo(sdk: aws_config::SdkConfig) -> Result<(), kinesis_consumer::Error> {
+//! let (scheduler, mut records) = Scheduler::stream_builder("my-app", "my-stream")
+//!     .with_sdk_config(&sdk)
+//!     .build_stream()?;
+//! let worker = scheduler.clone();
+//! tokio::spawn(async move { worker.run().await });
+//! while let Some(batch) = records.next().await {
+//!     for record in &batch.records {
+//!         println!("{} {:?}", batch.shard_id, record.data);
+//!     }
+//!     // Dropping the batch lets its shard go on (and checkpoints it, by default).
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::checkpoint_every::CheckpointEvery;
+use crate::checkpointer::Checkpointer;
+use crate::processor::{
+    InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
+    ShardEndedInput, ShutdownRequestedInput,
+};
+
+/// Who checkpoints the batches of a [`RecordStream`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StreamCheckpointing {
+    /// The library, once a batch is dropped, when this cadence is due (and at shutdown).
+    Auto(CheckpointEvery),
+    /// The caller, through each batch's [`checkpointer`](ShardBatch::checkpointer); the
+    /// library only checkpoints shard ends.
+    Manual,
+}
+
+impl Default for StreamCheckpointing {
+    /// [`StreamCheckpointing::Auto`] after every batch.
+    fn default() -> Self {
+        StreamCheckpointing::Auto(CheckpointEvery::batch())
+    }
+}
+
+/// One batch of one shard's records, in the shard's order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ShardBatch {
+    /// The shard the records come from.
+    pub shard_id: String,
+    /// The user records.
+    pub records: Vec<KinesisClientRecord>,
+    /// How far behind the tip of the shard the batch was, if known.
+    pub millis_behind_latest: Option<i64>,
+    /// Records left out for lying outside the shard's range (see
+    /// [`ProcessRecordsInput::dropped_outside_shard_range`]).
+    pub dropped_outside_shard_range: usize,
+    /// Checkpoints this shard; [`Checkpointer::checkpoint`] covers this batch. Needed only
+    /// with [`StreamCheckpointing::Manual`].
+    pub checkpointer: Checkpointer,
+    /// Tells the shard's forwarder that the batch was dropped.
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for ShardBatch {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// The batches of every shard this worker holds; see the module docs. Ends once the
+/// worker's `run` has ended and every batch already sent was taken.
+pub struct RecordStream {
+    /// Batches from every shard's forwarder.
+    batches: mpsc::Receiver<ShardBatch>,
+    /// Resolves when the worker's `run` has ended.
+    ended: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Set once `ended` resolved.
+    run_over: bool,
+}
+
+impl std::fmt::Debug for RecordStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordStream")
+            .field("run_over", &self.run_over)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordStream {
+    /// The next batch, or `None` once the worker has stopped and every batch was taken.
+    ///
+    /// # Cancellation
+    /// Safe to drop: no batch is lost (a batch not yet taken stays in the stream).
+    pub async fn next(&mut self) -> Option<ShardBatch> {
+        std::future::poll_fn(|cx| self.poll_batch(cx)).await
+    }
+
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<ShardBatch>> {
+        match self.batches.poll_recv(cx) {
+            Poll::Ready(batch) => return Poll::Ready(batch),
+            Poll::Pending => {}
+        }
+        if !self.run_over && self.ended.as_mut().poll(cx).is_ready() {
+            self.run_over = true;
+        }
+        if self.run_over {
+            // The run is over: whatever is left was sent before; then the end.
+            return Poll::Ready(self.batches.try_recv().ok());
+        }
+        Poll::Pending
+    }
+}
+
+impl futures_core::Stream for RecordStream {
+    type Item = ShardBatch;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ShardBatch>> {
+        self.get_mut().poll_batch(cx)
+    }
+}
+
+/// The processors' and the stream's ends of one worker's record stream: the factory to
+/// give the scheduler, and the stream, which ends when `done` turns true.
+pub(crate) fn record_stream(
+    capacity: usize,
+    checkpointing: StreamCheckpointing,
+    mut done: watch::Receiver<bool>,
+) -> (
+    impl Fn(&str) -> Box<dyn RecordProcessor> + Send + Sync,
+    RecordStream,
+) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let factory = move |shard: &str| {
+        Box::new(Forwarder {
+            shard_id: shard.to_owned(),
+            batches: tx.clone(),
+            checkpointing: checkpointing.clone(),
+        }) as Box<dyn RecordProcessor>
+    };
+    let ended = Box::pin(async move {
+        let _ = done.wait_for(|d| *d).await;
+    });
+    (
+        factory,
+        RecordStream {
+            batches: rx,
+            ended,
+            run_over: false,
+        },
+    )
+}
+
+/// The processor of one shard of a [`RecordStream`].
+#[derive(Debug)]
+struct Forwarder {
+    /// The shard.
+    shard_id: String,
+    /// Where its batches go.
+    batches: mpsc::Sender<ShardBatch>,
+    /// Who checkpoints, and when.
+    checkpointing: StreamCheckpointing,
+}
+
+#[async_trait]
+impl RecordProcessor for Forwarder {
+    async fn initialize(&mut self, _: InitializationInput) {}
+
+    async fn process_records(&mut self, input: ProcessRecordsInput) {
+        let n = input.records.len();
+        let (done, dropped) = oneshot::channel();
+        let batch = ShardBatch {
+            shard_id: self.shard_id.clone(),
+            records: input.records,
+            millis_behind_latest: input.millis_behind_latest,
+            dropped_outside_shard_range: input.dropped_outside_shard_range,
+            checkpointer: input.checkpointer.clone(),
+            done: Some(done),
+        };
+        if self.batches.send(batch).await.is_err() {
+            // The stream was dropped: nobody reads; nothing is checkpointed, so the records
+            // come again to the next reader.
+            tracing::debug!(shard = %self.shard_id, "record stream dropped; batch not delivered");
+            return;
+        }
+        // The shard goes on once the caller is done with this batch.
+        let _ = dropped.await;
+        if let StreamCheckpointing::Auto(cadence) = &mut self.checkpointing {
+            if cadence.note(n) {
+                match input.checkpointer.checkpoint().await {
+                    Ok(()) => cadence.checkpointed(),
+                    Err(e) => {
+                        tracing::warn!(shard = %self.shard_id, error = %e, "checkpoint failed")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn lease_lost(&mut self, _: LeaseLostInput) {}
+
+    async fn shard_ended(&mut self, input: ShardEndedInput) {
+        // Every batch of the shard was dropped before this is called.
+        if let Err(e) = input.checkpointer.checkpoint().await {
+            tracing::warn!(shard = %self.shard_id, error = %e, "shard end checkpoint failed");
+        }
+    }
+
+    async fn shutdown_requested(&mut self, input: ShutdownRequestedInput) {
+        if let StreamCheckpointing::Auto(_) = self.checkpointing {
+            if let Err(e) = input.checkpointer.checkpoint().await {
+                tracing::warn!(shard = %self.shard_id, error = %e, "checkpoint at shutdown failed");
+            }
+        }
+    }
+}

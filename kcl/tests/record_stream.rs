@@ -1,0 +1,177 @@
+//! The `RecordStream` API end to end: every record once, in shard order, through a split;
+//! batches checkpointed once dropped; a slow reader slows the shards instead of losing
+//! anything; the stream ends after the worker's run.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use kinesis_consumer::{Scheduler, StreamCheckpointing};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run() {
+    let stack = stack().await;
+    let stream = stack.create_stream("rec-stream", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-stream-app");
+    let kinesis = stack.kinesis_client();
+    let sent = records(600, 30, 1, "s");
+    put_records(&kinesis, &stream, &sent, 1).await;
+    let (worker, mut batches) = Scheduler::stream_builder(&app, &stream)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+        .with_stream_buffer(1)
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    let mut got: Vec<(String, String, u64, bytes::Bytes)> = Vec::new();
+    let mut last_per_shard: HashMap<String, (String, u64)> = HashMap::new();
+    let mut sent = sent;
+    let mut split = false;
+    while got.len() < sent.len() || !split {
+        if got.len() == sent.len() {
+            // Split a shard and put more: the parent's end is checkpointed by the stream,
+            // and its children follow.
+            split_first_shard(&kinesis, &stream).await;
+            let more = records(200, 30, 1, "t");
+            put_records(&kinesis, &stream, &more, 1).await;
+            sent.extend(more);
+            split = true;
+        }
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .expect("a batch in time")
+            .expect("the stream goes on while the worker runs");
+        // A slow reader: the shards wait for it.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for r in &batch.records {
+            got.push((
+                batch.shard_id.clone(),
+                r.sequence_number.clone(),
+                r.sub_sequence_number,
+                r.data.clone(),
+            ));
+        }
+        if let Some(r) = batch.records.last() {
+            last_per_shard.insert(
+                batch.shard_id.clone(),
+                (r.sequence_number.clone(), r.sub_sequence_number),
+            );
+        }
+    }
+    // Stop while reading on: the stream ends once the run has.
+    let stopper = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.graceful_shutdown().await })
+    };
+    while let Some(batch) = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("the stream ends in time")
+    {
+        assert!(batch.records.is_empty(), "nothing new was put: {batch:?}");
+    }
+    stopper.await.unwrap();
+    run.await.unwrap().unwrap();
+
+    assert_eq!(got.len(), sent.len(), "every record once");
+    let mut data: Vec<&bytes::Bytes> = got.iter().map(|g| &g.3).collect();
+    data.sort();
+    data.dedup();
+    assert_eq!(data.len(), sent.len());
+    // Per shard, in sequence order.
+    let mut per_shard: HashMap<&str, Vec<kinesis_consumer::SequenceNumber>> = HashMap::new();
+    for (shard, seq, ..) in &got {
+        per_shard
+            .entry(shard)
+            .or_default()
+            .push(kinesis_consumer::SequenceNumber::parse(seq).unwrap());
+    }
+    for (shard, seqs) in per_shard {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{shard} out of order");
+    }
+    // Dropped batches were checkpointed (the default), up to each open shard's last
+    // record; the split parent is at its end.
+    let table = leases(&stack, &app).await;
+    for (shard, (seq, sub)) in last_per_shard {
+        let checkpoint = &table[&shard].checkpoint;
+        assert!(
+            *checkpoint == checkpoint_of(&seq, sub) || checkpoint.is_shard_end(),
+            "{shard}: {checkpoint:?}"
+        );
+    }
+    assert!(table.values().any(|l| l.checkpoint.is_shard_end()));
+    assert!(
+        table.values().any(|l| !l.parent_shard_ids.is_empty()),
+        "children leased"
+    );
+}
+
+/// Splits the stream's first shard in the middle of its range and waits until ACTIVE.
+async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap()
+        .shards()
+        .to_vec();
+    let range = shards[0].hash_key_range().unwrap();
+    let (lo, hi): (u128, u128) = (
+        range.starting_hash_key().parse().unwrap(),
+        range.ending_hash_key().parse().unwrap(),
+    );
+    kinesis
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shards[0].shard_id())
+        .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
+        .send()
+        .await
+        .unwrap();
+    kinesis_emulators::wait_for_stream_active(kinesis, stream, DEADLINE)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_checkpointing_leaves_the_checkpoint_to_the_reader() {
+    let stack = stack().await;
+    let stream = stack.create_stream("rec-stream-manual", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-stream-manual-app");
+    let kinesis = stack.kinesis_client();
+    put_records(&kinesis, &stream, &records(50, 5, 1, "m"), 1).await;
+    let (worker, mut batches) = Scheduler::stream_builder(&app, &stream)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+        .with_stream_checkpointing(StreamCheckpointing::Manual)
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    let mut n = 0;
+    while n < 50 {
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .unwrap()
+            .unwrap();
+        n += batch.records.len();
+    }
+    worker.graceful_shutdown().await;
+    while batches.next().await.is_some() {}
+    run.await.unwrap().unwrap();
+    let table = leases(&stack, &app).await;
+    assert_eq!(
+        table.values().next().unwrap().checkpoint,
+        kinesis_consumer::Checkpoint::TrimHorizon,
+        "the reader never checkpointed"
+    );
+    // A builder with a processor refuses build_stream, and a stream builder refuses build.
+    let e = Scheduler::stream_builder(&app, &stream)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("build_stream"), "{e}");
+}
