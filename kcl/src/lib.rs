@@ -90,7 +90,7 @@ pub use checkpoint_every::CheckpointEvery;
 pub use checkpointer::Checkpointer;
 pub use config_error::ConfigError;
 pub use consumer::{
-    FanOutConfig, PayloadDecompression, PayloadEncoding, PollingConfig, Retrieval,
+    Batching, FanOutConfig, PayloadDecompression, PayloadEncoding, PollingConfig, Retrieval,
     MAX_INFLATED_BYTES,
 };
 pub use error::Error;

@@ -21,6 +21,7 @@
 //! start once, and after that only hands batches on.
 
 mod batch;
+mod batcher;
 mod fan_out;
 mod payload;
 mod polling;
@@ -31,6 +32,7 @@ mod starting_position;
 mod user_records;
 
 pub(crate) use batch::Batch;
+pub use batcher::Batching;
 pub use fan_out::FanOutConfig;
 pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut};
 pub(crate) use payload::inflate_all;

@@ -21,9 +21,11 @@ use aws_sdk_kinesis::types::ChildShard;
 use backon::{ExponentialBuilder, RetryableWithContext};
 use kinesis_agg::{Deaggregator, HashKeyRange, OutsideRangePolicy};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::batcher::{Batcher, Batching, Delivery};
 use super::user_records::{user_records, UserRecords};
 use super::{inflate_all, PayloadDecompression, RecordsSource, StartingPosition};
 use crate::checkpointer::Checkpointer;
@@ -68,6 +70,8 @@ pub(crate) struct ShardConsumer {
     pub(crate) outside_range: OutsideRangePolicy,
     /// Whether gzip and zlib payloads are inflated.
     pub(crate) decompression: PayloadDecompression,
+    /// Lambda-style batching of `process_records` calls, or one call per source batch.
+    pub(crate) batching: Option<Batching>,
 }
 
 /// Says that records outside the shard's range were seen: at `warn` the first time, then
@@ -170,7 +174,9 @@ impl ShardConsumer {
             .with_outside_range_policy(self.outside_range);
         let shard_label = shard_id.clone();
         let mut outside_log = OutsideRangeLog::default();
+        let mut batcher = Batcher::new(self.batching);
         loop {
+            let deadline = batcher.deadline();
             let batch = tokio::select! {
                 biased;
                 _ = self.held.lost.cancelled() => {
@@ -182,6 +188,13 @@ impl ShardConsumer {
                         .shutdown_requested(ShutdownRequestedInput { checkpointer: checkpointer.clone() })
                         .await;
                     return Exit::Shutdown;
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    // A batching window closed: deliver what waited.
+                    while let Some(d) = batcher.ready(Instant::now()) {
+                        self.deliver(d, &checkpointer, &shard_label, None).await;
+                    }
+                    continue;
                 }
                 b = rx.recv() => b,
             };
@@ -226,35 +239,66 @@ impl ShardConsumer {
                     );
                 }
             }
-            if let Some((seq, sub)) = last {
-                checkpointer.set_batch_end(seq, sub);
-            }
-            // A batch whose only records were dropped still reaches the processor, with the
-            // count: nothing is left out unseen.
-            if !records.is_empty() || dropped_outside_range > 0 {
-                ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => shard_label.clone())
-                    .increment(records.len() as u64);
-                ::metrics::histogram!(m::BATCH_WAIT).record(batch.received.elapsed().as_secs_f64());
-                if let Some(age) = records
-                    .last()
-                    .and_then(|r| r.approximate_arrival_timestamp)
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                {
-                    ::metrics::histogram!(m::RECORD_AGE).record(age.as_secs_f64());
-                }
-                self.processor
-                    .process_records(ProcessRecordsInput {
-                        records,
-                        millis_behind_latest: batch.millis_behind_latest,
-                        dropped_outside_shard_range: dropped_outside_range,
-                        checkpointer: checkpointer.clone(),
-                    })
-                    .await;
-            }
+            batcher.push(
+                records,
+                last,
+                dropped_outside_range,
+                batch.millis_behind_latest,
+                Instant::now(),
+            );
             if let Some(children) = batch.end {
+                for d in batcher.drain() {
+                    self.deliver(d, &checkpointer, &shard_label, Some(batch.received))
+                        .await;
+                }
                 return self.finish_shard(&checkpointer, children).await;
             }
+            while let Some(d) = batcher.ready(Instant::now()) {
+                self.deliver(d, &checkpointer, &shard_label, Some(batch.received))
+                    .await;
+            }
         }
+    }
+
+    /// Hands one delivery to the processor: its end becomes the checkpointer's batch end,
+    /// and the processor is called when it has records or says some were left out (a
+    /// batch whose only records were dropped still reaches it, with the count: nothing is
+    /// left out unseen). `received` is when its source batch arrived, for the hand-off
+    /// metric.
+    async fn deliver(
+        &mut self,
+        d: Delivery,
+        checkpointer: &Checkpointer,
+        shard_label: &str,
+        received: Option<Instant>,
+    ) {
+        if let Some((seq, sub)) = d.end.clone() {
+            checkpointer.set_batch_end(seq, sub);
+        }
+        if !d.calls_processor() {
+            return;
+        }
+        ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => shard_label.to_owned())
+            .increment(d.records.len() as u64);
+        if let (None, Some(received)) = (self.batching, received) {
+            ::metrics::histogram!(m::BATCH_WAIT).record(received.elapsed().as_secs_f64());
+        }
+        if let Some(age) = d
+            .records
+            .last()
+            .and_then(|r| r.approximate_arrival_timestamp)
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+        {
+            ::metrics::histogram!(m::RECORD_AGE).record(age.as_secs_f64());
+        }
+        self.processor
+            .process_records(ProcessRecordsInput {
+                records: d.records,
+                millis_behind_latest: d.millis_behind_latest,
+                dropped_outside_shard_range: d.dropped_outside_range,
+                checkpointer: checkpointer.clone(),
+            })
+            .await;
     }
 
     /// Hands the shard end to the processor until it checkpoints `SHARD_END`: asked again
@@ -447,6 +491,7 @@ mod tests {
             source: Arc::new(Polling::new(kinesis, "stream", PollingConfig::default())),
             outside_range: OutsideRangePolicy::Drop,
             decompression: PayloadDecompression::Off,
+            batching: None,
             held,
             processor: Box::new(Stubborn {
                 asks: Arc::clone(&asks),
@@ -608,6 +653,7 @@ mod tests {
             shard_sync: ShardSync::new(kinesis, "stream", store, InitialPosition::TrimHorizon),
             outside_range: OutsideRangePolicy::Drop,
             decompression: PayloadDecompression::Off,
+            batching: None,
         };
         let exit = consumer.run().await;
         let asked = asked.lock().unwrap().take();

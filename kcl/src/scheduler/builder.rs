@@ -18,7 +18,7 @@ use super::{Inner, Scheduler};
 use crate::config_error::{
     check_name, ConfigError, CONSUMER_NAME_LEN, STREAM_NAME_LEN, TABLE_NAME_LEN,
 };
-use crate::consumer::{PayloadDecompression, PollingConfig, Retrieval};
+use crate::consumer::{Batching, PayloadDecompression, PollingConfig, Retrieval};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseCoordinator;
@@ -256,6 +256,19 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Lambda-style batching: each `process_records` call gets at most
+    /// `batching.max_records` records, once that many are ready or `batching.max_wait`
+    /// has passed since the oldest of them was read, whichever comes first; records read
+    /// in one go are split over several calls when there are more. Default: none, one call
+    /// per batch read (a `GetRecords` answer or a fan-out event). A checkpoint in a call
+    /// covers that call's records; records read but not yet handed over are not covered and
+    /// come again after a restart. [`build`](Self::build) refuses `max_records` 0
+    /// ([`ConfigError::OutOfRange`] naming `batching.max_records`).
+    pub fn with_batching(mut self, batching: Batching) -> Self {
+        self.config.batching = Some(batching);
+        self
+    }
+
     /// How often shards are listed to find new ones after resharding (shard ends also
     /// trigger a sync). Default: 60 s. [`build`](Self::build) refuses zero:
     /// [`ConfigError::ZeroDuration`] naming `shard_sync_interval`.
@@ -448,6 +461,12 @@ mod tests {
         assert_eq!(b.config.shutdown_timeout, Duration::from_secs(60));
         assert_eq!(b.config.outside_range, OutsideRangePolicy::Drop);
         assert_eq!(b.config.decompression, PayloadDecompression::Off);
+        assert_eq!(b.config.batching, None);
+        let e = refused(valid().with_batching(Batching {
+            max_records: 0,
+            max_wait: Duration::from_secs(1),
+        }));
+        assert!(e.to_string().contains("batching.max_records = 0"), "{e}");
         assert!(b.kinesis.is_none() && b.dynamodb.is_none());
         assert_eq!(refused(b), ConfigError::MissingClients);
         // The defaults themselves are valid.

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::config_error::{check_name, ConfigError, CONSUMER_NAME_LEN, TABLE_NAME_LEN};
-use crate::consumer::{FanOutConfig, PayloadDecompression, PollingConfig, Retrieval};
+use crate::consumer::{Batching, FanOutConfig, PayloadDecompression, PollingConfig, Retrieval};
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseConfig;
 use kinesis_agg::OutsideRangePolicy;
@@ -62,6 +62,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) outside_range: OutsideRangePolicy,
     /// Whether consumers inflate gzip and zlib payloads.
     pub(crate) decompression: PayloadDecompression,
+    /// Lambda-style batching of `process_records` calls, if any.
+    pub(crate) batching: Option<Batching>,
     /// How often shards are listed to find new ones.
     pub(crate) shard_sync_interval: Duration,
     /// How often a lease waiting for its parents checks them again.
@@ -91,6 +93,7 @@ impl Default for SchedulerConfig {
             retrieval: Retrieval::default(),
             outside_range: OutsideRangePolicy::Drop,
             decompression: PayloadDecompression::Off,
+            batching: None,
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(1),
             dispatch_interval: Duration::from_millis(200),
@@ -182,6 +185,13 @@ impl SchedulerConfig {
         }
         if let Some(f) = fan_out {
             validate_fan_out(f)?;
+        }
+        if self.batching.is_some_and(|b| b.max_records == 0) {
+            return Err(ConfigError::OutOfRange {
+                setting: "batching.max_records",
+                value: 0,
+                allowed: "1 or more",
+            });
         }
         Ok(())
     }

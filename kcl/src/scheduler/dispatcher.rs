@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use crate::consumer::{Exit, PayloadDecompression, RecordsSource, ShardConsumer};
+use crate::consumer::{Batching, Exit, PayloadDecompression, RecordsSource, ShardConsumer};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
@@ -62,6 +62,8 @@ pub(super) struct Dispatcher {
     outside_range: OutsideRangePolicy,
     /// Whether consumers inflate gzip and zlib payloads.
     decompression: PayloadDecompression,
+    /// Lambda-style batching of every consumer's `process_records` calls, if any.
+    batching: Option<Batching>,
     /// How long a lease waits before its parents (or a failed consumer) are looked at again.
     parent_poll_interval: Duration,
     /// Consumers running now, by lease key.
@@ -109,6 +111,7 @@ impl Dispatcher {
             shard_sync: inner.shard_sync.clone(),
             outside_range: inner.config.outside_range,
             decompression: inner.config.decompression,
+            batching: inner.config.batching,
             parent_poll_interval: inner.config.parent_poll_interval,
             running: HashMap::new(),
             blocked: HashMap::new(),
@@ -220,6 +223,7 @@ impl Dispatcher {
             shard_sync: self.shard_sync.clone(),
             outside_range: self.outside_range,
             decompression: self.decompression,
+            batching: self.batching,
         };
         tracing::info!(worker = %self.worker_id, lease = %key, "starting shard consumer");
         let hard = self.hard_stop.clone();
