@@ -98,7 +98,10 @@ pub enum ChildFailure {
         secs: u64,
     },
     /// The child's `status` named another action.
-    #[error("the child answered {action} with a status for {got:?}")]
+    #[error(
+        "the child answered {action} with a status for {}",
+        got.as_deref().unwrap_or("no action")
+    )]
     WrongResponse {
         /// The action under way.
         action: &'static str,
