@@ -8,6 +8,7 @@
 //!   fan-out, gets every record once;
 //! - a child speaking the protocol by hand that answers wrongly, hangs and exits: each
 //!   failure ends only its shard's processing, which resumes with a new child;
+//! - `callProcessRecordsEvenForEmptyRecordList`: empty batches reach the child;
 //! - a bad properties file: status 2, naming the key and line.
 //!
 //! The peers are installed on first use under `<target>/multilang-peers/` (pinned); when a
@@ -228,13 +229,33 @@ fn node_kcl() -> Result<PathBuf, PeerError> {
 // The stack, the host process, the processors' event files
 // ---------------------------------------------------------------------------------------
 
-/// A scratch folder for one test: properties, processors, event files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = target_dir()
-        .join("multilang-tests")
-        .join(kinesis_emulators::unique_name(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch folder for one test (properties, processors, event files), removed when the
+/// test passes and kept for a look when it fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = target_dir()
+            .join("multilang-tests")
+            .join(kinesis_emulators::unique_name(name));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Copies a processor of `tests/multilang/` into `dir`.
@@ -443,7 +464,7 @@ async fn kclpy_processor_gets_every_record_once_across_a_restart_and_sigterm() {
     let stack = stack().await;
     let stream = stack.create_stream("ml-kclpy", 2).await.unwrap();
     let app = kinesis_emulators::unique_name("ml-kclpy-app");
-    let dir = scratch("kclpy");
+    let dir = Scratch::new("kclpy");
     processor_file(&dir, "kclpy_processor.py");
     let props = dir.join("app.properties");
     std::fs::write(
@@ -544,7 +565,7 @@ async fn a_killed_child_is_replaced_from_its_checkpoint() {
     let stack = stack().await;
     let stream = stack.create_stream("ml-kill", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("ml-kill-app");
-    let dir = scratch("kill");
+    let dir = Scratch::new("kill");
     processor_file(&dir, "kclpy_processor.py");
     let props = dir.join("app.properties");
     std::fs::write(
@@ -559,19 +580,24 @@ async fn a_killed_child_is_replaced_from_its_checkpoint() {
     ];
     let first = put(&stack, &stream, "a", 50).await;
     let host = HostProcess::start(&stack, &props, &env);
-    wait_for("the first records, checkpointed", &host, || {
-        let ev = events(&events_file);
-        records(&ev).len() >= 50 && ev.iter().any(|e| e["event"] == "checkpoint")
-    })
-    .await;
+    // The last record put is the last of the shard (one shard): wait for its checkpoint.
+    let last = first["a-49"].clone();
+    let start = Instant::now();
+    while checkpoints(&stack, &app).await.get("shardId-000000000000")
+        != Some(&Checkpoint::at(&last, 0).unwrap())
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no checkpoint; stderr:\n{}",
+            host.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ev = events(&events_file);
+    assert_eq!(records(&ev).len(), 50);
     let pid = ev.iter().find(|e| e["event"] == "initialize").unwrap()["pid"]
         .as_i64()
         .unwrap();
-    let last = ev.iter().filter(|e| e["event"] == "record").last().unwrap()["sequence_number"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert!(StdCommand::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -607,7 +633,7 @@ async fn kclpy_sample_app_runs_unmodified() {
     let stack = stack().await;
     let stream = stack.create_stream("ml-sample", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("ml-sample-app");
-    let dir = scratch("sample");
+    let dir = Scratch::new("sample");
     std::fs::copy(
         kclpy.join("samples/sample_kclpy_app.py"),
         dir.join("sample_kclpy_app.py"),
@@ -676,7 +702,7 @@ async fn node_aws_kcl_sample_gets_every_record_once_with_fan_out() {
     let stack = stack().await;
     let stream = stack.create_stream("ml-node", 2).await.unwrap();
     let app = kinesis_emulators::unique_name("ml-node-app");
-    let dir = scratch("node");
+    let dir = Scratch::new("node");
     processor_file(&dir, "node_sample_consumer.js");
     let props = dir.join("sample.properties");
     std::fs::write(
@@ -720,7 +746,7 @@ async fn misbehaving_children_end_only_their_shards_processing() {
     let stack = stack().await;
     let stream = stack.create_stream("ml-unruly", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("ml-unruly-app");
-    let dir = scratch("unruly");
+    let dir = Scratch::new("unruly");
     processor_file(&dir, "unruly_child.py");
     let props = dir.join("app.properties");
     std::fs::write(
@@ -762,9 +788,51 @@ async fn misbehaving_children_end_only_their_shards_processing() {
     assert!(!err.contains("panicked at"), "no panic hook message: {err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_record_lists_reach_the_child_when_asked() {
+    let Some(kclpy) = available(&kclpy(), KCLPY) else {
+        return;
+    };
+    let stack = stack().await;
+    let stream = stack.create_stream("ml-empty", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("ml-empty-app");
+    let dir = Scratch::new("empty");
+    processor_file(&dir, "kclpy_processor.py");
+    let props = dir.join("app.properties");
+    std::fs::write(
+        &props,
+        properties(
+            "python3 kclpy_processor.py",
+            &stream,
+            &app,
+            &format!("callProcessRecordsEvenForEmptyRecordList = true\n{POLLING}"),
+        ),
+    )
+    .unwrap();
+    let events_file = dir.join("events.jsonl");
+    let env = [
+        ("PYTHONPATH", kclpy.to_str().unwrap()),
+        ("ML_EVENTS", events_file.to_str().unwrap()),
+    ];
+    let put = put(&stack, &stream, "e", 5).await;
+    let host = HostProcess::start(&stack, &props, &env);
+    wait_for("empty processRecords after the records", &host, || {
+        host.stderr().matches("processed 0 records").count() >= 3
+    })
+    .await;
+    let err = host.stop().await;
+    let ev = events(&events_file);
+    exactly_once(&records(&ev), &put.keys().cloned().collect());
+    assert!(
+        ev.iter().all(|e| e["event"] != "checkpoint_error"),
+        "checkpoints of empty lists succeed: {ev:?}"
+    );
+    assert!(err.contains("processed 5 records"), "{err}");
+}
+
 #[test]
 fn a_bad_properties_file_exits_2_naming_key_and_line() {
-    let dir = scratch("bad-props");
+    let dir = Scratch::new("bad-props");
     let props = dir.join("bad.properties");
     let run = |text: &str| {
         std::fs::write(&props, text).unwrap();

@@ -64,7 +64,6 @@ fn the_example_child_speaks_the_protocol() {
     assert_eq!(next(), asks_checkpoint);
     send(answer(Some("ShutdownException")));
     assert_eq!(next(), status("shutdownRequested"));
-    drop(send);
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exits at the end of its input");

@@ -356,9 +356,7 @@ impl Executable {
     fn new(text: &str, base: &Path, line: usize) -> Option<Self> {
         let mut words = text.split_whitespace();
         let first = words.next()?;
-        let program = if first.contains('/') {
-            base.join(first)
-        } else if base.join(first).is_file() {
+        let program = if first.contains('/') || base.join(first).is_file() {
             base.join(first)
         } else {
             PathBuf::from(first)
