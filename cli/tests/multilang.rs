@@ -231,7 +231,10 @@ fn node_kcl() -> Result<PathBuf, PeerError> {
 
 /// A scratch folder for one test (properties, processors, event files), removed when the
 /// test passes and kept for a look when it fails.
-struct Scratch(PathBuf);
+struct Scratch(
+    /// The folder.
+    PathBuf,
+);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {

@@ -284,6 +284,12 @@ impl MultiLangProcessor {
         };
         let result = exchange(child, message, checkpointer, timeout).await;
         slot.last_exchange = Some(Instant::now());
+        if result.is_err() {
+            // Out of the slot at once, so that the ticker never talks to it again.
+            if let Some(child) = slot.child.take() {
+                child.kill().await;
+            }
+        }
         result
     }
 
