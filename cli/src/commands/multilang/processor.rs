@@ -24,10 +24,11 @@
 //! interval, as long as this worker holds the lease. That is what a failed child needs
 //! (the records it did not checkpoint are delivered again, to a new child), so a failure
 //! ends the call with [`std::panic::resume_unwind`], which unwinds without running the
-//! panic hook: no panic message, only this module's error line and the dispatcher's. A
-//! shard whose children keep failing is retried after a pause that doubles from 0.5 s up
-//! to 30 s (cut short by shutdown); a first batch handled without failure resets it. The
-//! Java daemon exits the whole JVM instead.
+//! panic hook: no panic message, only this module's error line and the dispatcher's
+//! (`shard consumer failed; restarting it ... task N panicked with message "child process of
+//! shard ... given up: ..."`). A shard whose children keep failing is retried after a pause
+//! that doubles from 0.5 s up to 30 s (cut short by shutdown); a first batch handled without
+//! failure resets it. The Java daemon exits the whole JVM instead.
 //!
 //! Failures while the shard is ending anyway (`leaseLost`, `shutdownRequested`) are counted
 //! and logged, and the child killed; nothing is restarted.
