@@ -39,10 +39,23 @@ use crate::Error;
 /// # Errors
 /// [`Error::Config`] when no region is configured or no credentials can be found.
 pub async fn load() -> Result<aws_config::SdkConfig, Error> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts())
-        .load()
-        .await;
+    load_in(None).await
+}
+
+/// [`load`], with `region` (when given) instead of the one the chain finds (`multilang`'s
+/// `regionName`).
+///
+/// # Cancellation
+/// As [`load`].
+///
+/// # Errors
+/// As [`load`].
+pub async fn load_in(region: Option<String>) -> Result<aws_config::SdkConfig, Error> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    let config = loader.load().await;
     if config.region().is_none() {
         return Err(Error::Config(Box::new(ServiceFailure {
             kind: FailureKind::NoRegion,

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | 0 | done; also a graceful stop on the first Ctrl-C/SIGTERM, `--exit-when-idle`, or a reader closing standard output |
 //! | 1 | the command failed (records not delivered, a call refused, an unexpected error) |
-//! | 2 | bad command line (unknown flag, a value out of range): nothing was done |
+//! | 2 | bad command line (unknown flag, a value out of range), or a bad `multilang` properties file: nothing was done |
 //! | 3 | a named stream, shard, stream consumer or table does not exist |
 //! | 4 | not allowed or not configured: no region, no credentials, credentials refused, access denied |
 //! | 5 | the endpoint cannot be reached (connection refused, timed out) |
@@ -383,6 +383,9 @@ pub enum Error {
         /// What happened to the work under way.
         what: &'static str,
     },
+    /// `multilang`: the properties file cannot be used (it names the key and line).
+    #[error(transparent)]
+    Properties(#[from] crate::commands::multilang::properties::PropertiesError),
     /// A bug: a task of the command panicked or was lost.
     #[error("internal error: {0}")]
     Internal(String),
@@ -452,6 +455,7 @@ impl Error {
             Self::Produce { exit_code, .. } => *exit_code,
             Self::Consumer(kinesis_consumer::Error::StreamNotFound { .. }) => EXIT_NOT_FOUND,
             Self::Consumer(kinesis_consumer::Error::Config(_)) => EXIT_USAGE,
+            Self::Properties(_) => EXIT_USAGE,
             Self::Consumer(e) => consumer_kind(e).exit_code(),
             _ => EXIT_FAILED,
         }

@@ -75,7 +75,7 @@ AWS configuration: the standard chain (AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_I
 AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL_DYNAMODB point at other endpoints, such as the
 emulators `kinesis-cat local` starts. Logs: RUST_LOG or -v/-vv/-vvv, on standard error.
 
-Ctrl-C or SIGTERM stops gracefully (produce flushes, consume hands its leases over);
+Ctrl-C or SIGTERM stops gracefully (produce flushes, consume and multilang hand their leases over);
 a second one exits at once with status 130.
 
 Exit statuses: 0 done (also after a graceful stop, or when the reader of standard output
@@ -99,6 +99,10 @@ pub enum Command {
     Tail(commands::tail::TailArgs),
     /// Show a consumer application's lease table.
     Leases(commands::leases::LeasesArgs),
+    /// Run MultiLang record processors (amazon-kclpy, aws-kcl for Node, ...) from a
+    /// MultiLangDaemon properties file: one child process per shard.
+    #[command(name = "multilang")]
+    MultiLang(commands::multilang::MultiLangArgs),
 }
 
 /// Runs one parsed command line to completion.
@@ -117,5 +121,6 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Consume(args) => commands::consume::run(args).await,
         Command::Tail(args) => commands::tail::run(args).await,
         Command::Leases(args) => commands::leases::run(args).await,
+        Command::MultiLang(args) => commands::multilang::run(args).await,
     }
 }

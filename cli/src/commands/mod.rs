@@ -4,12 +4,14 @@
 //!  Command::Local  --> local::run
 //!  Command::Stream --> stream::run --> shards (ListShards paging, hash-key arithmetic)
 //!                                  \-> consumers (enhanced fan-out stream consumers)
+//!  Command::MultiLang --> multilang::run --> properties, child processes, processor adapter
 //! ```
 
 pub mod consume;
 pub mod consumers;
 pub mod leases;
 pub mod local;
+pub mod multilang;
 pub mod produce;
 pub mod shards;
 pub mod stream;
