@@ -4,7 +4,7 @@
 //! ```text
 //!  ShardConsumer ──▶ RECORDS_PROCESSED{shard}, MILLIS_BEHIND_LATEST{shard},
 //!                    RECORDS_OUTSIDE_SHARD_RANGE{shard, action}, RECORDS_INFLATED{shard},
-//!                    RECORDS_NOT_INFLATED{shard},
+//!                    RECORDS_NOT_INFLATED{shard}, RECORDS_SKIPPED{shard}, CORRUPT_AGGREGATES{shard},
 //!                    BATCH_WAIT, RECORD_AGE
 //!  fan-out source ─▶ FANOUT_SUBSCRIPTIONS{reason}, FANOUT_SUBSCRIPTION_ERRORS{code}, FANOUT_EVENTS,
 //!                    FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED, FANOUT_MALFORMED
@@ -29,6 +29,12 @@ pub const RECORDS_INFLATED: &str = "kinesis_consumer_records_inflated_total";
 /// Counter: payloads with a gzip or zlib header that did not inflate, handed over as sent.
 /// Label `shard`.
 pub const RECORDS_NOT_INFLATED: &str = "kinesis_consumer_records_not_inflated_total";
+/// Counter: Kinesis records skipped because they cannot be read at all (a sequence number
+/// that is not a number). Label `shard`.
+pub const RECORDS_SKIPPED: &str = "kinesis_consumer_records_skipped_total";
+/// Counter: records with the KPL aggregation magic that are not valid aggregates, handed
+/// to the processor whole, as one plain record each. Label `shard`.
+pub const CORRUPT_AGGREGATES: &str = "kinesis_consumer_corrupt_aggregates_total";
 /// Gauge: `MillisBehindLatest` of the last `GetRecords` response or `SubscribeToShard`
 /// event. Label `shard`.
 pub const MILLIS_BEHIND_LATEST: &str = "kinesis_consumer_millis_behind_latest";
@@ -85,6 +91,8 @@ mod tests {
             RECORDS_PROCESSED,
             RECORDS_OUTSIDE_SHARD_RANGE,
             RECORDS_INFLATED,
+            RECORDS_SKIPPED,
+            CORRUPT_AGGREGATES,
             RECORDS_NOT_INFLATED,
             MILLIS_BEHIND_LATEST,
             LEASES_HELD,

@@ -213,7 +213,17 @@ impl ShardConsumer {
                 last,
                 dropped_outside_range,
                 kept_outside_range,
+                skipped,
+                corrupt_aggregates,
             } = user_records(&deagg, &start, batch.records);
+            for (n, name) in [
+                (skipped, m::RECORDS_SKIPPED),
+                (corrupt_aggregates, m::CORRUPT_AGGREGATES),
+            ] {
+                if n > 0 {
+                    ::metrics::counter!(name, "shard" => shard_label.clone()).increment(n as u64);
+                }
+            }
             for (n, action) in [
                 (dropped_outside_range, "dropped"),
                 (kept_outside_range, "delivered"),

@@ -2,7 +2,7 @@
 //! processor gets, without I/O.
 //!
 //! ```text
-//!  Kinesis records ─▶ odd sequence number? ─▶ skipped (logged)
+//!  Kinesis records ─▶ odd sequence number? ─▶ skipped (logged, counted)
 //!                  ─▶ Deaggregator: KPL aggregate → sub-records (undecodable: skipped;
 //!                       corrupt: passed through whole), outside the shard's hash key
 //!                       range → dropped and counted in dropped_outside_range, or kept,
@@ -33,6 +33,12 @@ pub(crate) struct UserRecords {
     pub(crate) dropped_outside_range: usize,
     /// Sub-records kept (and marked) although outside the shard's hash key range.
     pub(crate) kept_outside_range: usize,
+    /// Kinesis records skipped: a sequence number that is not a number, or data the
+    /// deaggregator refused (never under its default pass-through policy).
+    pub(crate) skipped: usize,
+    /// Records with the aggregation magic that are not valid aggregates, handed over whole
+    /// as one plain record each.
+    pub(crate) corrupt_aggregates: usize,
 }
 
 /// Takes Kinesis records apart into user records with `deagg` (which knows the shard's
@@ -52,6 +58,7 @@ pub(crate) fn user_records(
                 sequence_number = r.sequence_number(),
                 "skipping record with an odd sequence number"
             );
+            out.skipped += 1;
             continue;
         };
         let arrival = r
@@ -63,11 +70,13 @@ pub(crate) fn user_records(
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "skipping undecodable record");
+                out.skipped += 1;
                 continue;
             }
         };
         if let RecordFormat::Corrupt(reason) = &d.format {
             tracing::warn!(sequence_number = %seq, ?reason, "corrupt aggregate passed through as one record");
+            out.corrupt_aggregates += 1;
         }
         out.dropped_outside_range += d.dropped_outside_range;
         out.kept_outside_range += d.kept_outside_range;
@@ -278,5 +287,18 @@ mod tests {
         let out = user_records(&all(), &Checkpoint::TrimHorizon, records);
         assert_eq!(positions(&out), vec![("5".into(), 0)]);
         assert_eq!(out.last, Some((SequenceNumber::parse("5").unwrap(), 0)));
+        assert_eq!((out.skipped, out.corrupt_aggregates), (1, 0));
+    }
+
+    #[test]
+    fn a_corrupt_aggregate_is_handed_over_whole_and_counted() {
+        // The magic, then bytes that are no aggregate.
+        let mut data = vec![0xF3, 0x89, 0x9A, 0xC2];
+        data.extend_from_slice(&[0xFF; 40]);
+        let records = vec![record("7", "p", Bytes::from(data.clone()))];
+        let out = user_records(&all(), &Checkpoint::TrimHorizon, records);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.records[0].data, Bytes::from(data));
+        assert_eq!((out.skipped, out.corrupt_aggregates), (0, 1));
     }
 }
