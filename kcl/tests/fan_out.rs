@@ -373,3 +373,56 @@ async fn wait_until_status(stack: &LocalStack, stream: &str, name: &str, status:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_reading_goes_on() {
+    let stack = stack_with_sessions(Duration::from_secs(2)).await;
+    let stream = stack.create_stream("efo-dereg", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("efo-dereg-app");
+    let kinesis = stack.kinesis_client();
+    let rec = Recorder::default();
+    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
+        .with_retrieval(fan_out())
+        .build()
+        .unwrap();
+    let run = spawn_run(&worker);
+    let first = records(20, 4, 1, "before");
+    put_records(&kinesis, &stream, &first, 1).await;
+    wait_until("the first records", || rec.count() >= 20).await;
+    let stream_arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_owned();
+    kinesis
+        .deregister_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name(&app)
+        .send()
+        .await
+        .unwrap();
+    // Past the open subscription's end (and the DELETING state): the renewal is refused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = records(20, 4, 1, "after");
+    put_records(&kinesis, &stream, &second, 1).await;
+    wait_until("the records put after the deregistration", || {
+        rec.count() >= 40
+    })
+    .await;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(distinct(&rec), 40, "nothing lost");
+    assert_eq!(
+        stream_consumers(&stack, &stream)
+            .await
+            .get(&app)
+            .map(String::as_str),
+        Some("ACTIVE"),
+        "registered again"
+    );
+}

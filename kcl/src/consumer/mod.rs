@@ -34,7 +34,7 @@ mod user_records;
 pub(crate) use batch::Batch;
 pub use batcher::Batching;
 pub use fan_out::FanOutConfig;
-pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut};
+pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut, StreamConsumer};
 pub(crate) use payload::inflate_all;
 pub use payload::{PayloadDecompression, PayloadEncoding, MAX_INFLATED_BYTES};
 pub(crate) use polling::Polling;

@@ -310,7 +310,8 @@ impl SchedulerBuilder {
     ///   `polling.min_time_between_calls`, `fan_out.renew_after` or `fan_out.idle_timeout`;
     /// - [`ConfigError::OutOfRange`]: `failover_time` under [`MIN_FAILOVER_TIME`],
     ///   `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
-    ///   `polling.prefetch_batches` 0, `fan_out.event_buffer` 0;
+    ///   `polling.prefetch_batches` 0, `fan_out.event_buffer` outside 1 to 10000,
+    ///   `fan_out.renew_after` outside 5 s to 5 min, `fan_out.idle_timeout` under 1 s;
     /// - [`ConfigError::InvalidConsumerName`]: the fan-out consumer name, or the application
     ///   name when it stands in for it, breaks the Kinesis rule (1 to 128 characters of
     ///   `A-Z a-z 0-9 _ . -`);
@@ -667,6 +668,21 @@ mod tests {
         );
         let e = refused(fan_out(FanOutConfig::default().with_event_buffer(0)));
         assert!(e.to_string().contains("fan_out.event_buffer = 0"), "{e}");
+        let e = refused(fan_out(
+            FanOutConfig::default().with_event_buffer(usize::MAX),
+        ));
+        assert!(e.to_string().contains("fan_out.event_buffer"), "{e}");
+        fan_out(FanOutConfig::default().with_event_buffer(10_000))
+            .validate()
+            .unwrap();
+        for bad in [Duration::from_millis(4_999), Duration::from_secs(301)] {
+            let e = refused(fan_out(FanOutConfig::default().with_renew_after(bad)));
+            assert!(e.to_string().contains("fan_out.renew_after"), "{e}");
+        }
+        let e = refused(fan_out(
+            FanOutConfig::default().with_idle_timeout(Duration::from_millis(999)),
+        ));
+        assert!(e.to_string().contains("fan_out.idle_timeout = 999"), "{e}");
         let e = refused(fan_out(
             FanOutConfig::default().with_renew_after(Duration::ZERO),
         ));

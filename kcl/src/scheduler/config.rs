@@ -125,7 +125,8 @@ impl SchedulerConfig {
     /// `fan_out.renew_after`, `fan_out.idle_timeout`),
     /// [`ConfigError::OutOfRange`] (`failover_time` under [`MIN_FAILOVER_TIME`],
     /// `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
-    /// `polling.prefetch_batches` 0, `fan_out.event_buffer` 0),
+    /// `polling.prefetch_batches` 0, `fan_out.event_buffer` outside 1 to 10000,
+    /// `fan_out.renew_after` outside 5 s to 5 min, `fan_out.idle_timeout` under 1 s),
     /// [`ConfigError::InvalidConsumerName`] (a fan-out `consumer_name` given).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if let Some(table) = &self.table_name {
@@ -216,7 +217,10 @@ fn validate_polling(p: &PollingConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// [`FanOutConfig`]'s consumer name (when given) and buffer.
+/// The most events a fan-out shard may buffer (each may carry megabytes).
+const MAX_EVENT_BUFFER: usize = 10_000;
+
+/// [`FanOutConfig`]'s consumer name (when given), buffer and timings.
 fn validate_fan_out(f: &FanOutConfig) -> Result<(), ConfigError> {
     if let Some(name) = &f.consumer_name {
         check_name(name, CONSUMER_NAME_LEN).map_err(|reason| ConfigError::InvalidConsumerName {
@@ -224,11 +228,29 @@ fn validate_fan_out(f: &FanOutConfig) -> Result<(), ConfigError> {
             reason,
         })?;
     }
-    if f.event_buffer == 0 {
+    if !(1..=MAX_EVENT_BUFFER).contains(&f.event_buffer) {
         return Err(ConfigError::OutOfRange {
             setting: "fan_out.event_buffer",
-            value: 0,
-            allowed: "1 or more",
+            value: i64::try_from(f.event_buffer).unwrap_or(i64::MAX),
+            allowed: "1 to 10000",
+        });
+    }
+    // Kinesis refuses a subscription within 5 s of the last one, and ends them at 5 min.
+    let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    if !f.renew_after.is_zero()
+        && !(Duration::from_secs(5)..=Duration::from_secs(300)).contains(&f.renew_after)
+    {
+        return Err(ConfigError::OutOfRange {
+            setting: "fan_out.renew_after",
+            value: millis(f.renew_after),
+            allowed: "5000 to 300000 ms (Kinesis refuses a subscription within 5 s of the last, and ends one after 5 min)",
+        });
+    }
+    if !f.idle_timeout.is_zero() && f.idle_timeout < Duration::from_secs(1) {
+        return Err(ConfigError::OutOfRange {
+            setting: "fan_out.idle_timeout",
+            value: millis(f.idle_timeout),
+            allowed: "1000 ms or more",
         });
     }
     Ok(())

@@ -22,7 +22,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{
-    describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval,
+    describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval, StreamConsumer,
 };
 use crate::error::Error;
 use crate::leases::LeaseStore;
@@ -153,7 +153,7 @@ pub(super) async fn start_up(
             Arc::new(FanOut::new(
                 kinesis.clone(),
                 stream,
-                consumer_arn,
+                StreamConsumer::new(stream_arn, name, consumer_arn),
                 fan_out.clone(),
             ))
         }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  StartingPosition ─▶ Continuation ──position()──▶ SubscribeToShard StartingPosition
-//!                          ▲    │                    (AFTER the last record sent; AT the last
+//!                          ▲    │                    (AFTER the last record sent; AFTER the last
 //!  SubscribeToShardEvent ──┘    │                     continuation when none was sent from LATEST;
 //!   accept(event)               │                     else where the lease said)
 //!                               └──▶ Accepted { batch (new records only, end?), replayed, malformed }
@@ -33,9 +33,10 @@ pub(crate) enum SubscribePosition {
     Start(StartingPosition),
     /// `AFTER_SEQUENCE_NUMBER` this record, the last one sent.
     After(SequenceNumber),
-    /// `AT_SEQUENCE_NUMBER` this continuation sequence number: nothing was sent yet from a
-    /// `LATEST` start, which asked again would skip what was written in between.
-    AtContinuation(SequenceNumber),
+    /// `AFTER_SEQUENCE_NUMBER` this continuation sequence number (as the Java KCL
+    /// reconnects): nothing was sent yet from a `LATEST` start, which asked again would
+    /// skip what was written in between.
+    AfterContinuation(SequenceNumber),
 }
 
 /// The new part of one event.
@@ -85,7 +86,7 @@ impl Continuation {
         match (&self.last_sent, &self.start, &self.continuation) {
             (Some(last), _, _) => SubscribePosition::After(last.clone()),
             (None, StartingPosition::Latest, Some(c)) => {
-                SubscribePosition::AtContinuation(c.clone())
+                SubscribePosition::AfterContinuation(c.clone())
             }
             (None, start, _) => SubscribePosition::Start(start.clone()),
         }
@@ -95,9 +96,10 @@ impl Continuation {
     /// after the sequence number the subscriptions start at.
     fn is_new(&self, seq: &SequenceNumber) -> bool {
         match self.position() {
-            SubscribePosition::After(last) => *seq > last,
-            SubscribePosition::AtContinuation(at)
-            | SubscribePosition::Start(StartingPosition::AtSequence(at)) => *seq >= at,
+            SubscribePosition::After(last) | SubscribePosition::AfterContinuation(last) => {
+                *seq > last
+            }
+            SubscribePosition::Start(StartingPosition::AtSequence(at)) => *seq >= at,
             SubscribePosition::Start(_) => true,
         }
     }
@@ -255,16 +257,21 @@ mod tests {
     }
 
     #[test]
-    fn a_latest_start_that_sent_nothing_goes_on_at_its_continuation() {
+    fn a_latest_start_that_sent_nothing_goes_on_after_its_continuation() {
         let mut c = Continuation::new(StartingPosition::Latest);
         let a = c.accept(event(&[], "500", &[]), Instant::now());
         assert!(!a.worth_sending());
-        assert_eq!(c.position(), SubscribePosition::AtContinuation(seq("500")));
-        // What is before the continuation is a replay; the continuation itself is new.
-        let a = c.accept(event(&["499", "500"], "501", &[]), Instant::now());
-        assert_eq!(seqs(&a), ["500"]);
-        assert_eq!(a.replayed, 1);
-        assert_eq!(c.position(), SubscribePosition::After(seq("500")));
+        assert_eq!(
+            c.position(),
+            SubscribePosition::AfterContinuation(seq("500"))
+        );
+        // The continuation is the position reached (on Kinesis, the last record written
+        // before the start): it and what is before it are replays, as reported of an
+        // endpoint that answers AT the continuation with that record.
+        let a = c.accept(event(&["499", "500", "501"], "502", &[]), Instant::now());
+        assert_eq!(seqs(&a), ["501"]);
+        assert_eq!(a.replayed, 2);
+        assert_eq!(c.position(), SubscribePosition::After(seq("501")));
         // Other starts repeat themselves until a record is sent.
         let mut c = Continuation::new(StartingPosition::TrimHorizon);
         c.accept(event(&[], "500", &[]), Instant::now());

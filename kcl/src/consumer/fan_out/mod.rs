@@ -28,6 +28,7 @@ mod continuation;
 mod registration;
 mod subscriber;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -35,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Batch, RecordsSource, StartingPosition};
-pub(crate) use registration::{describe_or_register, ConsumerState};
+pub(crate) use registration::{describe_or_register, ConsumerState, StreamConsumer};
 use subscriber::Subscriber;
 
 /// Settings of enhanced fan-out retrieval.
@@ -90,19 +91,23 @@ impl FanOutConfig {
         self
     }
 
-    /// Sets [`event_buffer`](Self::event_buffer). Default: 4.
+    /// Sets [`event_buffer`](Self::event_buffer). Default: 4. The scheduler's builder
+    /// refuses 0 and more than 10,000.
     pub fn with_event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events;
         self
     }
 
-    /// Sets [`renew_after`](Self::renew_after). Default: 290 s.
+    /// Sets [`renew_after`](Self::renew_after). Default: 290 s. The scheduler's builder
+    /// refuses zero and anything outside 5 s to 5 min (Kinesis refuses a subscription
+    /// within 5 s of the last, and ends one after 5 min).
     pub fn with_renew_after(mut self, after: Duration) -> Self {
         self.renew_after = after;
         self
     }
 
-    /// Sets [`idle_timeout`](Self::idle_timeout). Default: 60 s.
+    /// Sets [`idle_timeout`](Self::idle_timeout). Default: 60 s. The scheduler's builder
+    /// refuses anything under 1 s.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
@@ -117,24 +122,25 @@ pub(crate) struct FanOut {
     kinesis: aws_sdk_kinesis::Client,
     /// The stream, for the shard-gone check.
     stream: String,
-    /// The registered stream consumer subscriptions are made for.
-    consumer_arn: String,
+    /// The registered stream consumer subscriptions are made for (found again when it
+    /// goes missing).
+    consumer: Arc<StreamConsumer>,
     /// Buffer, renewal and idle settings of every subscriber.
     config: FanOutConfig,
 }
 
 impl FanOut {
-    /// Fan-out retrieval of `stream`'s shards for the ACTIVE consumer `consumer_arn`.
+    /// Fan-out retrieval of `stream`'s shards for the ACTIVE `consumer`.
     pub(crate) fn new(
         kinesis: aws_sdk_kinesis::Client,
         stream: impl Into<String>,
-        consumer_arn: impl Into<String>,
+        consumer: StreamConsumer,
         config: FanOutConfig,
     ) -> Self {
         Self {
             kinesis,
             stream: stream.into(),
-            consumer_arn: consumer_arn.into(),
+            consumer: Arc::new(consumer),
             config,
         }
     }
@@ -153,7 +159,7 @@ impl RecordsSource for FanOut {
         let subscriber = Subscriber {
             kinesis: self.kinesis.clone(),
             stream: self.stream.clone(),
-            consumer_arn: self.consumer_arn.clone(),
+            consumer: self.consumer.clone(),
             shard_id: shard_id.to_owned(),
             start: from,
             config: self.config.clone(),
@@ -216,6 +222,11 @@ mod tests {
                 .map(|(_, n)| n)
                 .sum()
         }
+    }
+
+    /// The consumer "source-test" under `arn` (never looked up again in these tests).
+    fn consumer(arn: String) -> StreamConsumer {
+        StreamConsumer::new(String::new(), "source-test".to_owned(), arn)
     }
 
     /// A one-shard stream on `stack` and an ACTIVE consumer of it: (stream, shard, ARN).
@@ -308,7 +319,7 @@ mod tests {
             .with_event_buffer(1)
             .with_idle_timeout(Duration::from_millis(300));
         let stop = CancellationToken::new();
-        let source = FanOut::new(kinesis.clone(), stream.clone(), arn, config);
+        let source = FanOut::new(kinesis.clone(), stream.clone(), consumer(arn), config);
         let mut rx = source.start(&shard, StartingPosition::TrimHorizon, stop.clone());
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut got = receive(&mut rx, 20).await;
@@ -350,7 +361,12 @@ mod tests {
             let before = counters.get(m::FANOUT_SUBSCRIPTIONS, Some(("reason", "renewal")));
             let stop = CancellationToken::new();
             let config = FanOutConfig::default().with_renew_after(renew_after);
-            let source = FanOut::new(kinesis.clone(), stream.clone(), arn.clone(), config);
+            let source = FanOut::new(
+                kinesis.clone(),
+                stream.clone(),
+                consumer(arn.clone()),
+                config,
+            );
             let start_seq = put(&kinesis, &stream, &[format!("{label} start")]).await;
             let from = StartingPosition::AtSequence(
                 crate::checkpoint::SequenceNumber::parse(&start_seq[0]).unwrap(),
@@ -442,7 +458,7 @@ mod tests {
         let source = FanOut::new(
             kinesis,
             "s",
-            "arn:aws:kinesis:us-east-1:1:stream/s/consumer/c:1",
+            consumer("arn:aws:kinesis:us-east-1:1:stream/s/consumer/c:1".to_owned()),
             config,
         );
         let stop = CancellationToken::new();

@@ -18,6 +18,59 @@ use aws_sdk_kinesis::types::ConsumerStatus;
 use crate::error::Error;
 use crate::metric_names as m;
 
+/// The registered consumer a worker subscribes for: its ARN, looked up again (and the
+/// consumer registered again) when a subscription says it is not found, e.g. after it was
+/// deregistered by hand while the worker ran.
+#[derive(Debug)]
+pub(crate) struct StreamConsumer {
+    /// The stream's ARN, which names it to the consumer calls.
+    stream_arn: String,
+    /// The consumer's name.
+    name: String,
+    /// The ARN subscriptions use now; replaced when the consumer is found again under
+    /// another.
+    arn: std::sync::RwLock<String>,
+}
+
+impl StreamConsumer {
+    /// The consumer `name` of `stream_arn`, ACTIVE under `arn`.
+    pub(crate) fn new(stream_arn: String, name: String, arn: String) -> Self {
+        Self {
+            stream_arn,
+            name,
+            arn: std::sync::RwLock::new(arn),
+        }
+    }
+
+    /// The ARN to subscribe with.
+    pub(crate) fn arn(&self) -> String {
+        self.arn.read().expect("not poisoned").clone()
+    }
+
+    /// Looks the consumer up again after a subscription was refused as not found,
+    /// registering it when it is missing; the next subscription uses what was found.
+    ///
+    /// # Cancellation
+    /// Safe to drop, as [`describe_or_register`] is.
+    pub(crate) async fn refresh(&self, kinesis: &aws_sdk_kinesis::Client) {
+        match describe_or_register(kinesis, &self.stream_arn, &self.name).await {
+            Ok(ConsumerState::Active(arn)) => {
+                let mut current = self.arn.write().expect("not poisoned");
+                if *current != arn {
+                    tracing::warn!(consumer = %self.name, %arn, "the stream consumer was deregistered and is registered again; subscribing with its new ARN");
+                    *current = arn;
+                }
+            }
+            Ok(ConsumerState::NotYet(why)) => {
+                tracing::warn!(consumer = %self.name, %why, "the stream consumer was not found; it is being registered again")
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %self.name, error = %e, "could not look the stream consumer up again")
+            }
+        }
+    }
+}
+
 /// What one look found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConsumerState {

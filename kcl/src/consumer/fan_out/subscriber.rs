@@ -24,10 +24,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::continuation::{Continuation, SubscribePosition};
-use super::FanOutConfig;
+use super::{FanOutConfig, StreamConsumer};
 use crate::consumer::{Batch, StartingPosition};
 use crate::error::Error;
 use crate::metric_names as m;
+use std::sync::Arc;
 
 /// The operation name in errors and metrics.
 const SUBSCRIBE: &str = "SubscribeToShard";
@@ -96,7 +97,7 @@ pub(super) struct Subscriber {
     /// The stream, for the shard-gone check.
     pub(super) stream: String,
     /// The registered consumer subscribed for.
-    pub(super) consumer_arn: String,
+    pub(super) consumer: Arc<StreamConsumer>,
     /// The shard read.
     pub(super) shard_id: String,
     /// Where the lease said to start.
@@ -153,6 +154,11 @@ impl Subscriber {
                     if events > 0 {
                         errors = resubscribe_backoff().build();
                     }
+                    if code == "ResourceNotFoundException" {
+                        // Not the shard (that was checked): the consumer is gone, or was
+                        // registered again under another ARN.
+                        self.consumer.refresh(&self.kinesis).await;
+                    }
                     ::metrics::counter!(m::FANOUT_SUBSCRIPTION_ERRORS, "code" => code.clone())
                         .increment(1);
                     let delay = errors.next();
@@ -186,7 +192,7 @@ impl Subscriber {
         let call = self
             .kinesis
             .subscribe_to_shard()
-            .consumer_arn(&self.consumer_arn)
+            .consumer_arn(self.consumer.arn())
             .shard_id(&self.shard_id)
             .starting_position(kinesis_position(position))
             .customize()
@@ -245,7 +251,7 @@ impl Subscriber {
                     };
                 }
                 Ok(Err(e)) => {
-                    let code = e.code().unwrap_or("stream_broken").to_owned();
+                    let code = event_stream_error_code(&e);
                     return SessionEnd::Failed {
                         error: Error::kinesis_event_stream(SUBSCRIBE, &self.shard_id, &e),
                         code,
@@ -328,6 +334,46 @@ impl Subscriber {
     }
 }
 
+/// The error code of an event-stream failure: the exception the service sent in the stream
+/// (which the SDK does not expose as a code), or `stream_broken` when the stream itself
+/// failed.
+fn event_stream_error_code<R>(
+    e: &aws_sdk_kinesis::error::SdkError<SubscribeToShardEventStreamError, R>,
+) -> String {
+    let Some(se) = e.as_service_error() else {
+        return "stream_broken".to_owned();
+    };
+    let known = [
+        (
+            se.is_resource_not_found_exception(),
+            "ResourceNotFoundException",
+        ),
+        (se.is_resource_in_use_exception(), "ResourceInUseException"),
+        (
+            se.is_internal_failure_exception(),
+            "InternalFailureException",
+        ),
+        (se.is_kms_throttling_exception(), "KMSThrottlingException"),
+        (se.is_kms_disabled_exception(), "KMSDisabledException"),
+        (
+            se.is_kms_invalid_state_exception(),
+            "KMSInvalidStateException",
+        ),
+        (
+            se.is_kms_access_denied_exception(),
+            "KMSAccessDeniedException",
+        ),
+        (se.is_kms_not_found_exception(), "KMSNotFoundException"),
+        (se.is_kms_opt_in_required(), "KMSOptInRequired"),
+    ];
+    known
+        .iter()
+        .find(|(is, _)| *is)
+        .map(|(_, code)| (*code).to_owned())
+        .or_else(|| se.code().map(str::to_owned))
+        .unwrap_or_else(|| "stream_broken".to_owned())
+}
+
 /// The `StartingPosition` of a `SubscribeToShard` call at `position`.
 fn kinesis_position(position: &SubscribePosition) -> KinesisPosition {
     let (kind, sequence, timestamp) = match position {
@@ -343,11 +389,12 @@ fn kinesis_position(position: &SubscribePosition) -> KinesisPosition {
             Some(aws_sdk_kinesis::primitives::DateTime::from(*t)),
         ),
         // AT, not AFTER: later sub-records of the checkpointed aggregate are due.
-        SubscribePosition::Start(StartingPosition::AtSequence(s))
-        | SubscribePosition::AtContinuation(s) => {
+        SubscribePosition::Start(StartingPosition::AtSequence(s)) => {
             (ShardIteratorType::AtSequenceNumber, Some(s.as_str()), None)
         }
-        SubscribePosition::After(s) => (
+        // AFTER the continuation too, as the Java KCL reconnects: Kinesis' continuation is
+        // the position already reached.
+        SubscribePosition::After(s) | SubscribePosition::AfterContinuation(s) => (
             ShardIteratorType::AfterSequenceNumber,
             Some(s.as_str()),
             None,
@@ -376,10 +423,10 @@ mod tests {
             (p.r#type(), p.sequence_number()),
             (&ShardIteratorType::AfterSequenceNumber, Some("42"))
         );
-        let p = kinesis_position(&SubscribePosition::AtContinuation(seq.clone()));
+        let p = kinesis_position(&SubscribePosition::AfterContinuation(seq.clone()));
         assert_eq!(
             (p.r#type(), p.sequence_number()),
-            (&ShardIteratorType::AtSequenceNumber, Some("42"))
+            (&ShardIteratorType::AfterSequenceNumber, Some("42"))
         );
         let p = kinesis_position(&SubscribePosition::Start(StartingPosition::AtSequence(seq)));
         assert_eq!(
