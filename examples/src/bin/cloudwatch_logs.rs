@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let (scheduler, mut records) = Scheduler::stream_builder("cloudwatch-logs-example", &stream)
-        .with_sdk_config(stack.sdk_config())
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
         .with_payload_decompression(PayloadDecompression::GzipAndZlib)
         .build_stream()?;
     let worker = scheduler.clone();
