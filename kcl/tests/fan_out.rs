@@ -426,3 +426,41 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
         "registered again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_every_consumer_slot_taken_fails_the_start_with_a_clear_error() {
+    let stack = stack().await;
+    let stream = stack.create_stream("efo-full", 1).await.unwrap();
+    let kinesis = stack.kinesis_client();
+    let stream_arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_owned();
+    for i in 0..20 {
+        kinesis
+            .register_stream_consumer()
+            .stream_arn(&stream_arn)
+            .consumer_name(format!("other-{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let rec = Recorder::default();
+    let app = kinesis_emulators::unique_name("efo-full-app");
+    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
+        .with_retrieval(fan_out())
+        .build()
+        .unwrap();
+    let result = tokio::time::timeout(DEADLINE, worker.run())
+        .await
+        .expect("run returns instead of retrying for ever");
+    let e = result.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("20 registered consumers"), "{e}");
+}

@@ -176,8 +176,54 @@ async fn register(
                 "stream consumer {name} is being registered by another worker"
             )))
         }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_limit_exceeded_exception()) =>
+        {
+            // Either too many registrations per second (wait), or the stream's quota of
+            // registered consumers is used up (waiting will not help).
+            match registered_consumers(kinesis, stream_arn).await {
+                Ok(n) if n >= MAX_CONSUMERS_PER_STREAM => Err(Error::Kinesis {
+                    operation: "RegisterStreamConsumer",
+                    target: name.to_owned(),
+                    message: format!(
+                        "LimitExceededException: the stream has {n} registered consumers, the \
+                         most Kinesis allows; deregister one (kinesis-cat stream consumers \
+                         list / deregister) or read by polling"
+                    ),
+                    retryable: false,
+                    throttled: false,
+                }),
+                _ => Ok(ConsumerState::NotYet(format!(
+                    "registering stream consumer {name} was throttled"
+                ))),
+            }
+        }
         Err(e) => Err(Error::kinesis("RegisterStreamConsumer", name, &e)),
     }
+}
+
+/// Registered consumers a stream may have (AWS: *Kinesis Data Streams quotas*).
+const MAX_CONSUMERS_PER_STREAM: usize = 20;
+
+/// How many consumers of `stream_arn` are registered and not being deleted (the first page
+/// of `ListStreamConsumers`, which holds up to 100: more than the quota).
+async fn registered_consumers(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream_arn: &str,
+) -> Result<usize, Error> {
+    ::metrics::counter!(m::KINESIS_CALLS, "operation" => "ListStreamConsumers").increment(1);
+    let out = kinesis
+        .list_stream_consumers()
+        .stream_arn(stream_arn)
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("ListStreamConsumers", stream_arn, &e))?;
+    Ok(out
+        .consumers()
+        .iter()
+        .filter(|c| c.consumer_status() != &ConsumerStatus::Deleting)
+        .count())
 }
 
 #[cfg(test)]
