@@ -6,8 +6,9 @@
 //!                    RECORDS_OUTSIDE_SHARD_RANGE{shard, action}, RECORDS_INFLATED{shard},
 //!                    RECORDS_NOT_INFLATED{shard}, RECORDS_SKIPPED{shard}, CORRUPT_AGGREGATES{shard},
 //!                    BATCH_WAIT, RECORD_AGE
-//!  fan-out source ─▶ FANOUT_SUBSCRIPTIONS{reason}, FANOUT_SUBSCRIPTION_ERRORS{code}, FANOUT_EVENTS,
-//!                    FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED, FANOUT_MALFORMED
+//!  fan-out source ─▶ FANOUT_SUBSCRIPTIONS{shard, reason}, FANOUT_SUBSCRIPTION_ERRORS{shard, code},
+//!                    FANOUT_EVENTS, FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED,
+//!                    FANOUT_MALFORMED (each {shard})
 //!  LeaseCoordinator ─▶ LEASES_HELD, LEASES_TAKEN, LEASES_STOLEN, LEASES_LOST
 //!  HeldLease (checkpoints) ─▶ CHECKPOINT_LATENCY
 //!  LeaseTable ────▶ DYNAMODB_CALLS{operation}, INVALID_LEASES_SKIPPED
@@ -45,23 +46,26 @@ pub const BATCH_WAIT: &str = "kinesis_consumer_batch_wait_seconds";
 /// Histogram: seconds from a batch's last record reaching Kinesis (its
 /// `ApproximateArrivalTimestamp`) to the processor getting it: put→process latency.
 pub const RECORD_AGE: &str = "kinesis_consumer_record_age_seconds";
-/// Counter: `SubscribeToShard` calls made. Label `reason`: `start` (a shard consumer's
-/// first), `renewal` (the previous subscription ran its course) or `after_error`.
+/// Counter: `SubscribeToShard` calls made. Labels `shard`, and `reason`: `start` (a shard
+/// consumer's first), `renewal` (the previous subscription ran its course) or
+/// `after_error`.
 pub const FANOUT_SUBSCRIPTIONS: &str = "kinesis_consumer_fanout_subscriptions_total";
-/// Counter: subscriptions that failed or broke off. Label `code`: the service's error code,
-/// or `stream_broken`, `idle` (no event for the idle timeout).
+/// Counter: subscriptions that failed or broke off. Labels `shard`, and `code`: the
+/// service's error code (the exception's name for one sent inside the event stream), or
+/// `stream_broken`, `idle` (no event for the idle timeout).
 pub const FANOUT_SUBSCRIPTION_ERRORS: &str = "kinesis_consumer_fanout_subscription_errors_total";
-/// Counter: `SubscribeToShard` events received.
+/// Counter: `SubscribeToShard` events received. Label `shard`.
 pub const FANOUT_EVENTS: &str = "kinesis_consumer_fanout_events_total";
-/// Counter: Kinesis records received in fan-out events (aggregates count once).
+/// Counter: Kinesis records received in fan-out events (aggregates count once). Label
+/// `shard`.
 pub const FANOUT_RECORDS: &str = "kinesis_consumer_fanout_records_total";
-/// Counter: bytes of record data received in fan-out events.
+/// Counter: bytes of record data received in fan-out events. Label `shard`.
 pub const FANOUT_BYTES: &str = "kinesis_consumer_fanout_bytes_total";
 /// Counter: records an endpoint sent again at or before what was already delivered (or
-/// before the starting sequence number); dropped, never delivered twice.
+/// before the starting sequence number); dropped, never delivered twice. Label `shard`.
 pub const FANOUT_RECORDS_REPLAYED: &str = "kinesis_consumer_fanout_records_replayed_total";
 /// Counter: records dropped from fan-out events because their sequence number is not a
-/// number, and events of a kind this library does not know.
+/// number, and events of a kind this library does not know. Label `shard`.
 pub const FANOUT_MALFORMED: &str = "kinesis_consumer_fanout_malformed_total";
 /// Gauge: leases this worker holds.
 pub const LEASES_HELD: &str = "kinesis_consumer_leases_held";

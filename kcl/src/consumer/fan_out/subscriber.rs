@@ -121,7 +121,7 @@ impl Subscriber {
         let mut errors = resubscribe_backoff().build();
         let mut reason = Reason::Start;
         loop {
-            ::metrics::counter!(m::FANOUT_SUBSCRIPTIONS, "reason" => reason.label()).increment(1);
+            ::metrics::counter!(m::FANOUT_SUBSCRIPTIONS, "shard" => self.shard_id.clone(), "reason" => reason.label()).increment(1);
             ::metrics::counter!(m::KINESIS_CALLS, "operation" => SUBSCRIBE).increment(1);
             let position = ledger.position();
             tracing::debug!(?position, reason = reason.label(), "subscribing");
@@ -159,7 +159,7 @@ impl Subscriber {
                         // registered again under another ARN.
                         self.consumer.refresh(&self.kinesis).await;
                     }
-                    ::metrics::counter!(m::FANOUT_SUBSCRIPTION_ERRORS, "code" => code.clone())
+                    ::metrics::counter!(m::FANOUT_SUBSCRIPTION_ERRORS, "shard" => self.shard_id.clone(), "code" => code.clone())
                         .increment(1);
                     let delay = errors.next();
                     if error.is_retryable() || code == "ResourceInUseException" {
@@ -261,26 +261,31 @@ impl Subscriber {
                 Ok(Ok(None)) => return SessionEnd::Completed { events: received },
                 Ok(Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)))) => event,
                 Ok(Ok(Some(other))) => {
-                    ::metrics::counter!(m::FANOUT_MALFORMED).increment(1);
+                    ::metrics::counter!(m::FANOUT_MALFORMED, "shard" => self.shard_id.clone())
+                        .increment(1);
                     tracing::warn!(event = ?other, "skipped an event of an unknown kind");
                     continue;
                 }
             };
             received += 1;
-            ::metrics::counter!(m::FANOUT_EVENTS).increment(1);
-            ::metrics::counter!(m::FANOUT_RECORDS).increment(event.records.len() as u64);
+            ::metrics::counter!(m::FANOUT_EVENTS, "shard" => self.shard_id.clone()).increment(1);
+            ::metrics::counter!(m::FANOUT_RECORDS, "shard" => self.shard_id.clone())
+                .increment(event.records.len() as u64);
             let bytes: usize = event.records.iter().map(|r| r.data.as_ref().len()).sum();
-            ::metrics::counter!(m::FANOUT_BYTES).increment(bytes as u64);
+            ::metrics::counter!(m::FANOUT_BYTES, "shard" => self.shard_id.clone())
+                .increment(bytes as u64);
             let accepted = ledger.accept(event, Instant::now());
             if accepted.replayed > 0 {
-                ::metrics::counter!(m::FANOUT_RECORDS_REPLAYED).increment(accepted.replayed as u64);
+                ::metrics::counter!(m::FANOUT_RECORDS_REPLAYED, "shard" => self.shard_id.clone())
+                    .increment(accepted.replayed as u64);
                 tracing::debug!(
                     replayed = accepted.replayed,
                     "dropped records sent again at or before what was delivered"
                 );
             }
             if accepted.malformed > 0 {
-                ::metrics::counter!(m::FANOUT_MALFORMED).increment(accepted.malformed as u64);
+                ::metrics::counter!(m::FANOUT_MALFORMED, "shard" => self.shard_id.clone())
+                    .increment(accepted.malformed as u64);
                 tracing::warn!(
                     records = accepted.malformed,
                     "dropped records whose sequence number is not a number"
