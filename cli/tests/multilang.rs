@@ -11,18 +11,20 @@
 //! - `callProcessRecordsEvenForEmptyRecordList`: empty batches reach the child;
 //! - a bad properties file: status 2, naming the key and line.
 //!
-//! The peers are installed on first use under `<target>/multilang-peers/` (pinned); when a
-//! package registry cannot be reached, the tests that need it say so and pass without
-//! running. The processors are in `tests/multilang/`.
+//! The peers are installed on first use under `<target>/multilang-peers/` (pinned, by
+//! `integration_tests::multilang_peers`, which the benchmark shares); when a package
+//! registry cannot be reached, the tests that need it say so and pass without running.
+//! The processors are in `tests/multilang/`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use integration_tests::multilang_peers::{available, kclpy, node_kcl, target_dir, KCLPY, NPM_KCL};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::Checkpoint;
 use kinesis_emulators::LocalStack;
@@ -32,198 +34,6 @@ use tokio::process::{Child, Command};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The pinned amazon-kclpy sdist.
-const KCLPY: &str = "amazon-kclpy==3.2.0";
-/// The folder the sdist unpacks to.
-const KCLPY_DIR: &str = "amazon_kclpy-3.2.0";
-/// The pinned Node library.
-const NPM_KCL: &str = "aws-kcl@2.3.2";
-/// Written into an installed peer folder once it is complete.
-const STAMP: &str = "multilang-peer.stamp";
-
-// ---------------------------------------------------------------------------------------
-// Installing the peers
-// ---------------------------------------------------------------------------------------
-
-/// The workspace target directory: `CARGO_TARGET_DIR` if set, else `<workspace>/target`.
-fn target_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lives inside the workspace")
-        .to_path_buf();
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
-    }
-}
-
-/// Why a peer is not available: a registry that cannot be reached (the test is skipped),
-/// or anything else (the test fails).
-#[derive(Debug, Clone)]
-enum PeerError {
-    /// The registry could not be reached.
-    Offline(String),
-    /// The install failed otherwise.
-    Failed(String),
-}
-
-/// The peer's path, or `None` after saying why the test is skipped.
-fn available(peer: &Result<PathBuf, PeerError>, what: &str) -> Option<PathBuf> {
-    match peer {
-        Ok(p) => Some(p.clone()),
-        Err(PeerError::Offline(e)) => {
-            eprintln!("SKIPPED: {what} cannot be installed (package registry unreachable):\n{e}");
-            None
-        }
-        Err(PeerError::Failed(e)) => panic!("installing {what} failed:\n{e}"),
-    }
-}
-
-/// Whether an installer's output says the registry could not be reached.
-fn offline(output: &str) -> bool {
-    [
-        "Network is unreachable",
-        "Temporary failure in name resolution",
-        "Name or service not known",
-        "Failed to establish a new connection",
-        "No matching distribution found",
-        "Could not find a version",
-        "ENOTFOUND",
-        "EAI_AGAIN",
-        "ECONNREFUSED",
-        "ECONNRESET",
-        "ETIMEDOUT",
-        "getaddrinfo",
-        "timed out",
-    ]
-    .iter()
-    .any(|s| output.contains(s))
-}
-
-/// Runs an installer step; its failure is `Offline` when the output says so.
-fn run(cmd: &mut StdCommand) -> Result<(), PeerError> {
-    let out = cmd
-        .output()
-        .map_err(|e| PeerError::Failed(format!("could not start {cmd:?}: {e}")))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let text = format!(
-        "{cmd:?} failed ({})\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Err(if offline(&text) {
-        PeerError::Offline(text)
-    } else {
-        PeerError::Failed(text)
-    })
-}
-
-/// Makes `root/name` hold a complete install stamped `stamp`: keeps a matching one, else
-/// installs into a fresh staging folder and renames it into place (concurrent test
-/// processes each stage their own; a lost rename is fine when the winner matches).
-fn install_once(
-    root: &Path,
-    name: &str,
-    stamp: &str,
-    install: impl FnOnce(&Path) -> Result<(), PeerError>,
-) -> Result<PathBuf, PeerError> {
-    let dest = root.join(name);
-    let matches = |dir: &Path| std::fs::read_to_string(dir.join(STAMP)).is_ok_and(|s| s == stamp);
-    if matches(&dest) {
-        return Ok(dest);
-    }
-    let unique = format!(
-        "{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    if dest.exists() {
-        let trash = root.join(format!(".old-{name}-{unique}"));
-        if std::fs::rename(&dest, &trash).is_ok() {
-            let _ = std::fs::remove_dir_all(&trash);
-        }
-    }
-    let staging = root.join(format!(".staging-{name}-{unique}"));
-    let staged = staging.join(name);
-    let fail = |e: std::io::Error| PeerError::Failed(e.to_string());
-    std::fs::create_dir_all(&staged).map_err(fail)?;
-    let result =
-        install(&staged).and_then(|()| std::fs::write(staged.join(STAMP), stamp).map_err(fail));
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    let renamed = std::fs::rename(&staged, &dest);
-    let _ = std::fs::remove_dir_all(&staging);
-    match renamed {
-        Ok(()) => Ok(dest),
-        Err(_) if matches(&dest) => Ok(dest),
-        Err(e) => Err(fail(e)),
-    }
-}
-
-/// The unpacked amazon-kclpy sdist (put on `PYTHONPATH`; `samples/` inside).
-fn kclpy() -> Result<PathBuf, PeerError> {
-    static PEER: OnceLock<Result<PathBuf, PeerError>> = OnceLock::new();
-    PEER.get_or_init(|| {
-        let root = target_dir().join("multilang-peers");
-        let stamp = format!("pip download --no-binary :all: {KCLPY}");
-        let dir = install_once(&root, "kclpy", &stamp, |dir| {
-            run(StdCommand::new("python3")
-                .args(["-m", "pip", "download", "--no-deps", "--no-binary", ":all:"])
-                .args(["--disable-pip-version-check", "--no-input", "-q", "-d"])
-                .arg(dir)
-                .arg(KCLPY))?;
-            run(StdCommand::new("tar")
-                .arg("xzf")
-                .arg(dir.join(format!("{KCLPY_DIR}.tar.gz")))
-                .arg("-C")
-                .arg(dir))?;
-            run(StdCommand::new("python3")
-                .args([
-                    "-c",
-                    "from amazon_kclpy import kcl; from amazon_kclpy.v3 import processor",
-                ])
-                .env("PYTHONPATH", dir.join(KCLPY_DIR)))
-        })?;
-        Ok(dir.join(KCLPY_DIR))
-    })
-    .clone()
-}
-
-/// The `node_modules` folder holding aws-kcl (used as `NODE_PATH`).
-fn node_kcl() -> Result<PathBuf, PeerError> {
-    static PEER: OnceLock<Result<PathBuf, PeerError>> = OnceLock::new();
-    PEER.get_or_init(|| {
-        let root = target_dir().join("multilang-peers");
-        let stamp = format!("npm install --ignore-scripts {NPM_KCL}");
-        let dir = install_once(&root, "node", &stamp, |dir| {
-            run(StdCommand::new("npm")
-                .arg("install")
-                .arg("--prefix")
-                .arg(dir)
-                .args([
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    "--ignore-scripts",
-                ])
-                .arg(NPM_KCL))?;
-            run(StdCommand::new("node")
-                .args(["-e", "require('aws-kcl')"])
-                .env("NODE_PATH", dir.join("node_modules")))
-        })?;
-        Ok(dir.join("node_modules"))
-    })
-    .clone()
-}
 
 // ---------------------------------------------------------------------------------------
 // The stack, the host process, the processors' event files

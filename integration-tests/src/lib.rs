@@ -17,5 +17,6 @@
 
 pub mod checks;
 pub mod kinesis;
+pub mod multilang_peers;
 
 pub use kinesis_emulators::LocalStack;
