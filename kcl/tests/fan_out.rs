@@ -24,10 +24,9 @@ async fn stack_with_sessions(session: Duration) -> LocalStack {
         .expect("local stack")
 }
 
-/// The stream consumers registered on `stream`: name → status.
-async fn stream_consumers(stack: &LocalStack, stream: &str) -> HashMap<String, String> {
-    let kinesis = stack.kinesis_client();
-    let arn = kinesis
+/// The ARN of `stream`.
+async fn stream_arn_of(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> String {
+    kinesis
         .describe_stream_summary()
         .stream_name(stream)
         .send()
@@ -36,7 +35,13 @@ async fn stream_consumers(stack: &LocalStack, stream: &str) -> HashMap<String, S
         .stream_description_summary()
         .expect("a summary")
         .stream_arn()
-        .to_owned();
+        .to_owned()
+}
+
+/// The stream consumers registered on `stream`: name → status.
+async fn stream_consumers(stack: &LocalStack, stream: &str) -> HashMap<String, String> {
+    let kinesis = stack.kinesis_client();
+    let arn = stream_arn_of(&kinesis, stream).await;
     kinesis
         .list_stream_consumers()
         .stream_arn(arn)
@@ -307,16 +312,7 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
     let stream = stack.create_stream("efo-deleting", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("efo-deleting-app");
     let kinesis = stack.kinesis_client();
-    let stream_arn = kinesis
-        .describe_stream_summary()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary()
-        .unwrap()
-        .stream_arn()
-        .to_owned();
+    let stream_arn = stream_arn_of(&kinesis, &stream).await;
     kinesis
         .register_stream_consumer()
         .stream_arn(&stream_arn)
@@ -389,16 +385,7 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
     let first = records(20, 4, 1, "before");
     put_records(&kinesis, &stream, &first, 1).await;
     wait_until("the first records", || rec.count() >= 20).await;
-    let stream_arn = kinesis
-        .describe_stream_summary()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary()
-        .unwrap()
-        .stream_arn()
-        .to_owned();
+    let stream_arn = stream_arn_of(&kinesis, &stream).await;
     kinesis
         .deregister_stream_consumer()
         .stream_arn(&stream_arn)
@@ -432,16 +419,7 @@ async fn a_stream_with_every_consumer_slot_taken_fails_the_start_with_a_clear_er
     let stack = stack().await;
     let stream = stack.create_stream("efo-full", 1).await.unwrap();
     let kinesis = stack.kinesis_client();
-    let stream_arn = kinesis
-        .describe_stream_summary()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary()
-        .unwrap()
-        .stream_arn()
-        .to_owned();
+    let stream_arn = stream_arn_of(&kinesis, &stream).await;
     for i in 0..20 {
         kinesis
             .register_stream_consumer()
