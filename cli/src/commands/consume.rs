@@ -252,6 +252,9 @@ struct Shared {
     last_record_ms: AtomicU64,
     /// Start of the process, the base of `last_record_ms`.
     started: std::time::Instant,
+    /// With `--efo`, said once when the first shard starts (the stream consumer then
+    /// exists): how to remove the consumer the worker leaves registered.
+    efo_hint: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -305,6 +308,15 @@ impl PrintingProcessor {
 impl RecordProcessor for PrintingProcessor {
     async fn initialize(&mut self, input: InitializationInput) {
         tracing::info!(shard = %input.shard_id, checkpoint = %input.checkpoint, "shard starts");
+        let hint = self
+            .shared
+            .efo_hint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hint) = hint {
+            crate::say!("{hint}");
+        }
         // `--exit-when-idle` counts from here too: the start-up (and, with `--efo`, the
         // registration of the stream consumer) is not time without records.
         self.shared.last_record_ms.store(
@@ -377,6 +389,15 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
         stdout_error: std::sync::Mutex::new(None),
         last_record_ms: AtomicU64::new(0),
         started: std::time::Instant::now(),
+        efo_hint: std::sync::Mutex::new(args.efo.then(|| {
+            let consumer = args.consumer_name.as_deref().unwrap_or(&args.app);
+            format!(
+                "kinesis-cat: stream consumer {consumer} is registered and stays registered when \
+                 the worker stops; `kinesis-cat stream consumers deregister --stream {} \
+                 {consumer}` removes it",
+                args.stream
+            )
+        })),
     });
     let factory = {
         let shared = shared.clone();
@@ -411,10 +432,9 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     if args.efo {
         let consumer = args.consumer_name.as_deref().unwrap_or(&args.app);
         crate::say!(
-            "kinesis-cat: worker {} starting on stream {} with enhanced fan-out through stream consumer {consumer} (registered if missing and left registered; `kinesis-cat stream consumers deregister --stream {} {consumer}` removes it)",
+            "kinesis-cat: worker {} starting on stream {} with enhanced fan-out through stream consumer {consumer} (registered if missing)",
             scheduler.worker_id(),
             args.stream,
-            args.stream
         );
     } else {
         crate::say!(
