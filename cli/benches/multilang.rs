@@ -52,6 +52,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use integration_tests::bench_host::{children_cpu_of, cpu_model, cpu_of, load_average, utc_minute};
 use integration_tests::multilang_peers::{kclpy, target_dir, PeerError, KCLPY};
 use kinesis_consumer::{
     InitialPosition, InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput,
@@ -774,92 +775,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// /proc and small helpers
+// Small helpers
 // ---------------------------------------------------------------------------------------
-
-/// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, first).
-fn stat_fields(pid: u32) -> Option<Vec<u64>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: split after it.
-    let rest = stat.rsplit_once(')')?.1;
-    // The state (a letter) becomes 0; every other field is a number.
-    Some(
-        rest.split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect(),
-    )
-}
-
-/// User + system CPU of process `pid` so far (fields 14 and 15), its children excluded.
-fn cpu_of(pid: u32) -> Option<Duration> {
-    let f = stat_fields(pid)?;
-    Some(ticks(f.get(11)? + f.get(12)?))
-}
-
-/// CPU of `pid`'s descendants: each live one's own (fields 14 and 15) and, for `pid` and
-/// each of them, what they reaped (fields 16 and 17); with the number of live descendants.
-fn children_cpu_of(pid: u32) -> (Duration, usize) {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(p) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // Field 4 (the parent), at index 1 after the command name.
-            if let Some(ppid) = stat_fields(p).and_then(|f| f.get(1).copied()) {
-                parents.push((p, u32::try_from(ppid).unwrap_or(0)));
-            }
-        }
-    }
-    let mut family = vec![pid];
-    let mut i = 0;
-    while i < family.len() {
-        let parent = family[i];
-        family.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    let mut total = 0;
-    for (k, p) in family.iter().enumerate() {
-        if let Some(f) = stat_fields(*p) {
-            let own = if k == 0 {
-                0
-            } else {
-                f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
-            };
-            let reaped = f.get(13).unwrap_or(&0) + f.get(14).unwrap_or(&0);
-            total += own + reaped;
-        }
-    }
-    (ticks(total), family.len() - 1)
-}
-
-/// `n` clock ticks as a duration.
-fn ticks(n: u64) -> Duration {
-    Duration::from_secs_f64(n as f64 / clock_ticks_per_sec())
-}
-
-/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100, Linux's value, if that fails).
-fn clock_ticks_per_sec() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
 
 /// Nanoseconds since the Unix epoch, on the clock both processors report with.
 fn unix_nanos() -> i64 {
@@ -871,47 +788,6 @@ fn unix_nanos() -> i64 {
 /// A non-negative nanosecond count as a duration.
 fn nanos_to_duration(ns: i64) -> Duration {
     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
-}
-
-/// The 1, 5 and 15-minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-/// The CPU's model name.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
-}
-
-/// `t` as `YYYY-MM-DD HH:MM` (UTC).
-fn utc_minute(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rest / 3_600,
-        rest % 3_600 / 60
-    )
 }
 
 /// The first line of a (possibly long) message.

@@ -15,6 +15,7 @@
 #![deny(unsafe_code, rust_2018_idioms)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod bench_host;
 pub mod checks;
 pub mod kinesis;
 pub mod multilang_peers;

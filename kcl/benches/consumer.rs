@@ -178,17 +178,6 @@ fn dynamodb_calls(snapshotter: &Snapshotter) -> u64 {
         .sum()
 }
 
-/// CPU time (user + system) this process has used so far, from `/proc/self/stat`; `None`
-/// where there is no such file.
-fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) ends with ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on Linux.
-    Some(Duration::from_millis(ticks * 10))
-}
-
 /// Registers the stream consumer `name` on `stream` and waits until it is `ACTIVE`.
 async fn register_consumer(kinesis: &aws_sdk_kinesis::Client, stream: &str, name: &str) {
     let arn = kinesis
@@ -251,14 +240,17 @@ async fn one_worker(
     .with_retrieval(retrieval)
     .build()
     .unwrap();
-    let (t, cpu) = (Instant::now(), process_cpu());
+    let (t, cpu) = (
+        Instant::now(),
+        integration_tests::bench_host::cpu_of(std::process::id()),
+    );
     let w = worker.clone();
     let run = tokio::spawn(async move { w.run().await });
     while count.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = t.elapsed();
-    let cpu = process_cpu()
+    let cpu = integration_tests::bench_host::cpu_of(std::process::id())
         .zip(cpu)
         .map(|(after, before)| (after - before).as_secs_f64() * 1e6 / n as f64);
     worker.graceful_shutdown().await;

@@ -54,6 +54,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use integration_tests::bench_host::{cpu_model, cpu_of, load_average, utc_minute};
 use kinesis_consumer::{
     InitialPosition, InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput,
     RecordProcessor, Scheduler, SchedulerBuilder, ShardEndedInput, ShutdownRequestedInput,
@@ -848,9 +849,9 @@ async fn consume(
         let start_ns = first + nanos(settings.warmup);
         let end_ns = start_ns + nanos(settings.window);
         sleep_until_unix(start_ns).await;
-        let cpu_start = cpu_ticks(pid).ok_or("cannot read the consumer's /proc stat")?;
+        let cpu_start = cpu_of(pid).ok_or("cannot read the consumer's /proc stat")?;
         sleep_until_unix(end_ns).await;
-        let cpu_end = cpu_ticks(pid).ok_or("cannot read the consumer's /proc stat")?;
+        let cpu_end = cpu_of(pid).ok_or("cannot read the consumer's /proc stat")?;
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!(
                 "the consumer exited ({status}) during the window; {}",
@@ -890,7 +891,7 @@ async fn consume(
                 .collect::<HashSet<_>>();
             (processed.len(), batches.len())
         };
-        let cpu = Duration::from_secs_f64((cpu_end - cpu_start) as f64 / clock_ticks_per_sec());
+        let cpu = cpu_end.saturating_sub(cpu_start);
         Ok((
             Measured {
                 first_record,
@@ -1247,65 +1248,6 @@ fn millis(ns: Option<i64>) -> String {
         Some(ns) => format!("{:.0} ms", ns as f64 / 1e6),
         None => "–".to_owned(),
     }
-}
-
-/// user + system clock ticks of process `pid` so far (fields 14 and 15 of its stat).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: split after it.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100, Linux's value, if that fails).
-fn clock_ticks_per_sec() -> f64 {
-    run(std::process::Command::new("getconf").arg("CLK_TCK"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// The 1, 5 and 15-minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-/// The CPU's model name.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
-}
-
-/// `t` as `YYYY-MM-DD HH:MM` (UTC).
-fn utc_minute(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rest / 3_600,
-        rest % 3_600 / 60
-    )
 }
 
 /// The first line of a (possibly long) message.

@@ -1,0 +1,143 @@
+//! What benchmark reports say about the machine and the processes they measure, read from
+//! `/proc` (Linux): CPU time of a process (and of its descendants), the load average, the
+//! CPU model, the run's time.
+//!
+//! ```text
+//!  /proc/<pid>/stat ─▶ cpu_of(pid), children_cpu_of(pid)     (clock ticks ─▶ Duration)
+//!  /proc/loadavg ─▶ load_average()   /proc/cpuinfo ─▶ cpu_model()   SystemTime ─▶ utc_minute()
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
+
+/// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, first; the
+/// state, a letter, reads as 0).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: split after it.
+    let rest = stat.rsplit_once(')')?.1;
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// User + system CPU of process `pid` so far (fields 14 and 15), its children excluded.
+pub fn cpu_of(pid: u32) -> Option<Duration> {
+    let f = stat_fields(pid)?;
+    Some(ticks(f.get(11)? + f.get(12)?))
+}
+
+/// CPU of `pid`'s descendants: each live one's own (fields 14 and 15) and, for `pid` and
+/// each of them, what they reaped (fields 16 and 17); with the number of live descendants.
+pub fn children_cpu_of(pid: u32) -> (Duration, usize) {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(p) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Field 4 (the parent), at index 1 after the command name.
+            if let Some(ppid) = stat_fields(p).and_then(|f| f.get(1).copied()) {
+                parents.push((p, u32::try_from(ppid).unwrap_or(0)));
+            }
+        }
+    }
+    let mut family = vec![pid];
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i];
+        family.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    let mut total = 0;
+    for (k, p) in family.iter().enumerate() {
+        if let Some(f) = stat_fields(*p) {
+            let own = if k == 0 {
+                0
+            } else {
+                f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
+            };
+            let reaped = f.get(13).unwrap_or(&0) + f.get(14).unwrap_or(&0);
+            total += own + reaped;
+        }
+    }
+    (ticks(total), family.len() - 1)
+}
+
+/// `n` clock ticks as a duration.
+fn ticks(n: u64) -> Duration {
+    Duration::from_secs_f64(n as f64 / clock_ticks_per_sec())
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100, Linux's value, if that
+/// fails), asked once.
+fn clock_ticks_per_sec() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The 1, 5 and 15-minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The CPU's model name.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+/// `t` as `YYYY-MM-DD HH:MM` (UTC).
+pub fn utc_minute(t: SystemTime) -> String {
+    let rfc3339 = DateTime::from(t)
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_default();
+    // 2024-01-02T03:04:05Z ─▶ 2024-01-02 03:04
+    rfc3339.get(..16).unwrap_or(&rfc3339).replacen('T', " ", 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_to_the_minute() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_164_645);
+        assert_eq!(utc_minute(t), "2024-01-02 03:04");
+        assert_eq!(utc_minute(SystemTime::UNIX_EPOCH), "1970-01-01 00:00");
+    }
+
+    #[test]
+    fn this_process_has_a_cpu_time() {
+        assert!(cpu_of(std::process::id()).is_some());
+    }
+}
