@@ -38,7 +38,7 @@
 //! `MULTILANG_BENCH_RECORDS` (default 100000), `MULTILANG_BENCH_ROUNDS` (default 3; each
 //! round runs ours, then the host), `MULTILANG_BENCH_ONLY` (`ours` or `host`). amazon-kclpy
 //! is installed once as the CLI's multilang tests install it
-//! (`integration_tests::multilang_peers`); when PyPI cannot be reached the host's runs are
+//! (`integration_tests::peers`); when PyPI cannot be reached the host's runs are
 //! reported as skipped. The table is printed and saved to `<target>/bench-multilang/
 //! summary.md`, each process's stderr to `<target>/bench-multilang/<run>-<round>.log`.
 //! The Java MultiLangDaemon is not a line here: its jars cannot be downloaded on the bench
@@ -53,7 +53,7 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use integration_tests::bench_host::{children_cpu_of, cpu_model, cpu_of, load_average, utc_minute};
-use integration_tests::multilang_peers::{kclpy, target_dir, PeerError, KCLPY};
+use integration_tests::peers::{kclpy, target_dir, PeerError, KCLPY};
 use kinesis_consumer::{
     InitialPosition, InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput,
     RecordProcessor, Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,

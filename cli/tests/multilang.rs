@@ -12,7 +12,7 @@
 //! - a bad properties file: status 2, naming the key and line.
 //!
 //! The peers are installed on first use under `<target>/multilang-peers/` (pinned, by
-//! `integration_tests::multilang_peers`, which the benchmark shares); when a package
+//! `integration_tests::peers`, which the benchmark shares); when a package
 //! registry cannot be reached, the tests that need it say so and pass without running.
 //! The processors are in `tests/multilang/`.
 
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use integration_tests::multilang_peers::{available, kclpy, node_kcl, target_dir, KCLPY, NPM_KCL};
+use integration_tests::peers::{available, kclpy, node_kcl, target_dir, KCLPY, NPM_KCL};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::Checkpoint;
 use kinesis_emulators::LocalStack;

@@ -18,6 +18,6 @@
 pub mod bench_host;
 pub mod checks;
 pub mod kinesis;
-pub mod multilang_peers;
+pub mod peers;
 
 pub use kinesis_emulators::LocalStack;

@@ -55,6 +55,7 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use integration_tests::bench_host::{cpu_model, cpu_of, load_average, utc_minute};
+use integration_tests::peers::{PeerError, KCL_RS};
 use kinesis_consumer::{
     InitialPosition, InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput,
     RecordProcessor, Scheduler, SchedulerBuilder, ShardEndedInput, ShutdownRequestedInput,
@@ -95,13 +96,6 @@ const CHILD_VAR: &str = "LATENCY_BENCH_CHILD";
 const STREAM_VAR: &str = "LATENCY_BENCH_STREAM";
 /// The application (and lease table) name of a consumer child.
 const APP_VAR: &str = "LATENCY_BENCH_APP";
-
-/// The peer, pinned.
-const KCL_RS_PIN: &str = "kcl-rs==0.1.4";
-/// The venv the peer is installed into, under `<target>/peers/`.
-const KCL_RS_VENV: &str = "kcl-rs-venv";
-/// Written into a complete install; a different content (other pins) reinstalls.
-const STAMP: &str = "latency-bench.stamp";
 
 // ---------------------------------------------------------------------------------------
 // Modes
@@ -401,93 +395,6 @@ fn ours_child(mode_name: &str) -> ExitCode {
         .and_then(|()| out.flush());
     }
     exit
-}
-
-// ---------------------------------------------------------------------------------------
-// The peer: kcl-rs in a venv
-// ---------------------------------------------------------------------------------------
-
-/// Installs kcl-rs once into `<target>/peers/kcl-rs-venv`; returns its `python`.
-fn install_kcl_rs(target: &Path) -> Result<PathBuf, String> {
-    let root = target.join("peers");
-    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-    let stamp = format!("python3 -m venv; pip install {KCL_RS_PIN}");
-    let venv = install_once(&root, KCL_RS_VENV, &stamp, |dir| {
-        run(std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(dir))?;
-        run(std::process::Command::new(dir.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-            ])
-            .args(["-q", "--retries", "2", "--timeout", "20", KCL_RS_PIN]))?;
-        run(std::process::Command::new(dir.join("bin/python")).args(["-c", "import kcl_rs"]))
-            .map(drop)
-    })?;
-    Ok(venv.join("bin/python"))
-}
-
-/// Makes `root/name` hold a complete install whose stamp is `stamp`: keeps a matching one,
-/// else installs into a fresh staging directory and renames it into place (the approach of
-/// `agg/tests/interop.rs`). A rename that loses a race is fine if the winner's stamp matches.
-fn install_once(
-    root: &Path,
-    name: &str,
-    stamp: &str,
-    install: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<PathBuf, String> {
-    let dest = root.join(name);
-    let stamp_matches =
-        |dir: &Path| std::fs::read_to_string(dir.join(STAMP)).is_ok_and(|s| s == stamp);
-    if stamp_matches(&dest) {
-        return Ok(dest);
-    }
-    let unique = format!("{}-{}", std::process::id(), unix_nanos());
-    if dest.exists() {
-        // Stale (other pins, or a partial install): move it aside, then remove it.
-        let trash = root.join(format!(".old-{name}-{unique}"));
-        if std::fs::rename(&dest, &trash).is_ok() {
-            let _ = std::fs::remove_dir_all(&trash);
-        }
-    }
-    let staging = root.join(format!(".staging-{name}-{unique}"));
-    let staged = staging.join(name);
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| format!("creating {}: {e}", staging.display()))?;
-    let result = install(&staged).and_then(|()| {
-        std::fs::write(staged.join(STAMP), stamp).map_err(|e| format!("writing the stamp: {e}"))
-    });
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(format!("installing {name}: {e}"));
-    }
-    let renamed = std::fs::rename(&staged, &dest);
-    let _ = std::fs::remove_dir_all(&staging);
-    match renamed {
-        Ok(()) => Ok(dest),
-        Err(_) if stamp_matches(&dest) => Ok(dest),
-        Err(e) => Err(format!("moving {} into place: {e}", dest.display())),
-    }
-}
-
-/// Runs a command to its end; its stdout, or an error with everything it printed.
-fn run(cmd: &mut std::process::Command) -> Result<String, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed ({})\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1046,13 +953,16 @@ async fn run_all(settings: Settings) -> ExitCode {
         .any(|m| m.kcl_rs_retrieval().is_some())
     {
         println!(
-            "installing {KCL_RS_PIN} (once) under {}",
+            "installing {KCL_RS} (once) under {}",
             target.join("peers").display()
         );
-        let target = target.clone();
-        let installed = tokio::task::spawn_blocking(move || install_kcl_rs(&target))
-            .await
-            .unwrap_or_else(|e| Err(format!("the install task failed: {e}")));
+        let installed = tokio::task::spawn_blocking(|| {
+            integration_tests::peers::kcl_rs().map_err(|e| match e {
+                PeerError::Offline(why) | PeerError::Failed(why) => why,
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the install task failed: {e}")));
         if let Err(e) = &installed {
             println!("kcl-rs skipped: it could not be installed:\n{e}");
         }

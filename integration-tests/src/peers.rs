@@ -1,9 +1,12 @@
-//! The pinned MultiLang peers (the record-processor libraries `kinesis-cat multilang` hosts),
-//! installed once under `<target>/multilang-peers/` for the CLI's tests and benchmarks.
+//! The pinned peers the tests and benchmarks run against, installed once under the target
+//! directory: the MultiLang record-processor libraries `kinesis-cat multilang` hosts (under
+//! `<target>/multilang-peers/`), and kcl-rs, the consumer peer of the latency bench (under
+//! `<target>/peers/`).
 //!
 //! ```text
 //!  kclpy()    ─ pip download --no-binary :all: amazon-kclpy==3.2.0 ─ tar xzf ─▶ kclpy/amazon_kclpy-3.2.0
 //!  node_kcl() ─ npm install --ignore-scripts aws-kcl@2.3.2 ──────────────────▶ node/node_modules
+//!  kcl_rs()   ─ python3 -m venv; pip install kcl-rs==0.1.4 ──────────────────▶ kcl-rs-venv/bin/python
 //!     each: staged in .staging-<name>-<pid>-<ns>/, checked (import / require), stamped,
 //!           renamed into place; a folder with a matching stamp is kept as it is
 //! ```
@@ -27,17 +30,9 @@ pub const NPM_KCL: &str = "aws-kcl@2.3.2";
 /// Written into an installed peer folder once it is complete.
 const STAMP: &str = "multilang-peer.stamp";
 
-/// The workspace target directory: `CARGO_TARGET_DIR` if set, else `<workspace>/target`.
+/// The workspace target directory ([`kinesis_emulators::workspace_target_dir`]).
 pub fn target_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lives inside the workspace")
-        .to_path_buf();
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
-    }
+    kinesis_emulators::workspace_target_dir().expect("the workspace's target directory")
 }
 
 /// Why a peer is not available: a registry that cannot be reached (the test is skipped),
@@ -202,6 +197,33 @@ pub fn node_kcl() -> Result<PathBuf, PeerError> {
                 .env("NODE_PATH", dir.join("node_modules")))
         })?;
         Ok(dir.join("node_modules"))
+    })
+    .clone()
+}
+
+/// The pinned kcl-rs (LocalStack's Rust port of the Java KCL v3, with Python bindings).
+pub const KCL_RS: &str = "kcl-rs==0.1.4";
+
+/// The `python` of a venv holding kcl-rs.
+pub fn kcl_rs() -> Result<PathBuf, PeerError> {
+    static PEER: OnceLock<Result<PathBuf, PeerError>> = OnceLock::new();
+    PEER.get_or_init(|| {
+        let root = target_dir().join("peers");
+        let stamp = format!("python3 -m venv; pip install {KCL_RS}");
+        let venv = install_once(&root, "kcl-rs-venv", &stamp, |dir| {
+            run(StdCommand::new("python3").args(["-m", "venv"]).arg(dir))?;
+            run(StdCommand::new(dir.join("bin/python"))
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                ])
+                .args(["-q", "--retries", "2", "--timeout", "20", KCL_RS]))?;
+            run(StdCommand::new(dir.join("bin/python")).args(["-c", "import kcl_rs"]))
+        })?;
+        Ok(venv.join("bin/python"))
     })
     .clone()
 }
