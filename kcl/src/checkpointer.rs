@@ -4,6 +4,9 @@
 //!  RecordProcessor ─checkpoint()/checkpoint_at(seq, sub)─▶ Checkpointer ─validate range─▶
 //!      HeldLease::checkpoint ─UpdateItem if leaseOwner = me AND leaseCounter = c─▶ LeaseStore
 //!                                 refused ─▶ Error::LeaseLost (new owner's progress kept)
+//!  RecordProcessor ─retry_from(seq, sub)/retry_batch()─▶ Checkpointer: the batch end drops
+//!      back before the failed record ─▶ ShardConsumer reads the failure after the call and
+//!      reads again from it (see FailureRetry)
 //! ```
 //!
 //! # Usage
@@ -20,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::checkpoint::{Checkpoint, SequenceNumber};
+use crate::consumer::Failure;
 use crate::error::Error;
 use crate::leases::HeldLease;
 
@@ -50,10 +54,30 @@ struct Position {
     /// The last user record of the latest batch handed to the processor (the largest
     /// position that may be checkpointed).
     batch_end: Option<(SequenceNumber, u64)>,
+    /// The end of the batch before: where the latest batch starts after, and how far a
+    /// checkpoint may go once that whole batch was reported failed.
+    previous_end: Option<(SequenceNumber, u64)>,
+    /// A failure reported about the latest batch, for the consumer to act on; it also
+    /// holds checkpoints back (see [`Position::checkpointable`]).
+    failure: Option<Failure>,
     /// Set when every record of a closed shard was delivered: `checkpoint()` writes SHARD_END.
     at_shard_end: bool,
     /// Children reported by Kinesis at the shard end, recorded with SHARD_END.
     children: Vec<String>,
+}
+
+impl Position {
+    /// The largest position that may be checkpointed: the batch end, or, after a failure
+    /// was reported, the last record before the failed one (the end of the batch before,
+    /// for a record's first sub-record or a whole failed batch).
+    fn checkpointable(&self) -> Option<(SequenceNumber, u64)> {
+        match &self.failure {
+            None => self.batch_end.clone(),
+            Some(Failure::Batch) => self.previous_end.clone(),
+            Some(Failure::Record((_, 0))) => self.previous_end.clone(),
+            Some(Failure::Record((seq, sub))) => Some((seq.clone(), sub - 1)),
+        }
+    }
 }
 
 impl Checkpointer {
@@ -70,6 +94,8 @@ impl Checkpointer {
                 position: Mutex::new(Position {
                     last: start,
                     batch_end: None,
+                    previous_end: None,
+                    failure: None,
                     at_shard_end: false,
                     children: Vec::new(),
                 }),
@@ -82,8 +108,21 @@ impl Checkpointer {
         self.inner.position.lock().expect("not poisoned")
     }
 
+    /// A new batch, ending at (`sequence`, `sub`), is about to be handed over.
     pub(crate) fn set_batch_end(&self, sequence: SequenceNumber, sub: u64) {
-        self.position().batch_end = Some((sequence, sub));
+        let mut p = self.position();
+        p.previous_end = p.checkpointable();
+        p.batch_end = Some((sequence, sub));
+        p.failure = None;
+    }
+
+    /// The failure reported about the latest batch, if any (taken: reported once). The
+    /// batch then ends before the failed record: its records are read again.
+    pub(crate) fn take_failure(&self) -> Option<Failure> {
+        let mut p = self.position();
+        p.failure.as_ref()?;
+        p.batch_end = p.checkpointable();
+        p.failure.take()
     }
 
     pub(crate) fn set_shard_end(&self, children: Vec<String>) {
@@ -116,7 +155,7 @@ impl Checkpointer {
             let p = self.position();
             if p.at_shard_end {
                 (Checkpoint::ShardEnd, p.children.clone())
-            } else if let Some((s, sub)) = &p.batch_end {
+            } else if let Some((s, sub)) = &p.checkpointable() {
                 (
                     Checkpoint::Sequence {
                         sequence_number: s.clone(),
@@ -160,7 +199,7 @@ impl Checkpointer {
     /// As [`checkpoint_at`](Self::checkpoint_at); [`Error::InvalidCheckpoint`] when
     /// nothing was delivered yet.
     pub async fn prepare_checkpoint(&self, state: Option<Bytes>) -> Result<(), Error> {
-        let end = self.position().batch_end.clone();
+        let end = self.position().checkpointable();
         let Some((s, sub)) = end else {
             return Err(Error::InvalidCheckpoint {
                 shard_id: self.inner.shard_id.clone(),
@@ -191,6 +230,64 @@ impl Checkpointer {
             .await
     }
 
+    /// Reports that the user record at (`sequence_number`, `sub_sequence_number`) of the
+    /// latest batch failed, and with it every record after it: once `process_records`
+    /// returns, the records are read again from it and handed over after a pause (see
+    /// [`FailureRetry`](crate::FailureRetry), which also says when a record is given up).
+    /// The records before it are done: a [`checkpoint`](Self::checkpoint) from now on
+    /// covers only them. Reporting several records keeps the earliest. AWS Lambda's
+    /// equivalent is a `batchItemFailures` answer.
+    ///
+    /// Report before checkpointing: a position already checkpointed cannot be retried.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRetry`] for a position that is not a sequence number, not in the
+    /// latest batch, or at or before the last checkpoint; nothing changes then.
+    pub fn retry_from(&self, sequence_number: &str, sub_sequence_number: u64) -> Result<(), Error> {
+        let invalid = |reason: &str| Error::InvalidRetry {
+            shard_id: self.inner.shard_id.clone(),
+            requested: format!("{sequence_number}/{sub_sequence_number}"),
+            reason: reason.to_owned(),
+        };
+        let seq = SequenceNumber::parse(sequence_number)
+            .ok_or_else(|| invalid("not a sequence number"))?;
+        let at = (seq, sub_sequence_number);
+        let mut p = self.position();
+        if p.at_shard_end {
+            return Err(invalid("the shard has ended: every record was delivered"));
+        }
+        if p.last.covers(&at.0, at.1) {
+            return Err(invalid("at or before the last checkpoint"));
+        }
+        if p.previous_end.as_ref().is_some_and(|prev| &at <= prev) {
+            return Err(invalid("in an earlier batch"));
+        }
+        if p.batch_end.as_ref().is_none_or(|end| &at > end) {
+            return Err(invalid("after the last record delivered"));
+        }
+        if !matches!(&p.failure, Some(Failure::Record(earlier)) if earlier <= &at) {
+            p.failure = Some(Failure::Record(at));
+        }
+        Ok(())
+    }
+
+    /// Reports that the latest batch failed without saying which record: once
+    /// `process_records` returns, the batch is read again and handed over after a pause,
+    /// in halves until the failing record is alone (see
+    /// [`FailureRetry::bisect`](crate::FailureRetry::bisect)). A
+    /// [`checkpoint`](Self::checkpoint) from now on covers only the batches before. A
+    /// record reported with [`retry_from`](Self::retry_from) takes precedence. AWS
+    /// Lambda's equivalent is a function error with `BisectBatchOnFunctionError`.
+    ///
+    /// Does nothing once the shard has ended (its records were all delivered).
+    pub fn retry_batch(&self) {
+        let mut p = self.position();
+        if p.at_shard_end || matches!(p.failure, Some(Failure::Record(_))) {
+            return;
+        }
+        p.failure = Some(Failure::Batch);
+    }
+
     fn validate(&self, sequence_number: &str, sub: u64) -> Result<Checkpoint, Error> {
         let invalid = |reason: &str| Error::InvalidCheckpoint {
             shard_id: self.inner.shard_id.clone(),
@@ -207,7 +304,7 @@ impl Checkpointer {
                 return Err(invalid("before the last checkpoint"));
             }
         }
-        match &p.batch_end {
+        match &p.checkpointable() {
             Some((end, end_sub)) if (&seq, sub) <= (end, *end_sub) => {}
             _ => return Err(invalid("after the last record delivered")),
         }
@@ -324,5 +421,60 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), ended.notified())
             .await
             .expect("notified");
+    }
+
+    #[tokio::test]
+    async fn a_reported_failure_holds_checkpoints_before_the_failed_record() {
+        let (cp, store, _) = checkpointer().await;
+        let seq = |s: &str| SequenceNumber::parse(s).unwrap();
+        cp.set_batch_end(seq("10"), 0);
+        cp.checkpoint().await.unwrap();
+        cp.set_batch_end(seq("20"), 5);
+        // Outside the batch: refused, nothing changes.
+        for (s, sub) in [("10", 0), ("9", 0), ("21", 0), ("20", 6), ("x", 0)] {
+            assert!(
+                matches!(cp.retry_from(s, sub), Err(Error::InvalidRetry { .. })),
+                "{s}/{sub}"
+            );
+        }
+        assert_eq!(cp.take_failure(), None);
+        // Sub-record 3 failed: a checkpoint covers up to sub-record 2.
+        cp.retry_from("20", 3).unwrap();
+        // A later record reported too: the earliest stays.
+        cp.retry_from("20", 4).unwrap();
+        assert!(cp.checkpoint_at("20", 3).await.is_err());
+        cp.checkpoint().await.unwrap();
+        assert_eq!(
+            stored(&store).await.checkpoint,
+            Checkpoint::at("20", 2).unwrap()
+        );
+        assert_eq!(cp.take_failure(), Some(Failure::Record((seq("20"), 3))));
+        // The retry's batch starts after what was done; its first record fails at once.
+        cp.set_batch_end(seq("30"), 0);
+        cp.retry_from("20", 3).unwrap();
+        cp.checkpoint().await.unwrap();
+        assert_eq!(
+            stored(&store).await.checkpoint,
+            Checkpoint::at("20", 2).unwrap()
+        );
+        assert!(cp.take_failure().is_some());
+        // A whole batch failed: nothing of it may be checkpointed.
+        cp.set_batch_end(seq("40"), 0);
+        cp.retry_batch();
+        assert!(cp.checkpoint_at("40", 0).await.is_err());
+        assert_eq!(cp.take_failure(), Some(Failure::Batch));
+        // A record reported with the batch wins; a new batch clears both.
+        cp.set_batch_end(seq("50"), 0);
+        cp.retry_batch();
+        cp.retry_from("50", 0).unwrap();
+        cp.retry_batch();
+        assert_eq!(cp.take_failure(), Some(Failure::Record((seq("50"), 0))));
+        cp.set_batch_end(seq("60"), 0);
+        assert_eq!(cp.take_failure(), None);
+        cp.checkpoint().await.unwrap();
+        assert_eq!(
+            stored(&store).await.checkpoint,
+            Checkpoint::at("60", 0).unwrap()
+        );
     }
 }

@@ -77,6 +77,18 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A record reported failed with
+    /// [`Checkpointer::retry_from`](crate::Checkpointer::retry_from) that cannot be retried:
+    /// not in the latest batch, or already checkpointed.
+    #[error("cannot retry shard {shard_id} from {requested}: {reason}")]
+    InvalidRetry {
+        /// The shard.
+        shard_id: String,
+        /// The position reported.
+        requested: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A setting given to a builder cannot work; the [`ConfigError`] names it and its value.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),

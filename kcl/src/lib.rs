@@ -90,8 +90,8 @@ pub use checkpoint_every::CheckpointEvery;
 pub use checkpointer::Checkpointer;
 pub use config_error::ConfigError;
 pub use consumer::{
-    Batching, FanOutConfig, PayloadDecompression, PayloadEncoding, PollingConfig, Retrieval,
-    MAX_INFLATED_BYTES,
+    Batching, FailureRetry, FanOutConfig, PayloadDecompression, PayloadEncoding, PollingConfig,
+    Retrieval, MAX_INFLATED_BYTES,
 };
 pub use error::Error;
 pub use initial_position::InitialPosition;

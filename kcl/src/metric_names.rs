@@ -36,6 +36,12 @@ pub const RECORDS_SKIPPED: &str = "kinesis_consumer_records_skipped_total";
 /// Counter: records with the KPL aggregation magic that are not valid aggregates, handed
 /// to the processor whole, as one plain record each. Label `shard`.
 pub const CORRUPT_AGGREGATES: &str = "kinesis_consumer_corrupt_aggregates_total";
+/// Counter: deliveries read again because the processor reported a failure
+/// (`Checkpointer::retry_from` or `retry_batch`). Label `shard`.
+pub const DELIVERY_RETRIES: &str = "kinesis_consumer_delivery_retries_total";
+/// Counter: records given up after failing `FailureRetry::max_attempts` times (each also
+/// logged at `error` with its position). Label `shard`.
+pub const RECORDS_GIVEN_UP: &str = "kinesis_consumer_records_given_up_total";
 /// Gauge: `MillisBehindLatest` of the last `GetRecords` response or `SubscribeToShard`
 /// event. Label `shard`.
 pub const MILLIS_BEHIND_LATEST: &str = "kinesis_consumer_millis_behind_latest";
@@ -109,6 +115,8 @@ mod tests {
             INVALID_LEASES_SKIPPED,
             BATCH_WAIT,
             RECORD_AGE,
+            DELIVERY_RETRIES,
+            RECORDS_GIVEN_UP,
             FANOUT_SUBSCRIPTIONS,
             FANOUT_SUBSCRIPTION_ERRORS,
             FANOUT_EVENTS,

@@ -135,6 +135,8 @@ pub struct ProcessRecordsInput {
     /// metric and logged.
     pub dropped_outside_shard_range: usize,
     /// Checkpoints progress; [`Checkpointer::checkpoint`] covers this whole batch.
+    /// [`Checkpointer::retry_from`] and [`Checkpointer::retry_batch`] report records that
+    /// failed, to be handed over again.
     pub checkpointer: Checkpointer,
 }
 

@@ -8,6 +8,7 @@
 //!                  the oldest waiting record ─▶ deliveries of at most max_records each
 //!  ready(now) ─▶ Delivery { records, end: where a checkpoint of it points, dropped, lag }
 //!  shard end  ─▶ drain(): everything left, in deliveries of at most max_records
+//!  a cap (while a failed batch is bisected) ─▶ no delivery larger than it, and no waiting
 //! ```
 //!
 //! A delivery's `end` is its last record's position, or, when it holds the last records
@@ -72,6 +73,10 @@ pub(crate) struct Batcher {
     oldest: Option<Instant>,
     /// Whether a source batch was pushed since the last delivery that closed one.
     unclosed: bool,
+    /// The most records per delivery while a failed batch is bisected (see
+    /// [`RetryLedger`](super::failure_retry::RetryLedger)); records are then handed over
+    /// as soon as they are read, without a batching window.
+    cap: Option<usize>,
 }
 
 impl Batcher {
@@ -88,7 +93,13 @@ impl Batcher {
             millis_behind_latest: None,
             oldest: None,
             unclosed: false,
+            cap: None,
         }
+    }
+
+    /// Limits deliveries to `cap` records (at least 1), or lifts the limit.
+    pub(crate) fn set_cap(&mut self, cap: Option<usize>) {
+        self.cap = cap.map(|c| c.max(1));
     }
 
     /// Takes in one source batch read at `now`.
@@ -119,6 +130,10 @@ impl Batcher {
 
     /// The next delivery due at `now`, if any.
     pub(crate) fn ready(&mut self, now: Instant) -> Option<Delivery> {
+        if let Some(cap) = self.cap {
+            let max = self.batching.map_or(cap, |b| b.max_records.min(cap));
+            return self.unclosed.then(|| self.take(max));
+        }
         match self.batching {
             None => self.unclosed.then(|| self.take(usize::MAX)),
             Some(b) => {
@@ -130,14 +145,12 @@ impl Batcher {
         }
     }
 
-    /// Everything left, in deliveries of at most `max_records` (for a shard end).
-    pub(crate) fn drain(&mut self) -> Vec<Delivery> {
+    /// The next delivery of what is left, of at most `max_records` (and the cap), once the
+    /// shard has ended: deliveries until everything was handed over.
+    pub(crate) fn next_at_end(&mut self) -> Option<Delivery> {
         let max = self.batching.map_or(usize::MAX, |b| b.max_records);
-        let mut out = Vec::new();
-        while !self.waiting.is_empty() || self.unclosed {
-            out.push(self.take(max));
-        }
-        out
+        let max = self.cap.map_or(max, |cap| cap.min(max));
+        (!self.waiting.is_empty() || self.unclosed).then(|| self.take(max))
     }
 
     /// A delivery of up to `max` waiting records.
@@ -263,12 +276,12 @@ mod tests {
             max_wait: Duration::from_secs(60),
         }));
         b.push(records("1", 0..5), end("1", 6), 3, None, t);
-        let all = b.drain();
+        let all = std::iter::from_fn(|| b.next_at_end()).collect::<Vec<_>>();
         let sizes: Vec<usize> = all.iter().map(|d| d.records.len()).collect();
         assert_eq!(sizes, [2, 2, 1]);
         assert_eq!(all[2].end, end("1", 6));
         assert_eq!(all[2].dropped_outside_range, 3);
-        assert!(b.drain().is_empty());
+        assert!(b.next_at_end().is_none());
         // max_records 0 counts as 1.
         let mut b = Batcher::new(Some(Batching {
             max_records: 0,
@@ -276,5 +289,33 @@ mod tests {
         }));
         b.push(records("1", 0..2), end("1", 1), 0, None, t);
         assert_eq!(b.ready(t).unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn a_cap_hands_records_over_at_once_in_calls_no_larger_than_it() {
+        let t = Instant::now();
+        let mut b = Batcher::new(Some(Batching {
+            max_records: 100,
+            max_wait: Duration::from_secs(60),
+        }));
+        b.set_cap(Some(2));
+        b.push(records("1", 0..5), end("1", 6), 0, None, t);
+        let sizes: Vec<usize> = std::iter::from_fn(|| b.ready(t))
+            .map(|d| d.records.len())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1], "no window while capped");
+        // Lifted: the window applies again.
+        b.set_cap(None);
+        b.push(records("2", 0..5), end("2", 4), 0, None, t);
+        assert!(b.ready(t).is_none());
+        // Without batching, a cap cuts each source batch too.
+        let mut b = Batcher::new(None);
+        b.set_cap(Some(3));
+        b.push(records("3", 0..5), end("3", 4), 0, None, t);
+        let d = b.ready(t).unwrap();
+        assert_eq!((d.records.len(), d.end.clone()), (3, end("3", 2)));
+        let d = b.ready(t).unwrap();
+        assert_eq!((d.records.len(), d.end.clone()), (2, end("3", 4)));
+        assert!(b.ready(t).is_none());
     }
 }

@@ -17,11 +17,13 @@
 //! [`StartingPosition`]), the [`Retrieval`] choice, [`Polling`] with its [`PollingConfig`],
 //! [`FanOut`] with its [`FanOutConfig`] and stream consumer registration, the record splitting
 //! (`user_records`, pure), and the [`ShardConsumer`], which reads only from the seam and
-//! does not know which retrieval fed it. Data flows one way: a source is told where to
-//! start once, and after that only hands batches on.
+//! does not know which retrieval fed it, and the retry of failed records (`failure_retry`,
+//! pure). Data flows one way: a source is told where to start, and after that only hands
+//! batches on; a retry stops it and starts a new one at the failed record.
 
 mod batch;
 mod batcher;
+mod failure_retry;
 mod fan_out;
 mod payload;
 mod polling;
@@ -33,6 +35,8 @@ mod user_records;
 
 pub(crate) use batch::Batch;
 pub use batcher::Batching;
+pub(crate) use failure_retry::Failure;
+pub use failure_retry::FailureRetry;
 pub use fan_out::FanOutConfig;
 pub(crate) use fan_out::{describe_or_register, ConsumerState, FanOut, StreamConsumer};
 pub(crate) use payload::inflate_all;

@@ -10,6 +10,8 @@
 //!             ─▶ process_records(records, checkpointer)
 //!  end-of-shard batch ─▶ child leases ─▶ shard_ended ─▶ SHARD_END ─▶ wake shard sync
 //!                        (asked again, 500 ms doubling to 30 s, until it checkpoints)
+//!  failure reported (checkpointer.retry_from / retry_batch) ─▶ RetryLedger: pause, then
+//!                        the source restarts at the failed record (bisecting a failed batch)
 //!  lease lost ──────▶ lease_lost          channel closed without end ─▶ lease_lost
 //!  graceful stop ───▶ shutdown_requested
 //! ```
@@ -26,8 +28,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::batcher::{Batcher, Batching, Delivery};
-use super::user_records::{user_records, UserRecords};
+use super::failure_retry::{FailedDelivery, Failure, FailureRetry, Resume, RetryLedger};
+use super::user_records::{user_records, Skip, UserRecords};
 use super::{inflate_all, PayloadDecompression, RecordsSource, StartingPosition};
+use crate::checkpoint::{Checkpoint, SequenceNumber};
 use crate::checkpointer::Checkpointer;
 use crate::leases::HeldLease;
 use crate::leases::ShardSync;
@@ -72,6 +76,29 @@ pub(crate) struct ShardConsumer {
     pub(crate) decompression: PayloadDecompression,
     /// Lambda-style batching of `process_records` calls, or one call per source batch.
     pub(crate) batching: Option<Batching>,
+    /// What happens after the processor reports a failed record or batch.
+    pub(crate) failure_retry: FailureRetry,
+}
+
+/// The source a consumer reads from now, and what it leaves out of it.
+struct Reading {
+    /// The source's batches.
+    rx: tokio::sync::mpsc::Receiver<super::Batch>,
+    /// Records handed over before (at or before the start, or before a retried record).
+    skip: Skip,
+    /// Stops the source when the reading is replaced or the consumer ends.
+    _stop: tokio_util::sync::DropGuard,
+}
+
+/// What a delivery needs besides the consumer.
+struct Ctx<'a> {
+    /// The shard's checkpointer.
+    checkpointer: &'a Checkpointer,
+    /// The `shard` metric label.
+    shard_label: &'a str,
+    /// When the source batch that made the delivery ready arrived (none: a window
+    /// closed), for the hand-off metric.
+    received: Option<Instant>,
 }
 
 /// Says that records outside the shard's range were seen: at `warn` the first time, then
@@ -162,12 +189,10 @@ impl ShardConsumer {
             })
             .await;
 
-        let stop_source = CancellationToken::new();
-        let _stop_guard = stop_source.clone().drop_guard();
-        let mut rx = self.source.start(
+        let mut reading = self.read_from(
             &shard_id,
             StartingPosition::from_checkpoint(&start, self.at_timestamp),
-            stop_source,
+            Skip::Covered(start.clone()),
         );
         let deagg = Deaggregator::new()
             .with_shard_range(lease.hash_key_range.unwrap_or(HashKeyRange::ALL))
@@ -175,6 +200,7 @@ impl ShardConsumer {
         let shard_label = shard_id.clone();
         let mut outside_log = OutsideRangeLog::default();
         let mut batcher = Batcher::new(self.batching);
+        let mut ledger = RetryLedger::new(self.failure_retry);
         loop {
             let deadline = batcher.deadline();
             let batch = tokio::select! {
@@ -191,12 +217,15 @@ impl ShardConsumer {
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     // A batching window closed: deliver what waited.
-                    while let Some(d) = batcher.ready(Instant::now()) {
-                        self.deliver(d, &checkpointer, &shard_label, None).await;
+                    let ctx = Ctx { checkpointer: &checkpointer, shard_label: &shard_label, received: None };
+                    if let Some(failed) = self.deliver_ready(&mut batcher, &mut ledger, &ctx, false).await {
+                        if let Some(exit) = self.retry(failed, &mut ledger, &mut reading, &mut batcher, &ctx).await {
+                            return exit;
+                        }
                     }
                     continue;
                 }
-                b = rx.recv() => b,
+                b = reading.rx.recv() => b,
             };
             let Some(batch) = batch else {
                 // A source only stops on its own at a shard end, which it reports first.
@@ -215,7 +244,7 @@ impl ShardConsumer {
                 kept_outside_range,
                 skipped,
                 corrupt_aggregates,
-            } = user_records(&deagg, &start, batch.records);
+            } = user_records(&deagg, &reading.skip, batch.records);
             for (n, name) in [
                 (skipped, m::RECORDS_SKIPPED),
                 (corrupt_aggregates, m::CORRUPT_AGGREGATES),
@@ -256,41 +285,165 @@ impl ShardConsumer {
                 batch.millis_behind_latest,
                 Instant::now(),
             );
-            if let Some(children) = batch.end {
-                for d in batcher.drain() {
-                    self.deliver(d, &checkpointer, &shard_label, Some(batch.received))
-                        .await;
+            let ctx = Ctx {
+                checkpointer: &checkpointer,
+                shard_label: &shard_label,
+                received: Some(batch.received),
+            };
+            let at_end = batch.end.is_some();
+            let Some(failed) = self
+                .deliver_ready(&mut batcher, &mut ledger, &ctx, at_end)
+                .await
+            else {
+                if let Some(children) = batch.end {
+                    return self.finish_shard(&checkpointer, children).await;
                 }
-                return self.finish_shard(&checkpointer, children).await;
-            }
-            while let Some(d) = batcher.ready(Instant::now()) {
-                self.deliver(d, &checkpointer, &shard_label, Some(batch.received))
-                    .await;
+                continue;
+            };
+            // The shard end is read again with the retried records.
+            if let Some(exit) = self
+                .retry(failed, &mut ledger, &mut reading, &mut batcher, &ctx)
+                .await
+            {
+                return exit;
             }
         }
+    }
+
+    /// Starts the source at `from`; its records that `skip` leaves out are dropped.
+    fn read_from(&self, shard_id: &str, from: StartingPosition, skip: Skip) -> Reading {
+        let stop = CancellationToken::new();
+        let rx = self.source.start(shard_id, from, stop.clone());
+        Reading {
+            rx,
+            skip,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// Hands over every delivery the batcher has ready (everything left, at a shard end),
+    /// until one is reported failed: that one, with its shape.
+    async fn deliver_ready(
+        &mut self,
+        batcher: &mut Batcher,
+        ledger: &mut RetryLedger,
+        ctx: &Ctx<'_>,
+        at_end: bool,
+    ) -> Option<(Failure, FailedDelivery)> {
+        loop {
+            batcher.set_cap(ledger.cap());
+            let d = if at_end {
+                batcher.next_at_end()
+            } else {
+                batcher.ready(Instant::now())
+            }?;
+            let end = d.end.clone();
+            match self.deliver(d, ctx).await {
+                Ok(()) => ledger.delivered(end.as_ref()),
+                Err(failed) => return Some(failed),
+            }
+        }
+    }
+
+    /// Acts on a failed delivery as the ledger says: counts and logs it, pauses, and reads
+    /// again from the failed record with a fresh batcher. `Some` when the consumer must
+    /// stop instead (the lease was lost or shutdown requested during the pause).
+    async fn retry(
+        &mut self,
+        (failure, delivery): (Failure, FailedDelivery),
+        ledger: &mut RetryLedger,
+        reading: &mut Reading,
+        batcher: &mut Batcher,
+        ctx: &Ctx<'_>,
+    ) -> Option<Exit> {
+        let Some(retry) = ledger.failed(failure, &delivery) else {
+            tracing::warn!("a delivery without records was reported failed; nothing to retry");
+            return None;
+        };
+        let label = ctx.shard_label.to_owned();
+        if let Some((seq, sub)) = &retry.gave_up {
+            ::metrics::counter!(m::RECORDS_GIVEN_UP, "shard" => label).increment(1);
+            tracing::error!(
+                sequence_number = %seq,
+                sub_sequence_number = sub,
+                attempts = retry.attempts,
+                "record given up after failing max_attempts times; going on after it"
+            );
+            ctx.checkpointer.set_batch_end(seq.clone(), *sub);
+        } else {
+            ::metrics::counter!(m::DELIVERY_RETRIES, "shard" => label).increment(1);
+            let (seq, sub) = match &retry.resume {
+                Resume::At(p) | Resume::After(p) => p,
+            };
+            tracing::warn!(
+                sequence_number = %seq,
+                sub_sequence_number = sub,
+                attempts = retry.attempts,
+                records_per_call = retry.cap,
+                pause = ?retry.pause,
+                "the processor reported a failure; reading again from the failed record"
+            );
+        }
+        tokio::select! {
+            biased;
+            _ = self.held.lost.cancelled() => {
+                self.processor.lease_lost(LeaseLostInput::default()).await;
+                return Some(Exit::LeaseLost);
+            }
+            _ = self.shutdown.cancelled() => {
+                self.processor
+                    .shutdown_requested(ShutdownRequestedInput { checkpointer: ctx.checkpointer.clone() })
+                    .await;
+                return Some(Exit::Shutdown);
+            }
+            _ = tokio::time::sleep(retry.pause) => {}
+        }
+        let (from, skip) = match retry.resume {
+            Resume::At((seq, 0)) => (seq.clone(), Skip::Before(seq)),
+            Resume::At((seq, sub)) => (
+                seq.clone(),
+                Skip::Covered(Checkpoint::Sequence {
+                    sequence_number: seq,
+                    sub_sequence_number: sub - 1,
+                }),
+            ),
+            Resume::After((seq, sub)) => (
+                seq.clone(),
+                Skip::Covered(Checkpoint::Sequence {
+                    sequence_number: seq,
+                    sub_sequence_number: sub,
+                }),
+            ),
+        };
+        // The old source stops as its guard drops.
+        *reading = self.read_from(
+            ctx.checkpointer.shard_id(),
+            StartingPosition::AtSequence(from),
+            skip,
+        );
+        *batcher = Batcher::new(self.batching);
+        None
     }
 
     /// Hands one delivery to the processor: its end becomes the checkpointer's batch end,
     /// and the processor is called when it has records or says some were left out (a
     /// batch whose only records were dropped still reaches it, with the count: nothing is
-    /// left out unseen). `received` is when its source batch arrived, for the hand-off
-    /// metric.
+    /// left out unseen). `Err` with its shape when the processor reported it failed.
     async fn deliver(
         &mut self,
         d: Delivery,
-        checkpointer: &Checkpointer,
-        shard_label: &str,
-        received: Option<Instant>,
-    ) {
+        ctx: &Ctx<'_>,
+    ) -> Result<(), (Failure, FailedDelivery)> {
+        let checkpointer = ctx.checkpointer;
         if let Some((seq, sub)) = d.end.clone() {
             checkpointer.set_batch_end(seq, sub);
         }
         if !d.calls_processor() {
-            return;
+            return Ok(());
         }
-        ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => shard_label.to_owned())
+        ::metrics::counter!(m::RECORDS_PROCESSED, "shard" => ctx.shard_label.to_owned())
             .increment(d.records.len() as u64);
-        if let (None, Some(received)) = (self.batching, received) {
+        if let (None, Some(received)) = (self.batching, ctx.received) {
             ::metrics::histogram!(m::BATCH_WAIT).record(received.elapsed().as_secs_f64());
         }
         if let Some(age) = d
@@ -301,6 +454,13 @@ impl ShardConsumer {
         {
             ::metrics::histogram!(m::RECORD_AGE).record(age.as_secs_f64());
         }
+        let shape = FailedDelivery {
+            first: d.records.first().and_then(|r| {
+                SequenceNumber::parse(&r.sequence_number).map(|s| (s, r.sub_sequence_number))
+            }),
+            len: d.records.len(),
+            end: d.end,
+        };
         self.processor
             .process_records(ProcessRecordsInput {
                 records: d.records,
@@ -309,6 +469,10 @@ impl ShardConsumer {
                 checkpointer: checkpointer.clone(),
             })
             .await;
+        match checkpointer.take_failure() {
+            None => Ok(()),
+            Some(failure) => Err((failure, shape)),
+        }
     }
 
     /// Hands the shard end to the processor until it checkpoints `SHARD_END`: asked again
@@ -415,7 +579,6 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::checkpoint::{Checkpoint, SequenceNumber};
     use crate::consumer::{Batch, Polling, PollingConfig};
     use crate::initial_position::InitialPosition;
     use crate::leases::{LeaseConfig, LeaseCoordinator, LeaseStore, MemoryLeaseStore};
@@ -502,6 +665,7 @@ mod tests {
             outside_range: OutsideRangePolicy::Drop,
             decompression: PayloadDecompression::Off,
             batching: None,
+            failure_retry: FailureRetry::default(),
             held,
             processor: Box::new(Stubborn {
                 asks: Arc::clone(&asks),
@@ -664,6 +828,7 @@ mod tests {
             outside_range: OutsideRangePolicy::Drop,
             decompression: PayloadDecompression::Off,
             batching: None,
+            failure_retry: FailureRetry::default(),
         };
         let exit = consumer.run().await;
         let asked = asked.lock().unwrap().take();

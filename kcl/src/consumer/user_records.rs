@@ -8,7 +8,8 @@
 //!                       range → dropped and counted in dropped_outside_range, or kept,
 //!                       marked and counted in kept_outside_range (the deaggregator's policy)
 //!                  ─▶ last = (sequence number, its last sub-sequence)   dropped ones too
-//!                  ─▶ start.covers(seq, sub)? ─▶ dropped (at or before the start checkpoint)
+//!                  ─▶ skip.skips(seq, sub)? ─▶ dropped (at or before the start checkpoint,
+//!                       or before the record a retry reads again from)
 //!                  ─▶ KinesisClientRecord, in order
 //! ```
 
@@ -41,13 +42,30 @@ pub(crate) struct UserRecords {
     pub(crate) corrupt_aggregates: usize,
 }
 
+/// The records a shard consumer leaves out because they were handed over before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// Those at or before a checkpoint (sub-sequence aware): where a tenure starts, or
+    /// just after a record given up.
+    Covered(Checkpoint),
+    /// Those before a sequence number: where a retry reads again from a record's first
+    /// sub-record.
+    Before(SequenceNumber),
+}
+
+impl Skip {
+    /// Whether the user record at (`seq`, `sub`) is left out.
+    pub(crate) fn skips(&self, seq: &SequenceNumber, sub: u64) -> bool {
+        match self {
+            Skip::Covered(checkpoint) => checkpoint.covers(seq, sub),
+            Skip::Before(first) => seq < first,
+        }
+    }
+}
+
 /// Takes Kinesis records apart into user records with `deagg` (which knows the shard's
-/// hash key range), dropping those at or before `start` and those outside the range.
-pub(crate) fn user_records(
-    deagg: &Deaggregator,
-    start: &Checkpoint,
-    records: Vec<Record>,
-) -> UserRecords {
+/// hash key range), dropping those `skip` leaves out and those outside the range.
+pub(crate) fn user_records(deagg: &Deaggregator, skip: &Skip, records: Vec<Record>) -> UserRecords {
     let mut out = UserRecords {
         records: Vec::with_capacity(records.len()),
         ..UserRecords::default()
@@ -83,7 +101,7 @@ pub(crate) fn user_records(
         let aggregated = d.format == RecordFormat::Aggregated;
         out.last = Some((seq.clone(), d.total.saturating_sub(1) as u64));
         for sub in d.records {
-            if start.covers(&seq, sub.sub_sequence_number) {
+            if skip.skips(&seq, sub.sub_sequence_number) {
                 continue;
             }
             out.records.push(KinesisClientRecord {
@@ -150,7 +168,7 @@ mod tests {
         let deagg = all();
         let UserRecords {
             records: out, last, ..
-        } = user_records(&deagg, &start, records);
+        } = user_records(&deagg, &Skip::Covered(start), records);
         let got: Vec<(String, u64)> = out
             .iter()
             .map(|r| (r.sequence_number.clone(), r.sub_sequence_number))
@@ -185,7 +203,7 @@ mod tests {
             records: out, last, ..
         } = user_records(
             &deagg,
-            &Checkpoint::TrimHorizon,
+            &Skip::Covered(Checkpoint::TrimHorizon),
             vec![record("7", &a.partition_key, a.data)],
         );
         assert_eq!(out.len(), 1);
@@ -209,7 +227,7 @@ mod tests {
         let deagg = Deaggregator::new().with_shard_range(HashKeyRange::parse("0", "100").unwrap());
         let out = user_records(
             &deagg,
-            &Checkpoint::TrimHorizon,
+            &Skip::Covered(Checkpoint::TrimHorizon),
             vec![
                 record("7", &a.partition_key, a.data.clone()),
                 record("8", &a.partition_key, a.data),
@@ -225,7 +243,11 @@ mod tests {
             record("200", "p", Bytes::from_static(b"done")),
             record("201", "p", Bytes::from_static(b"due")),
         ];
-        let out = user_records(&all(), &Checkpoint::at("200", 0).unwrap(), records);
+        let out = user_records(
+            &all(),
+            &Skip::Covered(Checkpoint::at("200", 0).unwrap()),
+            records,
+        );
         assert_eq!(positions(&out), vec![("201".into(), 0)]);
         assert_eq!(out.last, Some((SequenceNumber::parse("201").unwrap(), 0)));
     }
@@ -235,12 +257,33 @@ mod tests {
         let a = aggregate(4);
         let out = user_records(
             &all(),
-            &Checkpoint::at("200", 3).unwrap(),
+            &Skip::Covered(Checkpoint::at("200", 3).unwrap()),
             vec![record("200", &a.partition_key, a.data)],
         );
         assert!(out.records.is_empty());
         // Still read: a checkpoint at the batch end stays where it was.
         assert_eq!(out.last, Some((SequenceNumber::parse("200").unwrap(), 3)));
+    }
+
+    #[test]
+    fn a_retry_from_a_first_sub_record_keeps_the_whole_aggregate_and_what_follows() {
+        let a = aggregate(3);
+        let records = vec![
+            record("100", "p", Bytes::from_static(b"done")),
+            record("200", &a.partition_key, a.data),
+            record("300", "p", Bytes::from_static(b"due")),
+        ];
+        let skip = Skip::Before(SequenceNumber::parse("200").unwrap());
+        let out = user_records(&all(), &skip, records);
+        assert_eq!(
+            positions(&out),
+            vec![
+                ("200".into(), 0),
+                ("200".into(), 1),
+                ("200".into(), 2),
+                ("300".into(), 0)
+            ]
+        );
     }
 
     #[test]
@@ -250,7 +293,11 @@ mod tests {
             record("99", "p", Bytes::from_static(b"old")),
             record("0101", "p", Bytes::from_static(b"new")),
         ];
-        let out = user_records(&all(), &Checkpoint::at("100", 0).unwrap(), records);
+        let out = user_records(
+            &all(),
+            &Skip::Covered(Checkpoint::at("100", 0).unwrap()),
+            records,
+        );
         assert_eq!(positions(&out), vec![("0101".into(), 0)]);
     }
 
@@ -264,7 +311,7 @@ mod tests {
         ] {
             let out = user_records(
                 &all(),
-                &start,
+                &Skip::Covered(start.clone()),
                 vec![
                     record("1", "p", Bytes::from_static(b"a")),
                     record("2", &a.partition_key, a.data.clone()),
@@ -284,7 +331,7 @@ mod tests {
             record("5", "p", Bytes::from_static(b"a")),
             record("x5", "p", Bytes::from_static(b"b")),
         ];
-        let out = user_records(&all(), &Checkpoint::TrimHorizon, records);
+        let out = user_records(&all(), &Skip::Covered(Checkpoint::TrimHorizon), records);
         assert_eq!(positions(&out), vec![("5".into(), 0)]);
         assert_eq!(out.last, Some((SequenceNumber::parse("5").unwrap(), 0)));
         assert_eq!((out.skipped, out.corrupt_aggregates), (1, 0));
@@ -296,7 +343,7 @@ mod tests {
         let mut data = vec![0xF3, 0x89, 0x9A, 0xC2];
         data.extend_from_slice(&[0xFF; 40]);
         let records = vec![record("7", "p", Bytes::from(data.clone()))];
-        let out = user_records(&all(), &Checkpoint::TrimHorizon, records);
+        let out = user_records(&all(), &Skip::Covered(Checkpoint::TrimHorizon), records);
         assert_eq!(out.records.len(), 1);
         assert_eq!(out.records[0].data, Bytes::from(data));
         assert_eq!((out.skipped, out.corrupt_aggregates), (0, 1));

@@ -18,7 +18,7 @@ use super::{Inner, Scheduler};
 use crate::config_error::{
     check_name, ConfigError, CONSUMER_NAME_LEN, STREAM_NAME_LEN, TABLE_NAME_LEN,
 };
-use crate::consumer::{Batching, PayloadDecompression, PollingConfig, Retrieval};
+use crate::consumer::{Batching, FailureRetry, PayloadDecompression, PollingConfig, Retrieval};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseCoordinator;
@@ -269,6 +269,21 @@ impl SchedulerBuilder {
         self
     }
 
+    /// What a shard consumer does after its processor reports a failure with
+    /// [`Checkpointer::retry_from`](crate::Checkpointer::retry_from) (this record and the
+    /// ones after it failed) or [`Checkpointer::retry_batch`](crate::Checkpointer::retry_batch)
+    /// (the batch failed): the records are read again from the failed one and handed over
+    /// after a pause, a failed batch in halves until its failing record is alone; a record
+    /// is given up (skipped, counted in `kinesis_consumer_records_given_up_total`, logged at
+    /// `error`) only after [`FailureRetry::max_attempts`]. Meanwhile a checkpoint never
+    /// covers the failed record. Default: [`FailureRetry::default`]: retried without end,
+    /// bisecting, pauses from 500 ms doubling to 30 s. [`build`](Self::build) refuses
+    /// `max_attempts` 0 ([`ConfigError::OutOfRange`] naming `failure_retry.max_attempts`).
+    pub fn with_failure_retry(mut self, retry: FailureRetry) -> Self {
+        self.config.failure_retry = retry;
+        self
+    }
+
     /// How often shards are listed to find new ones after resharding (shard ends also
     /// trigger a sync). Default: 60 s. [`build`](Self::build) refuses zero:
     /// [`ConfigError::ZeroDuration`] naming `shard_sync_interval`.
@@ -463,6 +478,12 @@ mod tests {
         assert_eq!(b.config.outside_range, OutsideRangePolicy::Drop);
         assert_eq!(b.config.decompression, PayloadDecompression::Off);
         assert_eq!(b.config.batching, None);
+        assert_eq!(b.config.failure_retry, FailureRetry::default());
+        let e = refused(valid().with_failure_retry(FailureRetry::default().with_max_attempts(0)));
+        assert!(
+            e.to_string().contains("failure_retry.max_attempts = 0"),
+            "{e}"
+        );
         let e = refused(valid().with_batching(Batching {
             max_records: 0,
             max_wait: Duration::from_secs(1),

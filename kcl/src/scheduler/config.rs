@@ -14,7 +14,9 @@
 use std::time::Duration;
 
 use crate::config_error::{check_name, ConfigError, CONSUMER_NAME_LEN, TABLE_NAME_LEN};
-use crate::consumer::{Batching, FanOutConfig, PayloadDecompression, PollingConfig, Retrieval};
+use crate::consumer::{
+    Batching, FailureRetry, FanOutConfig, PayloadDecompression, PollingConfig, Retrieval,
+};
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseConfig;
 use kinesis_agg::OutsideRangePolicy;
@@ -64,6 +66,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) decompression: PayloadDecompression,
     /// Lambda-style batching of `process_records` calls, if any.
     pub(crate) batching: Option<Batching>,
+    /// What consumers do after their processor reports a failed record or batch.
+    pub(crate) failure_retry: FailureRetry,
     /// How often shards are listed to find new ones.
     pub(crate) shard_sync_interval: Duration,
     /// How often a lease waiting for its parents checks them again.
@@ -94,6 +98,7 @@ impl Default for SchedulerConfig {
             outside_range: OutsideRangePolicy::Drop,
             decompression: PayloadDecompression::Off,
             batching: None,
+            failure_retry: FailureRetry::default(),
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(1),
             dispatch_interval: Duration::from_millis(200),
@@ -190,6 +195,13 @@ impl SchedulerConfig {
         if self.batching.is_some_and(|b| b.max_records == 0) {
             return Err(ConfigError::OutOfRange {
                 setting: "batching.max_records",
+                value: 0,
+                allowed: "1 or more",
+            });
+        }
+        if self.failure_retry.max_attempts == Some(0) {
+            return Err(ConfigError::OutOfRange {
+                setting: "failure_retry.max_attempts",
                 value: 0,
                 allowed: "1 or more",
             });

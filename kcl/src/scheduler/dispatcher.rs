@@ -21,7 +21,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use crate::consumer::{Batching, Exit, PayloadDecompression, RecordsSource, ShardConsumer};
+use crate::consumer::{
+    Batching, Exit, FailureRetry, PayloadDecompression, RecordsSource, ShardConsumer,
+};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
@@ -64,6 +66,8 @@ pub(super) struct Dispatcher {
     decompression: PayloadDecompression,
     /// Lambda-style batching of every consumer's `process_records` calls, if any.
     batching: Option<Batching>,
+    /// What consumers do after their processor reports a failure.
+    failure_retry: FailureRetry,
     /// How long a lease waits before its parents (or a failed consumer) are looked at again.
     parent_poll_interval: Duration,
     /// Consumers running now, by lease key.
@@ -112,6 +116,7 @@ impl Dispatcher {
             outside_range: inner.config.outside_range,
             decompression: inner.config.decompression,
             batching: inner.config.batching,
+            failure_retry: inner.config.failure_retry,
             parent_poll_interval: inner.config.parent_poll_interval,
             running: HashMap::new(),
             blocked: HashMap::new(),
@@ -224,6 +229,7 @@ impl Dispatcher {
             outside_range: self.outside_range,
             decompression: self.decompression,
             batching: self.batching,
+            failure_retry: self.failure_retry,
         };
         tracing::info!(worker = %self.worker_id, lease = %key, "starting shard consumer");
         let hard = self.hard_stop.clone();
