@@ -247,20 +247,15 @@ pub fn checkpoint_every(value: &str) -> Result<CheckpointCadence, String> {
                 Ok(())
             }
         };
-        let interval = match unit {
-            "" => {
-                slot_taken(cadence.records.is_some())?;
-                if n == 0 {
-                    return Err("a number of records must be at least 1".to_owned());
-                }
-                cadence.records = Some(n);
-                continue;
+        if unit.is_empty() {
+            slot_taken(cadence.records.is_some())?;
+            if n == 0 {
+                return Err("a number of records must be at least 1".to_owned());
             }
-            "ms" => std::time::Duration::from_millis(n),
-            "s" => std::time::Duration::from_secs(n),
-            "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
-            _ => return Err(format!("{part:?}: {forms}")),
-        };
+            cadence.records = Some(n);
+            continue;
+        }
+        let interval = time_of(n, unit).ok_or_else(|| format!("{part:?}: {forms}"))?;
         slot_taken(cadence.interval.is_some())?;
         if interval.is_zero() {
             return Err("a time must be longer than zero".to_owned());
@@ -268,6 +263,49 @@ pub fn checkpoint_every(value: &str) -> Result<CheckpointCadence, String> {
         cadence.interval = Some(interval);
     }
     Ok(cadence)
+}
+
+/// `n` in `unit` (`ms`, `s` or `m`), or `None` for another unit.
+fn time_of(n: u64, unit: &str) -> Option<std::time::Duration> {
+    match unit {
+        "ms" => Some(std::time::Duration::from_millis(n)),
+        "s" => Some(std::time::Duration::from_secs(n)),
+        "m" => Some(std::time::Duration::from_secs(n.saturating_mul(60))),
+        _ => None,
+    }
+}
+
+/// The longest `--batch-window`: 5 minutes, AWS Lambda's longest batching window for
+/// Kinesis event sources.
+pub const MAX_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Parses `--batch-window`: a time written as `--checkpoint-every` writes one (`500ms`,
+/// `10s`, `2m`), longer than zero and at most [`MAX_BATCH_WINDOW`].
+///
+/// # Errors
+/// Names the accepted forms and range.
+pub fn batch_window(value: &str) -> Result<std::time::Duration, String> {
+    let forms = "expected a time such as 500ms, 10s or 2m";
+    let text = value.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let window = number
+        .parse()
+        .ok()
+        .and_then(|n| time_of(n, unit))
+        .ok_or_else(|| format!("{value:?}: {forms}"))?;
+    if window.is_zero() {
+        return Err(
+            "a batch window must be longer than zero (leave --batch-window out for no waiting)"
+                .to_owned(),
+        );
+    }
+    if window > MAX_BATCH_WINDOW {
+        return Err(format!(
+            "{value:?} is longer than the longest batch window, 5m (AWS Lambda's limit)"
+        ));
+    }
+    Ok(window)
 }
 
 #[cfg(test)]
@@ -347,6 +385,29 @@ mod tests {
         );
         for bad in ["0", "0s", "", "ten", "5h", "1,2", "1s,2s", "-1", "1.5s"] {
             assert!(checkpoint_every(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn batch_windows_parse_like_checkpoint_times() {
+        use std::time::Duration;
+        assert_eq!(batch_window("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(batch_window("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(batch_window(" 2m ").unwrap(), Duration::from_secs(120));
+        assert_eq!(batch_window("5m").unwrap(), MAX_BATCH_WINDOW);
+        assert_eq!(batch_window("300000ms").unwrap(), MAX_BATCH_WINDOW);
+        for zero in ["0", "0ms", "0s", "0m"] {
+            let e = batch_window(zero).unwrap_err();
+            assert!(e.contains("zero") || e.contains("expected"), "{zero}: {e}");
+        }
+        assert!(batch_window("0s").unwrap_err().contains("longer than zero"));
+        assert!(batch_window("301s").unwrap_err().contains("5m"));
+        assert!(batch_window("99999999999999999999m").is_err());
+        assert!(batch_window(&format!("{}m", u64::MAX))
+            .unwrap_err()
+            .contains("5m"));
+        for bad in ["", "10", "ten", "5h", "1.5s", "-1s", "1s,2s", "s"] {
+            assert!(batch_window(bad).unwrap_err().contains("expected"), "{bad}");
         }
     }
 

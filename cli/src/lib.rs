@@ -69,6 +69,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Checks the rules between flags that clap cannot (e.g. `consume --exit-when-idle`
+    /// longer than `--batch-window`); `main` calls it right after parsing.
+    ///
+    /// # Errors
+    /// A clap usage error (`ArgumentConflict`: exit status 2, printed as clap prints its
+    /// own) saying which flags conflict.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let conflict = match &self.command {
+            Command::Consume(args) => args.check().err(),
+            _ => None,
+        };
+        match conflict {
+            None => Ok(()),
+            Some(message) => {
+                let mut cmd = <Self as clap::CommandFactory>::command();
+                Err(cmd.error(clap::error::ErrorKind::ArgumentConflict, message))
+            }
+        }
+    }
+}
+
 /// The environment and exit statuses, shown at the end of `--help`.
 const AFTER_HELP: &str = "\
 AWS configuration: the standard chain (AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, ...);

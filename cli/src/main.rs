@@ -8,6 +8,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = kinesis_cat::Cli::parse();
+    if let Err(e) = cli.check() {
+        e.exit();
+    }
     let verbose = cli.verbose;
     kinesis_cat::logging::init(verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -10,6 +10,11 @@
 //!  second Ctrl-C / SIGTERM ──▶ exit 130 at once
 //! ```
 //!
+//! Batches: each `process_records` call (one per read, or cut as `--batch-size` and
+//! `--batch-window` say, through the library's Lambda-style batching) is written and
+//! flushed as one, then checkpointed when `--checkpoint-every` is due; `-vv` logs each
+//! batch written (shard, records).
+//!
 //! A record is always written and flushed before the checkpoint that covers it, so a
 //! reader of stdout never misses a record that was checkpointed; once the reader has gone
 //! (`| head`), nothing more is checkpointed and the worker shuts down gracefully.
@@ -31,9 +36,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
-    Checkpointer, FanOutConfig, InitialPosition, InitializationInput, KinesisClientRecord,
-    LeaseLostInput, OutsideRangePolicy, PayloadDecompression, PayloadEncoding, PollingConfig,
-    ProcessRecordsInput, RecordProcessor, Retrieval, Scheduler, ShardEndedInput,
+    Batching, Checkpointer, FanOutConfig, InitialPosition, InitializationInput,
+    KinesisClientRecord, LeaseLostInput, OutsideRangePolicy, PayloadDecompression, PayloadEncoding,
+    PollingConfig, ProcessRecordsInput, RecordProcessor, Retrieval, Scheduler, ShardEndedInput,
     ShutdownRequestedInput,
 };
 use tokio_util::sync::CancellationToken;
@@ -101,9 +106,24 @@ pub struct ConsumeArgs {
     pub checkpoint_every: args::CheckpointCadence,
     /// Shut down gracefully after this many seconds without records (at least 1), counted
     /// from the start or from the latest shard this worker started reading, whichever is
-    /// later. Default: never.
+    /// later; longer than --batch-window when both are given. Default: never.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_when_idle: Option<u64>,
+    /// Most records per batch (1 to 10000, AWS Lambda's BatchSize limit for Kinesis): reads
+    /// are cut into batches of at most N records, each written, flushed and checkpointed
+    /// (per --checkpoint-every) as one. Alone: no waiting, each read is cut as it comes.
+    /// Default: off (one batch per read, as read).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH_SIZE)))]
+    pub batch_size: Option<u32>,
+    /// Longest a record waits for others to fill its batch (like --checkpoint-every's
+    /// times: 500ms, 10s, 2m; longer than zero, at most 5m, AWS Lambda's limit): a batch is
+    /// written once --batch-size records are ready or its oldest record has waited this
+    /// long. Alone: batches of up to 10000 records. Default: off (no waiting).
+    ///
+    /// Records still waiting when the worker stops are neither printed nor checkpointed:
+    /// the next run prints them. So --exit-when-idle must be longer than the window.
+    #[arg(long, value_parser = args::batch_window)]
+    pub batch_window: Option<Duration>,
     /// Output format. Default: json.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
@@ -146,7 +166,45 @@ pub struct ConsumeArgs {
     pub decompress: bool,
 }
 
+/// The most records per batch, and `--batch-window`'s batch size when `--batch-size` is
+/// not given: AWS Lambda's `BatchSize` limit for Kinesis event sources (also the most
+/// records one `GetRecords` call returns).
+pub const MAX_BATCH_SIZE: u32 = 10_000;
+
 impl ConsumeArgs {
+    /// The library's batching for `--batch-size` and `--batch-window`: none without either;
+    /// `--batch-size` alone waits for nothing (`max_wait` zero: each read is cut into calls
+    /// of at most N records); `--batch-window` alone allows [`MAX_BATCH_SIZE`] records.
+    pub fn batching(&self) -> Option<Batching> {
+        if self.batch_size.is_none() && self.batch_window.is_none() {
+            return None;
+        }
+        Some(Batching {
+            max_records: self.batch_size.unwrap_or(MAX_BATCH_SIZE) as usize,
+            max_wait: self.batch_window.unwrap_or(Duration::ZERO),
+        })
+    }
+
+    /// What clap cannot check, between flags: `--exit-when-idle` must outlast
+    /// `--batch-window`, or the worker would stop while the last records of every run
+    /// wait for their window (the idle time counts from the last record written).
+    ///
+    /// # Errors
+    /// Says which flags conflict and why.
+    pub fn check(&self) -> Result<(), String> {
+        if let (Some(idle), Some(window)) = (self.exit_when_idle, self.batch_window) {
+            if Duration::from_secs(idle) <= window {
+                return Err(format!(
+                    "--exit-when-idle {idle} must be longer than --batch-window ({} ms): records \
+                     wait up to the window before they are written, so the worker would stop \
+                     with the last ones unwritten",
+                    window.as_millis()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// How the worker reads its shards: fan-out through the named stream consumer with
     /// `--efo`, else polling every 200 ms (a quick echo of new records at the cost of
     /// more `GetRecords` calls than the library's 1 s default).
@@ -345,6 +403,7 @@ impl RecordProcessor for PrintingProcessor {
         {
             return;
         }
+        tracing::debug!(shard = %self.shard_id, records = lines.len(), "batch written");
         self.shared.last_record_ms.store(
             self.shared.started.elapsed().as_millis() as u64,
             Ordering::Relaxed,
@@ -413,6 +472,9 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
         .with_sdk_config(&config)
         .with_initial_position(args.from)
         .with_failover_time(Duration::from_millis(args.failover_ms));
+    if let Some(batching) = args.batching() {
+        builder = builder.with_batching(batching);
+    }
     if let Some(ms) = args.taker_interval_ms {
         builder = builder.with_taker_interval(Duration::from_millis(ms));
     }
@@ -522,6 +584,9 @@ mod tests {
             }
         );
         assert_eq!(w.args.exit_when_idle, None);
+        assert_eq!((w.args.batch_size, w.args.batch_window), (None, None));
+        assert_eq!(w.args.batching(), None, "one batch per read by default");
+        assert_eq!(w.args.check(), Ok(()));
         assert_eq!(w.args.output, Output::Json);
         assert_eq!(w.args.worker_id, None);
         assert!(!w.args.efo);
@@ -566,6 +631,76 @@ mod tests {
         .expect_err("--consumer-name needs --efo");
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         assert!(e.to_string().contains("--efo"), "{e}");
+    }
+
+    fn parse(extra: &[&str]) -> Result<ConsumeArgs, clap::Error> {
+        let mut argv = vec!["x", "--stream", "s", "--app", "app"];
+        argv.extend_from_slice(extra);
+        Wrapper::try_parse_from(argv).map(|w| w.args)
+    }
+
+    #[test]
+    fn batching_flags_map_to_the_library_with_pinned_defaults() {
+        let b = |n: usize, ms: u64| {
+            Some(Batching {
+                max_records: n,
+                max_wait: Duration::from_millis(ms),
+            })
+        };
+        let both = parse(&["--batch-size", "100", "--batch-window", "500ms"]).unwrap();
+        assert_eq!(both.batching(), b(100, 500));
+        // --batch-size alone: no waiting, reads cut into calls of at most N.
+        let size = parse(&["--batch-size", "3"]).unwrap();
+        assert_eq!(size.batching(), b(3, 0));
+        // --batch-window alone: up to MAX_BATCH_SIZE records.
+        let window = parse(&["--batch-window", "2m"]).unwrap();
+        assert_eq!(window.batching(), b(10_000, 120_000));
+        assert_eq!(MAX_BATCH_SIZE, 10_000);
+        assert_eq!(
+            parse(&["--batch-size", "10000"]).unwrap().batching(),
+            b(10_000, 0)
+        );
+        assert_eq!(
+            parse(&["--batch-window", "5m"]).unwrap().batching(),
+            b(10_000, 300_000)
+        );
+    }
+
+    #[test]
+    fn bad_batching_flags_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--batch-size", "0"),
+            ("--batch-size", "10001"),
+            ("--batch-size", "-1"),
+            ("--batch-size", "many"),
+            ("--batch-window", "0s"),
+            ("--batch-window", "6m"),
+            ("--batch-window", "10"),
+            ("--batch-window", "1h"),
+        ] {
+            let e = parse(&[&format!("{flag}={value}")]).expect_err(value);
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{flag} {value}"
+            );
+            assert!(e.to_string().contains(flag), "{e}");
+        }
+        // --exit-when-idle must outlast the window.
+        for (idle, window) in [("2", "2s"), ("1", "5s"), ("60", "2m")] {
+            let a = parse(&["--exit-when-idle", idle, "--batch-window", window]).unwrap();
+            let e = a.check().expect_err(window);
+            assert!(
+                e.contains("--exit-when-idle") && e.contains("--batch-window"),
+                "{e}"
+            );
+        }
+        for (idle, window) in [("3", "2s"), ("1", "999ms")] {
+            let a = parse(&["--exit-when-idle", idle, "--batch-window", window]).unwrap();
+            assert_eq!(a.check(), Ok(()));
+        }
+        let size_only = parse(&["--exit-when-idle", "1", "--batch-size", "5"]).unwrap();
+        assert_eq!(size_only.check(), Ok(()), "no window, no wait");
     }
 
     #[test]
