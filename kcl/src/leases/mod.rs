@@ -32,6 +32,8 @@
 //! ```
 
 mod coordinator;
+mod dynamo_table;
+mod fleet;
 mod held_lease;
 mod lease;
 mod lease_store;
@@ -42,6 +44,9 @@ mod memory_lease_store;
 mod shard_sync;
 
 pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
+pub use fleet::{FleetStore, FleetTable, FleetView};
+#[cfg(any(test, feature = "test-util"))]
+pub use fleet::MemoryFleetStore;
 pub(crate) use held_lease::HeldLease;
 pub use lease::Lease;
 pub use lease_store::LeaseStore;

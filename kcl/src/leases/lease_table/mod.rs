@@ -32,17 +32,12 @@
 mod item;
 mod update_expression;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus,
-};
-use backon::{ExponentialBuilder, Retryable};
+use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::dynamo_table::DynamoTable;
 use super::lease_store::LeaseStore;
 use super::lease_update::LeaseUpdate;
 use crate::error::Error;
@@ -50,28 +45,6 @@ use crate::leases::Lease;
 use crate::metric_names as m;
 use item::{attr, lease_from_item, lease_to_item};
 use update_expression::UpdateExpression;
-
-/// How long [`LeaseTable::create_table_if_not_exists`] waits for `ACTIVE`.
-const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Delays between looks at a table not `ACTIVE` yet: 50 ms doubling up to 2 s.
-fn table_active_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(2))
-        .without_max_times()
-}
-
-/// What `DescribeTable` says of the lease table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TableState {
-    /// No such table.
-    Missing,
-    /// Being created (or updated, or deleted).
-    NotActive,
-    /// Usable.
-    Active,
-}
 
 /// The lease table in DynamoDB.
 #[derive(Debug, Clone)]
@@ -98,11 +71,20 @@ impl LeaseTable {
 
     /// Counts one call to DynamoDB.
     fn count(operation: &'static str) {
-        ::metrics::counter!(m::DYNAMODB_CALLS, "operation" => operation).increment(1);
+        DynamoTable::count(operation);
     }
 
-    /// The outcome of a conditional write: `true` if it was applied, `false` if its
-    /// condition failed (another worker changed the item first), an error otherwise.
+    /// The table's life cycle and conditional-write helpers.
+    fn dynamo(&self) -> DynamoTable<'_> {
+        DynamoTable {
+            client: &self.client,
+            table: &self.table,
+            hash_key: attr::LEASE_KEY,
+            what: "lease table",
+        }
+    }
+
+    /// `Ok(false)` for a refused condition (see [`DynamoTable::applied`]).
     fn applied<O, E>(
         &self,
         operation: &'static str,
@@ -111,126 +93,14 @@ impl LeaseTable {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error().and_then(ProvideErrorMetadata::code)
-                    == Some("ConditionalCheckFailedException") =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::dynamodb(operation, &self.table, &e)),
-        }
-    }
-
-    /// Whether the table exists, and is `ACTIVE`.
-    ///
-    /// # Cancellation
-    /// Safe to drop: it only reads.
-    async fn describe(&self) -> Result<TableState, Error> {
-        Self::count("DescribeTable");
-        match self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
-            Ok(out) if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) => {
-                Ok(TableState::Active)
-            }
-            Ok(_) => Ok(TableState::NotActive),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
-            {
-                Ok(TableState::Missing)
-            }
-            Err(e) => Err(Error::dynamodb("DescribeTable", &self.table, &e)),
-        }
-    }
-
-    /// Creates the table (on demand capacity, `leaseKey` as hash key); another worker
-    /// creating it first is fine.
-    ///
-    /// # Cancellation
-    /// Dropping the future after the request was sent may still create the table.
-    async fn create(&self) -> Result<(), Error> {
-        Self::count("CreateTable");
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(attr::LEASE_KEY)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .expect("name and type are set"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(attr::LEASE_KEY)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .expect("name and type are set"),
-            )
-            .send()
-            .await;
-        match created {
-            Ok(_) => {
-                tracing::info!(table = %self.table, "created lease table");
-                Ok(())
-            }
-            // Another worker created it first.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_in_use_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Error::dynamodb("CreateTable", &self.table, &e)),
-        }
-    }
-
-    /// Describes the table until it is `ACTIVE` ([`table_active_backoff`] between looks),
-    /// for at most [`TABLE_ACTIVE_TIMEOUT`].
-    ///
-    /// # Cancellation
-    /// Safe to drop: it only reads.
-    async fn wait_until_active(&self) -> Result<(), Error> {
-        let start = tokio::time::Instant::now();
-        // Err(None): not ACTIVE (or not found) yet.
-        let look = || async {
-            match self.describe().await {
-                Ok(TableState::Active) => Ok(()),
-                Ok(_) => Err(None),
-                Err(e) => Err(Some(e)),
-            }
-        };
-        let active = look
-            .retry(table_active_backoff())
-            .when(|e: &Option<Error>| e.is_none() && start.elapsed() <= TABLE_ACTIVE_TIMEOUT)
-            .await;
-        match active {
-            Ok(()) => Ok(()),
-            Err(Some(e)) => Err(e),
-            Err(None) => Err(Error::TableNotActive {
-                table: self.table.clone(),
-                waited_secs: TABLE_ACTIVE_TIMEOUT.as_secs(),
-            }),
-        }
+        self.dynamo().applied(operation, result)
     }
 }
 
 #[async_trait]
 impl LeaseStore for LeaseTable {
     async fn create_table_if_not_exists(&self) -> Result<(), Error> {
-        if self.describe().await? == TableState::Missing {
-            self.create().await?;
-        }
-        self.wait_until_active().await
+        self.dynamo().create_if_not_exists().await
     }
 
     async fn list_leases(&self) -> Result<Vec<Lease>, Error> {
@@ -332,26 +202,5 @@ impl LeaseStore for LeaseTable {
             .send()
             .await;
         self.applied("DeleteItem", res)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use backon::BackoffBuilder;
-
-    use super::*;
-
-    #[test]
-    fn a_new_table_is_looked_at_50_ms_doubling_to_2_s_for_5_minutes() {
-        let delays: Vec<u64> = table_active_backoff()
-            .build()
-            .take(10)
-            .map(|d| d.as_millis() as u64)
-            .collect();
-        assert_eq!(
-            delays,
-            vec![50, 100, 200, 400, 800, 1_600, 2_000, 2_000, 2_000, 2_000]
-        );
-        assert_eq!(TABLE_ACTIVE_TIMEOUT, Duration::from_secs(300));
     }
 }

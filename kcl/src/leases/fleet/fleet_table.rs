@@ -1,0 +1,179 @@
+//! [`FleetTable`]: the fleet's heartbeats in one DynamoDB item (see the module above).
+//!
+//! ```text
+//!  table <lease table>-Workers, hash key fleet (S); one item fleet = "workers":
+//!    b:<worker id>  N   the worker's last heartbeat
+//!    n:<worker id>  SS  notices for it ("lease@counter")
+//!  beat   ─▶ UpdateItem SET b:<me> [IF b:<me> = prev] [DELETE n:<me> handled], ALL_NEW
+//!  remove ─▶ UpdateItem REMOVE b:<w>, n:<w> IF b:<w> = beat
+//!  notify ─▶ UpdateItem ADD n:<w> {notice} IF attribute_exists(b:<w>)
+//! ```
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::{FleetStore, FleetView};
+use crate::error::Error;
+use crate::leases::dynamo_table::{is_condition_refused, DynamoTable};
+
+/// The hash key attribute of the fleet table.
+const FLEET: &str = "fleet";
+/// The key of the one item.
+const ITEM: &str = "workers";
+/// Prefix of a worker's heartbeat attribute.
+const BEAT: &str = "b:";
+/// Prefix of a worker's notices attribute.
+const NOTICES: &str = "n:";
+
+/// The fleet table in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct FleetTable {
+    /// The DynamoDB client all calls go through.
+    client: aws_sdk_dynamodb::Client,
+    /// The table's name.
+    table: String,
+}
+
+impl FleetTable {
+    /// The fleet table of the lease table `lease_table`: `<lease_table>-Workers`.
+    pub fn for_lease_table(client: aws_sdk_dynamodb::Client, lease_table: &str) -> Self {
+        Self {
+            client,
+            table: format!("{lease_table}-Workers"),
+        }
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// The table's life cycle and condition helpers.
+    fn dynamo(&self) -> DynamoTable<'_> {
+        DynamoTable {
+            client: &self.client,
+            table: &self.table,
+            hash_key: FLEET,
+            what: "fleet table",
+        }
+    }
+
+    /// An update of the one item.
+    fn update(&self) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(FLEET, AttributeValue::S(ITEM.to_owned()))
+    }
+}
+
+/// Every worker's beat and `me`'s notices, from the item's attributes.
+fn view_of(item: &HashMap<String, AttributeValue>, me: &str) -> FleetView {
+    let mut view = FleetView::default();
+    for (name, value) in item {
+        if let Some(worker) = name.strip_prefix(BEAT) {
+            if let Some(beat) = value.as_n().ok().and_then(|n| n.parse().ok()) {
+                view.beats.insert(worker.to_owned(), beat);
+            }
+        } else if name.strip_prefix(NOTICES) == Some(me) {
+            if let Ok(notices) = value.as_ss() {
+                view.notices = notices.clone();
+            }
+        }
+    }
+    view
+}
+
+#[async_trait]
+impl FleetStore for FleetTable {
+    async fn create_table_if_not_exists(&self) -> Result<(), Error> {
+        self.dynamo().create_if_not_exists().await
+    }
+
+    async fn beat(
+        &self,
+        worker: &str,
+        previous: Option<u64>,
+        next: u64,
+        handled: &[String],
+    ) -> Result<Option<FleetView>, Error> {
+        DynamoTable::count("UpdateItem");
+        let mut expression = "SET #b = :next".to_owned();
+        let mut req = self
+            .update()
+            .expression_attribute_names("#b", format!("{BEAT}{worker}"))
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .return_values(ReturnValue::AllNew);
+        if !handled.is_empty() {
+            expression.push_str(" DELETE #n :handled");
+            req = req
+                .expression_attribute_names("#n", format!("{NOTICES}{worker}"))
+                .expression_attribute_values(":handled", AttributeValue::Ss(handled.to_vec()));
+        }
+        if let Some(previous) = previous {
+            req = req
+                .condition_expression("#b = :previous")
+                .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()));
+        }
+        match req.update_expression(expression).send().await {
+            Ok(out) => Ok(Some(view_of(out.attributes().unwrap_or(&HashMap::new()), worker))),
+            Err(e) if is_condition_refused(&e) => Ok(None),
+            Err(e) => Err(Error::dynamodb("UpdateItem", &self.table, &e)),
+        }
+    }
+
+    async fn remove(&self, worker: &str, beat: u64) -> Result<bool, Error> {
+        DynamoTable::count("UpdateItem");
+        let res = self
+            .update()
+            .update_expression("REMOVE #b, #n")
+            .condition_expression("#b = :beat")
+            .expression_attribute_names("#b", format!("{BEAT}{worker}"))
+            .expression_attribute_names("#n", format!("{NOTICES}{worker}"))
+            .expression_attribute_values(":beat", AttributeValue::N(beat.to_string()))
+            .send()
+            .await;
+        self.dynamo().applied("UpdateItem", res)
+    }
+
+    async fn notify(&self, worker: &str, notice: &str) -> Result<bool, Error> {
+        DynamoTable::count("UpdateItem");
+        let res = self
+            .update()
+            .update_expression("ADD #n :notice")
+            .condition_expression("attribute_exists(#b)")
+            .expression_attribute_names("#b", format!("{BEAT}{worker}"))
+            .expression_attribute_names("#n", format!("{NOTICES}{worker}"))
+            .expression_attribute_values(":notice", AttributeValue::Ss(vec![notice.to_owned()]))
+            .send()
+            .await;
+        self.dynamo().applied("UpdateItem", res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_reads_every_beat_and_only_my_notices() {
+        let item: HashMap<String, AttributeValue> = [
+            ("fleet", AttributeValue::S("workers".into())),
+            ("b:w1", AttributeValue::N("7".into())),
+            ("b:w:2", AttributeValue::N("18446744073709551615".into())),
+            ("b:odd", AttributeValue::S("x".into())),
+            ("n:w1", AttributeValue::Ss(vec!["s-1@3".into()])),
+            ("n:w:2", AttributeValue::Ss(vec!["s-2@4".into()])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let view = view_of(&item, "w1");
+        assert_eq!(view.beats.len(), 2);
+        assert_eq!(view.beats["w1"], 7);
+        assert_eq!(view.beats["w:2"], u64::MAX);
+        assert_eq!(view.notices, vec!["s-1@3".to_owned()]);
+    }
+}

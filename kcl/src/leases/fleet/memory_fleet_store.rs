@@ -1,0 +1,102 @@
+//! [`MemoryFleetStore`]: the fleet item in a map, with the fleet table's conditional
+//! semantics, for tests of liveness logic without DynamoDB (e.g. under
+//! `tokio::time::pause()`); it can be made unavailable to act out an outage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{FleetStore, FleetView};
+use crate::error::Error;
+
+/// The fleet item in a map, guarded by a mutex; every operation is atomic.
+#[derive(Debug, Default)]
+pub struct MemoryFleetStore {
+    /// Worker id → (heartbeat, notices).
+    workers: Mutex<BTreeMap<String, (u64, BTreeSet<String>)>>,
+    /// While set, every call fails as an unreachable DynamoDB would.
+    unavailable: AtomicBool,
+}
+
+impl MemoryFleetStore {
+    /// An empty fleet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every call fail (`true`) or work again (`false`).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// The registered workers, sorted.
+    pub fn workers(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (u64, BTreeSet<String>)>> {
+        self.workers.lock().expect("not poisoned")
+    }
+
+    fn check(&self, operation: &'static str) -> Result<(), Error> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(Error::DynamoDb {
+                operation,
+                table: "memory fleet".into(),
+                message: "unavailable (test)".into(),
+                retryable: true,
+                throttled: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FleetStore for MemoryFleetStore {
+    async fn beat(
+        &self,
+        worker: &str,
+        previous: Option<u64>,
+        next: u64,
+        handled: &[String],
+    ) -> Result<Option<FleetView>, Error> {
+        self.check("UpdateItem")?;
+        let mut workers = self.lock();
+        if let Some(previous) = previous {
+            if workers.get(worker).map(|(b, _)| *b) != Some(previous) {
+                return Ok(None);
+            }
+        }
+        let entry = workers.entry(worker.to_owned()).or_default();
+        entry.0 = next;
+        for h in handled {
+            entry.1.remove(h);
+        }
+        Ok(Some(FleetView {
+            beats: workers.iter().map(|(w, (b, _))| (w.clone(), *b)).collect(),
+            notices: workers[worker].1.iter().cloned().collect(),
+        }))
+    }
+
+    async fn remove(&self, worker: &str, beat: u64) -> Result<bool, Error> {
+        self.check("UpdateItem")?;
+        let mut workers = self.lock();
+        if workers.get(worker).map(|(b, _)| *b) != Some(beat) {
+            return Ok(false);
+        }
+        workers.remove(worker);
+        Ok(true)
+    }
+
+    async fn notify(&self, worker: &str, notice: &str) -> Result<bool, Error> {
+        self.check("UpdateItem")?;
+        Ok(self
+            .lock()
+            .get_mut(worker)
+            .map(|(_, notices)| notices.insert(notice.to_owned()))
+            .is_some())
+    }
+}
