@@ -71,6 +71,12 @@ impl HeldLease {
         self.lost.cancel();
     }
 
+    /// Marks the lease lost from outside: the coordinator learnt that another worker took
+    /// it (or that this one must give everything up).
+    pub(crate) fn lose_now(&self) {
+        self.lose();
+    }
+
     /// Notes a successful write.
     fn touch(&self) {
         *self.last_renewed.lock().expect("not poisoned") = Instant::now();

@@ -2,7 +2,8 @@
 //! periodic shard sync.
 //!
 //! ```text
-//!  LeaseCoordinator::run_renewer ── every renew_interval ──────────────── until stop()
+//!  LeaseCoordinator::run_renewer ── every renew_interval (or heartbeat: ── until stop()
+//!                                   wakes the taker when a worker left or fell silent)
 //!  LeaseCoordinator::run_taker ──── every taker_interval, or woken ◀──┐   until stop_taking()
 //!  ShardSync::run ───────────────── every shard_sync_interval, or at ─┘   until stop_taking()
 //!                                   a shard end; wakes the taker when leases changed
@@ -46,8 +47,12 @@ impl Background {
         let stop_renewing = hard_stop.child_token();
         let wake_taker = Arc::new(Notify::new());
         {
-            let (c, stop) = (coordinator.clone(), stop_renewing.clone());
-            tracker.spawn(async move { c.run_renewer(stop).await });
+            let (c, stop, wake) = (
+                coordinator.clone(),
+                stop_renewing.clone(),
+                wake_taker.clone(),
+            );
+            tracker.spawn(async move { c.run_renewer(stop, wake).await });
         }
         {
             let (c, stop, wake) = (coordinator.clone(), stop_taking.clone(), wake_taker.clone());

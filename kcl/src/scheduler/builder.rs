@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseCoordinator;
 use crate::leases::ShardSync;
-use crate::leases::{LeaseStore, LeaseTable};
+use crate::leases::{FleetTable, LeaseStore, LeaseTable};
 use crate::processor::RecordProcessorFactory;
 use crate::record_stream::{record_stream, RecordStream, StreamCheckpointing};
 
@@ -186,10 +186,27 @@ impl SchedulerBuilder {
         self
     }
 
-    /// The most leases stolen per taker round. Default: 1. 0 means this worker never
-    /// steals (it still takes expired and unowned leases).
+    /// The most leases stolen per taker round. Default: with worker heartbeats (the
+    /// default) no limit, since the fleet counts every worker and a newcomer's share is
+    /// exact; without them 1, as in the Java KCL. 0 means this worker never steals (it
+    /// still takes expired and unowned leases).
     pub fn with_max_leases_to_steal_at_one_time(mut self, max: usize) -> Self {
-        self.config.max_leases_to_steal_at_one_time = max;
+        self.config.max_leases_to_steal_at_one_time = Some(max);
+        self
+    }
+
+    /// How workers prove they are alive. Default: `true`, by heartbeats: each worker
+    /// writes one item of the fleet table `<lease table>-Workers` every failover/4 and
+    /// reads everyone's in the same call, so a dead worker's leases are taken within the
+    /// failover time of its death and a new worker takes its share at once, for 24 calls
+    /// per worker per minute and no periodic write per lease (the design, its cost and
+    /// its limits are in the `leases` module's `fleet` docs). `false`: the Java KCL's way,
+    /// every lease renewed every failover/3 and expired after the failover time without a
+    /// renewal, found by a scan every 2 × failover; use it when workers of another KCL
+    /// (the Java KCL, `kcl-rs`) share the lease table at the same time. Every worker of an
+    /// application must use the same setting.
+    pub fn with_worker_heartbeats(mut self, heartbeats: bool) -> Self {
+        self.config.worker_heartbeats = heartbeats;
         self
     }
 
@@ -415,13 +432,18 @@ impl SchedulerBuilder {
             .table_name
             .clone()
             .unwrap_or_else(|| self.application_name.clone());
-        let store: Arc<dyn LeaseStore> = Arc::new(LeaseTable::new(dynamodb, table.clone()));
+        let store: Arc<dyn LeaseStore> =
+            Arc::new(LeaseTable::new(dynamodb.clone(), table.clone()));
         let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
-        let coordinator = Arc::new(LeaseCoordinator::new(
-            store.clone(),
-            worker_id.clone(),
-            config.lease_config(),
-        ));
+        let mut coordinator =
+            LeaseCoordinator::new(store.clone(), worker_id.clone(), config.lease_config());
+        if config.worker_heartbeats {
+            coordinator = coordinator.with_fleet(Arc::new(FleetTable::for_lease_table(
+                dynamodb.clone(),
+                &table,
+            )));
+        }
+        let coordinator = Arc::new(coordinator);
         let shard_sync = ShardSync::new(
             kinesis.clone(),
             self.stream_name.clone(),
@@ -461,10 +483,19 @@ mod tests {
         assert_eq!(b.config.initial_position, InitialPosition::TrimHorizon);
         assert_eq!(
             b.config.lease_config(),
-            LeaseConfig::new(Duration::from_secs(10))
+            LeaseConfig {
+                max_leases_to_steal_at_one_time: usize::MAX,
+                ..LeaseConfig::new(Duration::from_secs(10))
+            }
         );
         assert_eq!(b.config.lease_config().max_leases_per_worker, usize::MAX);
-        assert_eq!(b.config.lease_config().max_leases_to_steal_at_one_time, 1);
+        assert!(b.config.worker_heartbeats);
+        assert_eq!(
+            b.config.lease_config().max_leases_to_steal_at_one_time,
+            usize::MAX
+        );
+        let renewing = Scheduler::builder("app", "stream", factory).with_worker_heartbeats(false);
+        assert_eq!(renewing.config.lease_config().max_leases_to_steal_at_one_time, 1);
         assert_eq!(
             b.config.retrieval,
             Retrieval::Polling(PollingConfig::default())

@@ -57,7 +57,10 @@ pub(crate) struct SchedulerConfig {
     /// The most leases this worker holds.
     pub(crate) max_leases_per_worker: usize,
     /// The most leases stolen per taker round (0: never steal).
-    pub(crate) max_leases_to_steal_at_one_time: usize,
+    pub(crate) max_leases_to_steal_at_one_time: Option<usize>,
+    /// Whether workers prove they are alive by heartbeats in the fleet table (fast
+    /// failover, no periodic lease writes) rather than by renewing every lease.
+    pub(crate) worker_heartbeats: bool,
     /// How every shard consumer reads its shard, with its settings.
     pub(crate) retrieval: Retrieval,
     /// What consumers do with records of aggregates outside their shard's range.
@@ -93,7 +96,8 @@ impl Default for SchedulerConfig {
             failover_time: lease.failover_time,
             taker_interval: None,
             max_leases_per_worker: lease.max_leases_per_worker,
-            max_leases_to_steal_at_one_time: lease.max_leases_to_steal_at_one_time,
+            max_leases_to_steal_at_one_time: None,
+            worker_heartbeats: true,
             retrieval: Retrieval::default(),
             outside_range: OutsideRangePolicy::Drop,
             decompression: PayloadDecompression::Off,
@@ -116,7 +120,15 @@ impl SchedulerConfig {
             lease.taker_interval = interval;
         }
         lease.max_leases_per_worker = self.max_leases_per_worker;
-        lease.max_leases_to_steal_at_one_time = self.max_leases_to_steal_at_one_time;
+        lease.max_leases_to_steal_at_one_time =
+            self.max_leases_to_steal_at_one_time
+                .unwrap_or(if self.worker_heartbeats {
+                    // The fleet counts every worker: a newcomer's share is exact, taken
+                    // in one round.
+                    usize::MAX
+                } else {
+                    lease.max_leases_to_steal_at_one_time
+                });
         lease
     }
 
@@ -277,7 +289,18 @@ mod tests {
         let c = SchedulerConfig::default();
         c.validate().unwrap();
         assert_eq!(c.taker_interval, None);
-        assert_eq!(c.lease_config(), LeaseConfig::default());
+        let renewing = SchedulerConfig {
+            worker_heartbeats: false,
+            ..SchedulerConfig::default()
+        };
+        assert_eq!(renewing.lease_config(), LeaseConfig::default());
+        assert_eq!(
+            c.lease_config(),
+            LeaseConfig {
+                max_leases_to_steal_at_one_time: usize::MAX,
+                ..LeaseConfig::default()
+            }
+        );
     }
 
     #[test]

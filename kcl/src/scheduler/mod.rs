@@ -249,6 +249,7 @@ impl Scheduler {
             stream: &inner.stream_name,
             retrieval: &inner.config.retrieval,
             store: inner.store.as_ref(),
+            coordinator: &inner.coordinator,
             shard_sync: &inner.shard_sync,
         };
         let Some(source) = start_up::start_up(steps, &inner.shutdown).await? else {

@@ -25,7 +25,7 @@ use crate::consumer::{
     describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval, StreamConsumer,
 };
 use crate::error::Error;
-use crate::leases::LeaseStore;
+use crate::leases::{LeaseCoordinator, LeaseStore};
 use crate::leases::ShardSync;
 use crate::metric_names as m;
 
@@ -95,6 +95,8 @@ pub(super) struct StartUp<'a> {
     pub(super) retrieval: &'a Retrieval,
     /// The lease table.
     pub(super) store: &'a dyn LeaseStore,
+    /// The lease coordinator, whose fleet table (if any) is created with the lease table.
+    pub(super) coordinator: &'a LeaseCoordinator,
     /// The first shard sync.
     pub(super) shard_sync: &'a ShardSync,
 }
@@ -117,6 +119,7 @@ pub(super) async fn start_up(
         stream,
         retrieval,
         store,
+        coordinator,
         shard_sync,
     } = steps;
     let checked = retry_start_up_step("stream check", shutdown, start_up_backoff(), || {
@@ -159,7 +162,9 @@ pub(super) async fn start_up(
         }
     };
     let table = retry_start_up_step("lease table", shutdown, start_up_backoff(), || async {
-        store.create_table_if_not_exists().await.map(Try::Ready)
+        store.create_table_if_not_exists().await?;
+        coordinator.create_fleet_table_if_not_exists().await?;
+        Ok(Try::Ready(()))
     });
     if table.await?.is_none() {
         return Ok(None);

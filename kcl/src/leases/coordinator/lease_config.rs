@@ -3,6 +3,8 @@
 //! ```text
 //!  failover_time ─▶ renew_interval = failover / 3 − 25 ms (whole ms, at least 1 ms)
 //!               └─▶ taker_interval = 2 × (failover + 25 ms)
+//!               └─▶ heartbeat_interval = failover / 4 (with a fleet: see `leases::fleet`)
+//!               └─▶ silence_threshold = failover − heartbeat_interval
 //!  max_leases_per_worker (no limit), max_leases_to_steal_at_one_time (1) ─▶ plan_take
 //! ```
 
@@ -25,6 +27,8 @@ pub struct LeaseConfig {
     pub max_leases_per_worker: usize,
     /// The most leases stolen in one taker round.
     pub max_leases_to_steal_at_one_time: usize,
+    /// How often a worker with a fleet beats (instead of renewing every lease).
+    pub heartbeat_interval: Duration,
 }
 
 impl LeaseConfig {
@@ -40,7 +44,15 @@ impl LeaseConfig {
             taker_interval: (failover_time + EPSILON) * 2,
             max_leases_per_worker: usize::MAX,
             max_leases_to_steal_at_one_time: 1,
+            heartbeat_interval: (failover_time / 4).max(Duration::from_millis(1)),
         }
+    }
+
+    /// How long a worker's heartbeat may stand still before it is declared gone:
+    /// `failover_time − heartbeat_interval`, so that, counted from the earliest its last
+    /// beat can have landed, a death is seen within the failover time.
+    pub fn silence_threshold(&self) -> Duration {
+        self.failover_time.saturating_sub(self.heartbeat_interval)
     }
 }
 
@@ -63,5 +75,7 @@ mod tests {
         assert_eq!(c.taker_interval, Duration::from_millis(20_050));
         assert_eq!(c.max_leases_per_worker, usize::MAX);
         assert_eq!(c.max_leases_to_steal_at_one_time, 1);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(2_500));
+        assert_eq!(c.silence_threshold(), Duration::from_millis(7_500));
     }
 }

@@ -39,12 +39,15 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod heartbeat;
 mod lease_config;
 mod observed_counters;
 mod take_plan;
 
 use crate::error::Error;
+use crate::leases::fleet::FleetStore;
 use crate::leases::{HeldLease, LeaseStore};
+use heartbeat::{BeatOutcome, Heartbeat};
 use crate::metric_names as m;
 pub use lease_config::LeaseConfig;
 use observed_counters::ObservedCounters;
@@ -82,6 +85,9 @@ pub struct LeaseCoordinator {
     held: SyncMutex<HashMap<String, Arc<HeldLease>>>,
     /// Counters observed by the taker; the async mutex keeps rounds from overlapping.
     observed: Mutex<ObservedCounters>,
+    /// With a fleet: heartbeats prove this worker alive instead of lease renewals, and
+    /// show which others are (see `leases::fleet`). None: the Java KCL's renewals.
+    heartbeat: Option<Heartbeat>,
 }
 
 impl LeaseCoordinator {
@@ -98,6 +104,64 @@ impl LeaseCoordinator {
             config,
             held: SyncMutex::new(HashMap::new()),
             observed: Mutex::new(ObservedCounters::default()),
+            heartbeat: None,
+        }
+    }
+
+    /// Proves this worker alive by heartbeats in `fleet` instead of renewing every lease,
+    /// and takes the leases of workers whose heartbeat stood still at once (see
+    /// `leases::fleet` for the design, its cost and its limits). Every worker of an
+    /// application must then use a fleet.
+    pub fn with_fleet(mut self, fleet: Arc<dyn FleetStore>) -> Self {
+        self.heartbeat = Some(Heartbeat::new(fleet, &self.worker_id, &self.config));
+        self
+    }
+
+    /// Creates the fleet table, if this coordinator has a fleet and it is missing.
+    ///
+    /// # Cancellation
+    /// Safe to drop; a creation already sent goes ahead.
+    ///
+    /// # Errors
+    /// DynamoDB errors.
+    pub async fn create_fleet_table_if_not_exists(&self) -> Result<(), Error> {
+        match &self.heartbeat {
+            Some(h) => h.create_table_if_not_exists().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Beats once (with a fleet) and acts on what it showed: leases taken from this worker
+    /// are lost at once; all of them when it was declared gone or could not beat for the
+    /// failover time. Returns whether the taker should look now. Without a fleet, does
+    /// nothing.
+    ///
+    /// # Cancellation
+    /// Safe to drop: a beat already sent may land.
+    pub async fn beat(&self) -> bool {
+        let Some(heartbeat) = &self.heartbeat else {
+            return false;
+        };
+        match heartbeat.beat().await {
+            BeatOutcome::Beat { taken, wake } => {
+                for (key, counter) in taken {
+                    if let Some(held) = self.held_lease(&key) {
+                        if held.lease().await.counter < counter {
+                            tracing::info!(worker = %self.worker_id, lease = %key, "lease taken by another worker");
+                            held.lose_now();
+                        }
+                    }
+                }
+                wake
+            }
+            BeatOutcome::Refused | BeatOutcome::Failed { fence: true } => {
+                for (_, held) in self.held_leases() {
+                    held.lose_now();
+                }
+                drop(self.lock_held());
+                true
+            }
+            BeatOutcome::Failed { fence: false } => false,
         }
     }
 
@@ -175,7 +239,12 @@ impl LeaseCoordinator {
     }
 
     /// One taker round: scans the table, updates what it knows of each lease's counter, and
-    /// takes expired leases (or steals one from the most loaded worker) up to its target.
+    /// takes expired leases (or steals from the most loaded workers) up to its target.
+    /// With a fleet it first declares silent workers gone; a lease is then free when its
+    /// owner departed or fell silent, held by an alive worker whatever its counter, and
+    /// judged by its counter (the Java rule) only when its owner is not in the fleet; leases
+    /// this worker holds but the table gives to another are lost; and each steal is told
+    /// to its victim.
     ///
     /// # Cancellation
     /// Safe to drop between calls; a take already sent may land, in which case the lease is
@@ -185,23 +254,46 @@ impl LeaseCoordinator {
     /// The scan's error; failed takes are logged and skipped.
     pub async fn take_leases(&self) -> Result<TakeOutcome, Error> {
         let mut observed = self.observed.lock().await;
+        if let Some(heartbeat) = &self.heartbeat {
+            if !heartbeat.has_looked() {
+                // Know the fleet before the first plan: its size sets the target.
+                self.beat().await;
+            }
+            heartbeat.declare_silent_gone().await;
+        }
         let mut leases = self.store.list_leases().await?;
         let now = Instant::now();
         observed.observe(&leases, now);
+        self.lose_leases_given_to_others(&leases).await;
         // Among equals the plan follows the scan's order: shuffled, takes spread at random.
         leases.shuffle(&mut rand::rng());
         let failover = self.config.failover_time;
+        let expired = |lease: &crate::Lease| -> bool {
+            let by_counter = || observed.expired(&lease.lease_key, now, failover);
+            match (&self.heartbeat, &lease.owner) {
+                // An earlier life of this worker id: nobody else will move it.
+                (Some(_), Some(owner)) if *owner == self.worker_id => true,
+                (Some(h), Some(owner)) => h.owner_gone(owner).unwrap_or_else(by_counter),
+                _ => by_counter(),
+            }
+        };
         let view: Vec<SeenLease<'_>> = leases
             .iter()
             .map(|lease| SeenLease {
                 lease,
-                expired: observed.expired(&lease.lease_key, now, failover),
+                expired: expired(lease),
             })
             .collect();
         let held: HashSet<String> = self.lock_held().keys().cloned().collect();
+        let alive = self
+            .heartbeat
+            .as_ref()
+            .map(|h| h.alive(now))
+            .unwrap_or_default();
         let me = Me {
             id: &self.worker_id,
             held: &held,
+            alive: &alive,
         };
         let plan = plan_take(&view, &me, &self.config);
         let mut outcome = TakeOutcome {
@@ -218,10 +310,16 @@ impl LeaseCoordinator {
                     let mut mine = lease.clone();
                     take.apply_to(&mut mine);
                     observed.saw(&mine.lease_key, mine.counter, Instant::now());
+                    let counter = mine.counter;
                     self.lock_held().insert(
                         mine.lease_key.clone(),
                         HeldLease::new(self.store.clone(), mine),
                     );
+                    if let (true, Some(h), Some(victim)) =
+                        (stolen, &self.heartbeat, lease.owner.as_deref())
+                    {
+                        h.notify_taken(victim, &lease.lease_key, counter).await;
+                    }
                     if stolen {
                         ::metrics::counter!(m::LEASES_STOLEN).increment(1);
                         tracing::info!(worker = %self.worker_id, lease = %lease.lease_key, from = ?lease.owner, "stole lease");
@@ -257,11 +355,37 @@ impl LeaseCoordinator {
         released
     }
 
-    /// Releases every held lease (graceful handoff); see [`release_lease`](Self::release_lease).
+    /// Loses the held leases that `leases` (a scan) shows owned by another worker, or
+    /// written since this worker's last write: a take it was not told of.
+    async fn lose_leases_given_to_others(&self, leases: &[crate::Lease]) {
+        let by_key: HashMap<&str, &crate::Lease> =
+            leases.iter().map(|l| (l.lease_key.as_str(), l)).collect();
+        for (key, held) in self.held_leases() {
+            let Some(stored) = by_key.get(key.as_str()) else {
+                continue;
+            };
+            let mine = held.lease().await;
+            if !stored.is_owned_by(&self.worker_id) || stored.counter > mine.counter {
+                tracing::info!(worker = %self.worker_id, lease = %key, owner = ?stored.owner, "lease taken by another worker");
+                held.lose_now();
+            }
+        }
+    }
+
+    /// Releases every held lease (graceful handoff; see [`release_lease`](Self::release_lease)),
+    /// then leaves the fleet, if any, so that the others take them at once.
     ///
     /// # Cancellation
     /// Safe to drop; leases not yet released expire as usual.
     pub async fn release_all(&self) {
+        self.release_held().await;
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.leave().await;
+        }
+    }
+
+    /// Releases every held lease.
+    async fn release_held(&self) {
         for key in self.held_lease_keys() {
             match self.release_lease(&key).await {
                 Ok(true) => {
@@ -275,11 +399,24 @@ impl LeaseCoordinator {
         }
     }
 
-    /// Renews every `renew_interval` until `cancel` fires.
+    /// Renews every held lease every `renew_interval` until `cancel` fires; with a fleet,
+    /// beats every `heartbeat_interval` instead, waking `wake` (the taker) when a worker
+    /// departed or fell silent.
     ///
     /// # Cancellation
     /// Returns when `cancel` fires; dropping it is equally safe.
-    pub async fn run_renewer(&self, cancel: CancellationToken) {
+    pub async fn run_renewer(&self, cancel: CancellationToken, wake: Arc<tokio::sync::Notify>) {
+        if let Some(heartbeat) = &self.heartbeat {
+            loop {
+                if self.beat().await {
+                    wake.notify_one();
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(heartbeat.interval()) => {}
+                }
+            }
+        }
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,

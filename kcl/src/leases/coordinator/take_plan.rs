@@ -39,6 +39,9 @@ pub(crate) struct Me<'a> {
     pub(crate) id: &'a str,
     /// The keys of the leases it holds (and renews) now.
     pub(crate) held: &'a HashSet<String>,
+    /// The other workers a fleet shows alive (empty without a fleet): counted as workers
+    /// even while they hold nothing, so a newcomer's share is known at once.
+    pub(crate) alive: &'a HashSet<String>,
 }
 
 /// What one taker round should do.
@@ -52,7 +55,7 @@ pub(crate) struct TakePlan<'a> {
     pub(crate) take: Vec<&'a Lease>,
     /// The worker to steal from, when stealing.
     pub(crate) victim: Option<&'a str>,
-    /// Leases of `victim` to steal.
+    /// Leases to steal: of `victim` first, then of the next most loaded workers.
     pub(crate) steal: Vec<&'a Lease>,
 }
 
@@ -87,7 +90,10 @@ pub(crate) fn plan_take<'a>(
         }
     }
     let mine = me.held.len();
-    let workers = per_owner.len() + usize::from(!per_owner.contains_key(me.id));
+    let mut fleet: HashSet<&str> = per_owner.keys().copied().collect();
+    fleet.extend(me.alive.iter().map(String::as_str));
+    fleet.insert(me.id);
+    let workers = fleet.len();
     let target = view
         .len()
         .div_ceil(workers)
@@ -106,22 +112,32 @@ pub(crate) fn plan_take<'a>(
     if !available.is_empty() {
         available.truncate(need);
         plan.take = available;
-    } else if let Some((victim, leases)) = per_owner
-        .into_iter()
-        .filter(|(owner, _)| *owner != me.id)
-        .max_by_key(|(owner, v)| (v.len(), std::cmp::Reverse(*owner)))
-    {
-        let over = leases.len().saturating_sub(target);
-        let mut steal = need.min(over);
-        // The most loaded worker is at target and we need more than one: take one, so
-        // that e.g. 3/3/1 can become 3/2/2 (one lease at a time).
-        if leases.len() >= target && over == 0 && need > 1 {
-            steal = 1;
-        }
-        steal = steal.min(config.max_leases_to_steal_at_one_time);
-        if steal > 0 {
-            plan.victim = Some(victim);
-            plan.steal = leases.into_iter().take(steal).collect();
+    } else {
+        // Steal from the most loaded worker, one lease at a time, while it is over the
+        // target (or at it, when more than one is needed: e.g. 3/3/1 becomes 3/2/2), up to
+        // the limit per round.
+        let mut others: Vec<(&'a str, Vec<&'a Lease>)> = per_owner
+            .into_iter()
+            .filter(|(owner, _)| *owner != me.id)
+            .collect();
+        let mut need = need;
+        while need > 0 && plan.steal.len() < config.max_leases_to_steal_at_one_time {
+            let Some((victim, leases)) = others
+                .iter_mut()
+                .max_by_key(|(owner, v)| (v.len(), std::cmp::Reverse(*owner)))
+            else {
+                break;
+            };
+            let over = leases.len() > target;
+            let at_target_and_needed = leases.len() == target && need > 1 && target > 0;
+            if !(over || at_target_and_needed) {
+                break;
+            }
+            if plan.victim.is_none() {
+                plan.victim = Some(victim);
+            }
+            plan.steal.push(leases.remove(0));
+            need -= 1;
         }
     }
     plan
@@ -187,6 +203,7 @@ pub(super) mod tests {
             &Me {
                 id: me,
                 held: &held,
+                alive: &HashSet::new(),
             },
             config,
         )
@@ -298,6 +315,7 @@ pub(super) mod tests {
         let me = Me {
             id: "me",
             held: &none,
+            alive: &none,
         };
         let p = plan_take(&fresh(&leases), &me, &LeaseConfig::default());
         // Not counted for anyone, not available: only w2 and me are workers.
@@ -377,5 +395,40 @@ pub(super) mod tests {
         let mut leases = leases;
         settle(&mut leases, 1, &config);
         assert_eq!(leases.iter().filter(|l| l.owner.is_none()).count(), 7);
+    }
+
+    #[test]
+    fn a_newcomer_counted_by_the_fleet_steals_its_share_in_one_round() {
+        // 8 leases on 3/3/2; a fourth worker the fleet shows alive joins.
+        let leases = table(&[
+            Some("w1"),
+            Some("w1"),
+            Some("w1"),
+            Some("w2"),
+            Some("w2"),
+            Some("w2"),
+            Some("w3"),
+            Some("w3"),
+        ]);
+        let none = HashSet::new();
+        let alive: HashSet<String> = ["w1", "w2", "w3"].map(String::from).into();
+        let unlimited = LeaseConfig {
+            max_leases_to_steal_at_one_time: usize::MAX,
+            ..LeaseConfig::default()
+        };
+        let me = Me {
+            id: "me",
+            held: &none,
+            alive: &alive,
+        };
+        let p = plan_take(&fresh(&leases), &me, &unlimited);
+        assert_eq!((p.workers, p.target), (4, 2));
+        let mut from: Vec<&str> = p.steal.iter().filter_map(|l| l.owner.as_deref()).collect();
+        from.sort();
+        assert_eq!(from, ["w1", "w2"], "one from each worker over the target");
+        // Without the fleet's count it would aim at 3 workers' share, one lease a round.
+        let blind = Me { alive: &none, ..me };
+        let p = plan_take(&fresh(&leases), &blind, &LeaseConfig::default());
+        assert_eq!((p.workers, p.steal.len()), (4, 1));
     }
 }

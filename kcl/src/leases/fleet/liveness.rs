@@ -138,6 +138,11 @@ impl Liveness {
             .is_some_and(|s| now.duration_since(s.since) < threshold)
     }
 
+    /// Whether `worker` is registered (alive or silent).
+    pub(crate) fn is_registered(&self, worker: &str) -> bool {
+        self.seen.contains_key(worker)
+    }
+
     /// Whether `worker`'s entry went away recently.
     pub(crate) fn has_departed(&self, worker: &str) -> bool {
         self.departed.contains_key(worker)
