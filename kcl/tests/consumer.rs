@@ -117,7 +117,8 @@ async fn graceful_shutdown_hands_leases_over_in_one_round_without_duplicates() {
 
     a.graceful_shutdown().await;
     run_a.await.unwrap().unwrap();
-    // One taker round of b takes every released lease.
+    // b's next heartbeat shows a gone; one taker round then takes every released lease.
+    b.coordinator().beat().await;
     b.coordinator().take_leases().await.unwrap();
     assert_eq!(b.coordinator().held_lease_keys().len(), 4);
     put_records(&kinesis, &stream, &records(2_000, 200, 1, "z"), 1).await;

@@ -98,7 +98,13 @@ impl DynamoTable<'_> {
     /// The table's state.
     async fn describe(&self) -> Result<TableState, Error> {
         Self::count("DescribeTable");
-        match self.client.describe_table().table_name(self.table).send().await {
+        match self
+            .client
+            .describe_table()
+            .table_name(self.table)
+            .send()
+            .await
+        {
             Ok(out) if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) => {
                 Ok(TableState::Active)
             }

@@ -44,9 +44,9 @@ mod memory_lease_store;
 mod shard_sync;
 
 pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
-pub use fleet::{FleetStore, FleetTable, FleetView};
 #[cfg(any(test, feature = "test-util"))]
 pub use fleet::MemoryFleetStore;
+pub use fleet::{FleetStore, FleetTable, FleetView};
 pub(crate) use held_lease::HeldLease;
 pub use lease::Lease;
 pub use lease_store::LeaseStore;

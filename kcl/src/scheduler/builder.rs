@@ -432,8 +432,7 @@ impl SchedulerBuilder {
             .table_name
             .clone()
             .unwrap_or_else(|| self.application_name.clone());
-        let store: Arc<dyn LeaseStore> =
-            Arc::new(LeaseTable::new(dynamodb.clone(), table.clone()));
+        let store: Arc<dyn LeaseStore> = Arc::new(LeaseTable::new(dynamodb.clone(), table.clone()));
         let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
         let mut coordinator =
             LeaseCoordinator::new(store.clone(), worker_id.clone(), config.lease_config());
@@ -495,7 +494,13 @@ mod tests {
             usize::MAX
         );
         let renewing = Scheduler::builder("app", "stream", factory).with_worker_heartbeats(false);
-        assert_eq!(renewing.config.lease_config().max_leases_to_steal_at_one_time, 1);
+        assert_eq!(
+            renewing
+                .config
+                .lease_config()
+                .max_leases_to_steal_at_one_time,
+            1
+        );
         assert_eq!(
             b.config.retrieval,
             Retrieval::Polling(PollingConfig::default())

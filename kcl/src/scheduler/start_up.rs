@@ -25,8 +25,8 @@ use crate::consumer::{
     describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval, StreamConsumer,
 };
 use crate::error::Error;
-use crate::leases::{LeaseCoordinator, LeaseStore};
 use crate::leases::ShardSync;
+use crate::leases::{LeaseCoordinator, LeaseStore};
 use crate::metric_names as m;
 
 /// The first delay between two tries of a start-up step.

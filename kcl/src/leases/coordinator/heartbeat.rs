@@ -210,7 +210,9 @@ impl Heartbeat {
                 // It beat since (alive after all), or someone removed it first: the next
                 // beat shows which.
                 Ok(false) => {}
-                Err(e) => tracing::warn!(gone = %worker, error = %e, "declaring a worker gone failed"),
+                Err(e) => {
+                    tracing::warn!(gone = %worker, error = %e, "declaring a worker gone failed")
+                }
             }
         }
     }

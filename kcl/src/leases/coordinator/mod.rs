@@ -39,6 +39,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(test)]
+mod fleet_tests;
 mod heartbeat;
 mod lease_config;
 mod observed_counters;
@@ -47,8 +49,8 @@ mod take_plan;
 use crate::error::Error;
 use crate::leases::fleet::FleetStore;
 use crate::leases::{HeldLease, LeaseStore};
-use heartbeat::{BeatOutcome, Heartbeat};
 use crate::metric_names as m;
+use heartbeat::{BeatOutcome, Heartbeat};
 pub use lease_config::LeaseConfig;
 use observed_counters::ObservedCounters;
 use take_plan::{plan_take, Me, SeenLease};

@@ -61,7 +61,9 @@ impl FleetTable {
     }
 
     /// An update of the one item.
-    fn update(&self) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    fn update(
+        &self,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -118,7 +120,10 @@ impl FleetStore for FleetTable {
                 .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()));
         }
         match req.update_expression(expression).send().await {
-            Ok(out) => Ok(Some(view_of(out.attributes().unwrap_or(&HashMap::new()), worker))),
+            Ok(out) => Ok(Some(view_of(
+                out.attributes().unwrap_or(&HashMap::new()),
+                worker,
+            ))),
             Err(e) if is_condition_refused(&e) => Ok(None),
             Err(e) => Err(Error::dynamodb("UpdateItem", &self.table, &e)),
         }

@@ -68,7 +68,12 @@ impl Liveness {
     }
 
     /// Takes in the fleet read at `now` (`me` is left out).
-    pub(crate) fn observe(&mut self, me: &str, beats: &HashMap<String, u64>, now: Instant) -> Changes {
+    pub(crate) fn observe(
+        &mut self,
+        me: &str,
+        beats: &HashMap<String, u64>,
+        now: Instant,
+    ) -> Changes {
         let blind = self
             .last_look
             .is_none_or(|t| now.duration_since(t) > self.heartbeat_interval * 2);
@@ -195,7 +200,10 @@ mod tests {
         }
         assert_eq!(l.silent(now, T), vec![("a".to_owned(), 13)]);
         assert!(now - (t0 + H * 2) >= T, "never before the threshold");
-        assert!(now - last_seen <= T, "declared within the threshold of first sight");
+        assert!(
+            now - last_seen <= T,
+            "declared within the threshold of first sight"
+        );
         assert!(!l.is_alive("a", now, T));
     }
 
@@ -228,6 +236,9 @@ mod tests {
         l.forget("b", t0 + H * 2);
         let far = t0 + REMEMBER_DEPARTED + H * 3;
         l.observe("me", &beats(&[("a", 10)]), far);
-        assert!(!l.has_departed("b"), "forgotten after {REMEMBER_DEPARTED:?}");
+        assert!(
+            !l.has_departed("b"),
+            "forgotten after {REMEMBER_DEPARTED:?}"
+        );
     }
 }
