@@ -5,13 +5,14 @@
 //!  ShardConsumer ──▶ RECORDS_PROCESSED{shard}, MILLIS_BEHIND_LATEST{shard},
 //!                    RECORDS_OUTSIDE_SHARD_RANGE{shard, action}, RECORDS_INFLATED{shard},
 //!                    RECORDS_NOT_INFLATED{shard}, RECORDS_SKIPPED{shard}, CORRUPT_AGGREGATES{shard},
-//!                    BATCH_WAIT, RECORD_AGE
+//!                    BATCH_WAIT, RECORD_AGE, DELIVERY_RETRIES{shard}, RECORDS_GIVEN_UP{shard}
 //!  fan-out source ─▶ FANOUT_SUBSCRIPTIONS{shard, reason}, FANOUT_SUBSCRIPTION_ERRORS{shard, code},
 //!                    FANOUT_EVENTS, FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED,
 //!                    FANOUT_MALFORMED (each {shard})
 //!  LeaseCoordinator ─▶ LEASES_HELD, LEASES_TAKEN, LEASES_STOLEN, LEASES_LOST
+//!  heartbeats ─────▶ FLEET_WORKERS, HEARTBEAT_FAILURES, WORKERS_DECLARED_GONE
 //!  HeldLease (checkpoints) ─▶ CHECKPOINT_LATENCY
-//!  LeaseTable ────▶ DYNAMODB_CALLS{operation}, INVALID_LEASES_SKIPPED
+//!  LeaseTable, FleetTable ─▶ DYNAMODB_CALLS{operation}, INVALID_LEASES_SKIPPED
 //!  ShardSync, ShardConsumer, start-up ─▶ KINESIS_CALLS{operation}
 //! ```
 //!
@@ -82,6 +83,13 @@ pub const LEASES_STOLEN: &str = "kinesis_consumer_leases_stolen_total";
 /// Counter: leases this worker stopped holding: taken by another worker, not renewed in
 /// time, or released (at a graceful shutdown).
 pub const LEASES_LOST: &str = "kinesis_consumer_leases_lost_total";
+/// Gauge: workers in the fleet (this one included), as its last heartbeat read them.
+pub const FLEET_WORKERS: &str = "kinesis_consumer_fleet_workers";
+/// Counter: heartbeats that failed (the worker gives its leases up once none landed for
+/// the failover time).
+pub const HEARTBEAT_FAILURES: &str = "kinesis_consumer_heartbeat_failures_total";
+/// Counter: silent workers this worker declared gone (their leases are then taken).
+pub const WORKERS_DECLARED_GONE: &str = "kinesis_consumer_workers_declared_gone_total";
 /// Histogram: seconds a checkpoint write took.
 pub const CHECKPOINT_LATENCY: &str = "kinesis_consumer_checkpoint_seconds";
 /// Counter: DynamoDB calls made. Label `operation`.
@@ -109,6 +117,9 @@ mod tests {
             LEASES_TAKEN,
             LEASES_STOLEN,
             LEASES_LOST,
+            FLEET_WORKERS,
+            HEARTBEAT_FAILURES,
+            WORKERS_DECLARED_GONE,
             CHECKPOINT_LATENCY,
             DYNAMODB_CALLS,
             KINESIS_CALLS,

@@ -61,6 +61,12 @@ impl HeldLease {
         self.lease.lock().await.clone()
     }
 
+    /// The lease as last written, unless a write of it is in flight (`None`): for checks
+    /// that must not wait behind a slow write.
+    pub(crate) fn lease_now(&self) -> Option<Lease> {
+        self.lease.try_lock().ok().map(|l| l.clone())
+    }
+
     /// Whether the lease was lost or released: no write will be made any more.
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.is_cancelled()

@@ -217,3 +217,27 @@ async fn a_worker_declared_gone_while_alive_loses_everything_and_comes_back() {
         "registered again"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_lease_deleted_from_the_table_stops_counting_as_held() {
+    // One worker at its target: 2 leases of 2. A shard ends and its lease is deleted, a
+    // child appears: the deleted one must not keep the child from being taken.
+    let f = Fleet::new(1, 2).await;
+    f.step().await;
+    let w = &f.workers[0];
+    let held = w.held_lease("shardId-000000000000").unwrap();
+    held.checkpoint(&Checkpoint::ShardEnd, &[]).await.unwrap();
+    assert!(f
+        .leases
+        .delete_finished_lease("shardId-000000000000")
+        .await
+        .unwrap());
+    let child = Lease::new("shardId-000000000002", Checkpoint::TrimHorizon);
+    f.leases.create_lease_if_not_exists(&child).await.unwrap();
+    w.take_leases().await.unwrap();
+    assert!(held.is_lost());
+    assert_eq!(
+        w.held_lease_keys(),
+        ["shardId-000000000001", "shardId-000000000002"]
+    );
+}

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::lease_config::LeaseConfig;
 use crate::error::Error;
 use crate::leases::fleet::{parse_taken_notice, taken_notice, FleetStore, Liveness};
+use crate::metric_names as m;
 
 /// What one beat showed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +136,7 @@ impl Heartbeat {
                 state.last_landed = sent;
                 state.fenced = false;
                 state.handled = view.notices.clone();
+                ::metrics::gauge!(m::FLEET_WORKERS).set(view.beats.len() as f64);
                 let now = Instant::now();
                 let mut liveness = self.liveness();
                 let changes = liveness.observe(&self.me, &view.beats, now);
@@ -161,6 +163,7 @@ impl Heartbeat {
                 BeatOutcome::Refused
             }
             Err(e) => {
+                ::metrics::counter!(m::HEARTBEAT_FAILURES).increment(1);
                 let late = state.last_landed.elapsed() >= self.failover;
                 let fence = late && !state.fenced;
                 state.fenced |= late;
@@ -204,6 +207,7 @@ impl Heartbeat {
         for (worker, beat) in silent {
             match self.store.remove(&worker, beat).await {
                 Ok(true) => {
+                    ::metrics::counter!(m::WORKERS_DECLARED_GONE).increment(1);
                     tracing::warn!(worker = %self.me, gone = %worker, "declared a silent worker gone; taking its leases");
                     self.liveness().forget(&worker, Instant::now());
                 }

@@ -148,7 +148,8 @@ impl LeaseCoordinator {
             BeatOutcome::Beat { taken, wake } => {
                 for (key, counter) in taken {
                     if let Some(held) = self.held_lease(&key) {
-                        if held.lease().await.counter < counter {
+                        // A write in flight is refused if the lease was taken.
+                        if held.lease_now().is_some_and(|l| l.counter < counter) {
                             tracing::info!(worker = %self.worker_id, lease = %key, "lease taken by another worker");
                             held.lose_now();
                         }
@@ -266,7 +267,7 @@ impl LeaseCoordinator {
         let mut leases = self.store.list_leases().await?;
         let now = Instant::now();
         observed.observe(&leases, now);
-        self.lose_leases_given_to_others(&leases).await;
+        self.lose_leases_given_to_others(&leases);
         // Among equals the plan follows the scan's order: shuffled, takes spread at random.
         leases.shuffle(&mut rand::rng());
         let failover = self.config.failover_time;
@@ -358,15 +359,22 @@ impl LeaseCoordinator {
     }
 
     /// Loses the held leases that `leases` (a scan) shows owned by another worker, or
-    /// written since this worker's last write: a take it was not told of.
-    async fn lose_leases_given_to_others(&self, leases: &[crate::Lease]) {
+    /// written since this worker's last write (a take it was not told of), or no longer
+    /// has (a finished shard's lease, deleted by the shard sync; renewals found that out
+    /// without a fleet).
+    fn lose_leases_given_to_others(&self, leases: &[crate::Lease]) {
         let by_key: HashMap<&str, &crate::Lease> =
             leases.iter().map(|l| (l.lease_key.as_str(), l)).collect();
         for (key, held) in self.held_leases() {
             let Some(stored) = by_key.get(key.as_str()) else {
+                tracing::debug!(worker = %self.worker_id, lease = %key, "lease deleted");
+                held.lose_now();
                 continue;
             };
-            let mine = held.lease().await;
+            // A write in flight settles the question itself (refused: lost).
+            let Some(mine) = held.lease_now() else {
+                continue;
+            };
             if !stored.is_owned_by(&self.worker_id) || stored.counter > mine.counter {
                 tracing::info!(worker = %self.worker_id, lease = %key, owner = ?stored.owner, "lease taken by another worker");
                 held.lose_now();

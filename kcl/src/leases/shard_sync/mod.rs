@@ -149,6 +149,14 @@ impl ShardSync {
         let shards = self.list_shards().await?;
         let leases = self.store.list_leases().await?;
         let plan = plan(&shards, &leases, self.initial_position);
+        tracing::debug!(
+            stream = %self.stream,
+            shards = shards.len(),
+            leases = leases.len(),
+            create = plan.create.len(),
+            delete = plan.delete.len(),
+            "shard sync"
+        );
         let mut outcome = SyncOutcome {
             shards: shards.len(),
             ..SyncOutcome::default()
