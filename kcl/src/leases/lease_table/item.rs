@@ -12,6 +12,10 @@
 //!  startingHashKey / endingHashKey S ───────────▶ hash_key_range
 //! ```
 //!
+//! Items of the Java KCL 3.5's single-table format that are not leases (`entityType` other
+//! than `LEASE`) are told apart by [`other_entity`] and never read as leases; attributes
+//! this library does not know are never written, and its updates leave them in place.
+//!
 //! Reading checks every attribute it uses and never panics: an odd item is an
 //! [`Error::InvalidLease`] saying what is wrong with it.
 
@@ -41,6 +45,18 @@ pub(super) mod attr {
     pub(crate) const CHILDREN: &str = "childShardIds";
     pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
     pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
+    /// The Java KCL 3.5's item kind in a single-table lease table: `LEASE` (or absent) for
+    /// a lease; `WORKER_METRIC_STATS`, `LEADER`, ... for items that only reuse `leaseKey`.
+    pub(crate) const ENTITY_TYPE: &str = "entityType";
+}
+
+/// The kind of a lease table item that is not a lease (the Java KCL 3.5's single-table
+/// items: worker metrics, coordinator state, ...), to be left alone; `None` for a lease.
+pub(super) fn other_entity(item: &HashMap<String, AttributeValue>) -> Option<&str> {
+    match item.get(attr::ENTITY_TYPE) {
+        Some(AttributeValue::S(kind)) if kind != "LEASE" => Some(kind),
+        _ => None,
+    }
 }
 
 /// A number attribute.
@@ -224,6 +240,32 @@ pub(super) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kcl_3_5_items_that_are_not_leases_are_told_apart() {
+        let item = |pairs: &[(&str, &str)]| -> HashMap<String, AttributeValue> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), AttributeValue::S((*v).to_owned())))
+                .collect()
+        };
+        // A worker-metrics item as the Java KCL 3.5 writes it into the lease table.
+        let metrics = item(&[
+            ("leaseKey", "worker-1"),
+            ("entityType", "WORKER_METRIC_STATS"),
+        ]);
+        assert_eq!(other_entity(&metrics), Some("WORKER_METRIC_STATS"));
+        assert_eq!(
+            other_entity(&item(&[("leaseKey", "Leader"), ("entityType", "LEADER")])),
+            Some("LEADER")
+        );
+        // Leases: marked LEASE, or not marked (2.x and 3.0–3.4).
+        let mut lease = lease_to_item(&Lease::new("shardId-1", Checkpoint::TrimHorizon));
+        assert_eq!(other_entity(&lease), None);
+        lease.insert("entityType".into(), AttributeValue::S("LEASE".into()));
+        assert_eq!(other_entity(&lease), None);
+        assert_eq!(lease_from_item(&lease).unwrap().lease_key, "shardId-1");
+    }
 
     #[test]
     fn items_round_trip_with_java_names() {

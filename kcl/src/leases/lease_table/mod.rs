@@ -43,7 +43,7 @@ use super::lease_update::LeaseUpdate;
 use crate::error::Error;
 use crate::leases::Lease;
 use crate::metric_names as m;
-use item::{attr, lease_from_item, lease_to_item};
+use item::{attr, lease_from_item, lease_to_item, other_entity};
 use update_expression::UpdateExpression;
 
 /// The lease table in DynamoDB.
@@ -118,6 +118,10 @@ impl LeaseStore for LeaseTable {
                 .await
                 .map_err(|e| Error::dynamodb("Scan", &self.table, &e))?;
             for item in out.items() {
+                if let Some(kind) = other_entity(item) {
+                    tracing::trace!(table = %self.table, entity_type = kind, "not a lease; left alone");
+                    continue;
+                }
                 match lease_from_item(item) {
                     Ok(lease) => leases.push(lease),
                     Err(e) => {
