@@ -5,6 +5,7 @@
 //!  [--stream S] ListShards ─▶ open/closed per shard, for the "state" column
 //!               GetShardIterator(after checkpoint) + GetRecords(limit 1) ─▶ MillisBehindLatest,
 //!               for the "lag" column (as far as the server reports it)
+//!  GetItem of the fleet table (<app>-Workers), if any ─▶ workers: leases held, last heartbeat
 //! ```
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::io::Write;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use clap::Args;
-use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+use kinesis_consumer::leases::{FleetStore, FleetTable, FleetView, LeaseStore, LeaseTable};
 use kinesis_consumer::{Checkpoint, Lease};
 
 use crate::{args, Error};
@@ -97,6 +98,57 @@ pub fn format_table(leases: &[Lease], shards: Option<&HashMap<String, ShardView>
     out
 }
 
+/// Formats the workers: those in the fleet (with how long ago their last heartbeat was
+/// written, by its writer's clock, at `now_ms` since the Unix epoch) and those owning
+/// leases without being in it (another KCL's workers, or gone ones: heartbeat "-"), with
+/// the leases each owns.
+pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> String {
+    let mut owned: HashMap<&str, usize> = HashMap::new();
+    for l in leases {
+        if let Some(owner) = &l.owner {
+            *owned.entry(owner.as_str()).or_default() += 1;
+        }
+    }
+    let mut workers: Vec<&str> = fleet.beats.keys().map(String::as_str).collect();
+    workers.extend(
+        owned
+            .keys()
+            .copied()
+            .filter(|w| !fleet.beats.contains_key(*w)),
+    );
+    workers.sort_unstable();
+    let mut rows = vec![[
+        "worker".to_owned(),
+        "leases".to_owned(),
+        "last heartbeat".to_owned(),
+    ]];
+    for w in workers {
+        let beat = fleet.beats.get(w).map_or_else(
+            || "- (not in the fleet)".to_owned(),
+            |ms| format!("{:.1} s ago", now_ms.saturating_sub(*ms) as f64 / 1000.0),
+        );
+        rows.push([
+            w.to_owned(),
+            owned.get(w).copied().unwrap_or(0).to_string(),
+            beat,
+        ]);
+    }
+    let widths: Vec<usize> = (0..3)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Prints the lease table.
 ///
 /// # Cancellation
@@ -128,8 +180,24 @@ pub async fn run(args: LeasesArgs) -> Result<(), Error> {
         }
         None => None,
     };
+    // Workers with heartbeats (the default) are in the fleet table; older or Java-style
+    // applications have none.
+    let fleet = FleetTable::for_lease_table(aws_sdk_dynamodb::Client::new(&config), &args.app);
+    let fleet = match fleet.read().await {
+        Ok(view) => Some(view),
+        Err(e) if e.to_string().contains("ResourceNotFoundException") => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut text = format_table(&leases, views.as_ref());
+    if let Some(fleet) = &fleet {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        text.push('\n');
+        text.push_str(&format_workers(&leases, fleet, now_ms));
+    }
     let mut out = std::io::stdout().lock();
-    out.write_all(format_table(&leases, views.as_ref()).as_bytes())
+    out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(Error::Output)
 }
@@ -202,6 +270,32 @@ mod tests {
                     .rev()
                     .take(3)
                     .eq(["ms", "1500", "open"])
+        );
+    }
+
+    #[test]
+    fn workers_show_their_leases_and_heartbeat_age_and_owners_outside_the_fleet() {
+        let mut a = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon);
+        a.owner = Some("w1".into());
+        let mut b = Lease::new("shardId-000000000001", Checkpoint::TrimHorizon);
+        b.owner = Some("java-worker".into());
+        let mut fleet = FleetView::default();
+        fleet.beats.insert("w1".into(), 10_000);
+        fleet.beats.insert("w2".into(), 11_500);
+        let text = format_workers(&[a, b], &fleet, 12_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("worker"));
+        assert!(lines[1].starts_with("java-worker") && lines[1].contains("not in the fleet"));
+        assert!(
+            lines[2].starts_with("w1")
+                && lines[2].contains(" 1 ")
+                && lines[2].contains("2.0 s ago")
+        );
+        assert!(
+            lines[3].starts_with("w2")
+                && lines[3].contains(" 0 ")
+                && lines[3].contains("0.5 s ago")
         );
     }
 }

@@ -120,10 +120,14 @@ impl Heartbeat {
     /// this worker registers again.
     pub(crate) async fn beat(&self) -> BeatOutcome {
         let mut state = self.state.lock().await;
+        // The wall clock (for operators), always moving on: a fresh registration differs
+        // from any value an earlier life of this id left.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let next = match state.current {
-            Some(b) => b.wrapping_add(1),
-            // A fresh start, unlike any value an earlier life of this id left.
-            None => rand::random(),
+            Some(b) => wall.max(b.wrapping_add(1)),
+            None => wall,
         };
         let sent = Instant::now();
         match self

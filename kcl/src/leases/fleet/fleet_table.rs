@@ -5,6 +5,7 @@
 //!    b:<worker id>  N   the worker's last heartbeat
 //!    n:<worker id>  SS  notices for it ("lease@counter")
 //!  beat   ─▶ UpdateItem SET b:<me> [IF b:<me> = prev] [DELETE n:<me> handled], ALL_NEW
+//!  read   ─▶ GetItem (consistent), for operators
 //!  remove ─▶ UpdateItem REMOVE b:<w>, n:<w> IF b:<w> = beat
 //!  notify ─▶ UpdateItem ADD n:<w> {notice} IF attribute_exists(b:<w>)
 //! ```
@@ -127,6 +128,20 @@ impl FleetStore for FleetTable {
             Err(e) if is_condition_refused(&e) => Ok(None),
             Err(e) => Err(Error::dynamodb("UpdateItem", &self.table, &e)),
         }
+    }
+
+    async fn read(&self) -> Result<FleetView, Error> {
+        DynamoTable::count("GetItem");
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(FLEET, AttributeValue::S(ITEM.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::dynamodb("GetItem", &self.table, &e))?;
+        Ok(out.item().map(|i| view_of(i, "")).unwrap_or_default())
     }
 
     async fn remove(&self, worker: &str, beat: u64) -> Result<bool, Error> {

@@ -81,6 +81,18 @@ impl FleetStore for MemoryFleetStore {
         }))
     }
 
+    async fn read(&self) -> Result<FleetView, Error> {
+        self.check("GetItem")?;
+        Ok(FleetView {
+            beats: self
+                .lock()
+                .iter()
+                .map(|(w, (b, _))| (w.clone(), *b))
+                .collect(),
+            notices: Vec::new(),
+        })
+    }
+
     async fn remove(&self, worker: &str, beat: u64) -> Result<bool, Error> {
         self.check("UpdateItem")?;
         let mut workers = self.lock();

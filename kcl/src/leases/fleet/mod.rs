@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  every heartbeat_interval (failover/4), each worker:
-//!    UpdateItem fleet item: SET b:<me> = beat+1 IF b:<me> = beat, DELETE handled notices,
+//!    UpdateItem fleet item: SET b:<me> = now (ms) IF b:<me> = last beat, DELETE handled notices,
 //!               ReturnValues ALL_NEW ─▶ every worker's beat + the notices addressed to me
 //!      ─▶ Liveness::observe (pure): a beat that changed ─▶ alive; unchanged for
 //!         failover − heartbeat_interval on my clock ─▶ silent
@@ -55,7 +55,10 @@ pub(crate) use liveness::Liveness;
 pub use memory_fleet_store::MemoryFleetStore;
 
 /// What a heartbeat read back: every worker's heartbeat and the notices addressed to the
-/// worker that beat.
+/// worker that beat. A heartbeat is the writer's wall clock in milliseconds since the Unix
+/// epoch (one more than its last beat if the clock stood still or went back): only its
+/// changes count for liveness, judged on the reader's own clock, but operators can read
+/// roughly when a worker last beat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FleetView {
@@ -91,6 +94,13 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
         next: u64,
         handled: &[String],
     ) -> Result<Option<FleetView>, Error>;
+
+    /// The fleet as it is, without beating (for operators: `kinesis-cat leases`); empty
+    /// when the fleet has no item yet. The notices are not read.
+    ///
+    /// # Cancellation
+    /// Safe to drop: it only reads.
+    async fn read(&self) -> Result<FleetView, Error>;
 
     /// Removes `worker`'s entry and notices if its heartbeat is still `beat`; `Ok(false)`
     /// if it is not (it beat since, or is gone already).
