@@ -291,8 +291,11 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let (lease_rows, workers) = text.split_once("\n\n").expect("a workers section");
+    let rows: Vec<&str> = lease_rows.lines().skip(1).collect();
     assert_eq!(rows.len(), 8, "{text}");
+    // Every worker left the fleet on its way out: only the header remains.
+    assert_eq!(workers.lines().count(), 1, "{text}");
     for row in rows {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], "-", "released: {row}");
