@@ -6,8 +6,9 @@
 //! ```text
 //!  ShardSync ── ListShards ─▶ sync_plan (pure) ─▶ create / delete leases ─────────┐
 //!  LeaseCoordinator                                                                │
-//!    renewer ─▶ HeldLease::renew ─────────────────────────────────────────────────┤
-//!    taker ─▶ scan ─▶ ObservedCounters ─▶ plan_take (pure) ─▶ take ─▶ HeldLease    │
+//!    heartbeat (default) ─▶ FleetStore::beat ─▶ Liveness (pure) ─▶ wake the taker  │
+//!      (or, without a fleet, renewer ─▶ HeldLease::renew) ─────────────────────────┤
+//!    taker ─▶ scan ─▶ fleet / ObservedCounters ─▶ plan_take (pure) ─▶ take ─▶ HeldLease
 //!  Checkpointer ─▶ HeldLease::checkpoint / prepare_checkpoint / release ───────────┤
 //!                                                                                  ▼
 //!  Lease::renew / take / release / record_checkpoint / prepare_checkpoint ─▶ LeaseUpdate (pure)

@@ -1,5 +1,10 @@
-//! The lease coordinator: renews the leases this worker holds and takes (or steals) leases
-//! until the work is balanced across workers.
+//! The lease coordinator: proves this worker alive (fleet heartbeats, or renewals of the
+//! leases it holds) and takes (or steals) leases until the work is balanced across workers.
+//!
+//! With a fleet (`with_fleet`, the scheduler's default) the renewer below is replaced by
+//! heartbeats (`heartbeat`, designed in `leases::fleet`): a lease whose owner is alive is
+//! never expired, one whose owner left or was declared gone is free at once, and the
+//! counter rule below applies only to owners the fleet does not know.
 //!
 //! ```text
 //!              every renew_interval                      every taker_interval
