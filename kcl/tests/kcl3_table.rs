@@ -2,8 +2,9 @@
 //! `../shared/notes/kcl3-facts.md`): lease items marked `entityType = LEASE` with 3.x
 //! attributes (`throughputKBps`), next to a worker-metrics item and a leader item that
 //! reuse `leaseKey`. Our consumer continues the leases from their checkpoints once their
-//! Java owner's counters stand still, leaves the other items exactly as they were, and
-//! keeps the 3.x attributes of the leases it writes.
+//! Java owner's counters stand still, leaves the other items exactly as they were, keeps
+//! the 3.x attributes of the leases it writes, and ends a graceful handoff left pending
+//! (`checkpointOwner`) when it takes a lease, as a 3.x take does.
 
 mod common;
 
@@ -68,6 +69,8 @@ async fn a_kcl_3_5_single_table_is_continued_and_its_other_items_left_alone() {
             .item("checkpointSubSequenceNumber", n("0"))
             .item("ownerSwitchesSinceCheckpoint", n("0"))
             .item("throughputKBps", n("1.5"))
+            // A graceful handoff the 3.x leader started and never finished.
+            .item("checkpointOwner", s("java-worker-0"))
             .send()
             .await
             .unwrap();
@@ -151,6 +154,11 @@ async fn a_kcl_3_5_single_table_is_continued_and_its_other_items_left_alone() {
         let item = stored.item().unwrap();
         assert_eq!(item.get("entityType"), Some(&s("LEASE")));
         assert_eq!(item.get("throughputKBps"), Some(&n("1.5")));
+        assert_eq!(
+            item.get("checkpointOwner"),
+            None,
+            "the pending handoff ended with the take: a 3.x worker would skip the lease"
+        );
     }
     let leases = table.list_leases().await.unwrap();
     assert_eq!(leases.len(), 2, "only the leases are leases");

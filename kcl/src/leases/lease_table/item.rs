@@ -45,6 +45,8 @@ pub(super) mod attr {
     pub(crate) const CHILDREN: &str = "childShardIds";
     pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
     pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
+    /// The Java KCL 3.x's old owner while a graceful handoff is pending.
+    pub(crate) const CHECKPOINT_OWNER: &str = "checkpointOwner";
     /// The Java KCL 3.5's item kind in a single-table lease table: `LEASE` (or absent) for
     /// a lease; `WORKER_METRIC_STATS`, `LEADER`, ... for items that only reuse `leaseKey`.
     pub(crate) const ENTITY_TYPE: &str = "entityType";

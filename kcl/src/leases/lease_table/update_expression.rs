@@ -12,8 +12,8 @@
 //!
 //! | change                     | clause                                                  |
 //! |----------------------------|---------------------------------------------------------|
-//! | `Owner(Some(w))`           | `SET leaseOwner = w`                                    |
-//! | `Owner(None)`              | `REMOVE leaseOwner`                                     |
+//! | `Owner(Some(w))`           | `SET leaseOwner = w`, `REMOVE checkpointOwner` (3.x)    |
+//! | `Owner(None)`              | `REMOVE leaseOwner, checkpointOwner`                    |
 //! | `CountOwnerSwitch`         | `ADD ownerSwitchesSinceCheckpoint 1`                    |
 //! | `ResetOwnerSwitches`       | `SET ownerSwitchesSinceCheckpoint = 0`                  |
 //! | `Checkpoint(c)`            | `SET checkpoint, checkpointSubSequenceNumber`           |
@@ -78,8 +78,16 @@ impl UpdateExpression {
     /// Adds the clauses of one change.
     fn change(&mut self, change: &Change) {
         match change {
-            Change::Owner(Some(owner)) => self.set(attr::LEASE_OWNER, string(owner)),
-            Change::Owner(None) => self.remove(attr::LEASE_OWNER),
+            // Any change of hands ends a Java KCL 3.x graceful handoff left pending (its
+            // takes and evictions do the same): a 3.x worker would skip the lease forever.
+            Change::Owner(Some(owner)) => {
+                self.set(attr::LEASE_OWNER, string(owner));
+                self.remove(attr::CHECKPOINT_OWNER);
+            }
+            Change::Owner(None) => {
+                self.remove(attr::LEASE_OWNER);
+                self.remove(attr::CHECKPOINT_OWNER);
+            }
             Change::CountOwnerSwitch => self.add_one(attr::OWNER_SWITCHES),
             Change::ResetOwnerSwitches => self.set(attr::OWNER_SWITCHES, num(0)),
             Change::Checkpoint(checkpoint) => {
@@ -222,7 +230,7 @@ mod tests {
         let u = UpdateExpression::new(&owned("w1").release());
         assert_eq!(
             u.update_expression(),
-            "REMOVE #leaseOwner ADD #leaseCounter :one"
+            "REMOVE #leaseOwner, #checkpointOwner ADD #leaseCounter :one"
         );
         let free = Lease::new("shardId-1", Checkpoint::TrimHorizon);
         let u = UpdateExpression::new(&free.renew());
