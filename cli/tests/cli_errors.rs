@@ -733,6 +733,7 @@ fn bad_arguments_are_refused_with_status_2_naming_the_flag() {
         (vec!["stream", "create", "s", "--shards", "0"], "--shards"),
         (vec!["stream", "create", ""], "<NAME>"),
         (vec!["leases", "--app", "x"], "--app"),
+        (vec!["leases", "--app", "app-x", "--watch", "0"], "--watch"),
     ] {
         let f = run(&env, &args, Duration::from_secs(10));
         assert_eq!(f.code(), Some(2), "{args:?}: {f:?}");

@@ -296,6 +296,27 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
     assert_eq!(rows.len(), 8, "{text}");
     // Every worker left the fleet on its way out: only the header remains.
     assert_eq!(workers.lines().count(), 1, "{text}");
+
+    // `leases --watch 1` shows the tables again every second (one after the other, stdout
+    // not being a terminal) until SIGTERM, then exits 0.
+    let watch = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"))
+        .args(["leases", "--app", &app, "--watch", "1"])
+        .envs(env.clone())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &watch.id().unwrap().to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(term.success());
+    let out = watch.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let shown = text.lines().filter(|l| l.starts_with("shard ")).count();
+    assert!(shown >= 2, "shown {shown} times:\n{text}");
     for row in rows {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], "-", "released: {row}");

@@ -28,6 +28,10 @@ pub struct LeasesArgs {
     /// checkpoints are. Default: not shown.
     #[arg(long, value_parser = args::stream_name)]
     pub stream: Option<String>,
+    /// Shows the tables again every SECS seconds until Ctrl-C: in place on a terminal,
+    /// one after the other otherwise.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
 }
 
 /// What the stream says about a leased shard.
@@ -149,16 +153,38 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
     out
 }
 
-/// Prints the lease table.
+/// Prints the lease table and the workers, once or (with `--watch`) until a signal.
 ///
 /// # Cancellation
-/// Safe to drop: it only reads.
+/// Safe to drop: it only reads. With `--watch`, the first Ctrl-C / SIGTERM ends the watch
+/// with status 0.
 ///
 /// # Errors
 /// [`Error::Config`] for an unusable AWS configuration; DynamoDB or Kinesis errors (a
 /// missing table or stream exits with status 3).
 pub async fn run(args: LeasesArgs) -> Result<(), Error> {
     let config = crate::aws::load().await?;
+    let Some(every) = args.watch else {
+        return show(&args, &config, false).await;
+    };
+    let stop = crate::signals::install("stopping the watch")?;
+    let in_place = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        show(&args, &config, in_place).await?;
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(every)) => {}
+        }
+    }
+}
+
+/// Reads and prints the tables once; `in_place` clears the terminal first.
+async fn show(
+    args: &LeasesArgs,
+    config: &aws_config::SdkConfig,
+    in_place: bool,
+) -> Result<(), Error> {
+    let config = config.clone();
     let table = LeaseTable::new(aws_sdk_dynamodb::Client::new(&config), &args.app);
     let leases = table.list_leases().await?;
     let views = match &args.stream {
@@ -195,6 +221,12 @@ pub async fn run(args: LeasesArgs) -> Result<(), Error> {
             .map_or(0, |d| d.as_millis() as u64);
         text.push('\n');
         text.push_str(&format_workers(&leases, fleet, now_ms));
+    }
+    if in_place {
+        // Clear the screen and go home, so the tables are redrawn where they were.
+        text.insert_str(0, "\x1b[2J\x1b[H");
+    } else if args.watch.is_some() {
+        text.push('\n');
     }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
