@@ -15,44 +15,40 @@ async fn fleet_table_scenario(stack: &LocalStack) {
 
     // Registration is unconditional; later beats need the last one.
     let v = table
-        .beat("w1", None, 7, &[])
+        .beat("w1", &[], 7, &[])
         .await
         .unwrap()
         .expect("registered");
     assert_eq!(v.beats.len(), 1);
     assert_eq!(v.beats["w1"], 7);
     let v = table
-        .beat("w:2", None, u64::MAX, &[])
+        .beat("w:2", &[], u64::MAX, &[])
         .await
         .unwrap()
         .unwrap();
     assert_eq!((v.beats["w1"], v.beats["w:2"]), (7, u64::MAX));
     assert!(
-        table.beat("w1", Some(6), 8, &[]).await.unwrap().is_none(),
+        table.beat("w1", &[6], 8, &[]).await.unwrap().is_none(),
         "stale"
     );
-    let v = table.beat("w1", Some(7), 8, &[]).await.unwrap().unwrap();
+    let v = table.beat("w1", &[7], 8, &[]).await.unwrap().unwrap();
     assert_eq!(v.beats["w1"], 8);
 
     // Notices: only for registered workers; read by their owner; deleted when handled.
     assert!(table.notify("w1", "shardId-1@5").await.unwrap());
     assert!(table.notify("w1", "shardId-2@9").await.unwrap());
     assert!(!table.notify("nobody", "shardId-3@1").await.unwrap());
-    let v = table.beat("w1", Some(8), 9, &[]).await.unwrap().unwrap();
+    let v = table.beat("w1", &[8], 9, &[]).await.unwrap().unwrap();
     let mut notices = v.notices.clone();
     notices.sort();
     assert_eq!(notices, ["shardId-1@5", "shardId-2@9"]);
     let other = table
-        .beat("w:2", Some(u64::MAX), 0, &[])
+        .beat("w:2", &[u64::MAX], 0, &[])
         .await
         .unwrap()
         .unwrap();
     assert!(other.notices.is_empty());
-    let v = table
-        .beat("w1", Some(9), 10, &notices)
-        .await
-        .unwrap()
-        .unwrap();
+    let v = table.beat("w1", &[9], 10, &notices).await.unwrap().unwrap();
     assert!(
         v.notices.is_empty(),
         "handled notices deleted: {:?}",
@@ -64,11 +60,15 @@ async fn fleet_table_scenario(stack: &LocalStack) {
     assert!(table.remove("w1", 10).await.unwrap());
     assert!(!table.remove("w1", 10).await.unwrap(), "gone already");
     assert!(
-        table.beat("w1", Some(10), 11, &[]).await.unwrap().is_none(),
+        table.beat("w1", &[10], 11, &[]).await.unwrap().is_none(),
         "declared gone"
     );
-    let v = table.beat("w:2", Some(0), 1, &[]).await.unwrap().unwrap();
+    let v = table.beat("w:2", &[0], 1, &[]).await.unwrap().unwrap();
     assert_eq!(v.beats.keys().collect::<Vec<_>>(), ["w:2"]);
+    // A beat whose answer was lost: either value is accepted next time.
+    let v = table.beat("w:2", &[5, 1], 2, &[]).await.unwrap().unwrap();
+    assert_eq!(v.beats["w:2"], 2);
+    assert!(table.beat("w:2", &[5, 1], 3, &[]).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -94,8 +94,9 @@ impl HeldLease {
     }
 
     /// Renews the lease. It is lost (and `false` returned) when the renewal is refused, or
-    /// when it fails and no write succeeded for `failover` (others may have taken it by
-    /// now); a failure before then is logged and the next renewal tries again.
+    /// when it fails (or gets no answer within `failover / 3`) and no write succeeded for
+    /// `failover` (others may have taken it by now); a failure before then is logged and
+    /// the next renewal tries again.
     ///
     /// # Cancellation
     /// Safe to drop: a renewal already sent may still land, and is repeated next round.
@@ -105,7 +106,20 @@ impl HeldLease {
             return false;
         }
         let renewal = lease.renew();
-        let lost = match self.store.update_lease(&renewal).await {
+        // A DynamoDB that does not answer within a third of the failover time counts as a
+        // failed renewal, so that the lease is given up in time rather than waited on.
+        let written = tokio::time::timeout(failover / 3, self.store.update_lease(&renewal))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::DynamoDb {
+                    operation: "UpdateItem",
+                    table: "lease table".into(),
+                    message: format!("no answer within {:?}", failover / 3),
+                    retryable: true,
+                    throttled: false,
+                })
+            });
+        let lost = match written {
             Ok(true) => {
                 renewal.apply_to(&mut lease);
                 self.touch();

@@ -199,7 +199,7 @@ async fn a_worker_declared_gone_while_alive_loses_everything_and_comes_back() {
     // Someone removed worker-1's entry (as a survivor does to a silent worker).
     let beat = f
         .fleet
-        .beat("probe", None, 0, &[])
+        .beat("probe", &[], 0, &[])
         .await
         .unwrap()
         .unwrap()
@@ -240,4 +240,42 @@ async fn a_finished_lease_deleted_from_the_table_stops_counting_as_held() {
         w.held_lease_keys(),
         ["shardId-000000000001", "shardId-000000000002"]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dynamodb_that_never_answers_does_not_keep_a_worker_from_fencing() {
+    let f = Fleet::new(1, 2).await;
+    f.step().await;
+    let held: Vec<Arc<HeldLease>> = f.workers[0]
+        .held_leases()
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    f.fleet.set_hanging(true);
+    // Beats time out after a heartbeat interval each; after the failover time the
+    // worker gives its leases up.
+    for _ in 0..8 {
+        tokio::time::advance(LeaseConfig::new(FAILOVER).heartbeat_interval).await;
+        f.workers[0].beat().await;
+    }
+    assert!(held.iter().all(|h| h.is_lost()), "fenced");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_beat_whose_answer_was_lost_is_not_taken_for_a_removal() {
+    let f = Fleet::new(1, 2).await;
+    f.step().await;
+    let held: Vec<Arc<HeldLease>> = f.workers[0]
+        .held_leases()
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    // The beat lands but its answer is lost: twice in a row.
+    f.fleet.lose_next_answer();
+    f.step().await;
+    f.fleet.lose_next_answer();
+    f.step().await;
+    f.step().await;
+    assert!(held.iter().all(|h| !h.is_lost()), "still holding");
+    assert_eq!(f.fleet.workers(), ["worker-0"]);
 }

@@ -24,6 +24,10 @@ use crate::error::Error;
 use crate::leases::fleet::{parse_taken_notice, taken_notice, FleetStore, Liveness};
 use crate::metric_names as m;
 
+/// How many beats that may have landed unseen are remembered (more than fit in the
+/// failover time at the default interval).
+const MAX_UNCERTAIN: usize = 8;
+
 /// What one beat showed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BeatOutcome {
@@ -50,6 +54,9 @@ pub(crate) enum BeatOutcome {
 struct BeatState {
     /// The heartbeat last written (none: not registered).
     current: Option<u64>,
+    /// Heartbeats sent since that failed or timed out (the last few): each may have
+    /// landed, so the next beat accepts any of them as the current one too.
+    uncertain: Vec<u64>,
     /// Notices read at the last beat, deleted by the next.
     handled: Vec<String>,
     /// When the last beat that landed was sent.
@@ -89,6 +96,7 @@ impl Heartbeat {
             liveness: SyncMutex::new(Liveness::new(config.heartbeat_interval)),
             state: Mutex::new(BeatState {
                 current: None,
+                uncertain: Vec::new(),
                 handled: Vec::new(),
                 last_landed: Instant::now(),
                 fenced: false,
@@ -130,13 +138,34 @@ impl Heartbeat {
             None => wall,
         };
         let sent = Instant::now();
-        match self
-            .store
-            .beat(&self.me, state.current, next, &state.handled)
-            .await
-        {
+        let previous: Vec<u64> = state
+            .current
+            .into_iter()
+            .chain(state.uncertain.iter().copied())
+            .collect();
+        // A beat that takes longer than the interval counts as failed: a DynamoDB that
+        // does not answer must not keep this worker from fencing itself.
+        let beat = tokio::time::timeout(
+            self.interval,
+            self.store.beat(&self.me, &previous, next, &state.handled),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::DynamoDb {
+                operation: "UpdateItem",
+                table: "fleet".into(),
+                message: format!(
+                    "no answer within the heartbeat interval ({:?})",
+                    self.interval
+                ),
+                retryable: true,
+                throttled: false,
+            })
+        });
+        match beat {
             Ok(Some(view)) => {
                 state.current = Some(next);
+                state.uncertain.clear();
                 state.last_landed = sent;
                 state.fenced = false;
                 state.handled = view.notices.clone();
@@ -163,10 +192,18 @@ impl Heartbeat {
             Ok(None) => {
                 tracing::warn!(worker = %self.me, "another worker declared this one gone; its leases are lost, registering again");
                 state.current = None;
+                state.uncertain.clear();
                 state.handled.clear();
                 BeatOutcome::Refused
             }
             Err(e) => {
+                // It may have landed (only a registration leaves nothing to accept).
+                if state.current.is_some() {
+                    if state.uncertain.len() == MAX_UNCERTAIN {
+                        state.uncertain.remove(0);
+                    }
+                    state.uncertain.push(next);
+                }
                 ::metrics::counter!(m::HEARTBEAT_FAILURES).increment(1);
                 let late = state.last_landed.elapsed() >= self.failover;
                 let fence = late && !state.fenced;
@@ -245,7 +282,14 @@ impl Heartbeat {
         let Some(current) = state.current.take() else {
             return;
         };
-        if let Err(e) = self.store.remove(&self.me, current).await {
+        let mut removed = self.store.remove(&self.me, current).await;
+        for uncertain in std::mem::take(&mut state.uncertain) {
+            if !matches!(removed, Ok(false)) {
+                break;
+            }
+            removed = self.store.remove(&self.me, uncertain).await;
+        }
+        if let Err(e) = removed {
             tracing::warn!(worker = %self.me, error = %e, "leaving the fleet failed; the others see this worker go silent");
         }
     }

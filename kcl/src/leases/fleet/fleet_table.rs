@@ -4,7 +4,7 @@
 //!  table <lease table>-Workers, hash key fleet (S); one item fleet = "workers":
 //!    b:<worker id>  N   the worker's last heartbeat
 //!    n:<worker id>  SS  notices for it ("lease@counter")
-//!  beat   ─▶ UpdateItem SET b:<me> [IF b:<me> = prev] [DELETE n:<me> handled], ALL_NEW
+//!  beat   ─▶ UpdateItem SET b:<me> [IF b:<me> IN (prev, …)] [DELETE n:<me> handled], ALL_NEW
 //!  read   ─▶ GetItem (consistent), for operators
 //!  remove ─▶ UpdateItem REMOVE b:<w>, n:<w> IF b:<w> = beat
 //!  notify ─▶ UpdateItem ADD n:<w> {notice} IF attribute_exists(b:<w>)
@@ -98,7 +98,7 @@ impl FleetStore for FleetTable {
     async fn beat(
         &self,
         worker: &str,
-        previous: Option<u64>,
+        previous: &[u64],
         next: u64,
         handled: &[String],
     ) -> Result<Option<FleetView>, Error> {
@@ -115,10 +115,14 @@ impl FleetStore for FleetTable {
                 .expression_attribute_names("#n", format!("{NOTICES}{worker}"))
                 .expression_attribute_values(":handled", AttributeValue::Ss(handled.to_vec()));
         }
-        if let Some(previous) = previous {
-            req = req
-                .condition_expression("#b = :previous")
-                .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()));
+        if !previous.is_empty() {
+            let mut placeholders = Vec::new();
+            for (i, p) in previous.iter().enumerate() {
+                let name = format!(":previous{i}");
+                req = req.expression_attribute_values(&name, AttributeValue::N(p.to_string()));
+                placeholders.push(name);
+            }
+            req = req.condition_expression(format!("#b IN ({})", placeholders.join(", ")));
         }
         match req.update_expression(expression).send().await {
             Ok(out) => Ok(Some(view_of(

@@ -18,6 +18,10 @@ pub struct MemoryFleetStore {
     workers: Mutex<BTreeMap<String, (u64, BTreeSet<String>)>>,
     /// While set, every call fails as an unreachable DynamoDB would.
     unavailable: AtomicBool,
+    /// While set, every call waits without end, as a DynamoDB that never answers.
+    hanging: AtomicBool,
+    /// Set: the next beat is written, then reported failed (its answer lost).
+    lose_next_answer: AtomicBool,
 }
 
 impl MemoryFleetStore {
@@ -31,6 +35,17 @@ impl MemoryFleetStore {
         self.unavailable.store(unavailable, Ordering::SeqCst);
     }
 
+    /// Makes every call wait without end (`true`), or answer again (`false`; calls already
+    /// waiting go on waiting).
+    pub fn set_hanging(&self, hanging: bool) {
+        self.hanging.store(hanging, Ordering::SeqCst);
+    }
+
+    /// Writes the next beat but reports it failed, as when its answer is lost.
+    pub fn lose_next_answer(&self) {
+        self.lose_next_answer.store(true, Ordering::SeqCst);
+    }
+
     /// The registered workers, sorted.
     pub fn workers(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
@@ -40,7 +55,10 @@ impl MemoryFleetStore {
         self.workers.lock().expect("not poisoned")
     }
 
-    fn check(&self, operation: &'static str) -> Result<(), Error> {
+    async fn check(&self, operation: &'static str) -> Result<(), Error> {
+        if self.hanging.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.unavailable.load(Ordering::SeqCst) {
             return Err(Error::DynamoDb {
                 operation,
@@ -59,21 +77,32 @@ impl FleetStore for MemoryFleetStore {
     async fn beat(
         &self,
         worker: &str,
-        previous: Option<u64>,
+        previous: &[u64],
         next: u64,
         handled: &[String],
     ) -> Result<Option<FleetView>, Error> {
-        self.check("UpdateItem")?;
+        self.check("UpdateItem").await?;
         let mut workers = self.lock();
-        if let Some(previous) = previous {
-            if workers.get(worker).map(|(b, _)| *b) != Some(previous) {
-                return Ok(None);
-            }
+        if !previous.is_empty()
+            && !workers
+                .get(worker)
+                .is_some_and(|(b, _)| previous.contains(b))
+        {
+            return Ok(None);
         }
         let entry = workers.entry(worker.to_owned()).or_default();
         entry.0 = next;
         for h in handled {
             entry.1.remove(h);
+        }
+        if self.lose_next_answer.swap(false, Ordering::SeqCst) {
+            return Err(Error::DynamoDb {
+                operation: "UpdateItem",
+                table: "memory fleet".into(),
+                message: "answer lost (test)".into(),
+                retryable: true,
+                throttled: false,
+            });
         }
         Ok(Some(FleetView {
             beats: workers.iter().map(|(w, (b, _))| (w.clone(), *b)).collect(),
@@ -82,7 +111,7 @@ impl FleetStore for MemoryFleetStore {
     }
 
     async fn read(&self) -> Result<FleetView, Error> {
-        self.check("GetItem")?;
+        self.check("GetItem").await?;
         Ok(FleetView {
             beats: self
                 .lock()
@@ -94,7 +123,7 @@ impl FleetStore for MemoryFleetStore {
     }
 
     async fn remove(&self, worker: &str, beat: u64) -> Result<bool, Error> {
-        self.check("UpdateItem")?;
+        self.check("UpdateItem").await?;
         let mut workers = self.lock();
         if workers.get(worker).map(|(b, _)| *b) != Some(beat) {
             return Ok(false);
@@ -104,7 +133,7 @@ impl FleetStore for MemoryFleetStore {
     }
 
     async fn notify(&self, worker: &str, notice: &str) -> Result<bool, Error> {
-        self.check("UpdateItem")?;
+        self.check("UpdateItem").await?;
         Ok(self
             .lock()
             .get_mut(worker)

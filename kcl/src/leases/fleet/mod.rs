@@ -80,17 +80,18 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
-    /// Writes `worker`'s heartbeat `next`, if its entry still holds `previous` (`None`:
-    /// registers it, whatever is there), and deletes the notices in `handled`. Returns the
-    /// fleet as it is after the write; `Ok(None)` when the entry no longer holds
-    /// `previous` (another worker declared this one gone).
+    /// Writes `worker`'s heartbeat `next`, if its entry holds one of `previous` (empty:
+    /// registers it, whatever is there; more than one: the last beat, and one sent since
+    /// that may or may not have landed), and deletes the notices in `handled`. Returns the
+    /// fleet as it is after the write; `Ok(None)` when the entry holds none of them
+    /// (another worker declared this one gone).
     ///
     /// # Cancellation
     /// Dropping the future after the request was sent may still write the heartbeat.
     async fn beat(
         &self,
         worker: &str,
-        previous: Option<u64>,
+        previous: &[u64],
         next: u64,
         handled: &[String],
     ) -> Result<Option<FleetView>, Error>;

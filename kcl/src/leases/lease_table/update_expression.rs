@@ -210,7 +210,7 @@ mod tests {
         let u = UpdateExpression::new(&owned("w1").take("w2"));
         assert_eq!(
             u.update_expression(),
-            "SET #leaseOwner = :leaseOwner \
+            "SET #leaseOwner = :leaseOwner REMOVE #checkpointOwner \
              ADD #ownerSwitchesSinceCheckpoint :one, #leaseCounter :one"
         );
         assert_eq!(
@@ -221,7 +221,7 @@ mod tests {
         let u = UpdateExpression::new(&owned("w1").take("w1"));
         assert_eq!(
             u.update_expression(),
-            "SET #leaseOwner = :leaseOwner ADD #leaseCounter :one"
+            "SET #leaseOwner = :leaseOwner REMOVE #checkpointOwner ADD #leaseCounter :one"
         );
     }
 
