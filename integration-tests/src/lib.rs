@@ -12,11 +12,14 @@
 //! ```
 //!
 //! Checks panic (through assertions) when the behaviour is wrong; that is their purpose.
+//! [`fault_proxy`] puts a scriptable HTTP proxy between the SDK clients and a stack, for
+//! suites that inject faults.
 #![deny(unsafe_code, rust_2018_idioms)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod bench_host;
 pub mod checks;
+pub mod fault_proxy;
 pub mod kinesis;
 pub mod peers;
 

@@ -202,7 +202,14 @@ impl HeldLease {
             return Err(Error::LeaseLost { lease_key });
         }
         let update = decide(&lease);
-        if !self.store.update_lease(&update).await? {
+        // A lease given up while the write waits (its worker fenced itself: DynamoDB did
+        // not answer for the failover time) ends the wait: the caller learns at once; the
+        // write may still land, as after any dropped call.
+        let applied = tokio::select! {
+            applied = self.store.update_lease(&update) => applied?,
+            _ = self.lost.cancelled() => return Err(Error::LeaseLost { lease_key }),
+        };
+        if !applied {
             drop(lease);
             self.lose();
             return Err(Error::LeaseLost { lease_key });

@@ -1,0 +1,232 @@
+//! The consumer when Kinesis or DynamoDB misbehave, through the fault-injecting proxy
+//! (`integration_tests::fault_proxy`): a DynamoDB outage shorter than the failover time
+//! moves no lease; a longer one loses the leases cleanly and processing resumes when it
+//! ends; throttling, server errors, expired iterators and lost answers cost retries, never
+//! records, and never the shard's order.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
+use kinesis_consumer::Scheduler;
+
+const FAILOVER: Duration = Duration::from_secs(3);
+
+/// A worker whose DynamoDB and Kinesis calls go through the given proxies (or straight to
+/// the stack), reading at most 50 records per `GetRecords` (so that calls are many).
+fn worker_through(
+    stack: &kinesis_emulators::LocalStack,
+    app: &str,
+    stream: &str,
+    id: &str,
+    rec: &Recorder,
+    kinesis: Option<&FaultProxy>,
+    dynamodb: Option<&FaultProxy>,
+) -> Scheduler {
+    let kinesis_client = match kinesis {
+        Some(p) => aws_sdk_kinesis::Client::from_conf(
+            stack
+                .kinesis_client()
+                .config()
+                .to_builder()
+                .endpoint_url(p.endpoint())
+                .build(),
+        ),
+        None => stack.kinesis_client(),
+    };
+    let dynamodb_client = match dynamodb {
+        Some(p) => aws_sdk_dynamodb::Client::from_conf(
+            stack
+                .dynamodb_client()
+                .config()
+                .to_builder()
+                .endpoint_url(p.endpoint())
+                .build(),
+        ),
+        None => stack.dynamodb_client(),
+    };
+    let mut polling = kinesis_consumer::PollingConfig::default();
+    polling.max_records = 50;
+    polling.idle_time_between_reads = Duration::from_millis(50);
+    scheduler_builder(stack, app, stream, id, rec, FAILOVER)
+        .with_clients(kinesis_client, dynamodb_client)
+        .with_polling(polling)
+        .build()
+        .expect("scheduler")
+}
+
+/// Every record's data → how many times it was processed.
+fn counts(rec: &Recorder) -> HashMap<Bytes, usize> {
+    let mut counts = HashMap::new();
+    for s in rec.seen() {
+        *counts.entry(s.data).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamodb_outage_shorter_than_the_failover_time_moves_no_lease() {
+    let stack = stack().await;
+    let stream = stack.create_stream("faults-short", 4).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-short-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.dynamodb_endpoint()).await.unwrap();
+    let rec = Recorder::default();
+    let a = worker_through(&stack, &app, &stream, "a", &rec, None, Some(&proxy));
+    let b = worker_through(&stack, &app, &stream, "b", &rec, None, Some(&proxy));
+    let (run_a, run_b) = (spawn_run(&a), spawn_run(&b));
+    let held = |s: &Scheduler| s.coordinator().held_lease_keys();
+    wait_until("2 leases each", || {
+        held(&a).len() == 2 && held(&b).len() == 2
+    })
+    .await;
+    put_records(&kinesis, &stream, &records(400, 40, 1, "before-"), 1).await;
+    wait_until("the first records", || distinct(&rec) >= 400).await;
+    let before = (held(&a), held(&b));
+
+    // Half the failover time without any DynamoDB answer, records flowing.
+    proxy.set_rules(vec![Rule::new("DynamoDB_20120810.", Fault::Blackhole)]);
+    put_records(&kinesis, &stream, &records(400, 40, 1, "during-"), 1).await;
+    tokio::time::sleep(FAILOVER / 2).await;
+    proxy.clear();
+    // Two more failover times: anything that was going to move has moved.
+    tokio::time::sleep(FAILOVER * 2).await;
+    assert_eq!((held(&a), held(&b)), before, "no lease moved");
+    assert!(
+        rec.events("lease_lost").is_empty(),
+        "{:?}",
+        rec.events("lease_lost")
+    );
+    assert!(proxy.injected_total() > 0, "the outage was real");
+
+    put_records(&kinesis, &stream, &records(400, 40, 1, "after-"), 1).await;
+    wait_until("every record", || distinct(&rec) >= 1_200).await;
+    a.graceful_shutdown().await;
+    b.graceful_shutdown().await;
+    run_a.await.unwrap().unwrap();
+    run_b.await.unwrap().unwrap();
+    let counts = counts(&rec);
+    assert_eq!(counts.len(), 1_200, "nothing lost");
+    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamodb_outage_longer_than_the_failover_time_loses_leases_cleanly_then_resumes() {
+    let stack = stack().await;
+    let stream = stack.create_stream("faults-long", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-long-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.dynamodb_endpoint()).await.unwrap();
+    let rec = Recorder::default();
+    let w = worker_through(&stack, &app, &stream, "w", &rec, None, Some(&proxy));
+    let run = spawn_run(&w);
+    wait_until("both leases", || {
+        w.coordinator().held_lease_keys().len() == 2
+    })
+    .await;
+    put_records(&kinesis, &stream, &records(300, 30, 1, "before-"), 1).await;
+    wait_until("the first records", || distinct(&rec) >= 300).await;
+
+    proxy.set_rules(vec![Rule::new("DynamoDB_20120810.", Fault::Blackhole)]);
+    put_records(&kinesis, &stream, &records(300, 30, 1, "during-"), 1).await;
+    wait_until("the leases given up", || {
+        w.coordinator().held_lease_keys().is_empty()
+    })
+    .await;
+    assert_eq!(rec.events("lease_lost").len(), 2, "each processor told");
+    proxy.clear();
+
+    put_records(&kinesis, &stream, &records(300, 30, 1, "after-"), 1).await;
+    wait_until("every record", || distinct(&rec) >= 900).await;
+    w.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(counts(&rec).len(), 900, "nothing lost");
+    // Records after the last checkpoint come again after the loss; the first delivery of
+    // each is still in the shard's order.
+    let mut first = std::collections::HashSet::new();
+    let firsts: Vec<Seen> = rec
+        .seen()
+        .into_iter()
+        .filter(|s| first.insert(s.data.clone()))
+        .collect();
+    assert_shard_order(&firsts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_throttling_errors_and_expired_iterators_cost_retries_not_records() {
+    let stack = stack().await;
+    let stream = stack.create_stream("faults-kinesis", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-kinesis-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
+    proxy.set_rules(vec![
+        Rule::new(
+            "GetRecords",
+            Fault::error(400, "ProvisionedThroughputExceededException"),
+        )
+        .one_in(3),
+        Rule::new("GetShardIterator", Fault::error(500, "InternalFailure")).one_in(2),
+        Rule::new("ListShards", Fault::error(400, "LimitExceededException")).one_in(2),
+    ]);
+    let rec = Recorder::default();
+    let w = worker_through(&stack, &app, &stream, "w", &rec, Some(&proxy), None);
+    let run = spawn_run(&w);
+    put_records(&kinesis, &stream, &records(2_000, 50, 1, "k-"), 1).await;
+    wait_until("half the records", || distinct(&rec) >= 1_000).await;
+    // Expired iterators too, now and then, and answers lost after the server answered.
+    proxy.set_rules(vec![
+        Rule::new("GetRecords", Fault::error(400, "ExpiredIteratorException")).one_in(4),
+        Rule::new("GetRecords", Fault::ResetAfterForward).one_in(5),
+    ]);
+    put_records(&kinesis, &stream, &records(2_000, 50, 1, "l-"), 1).await;
+    wait_until("every record", || distinct(&rec) >= 4_000).await;
+    proxy.clear();
+    w.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let counts = counts(&rec);
+    assert_eq!(counts.len(), 4_000, "nothing lost");
+    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_shard_order(&rec.seen());
+    let injected = proxy.injected();
+    assert!(
+        injected.get("GetRecords").copied().unwrap_or(0) > 0,
+        "{injected:?} of {:?}",
+        proxy.calls_by_operation()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_throttling_and_server_errors_cost_retries_not_records() {
+    let stack = stack().await;
+    let stream = stack.create_stream("faults-ddb", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-ddb-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.dynamodb_endpoint()).await.unwrap();
+    proxy.set_rules(vec![
+        Rule::new(
+            "DynamoDB_20120810.",
+            Fault::error(400, "ProvisionedThroughputExceededException"),
+        )
+        .one_in(4),
+        Rule::new(
+            "DynamoDB_20120810.",
+            Fault::error(500, "InternalServerError"),
+        )
+        .one_in(3),
+    ]);
+    let rec = Recorder::default();
+    let w = worker_through(&stack, &app, &stream, "w", &rec, None, Some(&proxy));
+    let run = spawn_run(&w);
+    put_records(&kinesis, &stream, &records(1_000, 50, 1, "d-"), 1).await;
+    wait_until("every record", || distinct(&rec) >= 1_000).await;
+    proxy.clear();
+    w.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(counts(&rec).len(), 1_000, "nothing lost");
+    assert_shard_order(&rec.seen());
+    assert!(proxy.injected_total() > 0);
+}
