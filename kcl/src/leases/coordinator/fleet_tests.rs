@@ -530,3 +530,59 @@ async fn review_a_fenced_worker_that_still_cannot_beat_takes_leases_again() {
         held_while_cut_off.len()
     );
 }
+
+/// Fault: a heartbeat whose write landed but whose response was lost (a timeout, a reset
+/// connection; or, within one call, the SDK's own retry of an attempt that had landed)
+/// leaves this worker with a `current` beat the item no longer holds, so its next beat is
+/// refused and it concludes it was declared gone: it drops every lease, though nobody
+/// removed it. The shards restart elsewhere or here from their checkpoints.
+#[tokio::test(start_paused = true)]
+async fn review_a_beat_that_landed_with_its_response_lost_drops_every_lease() {
+    let rig = Rig::new(2, 4).await;
+    for _ in 0..4 {
+        rig.step().await;
+    }
+    let mine: Vec<Arc<HeldLease>> = rig.workers[1]
+        .held_leases()
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    assert_eq!(mine.len(), 2);
+    rig.faults[1].set(Mode::LandThenLoseResponse);
+    for _ in 0..3 {
+        rig.step().await;
+    }
+    assert_eq!(
+        rig.fleet.workers(),
+        ["worker-0", "worker-1"],
+        "nobody removed worker-1"
+    );
+    let lost = mine.iter().filter(|h| h.is_lost()).count();
+    assert_eq!(lost, 0, "leases dropped after one lost response");
+}
+
+/// Fault: a worker that has never read the fleet (its first beats fail: no access to the
+/// `-Workers` table, an outage at start) judges every fleet worker's leases by the Java
+/// counter rule, and fleet workers no longer renew: after the failover time it finds all
+/// of them expired and takes its share of leases that healthy workers hold and process,
+/// without telling them (a take, not a steal). It goes on while its beats fail.
+#[tokio::test(start_paused = true)]
+async fn review_a_worker_that_never_beat_takes_live_workers_leases_by_the_counter_rule() {
+    let mut rig = Rig::new(2, 8).await;
+    for _ in 0..4 {
+        rig.step().await;
+    }
+    assert_eq!(rig.held(0).len() + rig.held(1).len(), 8);
+    let late = rig.join("worker-2", LeaseConfig::new(FAILOVER));
+    rig.faults[late].set(Mode::Fail);
+    for _ in 0..12 {
+        rig.step().await;
+    }
+    assert_eq!(rig.fleet.workers(), ["worker-0", "worker-1"]);
+    assert_eq!(
+        rig.held(late),
+        Vec::<String>::new(),
+        "taken from live workers by a worker that never beat; held by two at once: {:?}",
+        rig.held_twice()
+    );
+}
