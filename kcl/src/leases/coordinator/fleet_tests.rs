@@ -586,3 +586,105 @@ async fn review_a_worker_that_never_beat_takes_live_workers_leases_by_the_counte
         rig.held_twice()
     );
 }
+
+/// Fault: a worker alive and beating, whose fleet calls are slow (3 s each: throttling and
+/// the SDK's backoff, a congested network), is declared gone. It beats every
+/// heartbeat_interval + latency (5.5 s, well under the 7.5 s silence threshold; 2.5 s
+/// passes, 3 s fails), but the others
+/// count its silence from a `since` that lies up to a heartbeat before the beat landed, and
+/// the beat in flight lands after the removal: refused, every lease lost, registered again,
+/// over and over.
+#[tokio::test(start_paused = true)]
+async fn review_a_worker_with_slow_fleet_calls_is_declared_gone_while_alive() {
+    let rig = Rig::new(2, 4).await;
+    let tasks = rig.spawn();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(rig.held(0).len() + rig.held(1).len(), 4);
+    let mut lost_by_slow = 0;
+    let mut removed = 0;
+    let mut watched: Vec<Arc<HeldLease>> = Vec::new();
+    rig.faults[1].set(Mode::Latency(Duration::from_secs(3)));
+    for _ in 0..240 {
+        if !rig.fleet.workers().contains(&"worker-1".to_owned()) {
+            removed += 1;
+        }
+        for (_, h) in rig.workers[1].held_leases() {
+            if !watched.iter().any(|w| Arc::ptr_eq(w, &h)) {
+                watched.push(h);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    lost_by_slow += watched.iter().filter(|h| h.is_lost()).count();
+    for t in tasks.into_iter().flatten() {
+        t.abort();
+    }
+    assert_eq!(
+        lost_by_slow, 0,
+        "tenures of the slow but alive worker lost within 60 s (its entry seen removed {removed} times)"
+    );
+}
+
+/// Fault: when every fleet call takes longer than the heartbeat interval (3 s here, 2.5 s
+/// by default; 250 ms with a 1 s failover), every look comes more than two heartbeats after
+/// the one before, so every look is "blind" and resets every silence: a dead worker is
+/// never declared gone, stays registered, and its leases are never taken (a registered
+/// owner's leases never expire by counter either). Its shards stop for good.
+#[tokio::test(start_paused = true)]
+async fn review_a_dead_worker_is_never_declared_gone_when_the_fleet_is_slower_than_a_heartbeat()
+{
+    let rig = Rig::new(2, 4).await;
+    for f in &rig.faults {
+        f.set(Mode::Latency(Duration::from_secs(3)));
+    }
+    let tasks = rig.spawn();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_eq!(rig.held(0).len() + rig.held(1).len(), 4);
+    let dead = rig.held(1);
+    assert!(!dead.is_empty());
+    for t in &tasks[1] {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let survivor = rig.held(0);
+    let orphaned: Vec<&String> = dead.iter().filter(|k| !survivor.contains(k)).collect();
+    let registered = rig.fleet.workers();
+    for t in tasks.into_iter().flatten() {
+        t.abort();
+    }
+    assert!(
+        orphaned.is_empty(),
+        "120 s after worker-1 died its leases {orphaned:?} are still not taken; fleet: {registered:?}"
+    );
+}
+
+/// Fault: self-fencing is judged only when a beat call returns. A worker whose beat call
+/// hangs (no response; the SDK sets no operation timeout by default) keeps every lease and
+/// its consumers keep running for as long as the call hangs, while the others, seeing it
+/// silent, declare it gone and take its leases after the failover time.
+#[tokio::test(start_paused = true)]
+async fn review_a_hung_beat_call_keeps_the_worker_from_fencing() {
+    let rig = Rig::new(2, 4).await;
+    let tasks = rig.spawn();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let mine: Vec<Arc<HeldLease>> = rig.workers[1]
+        .held_leases()
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    assert!(!mine.is_empty());
+    rig.faults[1].set(Mode::HangThenFail(Duration::from_secs(120)));
+    let cut = Instant::now();
+    // Well past the failover time (plus a heartbeat, the granularity of beats).
+    tokio::time::sleep(FAILOVER * 2).await;
+    let still_held = mine.iter().filter(|h| !h.is_lost()).count();
+    let twice = rig.held_twice();
+    let elapsed = cut.elapsed();
+    for t in tasks.into_iter().flatten() {
+        t.abort();
+    }
+    assert_eq!(
+        still_held, 0,
+        "{elapsed:?} after its beats stopped landing the worker still holds its leases; held by both: {twice:?}"
+    );
+}
