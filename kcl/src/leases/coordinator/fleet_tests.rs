@@ -268,6 +268,8 @@ enum Mode {
     HangThenFail(Duration),
     /// The next beat lands, but its response is lost (the caller gets an error); then Ok.
     LandThenLoseResponse,
+    /// Only notices fail (or the thief crashed right after its steal).
+    NotifyFails,
 }
 
 #[derive(Debug)]
@@ -298,7 +300,7 @@ impl Faulty {
     /// What happens before the call reaches the store.
     async fn before(&self, operation: &'static str) -> Result<(), Error> {
         match self.mode() {
-            Mode::Ok | Mode::LandThenLoseResponse => Ok(()),
+            Mode::Ok | Mode::LandThenLoseResponse | Mode::NotifyFails => Ok(()),
             Mode::Fail => Err(Self::error(operation)),
             Mode::Latency(d) => {
                 tokio::time::sleep(d).await;
@@ -341,6 +343,9 @@ impl FleetStore for Faulty {
     }
 
     async fn notify(&self, worker: &str, notice: &str) -> Result<bool, Error> {
+        if self.mode() == Mode::NotifyFails {
+            return Err(Self::error("UpdateItem"));
+        }
         self.before("UpdateItem").await?;
         self.inner.notify(worker, notice).await
     }
@@ -794,5 +799,67 @@ async fn review_a_restart_under_the_same_id_flaps_while_the_old_process_shuts_do
         lost, 0,
         "the new process lost {lost} of its {} tenures within 40 s",
         tenures.len()
+    );
+}
+
+/// Fault (against the design's promise "the victim stops within a heartbeat"): a steal
+/// whose notice does not arrive (the call failed, or the thief crashed right after its
+/// take) leaves the victim holding and processing the stolen lease until its next taker
+/// scan, up to taker_interval (20 s), not "within a heartbeat": leases are no longer
+/// renewed, so nothing else tells it. The Java rule's victim learns at its next renewal
+/// (failover / 3).
+#[tokio::test(start_paused = true)]
+async fn review_a_lost_steal_notice_leaves_the_victim_processing_for_a_taker_interval() {
+    let mut rig = Rig::new(2, 8).await;
+    for _ in 0..10 {
+        rig.step().await;
+    }
+    let new = rig.join("worker-2", LeaseConfig::new(FAILOVER));
+    rig.faults[new].set(Mode::NotifyFails);
+    rig.step().await;
+    assert!(!rig.held(new).is_empty(), "the newcomer stole its share");
+    let stolen_at = Instant::now();
+    let mut overlap = Duration::ZERO;
+    for _ in 0..12 {
+        if rig.held_twice().is_empty() {
+            break;
+        }
+        rig.step().await;
+        overlap = stolen_at.elapsed();
+    }
+    assert!(
+        overlap <= Rig::config().heartbeat_interval,
+        "stolen leases still held by their victim {overlap:?} after the steal"
+    );
+}
+
+/// Fault (shutdown ordering): `release_all` releases, then leaves the fleet; the renewer
+/// is stopped only afterwards. A beat that starts while the removal is in flight waits for
+/// the state lock, finds `current = None` and registers the worker again, after it left:
+/// a ghost entry that every other worker counts as an alive worker (so they aim at a
+/// smaller share and leave some released leases unowned) until it is declared gone, a
+/// failover time later. Here the fleet answers in 2 s; with a 10 ms call it happens on
+/// about one shutdown in 250.
+#[tokio::test(start_paused = true)]
+async fn review_a_beat_during_leave_registers_the_departing_worker_again() {
+    let rig = Rig::new(1, 2).await;
+    rig.faults[0].set(Mode::Latency(Duration::from_secs(2)));
+    let w = rig.workers[0].clone();
+    let cancel = CancellationToken::new();
+    let renewer = {
+        let (w, c) = (w.clone(), cancel.clone());
+        tokio::spawn(async move { w.run_renewer(c, Arc::new(tokio::sync::Notify::new())).await })
+    };
+    // Beat at 0 lands at 2 s; the next starts at 4.5 s.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(rig.fleet.workers(), ["worker-0"]);
+    // The scheduler's shutdown: release_all, then stop the renewer and wait for it.
+    w.release_all().await;
+    cancel.cancel();
+    renewer.await.unwrap();
+    assert_eq!(
+        rig.fleet.workers(),
+        Vec::<String>::new(),
+        "still registered after leaving and stopping"
     );
 }
