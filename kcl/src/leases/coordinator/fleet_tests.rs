@@ -863,3 +863,35 @@ async fn review_a_beat_during_leave_registers_the_departing_worker_again() {
         "still registered after leaving and stopping"
     );
 }
+
+fn no_processor(_: &str) -> Box<dyn crate::processor::RecordProcessor> {
+    unreachable!("not called")
+}
+
+/// Fault (pure): the builder accepts a lease table name up to DynamoDB's 255 characters,
+/// but the fleet table is named `<lease table>-Workers`, 8 characters longer: with
+/// heartbeats on (the default) a name of 248 to 255 characters builds, then every start
+/// fails on an invalid fleet table name (a validation error: not retried, `run` returns
+/// it), where it worked before heartbeats.
+#[test]
+fn review_a_valid_lease_table_name_can_make_an_invalid_fleet_table_name() {
+    let dconf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .build();
+    let kconf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .build();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(dconf);
+    let kinesis = aws_sdk_kinesis::Client::from_conf(kconf);
+    let name = "a".repeat(250);
+    let built = crate::Scheduler::builder(name.clone(), "stream", no_processor)
+        .with_clients(kinesis, dynamodb.clone())
+        .build();
+    assert!(built.is_ok(), "the builder accepts it: {built:?}");
+    let fleet = crate::leases::FleetTable::for_lease_table(dynamodb, &name);
+    assert!(
+        fleet.table_name().len() <= 255,
+        "fleet table name of {} characters",
+        fleet.table_name().len()
+    );
+}
