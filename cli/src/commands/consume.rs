@@ -661,7 +661,9 @@ mod tests {
 
     #[test]
     fn no_worker_heartbeats_is_a_switch() {
-        assert!(!parse(&["--no-worker-heartbeats"]).unwrap().worker_heartbeats());
+        assert!(!parse(&["--no-worker-heartbeats"])
+            .unwrap()
+            .worker_heartbeats());
         let e = parse(&["--no-worker-heartbeats=true"]).expect_err("takes no value");
         assert_eq!(e.kind(), clap::error::ErrorKind::TooManyValues, "{e}");
     }
