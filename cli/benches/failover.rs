@@ -875,7 +875,7 @@ fn dynamodb_calls(snapshotter: &metrics_util::debugging::Snapshotter) -> BTreeMa
 
 /// The child: one idle worker with the defaults (heartbeats on or off) holding every lease
 /// of its stream; counts its DynamoDB calls over the window and prints
-/// `CALLS <total> <operation> <n> ...` (operations called at least once).
+/// `CALLS <total> <operation> <n>, ...` (operations called at least once).
 fn calls_child() -> ExitCode {
     let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} must be set"));
     let parsed = (|| -> Result<(String, String, usize, bool, u64), String> {
@@ -947,7 +947,7 @@ fn calls_child() -> ExitCode {
             .filter(|(_, n)| **n > 0)
             .map(|(op, n)| format!("{op} {n}"))
             .collect();
-        println!("{CALLS_MARK}{total} {}", ops.join(" "));
+        println!("{CALLS_MARK}{total} {}", ops.join(", "));
         worker.graceful_shutdown().await;
         match run.await {
             Ok(Ok(())) => ExitCode::SUCCESS,
