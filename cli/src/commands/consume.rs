@@ -99,6 +99,18 @@ pub struct ConsumeArgs {
     /// Lease taker interval in milliseconds (at least 1). Default: 2 × (failover + 25).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub taker_interval_ms: Option<u64>,
+    /// Prove this worker alive the Java KCL's way: renew every lease every failover/3 and
+    /// take a lease not renewed for the failover time, found by a scan every 2 × failover,
+    /// one steal per round. For lease tables that workers of another KCL (the Java KCL,
+    /// kcl-rs) use at the same time. Default: off (heartbeats).
+    ///
+    /// By default workers beat every failover/4 in one item of the `<app>-Workers` table
+    /// and read everyone's in the same call: a killed worker's shards are taken within the
+    /// failover time, a new worker takes its share at once, and no lease is written
+    /// periodically. A KCL that renews leases takes the leases of heartbeat workers as
+    /// expired, so every worker of an application must use the same setting.
+    #[arg(long)]
+    pub no_worker_heartbeats: bool,
     /// When to checkpoint (and always at every shard end and shutdown): after at least N
     /// records (N at least 1), at the first batch a time after the last checkpoint (500ms,
     /// 10s, 2m), or both, whichever comes first (1000,10s). Default: 1 (after every batch).
@@ -203,6 +215,12 @@ impl ConsumeArgs {
             }
         }
         Ok(())
+    }
+
+    /// Whether workers prove liveness by heartbeats (the library's default) rather than by
+    /// renewing every lease: `--no-worker-heartbeats` turns them off.
+    pub fn worker_heartbeats(&self) -> bool {
+        !self.no_worker_heartbeats
     }
 
     /// How the worker reads its shards: fan-out through the named stream consumer with
@@ -471,7 +489,8 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     let mut builder = Scheduler::builder(&args.app, &args.stream, factory)
         .with_sdk_config(&config)
         .with_initial_position(args.from)
-        .with_failover_time(Duration::from_millis(args.failover_ms));
+        .with_failover_time(Duration::from_millis(args.failover_ms))
+        .with_worker_heartbeats(args.worker_heartbeats());
     if let Some(batching) = args.batching() {
         builder = builder.with_batching(batching);
     }
@@ -576,6 +595,7 @@ mod tests {
         assert_eq!(w.args.from, InitialPosition::TrimHorizon);
         assert_eq!(w.args.failover_ms, 10_000);
         assert_eq!(w.args.taker_interval_ms, None);
+        assert!(w.args.worker_heartbeats(), "heartbeats by default");
         assert_eq!(
             w.args.checkpoint_every,
             crate::args::CheckpointCadence {
@@ -637,6 +657,15 @@ mod tests {
         let mut argv = vec!["x", "--stream", "s", "--app", "app"];
         argv.extend_from_slice(extra);
         Wrapper::try_parse_from(argv).map(|w| w.args)
+    }
+
+    #[test]
+    fn no_worker_heartbeats_is_a_switch() {
+        assert!(!parse(&["--no-worker-heartbeats"])
+            .unwrap()
+            .worker_heartbeats());
+        let e = parse(&["--no-worker-heartbeats=true"]).expect_err("takes no value");
+        assert_eq!(e.kind(), clap::error::ErrorKind::TooManyValues, "{e}");
     }
 
     #[test]
