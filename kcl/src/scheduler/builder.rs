@@ -196,11 +196,13 @@ impl SchedulerBuilder {
     }
 
     /// How workers prove they are alive. Default: `true`, by heartbeats: each worker
-    /// writes one item of the fleet table `<lease table>-Workers` every failover/4 and
-    /// reads everyone's in the same call, so a dead worker's leases are taken within the
-    /// failover time of its death and a new worker takes its share at once, for 24 calls
-    /// per worker per minute and no periodic write per lease (the design, its cost and
-    /// its limits are in the `leases` module's `fleet` docs). `false`: the Java KCL's way,
+    /// writes one item of the fleet table `<lease table>-Workers` every failover/5 and
+    /// reads everyone's in the same call, so a dead worker's leases are taken within 1.1 ×
+    /// the failover time of its death and a new worker takes its share at once, for 30
+    /// calls per worker per minute and no periodic write per lease; a worker that cannot
+    /// reach DynamoDB for about half the failover time gives its leases up before any
+    /// other may take them (the design, its cost and its limits are in the `leases`
+    /// module's `fleet` docs). `false`: the Java KCL's way,
     /// every lease renewed every failover/3 and expired after the failover time without a
     /// renewal, found by a scan every 2 × failover; use it when workers of another KCL
     /// (the Java KCL, `kcl-rs`) share the lease table at the same time. Every worker of an

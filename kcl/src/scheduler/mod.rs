@@ -276,6 +276,7 @@ impl Scheduler {
         // 3. Graceful shutdown: no more takes, consumers stop, leases are handed over.
         tracing::info!(worker = %inner.worker_id, "graceful shutdown: stopping consumers");
         background.stop_taking();
+        inner.coordinator.begin_leaving().await;
         dispatcher.stop(inner.config.shutdown_timeout).await;
         inner.coordinator.release_all().await;
         background.stop().await;

@@ -6,7 +6,10 @@
 //!    view ─▶ Liveness::observe ─▶ wake the taker if someone departed or fell silent
 //!         ─▶ notices for me ─▶ BeatOutcome::Beat { taken } (the coordinator loses them)
 //!    refused ─▶ BeatOutcome::Refused (declared gone: lose everything, register again)
-//!    error ─▶ BeatOutcome::Failed { fence }: fence once no beat landed for the failover time
+//!    error, or no answer before the fence is due ─▶ BeatOutcome::Failed { fence }:
+//!      fence once no beat landed for silence − 1.1 × interval (before anyone can take
+//!      over: 6.8 s at the default 10 s failover);
+//!      while fenced, nothing is taken
 //!  declare_gone(w, beat) ─▶ FleetStore::remove ─▶ Liveness::forget
 //!  notify_taken(victim, lease, counter) ─▶ FleetStore::notify
 //!  leave() ─▶ FleetStore::remove(me)
@@ -23,6 +26,14 @@ use super::lease_config::LeaseConfig;
 use crate::error::Error;
 use crate::leases::fleet::{parse_taken_notice, taken_notice, FleetStore, Liveness};
 use crate::metric_names as m;
+
+/// How long without a landed beat fences a worker: a tenth of an interval less than the
+/// earliest another worker can declare it gone.
+fn fence_after(config: &LeaseConfig) -> Duration {
+    config
+        .silence_threshold()
+        .saturating_sub(config.heartbeat_interval + config.heartbeat_interval / 10)
+}
 
 /// How many beats that may have landed unseen are remembered (more than fit in the
 /// failover time at the default interval).
@@ -61,8 +72,11 @@ struct BeatState {
     handled: Vec<String>,
     /// When the last beat that landed was sent.
     last_landed: Instant,
-    /// Whether the leases were already given up since that beat.
+    /// Whether the leases were already given up since that beat (or no beat landed yet):
+    /// no lease is taken while fenced.
     fenced: bool,
+    /// Set once the worker is leaving (graceful shutdown): it never registers again.
+    leaving: bool,
 }
 
 /// A coordinator's heartbeats; see the module docs.
@@ -76,7 +90,11 @@ pub(crate) struct Heartbeat {
     interval: Duration,
     /// A heartbeat standing still this long means its worker is gone.
     silence: Duration,
-    /// No beat landing for this long fences this worker.
+    /// No beat landing for this long (from its sending) fences this worker: less than the
+    /// earliest another worker can declare it gone (silence − interval, counted from the
+    /// earliest its last beat can have landed), so it always stops first.
+    fence_after: Duration,
+    /// The longest a beat call may take once fenced.
     failover: Duration,
     /// The others, as seen.
     liveness: SyncMutex<Liveness>,
@@ -92,14 +110,19 @@ impl Heartbeat {
             me: me.to_owned(),
             interval: config.heartbeat_interval,
             silence: config.silence_threshold(),
+            fence_after: fence_after(config),
             failover: config.failover_time,
-            liveness: SyncMutex::new(Liveness::new(config.heartbeat_interval)),
+            liveness: SyncMutex::new(Liveness::new(
+                config.heartbeat_interval,
+                fence_after(config),
+            )),
             state: Mutex::new(BeatState {
                 current: None,
                 uncertain: Vec::new(),
                 handled: Vec::new(),
                 last_landed: Instant::now(),
-                fenced: false,
+                fenced: true,
+                leaving: false,
             }),
         }
     }
@@ -128,6 +151,13 @@ impl Heartbeat {
     /// this worker registers again.
     pub(crate) async fn beat(&self) -> BeatOutcome {
         let mut state = self.state.lock().await;
+        if state.leaving && state.current.is_none() {
+            // Left (or declared gone while leaving): never registered again.
+            return BeatOutcome::Beat {
+                taken: Vec::new(),
+                wake: false,
+            };
+        }
         // The wall clock (for operators), always moving on: a fresh registration differs
         // from any value an earlier life of this id left.
         let wall = std::time::SystemTime::now()
@@ -143,10 +173,15 @@ impl Heartbeat {
             .into_iter()
             .chain(state.uncertain.iter().copied())
             .collect();
-        // A beat that takes longer than the interval counts as failed: a DynamoDB that
-        // does not answer must not keep this worker from fencing itself.
+        // A call may take until the fence is due (a slow DynamoDB that still answers in
+        // time keeps the worker going); once fenced, up to the failover time.
+        let limit = if state.fenced {
+            self.failover
+        } else {
+            (state.last_landed + self.fence_after).saturating_duration_since(sent)
+        };
         let beat = tokio::time::timeout(
-            self.interval,
+            limit,
             self.store.beat(&self.me, &previous, next, &state.handled),
         )
         .await
@@ -154,10 +189,7 @@ impl Heartbeat {
             Err(Error::DynamoDb {
                 operation: "UpdateItem",
                 table: "fleet".into(),
-                message: format!(
-                    "no answer within the heartbeat interval ({:?})",
-                    self.interval
-                ),
+                message: format!("no answer within {limit:?}"),
                 retryable: true,
                 throttled: false,
             })
@@ -190,10 +222,14 @@ impl Heartbeat {
                 BeatOutcome::Beat { taken, wake }
             }
             Ok(None) => {
-                tracing::warn!(worker = %self.me, "another worker declared this one gone; its leases are lost, registering again");
+                if state.leaving {
+                    tracing::info!(worker = %self.me, "declared gone while leaving");
+                } else {
+                    tracing::warn!(worker = %self.me, "another worker declared this one gone (or another process uses its worker id); its leases are lost, registering again");
+                }
                 state.current = None;
                 state.uncertain.clear();
-                state.handled.clear();
+                state.fenced = true;
                 BeatOutcome::Refused
             }
             Err(e) => {
@@ -205,17 +241,45 @@ impl Heartbeat {
                     state.uncertain.push(next);
                 }
                 ::metrics::counter!(m::HEARTBEAT_FAILURES).increment(1);
-                let late = state.last_landed.elapsed() >= self.failover;
-                let fence = late && !state.fenced;
-                state.fenced |= late;
+                let fence = Self::fence_if_due(&mut state, self.fence_after);
                 if fence {
-                    tracing::error!(worker = %self.me, error = %e, "no heartbeat landed for the failover time; giving up every lease");
+                    tracing::error!(worker = %self.me, error = %e, "no heartbeat landed in time; giving up every lease before another worker can take them");
                 } else {
                     tracing::warn!(worker = %self.me, error = %e, "heartbeat failed");
                 }
                 BeatOutcome::Failed { fence }
             }
         }
+    }
+
+    /// Fences `state` if no beat has landed for `fence_after` and it is not fenced yet;
+    /// whether it did.
+    fn fence_if_due(state: &mut BeatState, fence_after: Duration) -> bool {
+        let due = !state.fenced && state.last_landed.elapsed() >= fence_after;
+        state.fenced |= due;
+        due
+    }
+
+    /// When the fence falls due if no beat lands before (none: fenced already).
+    pub(crate) async fn fence_deadline(&self) -> Option<Instant> {
+        let state = self.state.lock().await;
+        (!state.fenced).then(|| state.last_landed + self.fence_after)
+    }
+
+    /// Fences now if it is due (the deadline passed between beats); whether it did.
+    pub(crate) async fn fence_now_if_due(&self) -> bool {
+        let mut state = self.state.lock().await;
+        let fence = Self::fence_if_due(&mut state, self.fence_after);
+        if fence {
+            tracing::error!(worker = %self.me, "no heartbeat landed in time; giving up every lease before another worker can take them");
+        }
+        fence
+    }
+
+    /// Whether this worker may take leases: a beat landed recently (it is not fenced,
+    /// and knows the fleet).
+    pub(crate) async fn can_take(&self) -> bool {
+        !self.state.lock().await.fenced
     }
 
     /// Whether a lease of `owner` may be taken now, as far as the fleet knows: `Some(true)`
@@ -262,14 +326,28 @@ impl Heartbeat {
         }
     }
 
-    /// Tells `victim` that `lease_key` was taken from it, leaving `counter`.
+    /// Tells `victim` that `lease_key` is being taken from it, the take leaving `counter`;
+    /// whether it was told (or is gone: nothing to tell), so the take may go ahead.
     ///
     /// # Cancellation
-    /// Safe to drop: the victim learns at the next scan otherwise.
-    pub(crate) async fn notify_taken(&self, victim: &str, lease_key: &str, counter: u64) {
+    /// Safe to drop: a notice already sent may land; the victim then stops the lease and
+    /// takes it back as its own at its next round if the take was not made.
+    pub(crate) async fn notify_taken(&self, victim: &str, lease_key: &str, counter: u64) -> bool {
         let notice = taken_notice(lease_key, counter);
-        if let Err(e) = self.store.notify(victim, &notice).await {
-            tracing::warn!(victim, lease = lease_key, error = %e, "telling the old owner failed; it learns at its next scan");
+        match tokio::time::timeout(self.interval, self.store.notify(victim, &notice)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(victim, lease = lease_key, error = %e, "could not tell the owner; not stealing its lease");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    victim,
+                    lease = lease_key,
+                    "telling the owner took too long; not stealing its lease"
+                );
+                false
+            }
         }
     }
 
@@ -279,6 +357,7 @@ impl Heartbeat {
     /// Safe to drop: the others declare it gone after the failover time otherwise.
     pub(crate) async fn leave(&self) {
         let mut state = self.state.lock().await;
+        state.leaving = true;
         let Some(current) = state.current.take() else {
             return;
         };
@@ -297,5 +376,11 @@ impl Heartbeat {
     /// Whether this worker has read the fleet at least once.
     pub(crate) fn has_looked(&self) -> bool {
         self.liveness().has_looked()
+    }
+
+    /// Marks the worker leaving (graceful shutdown begins): once its entry is gone it is
+    /// never registered again.
+    pub(crate) async fn begin_leaving(&self) {
+        self.state.lock().await.leaving = true;
     }
 }

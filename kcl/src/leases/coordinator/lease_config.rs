@@ -3,8 +3,8 @@
 //! ```text
 //!  failover_time ─▶ renew_interval = failover / 3 − 25 ms (whole ms, at least 1 ms)
 //!               └─▶ taker_interval = 2 × (failover + 25 ms)
-//!               └─▶ heartbeat_interval = failover / 4 (with a fleet: see `leases::fleet`)
-//!               └─▶ silence_threshold = failover − heartbeat_interval
+//!               └─▶ heartbeat_interval = failover / 5 (with a fleet: see `leases::fleet`)
+//!               └─▶ silence_threshold = failover − heartbeat_interval / 2
 //!  max_leases_per_worker (no limit), max_leases_to_steal_at_one_time (1) ─▶ plan_take
 //! ```
 
@@ -44,15 +44,17 @@ impl LeaseConfig {
             taker_interval: (failover_time + EPSILON) * 2,
             max_leases_per_worker: usize::MAX,
             max_leases_to_steal_at_one_time: 1,
-            heartbeat_interval: (failover_time / 4).max(Duration::from_millis(1)),
+            heartbeat_interval: (failover_time / 5).max(Duration::from_millis(1)),
         }
     }
 
     /// How long a worker's heartbeat may stand still before it is declared gone:
-    /// `failover_time − heartbeat_interval`, so that, counted from the earliest its last
-    /// beat can have landed, a death is seen within the failover time.
+    /// `failover_time − heartbeat_interval / 2`. Counted from the earliest its last beat
+    /// can have landed (up to a heartbeat before it was seen), a death is seen within
+    /// 1.1 × the failover time at most (on average within about the failover time).
     pub fn silence_threshold(&self) -> Duration {
-        self.failover_time.saturating_sub(self.heartbeat_interval)
+        self.failover_time
+            .saturating_sub(self.heartbeat_interval / 2)
     }
 }
 
@@ -75,7 +77,7 @@ mod tests {
         assert_eq!(c.taker_interval, Duration::from_millis(20_050));
         assert_eq!(c.max_leases_per_worker, usize::MAX);
         assert_eq!(c.max_leases_to_steal_at_one_time, 1);
-        assert_eq!(c.heartbeat_interval, Duration::from_millis(2_500));
-        assert_eq!(c.silence_threshold(), Duration::from_millis(7_500));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(c.silence_threshold(), Duration::from_secs(9));
     }
 }

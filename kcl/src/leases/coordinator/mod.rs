@@ -60,6 +60,9 @@ pub use lease_config::LeaseConfig;
 use observed_counters::ObservedCounters;
 use take_plan::{plan_take, Me, SeenLease};
 
+/// Taker rounds per `take_leases` call at most, when takes are refused.
+const TAKE_ROUNDS: usize = 3;
+
 /// Renewals in flight at once, so that a worker with hundreds of leases renews them within
 /// the interval without opening hundreds of connections.
 const RENEW_CONCURRENCY: usize = 32;
@@ -124,6 +127,22 @@ impl LeaseCoordinator {
         self
     }
 
+    /// Gives every held lease up (its consumers stop) and forgets them.
+    fn lose_all(&self) {
+        for (_, held) in self.held_leases() {
+            held.lose_now();
+        }
+        drop(self.lock_held());
+    }
+
+    /// Marks the start of a graceful shutdown: with a fleet, once this worker has left it
+    /// (or been declared gone) it never registers again. Without one, does nothing.
+    pub async fn begin_leaving(&self) {
+        if let Some(h) = &self.heartbeat {
+            h.begin_leaving().await;
+        }
+    }
+
     /// Creates the fleet table, if this coordinator has a fleet and it is missing.
     ///
     /// # Cancellation
@@ -163,10 +182,7 @@ impl LeaseCoordinator {
                 wake
             }
             BeatOutcome::Refused | BeatOutcome::Failed { fence: true } => {
-                for (_, held) in self.held_leases() {
-                    held.lose_now();
-                }
-                drop(self.lock_held());
+                self.lose_all();
                 true
             }
             BeatOutcome::Failed { fence: false } => false,
@@ -267,8 +283,32 @@ impl LeaseCoordinator {
                 // Know the fleet before the first plan: its size sets the target.
                 self.beat().await;
             }
+            if !heartbeat.can_take().await {
+                // Cut off from the fleet (or fenced): what it would take, others may hold.
+                tracing::debug!(worker = %self.worker_id, "no recent heartbeat: taking nothing");
+                return Ok(TakeOutcome::default());
+            }
             heartbeat.declare_silent_gone().await;
         }
+        let mut outcome = TakeOutcome::default();
+        // A take refused because another worker moved first is planned again at once
+        // (workers woken together race for the same leases), a few times at most.
+        for _ in 0..TAKE_ROUNDS {
+            let refused = self.take_round(&mut observed, &mut outcome).await?;
+            if refused == 0 {
+                break;
+            }
+        }
+        ::metrics::gauge!(m::LEASES_HELD).set(self.lock_held().len() as f64);
+        Ok(outcome)
+    }
+
+    /// One scan, plan and its takes, added to `outcome`; how many takes were refused.
+    async fn take_round(
+        &self,
+        observed: &mut ObservedCounters,
+        outcome: &mut TakeOutcome,
+    ) -> Result<usize, Error> {
         let mut leases = self.store.list_leases().await?;
         let now = Instant::now();
         observed.observe(&leases, now);
@@ -298,36 +338,41 @@ impl LeaseCoordinator {
             .as_ref()
             .map(|h| h.alive(now))
             .unwrap_or_default();
+        let overdue = observed.overdue(&view, now, self.config.taker_interval);
         let me = Me {
             id: &self.worker_id,
             held: &held,
             alive: &alive,
+            overdue: &overdue,
         };
         let plan = plan_take(&view, &me, &self.config);
-        let mut outcome = TakeOutcome {
-            target: plan.target,
-            workers: plan.workers,
-            ..TakeOutcome::default()
-        };
+        outcome.target = plan.target;
+        outcome.workers = plan.workers;
+        let mut refused = 0;
         let takes = plan.take.iter().map(|l| (*l, false));
         let steals = plan.steal.iter().map(|l| (*l, true));
         for (lease, stolen) in takes.chain(steals) {
             let take = lease.take(&self.worker_id);
+            if let (true, Some(h), Some(victim)) = (stolen, &self.heartbeat, lease.owner.as_deref())
+            {
+                // The victim is told first (it stops at its next beat); a steal it could
+                // not be told of is not made.
+                if !h
+                    .notify_taken(victim, &lease.lease_key, lease.counter + 1)
+                    .await
+                {
+                    continue;
+                }
+            }
             match self.store.update_lease(&take).await {
                 Ok(true) => {
                     let mut mine = lease.clone();
                     take.apply_to(&mut mine);
                     observed.saw(&mine.lease_key, mine.counter, Instant::now());
-                    let counter = mine.counter;
                     self.lock_held().insert(
                         mine.lease_key.clone(),
                         HeldLease::new(self.store.clone(), mine),
                     );
-                    if let (true, Some(h), Some(victim)) =
-                        (stolen, &self.heartbeat, lease.owner.as_deref())
-                    {
-                        h.notify_taken(victim, &lease.lease_key, counter).await;
-                    }
                     if stolen {
                         ::metrics::counter!(m::LEASES_STOLEN).increment(1);
                         tracing::info!(worker = %self.worker_id, lease = %lease.lease_key, from = ?lease.owner, "stole lease");
@@ -339,13 +384,13 @@ impl LeaseCoordinator {
                     }
                 }
                 Ok(false) => {
+                    refused += 1;
                     tracing::debug!(lease = %lease.lease_key, "another worker moved first");
                 }
                 Err(e) => tracing::warn!(lease = %lease.lease_key, error = %e, "take failed"),
             }
         }
-        ::metrics::gauge!(m::LEASES_HELD).set(self.lock_held().len() as f64);
-        Ok(outcome)
+        Ok(refused)
     }
 
     /// Gives up one held lease: removes this worker as owner so another worker can take it
@@ -422,13 +467,24 @@ impl LeaseCoordinator {
     /// Returns when `cancel` fires; dropping it is equally safe.
     pub async fn run_renewer(&self, cancel: CancellationToken, wake: Arc<tokio::sync::Notify>) {
         if let Some(heartbeat) = &self.heartbeat {
+            // A fixed rate: a slow call does not stretch the time between beats.
+            let mut ticks = tokio::time::interval(heartbeat.interval());
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if self.beat().await {
-                    wake.notify_one();
-                }
+                let fence_at = heartbeat.fence_deadline().await;
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(heartbeat.interval()) => {}
+                    _ = ticks.tick() => {
+                        if self.beat().await {
+                            wake.notify_one();
+                        }
+                    }
+                    // No beat landed in time and none is in flight: fence on time.
+                    _ = tokio::time::sleep_until(fence_at.unwrap_or_else(Instant::now)), if fence_at.is_some() => {
+                        if heartbeat.fence_now_if_due().await {
+                            self.lose_all();
+                        }
+                    }
                 }
             }
         }

@@ -29,6 +29,9 @@ struct Observed {
 /// The counters seen by the taker, by lease key.
 #[derive(Debug, Default)]
 pub(crate) struct ObservedCounters {
+    /// When each lease free to take (unowned or expired) was first seen so, for leases
+    /// nobody takes: those free for a whole taker interval are overdue.
+    free_since: HashMap<String, Instant>,
     /// The last counter of each lease in the table, and since when.
     by_key: HashMap<String, Observed>,
 }
@@ -38,6 +41,7 @@ impl ObservedCounters {
     pub(crate) fn observe(&mut self, leases: &[Lease], now: Instant) {
         let keys: HashSet<&str> = leases.iter().map(|l| l.lease_key.as_str()).collect();
         self.by_key.retain(|k, _| keys.contains(k.as_str()));
+        self.free_since.retain(|k, _| keys.contains(k.as_str()));
         for lease in leases {
             self.saw(&lease.lease_key, lease.counter, now);
         }
@@ -61,6 +65,31 @@ impl ObservedCounters {
                 );
             }
         }
+    }
+
+    /// The leases of `view` free to take (unowned or expired) that have been so for at
+    /// least `interval`: nobody took them in a whole taker round (say their share belongs
+    /// to a worker that cannot take), so the plan takes them beyond the target.
+    pub(crate) fn overdue(
+        &mut self,
+        view: &[super::take_plan::SeenLease<'_>],
+        now: Instant,
+        interval: Duration,
+    ) -> HashSet<String> {
+        let free: HashSet<&str> = view
+            .iter()
+            .filter(|s| s.lease.owner.is_none() || s.expired)
+            .map(|s| s.lease.lease_key.as_str())
+            .collect();
+        self.free_since.retain(|k, _| free.contains(k.as_str()));
+        for k in &free {
+            self.free_since.entry((*k).to_owned()).or_insert(now);
+        }
+        self.free_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= interval)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Whether the lease's counter has not moved for longer than `failover` at `now`.

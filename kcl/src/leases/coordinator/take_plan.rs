@@ -42,6 +42,10 @@ pub(crate) struct Me<'a> {
     /// The other workers a fleet shows alive (empty without a fleet): counted as workers
     /// even while they hold nothing, so a newcomer's share is known at once.
     pub(crate) alive: &'a HashSet<String>,
+    /// Free leases nobody took for a whole taker round: taken beyond the target (up to the
+    /// per-worker limit), so that no lease stays unowned because another worker cannot
+    /// take its share.
+    pub(crate) overdue: &'a HashSet<String>,
 }
 
 /// What one taker round should do.
@@ -105,14 +109,24 @@ pub(crate) fn plan_take<'a>(
         victim: None,
         steal: Vec::new(),
     };
+    // Overdue free leases first, whatever the target.
+    let limit = config.max_leases_per_worker.saturating_sub(mine);
+    plan.take = available
+        .iter()
+        .filter(|l| me.overdue.contains(&l.lease_key))
+        .take(limit)
+        .copied()
+        .collect();
+    let mine = mine + plan.take.len();
+    available.retain(|l| !me.overdue.contains(&l.lease_key));
     if mine >= target {
         return plan;
     }
     let need = target - mine;
     if !available.is_empty() {
         available.truncate(need);
-        plan.take = available;
-    } else {
+        plan.take.extend(available);
+    } else if plan.take.is_empty() {
         // Steal from the most loaded worker, one lease at a time, while it is over the
         // target (or at it, when more than one is needed: e.g. 3/3/1 becomes 3/2/2), up to
         // the limit per round.
@@ -204,6 +218,7 @@ pub(super) mod tests {
                 id: me,
                 held: &held,
                 alive: &HashSet::new(),
+                overdue: &HashSet::new(),
             },
             config,
         )
@@ -316,6 +331,7 @@ pub(super) mod tests {
             id: "me",
             held: &none,
             alive: &none,
+            overdue: &none,
         };
         let p = plan_take(&fresh(&leases), &me, &LeaseConfig::default());
         // Not counted for anyone, not available: only w2 and me are workers.
@@ -420,6 +436,7 @@ pub(super) mod tests {
             id: "me",
             held: &none,
             alive: &alive,
+            overdue: &none,
         };
         let p = plan_take(&fresh(&leases), &me, &unlimited);
         assert_eq!((p.workers, p.target), (4, 2));

@@ -38,11 +38,13 @@ pub struct FleetTable {
 }
 
 impl FleetTable {
-    /// The fleet table of the lease table `lease_table`: `<lease_table>-Workers`.
+    /// The fleet table of the lease table `lease_table`: `<lease_table>-Workers`, or, for
+    /// a name too long for that (DynamoDB allows 255 characters), its first 230
+    /// characters, a hash of the whole name and `-Workers`.
     pub fn for_lease_table(client: aws_sdk_dynamodb::Client, lease_table: &str) -> Self {
         Self {
             client,
-            table: format!("{lease_table}-Workers"),
+            table: fleet_table_name(lease_table),
         }
     }
 
@@ -70,6 +72,21 @@ impl FleetTable {
             .table_name(&self.table)
             .key(FLEET, AttributeValue::S(ITEM.to_owned()))
     }
+}
+
+/// The fleet table's name for a lease table (see [`FleetTable::for_lease_table`]). Lease
+/// table names are ASCII (DynamoDB's rule), so cutting at a byte is cutting at a character.
+fn fleet_table_name(lease_table: &str) -> String {
+    const SUFFIX: &str = "-Workers";
+    if lease_table.len() + SUFFIX.len() <= 255 {
+        return format!("{lease_table}{SUFFIX}");
+    }
+    // FNV-1a, 64 bits: stable across versions and platforms.
+    let hash = lease_table.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let prefix: String = lease_table.chars().take(230).collect();
+    format!("{prefix}-{hash:016x}{SUFFIX}")
 }
 
 /// Every worker's beat and `me`'s notices, from the item's attributes.
@@ -124,7 +141,17 @@ impl FleetStore for FleetTable {
             }
             req = req.condition_expression(format!("#b IN ({})", placeholders.join(", ")));
         }
-        match req.update_expression(expression).send().await {
+        // No retries inside the call: a beat that fails is followed by the next one a
+        // heartbeat later, whereas the SDK's backoff could outlast the fence deadline.
+        let once = aws_sdk_dynamodb::config::Builder::default()
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled());
+        match req
+            .update_expression(expression)
+            .customize()
+            .config_override(once)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(view_of(
                 out.attributes().unwrap_or(&HashMap::new()),
                 worker,
@@ -180,6 +207,19 @@ impl FleetStore for FleetTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fleet_table_names_fit_dynamodb_whatever_the_lease_table_name() {
+        assert_eq!(fleet_table_name("my-app"), "my-app-Workers");
+        let at_limit = "a".repeat(247);
+        assert_eq!(fleet_table_name(&at_limit).len(), 255);
+        let long = "a".repeat(255);
+        let other = format!("{}b", "a".repeat(254));
+        let (x, y) = (fleet_table_name(&long), fleet_table_name(&other));
+        assert_eq!((x.len(), y.len()), (255, 255));
+        assert_ne!(x, y, "names that share their start differ");
+        assert!(x.ends_with("-Workers"));
+    }
 
     #[test]
     fn the_view_reads_every_beat_and_only_my_notices() {

@@ -8,8 +8,8 @@
 //!                    now − heartbeat_interval if that look is older
 //!    beat unchanged ─▶ nothing (since stays)
 //!    entry gone ─▶ departed (remembered, so its leases can be taken at once)
-//!    my own looks were interrupted (no look for 2 heartbeats) ─▶ every since = now:
-//!      I cannot vouch for silences I did not watch
+//!    my own looks were interrupted for blind_after (I was cut off, so fenced) ─▶ every
+//!      since = now: after an outage of everyone, nobody declares everybody gone
 //!  silent(now, threshold): unchanged for the threshold since `since`
 //! ```
 //!
@@ -48,6 +48,9 @@ pub(crate) struct Changes {
 pub(crate) struct Liveness {
     /// How often workers beat: bounds how early a changed beat can have been written.
     heartbeat_interval: Duration,
+    /// A gap in my own looks this long means I was cut off (and fenced): silences are
+    /// counted again from my next look.
+    blind_after: Duration,
     /// Every other registered worker's last heartbeat.
     seen: HashMap<String, Seen>,
     /// Workers whose entry went away, and when this worker noticed.
@@ -57,10 +60,12 @@ pub(crate) struct Liveness {
 }
 
 impl Liveness {
-    /// Nothing seen yet; workers beat every `heartbeat_interval`.
-    pub(crate) fn new(heartbeat_interval: Duration) -> Self {
+    /// Nothing seen yet; workers beat every `heartbeat_interval`; a gap of `blind_after` in
+    /// this worker's own looks restarts every silence.
+    pub(crate) fn new(heartbeat_interval: Duration, blind_after: Duration) -> Self {
         Self {
             heartbeat_interval,
+            blind_after,
             seen: HashMap::new(),
             departed: HashMap::new(),
             last_look: None,
@@ -76,7 +81,7 @@ impl Liveness {
     ) -> Changes {
         let blind = self
             .last_look
-            .is_none_or(|t| now.duration_since(t) > self.heartbeat_interval * 2);
+            .is_none_or(|t| now.duration_since(t) > self.blind_after);
         let bound = match self.last_look {
             Some(t) if !blind => t.max(now.checked_sub(self.heartbeat_interval).unwrap_or(t)),
             _ => now,
@@ -181,7 +186,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_worker_that_stops_beating_is_silent_within_the_threshold_plus_a_heartbeat() {
-        let mut l = Liveness::new(H);
+        let mut l = Liveness::new(H, H * 2);
         let t0 = Instant::now();
         let c = l.observe("me", &beats(&[("me", 1), ("a", 10)]), t0);
         assert_eq!(c.joined, ["a"]);
@@ -209,7 +214,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_gap_in_my_own_looks_restarts_every_silence() {
-        let mut l = Liveness::new(H);
+        let mut l = Liveness::new(H, H * 2);
         let t0 = Instant::now();
         l.observe("me", &beats(&[("a", 1)]), t0);
         // I could not read for 20 s (an outage): a's unchanged beat proves nothing.
@@ -222,7 +227,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_that_go_away_are_departed_and_remembered_for_a_while() {
-        let mut l = Liveness::new(H);
+        let mut l = Liveness::new(H, H * 2);
         let t0 = Instant::now();
         l.observe("me", &beats(&[("a", 1), ("b", 1)]), t0);
         let c = l.observe("me", &beats(&[("b", 2)]), t0 + H);
