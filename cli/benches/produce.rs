@@ -128,7 +128,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let client = client(&endpoint);
+    let client = integration_tests::kinesis::emulator_client(&endpoint);
     let load_before = load_average();
     let kinds = [
         Kind::Library,
@@ -229,18 +229,6 @@ fn start_emulator() -> Result<(Child, String), String> {
     }
     let _ = server.kill();
     Err(format!("{BIN} local printed no Kinesis endpoint"))
-}
-
-fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_kinesis::Client::from_conf(conf)
 }
 
 async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str) {

@@ -61,6 +61,17 @@ async fn read_back(stack: &LocalStack, stream: &str) -> Vec<(String, Bytes)> {
         .collect()
 }
 
+/// The data of every user record in the stream, sorted.
+async fn sorted_data(stack: &LocalStack, stream: &str) -> Vec<Bytes> {
+    let mut data: Vec<Bytes> = read_back(stack, stream)
+        .await
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    data.sort();
+    data
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_lines_are_delivered_once_each_with_a_summary() {
     let stack = LocalStack::builder().start_async().await.unwrap();
@@ -168,12 +179,7 @@ async fn a_line_that_is_not_utf8_is_sent_as_it_is() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("3 delivered, 0 failed"), "{stderr}");
-    let mut got: Vec<Bytes> = read_back(&stack, &stream)
-        .await
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
-    got.sort();
+    let got = sorted_data(&stack, &stream).await;
     assert_eq!(
         got,
         vec![
@@ -204,12 +210,7 @@ async fn a_line_longer_than_a_record_is_a_bad_line_and_the_others_are_delivered(
         stderr.contains("2 delivered, 1 failed (1 bad lines)"),
         "{stderr}"
     );
-    let mut got: Vec<Bytes> = read_back(&stack, &stream)
-        .await
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
-    got.sort();
+    let got = sorted_data(&stack, &stream).await;
     assert_eq!(got, vec![Bytes::from("first"), Bytes::from("last")]);
 }
 
@@ -271,12 +272,7 @@ async fn a_read_error_flushes_the_lines_read_before_and_fails_the_run() {
         "{text}"
     );
     assert_eq!(err.exit_code(), 1);
-    let mut got: Vec<Bytes> = read_back(&stack, &stream)
-        .await
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
-    got.sort();
+    let got = sorted_data(&stack, &stream).await;
     assert_eq!(got, vec![Bytes::from("one"), Bytes::from("two")]);
 }
 

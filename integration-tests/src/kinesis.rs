@@ -172,6 +172,20 @@ pub async fn read_shard(
     read
 }
 
+/// A Kinesis client for an emulator at `endpoint`: region `us-east-1`, the static test
+/// credentials `test`/`test`, nothing read from the environment.
+pub fn emulator_client(endpoint: &str) -> Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "emulator",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    Client::from_conf(conf)
+}
+
 /// Lists every shard of `stream` (no `MaxResults`, following `NextToken`).
 ///
 /// # Cancellation
