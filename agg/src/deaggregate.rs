@@ -63,7 +63,9 @@ pub struct Deaggregated {
     pub format: RecordFormat,
     /// User records dropped because their hash key lies outside the shard's range (they
     /// were routed by another record's key: the KPL re-sends them to their own shard,
-    /// while other aggregators never do). Zero under [`OutsideRangePolicy::Keep`].
+    /// while other aggregators never do), or because they share an aggregate sent under
+    /// [`WHOLE_RESEND_PARTITION_KEY`] with such a record (its producer re-sent all of
+    /// them). Zero under [`OutsideRangePolicy::Keep`].
     pub dropped_outside_range: usize,
     /// User records kept although their hash key lies outside the shard's range (marked
     /// [`SubRecord::outside_shard_range`]); only under [`OutsideRangePolicy::Keep`].
@@ -74,6 +76,21 @@ pub struct Deaggregated {
     /// and has been inflated.
     pub compressed: bool,
 }
+
+/// The partition key under which this project's producer (`kinesis-producer`) sends an
+/// aggregate of more than one user record, routed by the explicit hash key of its first
+/// user record.
+///
+/// A Kinesis partition key of an aggregate only labels it (the explicit hash key routes
+/// it, and each user record carries its own key inside), so no user key, however long,
+/// can make Kinesis refuse the aggregate. The KPL uses `"a"` for the same purpose; this
+/// key also says that the producer re-sends every user record of an aggregate that
+/// landed in a shard not owning all of them (after a reshard), where the KPL re-sends only
+/// the records outside that shard. Readers that follow the Java KCL discard such an
+/// aggregate whole and see the re-sent copies; [`Deaggregator`] under
+/// [`OutsideRangePolicy::Drop`] does the same for aggregates under this key, and keeps the
+/// in-range records of any other aggregate.
+pub const WHOLE_RESEND_PARTITION_KEY: &str = "agg:whole-resend";
 
 /// What to do with a record that has the magic but is not a valid aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,10 +113,18 @@ pub enum CorruptPolicy {
 /// them where they landed; aggregators that pack any keys together (the Python and Node
 /// `aws-kinesis-agg` libraries, several Go producers) never re-send them, and dropping
 /// them loses them.
+///
+/// An aggregate sent under [`WHOLE_RESEND_PARTITION_KEY`] (this project's producer) is
+/// re-sent whole by its producer when it lands in such a shard, so under
+/// [`OutsideRangePolicy::Drop`] all of its user records are dropped as soon as one lies
+/// outside the range, as the Java KCL does with every aggregate: the copies that count
+/// are the re-sent ones, and none is read twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OutsideRangePolicy {
-    /// Drop them and count them in [`Deaggregated::dropped_outside_range`]. The default.
+    /// Drop them and count them in [`Deaggregated::dropped_outside_range`]; for an
+    /// aggregate sent under [`WHOLE_RESEND_PARTITION_KEY`], drop (and count) every user
+    /// record of it. The default.
     #[default]
     Drop,
     /// Keep them, marked [`SubRecord::outside_shard_range`] and counted in
@@ -209,7 +234,8 @@ impl Deaggregator {
         let mut out = if !is_aggregated(&inner) {
             plain(partition_key, inner, RecordFormat::Plain)
         } else {
-            match self.parse(&inner) {
+            let whole = partition_key == WHOLE_RESEND_PARTITION_KEY;
+            match self.parse(&inner, whole) {
                 Ok(out) => out,
                 Err(reason) => return self.corrupt(partition_key, inner, reason),
             }
@@ -232,7 +258,10 @@ impl Deaggregator {
         }
     }
 
-    fn parse(&self, data: &Bytes) -> Result<Deaggregated, CorruptReason> {
+    /// Takes an aggregate apart. `whole`: its producer re-sends it whole when it lands in
+    /// a shard that does not own every user record of it (see
+    /// [`WHOLE_RESEND_PARTITION_KEY`]).
+    fn parse(&self, data: &Bytes, whole: bool) -> Result<Deaggregated, CorruptReason> {
         let body_end = data.len() - DIGEST_LEN;
         // The body, sharing `data`: the key table hands out views of it.
         let body = data.slice(MAGIC.len()..body_end);
@@ -269,6 +298,10 @@ impl Deaggregator {
         let total = tables.records;
         let mut records = Vec::with_capacity(total);
         let (mut dropped, mut kept_outside) = (0, 0);
+        // Set once a user record of a whole-resend aggregate lies outside the range under
+        // `Drop`: every record of it is then dropped (the rest is still checked, to tell a
+        // corrupt aggregate).
+        let mut drop_all = false;
         for (position, fields) in wire::records(&body).enumerate() {
             let r = fields.map_err(protobuf)?;
             if invalid.is_some() {
@@ -304,6 +337,9 @@ impl Deaggregator {
                     }
                 }
             };
+            if drop_all {
+                continue; // checked (a corrupt aggregate is told as such), not kept
+            }
             let mut outside_shard_range = false;
             if let Some(range) = self.shard_range {
                 let hash = explicit_hash_key.unwrap_or_else(|| {
@@ -312,6 +348,10 @@ impl Deaggregator {
                 });
                 if !range.contains(hash) {
                     match self.outside_range {
+                        OutsideRangePolicy::Drop if whole => {
+                            drop_all = true;
+                            continue;
+                        }
                         OutsideRangePolicy::Drop => {
                             dropped += 1;
                             continue;
@@ -334,6 +374,10 @@ impl Deaggregator {
         }
         if let Some(reason) = invalid {
             return Err(reason);
+        }
+        if drop_all {
+            records.clear();
+            dropped = total;
         }
         Ok(Deaggregated {
             records,
@@ -583,6 +627,55 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_resend_aggregate_is_dropped_whole_when_one_record_lies_outside() {
+        let h = |pk: &str| HashKey::from_partition_key(pk);
+        let data = aggregate(&[("a", None, b"1"), ("b", None, b"2"), ("a", None, b"3")]);
+        let only_a = HashKeyRange::new(h("a"), h("a")).unwrap();
+        let drop = Deaggregator::new().with_shard_range(only_a);
+        let out = drop
+            .deaggregate(WHOLE_RESEND_PARTITION_KEY, data.clone())
+            .unwrap();
+        assert!(out.records.is_empty(), "{out:?}");
+        assert_eq!((out.dropped_outside_range, out.total), (3, 3));
+        // Under any other key only the record outside is dropped (the KPL re-sends only it).
+        let out = drop.deaggregate("a", data.clone()).unwrap();
+        assert_eq!((out.records.len(), out.dropped_outside_range), (2, 1));
+        // Every record inside: all kept; no range: all kept.
+        let all = Deaggregator::new().with_shard_range(HashKeyRange::ALL);
+        let out = all
+            .deaggregate(WHOLE_RESEND_PARTITION_KEY, data.clone())
+            .unwrap();
+        assert_eq!((out.records.len(), out.dropped_outside_range), (3, 0));
+        let out = deaggregate(WHOLE_RESEND_PARTITION_KEY, data.clone()).unwrap();
+        assert_eq!(out.records.len(), 3);
+        // Keep marks the record outside only, as for any aggregate.
+        let out = drop
+            .clone()
+            .with_outside_range_policy(OutsideRangePolicy::Keep)
+            .deaggregate(WHOLE_RESEND_PARTITION_KEY, data)
+            .unwrap();
+        let marked: Vec<_> = out.records.iter().map(|r| r.outside_shard_range).collect();
+        assert_eq!(marked, vec![false, true, false]);
+        // A corrupt record after the one outside is still told as corrupt.
+        let mut bad_index = vec![0x0A, 0x01, b'b', 0x0A, 0x01, b'a'];
+        // records: [{pk 0 ("b"), data ""}, {pk 1 ("a"), data ""}, {pk 7, data ""}]
+        bad_index.extend_from_slice(&[0x1A, 0x04, 0x08, 0x00, 0x1A, 0x00]);
+        bad_index.extend_from_slice(&[0x1A, 0x04, 0x08, 0x01, 0x1A, 0x00]);
+        bad_index.extend_from_slice(&[0x1A, 0x04, 0x08, 0x07, 0x1A, 0x00]);
+        let out = drop
+            .deaggregate(WHOLE_RESEND_PARTITION_KEY, frame(&bad_index))
+            .unwrap();
+        assert!(
+            matches!(
+                out.format,
+                RecordFormat::Corrupt(CorruptReason::PartitionKeyIndexOutOfRange { record: 2, .. })
+            ),
+            "{:?}",
+            out.format
+        );
+    }
+
+    #[test]
     fn compressed_records_are_inflated_transparently() {
         let data = aggregate(&[("a", None, &[b'x'; 500]), ("b", None, &[b'y'; 500])]);
         let packed = compression::compress(&data, 6).unwrap();
@@ -679,7 +772,7 @@ mod decoder_tests {
     /// The hand-written decoder, through the public API.
     fn with_wire(body: &[u8]) -> Outcome {
         // `parse` directly: an empty body is valid protobuf, though too short to frame.
-        let out = Deaggregator::new().parse(&frame(body))?;
+        let out = Deaggregator::new().parse(&frame(body), false)?;
         assert_eq!(out.format, RecordFormat::Aggregated);
         assert_eq!(out.total, out.records.len());
         Ok(out

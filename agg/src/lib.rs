@@ -48,7 +48,7 @@ mod wire;
 pub use aggregator::{Aggregator, AggregatorBuilder, KinesisRecord};
 pub use deaggregate::{
     deaggregate, is_aggregated, CorruptPolicy, Deaggregated, Deaggregator, OutsideRangePolicy,
-    RecordFormat, SubRecord, DEFAULT_INFLATE_LIMIT,
+    RecordFormat, SubRecord, DEFAULT_INFLATE_LIMIT, WHOLE_RESEND_PARTITION_KEY,
 };
 pub use error::{CorruptReason, Error};
 pub use hash::{HashKey, HashKeyRange};

@@ -359,9 +359,6 @@ pub enum Error {
     /// Waiting for Ctrl-C / SIGTERM failed.
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
-    /// Reading standard input failed.
-    #[error("could not read standard input: {0}")]
-    Input(#[source] std::io::Error),
     /// `produce`: records were not delivered, or the producer could not start.
     #[error("produce: {message}")]
     Produce {

@@ -172,6 +172,20 @@ pub async fn read_shard(
     read
 }
 
+/// A Kinesis client for an emulator at `endpoint`: region `us-east-1`, the static test
+/// credentials `test`/`test`, nothing read from the environment.
+pub fn emulator_client(endpoint: &str) -> Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "emulator",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    Client::from_conf(conf)
+}
+
 /// Lists every shard of `stream` (no `MaxResults`, following `NextToken`).
 ///
 /// # Cancellation
@@ -299,10 +313,25 @@ pub struct ReadUserRecord {
     pub data: bytes::Bytes,
 }
 
+/// How a reader treats the user records of an aggregate that lie outside the hash key
+/// range of the shard it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRule {
+    /// kinesis-agg's default (`OutsideRangePolicy::Drop`), what this project's consumer
+    /// does: drop those records and keep the others, except in an aggregate sent under
+    /// `kinesis_agg::WHOLE_RESEND_PARTITION_KEY`, which is dropped whole.
+    Ours,
+    /// The Java KCL's `AggregatorUtil.deaggregate`: at the first user record outside the
+    /// range, the whole aggregate is discarded (the records taken from it before
+    /// included). Plain records are never checked.
+    JavaKcl,
+}
+
 /// Reads every shard of `stream` from `TRIM_HORIZON` to its current end (three empty pages
 /// in a row, or the shard's end) and deaggregates with kinesis-agg, dropping sub-records
-/// outside the shard's hash range as the KCL does. Each shard's records come in stream
-/// order, shards one after another.
+/// outside the shard's hash range as this project's consumer does
+/// ([`RangeRule::Ours`]). Each shard's records come in stream order, shards one after
+/// another.
 ///
 /// # Cancellation
 /// Safe to drop at any point: it only reads.
@@ -310,13 +339,34 @@ pub struct ReadUserRecord {
 /// # Panics
 /// When a Kinesis call fails or a record cannot be taken apart.
 pub async fn read_user_records(client: &Client, stream: &str) -> Vec<ReadUserRecord> {
+    read_user_records_by(client, stream, RangeRule::Ours).await
+}
+
+/// [`read_user_records`], treating user records outside their shard's range by `rule`.
+///
+/// # Cancellation
+/// Safe to drop at any point: it only reads.
+///
+/// # Panics
+/// When a Kinesis call fails or a record cannot be taken apart.
+pub async fn read_user_records_by(
+    client: &Client,
+    stream: &str,
+    rule: RangeRule,
+) -> Vec<ReadUserRecord> {
     let mut out = Vec::new();
     for shard in list_shards(client, stream).await {
         let (start, end) = hash_range(&shard);
         let range =
             kinesis_agg::HashKeyRange::new(kinesis_agg::HashKey(start), kinesis_agg::HashKey(end))
                 .expect("shard range");
-        let deaggregator = kinesis_agg::Deaggregator::new().with_shard_range(range);
+        let deaggregator = match rule {
+            RangeRule::Ours => kinesis_agg::Deaggregator::new().with_shard_range(range),
+            // Kept and marked, to discard their whole aggregate below.
+            RangeRule::JavaKcl => kinesis_agg::Deaggregator::new()
+                .with_shard_range(range)
+                .with_outside_range_policy(kinesis_agg::OutsideRangePolicy::Keep),
+        };
         let mut iterator = client
             .get_shard_iterator()
             .stream_name(stream)
@@ -346,6 +396,9 @@ pub async fn read_user_records(client: &Client, stream: &str) -> Vec<ReadUserRec
                 let taken = deaggregator
                     .deaggregate(r.partition_key().unwrap_or_default(), data)
                     .expect("deaggregate");
+                if taken.kept_outside_range > 0 {
+                    continue; // RangeRule::JavaKcl: the whole aggregate is discarded
+                }
                 out.extend(taken.records.into_iter().map(|s| ReadUserRecord {
                     shard_id: shard.shard_id().to_owned(),
                     sequence_number: r.sequence_number().to_owned(),

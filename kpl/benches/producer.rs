@@ -56,18 +56,6 @@ fn rounds() -> usize {
         .unwrap_or(3)
 }
 
-fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_kinesis::Client::from_conf(conf)
-}
-
 /// CPU seconds (user + system) used by this process so far, from /proc.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -281,7 +269,7 @@ fn run_all() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     rt.block_on(async {
-        let client = client(&endpoint);
+        let client = integration_tests::kinesis::emulator_client(&endpoint);
         for (size, n_raw, n_agg) in [
             (100usize, 200_000u64, 1_000_000u64),
             (1024, 100_000, 300_000),
@@ -378,11 +366,13 @@ fn rss_probe() {
         });
         let before = peak_rss_bytes();
         let budget = 64usize << 20;
-        let producer = Producer::builder(client(&format!("http://{addr}")))
-            .with_max_outstanding_bytes(budget)
-            .with_record_ttl(Duration::from_secs(3600))
-            .build()
-            .unwrap();
+        let producer = Producer::builder(integration_tests::kinesis::emulator_client(&format!(
+            "http://{addr}"
+        )))
+        .with_max_outstanding_bytes(budget)
+        .with_record_ttl(Duration::from_secs(3600))
+        .build()
+        .unwrap();
         let mut handles = Vec::new();
         let mut accepted = 0u64;
         // 100 B records: the most records per budget byte, so the most bookkeeping.

@@ -17,9 +17,21 @@
 //!
 //! What it adds over the KPL: every record's future resolves exactly once, with its
 //! sub-sequence number; memory is bounded by a budget; retries back off per shard, with
-//! throttling told apart; per-key ordering is available as a guarantee; user records whose
-//! aggregate landed in the wrong shard after a reshard are re-sent, not lost to the
-//! consumer's range filter.
+//! throttling told apart; per-key ordering is available as a guarantee; an aggregate that
+//! landed in a shard not owning all of its user records (after a reshard) is re-sent
+//! whole, so readers that follow the Java KCL, which discard such an aggregate whole,
+//! lose none of them (the KPL re-sends only the records outside the shard).
+//!
+//! # Aggregates on the wire
+//! An aggregate of several user records is sent under the partition key
+//! [`kinesis_agg::WHOLE_RESEND_PARTITION_KEY`] with its first user record's hash key as
+//! explicit hash key (the KPL does the same under the key `"a"`); each user record keeps
+//! its own key inside. No user key can then make Kinesis refuse the records packed with
+//! it. A user record sent alone goes out with its own key, as it is. Readers of this
+//! project (`kinesis-consumer`, or `kinesis_agg::Deaggregator` with a shard range) drop an
+//! aggregate under that key whole when one of its records lies outside the shard it was
+//! read from, as the Java KCL does with every aggregate, so each user record is read once:
+//! the copy at the position its [`Delivered`] names.
 //!
 //! # When records fail
 //! A failed record's [`Failed`] says why the producer gave up ([`FailureReason`]) and

@@ -36,9 +36,9 @@ pub struct Attempt {
     pub elapsed: Duration,
     /// The error code (`ProvisionedThroughputExceededException`, `InternalFailure`, one
     /// of the codes the producer gives errors with no answer, listed on
-    /// [`CallFailure::code`](crate::CallFailure::code), or `WrongShardAfterReshard` when an
-    /// aggregate landed in a shard that does not own this record's hash key and the
-    /// record had to be re-sent).
+    /// [`CallFailure::code`](crate::CallFailure::code), or `WrongShardAfterReshard` when
+    /// the record's aggregate landed in a shard that does not own every record of it, and
+    /// the record was re-sent with all the others).
     pub code: String,
     /// The message that came with it: Kinesis' own message, or a short cause chain for
     /// an error with no answer (at most about 256 bytes; never the SDK's debug detail or

@@ -12,8 +12,10 @@
 //!                                                              ▼
 //!                                                      PutRecords task ─▶ Event::CallDone
 //!  per Kinesis record result:
-//!    ok    ─▶ each user record in the shard's range: Delivered(shard, seq, sub-seq)
-//!             others (stale shard map): reload map, re-queue
+//!    ok    ─▶ every user record in the shard's range: Delivered(shard, seq, sub-seq)
+//!             an aggregate holding any record outside it (stale shard map, reshard):
+//!             reload map, re-queue EVERY record of it (readers that follow the Java KCL
+//!             discard such an aggregate whole); shard not in the map: judged on the next
 //!    error ─▶ back to the head of its shard queue, shard backs off (jittered, exponential)
 //!             TTL over ─▶ Failed(Expired); fail_if_throttled ─▶ Failed(Throttled)
 //!  whole-call error: classified (failure.rs) ─▶ retry as above, or Failed(Rejected);
@@ -33,7 +35,9 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 use aws_sdk_kinesis::Client;
 use aws_smithy_types::Blob;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use kinesis_agg::{Aggregator, HashKey, HashKeyRange, KinesisRecord, UserRecord};
+use kinesis_agg::{
+    Aggregator, HashKey, HashKeyRange, KinesisRecord, UserRecord, WHOLE_RESEND_PARTITION_KEY,
+};
 use smallvec::SmallVec;
 use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
@@ -52,7 +56,7 @@ use crate::shard_map::ShardMap;
 use crate::stats::Stats;
 
 /// Error code recorded in an [`Attempt`] when an aggregate landed in a shard that does
-/// not own the user record's hash key.
+/// not own every user record of it, and all of them are sent again.
 pub(crate) const WRONG_SHARD: &str = "WrongShardAfterReshard";
 
 /// Error code given to an HTTP 413 answer (request body larger than the endpoint takes).
@@ -142,19 +146,24 @@ struct Entry {
     predicted: ShardKey,
     /// The user records, in sub-sequence order (inline when there is one).
     items: SmallVec<[Item; 1]>,
-    /// Partition key it is sent with; `None`: the lone user record's own.
-    partition_key: Option<String>,
-    /// Explicit hash key it is sent with.
+    /// Explicit hash key it is sent with: a lone user record's own, or an aggregate's
+    /// first user record's hash key.
     explicit_hash_key: Option<HashKey>,
     /// The bytes sent.
     data: bytes::Bytes,
 }
 
 impl Entry {
+    /// The partition key it is sent with: a lone user record's own; for an aggregate of
+    /// several, [`WHOLE_RESEND_PARTITION_KEY`] (routed by the explicit hash key), so that
+    /// no user key can make Kinesis refuse the records packed with it (a 256-character
+    /// key is up to 1,024 bytes, and some servers count bytes), and readers know that an
+    /// aggregate landing in the wrong shard is re-sent whole.
     fn partition_key(&self) -> &str {
-        match &self.partition_key {
-            Some(pk) => pk,
-            None => self.items[0].record.partition_key(),
+        if self.items.len() > 1 {
+            WHOLE_RESEND_PARTITION_KEY
+        } else {
+            self.items[0].record.partition_key()
         }
     }
 
@@ -265,12 +274,33 @@ struct StreamState {
     shards: FastMap<ShardKey, ShardQueue>,
     /// Records to re-route once a fresh map is in (they landed in the wrong shard).
     parked: Vec<Item>,
-    /// Records delivered into a shard the map does not know yet: judged on the next map.
-    unverified: Vec<(Arc<str>, Arc<str>, u64, Item)>,
+    /// Aggregates delivered into a shard the map does not know yet: judged on the next map.
+    unverified: Vec<Unverified>,
     /// `PutRecords` calls failed (throttling aside) since the last one that delivered.
     put_failures: Streak,
     /// `ListShards` calls failed since the last one that loaded a map.
     list_failures: Streak,
+}
+
+/// An aggregate Kinesis accepted into a shard whose hash key range the shard map does not
+/// know yet: its user records are delivered together once the range shows that the shard
+/// owns every one of them, and re-sent together otherwise.
+#[derive(Debug)]
+struct Unverified {
+    /// The shard it landed in.
+    shard_id: Arc<str>,
+    /// Its sequence number.
+    sequence_number: Arc<str>,
+    /// Its user records, in sub-sequence order.
+    items: SmallVec<[Item; 1]>,
+}
+
+impl Unverified {
+    /// When the oldest of its records reaches its TTL.
+    fn deadline(&self, ttl: Duration) -> Instant {
+        let oldest = self.items.iter().map(|i| i.put_at).min();
+        oldest.map_or_else(Instant::now, |t| t + ttl)
+    }
 }
 
 /// Failed calls of one operation to one stream since it last succeeded, for the logs.
@@ -523,7 +553,7 @@ impl Pipeline {
                 }
             }
             dropped.append(&mut stream.parked);
-            dropped.extend(stream.unverified.drain(..).map(|(_, _, _, item)| item));
+            dropped.extend(stream.unverified.drain(..).flat_map(|u| u.items));
         }
         for item in dropped {
             self.fail(item, FailureReason::ShutDown);
@@ -594,9 +624,10 @@ impl Pipeline {
     }
 
     /// Settles every record whose TTL has run out: queued ones fail; so do records parked
-    /// for a re-send after a wrong-shard landing. A record Kinesis accepted into a shard
-    /// whose hash range could not be checked yet (no shard map) is delivered: it is in
-    /// the stream, and its handle must not wait for a map that may never load.
+    /// for a re-send after a wrong-shard landing. An aggregate Kinesis accepted into a
+    /// shard whose hash range could not be checked yet (no shard map) is delivered, all
+    /// its records together, once its oldest record's TTL is over: it is in the stream,
+    /// and its handles must not wait for a map that may never load.
     fn expire(&mut self, now: Instant) {
         let ttl = self.config.record_ttl;
         let mut expired = Vec::new();
@@ -614,21 +645,24 @@ impl Pipeline {
             expired.extend::<Vec<Item>>(old);
             let (old, waiting) = std::mem::take(&mut stream.unverified)
                 .into_iter()
-                .partition(|(_, _, _, i)| now >= i.put_at + ttl);
+                .partition(|u| now >= u.deadline(ttl));
             stream.unverified = waiting;
-            unchecked.extend(old.into_iter().map(|u| (stream.name.clone(), u)));
+            unchecked.extend(
+                old.into_iter()
+                    .map(|u: Unverified| (stream.name.clone(), u)),
+            );
         }
         for item in expired {
             self.fail(item, FailureReason::Expired { ttl });
         }
-        for (name, (shard_id, seq, sub, item)) in unchecked {
+        for (name, u) in unchecked {
             tracing::warn!(
                 stream = %name,
-                shard = %shard_id,
-                "record delivered into a shard whose hash range could not be checked (no shard map within the record TTL); readers that filter by range may skip it"
+                shard = %u.shard_id,
+                user_records = u.items.len(),
+                "aggregate delivered into a shard whose hash range could not be checked (no shard map within the record TTL); readers that filter by range may skip it"
             );
-            let d = delivered(&name, shard_id, seq, sub, true, item.calls);
-            self.deliver(item, d);
+            self.deliver_all(&name, &u.shard_id, &u.sequence_number, u.items);
         }
     }
 
@@ -876,21 +910,40 @@ impl Pipeline {
         }
         // Judge deliveries into shards the old map did not know.
         let unverified = std::mem::take(&mut state.unverified);
-        let mut wrong = Vec::new();
-        let mut good = Vec::new();
-        for (shard_id, seq, sub, item) in unverified {
-            match map.range_of(&shard_id) {
-                Some(r) if r.contains(item.hash_key) => good.push((shard_id, seq, sub, item)),
-                _ => wrong.push(item),
+        let name = state.name.clone();
+        for u in unverified {
+            let range = map.range_of(&u.shard_id);
+            if owns_all(range, &u.items) {
+                self.deliver_all(&name, &u.shard_id, &u.sequence_number, u.items);
+            } else {
+                // Not in the new map either, or not owning them all: send them all again.
+                for item in u.items {
+                    self.misrouted(item, &u.shard_id);
+                }
             }
         }
-        let name = state.name.clone();
-        for (shard_id, seq, sub, item) in good {
-            let d = delivered(&name, shard_id, seq, sub, true, item.calls);
+    }
+
+    /// Delivers every user record of one Kinesis record Kinesis put at `sequence_number`
+    /// in `shard_id`, each at its sub-sequence number (its position).
+    fn deliver_all(
+        &mut self,
+        stream: &Arc<str>,
+        shard_id: &Arc<str>,
+        sequence_number: &Arc<str>,
+        items: SmallVec<[Item; 1]>,
+    ) {
+        let aggregated = items.len() > 1;
+        for (sub, item) in items.into_iter().enumerate() {
+            let d = delivered(
+                stream,
+                shard_id.clone(),
+                sequence_number.clone(),
+                sub as u64,
+                aggregated,
+                item.calls,
+            );
             self.deliver(item, d);
-        }
-        for item in wrong {
-            self.misrouted(item);
         }
     }
 
@@ -922,14 +975,19 @@ impl Pipeline {
         state.map_error = Some(e);
     }
 
-    /// A user record whose aggregate landed in a shard that does not own it: send again.
-    fn misrouted(&mut self, mut item: Item) {
+    /// A user record of an aggregate that landed in `shard_id`, a shard that does not own
+    /// every user record of it (or whose range is unknown): send it again, whether or not
+    /// the shard owns this one. The Java KCL discards such an aggregate whole, so a
+    /// record left there would be lost to its readers; our own consumer does the same
+    /// for aggregates under [`WHOLE_RESEND_PARTITION_KEY`], so it reads each record once.
+    fn misrouted(&mut self, mut item: Item, shard_id: &str) {
         Stats::add(&self.stats.wrong_shard_resends, 1);
         item.attempts.push(Attempt {
             elapsed: item.put_at.elapsed(),
             code: WRONG_SHARD.to_owned(),
-            message: "aggregate landed in a shard that does not own this record's hash key"
-                .to_owned(),
+            message: format!(
+                "aggregate landed in shard {shard_id}, which does not own every record in it; all of them are sent again"
+            ),
             throttled: false,
         });
         if self.commands_closed {
@@ -959,12 +1017,11 @@ impl Pipeline {
                 consider(s.next_refresh);
             }
             // Records outside the shard queues also settle at their TTL.
-            for i in s
-                .parked
-                .iter()
-                .chain(s.unverified.iter().map(|(_, _, _, i)| i))
-            {
+            for i in &s.parked {
                 consider(i.put_at + ttl);
+            }
+            for u in &s.unverified {
+                consider(u.deadline(ttl));
             }
             let stream_blocked = ordered && retired_in_flight(s);
             for (key, q) in &s.shards {
@@ -1110,7 +1167,6 @@ impl Pipeline {
                     Entry {
                         predicted: key.clone(),
                         data: item.record.data().clone(),
-                        partition_key: None,
                         explicit_hash_key: item.record.explicit_hash_key(),
                         items: smallvec::smallvec![item],
                     }
@@ -1444,54 +1500,48 @@ impl Pipeline {
         }
     }
 
+    /// Kinesis put `e` in `landed`. A lone user record was routed by its own hash key and
+    /// is where it belongs. An aggregate is delivered whole if the shard owns every user
+    /// record of it; otherwise every one of them is sent again (see [`Self::misrouted`]);
+    /// when the shard is not in the map, it is judged once the map is reloaded.
     fn on_record_delivered(&mut self, stream: &Arc<str>, e: Entry, landed: &Landed, seq: &str) {
         let Some(state) = self.streams.get_mut(stream) else {
             return;
         };
         let shard_id = &landed.shard_id;
-        let range = landed.range;
         let seq: Arc<str> = Arc::from(seq);
         let name = state.name.clone();
         let predicted_right = e.predicted.as_deref() == Some(&**shard_id);
-        let aggregated = e.items.len() > 1;
-        if !predicted_right && e.predicted.is_some() {
+        if !predicted_right && e.predicted.is_some() && !state.refreshing {
             // The map is stale (or the stream was resharded): reload it.
-            if !state.refreshing {
-                state.next_refresh = Instant::now();
-            }
+            state.next_refresh = Instant::now();
         }
-        let mut wrong = Vec::new();
-        for (sub, item) in e.items.into_iter().enumerate() {
-            // The first user record routes the Kinesis record: it is where it belongs.
-            let ok = sub == 0 || !aggregated || range.is_some_and(|r| r.contains(item.hash_key));
-            if ok {
-                let d = delivered(
-                    &name,
-                    shard_id.clone(),
-                    seq.clone(),
-                    sub as u64,
-                    aggregated,
-                    item.calls,
-                );
-                self.deliver(item, d);
-            } else if range.is_none() {
-                if self.commands_closed {
+        if e.items.len() == 1 || owns_all(landed.range, &e.items) {
+            self.deliver_all(&name, shard_id, &seq, e.items);
+        } else if landed.range.is_none() {
+            if self.commands_closed {
+                for item in e.items {
                     self.fail(item, FailureReason::ShutDown);
-                    continue;
                 }
-                let state = self.streams.get_mut(stream).expect("exists");
-                state
-                    .unverified
-                    .push((shard_id.clone(), seq.clone(), sub as u64, item));
-                self.request_refresh(stream);
-            } else {
-                wrong.push(item);
+                return;
             }
-        }
-        for item in wrong {
-            self.misrouted(item);
+            state.unverified.push(Unverified {
+                shard_id: shard_id.clone(),
+                sequence_number: seq,
+                items: e.items,
+            });
+            self.request_refresh(stream);
+        } else {
+            for item in e.items {
+                self.misrouted(item, shard_id);
+            }
         }
     }
+}
+
+/// Whether a shard of this hash key range (`None`: unknown) owns every one of `items`.
+fn owns_all(range: Option<HashKeyRange>, items: &[Item]) -> bool {
+    range.is_some_and(|r| items.iter().all(|i| r.contains(i.hash_key)))
 }
 
 /// One failed attempt of a Kinesis record, as recorded on each of its user records.
@@ -1584,7 +1634,7 @@ fn predict(state: &StreamState, hash_key: HashKey) -> ShardKey {
 
 /// Packs user records from the head of `q` into one Kinesis record.
 fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKey) -> Entry {
-    let mut items = SmallVec::new();
+    let mut items: SmallVec<[Item; 1]> = SmallVec::new();
     while let Some(item) = q.pop_front() {
         if aggregator.try_add_ref(&item.record) {
             items.push(item);
@@ -1594,11 +1644,17 @@ fn build_aggregate(aggregator: &mut Aggregator, q: &mut ShardQueue, key: ShardKe
         }
     }
     let record: KinesisRecord = aggregator.finish().expect("at least one record was added");
+    // An aggregate of several is routed by its first record's hash key (and sent under
+    // WHOLE_RESEND_PARTITION_KEY, see `Entry::partition_key`); one alone goes out as it is.
+    let explicit_hash_key = if items.len() > 1 {
+        Some(items[0].hash_key)
+    } else {
+        record.explicit_hash_key
+    };
     Entry {
         predicted: key,
         items,
-        partition_key: Some(record.partition_key),
-        explicit_hash_key: record.explicit_hash_key,
+        explicit_hash_key,
         data: record.data,
     }
 }
@@ -2353,7 +2409,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn aggregated_records_outside_the_landing_shard_are_resent() {
+    async fn an_aggregate_in_a_shard_not_owning_all_its_records_is_resent_whole() {
         let mut p = mapped(Config::default());
         // Two keys of different shards forced into one aggregate through a stale map
         // that has a single shard.
@@ -2373,6 +2429,12 @@ mod tests {
         let batch = p.collect(&stream(), Instant::now()).unwrap();
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].items.len(), 2);
+        // Sent under the fixed key, routed by the first record's hash key.
+        assert_eq!(batch[0].partition_key(), WHOLE_RESEND_PARTITION_KEY);
+        assert_eq!(
+            batch[0].explicit_hash_key,
+            Some(HashKey::from_partition_key(lo))
+        );
         // Kinesis split the stream meanwhile: the aggregate lands in shard-lo, which now
         // owns only the lower half.
         p.streams.get_mut("s").unwrap().map = Some(Arc::new(two_shards()));
@@ -2381,26 +2443,85 @@ mod tests {
             .sequence_number("7")
             .build();
         p.on_call_done(stream(), batch, CallResult::Ok(vec![ok]));
-        let d = first.try_recv().unwrap().unwrap();
-        assert_eq!(
-            (&*d.shard_id, &*d.sequence_number, d.sub_sequence_number),
-            ("shard-lo", "7", 0)
-        );
-        assert!(
-            second.try_recv().is_err(),
-            "not delivered: it is not in shard-lo's range"
-        );
+        // Neither is delivered there: a Java KCL reader discards the whole aggregate.
+        assert!(first.try_recv().is_err() && second.try_recv().is_err());
         assert_eq!(
             p.stats
                 .wrong_shard_resends
                 .load(std::sync::atomic::Ordering::Relaxed),
-            1
+            2
         );
-        // After the map reload it is re-queued for shard-hi.
+        // After the map reload both are queued again, each for its own shard.
         p.on_shard_map(stream(), Ok(two_shards()));
         let batch = p.collect(&stream(), Instant::now()).unwrap();
-        assert_eq!(batch[0].predicted.as_deref(), Some("shard-hi"));
-        assert_eq!(batch[0].items[0].attempts[0].code, WRONG_SHARD);
+        let mut sent: Vec<_> = batch
+            .iter()
+            .map(|e| (e.predicted.as_deref().unwrap(), e.items.len()))
+            .collect();
+        sent.sort();
+        assert_eq!(sent, vec![("shard-hi", 1), ("shard-lo", 1)]);
+        for e in &batch {
+            assert_eq!(e.items[0].attempts[0].code, WRONG_SHARD);
+            assert!(e.items[0].attempts[0].message.contains("shard-lo"));
+        }
+        let results = batch
+            .iter()
+            .map(|e| {
+                PutRecordsResultEntry::builder()
+                    .shard_id(e.predicted.as_deref().unwrap())
+                    .sequence_number("8")
+                    .build()
+            })
+            .collect();
+        p.on_call_done(stream(), batch, CallResult::Ok(results));
+        // (Calls are counted at launch, which this test does not do.)
+        let d = first.try_recv().unwrap().unwrap();
+        assert_eq!((&*d.shard_id, d.sub_sequence_number), ("shard-lo", 0));
+        let d = second.try_recv().unwrap().unwrap();
+        assert_eq!((&*d.shard_id, d.sub_sequence_number), ("shard-hi", 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_record_keeps_its_own_key_and_an_aggregate_in_its_shard_is_delivered() {
+        let mut p = mapped(Config::default());
+        let (lo, _) = &keys_of_both_halves();
+        let mut alone = put(&mut p, lo, 10);
+        let (tx, _done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch[0].partition_key(), lo.as_str());
+        assert_eq!(batch[0].explicit_hash_key, None);
+        // Landing in another shard than predicted, Kinesis routed it by its own key: it
+        // is where it belongs.
+        let landed = |shard: &str| {
+            PutRecordsResultEntry::builder()
+                .shard_id(shard)
+                .sequence_number("3")
+                .build()
+        };
+        p.on_call_done(stream(), batch, CallResult::Ok(vec![landed("shard-new")]));
+        let d = alone.try_recv().unwrap().unwrap();
+        assert_eq!(
+            (&*d.shard_id, d.sub_sequence_number, d.aggregated),
+            ("shard-new", 0, false)
+        );
+        // An aggregate whose records its shard owns: each at its position.
+        let mut rx: Vec<_> = (0..3).map(|_| put(&mut p, lo, 10)).collect();
+        let (tx, _done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch.len(), 1);
+        p.on_call_done(stream(), batch, CallResult::Ok(vec![landed("shard-lo")]));
+        for (sub, r) in rx.iter_mut().enumerate() {
+            let d = r.try_recv().unwrap().unwrap();
+            assert_eq!((d.sub_sequence_number, d.aggregated), (sub as u64, true));
+        }
+        assert_eq!(
+            p.stats
+                .wrong_shard_resends
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[tokio::test]
@@ -2408,11 +2529,9 @@ mod tests {
         let mut p = mapped(Config::default());
         let (lo, hi) = &keys_of_both_halves();
         // One aggregate lands in a shard the map does not know (unverified), another in
-        // shard-lo although its key is shard-hi's (parked for a re-send). The map is then
-        // never loaded again.
-        // Two records each: the first user record of an aggregate routes it and is always
-        // where it belongs; the second is the one whose shard is in doubt.
-        let _first = put(&mut p, lo, 10);
+        // shard-lo although one of its keys is shard-hi's (both records parked for a
+        // re-send). The map is then never loaded again.
+        let mut first = put(&mut p, lo, 10);
         let mut unknown = put(&mut p, lo, 10);
         let (tx, _done) = oneshot::channel();
         p.on_command(Command::Flush(tx));
@@ -2435,7 +2554,7 @@ mod tests {
             HashKeyRange::ALL,
             true,
         )])));
-        let _first_lo = put(&mut p, lo, 10);
+        let mut first_lo = put(&mut p, lo, 10);
         let mut misrouted = put(&mut p, hi, 10);
         let (tx, _done) = oneshot::channel();
         p.on_command(Command::Flush(tx));
@@ -2447,7 +2566,12 @@ mod tests {
             batch,
             CallResult::Ok(vec![landed("shard-lo", "9")]),
         );
-        assert!(unknown.try_recv().is_err() && misrouted.try_recv().is_err());
+        for rx in [&mut first, &mut unknown, &mut first_lo, &mut misrouted] {
+            assert!(
+                rx.try_recv().is_err(),
+                "held: the whole aggregate is in doubt"
+            );
+        }
         let ttl = p.config.record_ttl;
         let wake = p
             .next_wake(Instant::now())
@@ -2457,16 +2581,17 @@ mod tests {
             "woken by their TTL at the latest"
         );
         p.expire(Instant::now() + ttl + Duration::from_millis(1));
-        let d = unknown
-            .try_recv()
-            .unwrap()
-            .expect("in the stream: delivered");
-        assert_eq!((&*d.shard_id, &*d.sequence_number), ("shard-new", "8"));
-        let f = misrouted
-            .try_recv()
-            .unwrap()
-            .expect_err("never re-sent: failed");
-        assert_eq!(f.reason, FailureReason::Expired { ttl });
-        assert_eq!(f.last_attempt().map(|a| a.code.as_str()), Some(WRONG_SHARD));
+        for (sub, rx) in [&mut first, &mut unknown].into_iter().enumerate() {
+            let d = rx.try_recv().unwrap().expect("in the stream: delivered");
+            assert_eq!(
+                (&*d.shard_id, &*d.sequence_number, d.sub_sequence_number),
+                ("shard-new", "8", sub as u64)
+            );
+        }
+        for rx in [&mut first_lo, &mut misrouted] {
+            let f = rx.try_recv().unwrap().expect_err("never re-sent: failed");
+            assert_eq!(f.reason, FailureReason::Expired { ttl });
+            assert_eq!(f.last_attempt().map(|a| a.code.as_str()), Some(WRONG_SHARD));
+        }
     }
 }

@@ -113,9 +113,12 @@ impl Producer {
     /// # Errors
     /// [`PutError::InvalidStreamName`] (not 1 to 128 characters of `a-z`, `A-Z`, `0-9`,
     /// `_`, `.`, `-`), [`PutError::InvalidRecord`] (partition key empty or over 256
-    /// characters, data plus key over the record size limit, explicit hash key not a
-    /// decimal within 0 ..= 2^128 - 1), [`PutError::LargerThanBudget`], or
-    /// [`PutError::ShutDown`]. The record is inside the error.
+    /// Unicode characters, counted as AWS does: characters, not bytes; data plus key over
+    /// the record size limit; explicit hash key not a decimal within 0 ..= 2^128 - 1),
+    /// [`PutError::LargerThanBudget`], or [`PutError::ShutDown`]. The record is inside
+    /// the error. A server that counts a key's bytes (some emulators) may still refuse a
+    /// long key of multi-byte characters; only that record fails, with
+    /// [`FailureReason::Rejected`](crate::FailureReason::Rejected).
     ///
     /// # Cancellation
     /// Cancel-safe in the sense that matters: if the future is dropped while waiting for

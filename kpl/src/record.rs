@@ -11,7 +11,12 @@ use bytes::Bytes;
 pub struct ProducerRecord {
     /// The stream to put to: one producer serves any number of streams.
     pub stream: String,
-    /// Routes the record (by its MD5) and is handed to consumers; 1 to 256 characters.
+    /// Routes the record (by its MD5) and is handed to consumers; 1 to 256 Unicode
+    /// characters, counted as characters, not bytes (AWS's rule: a key of 256 three-byte
+    /// characters, 768 bytes, is valid). Some emulators count bytes and refuse such a key
+    /// when it is sent as a Kinesis record's own (ferrokinesis 0.7, the embedded emulator
+    /// of this project's tests, does); inside an aggregate it never is (see the crate
+    /// documentation), so it fails at most its own record, sent alone.
     pub partition_key: String,
     /// A decimal hash key (0 to 2^128 - 1) that routes the record instead of the
     /// partition key's MD5.

@@ -27,7 +27,8 @@ pub struct ProducerStats {
     /// Kinesis records (or whole calls) refused with throttling.
     pub throttles: u64,
     /// User records re-sent because their aggregate landed in a shard that does not own
-    /// their hash key (after a reshard).
+    /// every user record of it (after a reshard): all of that aggregate's records are
+    /// re-sent, those the shard owns included.
     pub wrong_shard_resends: u64,
     /// Shard map loads (`ListShards`) completed.
     pub shard_map_loads: u64,

@@ -14,7 +14,10 @@ use kinesis_agg::HashKey;
 use kinesis_emulators::LocalStack;
 use kinesis_producer::{Delivered, FailureReason, Producer, ProducerRecord, PutError, PutHandle};
 
-use common::{assert_concise, by_position, list_shards, next_report, read_all};
+use common::{
+    assert_concise, by_position, list_shards, next_report, read_all, read_user_records_by,
+    RangeRule,
+};
 
 async fn stack(enforce_limits: bool) -> LocalStack {
     LocalStack::builder()
@@ -263,6 +266,88 @@ async fn split_and_merge_on(stack: LocalStack, n: usize, pause_every: usize) {
     assert_read_back_exactly(&client, &stream, &delivered).await;
 }
 
+/// Issue 11, fault 1: after a split, aggregates packed by the old shard map land in a
+/// child that owns only some of their records. A reader that follows the Java KCL
+/// discards such an aggregate whole; the producer must re-send every record of it, not
+/// only those outside the child, or that reader loses the others. Our own reader must
+/// still see each record once (the aggregate is sent under the key that tells it to
+/// drop such an aggregate whole too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_split_every_delivered_record_is_visible_once_to_a_java_kcl_reader() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-java-rule", 1).await.unwrap();
+    // Defaults: 100 ms linger, the shard map reloaded every 60 s or when a record lands
+    // in a shard it does not predict.
+    let producer = Producer::builder(client.clone()).build().unwrap();
+    let parent = list_shards(&client, &stream).await[0].shard_id().to_owned();
+    let n = 6_000;
+    let put_range = |from: usize, to: usize| {
+        let producer = producer.clone();
+        let stream = stream.clone();
+        async move {
+            let mut handles = Vec::new();
+            for i in from..to {
+                // A key per record: every aggregate holds keys of both future children.
+                let r = ProducerRecord::new(&stream, format!("line-{i}"), format!("{i:06}"));
+                handles.push((r.clone(), producer.put(r).await.unwrap()));
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            handles
+        }
+    };
+    let mut handles = put_range(0, n / 2).await;
+    // The split lands while the first half is still lingering or in flight, and the
+    // second half is packed by the one-shard map the producer still holds.
+    integration_tests::kinesis::split_in_half(&client, &stream, &parent).await;
+    handles.extend(put_range(n / 2, n).await);
+    let (records, handles): (Vec<_>, Vec<_>) = handles.into_iter().unzip();
+    let outcomes = join_all(handles).await;
+    let stats = producer.stats();
+    producer.shutdown().await;
+    let delivered: Vec<(ProducerRecord, Delivered)> = records
+        .into_iter()
+        .zip(outcomes)
+        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
+        .collect();
+    assert!(
+        stats.wrong_shard_resends > 0,
+        "the case under test happened: an aggregate landed in a child not owning all of it: {stats:?}"
+    );
+    let children: HashSet<_> = delivered.iter().map(|(_, d)| d.shard_id.clone()).collect();
+    assert!(
+        children.len() >= 2,
+        "records went to the children: {children:?}"
+    );
+
+    // The Java KCL's rule: every delivered record is there, at its reported position, once.
+    let java = read_user_records_by(&client, &stream, RangeRule::JavaKcl).await;
+    let seen = by_position(&java);
+    let mut missing = Vec::new();
+    for (r, d) in &delivered {
+        let key = (
+            d.shard_id.to_string(),
+            d.sequence_number.to_string(),
+            d.sub_sequence_number,
+        );
+        match seen.get(&key) {
+            Some(got) => assert_eq!((&got.partition_key, &got.data), (&r.partition_key, &r.data)),
+            None => missing.push(r.partition_key.clone()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} delivered records invisible to a Java KCL reader, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(java.len(), n, "nothing else, nothing twice");
+    // Our reader (kinesis-agg's default filter): the same, with no duplicate.
+    assert_read_back_exactly(&client, &stream, &delivered).await;
+}
+
 async fn wait_active(client: &aws_sdk_kinesis::Client, stream: &str) {
     for _ in 0..600 {
         let d = client
@@ -472,6 +557,74 @@ async fn a_record_the_server_refuses_does_not_sink_its_batch() {
             }
             Err(f) => panic!("a valid record failed: {f}"),
         }
+    }
+    producer.shutdown().await;
+}
+
+/// Issue 11, fault 2: a valid key of 256 three-byte characters (768 bytes) that the
+/// embedded emulator refuses (it counts bytes) used to sink the aggregate it was first
+/// in, since aggregates were sent under their first record's key. Now aggregates go out
+/// under a fixed key: packed with others it is delivered with them; alone, it is sent
+/// under its own key and only it can fail, with a clear reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_multibyte_key_sinks_no_neighbour_and_fails_alone_with_a_reason() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-long-key", 1).await.unwrap();
+    let long_key = "€".repeat(256);
+    assert_eq!(long_key.len(), 768);
+    let producer = Producer::builder(client.clone())
+        .with_max_buffered_time(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    // First in the aggregate, then 20 valid neighbours.
+    let mut records = vec![ProducerRecord::new(&stream, long_key.clone(), "long")];
+    records.extend((0..20).map(|i| ProducerRecord::new(&stream, format!("n{i}"), format!("{i}"))));
+    let mut handles = Vec::new();
+    for r in &records {
+        handles.push(
+            producer
+                .put(r.clone())
+                .await
+                .expect("accepted: 256 characters"),
+        );
+    }
+    let outcomes = join_all(handles).await;
+    let delivered: Vec<_> = records
+        .into_iter()
+        .zip(outcomes)
+        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
+        .collect();
+    assert!(delivered.iter().all(|(_, d)| d.aggregated), "one aggregate");
+    assert_read_back_exactly(&client, &stream, &delivered).await;
+
+    // Alone it is a plain record under its own key: the server decides, for it only.
+    let alone = producer
+        .put(ProducerRecord::new(&stream, long_key.clone(), "alone"))
+        .await
+        .unwrap();
+    producer.flush().await;
+    match alone.await {
+        Ok(d) => assert!(!d.aggregated),
+        Err(f) => {
+            assert!(
+                matches!(&f.reason, FailureReason::Rejected { code, .. } if code == "ValidationException"),
+                "{f}"
+            );
+            assert_eq!(
+                f.record.as_ref().unwrap().partition_key,
+                long_key,
+                "handed back"
+            );
+        }
+    }
+    // One character more is refused by put itself, with the record handed back.
+    match producer
+        .put(ProducerRecord::new(&stream, "€".repeat(257), "x"))
+        .await
+    {
+        Err(PutError::InvalidRecord { record, .. }) => assert_eq!(record.data, "x"),
+        other => panic!("{other:?}"),
     }
     producer.shutdown().await;
 }

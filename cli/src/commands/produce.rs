@@ -3,10 +3,16 @@
 //!
 //! ```text
 //!  stdin lines ─▶ parse (text | json) ─▶ Producer::put ─▶ handles ─▶ outcome counter
-//!      │ bad line: reported, counted failed        (waits on the budget)      │
+//!  (bytes, any     │ bad line (bad JSON, too      (waits on the budget,    (its own task:
+//!   encoding)      │ long, refused by put):        which bounds memory)     reading never
+//!      │           ▼ reported, counted failed                               waits for it)
 //!      ▼                                                                      ▼
-//!  EOF ─▶ shutdown (flush) ─────────────────────────────────▶ summary on stderr, exit code
+//!  EOF, a read error, a signal ─▶ shutdown (flush) ─────▶ summary on stderr, exit code
 //! ```
+//!
+//! No input error loses the records read before it: a bad line is counted and skipped, a
+//! failed read of standard input ends the reading, and either way the records already
+//! accepted are flushed and counted before the summary and a non-zero exit.
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -16,7 +22,7 @@ use base64::Engine;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use kinesis_producer::{CallFailure, Producer, ProducerRecord, PutHandle};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +67,12 @@ pub struct ProduceArgs {
     /// Read at most this many lines per second (at least 1). Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
+    /// The producer's per-shard rate limit, in per cent of a shard's write limits (1,000
+    /// records/s and 1 MiB/s): 1 to 10000. Kinesis throttles what goes over its limits
+    /// and the producer retries it; against an emulator that enforces no limits, raise it
+    /// to send as fast as the emulator takes. Default: 150 (the KPL's).
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rate_limit_percent: u32,
     /// Stop at the first failed call other than throttling (an unreachable endpoint, a
     /// server error) instead of retrying until each record's TTL (30 s). Calls that no
     /// retry can fix (stream not found, access denied, no credentials) stop the run
@@ -88,18 +100,22 @@ struct JsonLine {
 }
 
 /// Turns one input line into a record, or says what is wrong with it.
-fn parse_line(args: &ProduceArgs, line: Vec<u8>) -> Result<ProducerRecord, String> {
+fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
     match args.input {
         InputFormat::Text => {
             let key = match &args.partition_key {
                 Some(k) => k.clone(),
                 None => format!("{:032x}", rand::random::<u128>()),
             };
-            Ok(ProducerRecord::new(&args.stream, key, line))
+            // One allocation of the line's exact size (the caller's buffer is reused).
+            Ok(ProducerRecord::new(
+                &args.stream,
+                key,
+                Bytes::copy_from_slice(line),
+            ))
         }
         InputFormat::Json => {
-            let j: JsonLine =
-                serde_json::from_slice(&line).map_err(|e| format!("bad JSON: {e}"))?;
+            let j: JsonLine = serde_json::from_slice(line).map_err(|e| format!("bad JSON: {e}"))?;
             let data = match (j.data, j.data_b64) {
                 (Some(text), None) => Bytes::from(text),
                 (None, Some(b64)) => base64::engine::general_purpose::STANDARD
@@ -116,6 +132,96 @@ fn parse_line(args: &ProduceArgs, line: Vec<u8>) -> Result<ProducerRecord, Strin
             Ok(r)
         }
     }
+}
+
+/// The longest line read as one, in bytes (its end of line aside): `text` lines are
+/// the data, so none longer than a Kinesis record can be sent; a `json` line may carry
+/// data of a record escaped (`\u0001` is six bytes for one) or in base64.
+fn max_line_len(format: InputFormat) -> usize {
+    match format {
+        InputFormat::Text => kinesis_agg::MAX_RECORD_SIZE,
+        InputFormat::Json => 8 * kinesis_agg::MAX_RECORD_SIZE,
+    }
+}
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum LineRead {
+    /// The end of the input: no more lines.
+    End,
+    /// A line, in the buffer without its end of line (`\n` or `\r\n`).
+    Line,
+    /// A line longer than the limit, skipped up to its end; its length in bytes.
+    TooLong(usize),
+}
+
+/// Reads the next line of `input` into `line` (cleared first), holding at most `limit`
+/// bytes of it: a longer line is read to its end and dropped, so memory stays bounded
+/// whatever the input (a binary file with no newline included). The last line may lack
+/// its `\n`.
+///
+/// # Errors
+/// The input's read error; the line read so far is then lost.
+///
+/// # Cancellation
+/// Dropping the future loses the part of the line read so far.
+async fn read_line(
+    input: &mut (impl AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<LineRead> {
+    line.clear();
+    // Bytes of the line so far, and the last two (to leave its end of line out).
+    let mut seen = 0usize;
+    let mut last_two = [0u8; 2];
+    let mut too_long = false;
+    loop {
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            if seen == 0 {
+                return Ok(LineRead::End);
+            }
+            break;
+        }
+        let (chunk, ended) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let n = chunk.len();
+        seen += n;
+        last_two = match chunk {
+            [.., a, b] => [*a, *b],
+            [b] => [last_two[1], *b],
+            [] => last_two,
+        };
+        // Room for the end of line (`\r\n`), stripped below.
+        if !too_long && line.len() + n <= limit + 2 {
+            line.extend_from_slice(chunk);
+        } else if !too_long {
+            too_long = true;
+            line.clear();
+        }
+        input.consume(n);
+        if ended {
+            break;
+        }
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    if too_long || line.len() > limit {
+        line.clear();
+        let end_of_line = match last_two {
+            [b'\r', b'\n'] => 2,
+            [_, b'\n'] => 1,
+            _ => 0,
+        };
+        return Ok(LineRead::TooLong(seen - end_of_line));
+    }
+    Ok(LineRead::Line)
 }
 
 /// Input lines that could not be sent (not parsable, refused by `put`): the first few
@@ -299,24 +405,50 @@ async fn watch_failures(
 /// Dropping the future drops the producer: records not yet sent fail, nothing is retried.
 ///
 /// # Errors
-/// [`Error::Config`] for an unusable AWS configuration; [`Error::Produce`] when any
-/// record was not delivered (its exit status from the kind of failure), or when the
-/// producer cannot be built; [`Error::Input`] when standard input cannot be read.
+/// As [`produce`], plus [`Error::Config`] for an unusable AWS configuration and
+/// [`Error::Signal`] when the signal handlers cannot be installed.
 pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     let client = crate::aws::kinesis_client().await?;
+    let stop = crate::signals::install("flushing the records read")?;
+    let input = BufReader::with_capacity(INPUT_BUFFER, tokio::io::stdin());
+    produce(args, client, input, stop).await
+}
+
+/// Bytes read from standard input at a time: each read is a hop to a blocking thread.
+const INPUT_BUFFER: usize = 64 * 1024;
+
+/// Puts each line of `input` to `args.stream` through `client`, until the input ends,
+/// fails, `stop` is cancelled (then records still undelivered after
+/// `--flush-timeout-secs` fail), or a failure ends the run; then flushes and prints the
+/// summary on standard error.
+///
+/// # Cancellation
+/// Dropping the future drops the producer: records not yet sent fail, nothing is retried.
+///
+/// # Errors
+/// [`Error::Produce`] when any line was not delivered (a bad line, a record that failed,
+/// a line read but not sent because the run was stopped), when reading `input` failed
+/// (after the records read before were flushed), or when the producer cannot be built;
+/// its exit status comes from the kind of failure.
+pub async fn produce(
+    args: ProduceArgs,
+    client: aws_sdk_kinesis::Client,
+    mut input: impl AsyncBufRead + Unpin,
+    stop: CancellationToken,
+) -> Result<(), Error> {
     let ttl = Duration::from_secs(30);
     let producer = Producer::builder(client)
         .with_aggregation(!args.no_aggregate)
         .with_per_key_ordering(args.ordered)
         .with_compression(args.compress.then_some(6))
         .with_max_buffered_time(Duration::from_millis(args.max_buffered_ms))
+        .with_rate_limit_percent(args.rate_limit_percent)
         .with_record_ttl(ttl)
         .build()
         .map_err(|e| Error::Produce {
             message: e.to_string(),
             exit_code: crate::error::EXIT_USAGE,
         })?;
-    let stop = crate::signals::install("flushing the records read")?;
     let abort = CancellationToken::new();
     let abort_reason: Arc<Mutex<Option<Abort>>> = Arc::default();
     let watcher = tokio::spawn(watch_failures(
@@ -344,7 +476,9 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
     let mut last_progress = Instant::now();
-    let mut input = BufReader::new(tokio::io::stdin());
+    let limit = max_line_len(args.input);
+    let mut line = Vec::new();
+    let mut input_error: Option<std::io::Error> = None;
     let mut line_no = 0u64;
     let mut bad = BadLines::default();
     let mut not_sent = 0u64;
@@ -354,24 +488,31 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
     };
     loop {
         // Lines are bytes: text mode sends them as they are (any encoding, or binary).
-        let mut line = Vec::new();
-        tokio::select! {
+        let read = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             _ = abort.cancelled() => break,
-            read = input.read_until(b'\n', &mut line) => {
-                if read.map_err(Error::Input)? == 0 {
-                    break;
-                }
+            read = read_line(&mut input, &mut line, limit) => read,
+        };
+        match read {
+            Ok(LineRead::End) => break,
+            Ok(LineRead::Line) => line_no += 1,
+            Ok(LineRead::TooLong(len)) => {
+                line_no += 1;
+                let why = format!("{len} bytes, longer than {limit}: skipped");
+                bad.add(line_no, &why);
+                continue;
+            }
+            Err(e) => {
+                // What was read before is flushed and counted; the run then fails.
+                crate::say!(
+                    "kinesis-cat: could not read standard input after line {line_no}: {e}; \
+                     flushing the records read"
+                );
+                input_error = Some(e);
+                break;
             }
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        line_no += 1;
         if let Some(rate) = args.rate {
             let due = started + Duration::from_secs_f64(line_no as f64 / rate as f64);
             tokio::select! {
@@ -384,7 +525,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
             not_sent += 1;
             break;
         }
-        let record = match parse_line(&args, line) {
+        let record = match parse_line(&args, &line) {
             Ok(r) => r,
             Err(why) => {
                 bad.add(line_no, &why);
@@ -502,6 +643,16 @@ pub async fn run(args: ProduceArgs) -> Result<(), Error> {
             exit_code: a.kind.exit_code(),
         });
     }
+    if let Some(e) = input_error {
+        return Err(Error::Produce {
+            message: format!(
+                "could not read standard input after line {line_no}: {e}; {} of the {line_no} \
+                 records read were delivered",
+                tally.delivered
+            ),
+            exit_code: crate::error::EXIT_FAILED,
+        });
+    }
     if failed > 0 {
         let exit_code = match tally.main_kind() {
             Some(kind) if tally.failed >= bad.count => kind.exit_code(),
@@ -585,13 +736,53 @@ mod tests {
         assert_eq!(Tally::default().main_kind(), None);
     }
 
+    /// Every line of `input` read through a buffer of `capacity` bytes, with `limit`.
+    async fn lines_of(input: &[u8], capacity: usize, limit: usize) -> Vec<Result<Vec<u8>, usize>> {
+        let mut reader = BufReader::with_capacity(capacity, input);
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_line(&mut reader, &mut line, limit).await.unwrap() {
+                LineRead::End => return out,
+                LineRead::Line => out.push(Ok(line.clone())),
+                LineRead::TooLong(len) => {
+                    assert!(line.is_empty());
+                    out.push(Err(len));
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_bytes_bounded_in_length_whatever_the_buffer() {
+        let ok = |s: &[u8]| Ok(s.to_vec());
+        for capacity in [1, 2, 3, 8, 1024] {
+            assert_eq!(
+                lines_of(b"a\r\n\xff\n\nlast", capacity, 10).await,
+                vec![ok(b"a"), ok(b"\xff"), ok(b""), ok(b"last")],
+                "capacity {capacity}"
+            );
+            assert_eq!(
+                lines_of(
+                    b"0123456789\r\n0123456789a\r\nb\n0123456789ab",
+                    capacity,
+                    10
+                )
+                .await,
+                vec![ok(b"0123456789"), Err(11), ok(b"b"), Err(12)],
+                "capacity {capacity}"
+            );
+            assert!(lines_of(b"", capacity, 10).await.is_empty());
+        }
+    }
+
     #[test]
     fn text_lines_use_the_given_or_a_random_key() {
         let fixed = args(&["--partition-key", "k"]);
-        assert_eq!(parse_line(&fixed, "hi".into()).unwrap().partition_key, "k");
+        assert_eq!(parse_line(&fixed, b"hi").unwrap().partition_key, "k");
         let random = args(&[]);
-        let a = parse_line(&random, "x".into()).unwrap();
-        let b = parse_line(&random, "x".into()).unwrap();
+        let a = parse_line(&random, b"x").unwrap();
+        let b = parse_line(&random, b"x").unwrap();
         assert_ne!(a.partition_key, b.partition_key);
         assert_eq!(a.data, Bytes::from("x"));
     }
@@ -601,7 +792,7 @@ mod tests {
         let j = args(&["--input", "json"]);
         let r = parse_line(
             &j,
-            r#"{"partition_key":"p","explicit_hash_key":"5","data":"héllo"}"#.into(),
+            r#"{"partition_key":"p","explicit_hash_key":"5","data":"héllo"}"#.as_bytes(),
         )
         .unwrap();
         assert_eq!(
@@ -609,7 +800,7 @@ mod tests {
             ("p", Some("5"))
         );
         assert_eq!(r.data, Bytes::from("héllo"));
-        let r = parse_line(&j, r#"{"partition_key":"p","data_b64":"AAEC"}"#.into()).unwrap();
+        let r = parse_line(&j, br#"{"partition_key":"p","data_b64":"AAEC"}"#).unwrap();
         assert_eq!(r.data, Bytes::from_static(&[0, 1, 2]));
         for (line, why) in [
             ("not json", "bad JSON"),
@@ -621,7 +812,7 @@ mod tests {
             (r#"{"partition_key":"p","data_b64":"!!"}"#, "bad data_b64"),
             (r#"{"partition_key":"p","data":"a","extra":1}"#, "bad JSON"),
         ] {
-            let e = parse_line(&j, line.into()).unwrap_err();
+            let e = parse_line(&j, line.as_bytes()).unwrap_err();
             assert!(e.contains(why), "{line}: {e}");
         }
     }

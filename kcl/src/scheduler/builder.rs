@@ -254,7 +254,11 @@ impl SchedulerBuilder {
     /// twice after a reshard.
     ///
     /// The Java KCL drops the whole aggregate at its first record outside the shard; this
-    /// library drops only the records outside.
+    /// library drops only the records outside, except for an aggregate sent under
+    /// [`kinesis_agg::WHOLE_RESEND_PARTITION_KEY`] (this project's producer), which it
+    /// drops whole as the Java KCL does, because that producer re-sends every record of
+    /// it: under `Drop`, each record it delivered is read once. (Under `Keep`, the
+    /// records of such an aggregate that the shard owns come twice too, unmarked.)
     pub fn with_outside_range_policy(mut self, policy: OutsideRangePolicy) -> Self {
         self.config.outside_range = policy;
         self

@@ -12,7 +12,8 @@ use std::time::Duration;
 use kinesis_producer::{CallFailure, Failed};
 
 pub(crate) use integration_tests::kinesis::{
-    list_shards, read_user_records as read_all, ReadUserRecord as ReadRecord,
+    list_shards, read_user_records as read_all, read_user_records_by, RangeRule,
+    ReadUserRecord as ReadRecord,
 };
 
 /// Index of what was read by (shard, sequence, sub-sequence), asserting no position
