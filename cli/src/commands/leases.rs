@@ -86,7 +86,12 @@ pub fn format_table(leases: &[Lease], shards: Option<&HashMap<String, ShardView>
             lag,
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    aligned(&rows)
+}
+
+/// Rows as text, each column as wide as its widest cell, two spaces apart.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -137,20 +142,7 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
             beat,
         ]);
     }
-    let widths: Vec<usize> = (0..3)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    aligned(&rows)
 }
 
 /// Prints the lease table and the workers, once or (with `--watch`) until a signal.
