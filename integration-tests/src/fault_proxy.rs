@@ -4,8 +4,9 @@
 //!
 //! ```text
 //!  SDK client ─▶ FaultProxy (127.0.0.1:port) ─▶ emulator endpoint
-//!                 X-Amz-Target = "Service_Version.Operation" ─▶ first matching Rule
-//!                   1 call in `one_in` of those it matches ─▶ its Fault:
+//!                 X-Amz-Target = "Service_Version.Operation" ─▶ the Rules, in order:
+//!                   the first that matches and hits (1 call in `one_in` of those it
+//!                   matches) ─▶ its Fault:
 //!                     Error { status, code }  answered here, as the service would
 //!                     Delay(d)                forwarded after d
 //!                     Blackhole               no answer until the rules change, then reset
@@ -235,16 +236,21 @@ impl FaultProxy {
     }
 }
 
-/// The fault for a call to `target`, if a rule hits it.
+/// The fault for a call to `target`, if a rule hits it: the rules are tried in order,
+/// each counting the calls it matches; the first whose turn it is applies.
 fn decide(state: &State, target: &str) -> Option<Fault> {
     let mut r = state.rules.lock().expect("not poisoned");
     let Rules { rules, matched } = &mut *r;
-    let (i, rule) = rules
-        .iter()
-        .enumerate()
-        .find(|(_, rule)| target.contains(rule.target.as_str()))?;
-    matched[i] += 1;
-    (matched[i] % rule.one_in == 0).then(|| rule.fault.clone())
+    for (i, rule) in rules.iter().enumerate() {
+        if !target.contains(rule.target.as_str()) {
+            continue;
+        }
+        matched[i] += 1;
+        if matched[i] % rule.one_in == 0 {
+            return Some(rule.fault.clone());
+        }
+    }
+    None
 }
 
 /// An error answer as the AWS JSON protocols give it.

@@ -211,17 +211,15 @@ async fn dynamodb_throttling_and_server_errors_cost_retries_not_records() {
     let app = kinesis_emulators::unique_name("faults-ddb-app");
     let kinesis = stack.kinesis_client();
     let proxy = FaultProxy::start(stack.dynamodb_endpoint()).await.unwrap();
+    // One scan in three gets a server error; one call in four of the others is throttled
+    // (heartbeats included: a failed beat is tried again at once).
     proxy.set_rules(vec![
+        Rule::new("Scan", Fault::error(500, "InternalServerError")).one_in(3),
         Rule::new(
             "DynamoDB_20120810.",
             Fault::error(400, "ProvisionedThroughputExceededException"),
         )
         .one_in(4),
-        Rule::new(
-            "DynamoDB_20120810.",
-            Fault::error(500, "InternalServerError"),
-        )
-        .one_in(3),
     ]);
     let rec = Recorder::default();
     let w = worker_through(&stack, &app, &stream, "w", &rec, None, Some(&proxy));

@@ -38,6 +38,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use tokio::sync::Mutex;
@@ -165,8 +166,14 @@ impl LeaseCoordinator {
     /// # Cancellation
     /// Safe to drop: a beat already sent may land.
     pub async fn beat(&self) -> bool {
+        self.beat_once().await.0
+    }
+
+    /// One beat and what it led to: whether the taker should look, and whether the beat
+    /// failed (to be tried again soon).
+    async fn beat_once(&self) -> (bool, bool) {
         let Some(heartbeat) = &self.heartbeat else {
-            return false;
+            return (false, false);
         };
         match heartbeat.beat().await {
             BeatOutcome::Beat { taken, wake } => {
@@ -179,13 +186,18 @@ impl LeaseCoordinator {
                         }
                     }
                 }
-                wake
+                (wake, false)
             }
-            BeatOutcome::Refused | BeatOutcome::Failed { fence: true } => {
+            BeatOutcome::Refused => {
                 self.lose_all();
-                true
+                (true, false)
             }
-            BeatOutcome::Failed { fence: false } => false,
+            BeatOutcome::Failed { fence } => {
+                if fence {
+                    self.lose_all();
+                }
+                (fence, true)
+            }
         }
     }
 
@@ -475,7 +487,19 @@ impl LeaseCoordinator {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = ticks.tick() => {
-                        if self.beat().await {
+                        // A failed beat (throttled, a server error) is tried again at once,
+                        // twice, rather than a whole heartbeat later.
+                        let (mut woken, mut failed) = self.beat_once().await;
+                        for pause in [Duration::from_millis(100), Duration::from_millis(300)] {
+                            if !failed || cancel.is_cancelled() {
+                                break;
+                            }
+                            tokio::time::sleep(pause).await;
+                            let (w, f) = self.beat_once().await;
+                            woken |= w;
+                            failed = f;
+                        }
+                        if woken {
                             wake.notify_one();
                         }
                     }

@@ -1,0 +1,124 @@
+//! The producer when Kinesis misbehaves, through the fault-injecting proxy
+//! (`integration_tests::fault_proxy`): `PutRecords` calls throttled, failing with server
+//! errors, or answered and then cut off (the records are in the stream but the producer
+//! cannot know), and a Kinesis outage of a few seconds. Every record gets exactly one
+//! outcome; every one reported delivered is in the stream at its reported position; the
+//! only duplicates are from answers lost after the server accepted the call, and are
+//! counted.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
+use kinesis_emulators::LocalStack;
+use kinesis_producer::{Producer, ProducerRecord};
+
+use common::{by_position, read_all};
+
+/// A bound to fail on instead of hanging; never a measured assertion.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_outage() {
+    let stack = LocalStack::builder().start_async().await.expect("stack");
+    let stream = stack.create_stream("kpl-faults", 4).await.unwrap();
+    let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
+    let through_proxy = aws_sdk_kinesis::Client::from_conf(
+        stack
+            .kinesis_client()
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    proxy.set_rules(vec![
+        Rule::new(
+            "PutRecords",
+            Fault::error(400, "ProvisionedThroughputExceededException"),
+        )
+        .one_in(5),
+        Rule::new("PutRecords", Fault::error(500, "InternalFailure")).one_in(7),
+        Rule::new("PutRecords", Fault::ResetAfterForward).one_in(11),
+        Rule::new("PutRecords", Fault::Reset).one_in(13),
+    ]);
+    // Without aggregation every PutRecords call carries at most 500 records: many calls.
+    let producer = Producer::builder(through_proxy)
+        .with_aggregation(false)
+        .with_rate_limit_percent(10_000)
+        .with_max_buffered_time(Duration::from_millis(20))
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(500))
+        .with_record_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    let n = 30_000;
+    let records: Vec<ProducerRecord> = (0..n)
+        .map(|i| ProducerRecord::new(&stream, format!("key-{}", i % 211), format!("r{i}")))
+        .collect();
+    let mut handles = Vec::with_capacity(n);
+    for (i, r) in records.iter().enumerate() {
+        if i == n / 2 {
+            // Half way: Kinesis unreachable for 3 s (calls hang, then are cut off).
+            proxy.set_rules(vec![Rule::new("PutRecords", Fault::Blackhole)]);
+            let p = &proxy;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            p.set_rules(vec![
+                Rule::new(
+                    "PutRecords",
+                    Fault::error(400, "ProvisionedThroughputExceededException"),
+                )
+                .one_in(5),
+                Rule::new("PutRecords", Fault::ResetAfterForward).one_in(11),
+            ]);
+        }
+        handles.push(producer.put(r.clone()).await.expect("accepted"));
+    }
+    // Every handle resolves: no outcome is lost, none hangs.
+    let outcomes = tokio::time::timeout(DEADLINE, join_all(handles))
+        .await
+        .expect("every outcome within the deadline");
+    producer.flush().await;
+    proxy.clear();
+    let injected = proxy.injected_total();
+    assert!(injected > 0, "faults were injected");
+
+    let mut delivered = Vec::new();
+    for (r, o) in records.iter().zip(outcomes) {
+        match o {
+            Ok(d) => delivered.push((r.clone(), d)),
+            Err(f) => panic!("within its TTL, yet not delivered: {f}"),
+        }
+    }
+    // Each delivered record is at its reported position.
+    let read = read_all(&stack.kinesis_client(), &stream).await;
+    let positions = by_position(&read);
+    for (r, d) in &delivered {
+        let key = (
+            d.shard_id.to_string(),
+            d.sequence_number.to_string(),
+            d.sub_sequence_number,
+        );
+        let got = positions
+            .get(&key)
+            .unwrap_or_else(|| panic!("nothing at reported position {key:?}"));
+        assert_eq!((&got.partition_key, &got.data), (&r.partition_key, &r.data));
+    }
+    // Nothing else but copies from answers lost after the server took the call.
+    let mut copies: HashMap<&[u8], usize> = HashMap::new();
+    for r in &read {
+        *copies.entry(r.data.as_ref()).or_default() += 1;
+    }
+    assert_eq!(copies.len(), n, "every record, and nothing else");
+    let duplicates = read.len() - n;
+    let stats = producer.stats();
+    eprintln!(
+        "{injected} faults injected in {} calls; {} user records read, {duplicates} duplicates; {stats:?}",
+        proxy.calls(),
+        read.len()
+    );
+    assert!(stats.retries > 0, "the faults were retried");
+    assert_eq!(stats.user_records_delivered, n as u64);
+}
