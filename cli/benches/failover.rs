@@ -116,25 +116,12 @@ fn main() -> ExitCode {
     if std::env::var_os(CALLS_CHILD_VAR).is_some() {
         return calls_child();
     }
-    // `cargo test --benches` runs bench binaries without `--bench`: nothing to check here.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "failover: a benchmark; run it with `cargo bench -p kinesis-cat --bench failover`"
-        );
-        return ExitCode::SUCCESS;
-    }
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("failover bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the bench");
-    runtime.block_on(run_all(settings))
+    integration_tests::bench_host::bench_main(
+        "kinesis-cat",
+        "failover",
+        Settings::from_env,
+        run_all,
+    )
 }
 
 /// What to run, from the environment.

@@ -106,25 +106,12 @@ fn main() -> ExitCode {
     if std::env::var_os(CHILD_VAR).is_some() {
         return ours_child();
     }
-    // `cargo test --benches` runs bench binaries without `--bench`: nothing to check here.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "multilang: a benchmark; run it with `cargo bench -p kinesis-cat --bench multilang`"
-        );
-        return ExitCode::SUCCESS;
-    }
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("multilang bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the bench");
-    runtime.block_on(run_all(settings))
+    integration_tests::bench_host::bench_main(
+        "kinesis-cat",
+        "multilang",
+        Settings::from_env,
+        run_all,
+    )
 }
 
 /// What to run, from the environment.

@@ -125,6 +125,39 @@ pub fn utc_minute(t: SystemTime) -> String {
     rfc3339.get(..16).unwrap_or(&rfc3339).replacen('T', " ", 1)
 }
 
+/// The `main` of a bench binary (`harness = false`) after its own child modes: under
+/// `cargo test --benches`, which runs bench binaries without `--bench`, it only says how to
+/// run it (`cargo bench -p <package> --bench <name>`); otherwise it reads the bench's
+/// settings (an error ends it with a failure status, naming the bench) and runs it on a
+/// multi-thread tokio runtime.
+pub fn bench_main<S, E, F>(
+    package: &str,
+    name: &str,
+    settings: impl FnOnce() -> Result<S, E>,
+    run: impl FnOnce(S) -> F,
+) -> std::process::ExitCode
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = std::process::ExitCode>,
+{
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("{name}: a benchmark; run it with `cargo bench -p {package} --bench {name}`");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let settings = match settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name} bench: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the bench")
+        .block_on(run(settings))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

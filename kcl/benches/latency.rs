@@ -227,25 +227,12 @@ fn main() -> ExitCode {
     if let Ok(mode) = std::env::var(CHILD_VAR) {
         return ours_child(&mode);
     }
-    // `cargo test --benches` runs bench binaries without `--bench`: nothing to check here.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "latency: a benchmark; run it with `cargo bench -p kinesis-consumer --bench latency`"
-        );
-        return ExitCode::SUCCESS;
-    }
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("latency bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the bench");
-    runtime.block_on(run_all(settings))
+    integration_tests::bench_host::bench_main(
+        "kinesis-consumer",
+        "latency",
+        Settings::from_env,
+        run_all,
+    )
 }
 
 // ---------------------------------------------------------------------------------------

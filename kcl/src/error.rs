@@ -136,6 +136,27 @@ impl Error {
         }
     }
 
+    /// `call`, or, if it takes longer than `within`, a retryable [`Error::DynamoDb`] saying
+    /// so (the call is dropped; it may still land).
+    pub(crate) async fn dynamodb_within<T>(
+        operation: &'static str,
+        table: &str,
+        within: std::time::Duration,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(within, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::DynamoDb {
+                    operation,
+                    table: table.to_owned(),
+                    message: format!("no answer within {within:?}"),
+                    retryable: true,
+                    throttled: false,
+                })
+            })
+    }
+
     pub(crate) fn dynamodb<E>(operation: &'static str, table: &str, err: &SdkError<E>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,

@@ -108,17 +108,13 @@ impl HeldLease {
         let renewal = lease.renew();
         // A DynamoDB that does not answer within a third of the failover time counts as a
         // failed renewal, so that the lease is given up in time rather than waited on.
-        let written = tokio::time::timeout(failover / 3, self.store.update_lease(&renewal))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::DynamoDb {
-                    operation: "UpdateItem",
-                    table: "lease table".into(),
-                    message: format!("no answer within {:?}", failover / 3),
-                    retryable: true,
-                    throttled: false,
-                })
-            });
+        let written = Error::dynamodb_within(
+            "UpdateItem",
+            "lease table",
+            failover / 3,
+            self.store.update_lease(&renewal),
+        )
+        .await;
         let lost = match written {
             Ok(true) => {
                 renewal.apply_to(&mut lease);

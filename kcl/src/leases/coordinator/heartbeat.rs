@@ -180,20 +180,13 @@ impl Heartbeat {
         } else {
             (state.last_landed + self.fence_after).saturating_duration_since(sent)
         };
-        let beat = tokio::time::timeout(
+        let beat = Error::dynamodb_within(
+            "UpdateItem",
+            "fleet",
             limit,
             self.store.beat(&self.me, &previous, next, &state.handled),
         )
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::DynamoDb {
-                operation: "UpdateItem",
-                table: "fleet".into(),
-                message: format!("no answer within {limit:?}"),
-                retryable: true,
-                throttled: false,
-            })
-        });
+        .await;
         match beat {
             Ok(Some(view)) => {
                 state.current = Some(next);
