@@ -32,41 +32,62 @@
 //! [`FanOutConfig`], for which the worker registers a stream consumer at start-up.
 //!
 //! # Usage
-//! ```no_run
+//! Runs as it is on the embedded emulators (the hidden lines start them and put 100
+//! records); in a service, pass your AWS configuration with `with_sdk_config` instead of
+//! `with_clients`, and stop the worker on a signal.
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
 //! use async_trait::async_trait;
 //! use kinesis_consumer::*;
 //!
 //! #[derive(Debug)]
-//! struct Count(u64);
+//! struct Count(Arc<AtomicU64>);
 //!
 //! #[async_trait]
 //! impl RecordProcessor for Count {
 //!     async fn initialize(&mut self, _: InitializationInput) {}
 //!     async fn process_records(&mut self, input: ProcessRecordsInput) {
-//!         self.0 += input.records.len() as u64;
+//!         self.0.fetch_add(input.records.len() as u64, Ordering::Relaxed);
+//!         // Checkpoint failures are retried with the next batch's checkpoint.
 //!         input.checkpointer.checkpoint().await.ok();
 //!     }
 //!     async fn lease_lost(&mut self, _: LeaseLostInput) {}
 //!     async fn shard_ended(&mut self, input: ShardEndedInput) {
-//!         input.checkpointer.checkpoint().await.expect("checkpoint at shard end");
+//!         // Required: the shard's children start once it is checkpointed here.
+//!         input.checkpointer.checkpoint().await.ok();
 //!     }
 //! }
 //!
-//! # async fn demo() -> Result<(), Error> {
-//! let sdk = aws_config::load_from_env().await;
-//! let scheduler = Scheduler::builder("my-app", "my-stream", |_: &str| {
-//!     Box::new(Count(0)) as Box<dyn RecordProcessor>
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let stack = kinesis_emulators::LocalStack::builder().start_async().await?;
+//! # let stream = stack.create_stream("my-stream", 2).await?;
+//! # for i in 0..100 {
+//! #     stack.kinesis_client().put_record().stream_name(&stream).partition_key(format!("k{i}"))
+//! #         .data(aws_sdk_kinesis::primitives::Blob::new("x")).send().await?;
+//! # }
+//! let processed = Arc::new(AtomicU64::new(0));
+//! let counter = processed.clone();
+//! // let sdk = aws_config::load_from_env().await;
+//! let scheduler = Scheduler::builder("my-app", &stream, move |_: &str| {
+//!     Box::new(Count(counter.clone())) as Box<dyn RecordProcessor>
 //! })
-//! .with_sdk_config(&sdk)
+//! // .with_sdk_config(&sdk)
+//! .with_clients(stack.kinesis_client(), stack.dynamodb_client())
 //! .with_initial_position(InitialPosition::TrimHorizon)
 //! .build()?;
 //! let worker = scheduler.clone();
-//! tokio::spawn(async move {
-//!     tokio::signal::ctrl_c().await.ok();
-//!     worker.graceful_shutdown().await;
-//! });
-//! scheduler.run().await
-//! # }
+//! let run = tokio::spawn(async move { worker.run().await });
+//! // In a service: tokio::signal::ctrl_c().await?;
+//! # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+//! while processed.load(Ordering::Relaxed) < 100 {
+//! #   assert!(std::time::Instant::now() < deadline, "not processed within 60 s");
+//!     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+//! }
+//! scheduler.graceful_shutdown().await; // checkpoints, hands the leases over
+//! run.await??;
+//! # Ok(()) }
 //! ```
 
 #![deny(unsafe_code, rust_2018_idioms)]

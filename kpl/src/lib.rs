@@ -57,18 +57,25 @@
 //! limits, is counted in [`ProducerStats::throttles`] instead.
 //!
 //! # Usage
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! Runs as it is on the embedded emulators (the hidden lines start them); in a service,
+//! build the client from your AWS configuration instead.
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let stack = kinesis_emulators::LocalStack::builder().start_async().await?;
+//! # let stream = stack.create_stream("my-stream", 2).await?;
+//! # let client = stack.kinesis_client();
 //! use kinesis_producer::{Producer, ProducerRecord};
 //!
-//! let config = aws_config::load_from_env().await;
-//! let producer = Producer::builder(aws_sdk_kinesis::Client::new(&config)).build()?;
+//! // let client = aws_sdk_kinesis::Client::new(&aws_config::load_from_env().await);
+//! let producer = Producer::builder(client).build()?;
 //! let handle = producer
-//!     .put(ProducerRecord::new("my-stream", "user-42", "hello"))
-//!     .await?;
+//!     .put(ProducerRecord::new(&stream, "user-42", "hello"))
+//!     .await?; // accepted: the record now has exactly one outcome
 //! let delivered = handle.await?;
 //! println!("{} {} {}", delivered.shard_id, delivered.sequence_number, delivered.sub_sequence_number);
-//! producer.shutdown().await;
+//! producer.shutdown().await; // sends what is held; every handle resolves
+//! assert_eq!(producer.stats().user_records_delivered, 1);
 //! # Ok(()) }
 //! ```
 

@@ -5,7 +5,9 @@
 //!  [--stream S] ListShards ─▶ open/closed per shard, for the "state" column
 //!               GetShardIterator(after checkpoint) + GetRecords(limit 1) ─▶ MillisBehindLatest,
 //!               for the "lag" column (as far as the server reports it)
-//!  GetItem of the fleet table (<app>-Workers), if any ─▶ workers: leases held, last heartbeat
+//!  GetItem of the fleet table (<app>-Workers), if any ─▶ workers: leases held, records/s,
+//!    KB/s and lag (the largest millis behind latest of their shards) as each reported with
+//!    its last heartbeat, last heartbeat
 //! ```
 
 use std::collections::HashMap;
@@ -13,7 +15,9 @@ use std::io::Write;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use clap::Args;
-use kinesis_consumer::leases::{FleetStore, FleetTable, FleetView, LeaseStore, LeaseTable};
+use kinesis_consumer::leases::{
+    FleetStore, FleetTable, FleetView, LeaseStore, LeaseTable, WorkerLoad,
+};
 use kinesis_consumer::{Checkpoint, Lease};
 
 use crate::{args, Error};
@@ -110,7 +114,8 @@ fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
 /// Formats the workers: those in the fleet (with how long ago their last heartbeat was
 /// written, by its writer's clock, at `now_ms` since the Unix epoch) and those owning
 /// leases without being in it (another KCL's workers, or gone ones: heartbeat "-"), with
-/// the leases each owns.
+/// the leases each owns and the load it reported with its last heartbeat ("-" where it
+/// reported none: not in the fleet, or an older version).
 pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> String {
     let mut owned: HashMap<&str, usize> = HashMap::new();
     for l in leases {
@@ -129,6 +134,9 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
     let mut rows = vec![[
         "worker".to_owned(),
         "leases".to_owned(),
+        "records/s".to_owned(),
+        "KB/s".to_owned(),
+        "lag".to_owned(),
         "last heartbeat".to_owned(),
     ]];
     for w in workers {
@@ -136,9 +144,19 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
             || "- (not in the fleet)".to_owned(),
             |ms| format!("{:.1} s ago", now_ms.saturating_sub(*ms) as f64 / 1000.0),
         );
+        let load = fleet.loads.get(w);
+        let figure = |f: fn(&WorkerLoad) -> Option<String>| {
+            load.and_then(f).unwrap_or_else(|| "-".to_owned())
+        };
         rows.push([
             w.to_owned(),
             owned.get(w).copied().unwrap_or(0).to_string(),
+            figure(|l| Some(format!("{:.0}", l.records_per_second))),
+            figure(|l| Some(format!("{:.1}", l.bytes_per_second / 1000.0))),
+            figure(|l| {
+                l.max_millis_behind_latest
+                    .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+            }),
             beat,
         ]);
     }
@@ -306,16 +324,41 @@ mod tests {
         let mut fleet = FleetView::default();
         fleet.beats.insert("w1".into(), 10_000);
         fleet.beats.insert("w2".into(), 11_500);
+        fleet
+            .loads
+            .insert("w1".into(), WorkerLoad::new(1234.4, 56_780.0, Some(2_500)));
+        fleet
+            .loads
+            .insert("w2".into(), WorkerLoad::new(0.0, 0.0, None));
         let text = format_workers(&[a, b], &fleet, 12_000);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("worker"));
         assert!(lines[1].starts_with("java-worker") && lines[1].contains("not in the fleet"));
-        assert!(
-            lines[2].starts_with("w1")
-                && lines[2].contains(" 1 ")
-                && lines[2].contains("2.0 s ago")
+        let cells = |line: &str| -> Vec<String> {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            cells(lines[0]),
+            [
+                "worker",
+                "leases",
+                "records/s",
+                "KB/s",
+                "lag",
+                "last heartbeat"
+            ]
         );
+        assert_eq!(cells(lines[1])[..5], ["java-worker", "1", "-", "-", "-"]);
+        assert_eq!(
+            cells(lines[2]),
+            ["w1", "1", "1234", "56.8", "2.5 s", "2.0 s ago"]
+        );
+        assert_eq!(cells(lines[3])[..5], ["w2", "0", "0", "0.0", "-"]);
         assert!(
             lines[3].starts_with("w2")
                 && lines[3].contains(" 0 ")

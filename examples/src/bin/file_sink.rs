@@ -75,6 +75,20 @@ struct FileSink {
     timer: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl FileSink {
+    fn stop_timer(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        self.stop_timer();
+    }
+}
+
 #[async_trait]
 impl RecordProcessor for FileSink {
     async fn initialize(&mut self, input: InitializationInput) {
@@ -112,16 +126,16 @@ impl RecordProcessor for FileSink {
         }
     }
     async fn lease_lost(&mut self, _: LeaseLostInput) {
-        self.timer.take().map(|t| t.abort());
+        self.stop_timer();
         *self.buffer.lock().await = Buffer::default();
     }
     async fn shard_ended(&mut self, input: ShardEndedInput) {
-        self.timer.take().map(|t| t.abort());
+        self.stop_timer();
         self.buffer.lock().await.flush(&self.dir, &self.shard).await;
         input.checkpointer.checkpoint().await.ok(); // SHARD_END: the children may start
     }
     async fn shutdown_requested(&mut self, _: ShutdownRequestedInput) {
-        self.timer.take().map(|t| t.abort());
+        self.stop_timer();
         self.buffer.lock().await.flush(&self.dir, &self.shard).await;
     }
 }

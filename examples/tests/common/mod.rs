@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 /// Runs `bin` with `args` and returns its stdout; panics (failing the test) when it does not
 /// exit successfully within two minutes: a bound to fail on, never a measured assertion.
-pub fn run_to_end(bin: &str, args: &[&str]) -> String {
+pub(crate) fn run_to_end(bin: &str, args: &[&str]) -> String {
     let mut child = Command::new(bin)
         .args(args)
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -30,7 +30,7 @@ pub fn run_to_end(bin: &str, args: &[&str]) -> String {
 
 /// The numbers in `line`, in order (`"put 5, delivered 5"` → `[5, 5]`).
 #[allow(dead_code)] // not every test file reads numbers
-pub fn numbers(line: &str) -> Vec<u64> {
+pub(crate) fn numbers(line: &str) -> Vec<u64> {
     line.split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
         .collect()

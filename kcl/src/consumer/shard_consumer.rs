@@ -34,6 +34,7 @@ use super::{inflate_all, PayloadDecompression, RecordsSource, StartingPosition};
 use crate::checkpoint::{Checkpoint, SequenceNumber};
 use crate::checkpointer::Checkpointer;
 use crate::leases::HeldLease;
+use crate::leases::ShardMeter;
 use crate::leases::ShardSync;
 use crate::metric_names as m;
 use crate::processor::{
@@ -78,6 +79,8 @@ pub(crate) struct ShardConsumer {
     pub(crate) batching: Option<Batching>,
     /// What happens after the processor reports a failed record or batch.
     pub(crate) failure_retry: FailureRetry,
+    /// Counts what is read for the worker's heartbeat to report (none: not counted).
+    pub(crate) meter: Option<ShardMeter>,
 }
 
 /// The source a consumer reads from now, and what it leaves out of it.
@@ -277,6 +280,10 @@ impl ShardConsumer {
                         "payloads with a gzip or zlib header did not inflate; handed over as sent"
                     );
                 }
+            }
+            if let Some(meter) = &self.meter {
+                let bytes = records.iter().map(|r| r.data.len()).sum();
+                meter.record(records.len(), bytes, batch.millis_behind_latest);
             }
             batcher.push(
                 records,
@@ -666,6 +673,7 @@ mod tests {
             decompression: PayloadDecompression::Off,
             batching: None,
             failure_retry: FailureRetry::default(),
+            meter: None,
             held,
             processor: Box::new(Stubborn {
                 asks: Arc::clone(&asks),
@@ -829,6 +837,7 @@ mod tests {
             decompression: PayloadDecompression::Off,
             batching: None,
             failure_retry: FailureRetry::default(),
+            meter: None,
         };
         let exit = consumer.run().await;
         let asked = asked.lock().unwrap().take();

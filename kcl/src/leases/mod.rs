@@ -47,7 +47,7 @@ mod shard_sync;
 pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
 #[cfg(any(test, feature = "test-util"))]
 pub use fleet::MemoryFleetStore;
-pub use fleet::{FleetStore, FleetTable, FleetView};
+pub use fleet::{FleetStore, FleetTable, FleetView, LoadMeter, ShardMeter, WorkerLoad};
 pub(crate) use held_lease::HeldLease;
 pub use lease::Lease;
 pub use lease_store::LeaseStore;

@@ -22,6 +22,7 @@ use crate::consumer::{Batching, FailureRetry, PayloadDecompression, PollingConfi
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseCoordinator;
+use crate::leases::LoadMeter;
 use crate::leases::ShardSync;
 use crate::leases::{FleetTable, LeaseStore, LeaseTable};
 use crate::processor::RecordProcessorFactory;
@@ -442,11 +443,14 @@ impl SchedulerBuilder {
         let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
         let mut coordinator =
             LeaseCoordinator::new(store.clone(), worker_id.clone(), config.lease_config());
+        let load = Arc::new(LoadMeter::new());
         if config.worker_heartbeats {
-            coordinator = coordinator.with_fleet(Arc::new(FleetTable::for_lease_table(
-                dynamodb.clone(),
-                &table,
-            )));
+            coordinator = coordinator
+                .with_fleet(Arc::new(FleetTable::for_lease_table(
+                    dynamodb.clone(),
+                    &table,
+                )))
+                .with_load_meter(load.clone());
         }
         let coordinator = Arc::new(coordinator);
         let shard_sync = ShardSync::new(
@@ -464,6 +468,7 @@ impl SchedulerBuilder {
                 kinesis,
                 store,
                 coordinator,
+                load,
                 shard_sync,
                 factory,
                 config,

@@ -27,6 +27,7 @@ use crate::consumer::{
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
+use crate::leases::LoadMeter;
 use crate::leases::ShardSync;
 use crate::leases::{HeldLease, LeaseCoordinator};
 use crate::processor::RecordProcessorFactory;
@@ -68,6 +69,8 @@ pub(super) struct Dispatcher {
     batching: Option<Batching>,
     /// What consumers do after their processor reports a failure.
     failure_retry: FailureRetry,
+    /// Counts what every consumer reads, for the heartbeat to report.
+    load: Arc<LoadMeter>,
     /// How long a lease waits before its parents (or a failed consumer) are looked at again.
     parent_poll_interval: Duration,
     /// Consumers running now, by lease key.
@@ -117,6 +120,7 @@ impl Dispatcher {
             decompression: inner.config.decompression,
             batching: inner.config.batching,
             failure_retry: inner.config.failure_retry,
+            load: inner.load.clone(),
             parent_poll_interval: inner.config.parent_poll_interval,
             running: HashMap::new(),
             blocked: HashMap::new(),
@@ -230,6 +234,7 @@ impl Dispatcher {
             decompression: self.decompression,
             batching: self.batching,
             failure_retry: self.failure_retry,
+            meter: Some(self.load.shard(&key)),
         };
         tracing::info!(worker = %self.worker_id, lease = %key, "starting shard consumer");
         let hard = self.hard_stop.clone();

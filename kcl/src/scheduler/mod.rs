@@ -58,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::leases::LeaseCoordinator;
 use crate::leases::LeaseStore;
+use crate::leases::LoadMeter;
 use crate::leases::ShardSync;
 use crate::processor::RecordProcessorFactory;
 
@@ -91,6 +92,8 @@ struct Inner {
     store: Arc<dyn LeaseStore>,
     /// Renews and takes this worker's leases.
     coordinator: Arc<LeaseCoordinator>,
+    /// What the worker's consumers read, published with its heartbeats.
+    load: Arc<LoadMeter>,
     /// Keeps leases in step with the stream's shards.
     shard_sync: ShardSync,
     /// The user's processors.

@@ -197,7 +197,7 @@ async fn a_worker_declared_gone_while_alive_loses_everything_and_comes_back() {
     // Someone removed worker-1's entry (as a survivor does to a silent worker).
     let beat = f
         .fleet
-        .beat("probe", &[], 0, &[])
+        .beat("probe", &[], 0, &[], None)
         .await
         .unwrap()
         .unwrap()
@@ -287,7 +287,7 @@ use std::sync::Mutex as StdMutex;
 
 use async_trait::async_trait;
 
-use crate::leases::fleet::FleetView;
+use crate::leases::fleet::{FleetView, WorkerLoad};
 
 /// How a worker's fleet calls behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,9 +357,10 @@ impl FleetStore for Faulty {
         previous: &[u64],
         next: u64,
         handled: &[String],
+        load: Option<WorkerLoad>,
     ) -> Result<Option<FleetView>, Error> {
         self.before("UpdateItem").await?;
-        let out = self.inner.beat(worker, previous, next, handled).await;
+        let out = self.inner.beat(worker, previous, next, handled, load).await;
         if self.mode() == Mode::LandThenLoseResponse {
             self.set(Mode::Ok);
             return Err(Self::error("UpdateItem"));

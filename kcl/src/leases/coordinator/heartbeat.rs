@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::lease_config::LeaseConfig;
 use crate::error::Error;
-use crate::leases::fleet::{parse_taken_notice, taken_notice, FleetStore, Liveness};
+use crate::leases::fleet::{parse_taken_notice, taken_notice, FleetStore, Liveness, LoadMeter};
 use crate::metric_names as m;
 
 /// How long without a landed beat fences a worker: a tenth of an interval less than the
@@ -98,6 +98,9 @@ pub(crate) struct Heartbeat {
     failover: Duration,
     /// The others, as seen.
     liveness: SyncMutex<Liveness>,
+    /// What this worker's shard consumers read, reported with each beat (none: no load is
+    /// published).
+    load: Option<Arc<LoadMeter>>,
     /// This worker's own beat; the async mutex keeps beats from overlapping.
     state: Mutex<BeatState>,
 }
@@ -116,6 +119,7 @@ impl Heartbeat {
                 config.heartbeat_interval,
                 fence_after(config),
             )),
+            load: None,
             state: Mutex::new(BeatState {
                 current: None,
                 uncertain: Vec::new(),
@@ -125,6 +129,12 @@ impl Heartbeat {
                 leaving: false,
             }),
         }
+    }
+
+    /// Publishes what `meter` counts with every beat.
+    pub(crate) fn with_load_meter(mut self, meter: Arc<LoadMeter>) -> Self {
+        self.load = Some(meter);
+        self
     }
 
     /// How often to beat.
@@ -184,7 +194,13 @@ impl Heartbeat {
             "UpdateItem",
             "fleet",
             limit,
-            self.store.beat(&self.me, &previous, next, &state.handled),
+            self.store.beat(
+                &self.me,
+                &previous,
+                next,
+                &state.handled,
+                self.load.as_ref().map(|m| m.report()),
+            ),
         )
         .await;
         match beat {

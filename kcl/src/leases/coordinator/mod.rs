@@ -53,7 +53,7 @@ mod observed_counters;
 mod take_plan;
 
 use crate::error::Error;
-use crate::leases::fleet::FleetStore;
+use crate::leases::fleet::{FleetStore, LoadMeter};
 use crate::leases::{HeldLease, LeaseStore};
 use crate::metric_names as m;
 use heartbeat::{BeatOutcome, Heartbeat};
@@ -125,6 +125,14 @@ impl LeaseCoordinator {
     /// application must then use a fleet.
     pub fn with_fleet(mut self, fleet: Arc<dyn FleetStore>) -> Self {
         self.heartbeat = Some(Heartbeat::new(fleet, &self.worker_id, &self.config));
+        self
+    }
+
+    /// Publishes what `meter` counts (this worker's throughput and lag) with every
+    /// heartbeat, for operators (`kinesis-cat leases`). Only with a fleet
+    /// ([`with_fleet`](Self::with_fleet), called first); nothing otherwise.
+    pub fn with_load_meter(mut self, meter: Arc<LoadMeter>) -> Self {
+        self.heartbeat = self.heartbeat.map(|h| h.with_load_meter(meter));
         self
     }
 

@@ -4,9 +4,11 @@
 //!  table <lease table>-Workers, hash key fleet (S); one item fleet = "workers":
 //!    b:<worker id>  N   the worker's last heartbeat
 //!    n:<worker id>  SS  notices for it ("lease@counter")
-//!  beat   ─▶ UpdateItem SET b:<me> [IF b:<me> IN (prev, …)] [DELETE n:<me> handled], ALL_NEW
+//!    l:<worker id>  M   its load at its last beat: r (records/s), by (bytes/s), lag (ms)
+//!  beat   ─▶ UpdateItem SET b:<me>[, l:<me>] [IF b:<me> IN (prev, …)] [DELETE n:<me> handled],
+//!             ALL_NEW
 //!  read   ─▶ GetItem (consistent), for operators
-//!  remove ─▶ UpdateItem REMOVE b:<w>, n:<w> IF b:<w> = beat
+//!  remove ─▶ UpdateItem REMOVE b:<w>, n:<w>, l:<w> IF b:<w> = beat
 //!  notify ─▶ UpdateItem ADD n:<w> {notice} IF attribute_exists(b:<w>)
 //! ```
 
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{FleetStore, FleetView};
+use super::{FleetStore, FleetView, WorkerLoad};
 use crate::error::Error;
 use crate::leases::dynamo_table::{is_condition_refused, DynamoTable};
 
@@ -27,6 +29,38 @@ const ITEM: &str = "workers";
 const BEAT: &str = "b:";
 /// Prefix of a worker's notices attribute.
 const NOTICES: &str = "n:";
+/// Prefix of a worker's load attribute.
+const LOAD: &str = "l:";
+
+/// A load as the map attribute it is stored as.
+fn load_attribute(load: &WorkerLoad) -> AttributeValue {
+    let mut m = HashMap::from([
+        (
+            "r".to_owned(),
+            AttributeValue::N(format!("{:.1}", load.records_per_second)),
+        ),
+        (
+            "by".to_owned(),
+            AttributeValue::N(format!("{:.0}", load.bytes_per_second)),
+        ),
+    ]);
+    if let Some(lag) = load.max_millis_behind_latest {
+        m.insert("lag".to_owned(), AttributeValue::N(lag.to_string()));
+    }
+    AttributeValue::M(m)
+}
+
+/// A load read back from its map attribute; `None` if it is not one (figures that do not
+/// parse count as zero, or as no lag).
+fn load_of(value: &AttributeValue) -> Option<WorkerLoad> {
+    let m = value.as_m().ok()?;
+    let n = |k: &str| m.get(k).and_then(|v| v.as_n().ok());
+    Some(WorkerLoad::new(
+        n("r").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        n("by").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        n("lag").and_then(|v| v.parse().ok()),
+    ))
+}
 
 /// The fleet table in DynamoDB.
 #[derive(Debug, Clone)]
@@ -97,6 +131,10 @@ fn view_of(item: &HashMap<String, AttributeValue>, me: &str) -> FleetView {
             if let Some(beat) = value.as_n().ok().and_then(|n| n.parse().ok()) {
                 view.beats.insert(worker.to_owned(), beat);
             }
+        } else if let Some(worker) = name.strip_prefix(LOAD) {
+            if let Some(load) = load_of(value) {
+                view.loads.insert(worker.to_owned(), load);
+            }
         } else if name.strip_prefix(NOTICES) == Some(me) {
             if let Ok(notices) = value.as_ss() {
                 view.notices = notices.clone();
@@ -118,6 +156,7 @@ impl FleetStore for FleetTable {
         previous: &[u64],
         next: u64,
         handled: &[String],
+        load: Option<WorkerLoad>,
     ) -> Result<Option<FleetView>, Error> {
         DynamoTable::count("UpdateItem");
         let mut expression = "SET #b = :next".to_owned();
@@ -126,6 +165,12 @@ impl FleetStore for FleetTable {
             .expression_attribute_names("#b", format!("{BEAT}{worker}"))
             .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
             .return_values(ReturnValue::AllNew);
+        if let Some(load) = &load {
+            expression.push_str(", #l = :load");
+            req = req
+                .expression_attribute_names("#l", format!("{LOAD}{worker}"))
+                .expression_attribute_values(":load", load_attribute(load));
+        }
         if !handled.is_empty() {
             expression.push_str(" DELETE #n :handled");
             req = req
@@ -179,10 +224,11 @@ impl FleetStore for FleetTable {
         DynamoTable::count("UpdateItem");
         let res = self
             .update()
-            .update_expression("REMOVE #b, #n")
+            .update_expression("REMOVE #b, #n, #l")
             .condition_expression("#b = :beat")
             .expression_attribute_names("#b", format!("{BEAT}{worker}"))
             .expression_attribute_names("#n", format!("{NOTICES}{worker}"))
+            .expression_attribute_names("#l", format!("{LOAD}{worker}"))
             .expression_attribute_values(":beat", AttributeValue::N(beat.to_string()))
             .send()
             .await;
@@ -230,6 +276,12 @@ mod tests {
             ("b:odd", AttributeValue::S("x".into())),
             ("n:w1", AttributeValue::Ss(vec!["s-1@3".into()])),
             ("n:w:2", AttributeValue::Ss(vec!["s-2@4".into()])),
+            (
+                "l:w1",
+                load_attribute(&WorkerLoad::new(12.5, 2048.0, Some(750))),
+            ),
+            ("l:w:2", load_attribute(&WorkerLoad::new(0.0, 0.0, None))),
+            ("l:odd", AttributeValue::S("x".into())),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -239,5 +291,8 @@ mod tests {
         assert_eq!(view.beats["w1"], 7);
         assert_eq!(view.beats["w:2"], u64::MAX);
         assert_eq!(view.notices, vec!["s-1@3".to_owned()]);
+        assert_eq!(view.loads.len(), 2);
+        assert_eq!(view.loads["w1"], WorkerLoad::new(12.5, 2048.0, Some(750)));
+        assert_eq!(view.loads["w:2"], WorkerLoad::new(0.0, 0.0, None));
     }
 }

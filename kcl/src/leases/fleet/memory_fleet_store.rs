@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{FleetStore, FleetView};
+use super::{FleetStore, FleetView, WorkerLoad};
 use crate::error::Error;
 
 /// The fleet item in a map, guarded by a mutex; every operation is atomic.
@@ -16,6 +16,8 @@ use crate::error::Error;
 pub struct MemoryFleetStore {
     /// Worker id → (heartbeat, notices).
     workers: Mutex<BTreeMap<String, (u64, BTreeSet<String>)>>,
+    /// Worker id → the load it reported with its last beat.
+    loads: Mutex<BTreeMap<String, WorkerLoad>>,
     /// While set, every call fails as an unreachable DynamoDB would.
     unavailable: AtomicBool,
     /// While set, every call waits without end, as a DynamoDB that never answers.
@@ -80,6 +82,7 @@ impl FleetStore for MemoryFleetStore {
         previous: &[u64],
         next: u64,
         handled: &[String],
+        load: Option<WorkerLoad>,
     ) -> Result<Option<FleetView>, Error> {
         self.check("UpdateItem").await?;
         let mut workers = self.lock();
@@ -95,6 +98,10 @@ impl FleetStore for MemoryFleetStore {
         for h in handled {
             entry.1.remove(h);
         }
+        let mut loads = self.loads.lock().expect("not poisoned");
+        if let Some(load) = load {
+            loads.insert(worker.to_owned(), load);
+        }
         if self.lose_next_answer.swap(false, Ordering::SeqCst) {
             return Err(Error::DynamoDb {
                 operation: "UpdateItem",
@@ -107,6 +114,7 @@ impl FleetStore for MemoryFleetStore {
         Ok(Some(FleetView {
             beats: workers.iter().map(|(w, (b, _))| (w.clone(), *b)).collect(),
             notices: workers[worker].1.iter().cloned().collect(),
+            loads: loads.iter().map(|(w, l)| (w.clone(), *l)).collect(),
         }))
     }
 
@@ -119,6 +127,13 @@ impl FleetStore for MemoryFleetStore {
                 .map(|(w, (b, _))| (w.clone(), *b))
                 .collect(),
             notices: Vec::new(),
+            loads: self
+                .loads
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .map(|(w, l)| (w.clone(), *l))
+                .collect(),
         })
     }
 
@@ -129,6 +144,7 @@ impl FleetStore for MemoryFleetStore {
             return Ok(false);
         }
         workers.remove(worker);
+        self.loads.lock().expect("not poisoned").remove(worker);
         Ok(true)
     }
 

@@ -47,9 +47,12 @@
 //!
 //! The item lives in its own table, `<lease table>-Workers` (hash key `fleet`, one item
 //! `workers`), so that no KCL reading the lease table meets an item it does not know. It
-//! holds a number `b:<worker id>` per live worker and a string set `n:<worker id>` of
-//! notices per worker with notices pending; its size grows by about 40 bytes per worker
-//! (1 KB, one write unit, up to about 25 workers).
+//! holds a number `b:<worker id>` per live worker, a string set `n:<worker id>` of
+//! notices per worker with notices pending, and a map `l:<worker id>` with the load the
+//! worker reported at its last beat ([`WorkerLoad`]: records/s, bytes/s, its largest
+//! `millis_behind_latest`; what `kinesis-cat leases` shows); its size grows by about
+//! 2 × (the worker id's length + 20) bytes per worker: with the default 40-character ids,
+//! 1 KB (one write unit per beat) up to about 8 workers, one more unit per KB after that.
 //!
 //! Lease counters no longer move while their owner is alive, so every worker of an
 //! application must use heartbeats (the default) or none: a worker that renews leases
@@ -59,6 +62,7 @@
 
 mod fleet_table;
 mod liveness;
+mod load_meter;
 #[cfg(any(test, feature = "test-util"))]
 mod memory_fleet_store;
 
@@ -69,6 +73,7 @@ use async_trait::async_trait;
 use crate::error::Error;
 pub use fleet_table::FleetTable;
 pub(crate) use liveness::Liveness;
+pub use load_meter::{LoadMeter, ShardMeter, WorkerLoad};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory_fleet_store::MemoryFleetStore;
 
@@ -77,13 +82,16 @@ pub use memory_fleet_store::MemoryFleetStore;
 /// epoch (one more than its last beat if the clock stood still or went back): only its
 /// changes count for liveness, judged on the reader's own clock, but operators can read
 /// roughly when a worker last beat.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct FleetView {
     /// Every registered worker's last heartbeat (an opaque counter), the caller's included.
     pub beats: HashMap<String, u64>,
     /// Notices for the caller: `lease_key@counter` for each lease taken from it.
     pub notices: Vec<String>,
+    /// The load each worker reported with its last beat (workers of versions that do not
+    /// report one are missing).
+    pub loads: HashMap<String, WorkerLoad>,
 }
 
 /// Storage of the fleet's heartbeats: the seam between liveness logic and DynamoDB.
@@ -100,7 +108,8 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
 
     /// Writes `worker`'s heartbeat `next`, if its entry holds one of `previous` (empty:
     /// registers it, whatever is there; more than one: the last beat, and one sent since
-    /// that may or may not have landed), and deletes the notices in `handled`. Returns the
+    /// that may or may not have landed), with its `load` if given, and deletes the notices
+    /// in `handled`. Returns the
     /// fleet as it is after the write; `Ok(None)` when the entry holds none of them
     /// (another worker declared this one gone).
     ///
@@ -112,6 +121,7 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
         previous: &[u64],
         next: u64,
         handled: &[String],
+        load: Option<WorkerLoad>,
     ) -> Result<Option<FleetView>, Error>;
 
     /// The fleet as it is, without beating (for operators: `kinesis-cat leases`); empty
@@ -121,7 +131,7 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
     /// Safe to drop: it only reads.
     async fn read(&self) -> Result<FleetView, Error>;
 
-    /// Removes `worker`'s entry and notices if its heartbeat is still `beat`; `Ok(false)`
+    /// Removes `worker`'s entry, notices and load if its heartbeat is still `beat`; `Ok(false)`
     /// if it is not (it beat since, or is gone already).
     ///
     /// # Cancellation
