@@ -233,9 +233,13 @@ impl Ledger {
                         ));
                     }
                 }
-                notes.push(format!(
-                    "{name} started {shard} at {checkpoint}{why}"
-                ));
+                // A sequence checkpoint is 56 digits: say where it resumes in words.
+                let from = if checkpoint.contains('/') {
+                    "from its checkpoint"
+                } else {
+                    checkpoint.as_str()
+                };
+                notes.push(format!("{name} started {shard} ({from}){why}"));
             }
             WorkerEvent::Batch {
                 shard,
@@ -418,7 +422,10 @@ impl Ledger {
             .iter()
             .filter(|w| w.killed_at_us.is_none())
             .collect();
-        let counts: Vec<usize> = alive.iter().map(|w| self.leases_of(&w.name).len()).collect();
+        let counts: Vec<usize> = alive
+            .iter()
+            .map(|w| self.leases_of(&w.name).len())
+            .collect();
         let (min, max) = (
             counts.iter().min().copied().unwrap_or(0),
             counts.iter().max().copied().unwrap_or(0),
@@ -628,7 +635,10 @@ impl Report {
         );
         check(
             self.producer_failed > 0,
-            format!("{} records not delivered by the producer", self.producer_failed),
+            format!(
+                "{} records not delivered by the producer",
+                self.producer_failed
+            ),
         );
         check(
             self.parent_child_violations > 0,
@@ -663,7 +673,7 @@ mod tests {
             at_us,
             records: recs
                 .iter()
-                .map(|(k, s)| ((*k).to_owned(), *s, at_us - 1_000))
+                .map(|(k, s)| ((*k).to_owned(), *s, at_us.saturating_sub(1_000)))
                 .collect(),
             bad: vec![],
         }
@@ -690,10 +700,13 @@ mod tests {
     fn a_clean_run_has_no_problems() {
         let mut l = ledger(&[("a", 0), ("a", 1), ("b", 0)]);
         l.apply(0, started("s0", 10));
-        l.apply(0, batch("s0", 20, &[("a", 0), ("b", 0)]));
-        l.apply(0, batch("s0", 30, &[("a", 1)]));
+        l.apply(0, batch("s0", 2_000, &[("a", 0), ("b", 0)]));
+        l.apply(0, batch("s0", 3_000, &[("a", 1)]));
         let r = l.report();
-        assert_eq!((r.processed, r.lost, r.duplicates, r.order_violations), (3, 0, 0, 0));
+        assert_eq!(
+            (r.processed, r.lost, r.duplicates, r.order_violations),
+            (3, 0, 0, 0)
+        );
         assert_eq!(r.latency_p50_ms, Some(1.0));
         assert!(r.problems().is_empty(), "{:?}", r.problems());
     }
@@ -743,10 +756,13 @@ mod tests {
         l.split("p", &["c1".into(), "c2".into()]);
         l.apply(0, batch("p", 10, &[("a", 0)]));
         l.apply(1, started("c1", 12));
-        l.apply(0, WorkerEvent::ShardEnded {
-            shard: "p".into(),
-            at_us: 20,
-        });
+        l.apply(
+            0,
+            WorkerEvent::ShardEnded {
+                shard: "p".into(),
+                at_us: 20,
+            },
+        );
         let ok = l.apply(1, started("c2", 25));
         assert!(ok[0].contains("after its parent p ended"), "{ok:?}");
         let r = l.report();

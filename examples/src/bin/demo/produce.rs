@@ -50,7 +50,10 @@ pub(crate) struct Plan {
 ///
 /// # Errors
 /// The producer's configuration error, as text.
-pub(crate) fn producer(kinesis: aws_sdk_kinesis::Client, real_aws: bool) -> Result<Producer, String> {
+pub(crate) fn producer(
+    kinesis: aws_sdk_kinesis::Client,
+    real_aws: bool,
+) -> Result<Producer, String> {
     let mut b = Producer::builder(kinesis)
         .with_aggregation(true)
         .with_per_key_ordering(true);
@@ -90,7 +93,8 @@ pub(crate) async fn produce(
                         lock(&ledger).producer_failed();
                         failed += 1;
                         if failed <= FAILURES_SHOWN {
-                            let _ = notices.send(format!("producer: {key} #{seq} not delivered: {f}"));
+                            let _ =
+                                notices.send(format!("producer: {key} #{seq} not delivered: {f}"));
                         }
                     }
                 }

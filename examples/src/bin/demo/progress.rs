@@ -119,16 +119,20 @@ fn say(bars: Option<&Bars>, started: Instant, text: &str) {
 /// The bars, drawn on standard output.
 fn bars(ledger: &Arc<Mutex<Ledger>>, total: u64) -> Bars {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-    let style = |t: &str| {
-        ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar())
-    };
-    let counted = style("{prefix:>10} [{bar:32.cyan/blue}] {human_pos:>7}/{human_len:7} {per_sec:>12} {msg}")
-        .progress_chars("=> ");
+    let style =
+        |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
+    let counted =
+        style("{prefix:>10} [{bar:32.cyan/blue}] {human_pos:>7}/{human_len:7} {per_sec:>12} {msg}")
+            .progress_chars("=> ");
     let produced = multi.add(ProgressBar::new(total).with_style(counted.clone()));
     produced.set_prefix("produced");
     let processed = multi.add(ProgressBar::new(total).with_style(counted));
     processed.set_prefix("processed");
-    let names: Vec<String> = lock(ledger).workers.iter().map(|w| w.name.clone()).collect();
+    let names: Vec<String> = lock(ledger)
+        .workers
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
     let workers = names
         .iter()
         .map(|n| {
@@ -181,13 +185,21 @@ fn worker_text(l: &Ledger, w: &crate::ledger::WorkerView) -> String {
         "pid {:<7} {:>7} records  leases [{}]",
         w.pid.map_or("-".into(), |p| p.to_string()),
         w.processed,
-        leases.iter().map(|s| short(s)).collect::<Vec<_>>().join(" ")
+        leases
+            .iter()
+            .map(|s| short(s))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     if !w.active.is_empty() {
         let _ = write!(
             s,
             "  processing [{}]",
-            w.active.iter().map(|s| short(s)).collect::<Vec<_>>().join(" ")
+            w.active
+                .iter()
+                .map(|s| short(s))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     s
@@ -213,7 +225,11 @@ fn status_line(l: &Ledger, total: u64) -> String {
                 s,
                 "{} records, leases [{}]",
                 w.processed,
-                leases.iter().map(|s| short(s)).collect::<Vec<_>>().join(" ")
+                leases
+                    .iter()
+                    .map(|s| short(s))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
     }
@@ -248,6 +264,9 @@ mod tests {
         let l = Ledger::new(0, &["worker-1".into(), "worker-2".into()]);
         let s = status_line(&l, 10);
         assert!(s.starts_with("produced 0/10"), "{s}");
-        assert!(s.contains("worker-1: 0 records") && s.contains("worker-2"), "{s}");
+        assert!(
+            s.contains("worker-1: 0 records") && s.contains("worker-2"),
+            "{s}"
+        );
     }
 }

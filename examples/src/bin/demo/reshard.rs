@@ -31,7 +31,9 @@ pub(crate) async fn split_a_shard(
         })
         .min_by(|a, b| a.shard_id().cmp(b.shard_id()))
         .ok_or("no open shard to split")?;
-    let range = open.hash_key_range().ok_or("the shard has no hash key range")?;
+    let range = open
+        .hash_key_range()
+        .ok_or("the shard has no hash key range")?;
     let start: u128 = range
         .starting_hash_key()
         .parse()
@@ -51,7 +53,12 @@ pub(crate) async fn split_a_shard(
         .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
         .send()
         .await
-        .map_err(|e| format!("SplitShard {parent}: {}", aws_sdk_kinesis::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            format!(
+                "SplitShard {parent}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(e)
+            )
+        })?;
     kinesis_emulators::wait_for_stream_active(kinesis, stream, ACTIVE_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
@@ -81,6 +88,11 @@ async fn list(
         .stream_name(stream)
         .send()
         .await
-        .map_err(|e| format!("ListShards {stream}: {}", aws_sdk_kinesis::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            format!(
+                "ListShards {stream}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(e)
+            )
+        })?;
     Ok(out.shards().to_vec())
 }

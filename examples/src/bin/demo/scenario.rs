@@ -181,7 +181,10 @@ async fn scenario(
     let producer = producer(kinesis.clone(), services.real_account)?;
     let mut milestones = Vec::new();
     if !args.no_split {
-        milestones.push(((args.records as f64 * args.split_at) as u64, Milestone::Split));
+        milestones.push((
+            (args.records as f64 * args.split_at) as u64,
+            Milestone::Split,
+        ));
     }
     if !args.no_kill {
         milestones.push(((args.records as f64 * args.kill_at) as u64, Milestone::Kill));

@@ -129,9 +129,11 @@ async fn connect_aws(args: &DemoArgs) -> Result<Services, String> {
 fn confirm(args: &DemoArgs, region: &str) -> Result<(), String> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err("this would create resources in a real AWS account; pass --yes to allow it \
+        return Err(
+            "this would create resources in a real AWS account; pass --yes to allow it \
              (standard input is not a terminal to ask on)"
-            .into());
+                .into(),
+        );
     }
     let mut out = std::io::stderr();
     let _ = write!(

@@ -146,7 +146,11 @@ pub(crate) fn text(r: &Report, problems: &[String], elapsed_s: f64) -> String {
         .iter()
         .map(|(w, n)| format!("{w} {}", thousands(*n)))
         .collect();
-    let _ = writeln!(s, "workers     records processed: {}", per_worker.join(", "));
+    let _ = writeln!(
+        s,
+        "workers     records processed: {}",
+        per_worker.join(", ")
+    );
     if r.warnings > 0 {
         let _ = writeln!(s, "warnings    {} (shown above)", r.warnings);
     }

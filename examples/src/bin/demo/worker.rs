@@ -149,18 +149,19 @@ pub(crate) async fn run(args: WorkerArgs) -> ExitCode {
     let (kinesis, dynamodb) = worker_clients(&args).await;
     let cadence = Duration::from_millis(args.checkpoint_ms);
     let factory_out = out.clone();
-    let mut builder = Scheduler::builder(args.app.clone(), args.stream.clone(), move |shard: &str| {
-        Box::new(Reporter {
-            shard: shard.to_owned(),
-            out: factory_out.clone(),
-            cadence: CheckpointEvery::interval(cadence),
-        }) as Box<dyn RecordProcessor>
-    })
-    .with_clients(kinesis, dynamodb)
-    .with_worker_id(args.worker_id.clone())
-    .with_initial_position(InitialPosition::TrimHorizon)
-    .with_failover_time(Duration::from_millis(args.failover_ms))
-    .with_shutdown_timeout(Duration::from_secs(10));
+    let mut builder =
+        Scheduler::builder(args.app.clone(), args.stream.clone(), move |shard: &str| {
+            Box::new(Reporter {
+                shard: shard.to_owned(),
+                out: factory_out.clone(),
+                cadence: CheckpointEvery::interval(cadence),
+            }) as Box<dyn RecordProcessor>
+        })
+        .with_clients(kinesis, dynamodb)
+        .with_worker_id(args.worker_id.clone())
+        .with_initial_position(InitialPosition::TrimHorizon)
+        .with_failover_time(Duration::from_millis(args.failover_ms))
+        .with_shutdown_timeout(Duration::from_secs(10));
     if args.efo {
         builder = builder.with_retrieval(Retrieval::FanOut(FanOutConfig::default()));
     }

@@ -148,9 +148,7 @@ impl Workload {
             body: &body,
         })
         .expect("an event always serialises");
-        NextRecord { key, seq,
-            data,
-        }
+        NextRecord { key, seq, data }
     }
 }
 
