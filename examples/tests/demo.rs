@@ -137,6 +137,12 @@ fn a_reduced_run_splits_kills_and_verifies_every_record() {
 }
 
 #[test]
+fn a_reduced_run_on_enhanced_fan_out_verifies_every_record() {
+    let s = check_reduced_run(&["--efo"]);
+    assert_eq!(s["efo"], Value::Bool(true));
+}
+
+#[test]
 fn a_real_account_is_not_touched_without_yes() {
     let out = demo(&["--aws"], &[("AWS_REGION", "us-east-1")]);
     let stderr = String::from_utf8_lossy(&out.stderr);

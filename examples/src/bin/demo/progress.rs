@@ -121,9 +121,8 @@ fn bars(ledger: &Arc<Mutex<Ledger>>, total: u64) -> Bars {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
     let style =
         |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
-    let counted =
-        style("{prefix:>10} [{bar:32.cyan/blue}] {human_pos:>7}/{human_len:7} {per_sec:>12} {msg}")
-            .progress_chars("=> ");
+    let counted = style("{prefix:>10} [{bar:24.cyan/blue}] {human_pos:>7}/{human_len:7} {msg}")
+        .progress_chars("=> ");
     let produced = multi.add(ProgressBar::new(total).with_style(counted.clone()));
     produced.set_prefix("produced");
     let processed = multi.add(ProgressBar::new(total).with_style(counted));

@@ -132,7 +132,7 @@ pub(crate) fn text(r: &Report, problems: &[String], elapsed_s: f64) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "kill        {} killed (SIGKILL) at {:.1} s while processing {} shards; processed again after {} ({})",
+            "kill        {} killed (SIGKILL) at {:.1} s while processing {} shard(s); all processed again after {} ({})",
             k.worker,
             k.at_s,
             k.shards.len(),
