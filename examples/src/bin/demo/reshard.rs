@@ -11,6 +11,9 @@ use std::time::Duration;
 /// How long the stream may take to be ACTIVE again (real AWS: about 30 s).
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// A split: the parent shard and its two children.
+pub(crate) type Split = (String, Vec<String>);
+
 /// Splits the lowest open shard of `stream` in two; returns it and its children.
 ///
 /// # Cancellation
@@ -21,7 +24,7 @@ const ACTIVE_TIMEOUT: Duration = Duration::from_secs(180);
 pub(crate) async fn split_a_shard(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &str,
-) -> Result<(String, Vec<String>), String> {
+) -> Result<Split, String> {
     let shards = list(kinesis, stream).await?;
     let open = shards
         .iter()

@@ -23,8 +23,8 @@ use crate::fleet::{lock, Fleet};
 use crate::ledger::Ledger;
 use crate::produce::{produce, producer, Milestone, Plan};
 use crate::progress::{short, Progress};
-use crate::reshard::split_a_shard;
-use crate::services::{connect, Services};
+use crate::reshard::{split_a_shard, Split};
+use crate::services::{connect, ConnectError, Services};
 use crate::summary::{text, JsonSummary};
 use crate::workload::now_us;
 
@@ -57,7 +57,10 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("demo: {e}");
-            return ExitCode::from(2);
+            return match e {
+                ConnectError::NotConfirmed(_) => ExitCode::from(2),
+                ConnectError::Failed(_) => ExitCode::FAILURE,
+            };
         }
     };
     println!("services: {}", services.description);
@@ -207,7 +210,7 @@ async fn scenario(
     );
     tokio::pin!(production);
     let mut produced = false;
-    let mut split: Option<JoinHandle<Result<(String, Vec<String>), String>>> = None;
+    let mut split: Option<JoinHandle<Result<Split, String>>> = None;
     while !produced {
         tokio::select! {
             r = &mut production => { r?; produced = true; }
@@ -296,7 +299,7 @@ async fn scenario(
 
 /// Books the split's outcome.
 fn split_done(
-    r: Result<Result<(String, Vec<String>), String>, tokio::task::JoinError>,
+    r: Result<Result<Split, String>, tokio::task::JoinError>,
     ledger: &Arc<Mutex<Ledger>>,
     notices: &mpsc::UnboundedSender<String>,
 ) -> Result<(), String> {

@@ -39,6 +39,23 @@ pub(crate) struct Services {
     _stack: Option<LocalStack>,
 }
 
+/// Why [`connect`] did not connect.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The user said no, or could not be asked: nothing was done (exit status 2).
+    NotConfirmed(String),
+    /// A setting or a service is wrong (exit status 1).
+    Failed(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotConfirmed(m) | Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Connects to the services the flags and the environment choose; with `--aws` and a service
 /// without an endpoint override, asks before going on (unless `--yes`).
 ///
@@ -46,16 +63,17 @@ pub(crate) struct Services {
 /// Dropping the future while the emulators start lets them start, then stops them.
 ///
 /// # Errors
-/// A message: an emulator that cannot start, a malformed endpoint variable, no region for
-/// real AWS, or the user's "no" (or no terminal to ask on, without `--yes`).
-pub(crate) async fn connect(args: &DemoArgs) -> Result<Services, String> {
+/// [`ConnectError::Failed`]: an emulator that cannot start, a malformed endpoint variable,
+/// no region for real AWS; [`ConnectError::NotConfirmed`]: the user's "no" (or no terminal
+/// to ask on, without `--yes`).
+pub(crate) async fn connect(args: &DemoArgs) -> Result<Services, ConnectError> {
     if args.aws {
         return connect_aws(args).await;
     }
     let stack = LocalStack::builder()
         .start_async()
         .await
-        .map_err(|e| format!("cannot start the local stack: {e}"))?;
+        .map_err(|e| ConnectError::Failed(format!("cannot start the local stack: {e}")))?;
     let fell_back_to_test = match stack.sdk_config().credentials_provider() {
         Some(p) => p
             .provide_credentials()
@@ -94,14 +112,17 @@ pub(crate) async fn connect(args: &DemoArgs) -> Result<Services, String> {
 }
 
 /// `--aws`: the standard chain, endpoint overrides where set.
-async fn connect_aws(args: &DemoArgs) -> Result<Services, String> {
-    let overrides = EndpointOverrides::from_process_env().map_err(|e| e.to_string())?;
+async fn connect_aws(args: &DemoArgs) -> Result<Services, ConnectError> {
+    let overrides =
+        EndpointOverrides::from_process_env().map_err(|e| ConnectError::Failed(e.to_string()))?;
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
         .load()
         .await;
     let Some(region) = sdk.region().map(|r| r.to_string()) else {
-        return Err("no AWS region: set AWS_REGION (or a profile's region)".into());
+        return Err(ConnectError::Failed(
+            "no AWS region: set AWS_REGION (or a profile's region)".into(),
+        ));
     };
     let place = |o: &Option<String>| match o {
         Some(url) => url.clone(),
@@ -109,7 +130,7 @@ async fn connect_aws(args: &DemoArgs) -> Result<Services, String> {
     };
     let real_account = overrides.kinesis.is_none() || overrides.dynamodb.is_none();
     if real_account && !args.yes {
-        confirm(args, &region)?;
+        confirm(args, &region).map_err(ConnectError::NotConfirmed)?;
     }
     Ok(Services {
         kinesis: aws_sdk_kinesis::Client::new(&sdk),
