@@ -411,8 +411,18 @@ impl Ledger {
             .collect()
     }
 
-    /// Whether every unfinished lease is held and the workers' counts differ by at most one.
+    /// Whether every unfinished lease is held, the workers' counts differ by at most one, and
+    /// no shard is being processed by two workers (a worker whose lease was stolen keeps its
+    /// shard consumer until it learns of it: about one heartbeat).
     pub(crate) fn balanced(&self) -> bool {
+        let mut processing = HashSet::new();
+        for w in self.workers.iter().filter(|w| w.killed_at_us.is_none()) {
+            for shard in &w.active {
+                if !processing.insert(shard) {
+                    return false;
+                }
+            }
+        }
         let open: Vec<_> = self.leases.values().filter(|(_, ended)| !ended).collect();
         if open.is_empty() || open.iter().any(|(owner, _)| owner.is_none()) {
             return false;
@@ -784,6 +794,18 @@ mod tests {
         assert!(!l.balanced());
         let moved = l.set_leases(&[lease("s0", "w1"), lease("s1", "w2")]);
         assert_eq!(moved, vec!["lease s1: w1 -> w2".to_owned()]);
+        assert!(l.balanced());
+        // w1 still runs s1's consumer: not settled until it hears that it lost it.
+        l.apply(0, started("s1", 1));
+        l.apply(1, started("s1", 2));
+        assert!(!l.balanced());
+        l.apply(
+            0,
+            WorkerEvent::LeaseLost {
+                shard: "s1".into(),
+                at_us: 3,
+            },
+        );
         assert!(l.balanced());
         assert_eq!(l.leases_of("w2"), vec!["s1".to_owned()]);
     }

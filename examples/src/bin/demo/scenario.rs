@@ -170,7 +170,8 @@ async fn scenario(
         notices.clone(),
     ));
 
-    // Let the fleet share the shards before the first record (at most 3 failover times).
+    // Let the fleet share the shards before the first record (at most 3 failover times + 20 s):
+    // leases spread in the table and no shard processed by two workers.
     let balance_by = Instant::now() + args.failover() * 3 + Duration::from_secs(20);
     while !lock(&ledger).balanced() {
         if Instant::now() > balance_by {
