@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 /// A producer and a fleet of consumer workers on a multi-shard stream; midway a shard is split
 /// and a worker is killed with SIGKILL; the end is a verified summary.
 #[derive(Debug, Parser)]
-#[command(name = "demo", version, about, args_conflicts_with_subcommands = true)]
+#[command(name = "demo", version, args_conflicts_with_subcommands = true)]
 pub(crate) struct Cli {
     /// The demo's settings (when no subcommand is given).
     #[command(flatten)]
