@@ -356,8 +356,11 @@ async fn chaos(settings: Settings) {
         let run = spawn_worker(&target, runs.len(), &lines);
         runs.push(run);
     }
-    // The fleet is up: every shard has an owner.
+    // The fleet is up: every shard has an owner. The lease table is watched from now on
+    // (the first steals come while the fleet balances).
+    let mut watch = LeaseWatch::default();
     loop {
+        watch.look(&table).await;
         let owned = table
             .list_leases()
             .await
@@ -368,15 +371,22 @@ async fn chaos(settings: Settings) {
         if owned == SHARDS as usize {
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "the fleet never took every lease");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the fleet never took every lease"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // The producer, paced, in a task of its own.
     let put = Arc::new(AtomicUsize::new(0));
     let producer_task = {
-        let (kinesis, stream, put, settings) =
-            (kinesis.clone(), stream.clone(), put.clone(), settings.clone());
+        let (kinesis, stream, put, settings) = (
+            kinesis.clone(),
+            stream.clone(),
+            put.clone(),
+            settings.clone(),
+        );
         tokio::spawn(async move {
             let producer = Producer::builder(kinesis)
                 .with_per_key_ordering(true)
@@ -408,7 +418,6 @@ async fn chaos(settings: Settings) {
     let mut respawn: Vec<(Instant, usize)> = Vec::new();
     let (mut split, mut merged) = (None, None);
     let mut kills = 0;
-    let mut watch = LeaseWatch::default();
     while !producer_task.is_finished() {
         watch.look(&table).await;
         assert!(started.elapsed() < DEADLINE, "the producer never finished");
@@ -501,7 +510,10 @@ async fn chaos(settings: Settings) {
         );
     }
     assert_eq!(produced.len(), settings.records);
-    assert!(split.is_some() && merged.is_some(), "resharded during the run");
+    assert!(
+        split.is_some() && merged.is_some(),
+        "resharded during the run"
+    );
 
     // Every record processed.
     loop {
@@ -535,7 +547,11 @@ async fn chaos(settings: Settings) {
     for run in &mut runs {
         if let Some(mut child) = run.child.take() {
             let status = child.wait().expect("reaped");
-            assert!(status.success(), "{} exits gracefully: {status}", run.worker_id);
+            assert!(
+                status.success(),
+                "{} exits gracefully: {status}",
+                run.worker_id
+            );
         }
         if let Some(reader) = run.reader.take() {
             reader.join().expect("the reader");
@@ -543,7 +559,15 @@ async fn chaos(settings: Settings) {
     }
     let shards = integration_tests::kinesis::list_shards(&kinesis, &stream).await;
     let lines = std::mem::take(&mut *lines.lock().expect("not poisoned"));
-    check(&settings, &runs, &lines, &produced, &shards, kills, &watch.moves);
+    check(
+        &settings,
+        &runs,
+        &lines,
+        &produced,
+        &shards,
+        kills,
+        &watch.moves,
+    );
     println!(
         "chaos: produced in {produce_secs:.1} s, all processed at {processed_secs:.1} s, \
          done at {:.1} s",
@@ -612,7 +636,10 @@ fn check(
             (&l.shard, &l.sequence_number, l.sub_sequence_number),
             "processed where the producer said it was delivered: {l:?}"
         );
-        assert_eq!(l.partition_key, l.data.split(':').next().unwrap_or_default());
+        assert_eq!(
+            l.partition_key,
+            l.data.split(':').next().unwrap_or_default()
+        );
         first.entry(l.data.as_str()).or_insert(i);
     }
     let missing: Vec<&String> = produced

@@ -64,13 +64,7 @@ async fn secret_key_and_session_token_never_appear_in_trace_logs() {
     }
     let stream = stack.create_stream("creds-logs", 2).await.expect("stream");
     let app = kinesis_emulators::unique_name("creds-logs-app");
-    let credentials = Credentials::new(
-        ACCESS_KEY,
-        SECRET,
-        Some(TOKEN.to_owned()),
-        None,
-        "static",
-    );
+    let credentials = Credentials::new(ACCESS_KEY, SECRET, Some(TOKEN.to_owned()), None, "static");
     let kinesis = aws_sdk_kinesis::Client::from_conf(
         stack
             .kinesis_client()
@@ -89,7 +83,9 @@ async fn secret_key_and_session_token_never_appear_in_trace_logs() {
     );
 
     let n = 200;
-    let producer = Producer::builder(kinesis.clone()).build().expect("producer");
+    let producer = Producer::builder(kinesis.clone())
+        .build()
+        .expect("producer");
     let mut handles = Vec::new();
     for i in 0..n {
         let r = ProducerRecord::new(&stream, format!("key-{}", i % 7), format!("r{i}"));
