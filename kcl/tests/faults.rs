@@ -319,3 +319,94 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
         "{refused} SubscribeToShard calls in 5 s of refusals: no backoff"
     );
 }
+
+/// A processor that takes `delay` over every batch, then records it (checkpointing as the
+/// recording processor does).
+struct Slow {
+    inner: Box<dyn kinesis_consumer::RecordProcessor>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl kinesis_consumer::RecordProcessor for Slow {
+    async fn initialize(&mut self, input: kinesis_consumer::InitializationInput) {
+        self.inner.initialize(input).await;
+    }
+    async fn process_records(&mut self, input: kinesis_consumer::ProcessRecordsInput) {
+        tokio::time::sleep(self.delay).await;
+        self.inner.process_records(input).await;
+    }
+    async fn lease_lost(&mut self, input: kinesis_consumer::LeaseLostInput) {
+        self.inner.lease_lost(input).await;
+    }
+    async fn shard_ended(&mut self, input: kinesis_consumer::ShardEndedInput) {
+        self.inner.shard_ended(input).await;
+    }
+    async fn shutdown_requested(&mut self, input: kinesis_consumer::ShutdownRequestedInput) {
+        self.inner.shutdown_requested(input).await;
+    }
+}
+
+/// A processor taking 200 ms per batch, reading with `retrieval` through a proxy: every
+/// record once and in order, the reads paced by the processor (the calls are counted).
+async fn slow_processor_reads_everything_once(retrieval: kinesis_consumer::Retrieval, what: &str) {
+    let stack = kinesis_emulators::LocalStack::builder()
+        .with_subscribe_session(Duration::from_secs(2))
+        .start_async()
+        .await
+        .expect("local stack");
+    let stream = stack.create_stream("faults-slow", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-slow-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
+    let through_proxy = aws_sdk_kinesis::Client::from_conf(
+        stack
+            .kinesis_client()
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    let rec = Recorder::default();
+    let factory = rec.factory("w");
+    let w = Scheduler::builder(&app, &stream, move |shard: &str| {
+        Box::new(Slow {
+            inner: factory(shard),
+            delay: Duration::from_millis(200),
+        }) as Box<dyn kinesis_consumer::RecordProcessor>
+    })
+    .with_clients(through_proxy, stack.dynamodb_client())
+    .with_worker_id("w")
+    .with_failover_time(FAILOVER)
+    .with_retrieval(retrieval)
+    .build()
+    .expect("scheduler");
+    let run = spawn_run(&w);
+    put_records(&kinesis, &stream, &records(2_000, 50, 1, "s-"), 1).await;
+    wait_until("every record", || distinct(&rec) >= 2_000).await;
+    w.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let counts = counts(&rec);
+    assert_eq!(counts.len(), 2_000, "nothing lost");
+    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_shard_order(&rec.seen());
+    eprintln!(
+        "{what}: slow processor, {} batches; calls {:?}",
+        rec.checkpoints.lock().unwrap().len(),
+        proxy.calls_by_operation()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_processor_with_polling_reads_everything_once_in_order() {
+    let mut polling = kinesis_consumer::PollingConfig::default();
+    polling.max_records = 50;
+    polling.idle_time_between_reads = Duration::from_millis(50);
+    slow_processor_reads_everything_once(kinesis_consumer::Retrieval::Polling(polling), "polling")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_processor_with_fan_out_reads_everything_once_in_order() {
+    slow_processor_reads_everything_once(fan_out(), "fan-out").await;
+}
