@@ -246,16 +246,17 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
     let app = kinesis_emulators::unique_name("faults-efo-app");
     let kinesis = stack.kinesis_client();
     let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
-    // One subscription in three throttled, one in three of the others a server error, one
-    // in three of the rest cut off before it reaches Kinesis.
+    // Every second subscription throttled, every second of the others a server error,
+    // every second of the rest cut off before it reaches Kinesis: all three within the
+    // first five calls.
     proxy.set_rules(vec![
         Rule::new(
             "SubscribeToShard",
             Fault::error(400, "LimitExceededException"),
         )
-        .one_in(3),
-        Rule::new("SubscribeToShard", Fault::error(500, "InternalFailure")).one_in(3),
-        Rule::new("SubscribeToShard", Fault::Reset).one_in(3),
+        .one_in(2),
+        Rule::new("SubscribeToShard", Fault::error(500, "InternalFailure")).one_in(2),
+        Rule::new("SubscribeToShard", Fault::Reset).one_in(2),
     ]);
     let through_proxy = aws_sdk_kinesis::Client::from_conf(
         stack
@@ -273,7 +274,12 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
         .expect("scheduler");
     let run = spawn_run(&w);
     put_records(&kinesis, &stream, &records(1_000, 50, 1, "e-"), 1).await;
-    wait_until("the first records", || distinct(&rec) >= 1_000).await;
+    let kinds = ["LimitExceededException", "InternalFailure", "Reset"];
+    wait_until("the first records, and every kind of fault", || {
+        let by_kind = proxy.injected_by_kind();
+        distinct(&rec) >= 1_000 && kinds.iter().all(|k| by_kind.contains_key(*k))
+    })
+    .await;
 
     // Every subscription refused for 5 s, records put meanwhile: the worker backs off
     // (250 ms doubling, each attempt at most 3 calls with the SDK's retries) instead of
