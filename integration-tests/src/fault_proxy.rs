@@ -16,7 +16,9 @@
 //! ```
 //!
 //! Rules change at any time ([`FaultProxy::set_rules`], [`FaultProxy::clear`]); every
-//! injected fault is counted per operation ([`FaultProxy::injected`]). Which calls of a
+//! injected fault is counted per operation ([`FaultProxy::injected`]) and per kind of fault
+//! ([`FaultProxy::injected_by_kind`], [`FaultProxy::report`] for a suite to print), and
+//! every call per operation ([`FaultProxy::calls_by_operation`]). Which calls of a
 //! rule are hit is deterministic (every `one_in`-th), so a suite's run can be repeated.
 //!
 //! # Usage
@@ -34,7 +36,7 @@
 //! # let _ = dynamodb; Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,6 +77,19 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// What kind of fault this is, as [`FaultProxy::injected_by_kind`] counts it: the error
+    /// code for an error answer (`ProvisionedThroughputExceededException`, ...), else
+    /// `Delay`, `Blackhole`, `Reset` or `ResetAfterForward`.
+    pub fn kind(&self) -> &str {
+        match self {
+            Fault::Error { code, .. } => code,
+            Fault::Delay(_) => "Delay",
+            Fault::Blackhole => "Blackhole",
+            Fault::Reset => "Reset",
+            Fault::ResetAfterForward => "ResetAfterForward",
+        }
+    }
+
     /// An error answer with `status` and `code`.
     pub fn error(status: u16, code: &str) -> Self {
         Fault::Error {
@@ -133,6 +148,8 @@ struct State {
     generation: watch::Sender<u64>,
     /// Faults injected, per operation.
     injected: Mutex<HashMap<String, u64>>,
+    /// Faults injected, per kind ([`Fault::kind`]).
+    injected_kinds: Mutex<BTreeMap<String, u64>>,
     /// Calls seen, all operations.
     calls: AtomicU64,
     /// Calls seen, per operation.
@@ -174,6 +191,7 @@ impl FaultProxy {
             rules: Mutex::new(Rules::default()),
             generation: watch::channel(0).0,
             injected: Mutex::new(HashMap::new()),
+            injected_kinds: Mutex::new(BTreeMap::new()),
             calls: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -218,6 +236,38 @@ impl FaultProxy {
     /// Faults injected so far, per operation (the part of the target after the dot).
     pub fn injected(&self) -> HashMap<String, u64> {
         self.state.injected.lock().expect("not poisoned").clone()
+    }
+
+    /// Faults injected so far, per kind of fault ([`Fault::kind`]: the error code, or
+    /// `Delay`, `Blackhole`, `Reset`, `ResetAfterForward`), all operations; counted since
+    /// the proxy started, across rule changes.
+    pub fn injected_by_kind(&self) -> BTreeMap<String, u64> {
+        self.state
+            .injected_kinds
+            .lock()
+            .expect("not poisoned")
+            .clone()
+    }
+
+    /// One line for a suite to print: calls seen, then what fired how often, by kind and by
+    /// operation, e.g. `1234 calls; injected 321: InternalFailure 40, Reset 25;
+    /// PutRecords 321`.
+    pub fn report(&self) -> String {
+        let by_kind: Vec<String> = self
+            .injected_by_kind()
+            .into_iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let mut by_op: Vec<(String, u64)> = self.injected().into_iter().collect();
+        by_op.sort();
+        let by_op: Vec<String> = by_op.into_iter().map(|(k, n)| format!("{k} {n}")).collect();
+        format!(
+            "{} calls; injected {}: {}; {}",
+            self.calls(),
+            self.injected_total(),
+            by_kind.join(", "),
+            by_op.join(", ")
+        )
     }
 
     /// Faults injected so far, all operations.
@@ -286,12 +336,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .entry(op.clone())
         .or_default() += 1;
     let fault = decide(&state, &target);
-    if fault.is_some() {
+    if let Some(f) = &fault {
         *state
             .injected
             .lock()
             .expect("not poisoned")
             .entry(op)
+            .or_default() += 1;
+        *state
+            .injected_kinds
+            .lock()
+            .expect("not poisoned")
+            .entry(f.kind().to_owned())
             .or_default() += 1;
     }
     match fault {

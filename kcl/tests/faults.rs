@@ -233,3 +233,186 @@ async fn dynamodb_throttling_and_server_errors_cost_retries_not_records() {
     assert_shard_order(&rec.seen());
     assert!(proxy.injected_total() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
+    // Subscriptions end every 2 s, so that many are made while records flow.
+    let stack = kinesis_emulators::LocalStack::builder()
+        .with_subscribe_session(Duration::from_secs(2))
+        .start_async()
+        .await
+        .expect("local stack");
+    let stream = stack.create_stream("faults-efo", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-efo-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
+    // Every second subscription throttled, every second of the others a server error,
+    // every second of the rest cut off before it reaches Kinesis: all three within the
+    // first five calls.
+    proxy.set_rules(vec![
+        Rule::new(
+            "SubscribeToShard",
+            Fault::error(400, "LimitExceededException"),
+        )
+        .one_in(2),
+        Rule::new("SubscribeToShard", Fault::error(500, "InternalFailure")).one_in(2),
+        Rule::new("SubscribeToShard", Fault::Reset).one_in(2),
+    ]);
+    let through_proxy = aws_sdk_kinesis::Client::from_conf(
+        stack
+            .kinesis_client()
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    let rec = Recorder::default();
+    let w = scheduler_builder(&stack, &app, &stream, "w", &rec, FAILOVER)
+        .with_clients(through_proxy, stack.dynamodb_client())
+        .with_retrieval(fan_out())
+        .build()
+        .expect("scheduler");
+    let run = spawn_run(&w);
+    put_records(&kinesis, &stream, &records(1_000, 50, 1, "e-"), 1).await;
+    let kinds = ["LimitExceededException", "InternalFailure", "Reset"];
+    wait_until("the first records, and every kind of fault", || {
+        let by_kind = proxy.injected_by_kind();
+        distinct(&rec) >= 1_000 && kinds.iter().all(|k| by_kind.contains_key(*k))
+    })
+    .await;
+
+    // Every subscription refused for 5 s, records put meanwhile: the worker backs off
+    // (250 ms doubling, each attempt at most 3 calls with the SDK's retries) instead of
+    // calling in a loop, and reads them once subscriptions work again.
+    let subscribes = |p: &FaultProxy| {
+        p.calls_by_operation()
+            .get("SubscribeToShard")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = subscribes(&proxy);
+    proxy.set_rules(vec![Rule::new(
+        "SubscribeToShard",
+        Fault::error(400, "LimitExceededException"),
+    )]);
+    put_records(&kinesis, &stream, &records(1_000, 50, 1, "f-"), 1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let refused = subscribes(&proxy) - before;
+    proxy.clear();
+    wait_until("every record", || distinct(&rec) >= 2_000).await;
+    eprintln!(
+        "proxy: {}; {refused} SubscribeToShard calls in 5 s of refusals (2 shards)",
+        proxy.report()
+    );
+    w.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let counts = counts(&rec);
+    assert_eq!(counts.len(), 2_000, "nothing lost");
+    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_shard_order(&rec.seen());
+    let by_kind = proxy.injected_by_kind();
+    for kind in ["LimitExceededException", "InternalFailure", "Reset"] {
+        assert!(
+            by_kind.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} fired: {by_kind:?}"
+        );
+    }
+    // A loop without backoff makes thousands of calls in 5 s; the backoff at most 6
+    // attempts per shard (one under way, then after at least 250, 500, 1000 and 2000 ms),
+    // 3 calls each with the SDK's retries.
+    assert!(
+        refused <= 2 * 6 * 3,
+        "{refused} SubscribeToShard calls in 5 s of refusals: no backoff"
+    );
+}
+
+/// A processor that takes `delay` over every batch, then records it (checkpointing as the
+/// recording processor does).
+struct Slow {
+    inner: Box<dyn kinesis_consumer::RecordProcessor>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl kinesis_consumer::RecordProcessor for Slow {
+    async fn initialize(&mut self, input: kinesis_consumer::InitializationInput) {
+        self.inner.initialize(input).await;
+    }
+    async fn process_records(&mut self, input: kinesis_consumer::ProcessRecordsInput) {
+        tokio::time::sleep(self.delay).await;
+        self.inner.process_records(input).await;
+    }
+    async fn lease_lost(&mut self, input: kinesis_consumer::LeaseLostInput) {
+        self.inner.lease_lost(input).await;
+    }
+    async fn shard_ended(&mut self, input: kinesis_consumer::ShardEndedInput) {
+        self.inner.shard_ended(input).await;
+    }
+    async fn shutdown_requested(&mut self, input: kinesis_consumer::ShutdownRequestedInput) {
+        self.inner.shutdown_requested(input).await;
+    }
+}
+
+/// A processor taking 200 ms per batch, reading with `retrieval` through a proxy: every
+/// record once and in order, the reads paced by the processor (the calls are counted).
+async fn slow_processor_reads_everything_once(retrieval: kinesis_consumer::Retrieval, what: &str) {
+    let stack = kinesis_emulators::LocalStack::builder()
+        .with_subscribe_session(Duration::from_secs(2))
+        .start_async()
+        .await
+        .expect("local stack");
+    let stream = stack.create_stream("faults-slow", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-slow-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
+    let through_proxy = aws_sdk_kinesis::Client::from_conf(
+        stack
+            .kinesis_client()
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    let rec = Recorder::default();
+    let factory = rec.factory("w");
+    let w = Scheduler::builder(&app, &stream, move |shard: &str| {
+        Box::new(Slow {
+            inner: factory(shard),
+            delay: Duration::from_millis(200),
+        }) as Box<dyn kinesis_consumer::RecordProcessor>
+    })
+    .with_clients(through_proxy, stack.dynamodb_client())
+    .with_worker_id("w")
+    .with_failover_time(FAILOVER)
+    .with_retrieval(retrieval)
+    .build()
+    .expect("scheduler");
+    let run = spawn_run(&w);
+    put_records(&kinesis, &stream, &records(2_000, 50, 1, "s-"), 1).await;
+    wait_until("every record", || distinct(&rec) >= 2_000).await;
+    w.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let counts = counts(&rec);
+    assert_eq!(counts.len(), 2_000, "nothing lost");
+    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_shard_order(&rec.seen());
+    eprintln!(
+        "{what}: slow processor, {} batches; calls {:?}",
+        rec.checkpoints.lock().unwrap().len(),
+        proxy.calls_by_operation()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_processor_with_polling_reads_everything_once_in_order() {
+    let mut polling = kinesis_consumer::PollingConfig::default();
+    polling.max_records = 50;
+    polling.idle_time_between_reads = Duration::from_millis(50);
+    slow_processor_reads_everything_once(kinesis_consumer::Retrieval::Polling(polling), "polling")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_processor_with_fan_out_reads_everything_once_in_order() {
+    slow_processor_reads_everything_once(fan_out(), "fan-out").await;
+}

@@ -5,6 +5,11 @@
 //! outcome; every one reported delivered is in the stream at its reported position; the
 //! only duplicates are from answers lost after the server accepted the call, and are
 //! counted.
+//!
+//! Size: 30,000 records, a fault in about 1 call of 3 and a 3 s outage by default (CI);
+//! `KPL_FAULTS_FULL=1` for 50,000 records with 20 % of the calls failing with each of the
+//! four kinds (80 % in all: throttled, server error, reset, answer dropped after
+//! forwarding) and a 10 s outage.
 
 mod common;
 
@@ -34,15 +39,23 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
             .endpoint_url(proxy.endpoint())
             .build(),
     );
+    let full = std::env::var("KPL_FAULTS_FULL").is_ok_and(|v| v == "1");
+    // Each rule counts the calls the rules before it let through: 1 in 5, then 1 in 4 of
+    // the rest, ... is 20 % of all calls each.
+    let (n, outage, spacing) = if full {
+        (50_000, Duration::from_secs(10), [5, 4, 3, 2])
+    } else {
+        (30_000, Duration::from_secs(3), [5, 7, 11, 13])
+    };
     proxy.set_rules(vec![
         Rule::new(
             "PutRecords",
             Fault::error(400, "ProvisionedThroughputExceededException"),
         )
-        .one_in(5),
-        Rule::new("PutRecords", Fault::error(500, "InternalFailure")).one_in(7),
-        Rule::new("PutRecords", Fault::ResetAfterForward).one_in(11),
-        Rule::new("PutRecords", Fault::Reset).one_in(13),
+        .one_in(spacing[0]),
+        Rule::new("PutRecords", Fault::error(500, "InternalFailure")).one_in(spacing[1]),
+        Rule::new("PutRecords", Fault::ResetAfterForward).one_in(spacing[2]),
+        Rule::new("PutRecords", Fault::Reset).one_in(spacing[3]),
     ]);
     // Without aggregation every PutRecords call carries at most 500 records: many calls.
     let producer = Producer::builder(through_proxy)
@@ -50,21 +63,20 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
         .with_rate_limit_percent(10_000)
         .with_max_buffered_time(Duration::from_millis(20))
         .with_backoff(Duration::from_millis(20), Duration::from_millis(500))
-        .with_record_ttl(Duration::from_secs(60))
+        .with_record_ttl(Duration::from_secs(if full { 300 } else { 60 }))
         .build()
         .unwrap();
 
-    let n = 30_000;
     let records: Vec<ProducerRecord> = (0..n)
         .map(|i| ProducerRecord::new(&stream, format!("key-{}", i % 211), format!("r{i}")))
         .collect();
     let mut handles = Vec::with_capacity(n);
     for (i, r) in records.iter().enumerate() {
         if i == n / 2 {
-            // Half way: Kinesis unreachable for 3 s (calls hang, then are cut off).
+            // Half way: Kinesis unreachable (calls hang, then are cut off).
             proxy.set_rules(vec![Rule::new("PutRecords", Fault::Blackhole)]);
             let p = &proxy;
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(outage).await;
             p.set_rules(vec![
                 Rule::new(
                     "PutRecords",
@@ -77,7 +89,7 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
         handles.push(producer.put(r.clone()).await.expect("accepted"));
     }
     // Every handle resolves: no outcome is lost, none hangs.
-    let outcomes = tokio::time::timeout(DEADLINE, join_all(handles))
+    let outcomes = tokio::time::timeout(DEADLINE * if full { 5 } else { 1 }, join_all(handles))
         .await
         .expect("every outcome within the deadline");
     producer.flush().await;
@@ -115,8 +127,9 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
     let duplicates = read.len() - n;
     let stats = producer.stats();
     eprintln!(
-        "{injected} faults injected in {} calls; {} user records read, {duplicates} duplicates; {stats:?}",
-        proxy.calls(),
+        "{n} records, outage {outage:?}; proxy: {}; {} user records read, {duplicates} \
+         duplicates; {stats:?}",
+        proxy.report(),
         read.len()
     );
     assert!(stats.retries > 0, "the faults were retried");
