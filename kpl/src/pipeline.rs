@@ -1023,7 +1023,7 @@ impl Pipeline {
             for u in &s.unverified {
                 consider(u.deadline(ttl));
             }
-            let stream_blocked = ordered && retired_in_flight(s);
+            let stream_blocked = ordered && ordered_must_wait(s);
             for (key, q) in &s.shards {
                 let Some(front) = q.records.front() else {
                     continue;
@@ -1073,7 +1073,7 @@ impl Pipeline {
         let linger = config.max_buffered_time;
         let state = self.streams.get_mut(stream)?;
         let ordered = config.per_key_ordering;
-        if ordered && retired_in_flight(state) {
+        if ordered && ordered_must_wait(state) {
             return None;
         }
         let agg_room = config.aggregation_max_size + 4 * kinesis_agg::MAX_PARTITION_KEY_CHARS;
@@ -1594,8 +1594,17 @@ fn may_send(key: &ShardKey, q: &ShardQueue, ordered: bool, now: Instant) -> bool
     !(ordered && (q.in_flight > 0 || key.is_none()))
 }
 
-/// Ordered mode after a reshard: records of a shard that is no longer open are still in
-/// flight, so its children must wait (a retry there could land after newer records).
+/// Ordered mode: whether the stream sends nothing for now. After a reshard, records of a
+/// shard that is no longer open are still in flight, so its children must wait (a retry
+/// there could land after newer records). And records of an aggregate that landed in a
+/// shard not owning them all wait to be sent again (`parked`), or to be judged by the
+/// next shard map (`unverified`): a newer record of their keys sent meanwhile would land
+/// before them. Both end with the shard map reload they asked for (or at their TTL).
+fn ordered_must_wait(state: &StreamState) -> bool {
+    !state.parked.is_empty() || !state.unverified.is_empty() || retired_in_flight(state)
+}
+
+/// Records of a shard that is no longer open are in flight (see [`ordered_must_wait`]).
 fn retired_in_flight(state: &StreamState) -> bool {
     state.shards.iter().any(|(key, q)| {
         q.in_flight > 0
@@ -2479,6 +2488,90 @@ mod tests {
         assert_eq!((&*d.shard_id, d.sub_sequence_number), ("shard-lo", 0));
         let d = second.try_recv().unwrap().unwrap();
         assert_eq!((&*d.shard_id, d.sub_sequence_number), ("shard-hi", 0));
+    }
+
+    /// Found by the demo and the chaos suite: in ordered mode, a newer record of a key
+    /// whose older record waits for its re-send must not go out first.
+    #[tokio::test(start_paused = true)]
+    async fn ordered_mode_sends_nothing_of_the_stream_while_records_wait_for_a_resend() {
+        let mut p = mapped(Config {
+            per_key_ordering: true,
+            ..Config::default()
+        });
+        p.on_shard_map(
+            stream(),
+            Ok(ShardMap::from_shards(vec![(
+                "shard-lo".to_string(),
+                HashKeyRange::ALL,
+                true,
+            )])),
+        );
+        let (lo, hi) = &keys_of_both_halves();
+        let _first = put(&mut p, lo, 10);
+        let mut second = put(&mut p, hi, 10);
+        let (tx, _done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        let batch = p.collect(&stream(), Instant::now()).unwrap();
+        assert_eq!(batch[0].items.len(), 2, "one aggregate of both keys");
+        p.streams.get_mut("s").unwrap().map = Some(Arc::new(two_shards()));
+        let ok = PutRecordsResultEntry::builder()
+            .shard_id("shard-lo")
+            .sequence_number("7")
+            .build();
+        p.on_call_done(stream(), batch, CallResult::Ok(vec![ok]));
+        // Both wait for their re-send. A newer record of `hi` must wait too: sent now, it
+        // would land in shard-hi before `second`.
+        let mut third = put(&mut p, hi, 10);
+        let (tx, _done) = oneshot::channel();
+        p.on_command(Command::Flush(tx));
+        assert!(
+            p.collect(&stream(), Instant::now()).is_none(),
+            "nothing of the stream goes out before the re-sends"
+        );
+        // The map reload queues the re-sends back in line, before `third`.
+        p.on_shard_map(stream(), Ok(two_shards()));
+        let mut order = Vec::new();
+        while order.len() < 3 {
+            let batch = p
+                .collect(&stream(), Instant::now())
+                .expect("records to send");
+            let mut results = Vec::new();
+            for e in &batch {
+                if e.predicted.as_deref() == Some("shard-hi") {
+                    order.extend(e.items.iter().map(|i| i.attempts.len()));
+                } else {
+                    order.push(usize::MAX); // shard-lo's re-send
+                }
+                results.push(
+                    PutRecordsResultEntry::builder()
+                        .shard_id(e.predicted.as_deref().unwrap())
+                        .sequence_number(format!("{}", 8 + order.len()))
+                        .build(),
+                );
+            }
+            p.on_call_done(stream(), batch, CallResult::Ok(results));
+        }
+        let hi_order: Vec<usize> = order.into_iter().filter(|a| *a != usize::MAX).collect();
+        assert_eq!(
+            hi_order,
+            [1, 0],
+            "the re-sent record (one attempt) before the newer one"
+        );
+        let (s, t) = (
+            second.try_recv().unwrap().unwrap(),
+            third.try_recv().unwrap().unwrap(),
+        );
+        assert_eq!(&*s.shard_id, "shard-hi");
+        assert!(
+            (
+                s.sequence_number.parse::<u64>().unwrap(),
+                s.sub_sequence_number
+            ) < (
+                t.sequence_number.parse::<u64>().unwrap(),
+                t.sub_sequence_number
+            ),
+            "{s:?} before {t:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
