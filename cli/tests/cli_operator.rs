@@ -2,7 +2,7 @@
 //! the embedded stack (or whatever `AWS_ENDPOINT_URL_*` point at).
 //!
 //! ```text
-//!  produce -i json ─▶ A ─▶ tail -e (JSON: arrival, lag, explicit hash key) ─▶ produce -i json ─▶ B ─▶ tail -e: same records
+//!  aggregate ─▶ A ─▶ tail -e (JSON: arrival, lag, explicit hash key) ─▶ produce -i json ─▶ B ─▶ tail -e: same records
 //!  tail -f TEMPLATE      ─▶ the fields the JSON lines carry, as the template says
 //!  tail -c N / --from -2s / --since 2s / --shard + at-sequence: ─▶ exactly the records asked for
 //!  consume -f / summary  ─▶ lines and "N records from M shards" on standard error
@@ -74,48 +74,75 @@ fn payloads(stdout: &str) -> Vec<String> {
         .collect()
 }
 
+/// A user record of a test: partition key, explicit hash key, payload.
+type Rec = (String, Option<u128>, Vec<u8>);
+
+/// Puts `records` as one KPL aggregate (built by kinesis-agg, explicit hash keys in its
+/// table), so that what is read back says which keys it carried.
+async fn put_aggregate(stack: &LocalStack, stream: &str, records: &[Rec]) {
+    use kinesis_agg::{Aggregator, HashKey, UserRecord};
+    let mut agg = Aggregator::builder().build().unwrap();
+    for (key, ehk, data) in records {
+        let mut r = UserRecord::new(key.as_str(), data.clone()).unwrap();
+        if let Some(h) = ehk {
+            r = r.with_explicit_hash_key(HashKey(*h));
+        }
+        agg.try_add(r).expect("fits");
+    }
+    let record = agg.finish().unwrap();
+    let mut put = stack
+        .kinesis_client()
+        .put_record()
+        .stream_name(stream)
+        .partition_key(record.partition_key)
+        .data(Blob::new(record.data.to_vec()));
+    if let Some(h) = record.explicit_hash_key {
+        put = put.explicit_hash_key(h.to_string());
+    }
+    put.send().await.expect("PutRecord");
+}
+
+/// `records` as `records()` lists them.
+fn as_listed(records: &[Rec]) -> Vec<(String, Option<String>, String)> {
+    use base64::Engine;
+    let mut v: Vec<_> = records
+        .iter()
+        .map(|(k, h, d)| {
+            (
+                k.clone(),
+                h.map(|h| h.to_string()),
+                base64::engine::general_purpose::STANDARD.encode(d),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// 20 user records: every third with an explicit hash key (in the upper half of the key
+/// space, wherever its partition key would go), every fifth binary, the rest text.
+fn fixture() -> Vec<Rec> {
+    (0..20u128)
+        .map(|i| {
+            let ehk = (i % 3 == 0).then(|| u128::MAX - i * 1_000_000);
+            let data = if i % 5 == 0 {
+                vec![0, 1, 2, 0xff, i as u8]
+            } else {
+                format!("line {i} é").into_bytes()
+            };
+            (format!("key-{i}"), ehk, data)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_json_is_produce_input_and_carries_arrival_lag_and_explicit_hash_keys() {
     let stack = stack().await;
     let env = Env::stack(&stack);
     let a = stack.create_stream("cat-round-a", 2).await.unwrap();
     let b = stack.create_stream("cat-round-b", 2).await.unwrap();
-    // 40 records: every third with an explicit hash key (spread over both shards), every
-    // fifth binary (data_b64 only), the rest text.
-    let step = u128::MAX / 40;
-    let input: String = (0..40u128)
-        .map(|i| {
-            let ehk = if i % 3 == 0 {
-                format!(r#","explicit_hash_key":"{}""#, i * step)
-            } else {
-                String::new()
-            };
-            let data = if i % 5 == 0 {
-                format!(r#""data_b64":"{}""#, ["AAEC/w==", "gICA"][(i % 2) as usize])
-            } else {
-                format!(r#""data":"line {i} é""#)
-            };
-            format!("{{\"partition_key\":\"key-{i}\"{ehk},{data}}}\n")
-        })
-        .collect();
-    let produced = run_with_input(
-        &env,
-        &[
-            "produce",
-            "-s",
-            &a,
-            "-i",
-            "json",
-            "--max-buffered-ms",
-            "500",
-        ],
-        input.as_bytes(),
-    );
-    assert!(
-        produced.stderr.contains("40 delivered, 0 failed"),
-        "{}",
-        produced.stderr
-    );
+    let put = fixture();
+    put_aggregate(&stack, &a, &put).await;
 
     let first = run(
         &env,
@@ -123,23 +150,11 @@ async fn tail_json_is_produce_input_and_carries_arrival_lag_and_explicit_hash_ke
     )
     .ok();
     let lines = json_lines(&first);
-    assert_eq!(lines.len(), 40, "{first}");
-    let wanted: Vec<Value> = input
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let wanted: Vec<Value> = wanted
-        .into_iter()
-        .map(|mut v| {
-            if let Some(text) = v.get("data").and_then(Value::as_str) {
-                use base64::Engine;
-                let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
-                v["data_b64"] = b64.into();
-            }
-            v
-        })
-        .collect();
-    assert_eq!(records(&lines), records(&wanted), "read back as put");
+    assert_eq!(
+        records(&lines),
+        as_listed(&put),
+        "read back as put, keys included"
+    );
     for l in &lines {
         let arrival = l["approximate_arrival_timestamp"]
             .as_str()
@@ -148,15 +163,60 @@ async fn tail_json_is_produce_input_and_carries_arrival_lag_and_explicit_hash_ke
         assert!(l["millis_behind_latest"].is_i64(), "lag: {l}");
     }
 
-    // The lines as they are, as input: the same records in the second stream.
+    // The lines as they are, as input: the same records in the second stream, each with
+    // an explicit hash key in the shard that key routes to (its partition key alone would
+    // send some of them to the other shard).
     let copied = run_with_input(&env, &["produce", "-s", &b, "-i", "json"], first.as_bytes());
     assert!(
-        copied.stderr.contains("40 delivered, 0 failed"),
+        copied.stderr.contains("20 delivered, 0 failed"),
         "{}",
         copied.stderr
     );
-    let second = run(&env, &["tail", "-s", &b, "--from", "trim-horizon", "-e"]).ok();
-    assert_eq!(records(&json_lines(&second)), records(&lines));
+    let second = json_lines(&run(&env, &["tail", "-s", &b, "--from", "trim-horizon", "-e"]).ok());
+    let strip = |v: Vec<(String, Option<String>, String)>| -> Vec<(String, String)> {
+        v.into_iter().map(|(k, _, d)| (k, d)).collect()
+    };
+    assert_eq!(strip(records(&second)), strip(as_listed(&put)));
+    let shards = stack
+        .kinesis_client()
+        .list_shards()
+        .stream_name(&b)
+        .send()
+        .await
+        .unwrap();
+    let owner = |h: u128| {
+        shards
+            .shards()
+            .iter()
+            .find(|s| {
+                let r = s.hash_key_range().unwrap();
+                r.starting_hash_key().parse::<u128>().unwrap() <= h
+                    && h <= r.ending_hash_key().parse::<u128>().unwrap()
+            })
+            .unwrap()
+            .shard_id()
+            .to_owned()
+    };
+    let mut routed_against_the_key = 0;
+    for (key, ehk, _) in put.iter().filter(|r| r.1.is_some()) {
+        let line = second
+            .iter()
+            .find(|l| l["partition_key"] == key.as_str())
+            .unwrap();
+        let by_ehk = owner(ehk.unwrap());
+        assert_eq!(
+            line["shard_id"],
+            by_ehk.as_str(),
+            "{key} routed by its explicit hash key"
+        );
+        if owner(kinesis_agg::HashKey::from_partition_key(key).0) != by_ehk {
+            routed_against_the_key += 1;
+        }
+    }
+    assert!(
+        routed_against_the_key > 0,
+        "the fixture tells keys from hash keys"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,17 +224,12 @@ async fn format_templates_print_what_the_json_lines_carry() {
     let stack = stack().await;
     let env = Env::stack(&stack);
     let s = stack.create_stream("cat-format", 2).await.unwrap();
-    let input: String = (0..12)
-        .map(|i| {
-            let ehk = if i % 2 == 0 {
-                r#","explicit_hash_key":"7""#
-            } else {
-                ""
-            };
-            format!("{{\"partition_key\":\"key-{i}\"{ehk},\"data\":\"v{i}\"}}\n")
-        })
+    let text: Vec<Rec> = fixture()
+        .into_iter()
+        .filter(|(_, _, d)| std::str::from_utf8(d).is_ok())
         .collect();
-    run_with_input(&env, &["produce", "-s", &s, "-i", "json"], input.as_bytes()).ok();
+    put_aggregate(&stack, &s, &text).await;
+    put(&stack, &s, &["plain-1", "plain-2"]).await;
     let json = run(&env, &["tail", "-s", &s, "--from", "trim-horizon", "-e"]).ok();
     let template = r"%t|%p|%o|%u|%k|%K|%h|%S|%T|%l|%s|%%\t.\n";
     let printed = run(
@@ -221,11 +276,12 @@ async fn format_templates_print_what_the_json_lines_carry() {
     let mut got: Vec<String> = printed.lines().map(str::to_owned).collect();
     want.sort();
     got.sort();
-    assert_eq!(got.len(), 12, "{printed}");
+    assert_eq!(got.len(), text.len() + 2, "{printed}");
     assert_eq!(got, want);
+    let ehk = (u128::MAX - 3_000_000).to_string();
     assert!(
-        got.iter().any(|l| l.contains("|7|")),
-        "explicit hash keys print"
+        got.iter().any(|l| l.contains(&format!("|{ehk}|"))),
+        "explicit hash keys print: {got:?}"
     );
 
     // A bad template is refused before anything is read, naming the flag.
@@ -328,7 +384,13 @@ async fn one_shard_from_a_sequence_number() {
     .await;
     let shard = "shardId-000000000000";
     let at = format!("at-sequence:{}", seqs[2]);
-    let got = payloads(&run(&env, &["tail", "-s", &s, "--shard", shard, "--from", &at, "-e"]).ok());
+    let got = payloads(
+        &run(
+            &env,
+            &["tail", "-s", &s, "--shard", shard, "--from", &at, "-e"],
+        )
+        .ok(),
+    );
     assert_eq!(got, ["r2", "r3", "r4", "r5"]);
     let after = format!("after-sequence:{}", seqs[2]);
     let got = payloads(
