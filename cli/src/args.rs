@@ -94,6 +94,25 @@ pub fn non_empty(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// An endpoint URL: `http://` or `https://`, then a host.
+///
+/// # Errors
+/// When the scheme is missing or another, or nothing follows it.
+pub fn endpoint_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!("{value:?} is not an http:// or https:// URL, e.g. http://127.0.0.1:4566")
+        })?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+        return Err(format!(
+            "{value:?} names no host, e.g. http://127.0.0.1:4566"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// A partition key: 1–256 Unicode characters (Kinesis counts characters, not bytes).
 ///
 /// # Errors
@@ -125,22 +144,33 @@ pub fn failover_ms(value: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
-/// Where shards without a checkpoint start: `trim-horizon`, `latest` or
-/// `at-timestamp:TIME`, TIME being an RFC 3339 time (`Z`, `z` or a `±HH:MM` offset, `T` or
-/// `t`, optional fraction) or seconds since the Unix epoch (optional fraction).
+/// The forms `--from` accepts, for error messages.
+const POSITIONS: &str = "expected trim-horizon, latest, at-timestamp:<RFC 3339 time or epoch \
+                         seconds> (e.g. at-timestamp:2024-01-02T03:04:05Z or \
+                         at-timestamp:1704164645) or a time ago such as -5m, -30s, -2h, -1d";
+
+/// Where shards without a checkpoint start: `trim-horizon`, `latest`,
+/// `at-timestamp:TIME` (TIME an RFC 3339 time, with `Z`, `z` or a `±HH:MM` offset, `T` or
+/// `t`, optional fraction, or seconds since the Unix epoch, optional fraction), or a time
+/// ago, `-DURATION` (`-5m`, `-90s`, `-2h`, `-1d`, `-500ms`: AT_TIMESTAMP that long before
+/// now). The keywords are also accepted as the API writes them (`TRIM_HORIZON`, `LATEST`,
+/// `AT_TIMESTAMP:...`).
 ///
 /// # Errors
 /// Names the accepted forms.
 pub fn position(value: &str) -> Result<InitialPosition, String> {
-    match value {
-        "trim-horizon" => Ok(InitialPosition::TrimHorizon),
-        "latest" => Ok(InitialPosition::Latest),
-        other => {
-            let ts = other.strip_prefix("at-timestamp:").ok_or_else(|| {
-                "expected trim-horizon, latest or at-timestamp:<RFC 3339 time or epoch \
-                 seconds>, e.g. at-timestamp:2024-01-02T03:04:05Z or at-timestamp:1704164645"
-                    .to_owned()
-            })?;
+    if let Some(ago) = value.strip_prefix('-') {
+        return since(ago).map_err(|e| format!("{value:?}: {e}; {POSITIONS}"));
+    }
+    let (keyword, rest) = match value.split_once(':') {
+        Some((k, rest)) => (k, Some(rest)),
+        None => (value, None),
+    };
+    let keyword = keyword.to_ascii_lowercase().replace('_', "-");
+    match (keyword.as_str(), rest) {
+        ("trim-horizon", None) => Ok(InitialPosition::TrimHorizon),
+        ("latest", None) => Ok(InitialPosition::Latest),
+        ("at-timestamp", Some(ts)) => {
             let t = epoch_seconds(ts).or_else(|| rfc3339(ts)).ok_or_else(|| {
                 format!(
                     "{ts:?} is neither an RFC 3339 time such as 2024-01-02T03:04:05Z or \
@@ -155,7 +185,93 @@ pub fn position(value: &str) -> Result<InitialPosition, String> {
             }
             Ok(InitialPosition::AtTimestamp(t))
         }
+        _ => Err(POSITIONS.to_owned()),
     }
+}
+
+/// A duration for `--since` and relative `--from`: a whole number and a unit, `ms`, `s`,
+/// `m`, `h` or `d`, longer than zero.
+///
+/// # Errors
+/// Names the accepted forms.
+pub fn duration(value: &str) -> Result<std::time::Duration, String> {
+    let text = value.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "expected a time such as 500ms, 30s, 5m, 2h or 1d".to_owned())?;
+    let d = match unit {
+        "h" => Some(std::time::Duration::from_secs(n.saturating_mul(3600))),
+        "d" => Some(std::time::Duration::from_secs(n.saturating_mul(86_400))),
+        other => time_of(n, other),
+    }
+    .ok_or_else(|| "expected a time such as 500ms, 30s, 5m, 2h or 1d".to_owned())?;
+    if d.is_zero() {
+        return Err("a time ago must be longer than zero (latest is now)".to_owned());
+    }
+    Ok(d)
+}
+
+/// `--since DURATION`: AT_TIMESTAMP that long before now (`10m`, `2h`, `1d`, ...).
+///
+/// # Errors
+/// Names the accepted forms; refuses a time before the Unix epoch.
+pub fn since(value: &str) -> Result<InitialPosition, String> {
+    let d = duration(value)?;
+    SystemTime::now()
+        .checked_sub(d)
+        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+        .map(InitialPosition::AtTimestamp)
+        .ok_or_else(|| format!("{value:?} ago is before 1970"))
+}
+
+/// Where `tail` starts in a shard: a position every shard has, or a sequence number of one
+/// shard (`at-sequence:SEQ`, `after-sequence:SEQ`; only with `tail --shard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailStart {
+    /// `trim-horizon`, `latest`, `at-timestamp:...` or a time ago.
+    Position(InitialPosition),
+    /// AT_SEQUENCE_NUMBER: the record with this sequence number and those after it.
+    AtSequence(String),
+    /// AFTER_SEQUENCE_NUMBER: the records after this sequence number.
+    AfterSequence(String),
+}
+
+/// Parses `tail --from`: [`position`]'s forms, or `at-sequence:SEQ` /
+/// `after-sequence:SEQ` (SEQ a decimal sequence number; also `AT_SEQUENCE_NUMBER:SEQ` /
+/// `AFTER_SEQUENCE_NUMBER:SEQ`).
+///
+/// # Errors
+/// Names the accepted forms.
+pub fn tail_start(value: &str) -> Result<TailStart, String> {
+    if let Some((keyword, seq)) = value.split_once(':') {
+        let keyword = keyword.to_ascii_lowercase().replace('_', "-");
+        let at = match keyword.as_str() {
+            "at-sequence" | "at-sequence-number" => Some(true),
+            "after-sequence" | "after-sequence-number" => Some(false),
+            _ => None,
+        };
+        if let Some(at) = at {
+            if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) || seq.len() > 128 {
+                return Err(format!(
+                    "{seq:?} is not a sequence number (decimal digits, as `tail` prints them)"
+                ));
+            }
+            return Ok(if at {
+                TailStart::AtSequence(seq.to_owned())
+            } else {
+                TailStart::AfterSequence(seq.to_owned())
+            });
+        }
+    }
+    position(value).map(TailStart::Position).map_err(|e| {
+        if e == POSITIONS {
+            format!("{POSITIONS}, or at-sequence:SEQ / after-sequence:SEQ with --shard")
+        } else {
+            e
+        }
+    })
 }
 
 /// Parses seconds since the Unix epoch: digits, optionally a fraction (`1704164645.25`).
@@ -466,5 +582,65 @@ mod tests {
             .unwrap_err()
             .contains("future"));
         assert!(position("oldest").unwrap_err().contains("trim-horizon"));
+    }
+
+    #[test]
+    fn relative_and_api_spelled_positions_parse() {
+        let ago = |p: InitialPosition| {
+            let InitialPosition::AtTimestamp(t) = p else {
+                panic!("not a timestamp: {p:?}")
+            };
+            SystemTime::now().duration_since(t).unwrap().as_secs()
+        };
+        // The parse happened just before `now`: within a minute of the asked time ago.
+        let near = |got: u64, want: u64| got >= want && got < want + 60;
+        assert!(near(ago(position("-5m").unwrap()), 300));
+        assert!(near(ago(position("-2h").unwrap()), 7200));
+        assert!(near(ago(position("-1d").unwrap()), 86_400));
+        assert!(near(ago(since("10m").unwrap()), 600));
+        assert!(near(ago(since("90s").unwrap()), 90));
+        assert_eq!(
+            position("TRIM_HORIZON").unwrap(),
+            InitialPosition::TrimHorizon
+        );
+        assert_eq!(position("LATEST").unwrap(), InitialPosition::Latest);
+        assert!(position("AT_TIMESTAMP:1704164645").is_ok());
+        for bad in [
+            "-0s",
+            "-5",
+            "-5w",
+            "--5m",
+            "-m",
+            "latest:1",
+            "trim-horizon:x",
+        ] {
+            assert!(position(bad).is_err(), "{bad}");
+        }
+        for bad in ["0m", "", "5", "1.5h", "-5m", "100000000000000d"] {
+            assert!(since(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            duration("500ms").unwrap(),
+            std::time::Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn tail_starts_take_sequence_numbers() {
+        assert_eq!(
+            tail_start("at-sequence:4959").unwrap(),
+            TailStart::AtSequence("4959".into())
+        );
+        assert_eq!(
+            tail_start("AFTER_SEQUENCE_NUMBER:12").unwrap(),
+            TailStart::AfterSequence("12".into())
+        );
+        assert_eq!(
+            tail_start("latest").unwrap(),
+            TailStart::Position(InitialPosition::Latest)
+        );
+        assert!(tail_start("at-sequence:").is_err());
+        assert!(tail_start("at-sequence:12a").is_err());
+        assert!(tail_start("nowhere").unwrap_err().contains("at-sequence"));
     }
 }

@@ -3,7 +3,7 @@
 //! do, instead of surfacing as a failure of every request.
 //!
 //! ```text
-//!  aws_config::defaults (env, profiles, AWS_ENDPOINT_URL_*) ──▶ SdkConfig
+//!  aws_config::defaults (env, profiles, AWS_ENDPOINT_URL_*) + --region/--profile/--endpoint-url ──▶ SdkConfig
 //!      ├─ region?       none ──▶ Error::Config(NoRegion)        (exit 4)
 //!      ├─ credentials?  none ──▶ Error::Config(NoCredentials)   (exit 4)
 //!      └─ timeouts: 5 s to connect, 30 s per attempt (a silent endpoint is a timeout,
@@ -30,7 +30,29 @@ use aws_credential_types::provider::ProvideCredentials;
 use crate::error::{FailureKind, ServiceFailure};
 use crate::Error;
 
-/// Loads the standard AWS configuration and checks that requests can be signed.
+/// The global flags that take precedence over the standard AWS configuration chain.
+///
+/// Each is optional: left out, the chain decides (`AWS_REGION`, `AWS_PROFILE`,
+/// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL_DYNAMODB`, the
+/// profile files, ...).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsOptions {
+    /// AWS region of the calls (e.g. eu-west-1), over AWS_REGION and the profile's.
+    #[arg(long, global = true, value_name = "REGION", value_parser = crate::args::non_empty)]
+    pub region: Option<String>,
+    /// Named profile of the AWS config and credentials files, over AWS_PROFILE.
+    #[arg(long, global = true, value_name = "PROFILE", value_parser = crate::args::non_empty)]
+    pub profile: Option<String>,
+    /// One endpoint for both Kinesis and DynamoDB (e.g. http://127.0.0.1:4566, a
+    /// LocalStack-style emulator serving both), over every AWS_ENDPOINT_URL* variable. The
+    /// per-service variables AWS_ENDPOINT_URL_KINESIS and AWS_ENDPOINT_URL_DYNAMODB (and
+    /// multilang's kinesisEndpoint / dynamoDBEndpoint) point the services apart.
+    #[arg(long, global = true, value_name = "URL", value_parser = crate::args::endpoint_url)]
+    pub endpoint_url: Option<String>,
+}
+
+/// Loads the standard AWS configuration, with the global flags of `options` over it, and
+/// checks that requests can be signed.
 ///
 /// # Cancellation
 /// Safe to drop at any point: it only reads configuration (and may ask a credential
@@ -38,22 +60,31 @@ use crate::Error;
 ///
 /// # Errors
 /// [`Error::Config`] when no region is configured or no credentials can be found.
-pub async fn load() -> Result<aws_config::SdkConfig, Error> {
-    load_in(None).await
+pub async fn load(options: &AwsOptions) -> Result<aws_config::SdkConfig, Error> {
+    load_in(options, None).await
 }
 
-/// [`load`], with `region` (when given) instead of the one the chain finds (`multilang`'s
-/// `regionName`).
+/// [`load`], with `region` (when given, and no `--region`) instead of the one the chain
+/// finds (`multilang`'s `regionName`).
 ///
 /// # Cancellation
 /// As [`load`].
 ///
 /// # Errors
 /// As [`load`].
-pub async fn load_in(region: Option<String>) -> Result<aws_config::SdkConfig, Error> {
+pub async fn load_in(
+    options: &AwsOptions,
+    region: Option<String>,
+) -> Result<aws_config::SdkConfig, Error> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
-    if let Some(region) = region {
+    if let Some(profile) = &options.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = options.region.clone().or(region) {
         loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(url) = &options.endpoint_url {
+        loader = loader.endpoint_url(url);
     }
     let config = loader.load().await;
     if config.region().is_none() {
@@ -112,6 +143,6 @@ fn no_credentials(detail: String) -> Error {
 ///
 /// # Errors
 /// As [`load`].
-pub async fn kinesis_client() -> Result<aws_sdk_kinesis::Client, Error> {
-    Ok(aws_sdk_kinesis::Client::new(&load().await?))
+pub async fn kinesis_client(options: &AwsOptions) -> Result<aws_sdk_kinesis::Client, Error> {
+    Ok(aws_sdk_kinesis::Client::new(&load(options).await?))
 }

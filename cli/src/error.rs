@@ -383,6 +383,15 @@ pub enum Error {
     /// `multilang`: the properties file cannot be used (it names the key and line).
     #[error(transparent)]
     Properties(#[from] crate::commands::multilang::properties::PropertiesError),
+    /// `--metrics-addr`: the address cannot be listened on, or a metrics recorder is
+    /// already installed.
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why not (e.g. the address is in use).
+        reason: String,
+    },
     /// A bug: a task of the command panicked or was lost.
     #[error("internal error: {0}")]
     Internal(String),

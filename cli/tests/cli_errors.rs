@@ -542,7 +542,7 @@ async fn a_missing_stream_fails_every_command_at_once_with_status_3_and_a_short_
         f.stderr
     );
     for args in [
-        vec!["stream", "describe", "nope"],
+        vec!["stream", "describe", "-s", "nope"],
         vec!["tail", "--stream", "nope"],
     ] {
         let f = run(&env, &args, Duration::from_secs(30));
@@ -561,7 +561,7 @@ async fn a_missing_stream_fails_every_command_at_once_with_status_3_and_a_short_
     }
     let f = run(
         &env,
-        &["-v", "stream", "describe", "nope"],
+        &["-v", "stream", "describe", "-s", "nope"],
         Duration::from_secs(30),
     );
     assert!(
@@ -605,7 +605,7 @@ fn missing_region_credentials_and_endpoint_each_say_what_to_do() {
 
     let f = run(
         &Env::local(&dead, &dead),
-        &["stream", "describe", "s"],
+        &["stream", "describe", "-s", "s"],
         Duration::from_secs(30),
     );
     assert_eq!(f.code(), Some(5), "{f:?}");
@@ -730,8 +730,11 @@ fn bad_arguments_are_refused_with_status_2_naming_the_flag() {
             vec!["produce", "--stream", "s", "--partition-key", ""],
             "--partition-key",
         ),
-        (vec!["stream", "create", "s", "--shards", "0"], "--shards"),
-        (vec!["stream", "create", ""], "<NAME>"),
+        (
+            vec!["stream", "create", "-s", "s", "--shards", "0"],
+            "--shards",
+        ),
+        (vec!["stream", "create", "-s", ""], "--stream"),
         (vec!["leases", "--app", "x"], "--app"),
         (vec!["leases", "--app", "app-x", "--watch", "0"], "--watch"),
     ] {
@@ -759,6 +762,7 @@ async fn splitting_or_merging_a_closed_shard_is_refused() {
             &[
                 "stream",
                 "split",
+                "-s",
                 &stream,
                 "--shard",
                 "shardId-000000000000",
@@ -776,6 +780,7 @@ async fn splitting_or_merging_a_closed_shard_is_refused() {
         &[
             "stream",
             "merge",
+            "-s",
             &stream,
             "--shard",
             "shardId-000000000000",
@@ -786,7 +791,7 @@ async fn splitting_or_merging_a_closed_shard_is_refused() {
     );
     assert_eq!(merge.code(), Some(1), "{merge:?}");
     assert!(merge.stderr.contains("closed"), "{}", merge.stderr);
-    let describe = run(&env, &["stream", "describe", &stream], limit);
+    let describe = run(&env, &["stream", "describe", "-s", &stream], limit);
     let open = describe
         .stdout
         .lines()
@@ -837,7 +842,7 @@ async fn logs_follow_rust_log_and_v_and_never_show_credentials() {
         .with("AWS_SESSION_TOKEN", TOKEN);
     let quiet = run(
         &env,
-        &["stream", "describe", &stream],
+        &["stream", "describe", "-s", &stream],
         Duration::from_secs(30),
     );
     assert_eq!(quiet.code(), Some(0), "{quiet:?}");
@@ -848,7 +853,7 @@ async fn logs_follow_rust_log_and_v_and_never_show_credentials() {
     );
     let traced = run(
         &env.clone().with("RUST_LOG", "trace"),
-        &["stream", "describe", &stream],
+        &["stream", "describe", "-s", &stream],
         Duration::from_secs(30),
     );
     assert_eq!(traced.code(), Some(0), "{traced:?}");

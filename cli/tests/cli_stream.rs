@@ -86,6 +86,7 @@ fn create_describe_split_merge_list_delete() {
         &[
             "stream",
             "create",
+            "-s",
             &name,
             "--shards",
             "2",
@@ -96,7 +97,7 @@ fn create_describe_split_merge_list_delete() {
     assert!(out.contains("ACTIVE"), "{out}");
     assert!(ok(&stack, &["stream", "list"]).lines().any(|l| l == name));
 
-    let rows = shard_rows(&ok(&stack, &["stream", "describe", &name]));
+    let rows = shard_rows(&ok(&stack, &["stream", "describe", "-s", &name]));
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
         rows.iter()
@@ -105,7 +106,7 @@ fn create_describe_split_merge_list_delete() {
     );
     let first = rows[0].0.clone();
 
-    let out = ok(&stack, &["stream", "split", &name, "--shard", &first]);
+    let out = ok(&stack, &["stream", "split", "-s", &name, "--shard", &first]);
     let children: Vec<String> = out
         .split("children ")
         .nth(1)
@@ -114,7 +115,7 @@ fn create_describe_split_merge_list_delete() {
         .map(str::to_owned)
         .collect();
     assert_eq!(children.len(), 2, "{out}");
-    let rows = shard_rows(&ok(&stack, &["stream", "describe", &name]));
+    let rows = shard_rows(&ok(&stack, &["stream", "describe", "-s", &name]));
     assert_eq!(rows.len(), 4, "{rows:?}");
     let parent = rows.iter().find(|r| r.0 == first).expect("parent row");
     assert_eq!(parent.1, "closed");
@@ -131,6 +132,7 @@ fn create_describe_split_merge_list_delete() {
         &[
             "stream",
             "merge",
+            "-s",
             &name,
             "--shard",
             &children[0],
@@ -145,17 +147,17 @@ fn create_describe_split_merge_list_delete() {
         .trim()
         .to_owned();
     assert!(merged.starts_with("shardId-"), "{out}");
-    let rows = shard_rows(&ok(&stack, &["stream", "describe", &name]));
+    let rows = shard_rows(&ok(&stack, &["stream", "describe", "-s", &name]));
     let row = rows.iter().find(|r| r.0 == merged).expect("merged row");
     assert_eq!(row.1, "open");
     let parents = [row.2.as_str(), row.3.as_str()];
     assert!(parents.contains(&children[0].as_str()) && parents.contains(&children[1].as_str()));
     assert_eq!(rows.iter().filter(|r| r.1 == "open").count(), 2, "{rows:?}");
 
-    assert!(ok(&stack, &["stream", "delete", &name]).contains(&name));
+    assert!(ok(&stack, &["stream", "delete", "-s", &name]).contains(&name));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let o = cat(&stack, &["stream", "describe", &name]);
+        let o = cat(&stack, &["stream", "describe", "-s", &name]);
         if o.status.code() == Some(3) {
             break;
         }
@@ -171,7 +173,7 @@ fn create_describe_split_merge_list_delete() {
 fn errors_go_to_stderr_with_distinct_exit_codes() {
     let stack = stack();
     let missing = kinesis_emulators::unique_name("missing");
-    let o = cat(&stack, &["stream", "describe", &missing]);
+    let o = cat(&stack, &["stream", "describe", "-s", &missing]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -181,10 +183,17 @@ fn errors_go_to_stderr_with_distinct_exit_codes() {
     assert!(o.stdout.is_empty());
 
     let name = kinesis_emulators::unique_name("cli-err");
-    ok(&stack, &["stream", "create", &name]);
+    ok(&stack, &["stream", "create", "-s", &name]);
     let o = cat(
         &stack,
-        &["stream", "split", &name, "--shard", "shardId-000000000042"],
+        &[
+            "stream",
+            "split",
+            "-s",
+            &name,
+            "--shard",
+            "shardId-000000000042",
+        ],
     );
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     let o = cat(
@@ -192,6 +201,7 @@ fn errors_go_to_stderr_with_distinct_exit_codes() {
         &[
             "stream",
             "split",
+            "-s",
             &name,
             "--shard",
             "shardId-000000000000",
@@ -206,6 +216,7 @@ fn errors_go_to_stderr_with_distinct_exit_codes() {
         &[
             "stream",
             "split",
+            "-s",
             &name,
             "--shard",
             "shardId-000000000000",
@@ -216,7 +227,7 @@ fn errors_go_to_stderr_with_distinct_exit_codes() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let o = cat(&stack, &["stream", "nonsense"]);
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2: {o:?}");
-    ok(&stack, &["stream", "delete", &name]);
+    ok(&stack, &["stream", "delete", "-s", &name]);
 }
 
 fn refused(port: u16) -> bool {

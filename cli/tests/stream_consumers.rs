@@ -214,6 +214,7 @@ fn register_list_consume_with_efo_and_deregister() {
         &[
             "stream",
             "create",
+            "-s",
             &stream,
             "--shards",
             "2",
@@ -460,7 +461,7 @@ fn consumer_mistakes_exit_with_the_documented_statuses() {
     }
     // A consumer that was never registered, on a stream that exists.
     let stream = LocalStack::unique_name("cat-efo-none");
-    ok(Target::Stack(&stack), &["stream", "create", &stream]);
+    ok(Target::Stack(&stack), &["stream", "create", "-s", &stream]);
     let f = run(
         Target::Stack(&stack),
         &[

@@ -10,6 +10,10 @@
 //!  second Ctrl-C / SIGTERM ──▶ exit 130 at once
 //! ```
 //!
+//! At the end, a summary on standard error: records written, the shards they came from,
+//! the time since start and the rate; on a terminal the same line is kept up to date
+//! every second while the worker runs. `--metrics-addr` serves the library's metrics.
+//!
 //! Batches: each `process_records` call (one per read, or cut as `--batch-size` and
 //! `--batch-window` say, through the library's Lambda-style batching) is written and
 //! flushed as one, then checkpointed when `--checkpoint-every` is due; `-vv` logs each
@@ -28,32 +32,23 @@
 //! stalled-stream protection off for these calls and guards a silent subscription with
 //! its own idle timeout.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
-    Batching, Checkpointer, FanOutConfig, InitialPosition, InitializationInput,
-    KinesisClientRecord, LeaseLostInput, OutsideRangePolicy, PayloadDecompression, PayloadEncoding,
-    PollingConfig, ProcessRecordsInput, RecordProcessor, Retrieval, Scheduler, ShardEndedInput,
-    ShutdownRequestedInput,
+    Batching, Checkpointer, FanOutConfig, InitialPosition, InitializationInput, LeaseLostInput,
+    OutsideRangePolicy, PayloadDecompression, PollingConfig, ProcessRecordsInput, RecordProcessor,
+    Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{Output as Stdout, WriteError};
+use crate::render::{render, Output, Printer};
 use crate::{args, Error};
-
-/// How records are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// One JSON object per line.
-    Json,
-    /// The data bytes followed by a newline.
-    Raw,
-}
 
 /// What happens to records of an aggregate whose key lies outside the shard it landed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,20 +75,25 @@ impl From<OutsideRange> for OutsideRangePolicy {
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// Stream to consume.
-    #[arg(long, value_parser = args::stream_name)]
+    #[arg(short, long, value_parser = args::stream_name)]
     pub stream: String,
     /// Application name (the lease table's name: 3 to 255 characters of a-z A-Z 0-9 _ . -).
-    #[arg(long, value_parser = args::application_name)]
+    #[arg(short, long, value_parser = args::application_name)]
     pub app: String,
     /// Worker id. Default: host name, process id and a random suffix.
     #[arg(long, value_parser = args::non_empty)]
     pub worker_id: Option<String>,
-    /// Where shards without a checkpoint start: trim-horizon, latest or
+    /// Where shards without a checkpoint start: trim-horizon, latest,
     /// at-timestamp:TIME (RFC 3339, e.g. 2024-01-02T03:04:05Z or ...+02:00, or epoch
-    /// seconds, e.g. 1704164645). Default: trim-horizon.
-    #[arg(long, default_value = "trim-horizon", value_parser = args::position)]
+    /// seconds, e.g. 1704164645) or a time ago (-5m, -90s, -2h, -1d: AT_TIMESTAMP).
+    #[arg(long, default_value = "trim-horizon", value_parser = args::position,
+          allow_hyphen_values = true, conflicts_with = "since")]
     pub from: InitialPosition,
-    /// Failover time in milliseconds (100 to 86400000). Default: 10000.
+    /// Start shards without a checkpoint this long ago (10m, 2h, 1d; units ms, s, m, h,
+    /// d): the same as --from -10m.
+    #[arg(long, value_name = "DURATION", value_parser = args::since)]
+    pub since: Option<InitialPosition>,
+    /// Failover time in milliseconds (100 to 86400000).
     #[arg(long, default_value_t = 10_000, value_parser = args::failover_ms)]
     pub failover_ms: u64,
     /// Lease taker interval in milliseconds (at least 1). Default: 2 × (failover + 25).
@@ -113,7 +113,7 @@ pub struct ConsumeArgs {
     pub no_worker_heartbeats: bool,
     /// When to checkpoint (and always at every shard end and shutdown): after at least N
     /// records (N at least 1), at the first batch a time after the last checkpoint (500ms,
-    /// 10s, 2m), or both, whichever comes first (1000,10s). Default: 1 (after every batch).
+    /// 10s, 2m), or both, whichever comes first (1000,10s). 1: after every batch.
     #[arg(long, default_value = "1", value_parser = args::checkpoint_every)]
     pub checkpoint_every: args::CheckpointCadence,
     /// Shut down gracefully after this many seconds without records (at least 1), counted
@@ -136,9 +136,25 @@ pub struct ConsumeArgs {
     /// the next run prints them. So --exit-when-idle must be longer than the window.
     #[arg(long, value_parser = args::batch_window)]
     pub batch_window: Option<Duration>,
-    /// Output format. Default: json.
-    #[arg(long, value_enum, default_value_t = Output::Json)]
+    /// How records are printed: json (one object per line: stream, shard_id,
+    /// sequence_number, sub_sequence_number, partition_key, explicit_hash_key when known,
+    /// data_b64, data when UTF-8, approximate_arrival_timestamp, millis_behind_latest; what
+    /// `produce --input json` reads) or raw (the payload and a newline).
+    #[arg(short, long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
+    /// Print each record with this template instead of --output (kcat's -f): %s payload,
+    /// %S payload size, %k partition key, %K key size, %h explicit hash key, %T arrival
+    /// (epoch ms), %l lag (ms behind latest), %t stream, %p shard, %o sequence number, %u
+    /// sub-sequence number, %% a percent sign; escapes \n \t \r \0 \\. Nothing is added: end
+    /// it with \n for one record per line. Unknown values print as nothing.
+    #[arg(short, long, value_name = "TEMPLATE", value_parser = crate::template::parse_format,
+          conflicts_with = "output")]
+    pub format: Option<crate::template::Template>,
+    /// Serve Prometheus metrics (the consumer library's kinesis_consumer_* and the
+    /// tool's) on this address, e.g. 127.0.0.1:9464 (port 0: any free port, said on
+    /// standard error), at /metrics. Default: not served.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Read with enhanced fan-out instead of polling. Default: off (polling GetRecords).
     ///
     /// Enhanced fan-out: Kinesis pushes records (SubscribeToShard) to a registered stream
@@ -159,7 +175,7 @@ pub struct ConsumeArgs {
     #[arg(long, requires = "efo")]
     pub consumer_name: Option<String>,
     /// Records of an aggregate whose key lies outside the shard it landed in (packed with
-    /// other keys and routed by the first): drop or keep. Default: drop.
+    /// other keys and routed by the first): drop or keep.
     ///
     /// drop: left out, counted and logged at warn (the Java KCL's rule; right for the KPL
     /// and `kinesis-cat produce`, which re-send such records to their own shard after a
@@ -217,6 +233,11 @@ impl ConsumeArgs {
         Ok(())
     }
 
+    /// Where shards without a checkpoint start: `--since`, else `--from`.
+    pub fn initial_position(&self) -> InitialPosition {
+        self.since.unwrap_or(self.from)
+    }
+
     /// Whether workers prove liveness by heartbeats (the library's default) rather than by
     /// renewing every lease: `--no-worker-heartbeats` turns them off.
     pub fn worker_heartbeats(&self) -> bool {
@@ -241,79 +262,17 @@ impl ConsumeArgs {
     }
 }
 
-/// One output line (or raw record) for a user record.
-/// JSON lines carry the record's approximate arrival time (RFC 3339, UTC, milliseconds) and
-/// its batch's `millis_behind_latest`, each when known.
-pub fn render(
-    stream: &str,
-    shard_id: &str,
-    r: &KinesisClientRecord,
-    millis_behind_latest: Option<i64>,
-    output: Output,
-) -> Vec<u8> {
-    match output {
-        Output::Raw => {
-            let mut v = r.data.to_vec();
-            v.push(b'\n');
-            v
-        }
-        Output::Json => {
-            let mut obj = serde_json::Map::new();
-            obj.insert("stream".into(), stream.into());
-            obj.insert("shard_id".into(), shard_id.into());
-            obj.insert("sequence_number".into(), r.sequence_number.clone().into());
-            obj.insert("sub_sequence_number".into(), r.sub_sequence_number.into());
-            obj.insert("partition_key".into(), r.partition_key.as_str().into());
-            obj.insert(
-                "data_b64".into(),
-                base64::engine::general_purpose::STANDARD
-                    .encode(&r.data)
-                    .into(),
-            );
-            if let Ok(text) = std::str::from_utf8(&r.data) {
-                obj.insert("data".into(), text.into());
-            }
-            if let Some(arrival) = r.approximate_arrival_timestamp.and_then(rfc3339_millis) {
-                obj.insert("approximate_arrival_timestamp".into(), arrival.into());
-            }
-            if let Some(ms) = millis_behind_latest {
-                obj.insert("millis_behind_latest".into(), ms.into());
-            }
-            if r.outside_shard_range {
-                obj.insert("outside_shard_range".into(), true.into());
-            }
-            let encoding = match r.payload_encoding {
-                PayloadEncoding::Gzip => Some("gzip"),
-                PayloadEncoding::Zlib => Some("zlib"),
-                PayloadEncoding::NotInflated => Some("not_inflated"),
-                _ => None,
-            };
-            if let Some(encoding) = encoding {
-                obj.insert("payload_encoding".into(), encoding.into());
-            }
-            let mut line = serde_json::Value::Object(obj).to_string().into_bytes();
-            line.push(b'\n');
-            line
-        }
-    }
-}
-
-/// `t` as RFC 3339 in UTC with milliseconds, e.g. `2024-01-02T03:04:05.123Z`.
-fn rfc3339_millis(t: std::time::SystemTime) -> Option<String> {
-    use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
-    let millis = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
-    DateTime::from_millis(i64::try_from(millis).ok()?)
-        .fmt(DateTimeFormat::DateTime)
-        .ok()
-}
-
 /// Shared by the processors of one worker.
 #[derive(Debug)]
 struct Shared {
     /// The stream, for the JSON lines.
     stream: String,
-    /// Output format.
-    output: Output,
+    /// How records are printed.
+    printer: Printer,
+    /// Records written.
+    records: AtomicU64,
+    /// Shards records were written from.
+    shards: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When each processor checkpoints.
     checkpoint_every: args::CheckpointCadence,
     /// Standard output.
@@ -334,6 +293,24 @@ struct Shared {
 }
 
 impl Shared {
+    /// Records written, shards they came from, time since start and rate, e.g.
+    /// `1200 records from 4 shards in 3.0 s (400 records/s)`.
+    fn summary(&self) -> String {
+        let records = self.records.load(Ordering::Relaxed);
+        let shards = self
+            .shards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        let secs = self.started.elapsed().as_secs_f64();
+        format!(
+            "{records} record{} from {shards} shard{} in {secs:.1} s ({:.0} records/s)",
+            if records == 1 { "" } else { "s" },
+            if shards == 1 { "" } else { "s" },
+            records as f64 / secs.max(1e-3)
+        )
+    }
+
     /// Whether what was written has reached the reader; says why not, once.
     fn flushed(&self, result: Result<(), WriteError>) -> bool {
         let error = match result {
@@ -411,7 +388,7 @@ impl RecordProcessor for PrintingProcessor {
                     &self.shard_id,
                     r,
                     input.millis_behind_latest,
-                    self.shared.output,
+                    &self.shared.printer,
                 )
             })
             .collect();
@@ -422,6 +399,19 @@ impl RecordProcessor for PrintingProcessor {
             return;
         }
         tracing::debug!(shard = %self.shard_id, records = lines.len(), "batch written");
+        if !lines.is_empty() {
+            self.shared
+                .records
+                .fetch_add(lines.len() as u64, Ordering::Relaxed);
+            let mut shards = self
+                .shared
+                .shards
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !shards.contains(&self.shard_id) {
+                shards.insert(self.shard_id.clone());
+            }
+        }
         self.shared.last_record_ms.store(
             self.shared.started.elapsed().as_millis() as u64,
             Ordering::Relaxed,
@@ -444,6 +434,14 @@ impl RecordProcessor for PrintingProcessor {
     }
 }
 
+/// Rewrites the progress line on standard error every second (only on a terminal).
+async fn progress(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        crate::say_inline!("\r\x1b[K{}", shared.summary());
+    }
+}
+
 /// Runs a worker until SIGINT/SIGTERM, `--exit-when-idle` or standard output closing,
 /// then shuts down gracefully (a second signal exits at once with status 130).
 ///
@@ -455,11 +453,16 @@ impl RecordProcessor for PrintingProcessor {
 /// the library refuses (status 2, e.g. an invalid `--consumer-name`), when the stream does
 /// not exist, the lease table cannot be created or read, or the stream consumer cannot be
 /// registered.
-pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
-    let config = crate::aws::load().await?;
+pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), Error> {
+    let config = crate::aws::load(aws).await?;
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics_server::serve(addr).await?;
+    }
     let shared = Arc::new(Shared {
         stream: args.stream.clone(),
-        output: args.output,
+        printer: Printer::new(args.output, args.format.as_ref()),
+        records: AtomicU64::new(0),
+        shards: std::sync::Mutex::default(),
         checkpoint_every: args.checkpoint_every,
         out: Stdout::default(),
         stdout_gone: CancellationToken::new(),
@@ -488,7 +491,7 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
     };
     let mut builder = Scheduler::builder(&args.app, &args.stream, factory)
         .with_sdk_config(&config)
-        .with_initial_position(args.from)
+        .with_initial_position(args.initial_position())
         .with_failover_time(Duration::from_millis(args.failover_ms))
         .with_worker_heartbeats(args.worker_heartbeats());
     if let Some(batching) = args.batching() {
@@ -527,6 +530,9 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
 
     let worker = scheduler.clone();
     let mut run = tokio::spawn(async move { worker.run().await });
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| tokio::spawn(progress(shared.clone())));
     let idle = args.exit_when_idle.map(Duration::from_secs);
     let watcher = {
         let shared = shared.clone();
@@ -564,6 +570,12 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Error> {
         }
     };
     let _ = shared.out.flush();
+    if let Some(task) = progress {
+        task.abort();
+        // The progress line is replaced by the summary.
+        crate::say_inline!("\r\x1b[K");
+    }
+    crate::say!("kinesis-cat: {}", shared.summary());
     if let Some(e) = shared
         .stdout_error
         .lock()
@@ -730,38 +742,5 @@ mod tests {
         }
         let size_only = parse(&["--exit-when-idle", "1", "--batch-size", "5"]).unwrap();
         assert_eq!(size_only.check(), Ok(()), "no window, no wait");
-    }
-
-    #[test]
-    fn json_lines_carry_every_field() {
-        let mut r = KinesisClientRecord::new("49", 2, "pk", &b"hi"[..]);
-        let line = render("s", "shardId-1", &r, None, Output::Json);
-        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-        assert_eq!(v["stream"], "s");
-        assert_eq!(v["shard_id"], "shardId-1");
-        assert_eq!(v["sequence_number"], "49");
-        assert_eq!(v["sub_sequence_number"], 2);
-        assert_eq!(v["partition_key"], "pk");
-        assert_eq!(v["data_b64"], "aGk=");
-        assert_eq!(v["data"], "hi");
-        assert!(
-            v.get("approximate_arrival_timestamp").is_none()
-                && v.get("millis_behind_latest").is_none()
-        );
-        let bin = KinesisClientRecord::new("49", 0, "pk", vec![0xff, 0]);
-        let v: serde_json::Value =
-            serde_json::from_slice(&render("s", "x", &bin, None, Output::Json)).unwrap();
-        assert!(v.get("data").is_none(), "binary data has no text field");
-        assert_eq!(render("s", "x", &r, None, Output::Raw), b"hi\n");
-        // Metadata, when known.
-        r.approximate_arrival_timestamp =
-            Some(std::time::UNIX_EPOCH + Duration::from_millis(1_704_164_645_123));
-        let v: serde_json::Value =
-            serde_json::from_slice(&render("s", "x", &r, Some(250), Output::Json)).unwrap();
-        assert_eq!(
-            v["approximate_arrival_timestamp"],
-            "2024-01-02T03:04:05.123Z"
-        );
-        assert_eq!(v["millis_behind_latest"], 250);
     }
 }

@@ -38,9 +38,10 @@ pub enum ConsumersAction {
     /// List the stream consumers registered on a stream, one per line: name, status,
     /// ARN and creation time (RFC 3339, UTC), separated by tabs, sorted by name, without
     /// a header (as `stream list`).
+    #[command(after_help = crate::help::CONSUMERS_LIST)]
     List {
         /// Stream name.
-        #[arg(long, value_parser = args::stream_name)]
+        #[arg(short, long, value_parser = args::stream_name)]
         stream: String,
     },
     /// Register a stream consumer and wait until it is ACTIVE (at most --wait-secs); print
@@ -49,9 +50,10 @@ pub enum ConsumersAction {
     ///
     /// AWS charges for each registered consumer per shard and hour until it is
     /// deregistered; at most 20 can be registered on a stream.
+    #[command(after_help = crate::help::CONSUMERS_REGISTER)]
     Register {
         /// Stream name.
-        #[arg(long, value_parser = args::stream_name)]
+        #[arg(short, long, value_parser = args::stream_name)]
         stream: String,
         /// Stream consumer name: 1 to 128 characters of a-z A-Z 0-9 _ . -
         /// (`consume --efo` uses its --consumer-name, else its --app name).
@@ -59,9 +61,10 @@ pub enum ConsumersAction {
         name: String,
     },
     /// Deregister a stream consumer (its subscriptions end). Not registered: exit status 3.
+    #[command(after_help = crate::help::CONSUMERS_DEREGISTER)]
     Deregister {
         /// Stream name.
-        #[arg(long, value_parser = args::stream_name)]
+        #[arg(short, long, value_parser = args::stream_name)]
         stream: String,
         /// Stream consumer name.
         #[arg(value_parser = args::consumer_name)]

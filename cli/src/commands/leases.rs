@@ -26,11 +26,11 @@ use crate::{args, Error};
 #[derive(Debug, Args)]
 pub struct LeasesArgs {
     /// Application name (the lease table's name).
-    #[arg(long, value_parser = args::application_name)]
+    #[arg(short, long, value_parser = args::application_name)]
     pub app: String,
     /// The stream, to show which leased shards are still open and how far behind their
     /// checkpoints are. Default: not shown.
-    #[arg(long, value_parser = args::stream_name)]
+    #[arg(short, long, value_parser = args::stream_name)]
     pub stream: Option<String>,
     /// Shows the tables again every SECS seconds until Ctrl-C: in place on a terminal,
     /// one after the other otherwise.
@@ -172,8 +172,8 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
 /// # Errors
 /// [`Error::Config`] for an unusable AWS configuration; DynamoDB or Kinesis errors (a
 /// missing table or stream exits with status 3).
-pub async fn run(args: LeasesArgs) -> Result<(), Error> {
-    let config = crate::aws::load().await?;
+pub async fn run(args: LeasesArgs, aws: &crate::aws::AwsOptions) -> Result<(), Error> {
+    let config = crate::aws::load(aws).await?;
     let Some(every) = args.watch else {
         return show(&args, &config, false).await;
     };

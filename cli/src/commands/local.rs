@@ -16,13 +16,13 @@ use crate::Error;
 /// Arguments of `kinesis-cat local`.
 #[derive(Debug, Args)]
 pub struct LocalArgs {
-    /// Loopback port for Kinesis (0 = any free port). Default: 4567.
+    /// Loopback port for Kinesis (0 = any free port).
     #[arg(long, default_value_t = 4567)]
     pub kinesis_port: u16,
-    /// Loopback port for DynamoDB (0 = any free port). Default: 8000.
+    /// Loopback port for DynamoDB (0 = any free port).
     #[arg(long, default_value_t = 8000)]
     pub dynamodb_port: u16,
-    /// Which emulators to run. Default: embedded.
+    /// Which emulators to run.
     #[arg(long, value_enum, default_value_t = LocalBackend::Embedded)]
     pub backend: LocalBackend,
     /// Make embedded Kinesis throttle writes like real shards (1 MiB/s, 1,000 records/s).

@@ -35,7 +35,8 @@ pub enum InputFormat {
     /// The line is the data; the key is `--partition-key` or a random one per line.
     Text,
     /// `{"partition_key": "...", "explicit_hash_key": "..." (optional), "data": "utf-8"}`
-    /// or with `"data_b64"` instead of `"data"`.
+    /// or with `"data_b64"` instead of (or agreeing with) `"data"`; the other fields of
+    /// `consume` / `tail` JSON lines are accepted and ignored.
     Json,
 }
 
@@ -43,14 +44,14 @@ pub enum InputFormat {
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// The stream to write to.
-    #[arg(long, value_parser = args::stream_name)]
+    #[arg(short, long, value_parser = args::stream_name)]
     pub stream: String,
     /// How to read each line.
-    #[arg(long, value_enum, default_value_t = InputFormat::Text)]
+    #[arg(short, long, value_enum, default_value_t = InputFormat::Text)]
     pub input: InputFormat,
     /// Partition key for every line in text mode (1 to 256 characters). Default: a random
     /// key per line.
-    #[arg(long, value_parser = args::partition_key)]
+    #[arg(short = 'k', long, value_parser = args::partition_key)]
     pub partition_key: Option<String>,
     /// Send each line as its own Kinesis record (no KPL aggregation).
     #[arg(long)]
@@ -61,7 +62,7 @@ pub struct ProduceArgs {
     /// Compress Kinesis records (only this project's consumer inflates them).
     #[arg(long)]
     pub compress: bool,
-    /// How long a record may wait to be batched, in milliseconds (1 to 60000). Default: 100.
+    /// How long a record may wait to be batched, in milliseconds (1 to 60000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub max_buffered_ms: u64,
     /// Read at most this many lines per second (at least 1). Default: no limit.
@@ -70,7 +71,7 @@ pub struct ProduceArgs {
     /// The producer's per-shard rate limit, in per cent of a shard's write limits (1,000
     /// records/s and 1 MiB/s): 1 to 10000. Kinesis throttles what goes over its limits
     /// and the producer retries it; against an emulator that enforces no limits, raise it
-    /// to send as fast as the emulator takes. Default: 150 (the KPL's).
+    /// to send as fast as the emulator takes. 150 is the KPL's default.
     #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate_limit_percent: u32,
     /// Stop at the first failed call other than throttling (an unreachable endpoint, a
@@ -84,9 +85,17 @@ pub struct ProduceArgs {
     /// TTL (30 s).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub flush_timeout_secs: Option<u64>,
+    /// Serve Prometheus metrics (the producer library's kinesis_producer_*) on this
+    /// address, e.g. 127.0.0.1:9464 (port 0: any free port, said on standard error), at
+    /// /metrics. Default: not served.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// One JSON input line.
+/// One JSON input line: the record's fields, and those `consume` and `tail` add about
+/// where it was read (accepted so that their output is input as it is, and ignored:
+/// `produce --stream` decides the stream, Kinesis the rest). Any other field is refused,
+/// so that a misspelt one is not silently dropped.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonLine {
@@ -97,6 +106,23 @@ struct JsonLine {
     data: Option<String>,
     #[serde(default)]
     data_b64: Option<String>,
+    // Written by consume / tail (crate::render), ignored here.
+    #[serde(default, rename = "stream")]
+    _stream: serde::de::IgnoredAny,
+    #[serde(default, rename = "shard_id")]
+    _shard_id: serde::de::IgnoredAny,
+    #[serde(default, rename = "sequence_number")]
+    _sequence_number: serde::de::IgnoredAny,
+    #[serde(default, rename = "sub_sequence_number")]
+    _sub_sequence_number: serde::de::IgnoredAny,
+    #[serde(default, rename = "approximate_arrival_timestamp")]
+    _approximate_arrival_timestamp: serde::de::IgnoredAny,
+    #[serde(default, rename = "millis_behind_latest")]
+    _millis_behind_latest: serde::de::IgnoredAny,
+    #[serde(default, rename = "outside_shard_range")]
+    _outside_shard_range: serde::de::IgnoredAny,
+    #[serde(default, rename = "payload_encoding")]
+    _payload_encoding: serde::de::IgnoredAny,
 }
 
 /// Turns one input line into a record, or says what is wrong with it.
@@ -123,7 +149,19 @@ fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String>
                     .map_err(|e| format!("bad data_b64: {e}"))?
                     .into(),
                 (None, None) => return Err("one of \"data\" or \"data_b64\" is required".into()),
-                (Some(_), Some(_)) => return Err("give \"data\" or \"data_b64\", not both".into()),
+                // What consume and tail write for a UTF-8 payload: both, the same bytes.
+                (Some(text), Some(b64)) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(b64.as_bytes())
+                        .map_err(|e| format!("bad data_b64: {e}"))?;
+                    if bytes != text.as_bytes() {
+                        return Err(
+                            "\"data\" and \"data_b64\" disagree: give one, or both with the same bytes"
+                                .into(),
+                        );
+                    }
+                    Bytes::from(bytes)
+                }
             };
             let mut r = ProducerRecord::new(&args.stream, j.partition_key, data);
             if let Some(h) = j.explicit_hash_key {
@@ -407,8 +445,11 @@ async fn watch_failures(
 /// # Errors
 /// As [`produce`], plus [`Error::Config`] for an unusable AWS configuration and
 /// [`Error::Signal`] when the signal handlers cannot be installed.
-pub async fn run(args: ProduceArgs) -> Result<(), Error> {
-    let client = crate::aws::kinesis_client().await?;
+pub async fn run(args: ProduceArgs, aws: &crate::aws::AwsOptions) -> Result<(), Error> {
+    let client = crate::aws::kinesis_client(aws).await?;
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics_server::serve(addr).await?;
+    }
     let stop = crate::signals::install("flushing the records read")?;
     let input = BufReader::with_capacity(INPUT_BUFFER, tokio::io::stdin());
     produce(args, client, input, stop).await
@@ -802,12 +843,29 @@ mod tests {
         assert_eq!(r.data, Bytes::from("héllo"));
         let r = parse_line(&j, br#"{"partition_key":"p","data_b64":"AAEC"}"#).unwrap();
         assert_eq!(r.data, Bytes::from_static(&[0, 1, 2]));
+        // A line as consume and tail print it.
+        let r = parse_line(
+            &j,
+            br#"{"stream":"a","shard_id":"shardId-000000000001","sequence_number":"4960",
+                "sub_sequence_number":2,"partition_key":"p","explicit_hash_key":"42",
+                "data_b64":"aGk=","data":"hi","approximate_arrival_timestamp":"2024-01-02T03:04:05.123Z",
+                "millis_behind_latest":0,"outside_shard_range":true,"payload_encoding":"gzip"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                r.partition_key.as_str(),
+                r.explicit_hash_key.as_deref(),
+                &r.data[..]
+            ),
+            ("p", Some("42"), &b"hi"[..])
+        );
         for (line, why) in [
             ("not json", "bad JSON"),
             (r#"{"partition_key":"p"}"#, "required"),
             (
                 r#"{"partition_key":"p","data":"a","data_b64":"AA=="}"#,
-                "not both",
+                "disagree",
             ),
             (r#"{"partition_key":"p","data_b64":"!!"}"#, "bad data_b64"),
             (r#"{"partition_key":"p","data":"a","extra":1}"#, "bad JSON"),

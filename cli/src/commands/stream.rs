@@ -2,8 +2,10 @@
 //!
 //! ```text
 //!  StreamAction --> Kinesis client (standard config chain)
-//!     create   CreateStream -> wait ACTIVE
-//!     describe DescribeStreamSummary + ListShards (paged) -> table
+//!     create   CreateStream (shards, or --on-demand) -> wait ACTIVE
+//!     update-mode UpdateStreamMode (ON_DEMAND | PROVISIONED, by ARN) -> wait ACTIVE
+//!     update-shard-count UpdateShardCount (UNIFORM_SCALING) -> wait ACTIVE -> open shards
+//!     describe DescribeStreamSummary (status, mode, ...) + ListShards (paged) -> table
 //!     list     ListStreams (paged)
 //!     split    ListShards (range) -> SplitShard(midpoint or --at) -> wait ACTIVE -> children
 //!     merge    MergeShards -> wait ACTIVE -> child
@@ -18,14 +20,15 @@ use clap::{Args, Subcommand};
 
 use super::consumers::{self, ConsumersAction};
 use super::shards;
-use crate::{args, Error};
+use crate::{args, help, Error};
 
 /// Arguments of `kinesis-cat stream`.
 #[derive(Debug, Args)]
 pub struct StreamArgs {
-    /// Seconds to wait for the stream to become ACTIVE after create, split and merge, for
-    /// a stream consumer to become ACTIVE after `consumers register`, and for it to be gone
-    /// after `consumers deregister --wait`: 1 to 86400 (a day). Default: 300.
+    /// Seconds to wait for the stream to become ACTIVE after create, split, merge and
+    /// update-shard-count, for a stream consumer to become ACTIVE after `consumers
+    /// register`, and for it to be gone after `consumers deregister --wait`: 1 to 86400 (a
+    /// day).
     #[arg(long, global = true, default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub wait_secs: u64,
@@ -38,28 +41,39 @@ pub struct StreamArgs {
 #[derive(Debug, Subcommand)]
 #[non_exhaustive]
 pub enum StreamAction {
-    /// Create a provisioned stream and wait until it is ACTIVE.
+    /// Create a stream (provisioned, or on-demand with --on-demand) and wait until it is
+    /// ACTIVE.
+    #[command(after_help = help::STREAM_CREATE)]
     Create {
         /// Stream name.
-        #[arg(value_parser = args::stream_name)]
-        name: String,
-        /// Number of shards (1 to 10000). Default: 1.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
-        shards: i32,
+        #[arg(short, long, value_parser = args::stream_name)]
+        stream: String,
+        /// Number of shards of a provisioned stream (1 to 10000). Default: 1.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000),
+              conflicts_with = "on_demand")]
+        shards: Option<i32>,
+        /// Create an on-demand stream: Kinesis sizes it (4 shards to start, on AWS) and
+        /// bills per GB instead of per shard hour. Default: provisioned.
+        #[arg(long)]
+        on_demand: bool,
     },
-    /// Show a stream's status and every shard with its hash range and lineage.
+    /// Show a stream's status, capacity mode and every shard with its hash range and
+    /// lineage.
+    #[command(after_help = help::STREAM_DESCRIBE)]
     Describe {
         /// Stream name.
-        #[arg(value_parser = args::stream_name)]
-        name: String,
+        #[arg(short, long, value_parser = args::stream_name)]
+        stream: String,
     },
     /// List stream names, one per line.
+    #[command(after_help = help::STREAM_LIST)]
     List,
     /// Split an open shard in two and wait until the stream is ACTIVE again.
+    #[command(after_help = help::STREAM_SPLIT)]
     Split {
         /// Stream name.
-        #[arg(value_parser = args::stream_name)]
-        name: String,
+        #[arg(short, long, value_parser = args::stream_name)]
+        stream: String,
         /// Shard to split.
         #[arg(long, value_parser = args::non_empty)]
         shard: String,
@@ -69,10 +83,11 @@ pub enum StreamAction {
         at: Option<String>,
     },
     /// Merge two adjacent open shards and wait until the stream is ACTIVE again.
+    #[command(after_help = help::STREAM_MERGE)]
     Merge {
         /// Stream name.
-        #[arg(value_parser = args::stream_name)]
-        name: String,
+        #[arg(short, long, value_parser = args::stream_name)]
+        stream: String,
         /// First shard to merge.
         #[arg(long, value_parser = args::non_empty)]
         shard: String,
@@ -80,11 +95,42 @@ pub enum StreamAction {
         #[arg(long, value_parser = args::non_empty)]
         adjacent: String,
     },
+    /// Change a provisioned stream's number of open shards (UpdateShardCount, uniform
+    /// scaling: Kinesis splits or merges so that the shards cover equal hash ranges) and
+    /// wait until it is ACTIVE again.
+    ///
+    /// Kinesis allows at most double or half the open shards per call, and a limited
+    /// number of calls per 24 hours; an on-demand stream sizes itself and refuses it.
+    #[command(name = "update-shard-count", after_help = help::STREAM_UPDATE_SHARD_COUNT)]
+    UpdateShardCount {
+        /// Stream name.
+        #[arg(short, long, value_parser = args::stream_name)]
+        stream: String,
+        /// The number of open shards wanted (1 to 10000).
+        #[arg(long, value_name = "SHARDS",
+              value_parser = clap::value_parser!(i32).range(1..=10_000))]
+        target: i32,
+    },
+    /// Switch a stream between on-demand and provisioned capacity (UpdateStreamMode) and
+    /// wait until it is ACTIVE again.
+    ///
+    /// Kinesis allows two switches per 24 hours; a stream switched to provisioned keeps
+    /// its shards.
+    #[command(name = "update-mode", after_help = help::STREAM_UPDATE_MODE)]
+    UpdateMode {
+        /// Stream name.
+        #[arg(short, long, value_parser = args::stream_name)]
+        stream: String,
+        /// The capacity mode wanted.
+        #[arg(long, value_enum)]
+        mode: Mode,
+    },
     /// Delete a stream (does not wait for it to disappear).
+    #[command(after_help = help::STREAM_DELETE)]
     Delete {
         /// Stream name.
-        #[arg(value_parser = args::stream_name)]
-        name: String,
+        #[arg(short, long, value_parser = args::stream_name)]
+        stream: String,
         /// Also delete registered enhanced fan-out consumers (otherwise a stream with
         /// consumers is refused). Default: off.
         #[arg(long)]
@@ -92,11 +138,21 @@ pub enum StreamAction {
     },
     /// List, register and deregister the enhanced fan-out stream consumers of a stream
     /// (what `consume --efo` reads through; each costs money while registered).
+    #[command(after_help = help::CONSUMERS)]
     Consumers {
         /// What to do.
         #[command(subcommand)]
         action: ConsumersAction,
     },
+}
+
+/// A stream's capacity mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Kinesis sizes the stream and bills per GB.
+    OnDemand,
+    /// The shards are yours to size, billed per shard hour.
+    Provisioned,
 }
 
 /// Runs a `stream` subcommand against the endpoint of the standard AWS configuration chain.
@@ -108,8 +164,8 @@ pub enum StreamAction {
 /// [`Error::Kinesis`] for failed calls, [`Error::ShardNotFound`] / [`Error::InvalidHashKey`]
 /// for bad arguments, [`Error::Emulators`] when the stream does not become ACTIVE in time;
 /// for `consumers`, those of [`consumers::run`].
-pub async fn run(args: StreamArgs) -> Result<(), Error> {
-    let client = crate::aws::kinesis_client().await?;
+pub async fn run(args: StreamArgs, aws: &crate::aws::AwsOptions) -> Result<(), Error> {
+    let client = crate::aws::kinesis_client(aws).await?;
     let wait = Duration::from_secs(args.wait_secs);
     // Nothing here can be finished gracefully: the first signal stops waiting (an
     // operation already sent goes ahead in Kinesis) and says so.
@@ -130,20 +186,38 @@ async fn action(
     let client = client.clone();
     let mut out = std::io::stdout().lock();
     match action {
-        StreamAction::Create { name, shards } => {
-            create(&client, &name, shards, wait, &mut out).await
+        StreamAction::Create {
+            stream,
+            shards,
+            on_demand,
+        } => {
+            let mode = if on_demand {
+                Capacity::OnDemand
+            } else {
+                Capacity::Provisioned(shards.unwrap_or(1))
+            };
+            create(&client, &stream, mode, wait, &mut out).await
         }
-        StreamAction::Describe { name } => describe(&client, &name, &mut out).await,
+        StreamAction::Describe { stream } => describe(&client, &stream, &mut out).await,
         StreamAction::List => list(&client, &mut out).await,
-        StreamAction::Split { name, shard, at } => {
-            split(&client, &name, &shard, at.as_deref(), wait, &mut out).await
+        StreamAction::Split { stream, shard, at } => {
+            split(&client, &stream, &shard, at.as_deref(), wait, &mut out).await
         }
         StreamAction::Merge {
-            name,
+            stream,
             shard,
             adjacent,
-        } => merge(&client, &name, &shard, &adjacent, wait, &mut out).await,
-        StreamAction::Delete { name, force } => {
+        } => merge(&client, &stream, &shard, &adjacent, wait, &mut out).await,
+        StreamAction::UpdateShardCount { stream, target } => {
+            update_shard_count(&client, &stream, target, wait, &mut out).await
+        }
+        StreamAction::UpdateMode { stream, mode } => {
+            update_mode(&client, &stream, mode, wait, &mut out).await
+        }
+        StreamAction::Delete {
+            stream: name,
+            force,
+        } => {
             client
                 .delete_stream()
                 .stream_name(&name)
@@ -157,22 +231,121 @@ async fn action(
     }
 }
 
+/// How a new stream's capacity is managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Capacity {
+    /// Provisioned, with this many shards.
+    Provisioned(i32),
+    /// On-demand: Kinesis decides the shards.
+    OnDemand,
+}
+
 async fn create(
     client: &aws_sdk_kinesis::Client,
     name: &str,
-    shards: i32,
+    capacity: Capacity,
     wait: Duration,
     out: &mut impl Write,
 ) -> Result<(), Error> {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
+    use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
+    let request = client.create_stream().stream_name(name);
+    let request = match capacity {
+        Capacity::Provisioned(shards) => request.shard_count(shards),
+        Capacity::OnDemand => request.stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .map_err(|e| Error::Internal(format!("StreamModeDetails: {e}")))?,
+        ),
+    };
+    request
         .send()
         .await
         .map_err(|e| Error::kinesis("CreateStream", name, e))?;
     kinesis_emulators::wait_for_stream_active(client, name, wait).await?;
-    writeln!(out, "created stream {name} with {shards} shard(s): ACTIVE").map_err(Error::Output)
+    let summary = summary(client, name).await?;
+    let mode = summary
+        .stream_mode_details()
+        .map_or("PROVISIONED", |m| m.stream_mode().as_str());
+    let open = summary.open_shard_count();
+    writeln!(
+        out,
+        "created stream {name}: {mode}, {open} open shard{}, ACTIVE",
+        if open == 1 { "" } else { "s" }
+    )
+    .map_err(Error::Output)
+}
+
+/// DescribeStreamSummary of `name`.
+async fn summary(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+) -> Result<aws_sdk_kinesis::types::StreamDescriptionSummary, Error> {
+    client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("DescribeStreamSummary", name, e))?
+        .stream_description_summary
+        .ok_or_else(|| Error::Internal(format!("DescribeStreamSummary of {name} said nothing")))
+}
+
+async fn update_mode(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    mode: Mode,
+    wait: Duration,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
+    let arn = summary(client, name).await?.stream_arn().to_owned();
+    let details = StreamModeDetails::builder()
+        .stream_mode(match mode {
+            Mode::OnDemand => StreamMode::OnDemand,
+            Mode::Provisioned => StreamMode::Provisioned,
+        })
+        .build()
+        .map_err(|e| Error::Internal(format!("StreamModeDetails: {e}")))?;
+    client
+        .update_stream_mode()
+        .stream_arn(arn)
+        .stream_mode_details(details)
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("UpdateStreamMode", name, e))?;
+    kinesis_emulators::wait_for_stream_active(client, name, wait).await?;
+    let now = summary(client, name).await?;
+    let mode = now
+        .stream_mode_details()
+        .map_or("PROVISIONED", |m| m.stream_mode().as_str());
+    writeln!(out, "stream {name}: {mode}, ACTIVE").map_err(Error::Output)
+}
+
+async fn update_shard_count(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    target: i32,
+    wait: Duration,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    use aws_sdk_kinesis::types::ScalingType;
+    let before = summary(client, name).await?.open_shard_count();
+    client
+        .update_shard_count()
+        .stream_name(name)
+        .target_shard_count(target)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await
+        .map_err(|e| Error::kinesis("UpdateShardCount", name, e))?;
+    kinesis_emulators::wait_for_stream_active(client, name, wait).await?;
+    let after = summary(client, name).await?.open_shard_count();
+    writeln!(
+        out,
+        "stream {name}: {before} -> {after} open shards (asked for {target}): ACTIVE"
+    )
+    .map_err(Error::Output)
 }
 
 async fn describe(
@@ -180,24 +353,20 @@ async fn describe(
     name: &str,
     out: &mut impl Write,
 ) -> Result<(), Error> {
-    let summary = client
-        .describe_stream_summary()
-        .stream_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::kinesis("DescribeStreamSummary", name, e))?;
+    let s = summary(client, name).await?;
     let all = shards::list_all(client, name).await?;
     let mut text = String::new();
-    if let Some(s) = summary.stream_description_summary() {
-        text.push_str(&format!("stream:      {}\n", s.stream_name()));
-        text.push_str(&format!("arn:         {}\n", s.stream_arn()));
-        text.push_str(&format!("status:      {}\n", s.stream_status().as_str()));
-        if let Some(mode) = s.stream_mode_details() {
-            text.push_str(&format!("mode:        {}\n", mode.stream_mode().as_str()));
-        }
-        text.push_str(&format!("retention:   {} h\n", s.retention_period_hours()));
-        text.push_str(&format!("open shards: {}\n", s.open_shard_count()));
-    }
+    text.push_str(&format!("stream:      {}\n", s.stream_name()));
+    text.push_str(&format!("arn:         {}\n", s.stream_arn()));
+    text.push_str(&format!("status:      {}\n", s.stream_status().as_str()));
+    // Streams created before capacity modes existed report none: they are provisioned.
+    text.push_str(&format!(
+        "mode:        {}\n",
+        s.stream_mode_details()
+            .map_or("PROVISIONED", |m| m.stream_mode().as_str())
+    ));
+    text.push_str(&format!("retention:   {} h\n", s.retention_period_hours()));
+    text.push_str(&format!("open shards: {}\n", s.open_shard_count()));
     text.push_str(&format!(
         "{:<22} {:<6} {:<40} {:<40} {:<22} {}\n",
         "SHARD", "STATE", "STARTING_HASH_KEY", "ENDING_HASH_KEY", "PARENT", "ADJACENT_PARENT"
@@ -354,18 +523,22 @@ mod tests {
 
     #[test]
     fn defaults_are_pinned() {
-        let args = parse(&["create", "s"]).expect("parse");
+        let args = parse(&["create", "-s", "s"]).expect("parse");
         assert_eq!(args.wait_secs, 300);
         assert!(matches!(
             args.action,
-            StreamAction::Create { shards: 1, .. }
+            StreamAction::Create {
+                shards: None,
+                on_demand: false,
+                ..
+            }
         ));
-        let args = parse(&["delete", "s"]).expect("parse");
+        let args = parse(&["delete", "-s", "s"]).expect("parse");
         assert!(matches!(
             args.action,
             StreamAction::Delete { force: false, .. }
         ));
-        let args = parse(&["split", "s", "--shard", "shardId-000000000000"]).expect("parse");
+        let args = parse(&["split", "-s", "s", "--shard", "shardId-000000000000"]).expect("parse");
         assert!(matches!(args.action, StreamAction::Split { at: None, .. }));
         let args = parse(&["consumers", "deregister", "--stream", "s", "c"]).expect("parse");
         assert_eq!(args.wait_secs, 300);
@@ -395,7 +568,7 @@ mod tests {
         .expect("parse");
         assert_eq!(args.wait_secs, 9);
         assert!(
-            parse(&["create", "s", "--wait-secs", "18446744073709551615"]).is_err(),
+            parse(&["create", "-s", "s", "--wait-secs", "18446744073709551615"]).is_err(),
             "a wait that would overflow the clock is refused"
         );
         assert!(matches!(
@@ -415,10 +588,42 @@ mod tests {
     }
 
     #[test]
+    fn capacity_and_resharding_flags() {
+        let args = parse(&["create", "--stream", "s", "--on-demand"]).expect("parse");
+        assert!(matches!(
+            args.action,
+            StreamAction::Create {
+                shards: None,
+                on_demand: true,
+                ..
+            }
+        ));
+        let e = parse(&["create", "-s", "s", "--on-demand", "--shards", "2"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
+        let args = parse(&["update-shard-count", "-s", "s", "--target", "8"]).expect("parse");
+        assert!(matches!(
+            args.action,
+            StreamAction::UpdateShardCount { target: 8, ref stream } if stream == "s"
+        ));
+        for bad in ["0", "10001", "x"] {
+            assert!(parse(&["update-shard-count", "-s", "s", "--target", bad]).is_err());
+        }
+        assert!(
+            parse(&["update-shard-count", "-s", "s"]).is_err(),
+            "--target is required"
+        );
+        assert!(
+            parse(&["describe", "s"]).is_err(),
+            "the stream is a flag, as everywhere"
+        );
+    }
+
+    #[test]
     fn merge_needs_both_shards() {
-        assert!(parse(&["merge", "s", "--shard", "a"]).is_err());
+        assert!(parse(&["merge", "-s", "s", "--shard", "a"]).is_err());
         let args = parse(&[
             "merge",
+            "-s",
             "s",
             "--shard",
             "a",

@@ -149,9 +149,9 @@ pub fn load_config(args: &MultiLangArgs) -> Result<MultiLangConfig, Error> {
 /// [`Error::Properties`] for the properties file (status 2); [`Error::Config`] for an
 /// unusable AWS configuration; [`Error::Consumer`] for a setting the library refuses, a
 /// missing stream, or a lease table that cannot be created or read.
-pub async fn run(args: MultiLangArgs) -> Result<(), Error> {
+pub async fn run(args: MultiLangArgs, aws: &crate::aws::AwsOptions) -> Result<(), Error> {
     let config = load_config(&args)?;
-    let sdk = crate::aws::load_in(config.region.clone()).await?;
+    let sdk = crate::aws::load_in(aws, config.region.clone()).await?;
     let stop = crate::signals::install("shutting the record processors down")?;
     run_until(&config, &sdk, stop).await
 }
