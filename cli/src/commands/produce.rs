@@ -100,7 +100,7 @@ struct JsonLine {
 }
 
 /// Turns one input line into a record, or says what is wrong with it.
-fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
+pub(crate) fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
     match args.input {
         InputFormat::Text => {
             let key = match &args.partition_key {
