@@ -171,6 +171,8 @@ def produce_json_line():
         write("produce_json_line", name, json.dumps(obj, ensure_ascii=False))
     write("produce_json_line", "not_json", "not json")
     write("produce_json_line", "array", '[{"partition_key": "p"}]')
+    # serde reads a struct from an array of its fields: such a line must be refused.
+    write("produce_json_line", "array_of_fields", '["p", null, "hello", null]')
 
 
 def multilang_line():

@@ -11,6 +11,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +25,8 @@ use common::read_all;
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
 const MIB: usize = 1024 * 1024;
+/// The row whose key is 256 characters but 512 bytes.
+const BYTES_KEY: &str = "256 two-byte characters";
 
 async fn stack() -> LocalStack {
     LocalStack::builder()
@@ -150,17 +153,23 @@ async fn records_at_the_limits_are_delivered_and_read_back_as_sent() {
             )
         })
         .collect();
+    // Delivered copies per row. One row may be refused by emulators that count a key's
+    // bytes (ferrokinesis does): a key of 256 two-byte characters sent alone (not
+    // aggregated) is 512 bytes. AWS counts characters and takes it; such an emulator
+    // refuses it, and the refusal must then be the record's outcome, typed.
+    let mut delivered: HashMap<&str, usize> = HashMap::new();
+    let everything = || {
+        rows.iter()
+            .map(|(w, r)| (*w, r.clone()))
+            .chain(big.iter().map(|r| ("big", r.clone())))
+    };
     for aggregation in [true, false] {
         let producer = Producer::builder(stack.kinesis_client())
             .with_aggregation(aggregation)
             .build()
             .unwrap();
         let mut handles = Vec::new();
-        for (what, record) in rows
-            .iter()
-            .map(|(w, r)| (*w, r.clone()))
-            .chain(big.iter().map(|r| ("big", r.clone())))
-        {
+        for (what, record) in everything() {
             match producer.put(record).await {
                 Ok(h) => handles.push((what, h)),
                 Err(e) => panic!("{what} (aggregation {aggregation}): refused: {e}"),
@@ -177,25 +186,39 @@ async fn records_at_the_limits_are_delivered_and_read_back_as_sent() {
         .await
         .expect("every record resolves");
         for (what, outcome) in outcomes {
-            if let Err(failed) = outcome {
-                panic!("{what} (aggregation {aggregation}): {failed}");
+            match outcome {
+                Ok(_) => *delivered.entry(what).or_default() += 1,
+                Err(failed) if what == BYTES_KEY && !aggregation => match &failed.reason {
+                    FailureReason::Rejected { code, .. } if code == "ValidationException" => {
+                        eprintln!("the endpoint counts partition key bytes: {failed}");
+                    }
+                    other => panic!("{what}: want delivery or ValidationException, got {other:?}"),
+                },
+                Err(failed) => panic!("{what} (aggregation {aggregation}): {failed}"),
             }
         }
         producer.shutdown().await;
     }
     let read = read_all(&stack.kinesis_client(), &stream).await;
-    for (what, record) in rows
-        .iter()
-        .map(|(w, r)| (*w, r))
-        .chain(big.iter().map(|r| ("big", r)))
-    {
+    for (what, record) in everything() {
         let copies = read
             .iter()
             .filter(|x| x.partition_key == record.partition_key && x.data == record.data)
             .count();
-        assert_eq!(copies, 2, "{what}: once per producer");
+        let want = if what == "big" { 1 } else { delivered[what] };
+        let want = if what == "big" {
+            delivered["big"] / big.len()
+        } else {
+            want
+        };
+        assert_eq!(copies, want, "{what}: once per delivery");
+        assert!(want >= 1, "{what}: delivered at least once (aggregated)");
     }
-    assert_eq!(read.len(), 2 * (rows.len() + big.len()), "nothing else");
+    assert_eq!(
+        read.len(),
+        delivered.values().sum::<usize>(),
+        "nothing else"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,6 +115,11 @@ pub(crate) fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerReco
             ))
         }
         InputFormat::Json => {
+            // serde reads a struct from an array too (fields by position): only an object is
+            // a record.
+            if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err("bad JSON: a line must be one JSON object".into());
+            }
             let j: JsonLine = serde_json::from_slice(line).map_err(|e| format!("bad JSON: {e}"))?;
             let data = match (j.data, j.data_b64) {
                 (Some(text), None) => Bytes::from(text),
@@ -811,6 +816,7 @@ mod tests {
             ),
             (r#"{"partition_key":"p","data_b64":"!!"}"#, "bad data_b64"),
             (r#"{"partition_key":"p","data":"a","extra":1}"#, "bad JSON"),
+            (r#"["p", null, "a"]"#, "one JSON object"),
         ] {
             let e = parse_line(&j, line.as_bytes()).unwrap_err();
             assert!(e.contains(why), "{line}: {e}");
