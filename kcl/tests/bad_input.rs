@@ -357,7 +357,7 @@ async fn a_missing_stream_is_a_typed_error_and_creates_nothing() {
 async fn access_denied_on_the_lease_table_is_a_typed_error_without_a_busy_loop() {
     let stack = stack().await;
     let stream = stack.create_stream("denied", 1).await.unwrap();
-    let proxy = FaultProxy::start(&stack.dynamodb_endpoint())
+    let proxy = FaultProxy::start(stack.dynamodb_endpoint())
         .await
         .expect("proxy");
     proxy.set_rules(vec![Rule::new(
