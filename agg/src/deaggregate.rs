@@ -237,7 +237,9 @@ impl Deaggregator {
             let whole = partition_key == WHOLE_RESEND_PARTITION_KEY;
             match self.parse(&inner, whole) {
                 Ok(out) => out,
-                Err(reason) => return self.corrupt(partition_key, inner, reason),
+                // An inflated record that is a corrupt aggregate is handed over inflated,
+                // and says so.
+                Err(reason) => self.corrupt(partition_key, inner, reason)?,
             }
         };
         out.compressed = compressed;

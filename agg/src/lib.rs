@@ -39,6 +39,8 @@ pub mod aggregator;
 pub mod compression;
 pub mod deaggregate;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod key;
 pub mod proto;

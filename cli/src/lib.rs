@@ -41,6 +41,8 @@ pub mod args;
 pub mod aws;
 pub mod commands;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod help;
 pub mod logging;
 pub mod metrics_server;

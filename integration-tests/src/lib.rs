@@ -20,6 +20,7 @@
 pub mod bench_host;
 pub mod checks;
 pub mod fault_proxy;
+pub mod fuzz_corpus;
 pub mod kinesis;
 pub mod peers;
 

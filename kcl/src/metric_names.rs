@@ -32,7 +32,8 @@ pub const RECORDS_INFLATED: &str = "kinesis_consumer_records_inflated_total";
 /// Label `shard`.
 pub const RECORDS_NOT_INFLATED: &str = "kinesis_consumer_records_not_inflated_total";
 /// Counter: Kinesis records skipped because they cannot be read at all (a sequence number
-/// that is not a number). Label `shard`.
+/// that is not a number) or hold no user record (a valid KPL aggregate of none). Label
+/// `shard`.
 pub const RECORDS_SKIPPED: &str = "kinesis_consumer_records_skipped_total";
 /// Counter: records with the KPL aggregation magic that are not valid aggregates, handed
 /// to the processor whole, as one plain record each. Label `shard`.

@@ -126,7 +126,7 @@ struct JsonLine {
 }
 
 /// Turns one input line into a record, or says what is wrong with it.
-fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
+pub(crate) fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
     match args.input {
         InputFormat::Text => {
             let key = match &args.partition_key {
@@ -141,6 +141,11 @@ fn parse_line(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String>
             ))
         }
         InputFormat::Json => {
+            // serde reads a struct from an array too (fields by position): only an object is
+            // a record.
+            if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err("bad JSON: a line must be one JSON object".into());
+            }
             let j: JsonLine = serde_json::from_slice(line).map_err(|e| format!("bad JSON: {e}"))?;
             let data = match (j.data, j.data_b64) {
                 (Some(text), None) => Bytes::from(text),
@@ -869,6 +874,7 @@ mod tests {
             ),
             (r#"{"partition_key":"p","data_b64":"!!"}"#, "bad data_b64"),
             (r#"{"partition_key":"p","data":"a","extra":1}"#, "bad JSON"),
+            (r#"["p", null, "a"]"#, "one JSON object"),
         ] {
             let e = parse_line(&j, line.as_bytes()).unwrap_err();
             assert!(e.contains(why), "{line}: {e}");

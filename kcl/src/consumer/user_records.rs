@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  Kinesis records ─▶ odd sequence number? ─▶ skipped (logged, counted)
-//!                  ─▶ Deaggregator: KPL aggregate → sub-records (undecodable: skipped;
+//!                  ─▶ Deaggregator: KPL aggregate → sub-records (undecodable or no
+//!                       sub-records: skipped, logged, counted;
 //!                       corrupt: passed through whole), outside the shard's hash key
 //!                       range → dropped and counted in dropped_outside_range, or kept,
 //!                       marked and counted in kept_outside_range (the deaggregator's policy)
@@ -34,8 +35,9 @@ pub(crate) struct UserRecords {
     pub(crate) dropped_outside_range: usize,
     /// Sub-records kept (and marked) although outside the shard's hash key range.
     pub(crate) kept_outside_range: usize,
-    /// Kinesis records skipped: a sequence number that is not a number, or data the
-    /// deaggregator refused (never under its default pass-through policy).
+    /// Kinesis records skipped: a sequence number that is not a number, data the
+    /// deaggregator refused (never under its default pass-through policy), or a valid
+    /// aggregate of no user records.
     pub(crate) skipped: usize,
     /// Records with the aggregation magic that are not valid aggregates, handed over whole
     /// as one plain record each.
@@ -95,6 +97,12 @@ pub(crate) fn user_records(deagg: &Deaggregator, skip: &Skip, records: Vec<Recor
         if let RecordFormat::Corrupt(reason) = &d.format {
             tracing::warn!(sequence_number = %seq, ?reason, "corrupt aggregate passed through as one record");
             out.corrupt_aggregates += 1;
+        }
+        if d.total == 0 {
+            // A valid aggregate of no user records (no KPL writes one): nothing to hand
+            // over, but never silently.
+            tracing::warn!(sequence_number = %seq, "skipping an aggregate of no user records");
+            out.skipped += 1;
         }
         out.dropped_outside_range += d.dropped_outside_range;
         out.kept_outside_range += d.kept_outside_range;
@@ -335,6 +343,127 @@ mod tests {
         assert_eq!(positions(&out), vec![("5".into(), 0)]);
         assert_eq!(out.last, Some((SequenceNumber::parse("5").unwrap(), 0)));
         assert_eq!((out.skipped, out.corrupt_aggregates), (1, 0));
+    }
+
+    /// An aggregate's protobuf body: the key tables and the records as given.
+    fn body(keys: &[&str], hash_keys: &[&str], records: &[(u64, Option<u64>, &[u8])]) -> Vec<u8> {
+        use kinesis_agg::proto::{AggregatedRecord, Record as Sub};
+        use prost::Message as _;
+        AggregatedRecord {
+            partition_key_table: keys.iter().map(|k| (*k).to_owned()).collect(),
+            explicit_hash_key_table: hash_keys.iter().map(|k| (*k).to_owned()).collect(),
+            records: records
+                .iter()
+                .map(|(pk, ehk, data)| Sub {
+                    partition_key_index: *pk,
+                    explicit_hash_key_index: *ehk,
+                    data: Bytes::copy_from_slice(data),
+                    tags: Vec::new(),
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+
+    /// The magic, `body` and the MD5 of `body`.
+    fn framed(body: &[u8]) -> Vec<u8> {
+        use md5::Digest as _;
+        let mut out = kinesis_agg::MAGIC.to_vec();
+        out.extend_from_slice(body);
+        out.extend_from_slice(&md5::Md5::digest(body));
+        out
+    }
+
+    /// What the consumer makes of one Kinesis record.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Outcome {
+        /// Handed over as sent, one plain record, not counted.
+        Plain,
+        /// Handed over as sent, one plain record, counted as a corrupt aggregate.
+        CorruptWhole,
+        /// This many user records handed over.
+        Users(usize),
+        /// Nothing handed over; counted as skipped.
+        Skipped,
+    }
+
+    #[test]
+    fn every_kind_of_bad_aggregate_has_one_documented_outcome() {
+        let two = body(&["a", "b"], &[], &[(0, None, b"x"), (1, None, b"y")]);
+        let good = framed(&two);
+        let mut bad_md5 = good.clone();
+        *bad_md5.last_mut().unwrap() ^= 1;
+        let mut bad_magic = good.clone();
+        bad_magic[3] = 0xC1;
+        // Field 1 (a key) declaring 2^62 bytes, then 1 byte.
+        let huge = [
+            0x0A, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, b'k',
+        ];
+        let ehk = |text: &str| framed(&body(&["a"], &[text], &[(0, Some(0), b"x")]));
+        let max = u128::MAX.to_string();
+        let over = "340282366920938463463374607431768211456"; // 2^128
+        use Outcome::*;
+        let rows: Vec<(&str, Vec<u8>, Outcome)> = vec![
+            ("valid aggregate", good.clone(), Users(2)),
+            ("bad magic", bad_magic, Plain),
+            (
+                "magic and no room for a digest",
+                kinesis_agg::MAGIC.to_vec(),
+                Plain,
+            ),
+            ("bad MD5", bad_md5, CorruptWhole),
+            (
+                "truncated protobuf",
+                framed(&two[..two.len() - 2]),
+                CorruptWhole,
+            ),
+            ("huge declared length", framed(&huge), CorruptWhole),
+            (
+                "partition key index out of range",
+                framed(&body(&["a"], &[], &[(1, None, b"x")])),
+                CorruptWhole,
+            ),
+            (
+                "explicit hash key index out of range",
+                framed(&body(&["a"], &["5"], &[(0, Some(1), b"x")])),
+                CorruptWhole,
+            ),
+            ("explicit hash key not decimal", ehk("12a"), CorruptWhole),
+            ("explicit hash key negative", ehk("-1"), CorruptWhole),
+            ("explicit hash key 2^128", ehk(over), CorruptWhole),
+            ("explicit hash key empty", ehk(""), CorruptWhole),
+            ("explicit hash key 2^128-1", ehk(&max), Users(1)),
+            ("zero records", framed(&body(&["a"], &[], &[])), Skipped),
+        ];
+        for (name, data, want) in rows {
+            let out = user_records(
+                &all(),
+                &Skip::Covered(Checkpoint::TrimHorizon),
+                vec![record("9", "p", Bytes::from(data.clone()))],
+            );
+            let got = match (out.records.len(), out.skipped, out.corrupt_aggregates) {
+                (0, 1, 0) => Skipped,
+                (1, 0, 1) if out.records[0].data == data && !out.records[0].aggregated => {
+                    CorruptWhole
+                }
+                (1, 0, 0) if out.records[0].data == data && !out.records[0].aggregated => Plain,
+                (n, 0, 0) if out.records.iter().all(|r| r.aggregated) => Users(n),
+                other => panic!("{name}: unexpected {other:?}"),
+            };
+            assert_eq!(got, want, "{name}");
+            // The batch end covers the record whatever became of it.
+            assert_eq!(
+                out.last,
+                Some((
+                    SequenceNumber::parse("9").unwrap(),
+                    match want {
+                        Users(n) => n as u64 - 1,
+                        _ => 0,
+                    }
+                )),
+                "{name}"
+            );
+        }
     }
 
     #[test]

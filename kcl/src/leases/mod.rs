@@ -51,6 +51,9 @@ pub use fleet::{FleetStore, FleetTable, FleetView, LoadMeter, ShardMeter, Worker
 pub(crate) use held_lease::HeldLease;
 pub use lease::Lease;
 pub use lease_store::LeaseStore;
+/// The lease-item fuzz body (see `fuzz/README.md`); not part of the API.
+#[doc(hidden)]
+pub use lease_table::fuzzing::lease_item as fuzz_lease_item;
 pub use lease_table::LeaseTable;
 pub use lease_update::{Change, Guard, LeaseUpdate, OwnerGuard};
 #[cfg(any(test, feature = "test-util"))]

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(super) mod fuzzing;
 mod item;
 mod update_expression;
 
