@@ -18,103 +18,13 @@ use std::time::{Duration, Instant};
 
 use kinesis_emulators::{LocalStack, ServiceKind};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kinesis-cat");
-
 /// A secret and a token long enough to be redacted, to check that logs never show them.
 const SECRET: &str = "sEcReT0123456789abcdefSECRETxyz0123456789";
 const TOKEN: &str = "ToKeN0123456789abcdefTOKENxyz0123456789tok";
 
-/// Where the child's AWS calls go, and with which credentials.
-#[derive(Debug, Clone)]
-struct Env {
-    vars: Vec<(String, String)>,
-    removed: Vec<&'static str>,
-}
+mod common;
 
-impl Env {
-    /// Nothing from the machine's AWS configuration leaks in: no profile files, no
-    /// instance metadata (which would mean traffic to a non-loopback address).
-    fn isolated() -> Env {
-        Env {
-            vars: vec![
-                ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-                (
-                    "AWS_SHARED_CREDENTIALS_FILE".into(),
-                    "/nonexistent/creds".into(),
-                ),
-                ("AWS_CONFIG_FILE".into(), "/nonexistent/config".into()),
-                ("NO_COLOR".into(), "1".into()),
-            ],
-            removed: vec![
-                "AWS_PROFILE",
-                "AWS_SESSION_TOKEN",
-                "AWS_DEFAULT_REGION",
-                "AWS_ENDPOINT_URL",
-                "AWS_ENDPOINT_URL_KINESIS",
-                "AWS_ENDPOINT_URL_DYNAMODB",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_REGION",
-                "RUST_LOG",
-            ],
-        }
-    }
-
-    fn with(mut self, k: &str, v: &str) -> Env {
-        self.vars.retain(|(key, _)| key != k);
-        self.vars.push((k.into(), v.into()));
-        self
-    }
-
-    fn without(mut self, k: &'static str) -> Env {
-        self.vars.retain(|(key, _)| key != k);
-        self
-    }
-
-    /// Test credentials and a region, endpoints at `kinesis` / `dynamodb`.
-    fn local(kinesis: &str, dynamodb: &str) -> Env {
-        Env::isolated()
-            .with("AWS_ACCESS_KEY_ID", "test")
-            .with("AWS_SECRET_ACCESS_KEY", "test")
-            .with("AWS_REGION", "us-east-1")
-            .with("AWS_ENDPOINT_URL_KINESIS", kinesis)
-            .with("AWS_ENDPOINT_URL_DYNAMODB", dynamodb)
-    }
-
-    /// The stack's endpoints; an external stack keeps the caller's own configuration.
-    fn stack(stack: &LocalStack) -> Env {
-        if stack.kinesis_kind() == ServiceKind::External {
-            let mut env = Env {
-                vars: vec![
-                    (
-                        "AWS_ENDPOINT_URL_KINESIS".into(),
-                        stack.kinesis_endpoint().into(),
-                    ),
-                    (
-                        "AWS_ENDPOINT_URL_DYNAMODB".into(),
-                        stack.dynamodb_endpoint().into(),
-                    ),
-                ],
-                removed: vec!["RUST_LOG"],
-            };
-            env.vars.push(("NO_COLOR".into(), "1".into()));
-            return env;
-        }
-        Env::local(stack.kinesis_endpoint(), stack.dynamodb_endpoint())
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args);
-        for k in &self.removed {
-            cmd.env_remove(k);
-        }
-        for (k, v) in &self.vars {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-}
+use common::Env;
 
 /// A loopback address where nothing listens.
 fn closed_port() -> String {
