@@ -97,7 +97,9 @@ pub enum Error {
     #[error("this worker was already started")]
     AlreadyStarted,
     /// The stream does not exist (Kinesis answered `ResourceNotFoundException`): a typo,
-    /// another account or another region. Found before anything is created.
+    /// another account or another region, found at start-up before anything is created;
+    /// or the stream was deleted while the worker ran, found by a shard sync (the worker
+    /// then shuts down gracefully and `run` returns this).
     #[error("Kinesis stream {stream} does not exist (check its name, account and region)")]
     StreamNotFound {
         /// The stream name given.

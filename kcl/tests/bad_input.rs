@@ -353,6 +353,41 @@ async fn a_missing_stream_is_a_typed_error_and_creates_nothing() {
     );
 }
 
+/// A stream deleted while the worker runs: the next shard sync finds it gone, the worker
+/// shuts down gracefully (processors told, leases released) and `run` returns
+/// `StreamNotFound`, instead of retrying its reads for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_deleted_mid_run_stops_the_worker_with_a_typed_error() {
+    let stack = stack().await;
+    let stream = stack.create_stream("deleted-mid-run", 2).await.unwrap();
+    let app = LocalStack::unique_name("deleted-app");
+    let rec = Recorder::default();
+    let worker = scheduler(&stack, &app, &stream, "w", &rec, FAILOVER);
+    let run = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run().await }
+    });
+    put_records(&stack.kinesis_client(), &stream, &records(20, 4, 1, "d"), 1).await;
+    wait_until("records processed", || rec.count() >= 20).await;
+    stack.delete_stream(&stream).await.unwrap();
+    let out = tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("run returns once the stream is gone")
+        .expect("run did not panic");
+    assert!(
+        matches!(out, Err(Error::StreamNotFound { stream: ref s }) if *s == stream),
+        "{out:?}"
+    );
+    // A graceful stop: the processors were told, the leases released.
+    assert!(!rec.events("shutdown_requested").is_empty());
+    let owners: Vec<_> = leases(&stack, &app)
+        .await
+        .into_values()
+        .filter_map(|l| l.owner)
+        .collect();
+    assert!(owners.is_empty(), "leases released: {owners:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_on_the_lease_table_is_a_typed_error_without_a_busy_loop() {
     let stack = stack().await;

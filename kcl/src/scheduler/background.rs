@@ -6,7 +6,8 @@
 //!                                   wakes the taker when a worker left or fell silent)
 //!  LeaseCoordinator::run_taker ──── every taker_interval, or woken ◀──┐   until stop_taking()
 //!  ShardSync::run ───────────────── every shard_sync_interval, or at ─┘   until stop_taking()
-//!                                   a shard end; wakes the taker when leases changed
+//!                                   a shard end; wakes the taker when leases changed;
+//!                                   the stream gone (ListShards: not found) ─▶ stream_gone
 //!  every task also stops when hard_stop is cancelled (run's future dropped)
 //! ```
 
@@ -34,13 +35,15 @@ pub(super) struct Background {
 
 impl Background {
     /// Starts the renewer, the taker and the periodic shard sync (also run when
-    /// `shard_ended` is woken). Every task also stops when `hard_stop` is cancelled.
+    /// `shard_ended` is woken; it cancels `stream_gone` when the stream no longer exists).
+    /// Every task also stops when `hard_stop` is cancelled.
     pub(super) fn start(
         coordinator: &Arc<LeaseCoordinator>,
         shard_sync: &ShardSync,
         shard_sync_interval: Duration,
         shard_ended: Arc<Notify>,
         hard_stop: &CancellationToken,
+        stream_gone: CancellationToken,
     ) -> Self {
         let tracker = TaskTracker::new();
         let stop_taking = hard_stop.child_token();
@@ -61,8 +64,14 @@ impl Background {
         {
             let (sync, stop) = (shard_sync.clone(), stop_taking.clone());
             tracker.spawn(async move {
-                sync.run(shard_sync_interval, stop, shard_ended, wake_taker)
-                    .await
+                sync.run(
+                    shard_sync_interval,
+                    stop,
+                    shard_ended,
+                    wake_taker,
+                    stream_gone,
+                )
+                .await
             });
         }
         Self {

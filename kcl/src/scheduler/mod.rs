@@ -235,7 +235,9 @@ impl Scheduler {
     ///   [`Error::DynamoDb`]), or a lease table that does not become `ACTIVE`
     ///   ([`Error::TableNotActive`]).
     ///
-    /// After start-up, errors are logged and retried, never returned.
+    /// After start-up, errors are logged and retried, never returned, but one: a stream
+    /// found deleted by a shard sync (`ListShards` answering `ResourceNotFoundException`)
+    /// shuts the worker down gracefully and returns [`Error::StreamNotFound`].
     pub async fn run(&self) -> Result<(), Error> {
         let inner = &self.inner;
         if inner.started.swap(true, Ordering::SeqCst) {
@@ -265,13 +267,27 @@ impl Scheduler {
         let hard_stop = CancellationToken::new();
         let _hard_stop_on_drop = hard_stop.clone().drop_guard();
         let mut dispatcher = Dispatcher::new(inner, source, hard_stop.clone());
+        let stream_gone = CancellationToken::new();
         let background = Background::start(
             &inner.coordinator,
             &inner.shard_sync,
             inner.config.shard_sync_interval,
             dispatcher.shard_ended(),
             &hard_stop,
+            stream_gone.clone(),
         );
+        {
+            // A deleted stream ends the work as a shutdown request does.
+            let (gone, shutdown) = (stream_gone.clone(), inner.shutdown.clone());
+            let until = hard_stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = gone.cancelled() => shutdown.cancel(),
+                    _ = until.cancelled() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
         dispatcher
             .run(&inner.shutdown, inner.config.dispatch_interval)
             .await;
@@ -284,6 +300,11 @@ impl Scheduler {
         inner.coordinator.release_all().await;
         background.stop().await;
         tracing::info!(worker = %inner.worker_id, "worker stopped");
+        if stream_gone.is_cancelled() {
+            return Err(Error::StreamNotFound {
+                stream: inner.stream_name.clone(),
+            });
+        }
         Ok(())
     }
 }

@@ -105,8 +105,10 @@ impl ShardSync {
     /// Safe to drop: it only reads.
     ///
     /// # Errors
-    /// [`Error::Kinesis`] at once for an error retrying cannot fix, or once retries run out
-    /// ([`list_shards_backoff`]: 7 retries of a page, 200 ms doubling up to 3.2 s).
+    /// [`Error::StreamNotFound`] when Kinesis answers `ResourceNotFoundException` (the
+    /// stream was deleted); [`Error::Kinesis`] at once for another error retrying cannot
+    /// fix, or once retries run out ([`list_shards_backoff`]: 7 retries of a page, 200 ms
+    /// doubling up to 3.2 s).
     pub(crate) async fn list_shards(&self) -> Result<Vec<ShardInfo>, Error> {
         let mut shards = Vec::new();
         let mut token: Option<String> = None;
@@ -120,9 +122,17 @@ impl ShardSync {
                     None => self.kinesis.list_shards().stream_name(&self.stream),
                 };
                 async move {
-                    req.send()
-                        .await
-                        .map_err(|e| Error::kinesis("ListShards", &self.stream, &e))
+                    req.send().await.map_err(|e| {
+                        if e.as_service_error()
+                            .is_some_and(|se| se.is_resource_not_found_exception())
+                        {
+                            Error::StreamNotFound {
+                                stream: self.stream.clone(),
+                            }
+                        } else {
+                            Error::kinesis("ListShards", &self.stream, &e)
+                        }
+                    })
                 }
             };
             let out = page
@@ -188,6 +198,7 @@ impl ShardSync {
         cancel: CancellationToken,
         shard_ended: Arc<Notify>,
         changed: Arc<Notify>,
+        stream_gone: CancellationToken,
     ) {
         loop {
             tokio::select! {
@@ -198,6 +209,11 @@ impl ShardSync {
             match self.sync().await {
                 Ok(o) if !o.created.is_empty() || !o.deleted.is_empty() => changed.notify_one(),
                 Ok(_) => {}
+                Err(Error::StreamNotFound { stream }) => {
+                    tracing::error!(stream = %stream, "the stream no longer exists (deleted?); the worker stops");
+                    stream_gone.cancel();
+                    return;
+                }
                 Err(e) => tracing::warn!(error = %e, "shard sync failed"),
             }
         }
