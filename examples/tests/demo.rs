@@ -2,9 +2,10 @@
 //! with the split and the SIGKILL), checked through its `--json-summary` line; and its
 //! refusals (a real AWS account without `--yes`, bad flags).
 
-use std::io::Read;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -13,46 +14,7 @@ const LIMIT: Duration = Duration::from_secs(240);
 
 /// Runs the demo with `args` and no endpoint overrides; its output once it ended.
 fn demo(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_demo"));
-    cmd.args(args)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_ENDPOINT_URL_KINESIS")
-        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("the demo starts");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("the demo did not end within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Output {
-        status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
+    common::run(env!("CARGO_BIN_EXE_demo"), args, env, LIMIT)
 }
 
 /// The reduced run's flags.
