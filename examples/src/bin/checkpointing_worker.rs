@@ -12,8 +12,9 @@
 //! Run: `cargo run -p kinesis-examples --bin checkpointing_worker` (embedded stack; with
 //! `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL_DYNAMODB` set, uses those).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,11 +24,16 @@ use kinesis_producer::{Producer, ProducerRecord};
 
 const RECORDS: u64 = 5_000;
 
+/// Records seen (sequence, sub-sequence): a record delivered again after a lease moved
+/// (everything after the shard's last checkpoint is) is counted once here.
+type Seen = Arc<Mutex<HashSet<(String, u64)>>>;
+
 /// Counts records and checkpoints every 500 records or 5 seconds.
 #[derive(Debug)]
 struct Processor {
     every: CheckpointEvery,
     processed: Arc<AtomicU64>,
+    seen: Seen,
     checkpoints: Arc<AtomicU64>,
 }
 
@@ -38,6 +44,12 @@ impl RecordProcessor for Processor {
         // ... your work on input.records goes here ...
         self.processed
             .fetch_add(input.records.len() as u64, Relaxed);
+        {
+            let mut seen = self.seen.lock().expect("not poisoned");
+            for r in &input.records {
+                seen.insert((r.sequence_number.clone(), r.sub_sequence_number));
+            }
+        }
         match self.every.after_batch(&input).await {
             Ok(true) => _ = self.checkpoints.fetch_add(1, Relaxed),
             Ok(false) => {}
@@ -69,13 +81,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivered = producer.stats().user_records_delivered;
 
     let (processed, checkpoints) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let seen = Seen::default();
     let mut workers = Vec::new();
     for name in ["worker-a", "worker-b"] {
-        let (p, c) = (processed.clone(), checkpoints.clone());
+        let (p, c, s) = (processed.clone(), checkpoints.clone(), seen.clone());
         let scheduler = Scheduler::builder("checkpointing-example", &stream, move |_: &str| {
             Box::new(Processor {
                 every: CheckpointEvery::records_or_interval(500, Duration::from_secs(5)),
                 processed: p.clone(),
+                seen: s.clone(),
                 checkpoints: c.clone(),
             }) as Box<dyn RecordProcessor>
         })
@@ -89,7 +103,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         workers.push((scheduler, run));
     }
-    while processed.load(Relaxed) < delivered {
+    // Every record once at least (worker-b's first steal hands it records worker-a already
+    // processed after its last checkpoint: they come again).
+    while (seen.lock().expect("not poisoned").len() as u64) < delivered {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (scheduler, run) in workers {
@@ -97,7 +113,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         run.await??;
     }
     println!(
-        "delivered {delivered}, processed {}, cadence checkpoints {}",
+        "delivered {delivered}, processed {} distinct ({} deliveries), cadence checkpoints {}",
+        seen.lock().expect("not poisoned").len(),
         processed.load(Relaxed),
         checkpoints.load(Relaxed)
     );
