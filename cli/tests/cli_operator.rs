@@ -49,7 +49,7 @@ fn records(lines: &[Value]) -> Vec<(String, Option<String>, String)> {
 }
 
 /// Puts one record per payload under key `k<i>`, one call each, in order.
-async fn put(stack: &LocalStack, stream: &str, payloads: &[&str]) -> Vec<String> {
+async fn put(stack: &LocalStack, stream: &str, payloads: &[impl AsRef<str>]) -> Vec<String> {
     let client = stack.kinesis_client();
     let mut sequence_numbers = Vec::new();
     for (i, p) in payloads.iter().enumerate() {
@@ -57,7 +57,7 @@ async fn put(stack: &LocalStack, stream: &str, payloads: &[&str]) -> Vec<String>
             .put_record()
             .stream_name(stream)
             .partition_key(format!("k{i}"))
-            .data(Blob::new(p.as_bytes()))
+            .data(Blob::new(p.as_ref().as_bytes()))
             .send()
             .await
             .expect("PutRecord");
@@ -302,12 +302,7 @@ async fn count_stops_after_exactly_n_records() {
     let env = Env::stack(&stack);
     let s = stack.create_stream("cat-count", 3).await.unwrap();
     let data: Vec<String> = (0..30).map(|i| format!("r{i}")).collect();
-    put(
-        &stack,
-        &s,
-        &data.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    put(&stack, &s, &data).await;
     // No --exit-at-end: the count alone ends it.
     let out = run(
         &env,
@@ -376,12 +371,7 @@ async fn one_shard_from_a_sequence_number() {
     let env = Env::stack(&stack);
     let s = stack.create_stream("cat-at-seq", 1).await.unwrap();
     let names: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
-    let seqs = put(
-        &stack,
-        &s,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    let seqs = put(&stack, &s, &names).await;
     let shard = "shardId-000000000000";
     let at = format!("at-sequence:{}", seqs[2]);
     let got = payloads(
@@ -417,12 +407,7 @@ async fn consume_prints_with_a_template_and_sums_up_on_stderr() {
     let env = Env::stack(&stack);
     let s = stack.create_stream("cat-consume-fmt", 2).await.unwrap();
     let data: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
-    put(
-        &stack,
-        &s,
-        &data.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    put(&stack, &s, &data).await;
     let out = run(
         &env,
         &[
