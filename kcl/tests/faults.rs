@@ -416,3 +416,66 @@ async fn a_slow_processor_with_polling_reads_everything_once_in_order() {
 async fn a_slow_processor_with_fan_out_reads_everything_once_in_order() {
     slow_processor_reads_everything_once(fan_out(), "fan-out").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_on_the_lease_table_mid_run_loses_leases_cleanly_without_a_busy_loop() {
+    let stack = stack().await;
+    let stream = stack.create_stream("faults-denied", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("faults-denied-app");
+    let kinesis = stack.kinesis_client();
+    let proxy = FaultProxy::start(stack.dynamodb_endpoint()).await.unwrap();
+    let rec = Recorder::default();
+    let w = worker_through(&stack, &app, &stream, "w", &rec, None, Some(&proxy));
+    let run = spawn_run(&w);
+    wait_until("both leases", || {
+        w.coordinator().held_lease_keys().len() == 2
+    })
+    .await;
+    put_records(&kinesis, &stream, &records(300, 30, 1, "before-"), 1).await;
+    wait_until("the first records", || distinct(&rec) >= 300).await;
+
+    // The worker's role loses its DynamoDB permissions (a policy changed under it): every
+    // call is refused with a non-retryable error.
+    proxy.set_rules(vec![Rule::new(
+        "DynamoDB_20120810.",
+        Fault::error(400, "AccessDeniedException"),
+    )]);
+    let calls_before = proxy.calls();
+    put_records(&kinesis, &stream, &records(300, 30, 1, "during-"), 1).await;
+    wait_until("the leases given up", || {
+        w.coordinator().held_lease_keys().is_empty()
+    })
+    .await;
+    assert_eq!(rec.events("lease_lost").len(), 2, "each processor told");
+    // Two more failover times refused: the worker keeps trying at its usual cadence (the
+    // heartbeat, the taker's scan), not in a loop. A loop would make thousands of calls
+    // here; the cadence makes a few per second.
+    tokio::time::sleep(FAILOVER * 2).await;
+    let refused = proxy.calls() - calls_before;
+    let window = FAILOVER.as_secs_f64() * 3.0;
+    println!(
+        "access denied: {refused} DynamoDB calls refused in about {window} s: {:?}",
+        proxy.calls_by_operation()
+    );
+    assert!(
+        (refused as f64) < 20.0 * window,
+        "{refused} DynamoDB calls in about {window} s of refusals: {:?}",
+        proxy.calls_by_operation()
+    );
+    assert!(!run.is_finished(), "the worker waits for access to return");
+
+    // Access comes back: the worker takes its leases again and nothing is lost.
+    proxy.clear();
+    put_records(&kinesis, &stream, &records(300, 30, 1, "after-"), 1).await;
+    wait_until("every record", || distinct(&rec) >= 900).await;
+    w.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(counts(&rec).len(), 900, "nothing lost");
+    let mut first = std::collections::HashSet::new();
+    let firsts: Vec<Seen> = rec
+        .seen()
+        .into_iter()
+        .filter(|s| first.insert(s.data.clone()))
+        .collect();
+    assert_shard_order(&firsts);
+}

@@ -3,8 +3,8 @@
 //! seconds, one split and one merge during the run.
 //!
 //! ```text
-//!  this test ──spawns──▶ 4 × `kinesis-cat consume --output json` (this executable re-run as
-//!     │                   the CLI: KINESIS_CHAOS_CHILD=1, kinesis_cat::run, the binary's code)
+//!  this test ──spawns──▶ 4 × `kinesis-cat consume --output json` (the binary cargo built
+//!     │                   for this package's tests: CARGO_BIN_EXE_kinesis-cat)
 //!     │                     │ stdout JSON lines ─▶ a reader thread per process (stamped)
 //!     ├─ producer (kinesis-producer, per-key ordering, paced) ─▶ records "k<key>:<n>"
 //!     ├─ every 2–5 s (seeded RNG): kill -9 a worker, read its leases' checkpoints at once,
@@ -34,12 +34,11 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{Checkpoint, SequenceNumber};
 use kinesis_emulators::{LocalStack, ServiceKind};
@@ -47,10 +46,6 @@ use kinesis_producer::{Producer, ProducerRecord};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Set in a child process: run as `kinesis-cat` with the given arguments.
-const CHILD_VAR: &str = "KINESIS_CHAOS_CHILD";
-/// The test's name, for `--list` and filters.
-const TEST_NAME: &str = "every_record_processed_in_order_through_kill_9_split_and_merge";
 /// Worker processes.
 const WORKERS: usize = 4;
 /// Shards at the start.
@@ -62,71 +57,10 @@ const FAILOVER_MS: u64 = 2_000;
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(600);
 
-fn main() -> ExitCode {
-    if std::env::var_os(CHILD_VAR).is_some() {
-        return run_as_kinesis_cat();
-    }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("{TEST_NAME}: test");
-        return ExitCode::SUCCESS;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
-        println!("test result: ok. 0 passed; 0 failed; 1 filtered out");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    println!("running 1 test");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(chaos(Settings::from_env()))
-    }));
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => {
-            println!("test {TEST_NAME} ... ok");
-            println!("test result: ok. 1 passed; 0 failed; 0 ignored");
-            ExitCode::SUCCESS
-        }
-        Err(_) => {
-            println!("test {TEST_NAME} ... FAILED");
-            println!("test result: FAILED. 0 passed; 1 failed; 0 ignored");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// This process as the `kinesis-cat` binary: what `cli/src/main.rs` does with its arguments.
-fn run_as_kinesis_cat() -> ExitCode {
-    let cli = kinesis_cat::Cli::parse();
-    if let Err(e) = cli.check() {
-        e.exit();
-    }
-    kinesis_cat::logging::init(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kinesis-cat: error: could not start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(kinesis_cat::run(cli));
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kinesis-cat: error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+/// The suite, at the size [`Settings::from_env`] picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_processed_in_order_through_kill_9_split_and_merge() {
+    chaos(Settings::from_env()).await;
 }
 
 /// How big a run is.
@@ -222,7 +156,6 @@ fn spawn_worker(target: &Target, run: usize, lines: &Arc<Mutex<Vec<Line>>>) -> R
             "--output",
             "json",
         ])
-        .env(CHILD_VAR, "1")
         .envs(target.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -341,7 +274,7 @@ async fn chaos(settings: Settings) {
     std::fs::create_dir_all(&logs).expect("a log directory");
     println!("chaos: worker logs in {}", logs.display());
     let target = Target {
-        exe: std::env::current_exe().expect("this executable"),
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_kinesis-cat")),
         env,
         stream: stream.clone(),
         app: app.clone(),
