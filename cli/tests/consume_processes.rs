@@ -349,3 +349,93 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
         .collect();
     assert_eq!(tailed.len(), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_continue_a_table_the_java_kcl_3_5_wrote() {
+    let stack = kinesis_emulators::LocalStack::builder()
+        .start_async()
+        .await
+        .expect("local stack");
+    let stream = stack.create_stream("kcl3-procs", 4).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl3-procs-app");
+    let kinesis = stack.kinesis_client();
+    let dynamodb = stack.dynamodb_client();
+
+    // 400 records; each shard's are known in order from PutRecords' answers.
+    let entries: Vec<PutRecordsRequestEntry> = (0..400)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(format!("key-{i}"))
+                .data(Blob::new(format!("r{i}")))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let out = kinesis
+        .put_records()
+        .stream_name(&stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .unwrap();
+    let mut by_shard: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (i, r) in out.records().iter().enumerate() {
+        by_shard
+            .entry(r.shard_id().unwrap().to_owned())
+            .or_default()
+            .push((r.sequence_number().unwrap().to_owned(), format!("r{i}")));
+    }
+    assert_eq!(by_shard.len(), 4, "every shard got records");
+
+    // The Java KCL 3.5's table: each shard checkpointed at its 10th record.
+    LeaseTable::new(dynamodb.clone(), &app)
+        .create_table_if_not_exists()
+        .await
+        .unwrap();
+    let mut want: HashSet<String> = HashSet::new();
+    let mut seeded = Vec::new();
+    for (shard, records) in &by_shard {
+        want.extend(records[10..].iter().map(|(_, d)| d.clone()));
+        seeded.push((shard.clone(), records[9].0.clone()));
+    }
+    let others = integration_tests::kcl3::seed_single_table(&dynamodb, &app, &seeded).await;
+
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut workers: Vec<Child> = (0..2)
+        .map(|n| spawn_worker(&stack, &stream, &app, n, lines.clone()))
+        .collect();
+    wait_for("the records after the checkpoints", || async {
+        let l = lines.lock().unwrap();
+        l.iter().map(|x| &x.data).collect::<HashSet<_>>().len() >= want.len()
+    })
+    .await;
+    for w in &workers {
+        let status = Command::new("kill")
+            .args(["-TERM", &w.id().unwrap().to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
+    for w in &mut workers {
+        let status = tokio::time::timeout(DEADLINE, w.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "graceful exit: {status:?}");
+    }
+    let got: HashSet<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| l.data.clone())
+        .collect();
+    assert_eq!(got, want, "exactly the records after the 3.x checkpoints");
+    integration_tests::kcl3::assert_left_alone(
+        &dynamodb,
+        &app,
+        &others,
+        by_shard.keys().map(String::as_str),
+    )
+    .await;
+}

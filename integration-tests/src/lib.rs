@@ -21,6 +21,7 @@ pub mod bench_host;
 pub mod checks;
 pub mod fault_proxy;
 pub mod fuzz_corpus;
+pub mod kcl3;
 pub mod kinesis;
 pub mod peers;
 

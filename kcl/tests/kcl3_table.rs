@@ -11,18 +11,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use common::*;
+use integration_tests::kcl3;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
-}
-
-fn n(v: &str) -> AttributeValue {
-    AttributeValue::N(v.to_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kcl_3_5_single_table_is_continued_and_its_other_items_left_alone() {
@@ -55,54 +47,12 @@ async fn a_kcl_3_5_single_table_is_continued_and_its_other_items_left_alone() {
     let table = LeaseTable::new(dynamodb.clone(), &app);
     table.create_table_if_not_exists().await.unwrap();
     let mut want: Vec<String> = Vec::new();
+    let mut seeded = Vec::new();
     for (shard, records) in &by_shard {
-        let (checkpoint, _) = &records[2];
         want.extend(records[3..].iter().map(|(_, d)| d.clone()));
-        dynamodb
-            .put_item()
-            .table_name(&app)
-            .item("leaseKey", s(shard))
-            .item("entityType", s("LEASE"))
-            .item("leaseOwner", s("java-worker-1"))
-            .item("leaseCounter", n("41"))
-            .item("checkpoint", s(checkpoint))
-            .item("checkpointSubSequenceNumber", n("0"))
-            .item("ownerSwitchesSinceCheckpoint", n("0"))
-            .item("throughputKBps", n("1.5"))
-            // A graceful handoff the 3.x leader started and never finished.
-            .item("checkpointOwner", s("java-worker-0"))
-            .send()
-            .await
-            .unwrap();
+        seeded.push((shard.clone(), records[2].0.clone()));
     }
-    let others = [
-        HashMap::from([
-            ("leaseKey".to_owned(), s("java-worker-1")),
-            ("entityType".to_owned(), s("WORKER_METRIC_STATS")),
-            ("lut".to_owned(), n("1764400000")),
-            (
-                "sts".to_owned(),
-                AttributeValue::M(HashMap::from([(
-                    "C".to_owned(),
-                    AttributeValue::L(vec![n("12"), n("-1")]),
-                )])),
-            ),
-        ]),
-        HashMap::from([
-            ("leaseKey".to_owned(), s("Leader")),
-            ("entityType".to_owned(), s("LEADER")),
-            ("ownerName".to_owned(), s("java-worker-1")),
-        ]),
-    ];
-    for item in &others {
-        dynamodb
-            .put_item()
-            .table_name(&app)
-            .set_item(Some(item.clone()))
-            .send()
-            .await
-            .unwrap();
-    }
+    let others = kcl3::seed_single_table(&dynamodb, &app, &seeded).await;
 
     let rec = Recorder::default();
     let worker = scheduler(
@@ -131,35 +81,13 @@ async fn a_kcl_3_5_single_table_is_continued_and_its_other_items_left_alone() {
     assert_eq!(got, want, "exactly the records after the 3.x checkpoints");
 
     // The other items are untouched; the leases kept their 3.x attributes.
-    for item in &others {
-        let stored = dynamodb
-            .get_item()
-            .table_name(&app)
-            .key("leaseKey", item["leaseKey"].clone())
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stored.item(), Some(item), "left alone");
-    }
-    for shard in by_shard.keys() {
-        let stored = dynamodb
-            .get_item()
-            .table_name(&app)
-            .key("leaseKey", s(shard))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap();
-        let item = stored.item().unwrap();
-        assert_eq!(item.get("entityType"), Some(&s("LEASE")));
-        assert_eq!(item.get("throughputKBps"), Some(&n("1.5")));
-        assert_eq!(
-            item.get("checkpointOwner"),
-            None,
-            "the pending handoff ended with the take: a 3.x worker would skip the lease"
-        );
-    }
+    kcl3::assert_left_alone(
+        &dynamodb,
+        &app,
+        &others,
+        by_shard.keys().map(String::as_str),
+    )
+    .await;
     let leases = table.list_leases().await.unwrap();
     assert_eq!(leases.len(), 2, "only the leases are leases");
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
 use kinesis_emulators::LocalStack;
-use kinesis_producer::{Producer, ProducerRecord};
+use kinesis_producer::{FailureReason, Producer, ProducerRecord};
 
 use common::{by_position, read_all};
 
@@ -134,4 +134,89 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
     );
     assert!(stats.retries > 0, "the faults were retried");
     assert_eq!(stats.user_records_delivered, n as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_mid_run_fails_records_promptly_and_later_records_go_through() {
+    let stack = LocalStack::builder().start_async().await.expect("stack");
+    let stream = stack.create_stream("kpl-denied", 2).await.unwrap();
+    let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
+    let through_proxy = aws_sdk_kinesis::Client::from_conf(
+        stack
+            .kinesis_client()
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    // A TTL far beyond the test's deadline: a record that fails must fail because the
+    // refusal is final, not because it ran out of time.
+    let producer = Producer::builder(through_proxy)
+        .with_record_ttl(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let put = |i: usize| ProducerRecord::new(&stream, format!("k{}", i % 50), format!("r{i}"));
+    let mut before = Vec::new();
+    for i in 0..200 {
+        before.push(producer.put(put(i)).await.unwrap());
+    }
+    let before = tokio::time::timeout(DEADLINE, join_all(before))
+        .await
+        .expect("resolve");
+    assert!(before.iter().all(Result::is_ok), "delivered before");
+
+    // The producer's role loses `kinesis:PutRecords` (a policy changed under it).
+    proxy.set_rules(vec![Rule::new(
+        "PutRecords",
+        Fault::error(400, "AccessDeniedException"),
+    )]);
+    let mut denied = Vec::new();
+    for i in 200..400 {
+        denied.push(producer.put(put(i)).await.unwrap());
+    }
+    let denied = tokio::time::timeout(DEADLINE, join_all(denied))
+        .await
+        .expect("every record resolves without waiting for its TTL");
+    for outcome in denied {
+        let failed = outcome.expect_err("access denied");
+        match &failed.reason {
+            FailureReason::Rejected { code, .. } => {
+                assert_eq!(code, "AccessDeniedException", "{failed}");
+                assert!(failed.reason.is_stream_level());
+                assert!(!failed.reason.is_retryable());
+            }
+            other => panic!("want Rejected, got {other:?}"),
+        }
+        assert!(
+            failed.record.is_some(),
+            "handed back for the caller to keep"
+        );
+    }
+    let refused = proxy.injected_total();
+    println!("access denied: 200 records failed after {refused} refused PutRecords calls");
+    assert!(refused >= 1);
+
+    // Access granted again: records put afterwards are delivered.
+    proxy.clear();
+    let mut after = Vec::new();
+    for i in 400..600 {
+        after.push(producer.put(put(i)).await.unwrap());
+    }
+    let after = tokio::time::timeout(DEADLINE, join_all(after))
+        .await
+        .expect("resolve");
+    assert!(after.iter().all(Result::is_ok), "delivered after");
+    let stats = producer.stats();
+    assert_eq!(
+        (stats.user_records_delivered, stats.user_records_failed),
+        (400, 200),
+        "{stats:?}"
+    );
+    producer.shutdown().await;
+    let read = read_all(&stack.kinesis_client(), &stream).await;
+    assert_eq!(
+        read.len(),
+        400,
+        "exactly the delivered records are in the stream"
+    );
 }

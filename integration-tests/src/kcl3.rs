@@ -1,0 +1,136 @@
+//! A lease table as the Java KCL 3.5 writes it in single-table mode (the schema in
+//! `../shared/notes/kcl3-facts.md`), for the suites that check our consumer continues it.
+//!
+//! ```text
+//!  seed_single_table(dynamodb, table, leases)
+//!    ├─ one lease item per (shard, checkpoint): entityType LEASE, a Java owner, a
+//!    │  counter, throughputKBps, and a graceful handoff left pending (checkpointOwner)
+//!    └─ the other items 3.5 keeps there: a worker-metrics item and the leader lock,
+//!       returned so a suite can check they were left exactly as they were
+//! ```
+//!
+//! The table must exist (create it with the consumer's `LeaseTable`, so its key schema is
+//! the one the consumer uses).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// The Java worker that owns every seeded lease.
+pub const JAVA_OWNER: &str = "java-worker-1";
+/// The `throughputKBps` every seeded lease carries (a 3.x attribute ours must keep).
+pub const THROUGHPUT_KBPS: &str = "1.5";
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: &str) -> AttributeValue {
+    AttributeValue::N(v.to_owned())
+}
+
+/// Writes one lease item per `(shard id, checkpoint sequence number)` and the non-lease
+/// items of a 3.5 table into `table`; returns the non-lease items as written.
+///
+/// # Panics
+/// When a write fails (this is test support).
+pub async fn seed_single_table(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    leases: &[(String, String)],
+) -> Vec<HashMap<String, AttributeValue>> {
+    for (shard, checkpoint) in leases {
+        dynamodb
+            .put_item()
+            .table_name(table)
+            .item("leaseKey", s(shard))
+            .item("entityType", s("LEASE"))
+            .item("leaseOwner", s(JAVA_OWNER))
+            .item("leaseCounter", n("41"))
+            .item("checkpoint", s(checkpoint))
+            .item("checkpointSubSequenceNumber", n("0"))
+            .item("ownerSwitchesSinceCheckpoint", n("0"))
+            .item("throughputKBps", n(THROUGHPUT_KBPS))
+            // A graceful handoff the 3.x leader started and never finished.
+            .item("checkpointOwner", s("java-worker-0"))
+            .send()
+            .await
+            .expect("PutItem of a 3.x lease");
+    }
+    let others = vec![
+        HashMap::from([
+            ("leaseKey".to_owned(), s(JAVA_OWNER)),
+            ("entityType".to_owned(), s("WORKER_METRIC_STATS")),
+            ("lut".to_owned(), n("1764400000")),
+            (
+                "sts".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    "C".to_owned(),
+                    AttributeValue::L(vec![n("12"), n("-1")]),
+                )])),
+            ),
+        ]),
+        HashMap::from([
+            ("leaseKey".to_owned(), s("Leader")),
+            ("entityType".to_owned(), s("LEADER")),
+            ("ownerName".to_owned(), s(JAVA_OWNER)),
+        ]),
+    ];
+    for item in &others {
+        dynamodb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item.clone()))
+            .send()
+            .await
+            .expect("PutItem of a 3.x item");
+    }
+    others
+}
+
+/// Asserts that `others` are stored exactly as written and that each of `shards`' lease
+/// items kept its 3.x attributes, with the pending handoff ended (a take removes
+/// `checkpointOwner`, as a 3.x take does).
+///
+/// # Panics
+/// When they are not (this is test support).
+pub async fn assert_left_alone(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    others: &[HashMap<String, AttributeValue>],
+    shards: impl IntoIterator<Item = &str>,
+) {
+    for item in others {
+        let stored = dynamodb
+            .get_item()
+            .table_name(table)
+            .key("leaseKey", item["leaseKey"].clone())
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem");
+        assert_eq!(stored.item(), Some(item), "left alone");
+    }
+    for shard in shards {
+        let stored = dynamodb
+            .get_item()
+            .table_name(table)
+            .key("leaseKey", s(shard))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem");
+        let item = stored.item().expect("the lease item");
+        assert_eq!(item.get("entityType"), Some(&s("LEASE")), "{shard}");
+        assert_eq!(
+            item.get("throughputKBps"),
+            Some(&n(THROUGHPUT_KBPS)),
+            "{shard}"
+        );
+        assert_eq!(
+            item.get("checkpointOwner"),
+            None,
+            "{shard}: the pending handoff ended with the take: a 3.x worker would skip the lease"
+        );
+    }
+}
