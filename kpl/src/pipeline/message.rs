@@ -82,11 +82,22 @@ impl Item {
         budget: Budget,
         stream: Arc<str>,
     ) -> (Item, PutHandle) {
+        let (item, rx) = Item::new(stream.clone(), accepted.record, accepted.hash_key, budget);
+        (item, PutHandle::new(rx, stream))
+    }
+
+    /// A record of `stream` accepted now, and the receiving end of its outcome.
+    pub(crate) fn new(
+        stream: Arc<str>,
+        record: UserRecord,
+        hash_key: HashKey,
+        budget: Budget,
+    ) -> (Item, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
         let item = Item {
-            stream: stream.clone(),
-            hash_key: accepted.hash_key,
-            record: accepted.record,
+            stream,
+            record,
+            hash_key,
             tx,
             put_at: Instant::now(),
             attempts: Vec::new(),
@@ -95,7 +106,7 @@ impl Item {
             epoch: 0,
             budget,
         };
-        (item, PutHandle::new(rx, stream))
+        (item, rx)
     }
 
     /// Its size as Kinesis counts it: data plus partition key.

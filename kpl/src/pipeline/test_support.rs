@@ -4,7 +4,6 @@ use std::sync::{Arc, LazyLock};
 
 use kinesis_agg::{HashKey, HashKeyRange, UserRecord};
 use tokio::sync::{oneshot, Semaphore};
-use tokio::time::Instant;
 
 use super::message::Item;
 use crate::outcome::Outcome;
@@ -25,23 +24,12 @@ pub(crate) fn item(pk: &str, size: usize) -> (Item, oneshot::Receiver<Outcome>) 
 /// A record of `size` data bytes under key `pk` for `stream`, put now.
 pub(crate) fn item_for(stream: &str, pk: &str, size: usize) -> (Item, oneshot::Receiver<Outcome>) {
     let record = UserRecord::new(pk, vec![b'x'; size]).unwrap();
-    let (tx, rx) = oneshot::channel();
-    let item = Item {
-        stream: Arc::from(stream),
-        hash_key: record.hash_key(),
-        record,
-        tx,
-        put_at: Instant::now(),
-        attempts: Vec::new(),
-        calls: 0,
-        seq: 0,
-        epoch: 0,
-        budget: (
-            BUDGET.0.clone().try_acquire_owned().unwrap(),
-            BUDGET.1.clone().try_acquire_owned().unwrap(),
-        ),
-    };
-    (item, rx)
+    let hash_key = record.hash_key();
+    let budget = (
+        BUDGET.0.clone().try_acquire_owned().unwrap(),
+        BUDGET.1.clone().try_acquire_owned().unwrap(),
+    );
+    Item::new(Arc::from(stream), record, hash_key, budget)
 }
 
 /// Like [`item`], holding one permit of `budget.0` and `size` permits of `budget.1`.
@@ -77,6 +65,11 @@ pub(crate) fn two_shards() -> ShardMap {
             true,
         ),
     ])
+}
+
+/// One open shard, "shard-lo", owning every hash key: a stale map after a split.
+pub(crate) fn one_shard() -> ShardMap {
+    ShardMap::from_shards(vec![("shard-lo".to_string(), HashKeyRange::ALL, true)])
 }
 
 /// A partition key of each shard of [`two_shards`]: (shard-lo's, shard-hi's).

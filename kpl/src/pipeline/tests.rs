@@ -1,10 +1,10 @@
 //! The pipeline's timing decisions (linger, TTL, backoff, rate limits, ordering) on a
 //! paused clock, driven directly: no call is launched, so no server is needed.
 
-use super::test_support::{item, item_for, keys_of_both_halves, two_shards};
+use super::test_support::{item, item_for, keys_of_both_halves, one_shard, two_shards};
 use super::*;
 use aws_sdk_kinesis::types::PutRecordsResultEntry;
-use kinesis_agg::{HashKey, HashKeyRange, WHOLE_RESEND_PARTITION_KEY};
+use kinesis_agg::{HashKey, WHOLE_RESEND_PARTITION_KEY};
 use tokio::sync::oneshot;
 
 use crate::failure::REQUEST_TOO_LARGE;
@@ -67,12 +67,17 @@ fn drain_reports(rx: &mut broadcast::Receiver<CallFailure>) -> Vec<CallFailure> 
 
 /// A successful result for every entry of `batch`.
 fn all_ok(batch: &[Entry]) -> Vec<PutRecordsResultEntry> {
+    all_ok_at(batch, "1")
+}
+
+/// Every entry of `batch` in its predicted shard, at sequence number `seq`.
+fn all_ok_at(batch: &[Entry], seq: &str) -> Vec<PutRecordsResultEntry> {
     batch
         .iter()
         .map(|e| {
             PutRecordsResultEntry::builder()
                 .shard_id(e.predicted.as_deref().unwrap())
-                .sequence_number("1")
+                .sequence_number(seq)
                 .build()
         })
         .collect()
@@ -644,15 +649,7 @@ async fn ordered_mode_keeps_one_record_per_shard_in_flight() {
         p.collect(&stream(), Instant::now()).is_none(),
         "both shards busy"
     );
-    let results = batch
-        .iter()
-        .map(|e| {
-            PutRecordsResultEntry::builder()
-                .shard_id(e.predicted.as_deref().unwrap())
-                .sequence_number("1")
-                .build()
-        })
-        .collect();
+    let results = all_ok_at(&batch, "1");
     p.on_call_done(stream(), batch, CallResult::Ok(results));
     assert_eq!(p.collect(&stream(), Instant::now()).unwrap().len(), 2);
 }
@@ -662,14 +659,7 @@ async fn an_aggregate_in_a_shard_not_owning_all_its_records_is_resent_whole() {
     let mut p = mapped(Config::default());
     // Two keys of different shards forced into one aggregate through a stale map
     // that has a single shard.
-    p.on_shard_map(
-        stream(),
-        Ok(ShardMap::from_shards(vec![(
-            "shard-lo".to_string(),
-            HashKeyRange::ALL,
-            true,
-        )])),
-    );
+    p.on_shard_map(stream(), Ok(one_shard()));
     let (lo, hi) = &keys_of_both_halves();
     let mut first = put(&mut p, lo, 10);
     let mut second = put(&mut p, hi, 10);
@@ -713,15 +703,7 @@ async fn an_aggregate_in_a_shard_not_owning_all_its_records_is_resent_whole() {
         assert_eq!(e.items[0].attempts[0].code, WRONG_SHARD);
         assert!(e.items[0].attempts[0].message.contains("shard-lo"));
     }
-    let results = batch
-        .iter()
-        .map(|e| {
-            PutRecordsResultEntry::builder()
-                .shard_id(e.predicted.as_deref().unwrap())
-                .sequence_number("8")
-                .build()
-        })
-        .collect();
+    let results = all_ok_at(&batch, "8");
     p.on_call_done(stream(), batch, CallResult::Ok(results));
     // (Calls are counted at launch, which this test does not do.)
     let d = first.try_recv().unwrap().unwrap();
@@ -738,14 +720,7 @@ async fn ordered_mode_sends_nothing_of_the_stream_while_records_wait_for_a_resen
         per_key_ordering: true,
         ..Config::default()
     });
-    p.on_shard_map(
-        stream(),
-        Ok(ShardMap::from_shards(vec![(
-            "shard-lo".to_string(),
-            HashKeyRange::ALL,
-            true,
-        )])),
-    );
+    p.on_shard_map(stream(), Ok(one_shard()));
     let (lo, hi) = &keys_of_both_halves();
     let _first = put(&mut p, lo, 10);
     let mut second = put(&mut p, hi, 10);
@@ -882,11 +857,7 @@ async fn records_held_outside_the_queues_settle_at_their_ttl_without_a_new_map()
     );
     // A stale one-shard map packs keys of both halves into one aggregate; it lands in
     // shard-lo, which (by the current map) does not own the second.
-    p.streams.get_mut("s").unwrap().map = Some(Arc::new(ShardMap::from_shards(vec![(
-        "shard-lo".to_string(),
-        HashKeyRange::ALL,
-        true,
-    )])));
+    p.streams.get_mut("s").unwrap().map = Some(Arc::new(one_shard()));
     let mut first_lo = put(&mut p, lo, 10);
     let mut misrouted = put(&mut p, hi, 10);
     let (tx, _done) = oneshot::channel();
