@@ -106,9 +106,24 @@ impl ProducerBuilder {
     }
 
     /// Memory budget: bytes held for records not yet settled, counting data, partition
-    /// key and [`RECORD_OVERHEAD_BYTES`](crate::RECORD_OVERHEAD_BYTES) per record. `put` waits while it is spent;
-    /// `try_put` fails fast. Default 64 MiB; allowed 64 KiB ..= `usize::MAX >> 3` (what a
-    /// tokio semaphore counts).
+    /// key and [`RECORD_OVERHEAD_BYTES`](crate::RECORD_OVERHEAD_BYTES) per record. `put`
+    /// waits while it is spent; `try_put` fails fast. Default 64 MiB; allowed 64 KiB ..=
+    /// `usize::MAX >> 3` (what a tokio semaphore counts).
+    ///
+    /// A record is charged from `put` until its outcome is settled, also while its
+    /// `PutRecords` call is in flight. What the budget does not charge is what a call
+    /// makes of its records while it is under way: the Kinesis record (an aggregate, a
+    /// copy of its user records; a record sent alone shares its data), the request
+    /// entry's copy of it, and the serialized JSON body (base64, 4/3 of the bytes). That
+    /// is up to about 3.4 times the data plus key of the records in flight, and at most
+    /// about 3.4 × [`with_collection_max_size`](Self::with_collection_max_size) per call
+    /// (17 MiB at the default 5 MiB) times
+    /// [`with_max_concurrent_requests`](Self::with_max_concurrent_requests). So memory is
+    /// bounded by this budget plus the smaller of 3.4 × the data and keys it holds and
+    /// 3.4 × `collection_max_size` × `max_concurrent_requests`. Measured against an
+    /// endpoint that never answers `PutRecords`, with 100 B records and the default 64 MiB:
+    /// budget + 42 MiB (BENCHMARKS.md, "Resource bounds"); lower the concurrency or the
+    /// call size to lower that second term.
     pub fn with_max_outstanding_bytes(mut self, bytes: usize) -> Self {
         self.config.max_outstanding_bytes = bytes;
         self
