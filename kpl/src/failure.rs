@@ -50,6 +50,9 @@ pub(crate) const DISPATCH_FAILURE: &str = "DispatchFailure";
 /// Code of a call that timed out inside the SDK (connect or read timeout): retried.
 pub(crate) const TIMEOUT: &str = "Timeout";
 
+/// Error code given to an HTTP 413 answer (request body larger than the endpoint takes).
+pub(crate) const REQUEST_TOO_LARGE: &str = "RequestEntityTooLarge";
+
 /// Code of a call that got no answer within the producer's own request timeout: retried.
 pub(crate) const REQUEST_TIMEOUT: &str = "RequestTimeout";
 
@@ -199,7 +202,7 @@ where
             let e = se.err();
             if status == 413 {
                 return CallError {
-                    code: crate::pipeline::REQUEST_TOO_LARGE.to_owned(),
+                    code: REQUEST_TOO_LARGE.to_owned(),
                     message: "the endpoint refused the request body as too large (HTTP 413)"
                         .to_owned(),
                     throttled: false,

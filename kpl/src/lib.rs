@@ -93,11 +93,11 @@ mod record;
 mod shard_map;
 mod stats;
 
-pub use config::{ProducerBuilder, RECORD_OVERHEAD_BYTES};
+pub use config::RECORD_OVERHEAD_BYTES;
 pub use error::{ConfigError, FailureReason, PutError};
 pub use failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 pub use outcome::{Attempt, Delivered, Failed, Outcome, PutHandle};
-pub use producer::Producer;
+pub use producer::{Producer, ProducerBuilder};
 pub use record::ProducerRecord;
 pub use stats::ProducerStats;
 

@@ -14,6 +14,9 @@ use kinesis_agg::{HashKey, HashKeyRange};
 
 use crate::failure::{classify, CallError, UNUSABLE_SHARD_LIST};
 
+/// The operation's name in failure reports and logs.
+pub(crate) const LIST_SHARDS: &str = "ListShards";
+
 /// The shards of one stream, as last listed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShardMap {

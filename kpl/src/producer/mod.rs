@@ -1,20 +1,29 @@
-//! The public handle: `put`, `try_put`, `flush`, `shutdown`, and the failure reports.
+//! The public handle: `put`, `try_put`, `flush`, `shutdown`, and the failure reports;
+//! and its builder.
+//!
+//! ```text
+//!  Producer::builder(client) … build() ─▶ Producer::start ─▶ spawns the pipeline task
+//!  put / try_put ─▶ ProducerRecord::check ─▶ budget (records, bytes) ─▶ Command::Put ─▶ pipeline
+//!  flush / shutdown ─▶ Command::Flush / Shutdown ─▶ pipeline ─▶ answered when settled
+//! ```
+
+mod builder;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_kinesis::Client;
-use kinesis_agg::{check_partition_key, HashKey, UserRecord};
-use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
-use crate::config::{Config, ProducerBuilder, RECORD_OVERHEAD_BYTES};
-use crate::error::{check_stream_name, PutError};
+pub use builder::ProducerBuilder;
+
+use crate::config::{Config, RECORD_OVERHEAD_BYTES};
+use crate::error::PutError;
 use crate::failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 use crate::outcome::PutHandle;
-use crate::pipeline::{Command, Item, Pipeline};
-use crate::record::ProducerRecord;
+use crate::pipeline::{Budget, Command, Item, Pipeline};
+use crate::record::{Accepted, ProducerRecord};
 use crate::stats::{ProducerStats, Stats};
 
 /// A Kinesis producer: accepts user records, aggregates and collects them per shard, sends
@@ -125,7 +134,7 @@ impl Producer {
     /// budget, the record was not accepted and nothing is sent. Once it returns `Ok`, the
     /// record is the producer's and will be settled whether or not the handle is awaited.
     pub async fn put(&self, record: ProducerRecord) -> Result<PutHandle, PutError> {
-        let (user_record, hash_key, needed) = self.check(record)?;
+        let (user_record, needed) = self.check(record)?;
         let inner = &self.inner;
         let permits = async {
             let r = inner.records_budget.clone().acquire_owned().await.ok()?;
@@ -143,7 +152,7 @@ impl Producer {
                 record: Box::new(user_record.into_producer_record()),
             });
         };
-        self.submit(user_record, hash_key, permits)
+        self.submit(user_record, permits)
     }
 
     /// Like [`put`](Producer::put), but never waits: when the memory budget is spent it
@@ -152,7 +161,7 @@ impl Producer {
     /// # Errors
     /// As `put`, plus [`PutError::BufferFull`].
     pub fn try_put(&self, record: ProducerRecord) -> Result<PutHandle, PutError> {
-        let (user_record, hash_key, needed) = self.check(record)?;
+        let (user_record, needed) = self.check(record)?;
         let inner = &self.inner;
         let permits = inner
             .records_budget
@@ -178,23 +187,18 @@ impl Producer {
                 })
             }
         };
-        self.submit(user_record, hash_key, permits)
+        self.submit(user_record, permits)
     }
 
     /// Hands a checked record with its budget to the pipeline (shared by `put` and
     /// `try_put`).
-    fn submit(
-        &self,
-        record: Accepted,
-        hash_key: HashKey,
-        permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
-    ) -> Result<PutHandle, PutError> {
+    fn submit(&self, record: Accepted, budget: Budget) -> Result<PutHandle, PutError> {
         let inner = &self.inner;
         let name = inner.stream_name(&record.stream);
-        let (item, handle) = record.into_item(hash_key, permits, name);
+        let (item, handle) = Item::accept(record, budget, name);
         match inner.commands.send(Command::Put(item)) {
             Ok(()) => {
-                Stats::add(&inner.stats.user_records_put.0, 1);
+                inner.stats.record_put();
                 Ok(handle)
             }
             Err(mpsc::error::SendError(cmd)) => Err(PutError::ShutDown {
@@ -203,75 +207,25 @@ impl Producer {
         }
     }
 
-    /// Validation shared by `put` and `try_put`.
-    fn check(&self, record: ProducerRecord) -> Result<(Accepted, HashKey, usize), PutError> {
+    /// Validation shared by `put` and `try_put`: the record's own checks, then whether
+    /// its charge (data, key and [`RECORD_OVERHEAD_BYTES`]) fits the budget at all.
+    fn check(&self, record: ProducerRecord) -> Result<(Accepted, usize), PutError> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(PutError::ShutDown {
                 record: Box::new(record),
             });
         }
-        if let Err(reason) = check_stream_name(&record.stream) {
-            return Err(PutError::InvalidStreamName {
-                stream: record.stream.clone(),
-                record: Box::new(record),
-                reason,
-            });
-        }
-        let invalid = |record: ProducerRecord, source| PutError::InvalidRecord {
-            stream: record.stream.clone(),
-            record: Box::new(record),
-            source,
-        };
-        if let Err(e) = check_partition_key(&record.partition_key) {
-            return Err(invalid(record, e));
-        }
-        let explicit = match record
-            .explicit_hash_key
-            .as_deref()
-            .map(HashKey::parse_decimal)
-        {
-            None => None,
-            Some(Ok(h)) => Some(h),
-            Some(Err(e)) => return Err(invalid(record, e)),
-        };
-        let size = record.data.len() + record.partition_key.len();
-        if size > inner.max_record_size {
-            let e = kinesis_agg::Error::RecordTooLarge {
-                size,
-                limit: inner.max_record_size,
-            };
-            return Err(invalid(record, e));
-        }
-        let needed = size + RECORD_OVERHEAD_BYTES;
+        let checked = record.check(inner.max_record_size)?;
+        let needed = checked.size + RECORD_OVERHEAD_BYTES;
         if needed > inner.max_outstanding_bytes {
             return Err(PutError::LargerThanBudget {
-                record: Box::new(record),
+                record: Box::new(checked.record),
                 needed,
                 budget: inner.max_outstanding_bytes,
             });
         }
-        let ProducerRecord {
-            stream,
-            partition_key,
-            data,
-            ..
-        } = record;
-        let user_record = UserRecord::with_size_limit(partition_key, data, inner.max_record_size)
-            .expect("checked above");
-        let user_record = match explicit {
-            Some(h) => user_record.with_explicit_hash_key(h),
-            None => user_record,
-        };
-        let hash_key = user_record.hash_key();
-        Ok((
-            Accepted {
-                stream,
-                record: user_record,
-            },
-            hash_key,
-            needed,
-        ))
+        Ok((checked.accept(), needed))
     }
 
     /// Sends everything buffered now, without waiting for `max_buffered_time`, and
@@ -367,39 +321,5 @@ impl Producer {
                 closed
             }
         }
-    }
-}
-
-/// A record that passed the checks, before it has budget.
-struct Accepted {
-    stream: String,
-    record: UserRecord,
-}
-
-impl Accepted {
-    fn into_producer_record(self) -> ProducerRecord {
-        crate::pipeline::to_producer_record(self.stream, self.record)
-    }
-
-    fn into_item(
-        self,
-        hash_key: HashKey,
-        permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
-        stream: Arc<str>,
-    ) -> (Item, PutHandle) {
-        let (tx, rx) = oneshot::channel();
-        let item = Item {
-            stream: stream.clone(),
-            record: self.record,
-            hash_key,
-            tx,
-            put_at: Instant::now(),
-            attempts: Vec::new(),
-            calls: 0,
-            seq: 0,
-            epoch: 0,
-            budget: permits,
-        };
-        (item, PutHandle::new(rx, stream))
     }
 }
