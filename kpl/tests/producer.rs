@@ -377,9 +377,14 @@ async fn ordered_mode_keeps_per_key_order_under_throttling() {
         .iter()
         .map(|s| s.hash_key_range().unwrap().starting_hash_key().to_owned())
         .collect();
+    // How many of the neighbour's records were throttled: the producer starts once the
+    // neighbour is being throttled itself, so a slow start of its task (a loaded machine)
+    // cannot leave the producer's run unthrottled.
+    let noise_throttled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let noise = {
         let client = client.clone();
         let stream = stream.clone();
+        let noise_throttled = noise_throttled.clone();
         tokio::spawn(async move {
             loop {
                 for start in &shard_starts {
@@ -393,12 +398,17 @@ async fn ordered_mode_keeps_per_key_order_under_throttling() {
                                 .unwrap()
                         })
                         .collect();
-                    let _ = client
+                    if let Ok(out) = client
                         .put_records()
                         .stream_name(&stream)
                         .set_records(Some(entries))
                         .send()
-                        .await;
+                        .await
+                    {
+                        let failed = out.failed_record_count().unwrap_or(0);
+                        noise_throttled
+                            .fetch_add(failed as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -406,6 +416,17 @@ async fn ordered_mode_keeps_per_key_order_under_throttling() {
     };
     let mut throttles = 0;
     for aggregation in [false, true] {
+        if stack.write_limits_enforced() == Some(true) {
+            let since = noise_throttled.load(std::sync::atomic::Ordering::Relaxed);
+            let waited = std::time::Instant::now();
+            while noise_throttled.load(std::sync::atomic::Ordering::Relaxed) == since {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(60),
+                    "the neighbour is never throttled"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let producer = Producer::builder(client.clone())
             .with_per_key_ordering(true)
             .with_aggregation(aggregation)
