@@ -102,6 +102,7 @@ mod error;
 mod initial_position;
 pub mod leases;
 pub mod metric_names;
+mod multi_stream;
 mod processor;
 mod record_stream;
 mod scheduler;
@@ -118,6 +119,10 @@ pub use error::Error;
 pub use initial_position::InitialPosition;
 pub use kinesis_agg::{OutsideRangePolicy, PartitionKey};
 pub use leases::Lease;
+pub use multi_stream::{
+    FormerStreamsLeasesDeletionStrategy, StaticStreamTracker, StreamConfig, StreamIdentifier,
+    StreamRef, StreamTracker, DEFAULT_FORMER_STREAMS_GRACE_PERIOD,
+};
 pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
