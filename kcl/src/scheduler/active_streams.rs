@@ -79,6 +79,15 @@ impl ActiveStreams {
         self.read().get(&lease.stream).cloned()
     }
 
+    /// Whether the lease `lease_key` belongs to an active stream, told by its key: always
+    /// for a single-stream worker; for a multi-stream one, whether the stream its key
+    /// starts with is active.
+    pub(super) fn is_active_key(&self, lease_key: &str) -> bool {
+        !self.multi
+            || StreamIdentifier::split_lease_key(lease_key)
+                .is_some_and(|(id, _)| self.read().contains_key(&Some(id)))
+    }
+
     /// Every active stream.
     pub(super) fn all(&self) -> Vec<Arc<StreamRuntime>> {
         self.read().values().cloned().collect()
@@ -166,6 +175,12 @@ mod tests {
         of_b.owner = Some("w".into());
         assert!(multi.admits(&of_b), "untracked but still mine");
         assert!(multi.for_lease(&of_a).is_some());
+        assert!(multi.is_active_key(&of_a.lease_key));
+        assert!(!multi.is_active_key(&of_b.lease_key));
+        assert!(
+            one.is_active_key("1:b:1:shardId-0"),
+            "a single stream's leases all are"
+        );
         assert!(multi.for_lease(&of_b).is_none());
         assert_eq!(multi.ids(), HashSet::from([a.clone()]));
         assert!(multi.remove(&a).is_some());

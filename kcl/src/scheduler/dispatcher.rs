@@ -154,17 +154,22 @@ impl Dispatcher {
             if h.is_lost() {
                 continue;
             }
-            let lease = h.lease().await;
-            let Some(stream) = self.streams.for_lease(&lease) else {
+            // Told by the key alone: no wait behind a write of the lease in flight.
+            if !self.streams.is_active_key(&key) {
                 self.retire(&key).await;
                 continue;
-            };
+            }
             if self.running.contains_key(&key) || self.finished.contains_key(&key) {
                 continue;
             }
             if self.blocked.get(&key).is_some_and(|until| *until > now) {
                 continue;
             }
+            let lease = h.lease().await;
+            let Some(stream) = self.streams.for_lease(&lease) else {
+                self.retire(&key).await;
+                continue;
+            };
             match self.parents_done(&lease).await {
                 Ok(true) => {
                     self.blocked.remove(&key);

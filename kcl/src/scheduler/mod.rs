@@ -319,15 +319,17 @@ impl Scheduler {
                     })
             }
             Consumes::Multi(sync) => {
-                let table = start_up::create_tables(
-                    inner.store.as_ref(),
-                    &inner.coordinator,
-                    &inner.shutdown,
-                );
-                match table.await? {
-                    Some(()) => sync.start_up(&inner.shutdown).await?,
-                    None => None,
+                let shutdown = &inner.shutdown;
+                let mut started = sync.add_streams(shutdown).await?;
+                if started.is_some() {
+                    started =
+                        start_up::create_tables(inner.store.as_ref(), &inner.coordinator, shutdown)
+                            .await?;
                 }
+                if started.is_some() {
+                    started = sync.first_sync(shutdown).await?;
+                }
+                started
             }
         };
         if started.is_none() {

@@ -3,10 +3,11 @@
 //! stream's leases in step with its shards, and deletes the leases of former streams.
 //!
 //! ```text
-//!  start_up (each step retried as the other start-up steps):
-//!    tracker ─▶ each stream: resolve (DescribeStreamSummary: ARN ─▶ account,
+//!  start-up (each step retried as the other start-up steps):
+//!    add_streams: tracker ─▶ each stream: resolve (DescribeStreamSummary: ARN ─▶ account,
 //!               StreamCreationTimestamp ─▶ epoch; nothing for an identifier) ─▶ add
-//!    ─▶ first sync of every stream (one scan)
+//!    (the scheduler creates the lease table)
+//!    first_sync: every stream's first sync (one scan)
 //!  run, until stop:
 //!    every stream_tracker_interval: tracker ─▶ new streams resolved and added,
 //!        streams gone from the list removed (the dispatcher stops and releases their leases)
@@ -95,17 +96,20 @@ impl MultiStreamSync {
         }
     }
 
-    /// The start-up steps of a multi-stream worker (after the lease table's): the
-    /// tracker's list, each stream resolved and added, and a first sync of all of them.
-    /// `Ok(None)` when `shutdown` came first.
+    /// The first start-up steps of a multi-stream worker (before the lease table's, so
+    /// that a misspelt stream leaves nothing behind): the tracker's list, each stream
+    /// resolved and added. `Ok(None)` when `shutdown` came first.
     ///
     /// # Cancellation
-    /// Safe to drop, as a shutdown is; leases already created stay.
+    /// Safe to drop, as a shutdown is: it only reads.
     ///
     /// # Errors
     /// [`Error::StreamNotFound`] for a listed stream that does not exist, or the first
     /// non-retryable error of a step.
-    pub(super) async fn start_up(&self, shutdown: &CancellationToken) -> Result<Option<()>, Error> {
+    pub(super) async fn add_streams(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<()>, Error> {
         let listed =
             retry_start_up_step("stream tracker", shutdown, start_up_backoff(), || async {
                 self.list().await.map(Try::Ready)
@@ -123,6 +127,21 @@ impl MultiStreamSync {
             };
             self.add(id, config.initial_position);
         }
+        Ok(Some(()))
+    }
+
+    /// The last start-up step of a multi-stream worker (after the lease table's): a first
+    /// sync of every stream. `Ok(None)` when `shutdown` came first.
+    ///
+    /// # Cancellation
+    /// Safe to drop, as a shutdown is; leases already created stay.
+    ///
+    /// # Errors
+    /// The first non-retryable error.
+    pub(super) async fn first_sync(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<()>, Error> {
         let first_sync = retry_start_up_step(
             "initial shard sync",
             shutdown,
