@@ -907,6 +907,45 @@ mod tests {
     }
 
     #[test]
+    fn multi_stream_settings_are_checked() {
+        use crate::multi_stream::{StaticStreamTracker, StreamConfig};
+        let multi = || {
+            let (k, d) = offline_clients();
+            let tracker = StaticStreamTracker::new(vec![StreamConfig::new("s").unwrap()]).unwrap();
+            Scheduler::multi_stream_builder("app", tracker, factory).with_clients(k, d)
+        };
+        multi().validate().unwrap();
+        assert_eq!(
+            refused(multi().with_stream_tracker_interval(Duration::ZERO)),
+            ConfigError::ZeroDuration {
+                setting: "stream_tracker_interval"
+            }
+        );
+        assert_eq!(
+            refused(multi().with_former_streams_deletion(
+                FormerStreamsLeasesDeletionStrategy::DeleteAfter(Duration::ZERO)
+            )),
+            ConfigError::ZeroDuration {
+                setting: "former_streams_deletion"
+            }
+        );
+        multi()
+            .with_former_streams_deletion(FormerStreamsLeasesDeletionStrategy::NoDeletion)
+            .validate()
+            .unwrap();
+        assert!(matches!(
+            refused(multi().with_retrieval(Retrieval::FanOut(Default::default()))),
+            ConfigError::Unsupported { .. }
+        ));
+        let b = multi();
+        assert_eq!(b.config.stream_tracker_interval, Duration::from_secs(60));
+        assert_eq!(
+            b.config.former_streams_deletion,
+            FormerStreamsLeasesDeletionStrategy::DeleteAfter(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
     fn edge_values_are_accepted() {
         let smallest = PollingConfig {
             max_records: 1,
