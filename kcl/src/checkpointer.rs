@@ -131,7 +131,8 @@ impl Checkpointer {
         p.children = children;
     }
 
-    /// The shard.
+    /// The shard: its lease key, which is the shard id, or `account:stream:epoch:shardId`
+    /// in a multi-stream application (so that it names the stream too).
     pub fn shard_id(&self) -> &str {
         &self.inner.shard_id
     }

@@ -94,6 +94,31 @@ pub enum ConfigError {
         /// The allowed values, e.g. `1 to 10000`.
         allowed: &'static str,
     },
+    /// A stream of a multi-stream application given as text (a serialized
+    /// `account:stream:creationEpoch` identifier, a stream ARN, or a name) that cannot be
+    /// read.
+    #[error("invalid stream {value:?}: {reason}")]
+    InvalidStreamIdentifier {
+        /// The text given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A list of streams for a multi-stream application that cannot work (empty, or one
+    /// stream twice).
+    #[error("invalid stream list: {reason}")]
+    InvalidStreamList {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting this library does not support in combination with another yet.
+    #[error("{setting} is not supported {with} yet")]
+    Unsupported {
+        /// The setting, e.g. `retrieval = FanOut`.
+        setting: &'static str,
+        /// What it cannot be combined with, e.g. `with a multi-stream tracker`.
+        with: &'static str,
+    },
     /// An initial position given as text (e.g. on a command line) that cannot be read.
     #[error("invalid initial position {value:?}: {reason}")]
     InvalidInitialPosition {

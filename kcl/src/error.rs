@@ -105,6 +105,14 @@ pub enum Error {
         /// The stream name given.
         stream: String,
     },
+    /// A multi-stream application's [`StreamTracker`](crate::StreamTracker) could not
+    /// list its streams. Retryable: start-up asks it again with backoff; once running, the
+    /// previous list stays in force until a later poll succeeds.
+    #[error("the stream tracker failed: {message}")]
+    StreamTracker {
+        /// The tracker's error, rendered with its sources.
+        message: String,
+    },
     /// The lease table did not become `ACTIVE` in time.
     #[error("lease table {table} not ACTIVE after {waited_secs} s")]
     TableNotActive {
@@ -120,11 +128,13 @@ pub enum Error {
 
 impl Error {
     /// Whether calling again may succeed: only [`Error::DynamoDb`] and [`Error::Kinesis`]
-    /// failures classified retryable (see the module docs); never a configuration error,
+    /// failures classified retryable (see the module docs), and [`Error::StreamTracker`];
+    /// never a configuration error,
     /// [`Error::StreamNotFound`] or [`Error::AlreadyStarted`].
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::DynamoDb { retryable, .. } | Error::Kinesis { retryable, .. } => *retryable,
+            Error::StreamTracker { .. } => true,
             _ => false,
         }
     }
@@ -314,7 +324,7 @@ where
 /// Renders an error with its chain of sources, each said once: the SDK's generic "service
 /// error" is dropped (the service's code and message follow it), and a source that repeats
 /// the text before it is skipped.
-fn render(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn render(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = next {

@@ -31,6 +31,12 @@
 //! [`PollingConfig`] (the default), or enhanced fan-out with `SubscribeToShard`, set by
 //! [`FanOutConfig`], for which the worker registers a stream consumer at start-up.
 //!
+//! One worker can also consume several streams through one lease table
+//! ([`Scheduler::multi_stream_builder`] with a [`StreamTracker`], e.g. a
+//! [`StaticStreamTracker`]): the Java KCL's multi-stream leases, keyed by
+//! [`StreamIdentifier`] and shard id, with streams added and removed while running and the
+//! leases of removed streams deleted as [`FormerStreamsLeasesDeletionStrategy`] says.
+//!
 //! # Usage
 //! Runs as it is on the embedded emulators (the hidden lines start them and put 100
 //! records); in a service, pass your AWS configuration with `with_sdk_config` instead of
@@ -102,6 +108,7 @@ mod error;
 mod initial_position;
 pub mod leases;
 pub mod metric_names;
+mod multi_stream;
 mod processor;
 mod record_stream;
 mod scheduler;
@@ -118,6 +125,10 @@ pub use error::Error;
 pub use initial_position::InitialPosition;
 pub use kinesis_agg::{OutsideRangePolicy, PartitionKey};
 pub use leases::Lease;
+pub use multi_stream::{
+    FormerStreamsLeasesDeletionStrategy, StaticStreamTracker, StreamConfig, StreamIdentifier,
+    StreamRef, StreamTracker, DEFAULT_FORMER_STREAMS_GRACE_PERIOD,
+};
 pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,

@@ -14,6 +14,7 @@
 //!  HeldLease (checkpoints) ─▶ CHECKPOINT_LATENCY
 //!  LeaseTable, FleetTable ─▶ DYNAMODB_CALLS{operation}, INVALID_LEASES_SKIPPED
 //!  ShardSync, ShardConsumer, start-up ─▶ KINESIS_CALLS{operation}
+//!  multi-stream sync ─▶ STREAMS_ACTIVE, FORMER_STREAM_LEASES_DELETED
 //! ```
 //!
 //! Install any `metrics` recorder (Prometheus exporter, StatsD, ...) to collect them; with
@@ -99,6 +100,12 @@ pub const DYNAMODB_CALLS: &str = "kinesis_consumer_dynamodb_calls_total";
 pub const KINESIS_CALLS: &str = "kinesis_consumer_kinesis_calls_total";
 /// Counter: lease table items skipped because they could not be read as leases.
 pub const INVALID_LEASES_SKIPPED: &str = "kinesis_consumer_invalid_leases_skipped_total";
+/// Gauge: streams a multi-stream worker consumes now (tracked and resolved).
+pub const STREAMS_ACTIVE: &str = "kinesis_consumer_streams_active";
+/// Counter: leases of streams a multi-stream application no longer consumes, deleted
+/// after their grace period.
+pub const FORMER_STREAM_LEASES_DELETED: &str =
+    "kinesis_consumer_former_stream_leases_deleted_total";
 
 #[cfg(test)]
 mod tests {
@@ -125,6 +132,8 @@ mod tests {
             DYNAMODB_CALLS,
             KINESIS_CALLS,
             INVALID_LEASES_SKIPPED,
+            STREAMS_ACTIVE,
+            FORMER_STREAM_LEASES_DELETED,
             BATCH_WAIT,
             RECORD_AGE,
             DELIVERY_RETRIES,

@@ -57,8 +57,12 @@ use crate::checkpointer::Checkpointer;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct InitializationInput {
-    /// The shard this processor is for.
+    /// The shard this processor is for (its Kinesis shard id, also in a multi-stream
+    /// application).
     pub shard_id: String,
+    /// The stream the shard belongs to, in a multi-stream application; `None` for a
+    /// single-stream worker (whose stream is the one it was built with).
+    pub stream: Option<crate::StreamIdentifier>,
     /// The checkpoint processing resumes after (a sentinel for a shard not started).
     pub checkpoint: Checkpoint,
     /// The first phase of a two-phase checkpoint left by an earlier owner, if any.

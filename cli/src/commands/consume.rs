@@ -10,6 +10,13 @@
 //!  second Ctrl-C / SIGTERM ──▶ exit 130 at once
 //! ```
 //!
+//! With `--stream` given more than once the worker is a multi-stream application (the
+//! library's `Scheduler::multi_stream_builder` with a static list): one lease table for all
+//! the streams, leases keyed `account:stream:creationEpoch:shardId` as the Java KCL's, and
+//! every output line names its stream: the `stream` field in JSON (there with one stream
+//! too), a `STREAM: ` prefix before the payload in raw output, `%t` in a `--format`
+//! template. `--efo` is refused with several streams (not supported yet).
+//!
 //! At the end, a summary on standard error: records written, the shards they came from,
 //! the time since start and the rate; on a terminal the same line is kept up to date
 //! every second while the worker runs. `--metrics-addr` serves the library's metrics.
@@ -42,7 +49,8 @@ use clap::{Args, ValueEnum};
 use kinesis_consumer::{
     Batching, Checkpointer, FanOutConfig, InitialPosition, InitializationInput, LeaseLostInput,
     OutsideRangePolicy, PayloadDecompression, PollingConfig, ProcessRecordsInput, RecordProcessor,
-    Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput,
+    Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput, StaticStreamTracker,
+    StreamConfig, StreamIdentifier,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -74,9 +82,13 @@ impl From<OutsideRange> for OutsideRangePolicy {
 /// Arguments of `kinesis-cat consume`.
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
-    /// Stream to consume.
-    #[arg(short, long, value_parser = args::stream_name)]
-    pub stream: String,
+    /// Stream to consume; repeat it to consume several streams with one worker (a
+    /// multi-stream application: one lease table for all of them, leases keyed
+    /// account:stream:creationEpoch:shardId as the Java KCL's). With several streams every
+    /// line names its stream: the "stream" field in JSON, a "STREAM: " prefix in raw output
+    /// (%t in a --format template); --efo is not supported with several.
+    #[arg(short, long, value_parser = args::stream_name, required = true)]
+    pub stream: Vec<String>,
     /// Application name (the lease table's name: 3 to 255 characters of a-z A-Z 0-9 _ . -).
     #[arg(short, long, value_parser = args::application_name)]
     pub app: String,
@@ -265,8 +277,9 @@ impl ConsumeArgs {
 /// Shared by the processors of one worker.
 #[derive(Debug)]
 struct Shared {
-    /// The stream, for the JSON lines.
-    stream: String,
+    /// The streams given: the first names the records of a single-stream worker; with
+    /// several, raw lines get a `STREAM: ` prefix.
+    streams: Vec<String>,
     /// How records are printed.
     printer: Printer,
     /// Records written.
@@ -339,7 +352,10 @@ impl Shared {
 struct PrintingProcessor {
     /// Output and settings.
     shared: Arc<Shared>,
-    /// The shard.
+    /// The stream of the shard.
+    stream: String,
+    /// The shard: its lease key (with its stream in a multi-stream application), as the
+    /// library names it in checkpoints.
     shard_id: String,
     /// When the next checkpoint is due.
     cadence: kinesis_consumer::CheckpointEvery,
@@ -383,13 +399,22 @@ impl RecordProcessor for PrintingProcessor {
             .records
             .iter()
             .map(|r| {
-                render(
-                    &self.shared.stream,
-                    &self.shard_id,
+                let shard = self
+                    .shard_id
+                    .rsplit_once(':')
+                    .map_or(self.shard_id.as_str(), |(_, shard)| shard);
+                let line = render(
+                    &self.stream,
+                    shard,
                     r,
                     input.millis_behind_latest,
                     &self.shared.printer,
-                )
+                );
+                if self.shared.streams.len() > 1 && matches!(self.shared.printer, Printer::Raw) {
+                    [format!("{}: ", self.stream).into_bytes(), line].concat()
+                } else {
+                    line
+                }
             })
             .collect();
         if !self
@@ -459,7 +484,7 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
         crate::metrics_server::serve(addr).await?;
     }
     let shared = Arc::new(Shared {
-        stream: args.stream.clone(),
+        streams: args.stream.clone(),
         printer: Printer::new(args.output, args.format.as_ref()),
         records: AtomicU64::new(0),
         shards: std::sync::Mutex::default(),
@@ -475,21 +500,39 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
                 "kinesis-cat: stream consumer {consumer} is registered and stays registered when \
                  the worker stops; `kinesis-cat stream consumers deregister --stream {} \
                  {consumer}` removes it",
-                args.stream
+                args.stream.join(" --stream ")
             )
         })),
     });
     let factory = {
         let shared = shared.clone();
         move |shard: &str| {
+            // A multi-stream lease key names its stream; a single stream's is the shard id.
+            let stream = StreamIdentifier::split_lease_key(shard).map_or_else(
+                || shared.streams[0].clone(),
+                |(id, _)| id.stream_name().to_owned(),
+            );
             Box::new(PrintingProcessor {
                 shared: shared.clone(),
+                stream,
                 shard_id: shard.to_owned(),
                 cadence: shared.checkpoint_every.start(),
             }) as Box<dyn RecordProcessor>
         }
     };
-    let mut builder = Scheduler::builder(&args.app, &args.stream, factory)
+    let builder = match &args.stream[..] {
+        [one] => Scheduler::builder(&args.app, one, factory),
+        several => {
+            let streams = several
+                .iter()
+                .map(|s| StreamConfig::new(s))
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(StaticStreamTracker::new)
+                .map_err(kinesis_consumer::Error::from)?;
+            Scheduler::multi_stream_builder(&args.app, streams, factory)
+        }
+    };
+    let mut builder = builder
         .with_sdk_config(&config)
         .with_initial_position(args.initial_position())
         .with_failover_time(Duration::from_millis(args.failover_ms))
@@ -518,13 +561,14 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
         crate::say!(
             "kinesis-cat: worker {} starting on stream {} with enhanced fan-out through stream consumer {consumer} (registered if missing)",
             scheduler.worker_id(),
-            args.stream,
+            args.stream.join(", "),
         );
     } else {
         crate::say!(
-            "kinesis-cat: worker {} starting on stream {}",
+            "kinesis-cat: worker {} starting on stream{} {}",
             scheduler.worker_id(),
-            args.stream
+            if args.stream.len() > 1 { "s" } else { "" },
+            args.stream.join(", ")
         );
     }
 

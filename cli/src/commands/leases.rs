@@ -1,7 +1,8 @@
 //! `kinesis-cat leases`: the lease table of a consumer application, as a table.
 //!
 //! ```text
-//!  Scan (consistent) ─▶ leases (odd items skipped with a warning) ─▶ sorted by shard ─▶ table
+//!  Scan (consistent) ─▶ leases (odd items skipped with a warning) ─▶ sorted by key ─▶ table
+//!    (a multi-stream application's table: a "stream" column names each lease's stream)
 //!  [--stream S] ListShards ─▶ open/closed per shard, for the "state" column
 //!               GetShardIterator(after checkpoint) + GetRecords(limit 1) ─▶ MillisBehindLatest,
 //!               for the "lag" column (as far as the server reports it)
@@ -47,10 +48,23 @@ pub struct ShardView {
     pub lag_ms: Option<i64>,
 }
 
-/// Formats leases as an aligned text table. `shards` maps shard ids to what the stream says
-/// about them, when the stream was given.
-pub fn format_table(leases: &[Lease], shards: Option<&HashMap<String, ShardView>>) -> String {
-    let mut rows = vec![[
+/// What `--stream` says about the shards of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamView {
+    /// The stream's name.
+    pub stream: String,
+    /// Each shard (by shard id) of the stream.
+    pub shards: HashMap<String, ShardView>,
+}
+
+/// Formats leases as an aligned text table. `view` says what the stream given with
+/// `--stream` says about its shards (leases of other streams of a multi-stream table show
+/// "-"). When any lease is a multi-stream one, a first column names each lease's stream
+/// (`account:stream:creationEpoch`) and the shard column holds the bare shard id.
+pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
+    let multi = leases.iter().any(|l| l.stream.is_some());
+    let mut rows = vec![vec![
+        "stream".to_owned(),
         "shard".to_owned(),
         "owner".to_owned(),
         "counter".to_owned(),
@@ -62,22 +76,33 @@ pub fn format_table(leases: &[Lease], shards: Option<&HashMap<String, ShardView>
     let mut sorted: Vec<&Lease> = leases.iter().collect();
     sorted.sort_by(|a, b| a.lease_key.cmp(&b.lease_key));
     for l in sorted {
+        let shards = view
+            .filter(|v| {
+                l.stream
+                    .as_ref()
+                    .is_none_or(|id| id.stream_name() == v.stream)
+            })
+            .map(|v| &v.shards);
         let state = if l.checkpoint.is_shard_end() {
             "done".to_owned()
         } else {
-            match shards.map(|m| m.get(&l.lease_key)) {
-                None => "-".to_owned(),
-                Some(None) => "gone from stream".to_owned(),
-                Some(Some(v)) if v.open => "open".to_owned(),
-                Some(Some(_)) => "closed, in progress".to_owned(),
+            match (view, shards.map(|m| m.get(l.shard_id()))) {
+                (Some(_), None) => "-".to_owned(),
+                (None, _) => "-".to_owned(),
+                (_, Some(None)) => "gone from stream".to_owned(),
+                (_, Some(Some(v))) if v.open => "open".to_owned(),
+                (_, Some(Some(_))) => "closed, in progress".to_owned(),
             }
         };
         let lag = shards
-            .and_then(|m| m.get(&l.lease_key))
+            .and_then(|m| m.get(l.shard_id()))
             .and_then(|v| v.lag_ms)
             .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
-        rows.push([
-            l.lease_key.clone(),
+        rows.push(vec![
+            l.stream
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
+            l.shard_id().to_owned(),
             l.owner.clone().unwrap_or_else(|| "-".to_owned()),
             l.counter.to_string(),
             l.checkpoint.to_string(),
@@ -90,17 +115,30 @@ pub fn format_table(leases: &[Lease], shards: Option<&HashMap<String, ShardView>
             lag,
         ]);
     }
+    if !multi {
+        // A single-stream table: no stream column.
+        for row in &mut rows {
+            row.remove(0);
+        }
+    }
     aligned(&rows)
 }
 
 /// Rows as text, each column as wide as its widest cell, two spaces apart.
-fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+fn aligned<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.as_ref().get(c).map_or(0, |cell| cell.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {
         let cells: Vec<String> = r
+            .as_ref()
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
@@ -204,7 +242,10 @@ async fn show(
             let mut views = HashMap::new();
             for s in &shards {
                 let id = s.shard_id().to_owned();
-                let lease = leases.iter().find(|l| l.lease_key == id);
+                let lease = leases.iter().find(|l| {
+                    l.shard_id() == id
+                        && l.stream.as_ref().is_none_or(|s| s.stream_name() == stream)
+                });
                 let lag_ms = match lease {
                     Some(l) => lag(&kinesis, stream, &id, &l.checkpoint).await,
                     None => None,
@@ -212,7 +253,10 @@ async fn show(
                 let open = !super::shards::is_closed(s);
                 views.insert(id, ShardView { open, lag_ms });
             }
-            Some(views)
+            Some(StreamView {
+                stream: stream.clone(),
+                shards: views,
+            })
         }
         None => None,
     };
@@ -288,14 +332,17 @@ mod tests {
         a.owner = Some("w1".into());
         a.counter = 7;
         let b = Lease::new("shardId-000000000000", Checkpoint::ShardEnd);
-        let views: HashMap<String, ShardView> = [(
-            "shardId-000000000001".to_owned(),
-            ShardView {
-                open: true,
-                lag_ms: Some(1500),
-            },
-        )]
-        .into();
+        let views = StreamView {
+            stream: "s".into(),
+            shards: [(
+                "shardId-000000000001".to_owned(),
+                ShardView {
+                    open: true,
+                    lag_ms: Some(1500),
+                },
+            )]
+            .into(),
+        };
         let text = format_table(&[a, b], Some(&views));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -313,6 +360,33 @@ mod tests {
                     .take(3)
                     .eq(["ms", "1500", "open"])
         );
+    }
+
+    #[test]
+    fn multi_stream_tables_name_each_lease_stream() {
+        let orders: kinesis_consumer::StreamIdentifier = "1:orders:5".parse().unwrap();
+        let pay: kinesis_consumer::StreamIdentifier = "1:pay:6".parse().unwrap();
+        let a = Lease::new_multi_stream(orders, "shardId-000000000000", Checkpoint::TrimHorizon);
+        let b = Lease::new_multi_stream(pay, "shardId-000000000000", Checkpoint::TrimHorizon);
+        let views = StreamView {
+            stream: "orders".into(),
+            shards: [(
+                "shardId-000000000000".to_owned(),
+                ShardView {
+                    open: true,
+                    lag_ms: None,
+                },
+            )]
+            .into(),
+        };
+        let text = format_table(&[b, a], Some(&views));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("stream") && lines[0].contains("shard"));
+        let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(cells(lines[1])[..2], ["1:orders:5", "shardId-000000000000"]);
+        assert!(lines[1].contains("open"), "--stream orders: {}", lines[1]);
+        assert_eq!(cells(lines[2])[..2], ["1:pay:6", "shardId-000000000000"]);
+        assert!(!lines[2].contains("open") && !lines[2].contains("gone"));
     }
 
     #[test]

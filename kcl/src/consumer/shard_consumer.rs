@@ -85,6 +85,9 @@ pub(crate) struct ShardConsumer {
 
 /// The source a consumer reads from now, and what it leaves out of it.
 struct Reading {
+    /// The Kinesis shard id read (without the stream of a multi-stream lease key), to
+    /// start reading it again.
+    shard_id: String,
     /// The source's batches.
     rx: tokio::sync::mpsc::Receiver<super::Batch>,
     /// Records handed over before (at or before the start, or before a retried record).
@@ -170,7 +173,10 @@ impl ShardConsumer {
     }
 
     async fn run_inner(mut self, lease: crate::Lease) -> Exit {
+        // The lease key names the shard in checkpoints, logs and metrics (with its stream in
+        // a multi-stream application); the bare shard id is what Kinesis knows.
         let shard_id = lease.lease_key.clone();
+        let kinesis_shard_id = lease.shard_id().to_owned();
         let start = lease.checkpoint.clone();
         if start.is_shard_end() {
             // Finished by an earlier owner; nothing to deliver.
@@ -185,7 +191,8 @@ impl ShardConsumer {
         );
         self.processor
             .initialize(InitializationInput {
-                shard_id: shard_id.clone(),
+                shard_id: kinesis_shard_id.clone(),
+                stream: lease.stream.clone(),
                 checkpoint: start.clone(),
                 pending_checkpoint: lease.pending_checkpoint.clone(),
                 pending_checkpoint_state: lease.pending_checkpoint_state.clone(),
@@ -193,7 +200,7 @@ impl ShardConsumer {
             .await;
 
         let mut reading = self.read_from(
-            &shard_id,
+            &kinesis_shard_id,
             StartingPosition::from_checkpoint(&start, self.at_timestamp),
             Skip::Covered(start.clone()),
         );
@@ -322,6 +329,7 @@ impl ShardConsumer {
         let stop = CancellationToken::new();
         let rx = self.source.start(shard_id, from, stop.clone());
         Reading {
+            shard_id: shard_id.to_owned(),
             rx,
             skip,
             _stop: stop.drop_guard(),
@@ -423,11 +431,8 @@ impl ShardConsumer {
             ),
         };
         // The old source stops as its guard drops.
-        *reading = self.read_from(
-            ctx.checkpointer.shard_id(),
-            StartingPosition::AtSequence(from),
-            skip,
-        );
+        let shard_id = std::mem::take(&mut reading.shard_id);
+        *reading = self.read_from(&shard_id, StartingPosition::AtSequence(from), skip);
         *batcher = Batcher::new(self.batching);
         None
     }

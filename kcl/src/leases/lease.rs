@@ -18,12 +18,14 @@ use kinesis_agg::HashKeyRange;
 
 use super::lease_update::{Change, LeaseUpdate};
 use crate::checkpoint::Checkpoint;
+use crate::multi_stream::StreamIdentifier;
 
 /// One row of the lease table: the right to process one shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Lease {
-    /// The hash key: the shard id.
+    /// The hash key: the shard id; for a multi-stream lease
+    /// `account:stream:creationEpoch:shardId` (see [`stream`](Self::stream)).
     pub lease_key: String,
     /// The worker holding the lease; `None` when unassigned (new or released).
     pub owner: Option<String>,
@@ -45,6 +47,10 @@ pub struct Lease {
     pub child_shard_ids: Vec<String>,
     /// The shard's hash key range, when known; sub-records outside it are dropped.
     pub hash_key_range: Option<HashKeyRange>,
+    /// The stream of a multi-stream lease (written as `streamName`, with `shardId`, as the
+    /// Java KCL's multi-stream leases); `None` for a single-stream lease, whose stream is
+    /// the application's one.
+    pub stream: Option<StreamIdentifier>,
 }
 
 impl Lease {
@@ -61,6 +67,39 @@ impl Lease {
             parent_shard_ids: Vec::new(),
             child_shard_ids: Vec::new(),
             hash_key_range: None,
+            stream: None,
+        }
+    }
+
+    /// A new, unowned multi-stream lease for `shard_id` of `stream` starting at
+    /// `checkpoint`: its key is `stream.lease_key(shard_id)`.
+    pub fn new_multi_stream(
+        stream: StreamIdentifier,
+        shard_id: &str,
+        checkpoint: Checkpoint,
+    ) -> Self {
+        let mut lease = Self::new(stream.lease_key(shard_id), checkpoint);
+        lease.stream = Some(stream);
+        lease
+    }
+
+    /// The shard's id: the lease key, without its stream for a multi-stream lease.
+    pub fn shard_id(&self) -> &str {
+        match &self.stream {
+            Some(stream) => self
+                .lease_key
+                .strip_prefix(&format!("{stream}:"))
+                .unwrap_or(&self.lease_key),
+            None => &self.lease_key,
+        }
+    }
+
+    /// The lease key of another shard of this lease's stream (a parent or a child, whose
+    /// ids the lease holds bare): the shard id itself for a single-stream lease.
+    pub fn sibling_lease_key(&self, shard_id: &str) -> String {
+        match &self.stream {
+            Some(stream) => stream.lease_key(shard_id),
+            None => shard_id.to_owned(),
         }
     }
 
@@ -137,6 +176,23 @@ impl Lease {
 mod tests {
     use super::*;
     use crate::leases::{Guard, OwnerGuard};
+
+    #[test]
+    fn multi_stream_leases_name_their_stream_and_shard() {
+        let stream: StreamIdentifier = "123:orders:9".parse().unwrap();
+        let lease = Lease::new_multi_stream(stream.clone(), "shardId-1", Checkpoint::TrimHorizon);
+        assert_eq!(lease.lease_key, "123:orders:9:shardId-1");
+        assert_eq!(lease.shard_id(), "shardId-1");
+        assert_eq!(lease.stream, Some(stream));
+        assert_eq!(
+            lease.sibling_lease_key("shardId-0"),
+            "123:orders:9:shardId-0"
+        );
+        let single = Lease::new("shardId-1", Checkpoint::TrimHorizon);
+        assert_eq!(single.stream, None);
+        assert_eq!(single.shard_id(), "shardId-1");
+        assert_eq!(single.sibling_lease_key("shardId-0"), "shardId-0");
+    }
 
     #[test]
     fn takes_move_the_owner_and_count_switches_guarded_by_the_counter_alone() {

@@ -3,7 +3,7 @@
 //! ```text
 //!  LeaseCoordinator / HeldLease / ShardSync / Dispatcher
 //!        │ reads: list_leases, get_lease
-//!        │ writes: create_lease_if_not_exists, delete_finished_lease,
+//!        │ writes: create_lease_if_not_exists, delete_finished_lease, delete_lease,
 //!        │         update_lease(LeaseUpdate) ◀── renew / take / evict / checkpoint /
 //!        ▼                                       prepare_checkpoint (provided: Lease's own)
 //!  LeaseTable (DynamoDB) | MemoryLeaseStore (tests, feature "test-util")
@@ -66,6 +66,15 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     /// # Cancellation
     /// Dropping the future after the request was sent may still delete.
     async fn delete_finished_lease(&self, lease_key: &str) -> Result<bool, Error>;
+
+    /// Deletes `lease` whatever its checkpoint, if the stored counter still matches
+    /// `lease.counter` (nobody took, renewed or checkpointed it since it was read);
+    /// `Ok(false)` if not, or if it is gone. Used for the leases of streams a multi-stream
+    /// application no longer consumes.
+    ///
+    /// # Cancellation
+    /// Dropping the future after the request was sent may still delete.
+    async fn delete_lease(&self, lease: &Lease) -> Result<bool, Error>;
 
     /// Bumps the counter if counter and owner still match `lease` ([`Lease::renew`]).
     ///

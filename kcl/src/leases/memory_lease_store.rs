@@ -86,4 +86,14 @@ impl LeaseStore for MemoryLeaseStore {
             _ => false,
         }))
     }
+
+    async fn delete_lease(&self, lease: &Lease) -> Result<bool, Error> {
+        Ok(self.with(|m| match m.get(&lease.lease_key) {
+            Some(l) if l.counter == lease.counter => {
+                m.remove(&lease.lease_key);
+                true
+            }
+            _ => false,
+        }))
+    }
 }

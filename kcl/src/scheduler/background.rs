@@ -1,5 +1,6 @@
 //! The background tasks of a running worker: the lease renewer, the lease taker and the
-//! periodic shard sync.
+//! periodic shard sync (a single stream's `ShardSync::run`, or a multi-stream worker's
+//! `MultiStreamSync::run`, which also polls the stream tracker).
 //!
 //! ```text
 //!  LeaseCoordinator::run_renewer ── every renew_interval (or heartbeat: ── until stop()
@@ -11,15 +12,14 @@
 //!  every task also stops when hard_stop is cancelled (run's future dropped)
 //! ```
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::leases::LeaseCoordinator;
-use crate::leases::ShardSync;
 
 /// The running background tasks, stopped in two steps by a graceful shutdown.
 #[derive(Debug)]
@@ -34,17 +34,18 @@ pub(super) struct Background {
 }
 
 impl Background {
-    /// Starts the renewer, the taker and the periodic shard sync (also run when
-    /// `shard_ended` is woken; it cancels `stream_gone` when the stream no longer exists).
-    /// Every task also stops when `hard_stop` is cancelled.
-    pub(super) fn start(
+    /// Starts the renewer, the taker and the shard sync that `sync` makes from the token
+    /// that stops it (with the taker's) and the taker's wake-up, to wake after leases
+    /// changed. Every task also stops when `hard_stop` is cancelled.
+    pub(super) fn start<F, Fut>(
         coordinator: &Arc<LeaseCoordinator>,
-        shard_sync: &ShardSync,
-        shard_sync_interval: Duration,
-        shard_ended: Arc<Notify>,
         hard_stop: &CancellationToken,
-        stream_gone: CancellationToken,
-    ) -> Self {
+        sync: F,
+    ) -> Self
+    where
+        F: FnOnce(CancellationToken, Arc<Notify>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let tracker = TaskTracker::new();
         let stop_taking = hard_stop.child_token();
         let stop_renewing = hard_stop.child_token();
@@ -61,19 +62,7 @@ impl Background {
             let (c, stop, wake) = (coordinator.clone(), stop_taking.clone(), wake_taker.clone());
             tracker.spawn(async move { c.run_taker(stop, wake).await });
         }
-        {
-            let (sync, stop) = (shard_sync.clone(), stop_taking.clone());
-            tracker.spawn(async move {
-                sync.run(
-                    shard_sync_interval,
-                    stop,
-                    shard_ended,
-                    wake_taker,
-                    stream_gone,
-                )
-                .await
-            });
-        }
+        tracker.spawn(sync(stop_taking.clone(), wake_taker));
         Self {
             tracker,
             stop_taking,

@@ -2,9 +2,12 @@
 //! setters, checked and turned into a [`Scheduler`].
 //!
 //! ```text
-//!  Scheduler::builder(app, stream, factory) ─with_*─▶ SchedulerBuilder { clients, SchedulerConfig }
-//!     ─validate (clients, names, then SchedulerConfig::validate)─▶ build
-//!     ─▶ LeaseTable + LeaseCoordinator + ShardSync ─▶ Scheduler (nothing called yet)
+//!  Scheduler::builder(app, stream, factory) ───────────────┐
+//!  Scheduler::multi_stream_builder(app, tracker, factory) ──┴─with_*─▶ SchedulerBuilder
+//!     { streams, clients, SchedulerConfig }
+//!     ─validate (clients, names, then SchedulerConfig::validate; no fan-out with a tracker)─▶ build
+//!     ─▶ LeaseTable + ActiveStreams + ScopedLeaseStore + LeaseCoordinator
+//!        + ShardSync (one stream) | MultiStreamSync (tracker) ─▶ Scheduler (nothing called yet)
 //! ```
 
 use std::sync::Arc;
@@ -13,8 +16,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::active_streams::ActiveStreams;
 use super::config::{default_worker_id, SchedulerConfig};
-use super::{Inner, Scheduler};
+use super::multi_stream_sync::{MultiStreamSettings, MultiStreamSync};
+use super::scoped_lease_store::ScopedLeaseStore;
+use super::{Consumes, Inner, Scheduler};
 use crate::config_error::{
     check_name, ConfigError, CONSUMER_NAME_LEN, STREAM_NAME_LEN, TABLE_NAME_LEN,
 };
@@ -25,6 +31,7 @@ use crate::leases::LeaseCoordinator;
 use crate::leases::LoadMeter;
 use crate::leases::ShardSync;
 use crate::leases::{FleetTable, LeaseStore, LeaseTable};
+use crate::multi_stream::{FormerStreamsLeasesDeletionStrategy, StreamTracker};
 use crate::processor::RecordProcessorFactory;
 use crate::record_stream::{record_stream, RecordStream, StreamCheckpointing};
 
@@ -35,13 +42,31 @@ use kinesis_agg::OutsideRangePolicy;
 #[cfg(doc)]
 use super::config::MIN_FAILOVER_TIME;
 
-/// Configures a [`Scheduler`]; from [`Scheduler::builder`].
+/// What a worker consumes, as given to the builder.
+enum Streams {
+    /// One stream, by name.
+    One(String),
+    /// The streams a tracker lists (a multi-stream application).
+    Tracked(Arc<dyn StreamTracker>),
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Streams::One(name) => f.debug_tuple("One").field(name).finish(),
+            Streams::Tracked(tracker) => f.debug_tuple("Tracked").field(tracker).finish(),
+        }
+    }
+}
+
+/// Configures a [`Scheduler`]; from [`Scheduler::builder`] or
+/// [`Scheduler::multi_stream_builder`].
 #[must_use = "a builder does nothing until build() is called"]
 pub struct SchedulerBuilder {
     /// Names the application; the lease table is named after it unless set otherwise.
     application_name: String,
-    /// The stream consumed.
-    stream_name: String,
+    /// The stream consumed, or the tracker of the streams consumed.
+    streams: Streams,
     /// Makes a processor per lease; `None` for a worker built as a record stream
     /// ([`build_stream`](Self::build_stream)).
     factory: Option<Arc<dyn RecordProcessorFactory>>,
@@ -61,7 +86,7 @@ impl std::fmt::Debug for SchedulerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchedulerBuilder")
             .field("application_name", &self.application_name)
-            .field("stream_name", &self.stream_name)
+            .field("streams", &self.streams)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -76,24 +101,51 @@ impl SchedulerBuilder {
         factory: impl RecordProcessorFactory,
     ) -> Self {
         let factory: Arc<dyn RecordProcessorFactory> = Arc::new(factory);
-        Self::with_factory(application_name.into(), stream_name.into(), Some(factory))
+        Self::with_factory(
+            application_name.into(),
+            Streams::One(stream_name.into()),
+            Some(factory),
+        )
+    }
+
+    /// A builder for a worker of the multi-stream application `application_name`
+    /// consuming the streams `tracker` lists, with `factory` making a processor per shard
+    /// lease (it is given the lease key, `account:stream:epoch:shardId`); the same as
+    /// [`Scheduler::multi_stream_builder`]. See [`StreamTracker`] for how streams come and
+    /// go, and the settings [`with_stream_tracker_interval`](Self::with_stream_tracker_interval)
+    /// and [`with_former_streams_deletion`](Self::with_former_streams_deletion).
+    pub fn new_multi_stream(
+        application_name: impl Into<String>,
+        tracker: impl StreamTracker,
+        factory: impl RecordProcessorFactory,
+    ) -> Self {
+        let factory: Arc<dyn RecordProcessorFactory> = Arc::new(factory);
+        Self::with_factory(
+            application_name.into(),
+            Streams::Tracked(Arc::new(tracker)),
+            Some(factory),
+        )
     }
 
     /// A builder for a worker whose records are read as a [`RecordStream`] (built with
     /// [`build_stream`](Self::build_stream)); the same as [`Scheduler::stream_builder`].
     pub fn new_stream(application_name: impl Into<String>, stream_name: impl Into<String>) -> Self {
-        Self::with_factory(application_name.into(), stream_name.into(), None)
+        Self::with_factory(
+            application_name.into(),
+            Streams::One(stream_name.into()),
+            None,
+        )
     }
 
     /// Every setting at its default.
     fn with_factory(
         application_name: String,
-        stream_name: String,
+        streams: Streams,
         factory: Option<Arc<dyn RecordProcessorFactory>>,
     ) -> Self {
         Self {
             application_name,
-            stream_name,
+            streams,
             factory,
             stream_buffer: DEFAULT_STREAM_BUFFER,
             stream_checkpointing: StreamCheckpointing::default(),
@@ -154,7 +206,34 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How often a multi-stream worker asks its [`StreamTracker`] for the streams (new
+    /// ones are added, removed ones retired). Default: 60 s. Not used by a single-stream
+    /// worker. [`build`](Self::build) refuses zero: [`ConfigError::ZeroDuration`] naming
+    /// `stream_tracker_interval`.
+    pub fn with_stream_tracker_interval(mut self, interval: Duration) -> Self {
+        self.config.stream_tracker_interval = interval;
+        self
+    }
+
+    /// What becomes of the leases (and checkpoints) of streams a multi-stream worker no
+    /// longer consumes: kept, or deleted once the worker has seen them untracked for a
+    /// grace period. Default:
+    /// [`FormerStreamsLeasesDeletionStrategy::DeleteAfter`] one hour
+    /// ([`DEFAULT_FORMER_STREAMS_GRACE_PERIOD`](crate::DEFAULT_FORMER_STREAMS_GRACE_PERIOD)).
+    /// Make the grace period longer than every worker needs to see a new stream list. Not
+    /// used by a single-stream worker. [`build`](Self::build) refuses a zero grace period:
+    /// [`ConfigError::ZeroDuration`] naming `former_streams_deletion`.
+    pub fn with_former_streams_deletion(
+        mut self,
+        strategy: FormerStreamsLeasesDeletionStrategy,
+    ) -> Self {
+        self.config.former_streams_deletion = strategy;
+        self
+    }
+
     /// Where shards without a checkpoint start. Default: [`InitialPosition::TrimHorizon`].
+    /// In a multi-stream application, for the streams without their own
+    /// [`StreamConfig::initial_position`](crate::StreamConfig::initial_position).
     pub fn with_initial_position(mut self, position: InitialPosition) -> Self {
         self.config.initial_position = position;
         self
@@ -339,6 +418,8 @@ impl SchedulerBuilder {
     /// The first bad setting, checked in this order (the clients last, so that names and
     /// settings can be checked before an AWS configuration is loaded):
     /// - [`ConfigError::InvalidStreamName`]: not 1 to 128 characters of `A-Z a-z 0-9 _ . -`;
+    /// - [`ConfigError::Unsupported`]: enhanced fan-out ([`Retrieval::FanOut`]) with a
+    ///   multi-stream tracker (not supported yet);
     /// - [`ConfigError::InvalidTableName`] (a name given with
     ///   [`with_table_name`](Self::with_table_name)) or
     ///   [`ConfigError::InvalidApplicationName`] (the application name, when it names the
@@ -356,12 +437,21 @@ impl SchedulerBuilder {
     ///   `A-Z a-z 0-9 _ . -`);
     /// - [`ConfigError::MissingClients`]: neither clients nor an `SdkConfig` were given.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_name(&self.stream_name, STREAM_NAME_LEN).map_err(|reason| {
-            ConfigError::InvalidStreamName {
-                name: self.stream_name.clone(),
-                reason,
+        match &self.streams {
+            Streams::One(name) => check_name(name, STREAM_NAME_LEN).map_err(|reason| {
+                ConfigError::InvalidStreamName {
+                    name: name.clone(),
+                    reason,
+                }
+            })?,
+            Streams::Tracked(_) if matches!(self.config.retrieval, Retrieval::FanOut(_)) => {
+                return Err(ConfigError::Unsupported {
+                    setting: "retrieval = FanOut",
+                    with: "with a multi-stream tracker",
+                })
             }
-        })?;
+            Streams::Tracked(_) => {}
+        }
         if self.config.table_name.is_none() {
             check_name(&self.application_name, TABLE_NAME_LEN).map_err(|reason| {
                 ConfigError::InvalidApplicationName {
@@ -441,8 +531,17 @@ impl SchedulerBuilder {
             .unwrap_or_else(|| self.application_name.clone());
         let store: Arc<dyn LeaseStore> = Arc::new(LeaseTable::new(dynamodb.clone(), table.clone()));
         let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
+        let streams = Arc::new(ActiveStreams::new(
+            matches!(self.streams, Streams::Tracked(_)),
+            &worker_id,
+        ));
+        // The coordinator sees only the leases of the streams this worker consumes.
+        let scoped: Arc<dyn LeaseStore> = Arc::new(ScopedLeaseStore {
+            table: store.clone(),
+            streams: streams.clone(),
+        });
         let mut coordinator =
-            LeaseCoordinator::new(store.clone(), worker_id.clone(), config.lease_config());
+            LeaseCoordinator::new(scoped, worker_id.clone(), config.lease_config());
         let load = Arc::new(LoadMeter::new());
         if config.worker_heartbeats {
             coordinator = coordinator
@@ -453,23 +552,50 @@ impl SchedulerBuilder {
                 .with_load_meter(load.clone());
         }
         let coordinator = Arc::new(coordinator);
-        let shard_sync = ShardSync::new(
-            kinesis.clone(),
-            self.stream_name.clone(),
-            store.clone(),
-            config.initial_position,
-        );
+        let consumes = match self.streams {
+            Streams::One(name) => Consumes::Single {
+                shard_sync: ShardSync::new(
+                    kinesis.clone(),
+                    name.clone(),
+                    store.clone(),
+                    config.initial_position,
+                ),
+                name,
+            },
+            Streams::Tracked(tracker) => {
+                let Retrieval::Polling(polling) = &config.retrieval else {
+                    return Err(ConfigError::Unsupported {
+                        setting: "retrieval = FanOut",
+                        with: "with a multi-stream tracker",
+                    }
+                    .into());
+                };
+                Consumes::Multi(Arc::new(MultiStreamSync::new(
+                    kinesis.clone(),
+                    store.clone(),
+                    tracker,
+                    streams.clone(),
+                    MultiStreamSettings {
+                        polling: polling.clone(),
+                        initial_position: config.initial_position,
+                        tracker_interval: config.stream_tracker_interval,
+                        shard_sync_interval: config.shard_sync_interval,
+                        deletion: config.former_streams_deletion,
+                    },
+                )))
+            }
+        };
         Ok(Scheduler {
             inner: Arc::new(Inner {
                 application_name: self.application_name,
-                stream_name: self.stream_name,
+                consumes,
+                streams,
                 table_name: table,
                 worker_id,
                 kinesis,
                 store,
                 coordinator,
                 load,
-                shard_sync,
                 factory,
                 config,
                 shutdown: CancellationToken::new(),
@@ -778,6 +904,45 @@ mod tests {
             .with_retrieval(Retrieval::FanOut(FanOutConfig::default()))
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn multi_stream_settings_are_checked() {
+        use crate::multi_stream::{StaticStreamTracker, StreamConfig};
+        let multi = || {
+            let (k, d) = offline_clients();
+            let tracker = StaticStreamTracker::new(vec![StreamConfig::new("s").unwrap()]).unwrap();
+            Scheduler::multi_stream_builder("app", tracker, factory).with_clients(k, d)
+        };
+        multi().validate().unwrap();
+        assert_eq!(
+            refused(multi().with_stream_tracker_interval(Duration::ZERO)),
+            ConfigError::ZeroDuration {
+                setting: "stream_tracker_interval"
+            }
+        );
+        assert_eq!(
+            refused(multi().with_former_streams_deletion(
+                FormerStreamsLeasesDeletionStrategy::DeleteAfter(Duration::ZERO)
+            )),
+            ConfigError::ZeroDuration {
+                setting: "former_streams_deletion"
+            }
+        );
+        multi()
+            .with_former_streams_deletion(FormerStreamsLeasesDeletionStrategy::NoDeletion)
+            .validate()
+            .unwrap();
+        assert!(matches!(
+            refused(multi().with_retrieval(Retrieval::FanOut(Default::default()))),
+            ConfigError::Unsupported { .. }
+        ));
+        let b = multi();
+        assert_eq!(b.config.stream_tracker_interval, Duration::from_secs(60));
+        assert_eq!(
+            b.config.former_streams_deletion,
+            FormerStreamsLeasesDeletionStrategy::DeleteAfter(Duration::from_secs(3600))
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::consumer::{
 };
 use crate::initial_position::InitialPosition;
 use crate::leases::LeaseConfig;
+use crate::multi_stream::FormerStreamsLeasesDeletionStrategy;
 use kinesis_agg::OutsideRangePolicy;
 
 /// The shortest failover time accepted: renewals run every failover / 3 − 25 ms, which
@@ -80,13 +81,21 @@ pub(crate) struct SchedulerConfig {
     pub(crate) dispatch_interval: Duration,
     /// How long a graceful shutdown waits for processors before aborting them.
     pub(crate) shutdown_timeout: Duration,
+    /// How often a multi-stream worker asks its stream tracker for the streams.
+    pub(crate) stream_tracker_interval: Duration,
+    /// What becomes of the leases of streams a multi-stream worker no longer consumes.
+    pub(crate) former_streams_deletion: FormerStreamsLeasesDeletionStrategy,
 }
+
+/// How often a multi-stream worker asks its tracker, unless set otherwise: 60 s.
+pub(crate) const DEFAULT_STREAM_TRACKER_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Default for SchedulerConfig {
     /// The defaults each setter of [`SchedulerBuilder`](super::SchedulerBuilder) documents:
     /// the Java KCL's lease timings for a 10 s failover time, no lease limit, one lease
     /// stolen at a time, polling with [`PollingConfig::default`], a shard sync every 60 s, parents
-    /// checked every second, a 60 s shutdown bound.
+    /// checked every second, a 60 s shutdown bound; for multi-stream workers the tracker
+    /// asked every 60 s and former streams' leases deleted after an hour.
     fn default() -> Self {
         let lease = LeaseConfig::default();
         Self {
@@ -107,6 +116,8 @@ impl Default for SchedulerConfig {
             parent_poll_interval: Duration::from_secs(1),
             dispatch_interval: Duration::from_millis(200),
             shutdown_timeout: Duration::from_secs(60),
+            stream_tracker_interval: DEFAULT_STREAM_TRACKER_INTERVAL,
+            former_streams_deletion: FormerStreamsLeasesDeletionStrategy::default(),
         }
     }
 }
@@ -167,6 +178,17 @@ impl SchedulerConfig {
             ("taker_interval", self.taker_interval),
             ("shard_sync_interval", Some(self.shard_sync_interval)),
             ("parent_poll_interval", Some(self.parent_poll_interval)),
+            (
+                "stream_tracker_interval",
+                Some(self.stream_tracker_interval),
+            ),
+            (
+                "former_streams_deletion",
+                match self.former_streams_deletion {
+                    FormerStreamsLeasesDeletionStrategy::DeleteAfter(grace) => Some(grace),
+                    FormerStreamsLeasesDeletionStrategy::NoDeletion => None,
+                },
+            ),
             (
                 "polling.idle_time_between_reads",
                 polling.map(|p| p.idle_time_between_reads),
@@ -289,6 +311,11 @@ mod tests {
         let c = SchedulerConfig::default();
         c.validate().unwrap();
         assert_eq!(c.taker_interval, None);
+        assert_eq!(c.stream_tracker_interval, Duration::from_secs(60));
+        assert_eq!(
+            c.former_streams_deletion,
+            FormerStreamsLeasesDeletionStrategy::DeleteAfter(Duration::from_secs(3600))
+        );
         let renewing = SchedulerConfig {
             worker_heartbeats: false,
             ..SchedulerConfig::default()

@@ -4,32 +4,32 @@
 //!  every dispatch_interval, tick():
 //!    consumer tasks that ended ──ShardEnded──▶ finished (not restarted while held)
 //!                              ──panicked───▶ blocked for parent_poll_interval, then restarted
-//!    LeaseCoordinator::held_leases, each not running, finished, lost or blocked:
-//!      parents all at SHARD_END? (LeaseStore::get_lease)
+//!    LeaseCoordinator::held_leases:
+//!      its stream no longer active (left the tracker's list) ─▶ retire: the consumer is
+//!        asked to stop (shutdown_requested); once it has, the lease is released
+//!      each not running, finished, lost or blocked:
+//!      parents all at SHARD_END? (LeaseStore::get_lease, keys of the lease's stream)
 //!        ──no / unreadable──▶ blocked until now + parent_poll_interval
-//!        ──yes──▶ spawn ShardConsumer reading from the worker's records source (polling
+//!        ──yes──▶ spawn ShardConsumer reading from its stream's records source (polling
 //!                 or fan-out; stops on its own token, or at once on hard_stop)
 //!  stop(timeout): every consumer's token ─▶ wait until the deadline ─▶ abort the rest
 //! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::active_streams::{ActiveStreams, StreamRuntime};
 use super::Inner;
-use crate::consumer::{
-    Batching, Exit, FailureRetry, PayloadDecompression, RecordsSource, ShardConsumer,
-};
+use crate::consumer::{Batching, Exit, FailureRetry, PayloadDecompression, ShardConsumer};
 use crate::error::Error;
-use crate::initial_position::InitialPosition;
 use crate::leases::LeaseStore;
 use crate::leases::LoadMeter;
-use crate::leases::ShardSync;
-use crate::leases::{HeldLease, LeaseCoordinator};
+use crate::leases::{HeldLease, Lease, LeaseCoordinator};
 use crate::processor::RecordProcessorFactory;
 use kinesis_agg::OutsideRangePolicy;
 
@@ -53,14 +53,11 @@ pub(super) struct Dispatcher {
     store: Arc<dyn LeaseStore>,
     /// This worker, for logs.
     worker_id: String,
-    /// Where every consumer reads its shard from (polling or fan-out), made by the start-up.
-    source: Arc<dyn RecordsSource>,
+    /// The streams consumed now: each lease's records source, shard sync (to create child
+    /// leases at a shard end) and `AT_TIMESTAMP` start.
+    streams: Arc<ActiveStreams>,
     /// Makes each consumer's processor.
     factory: Arc<dyn RecordProcessorFactory>,
-    /// The timestamp of an `AT_TIMESTAMP` start.
-    at_timestamp: Option<SystemTime>,
-    /// Lets consumers create child leases at a shard end.
-    shard_sync: ShardSync,
     /// What consumers do with records of aggregates outside their shard's range.
     outside_range: OutsideRangePolicy,
     /// Whether consumers inflate gzip and zlib payloads.
@@ -98,24 +95,15 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher for the worker `inner` whose consumers read from `source`, running
-    /// nothing yet; `hard_stop` stops every consumer at once.
-    pub(super) fn new(
-        inner: &Inner,
-        source: Arc<dyn RecordsSource>,
-        hard_stop: CancellationToken,
-    ) -> Self {
+    /// A dispatcher for the worker `inner` whose consumers read from the sources of its
+    /// active streams, running nothing yet; `hard_stop` stops every consumer at once.
+    pub(super) fn new(inner: &Inner, hard_stop: CancellationToken) -> Self {
         Self {
             coordinator: inner.coordinator.clone(),
             store: inner.store.clone(),
             worker_id: inner.worker_id.clone(),
-            source,
+            streams: inner.streams.clone(),
             factory: inner.factory.clone(),
-            at_timestamp: match inner.config.initial_position {
-                InitialPosition::AtTimestamp(t) => Some(t),
-                _ => None,
-            },
-            shard_sync: inner.shard_sync.clone(),
             outside_range: inner.config.outside_range,
             decompression: inner.config.decompression,
             batching: inner.config.batching,
@@ -163,14 +151,26 @@ impl Dispatcher {
             .retain(|k, _| held.iter().any(|(hk, _)| hk == k));
         let now = Instant::now();
         for (key, h) in held {
-            if self.running.contains_key(&key) || self.finished.contains_key(&key) || h.is_lost() {
+            if h.is_lost() {
+                continue;
+            }
+            // Told by the key alone: no wait behind a write of the lease in flight.
+            if !self.streams.is_active_key(&key) {
+                self.retire(&key).await;
+                continue;
+            }
+            if self.running.contains_key(&key) || self.finished.contains_key(&key) {
                 continue;
             }
             if self.blocked.get(&key).is_some_and(|until| *until > now) {
                 continue;
             }
-            let parents = h.lease().await.parent_shard_ids;
-            match self.parents_done(&parents).await {
+            let lease = h.lease().await;
+            let Some(stream) = self.streams.for_lease(&lease) else {
+                self.retire(&key).await;
+                continue;
+            };
+            match self.parents_done(&lease).await {
                 Ok(true) => {
                     self.blocked.remove(&key);
                 }
@@ -186,7 +186,31 @@ impl Dispatcher {
                     continue;
                 }
             }
-            self.start(key, h);
+            self.start(key, h, &stream);
+        }
+    }
+
+    /// Stops working on a held lease whose stream is no longer consumed: its consumer is
+    /// asked to stop as at a shutdown (it finishes its batch, its processor gets
+    /// `shutdown_requested`); once it has ended, the lease is released (unowned, no
+    /// worker takes it while its stream is not tracked).
+    async fn retire(&mut self, key: &str) {
+        if let Some(r) = self.running.get(key) {
+            if !r.shutdown.is_cancelled() {
+                tracing::info!(worker = %self.worker_id, lease = %key, "its stream is no longer consumed: stopping the shard consumer");
+                r.shutdown.cancel();
+            }
+            return;
+        }
+        self.finished.remove(key);
+        self.blocked.remove(key);
+        match self.coordinator.release_lease(key).await {
+            Ok(_) => {
+                tracing::info!(worker = %self.worker_id, lease = %key, "released the lease of a stream no longer consumed")
+            }
+            Err(e) => {
+                tracing::warn!(lease = %key, error = %e, "release failed; the lease expires instead")
+            }
         }
     }
 
@@ -219,24 +243,24 @@ impl Dispatcher {
         }
     }
 
-    /// Spawns the consumer of one held lease.
-    fn start(&mut self, key: String, held: Arc<HeldLease>) {
+    /// Spawns the consumer of one held lease of `stream`.
+    fn start(&mut self, key: String, held: Arc<HeldLease>, stream: &StreamRuntime) {
         let shutdown = self.hard_stop.child_token();
         let consumer = ShardConsumer {
-            source: self.source.clone(),
+            source: stream.source.clone(),
             held: held.clone(),
             processor: self.factory.create_processor(&key),
-            at_timestamp: self.at_timestamp,
+            at_timestamp: stream.at_timestamp,
             shutdown: shutdown.clone(),
             shard_ended: self.shard_ended.clone(),
-            shard_sync: self.shard_sync.clone(),
+            shard_sync: stream.shard_sync.clone(),
             outside_range: self.outside_range,
             decompression: self.decompression,
             batching: self.batching,
             failure_retry: self.failure_retry,
             meter: Some(self.load.shard(&key)),
         };
-        tracing::info!(worker = %self.worker_id, lease = %key, "starting shard consumer");
+        tracing::info!(worker = %self.worker_id, lease = %key, stream = %stream.name, "starting shard consumer");
         let hard = self.hard_stop.clone();
         let task = tokio::spawn(async move {
             tokio::select! {
@@ -254,11 +278,12 @@ impl Dispatcher {
         );
     }
 
-    /// Whether every parent lease has reached `SHARD_END` (a parent with no lease counts as
-    /// done: it was finished and cleaned up, or never leased).
-    async fn parents_done(&self, parents: &[String]) -> Result<bool, Error> {
-        for p in parents {
-            if let Some(lease) = self.store.get_lease(p).await? {
+    /// Whether every parent lease of `lease` has reached `SHARD_END` (a parent with no
+    /// lease counts as done: it was finished and cleaned up, or never leased). Parents are
+    /// shard ids of the lease's own stream.
+    async fn parents_done(&self, lease: &Lease) -> Result<bool, Error> {
+        for p in &lease.parent_shard_ids {
+            if let Some(lease) = self.store.get_lease(&lease.sibling_lease_key(p)).await? {
                 if !lease.checkpoint.is_shard_end() {
                     return Ok(false);
                 }

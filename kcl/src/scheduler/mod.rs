@@ -3,13 +3,17 @@
 //! ```text
 //!  Scheduler::run
 //!   ├─ start_up (each step retried with backoff while retryable; shutdown stops it at once)
-//!   │    DescribeStreamSummary ──missing──▶ Err(StreamNotFound), nothing created
+//!   │    one stream: DescribeStreamSummary ──missing──▶ Err(StreamNotFound), nothing created
 //!   │      ─▶ (fan-out) stream consumer found or registered, until ACTIVE
 //!   │      ─▶ create lease table (on demand) ─▶ first ShardSync
-//!   ├─ Background: ShardSync (every shard_sync_interval, at shard ends),
+//!   │    multi-stream: lease table ─▶ tracker ─▶ each stream resolved ─▶ first sync of each
+//!   ├─ Background: ShardSync (every shard_sync_interval, at shard ends) or, multi-stream,
+//!   │              MultiStreamSync (tracker polls, every stream's sync, former streams),
 //!   │              LeaseCoordinator renewer (every failover/3) and taker (every 2 × failover)
-//!   └─ Dispatcher: for each held lease whose parents all reached SHARD_END
+//!   │              over the ScopedLeaseStore (the leases of the ActiveStreams only)
+//!   └─ Dispatcher: for each held lease of an active stream whose parents reached SHARD_END
 //!         └─ ShardConsumer (polling fetcher or fan-out subscriber ─bounded─▶ RecordProcessor)
+//!      held leases of a stream no longer active: consumer stopped, lease released
 //!  graceful_shutdown: stop taking ─▶ consumers finish their batch + shutdown_requested
 //!                     ─▶ release leases (others take them at once) ─▶ stop renewing
 //!  run ends (Ok, Err, or its future dropped) ─▶ every graceful_shutdown returns
@@ -23,7 +27,10 @@
 //!
 //! The parts, each in its own file: [`SchedulerBuilder`] fills a `SchedulerConfig`
 //! (`config`); `start_up` runs the start-up steps; `Background` runs the renewer, taker and
-//! shard sync; `Dispatcher` runs the shard consumers.
+//! shard sync; `Dispatcher` runs the shard consumers; `ActiveStreams` says which streams
+//! are consumed now and `ScopedLeaseStore` shows the coordinator only their leases;
+//! `MultiStreamSync` keeps a multi-stream worker's streams in step with its tracker (see
+//! the crate's `multi_stream` docs on [`StreamTracker`](crate::StreamTracker)).
 //!
 //! # Usage
 //! ```no_run
@@ -41,10 +48,13 @@
 //! # Ok(()) }
 //! ```
 
+mod active_streams;
 mod background;
 mod builder;
 mod config;
 mod dispatcher;
+mod multi_stream_sync;
+mod scoped_lease_store;
 mod start_up;
 #[cfg(test)]
 mod test_support;
@@ -60,13 +70,16 @@ use crate::leases::LeaseCoordinator;
 use crate::leases::LeaseStore;
 use crate::leases::LoadMeter;
 use crate::leases::ShardSync;
+use crate::multi_stream::StreamTracker;
 use crate::processor::RecordProcessorFactory;
 
+use active_streams::{ActiveStreams, StreamRuntime};
 use background::Background;
 pub use builder::SchedulerBuilder;
 pub(crate) use config::SchedulerConfig;
 pub use config::{default_worker_id, MIN_FAILOVER_TIME};
 use dispatcher::Dispatcher;
+use multi_stream_sync::MultiStreamSync;
 
 /// One worker: holds leases and runs a [`crate::RecordProcessor`] per leased shard.
 /// Cheap to clone; clones are the same worker.
@@ -80,8 +93,10 @@ pub struct Scheduler {
 struct Inner {
     /// For logs.
     application_name: String,
-    /// The stream.
-    stream_name: String,
+    /// The stream, or the streams of a tracker.
+    consumes: Consumes,
+    /// The streams consumed now (filled by the start-up), with what their consumers need.
+    streams: Arc<ActiveStreams>,
     /// The lease table's name, for logs and [`Scheduler::table_name`].
     table_name: String,
     /// This worker: the `leaseOwner` it writes.
@@ -94,8 +109,6 @@ struct Inner {
     coordinator: Arc<LeaseCoordinator>,
     /// What the worker's consumers read, published with its heartbeats.
     load: Arc<LoadMeter>,
-    /// Keeps leases in step with the stream's shards.
-    shard_sync: ShardSync,
     /// The user's processors.
     factory: Arc<dyn RecordProcessorFactory>,
     /// Every setting, as validated by the builder.
@@ -112,11 +125,25 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
             .field("application_name", &self.application_name)
-            .field("stream_name", &self.stream_name)
+            .field("consumes", &self.consumes)
             .field("table_name", &self.table_name)
             .field("worker_id", &self.worker_id)
             .finish_non_exhaustive()
     }
+}
+
+/// What a worker consumes.
+#[derive(Debug)]
+enum Consumes {
+    /// One stream, whose leases are keyed by shard id.
+    Single {
+        /// The stream's name.
+        name: String,
+        /// Keeps its leases in step with its shards.
+        shard_sync: ShardSync,
+    },
+    /// The streams a tracker lists, in the multi-stream lease format.
+    Multi(Arc<MultiStreamSync>),
 }
 
 /// Marks the worker done when dropped, whichever way `run` ends.
@@ -153,6 +180,23 @@ impl Scheduler {
         stream_name: impl Into<String>,
     ) -> SchedulerBuilder {
         SchedulerBuilder::new_stream(application_name, stream_name)
+    }
+
+    /// A builder for a worker of the multi-stream application `application_name`
+    /// consuming the streams `tracker` lists (see [`StreamTracker`]), with `factory`
+    /// making a processor per shard lease; it is given the lease key
+    /// (`account:stream:creationEpoch:shardId`), and the processor's
+    /// [`InitializationInput::stream`](crate::InitializationInput::stream) names the stream.
+    ///
+    /// The application name is checked as for [`builder`](Self::builder);
+    /// [`SchedulerBuilder::build`] refuses enhanced fan-out with a tracker
+    /// ([`ConfigError::Unsupported`](crate::ConfigError::Unsupported): not supported yet).
+    pub fn multi_stream_builder(
+        application_name: impl Into<String>,
+        tracker: impl StreamTracker,
+        factory: impl RecordProcessorFactory,
+    ) -> SchedulerBuilder {
+        SchedulerBuilder::new_multi_stream(application_name, tracker, factory)
     }
 
     /// This worker's id.
@@ -246,36 +290,81 @@ impl Scheduler {
         // From here on every way out (return, `?`, or this future being dropped) marks the
         // worker done, so graceful_shutdown never waits for a run that has ended.
         let _done = MarkDoneOnDrop(&inner.done);
-        tracing::info!(worker = %inner.worker_id, table = %inner.table_name, stream = %inner.stream_name, "worker starting");
+        tracing::info!(worker = %inner.worker_id, table = %inner.table_name, consumes = ?inner.consumes, "worker starting");
 
         // 1. Start-up: stream check, lease table, first shard sync.
-        let steps = start_up::StartUp {
-            kinesis: &inner.kinesis,
-            stream: &inner.stream_name,
-            retrieval: &inner.config.retrieval,
-            store: inner.store.as_ref(),
-            coordinator: &inner.coordinator,
-            shard_sync: &inner.shard_sync,
+        let started = match &inner.consumes {
+            Consumes::Single { name, shard_sync } => {
+                let steps = start_up::StartUp {
+                    kinesis: &inner.kinesis,
+                    stream: name,
+                    retrieval: &inner.config.retrieval,
+                    store: inner.store.as_ref(),
+                    coordinator: &inner.coordinator,
+                    shard_sync,
+                };
+                start_up::start_up(steps, &inner.shutdown)
+                    .await?
+                    .map(|source| {
+                        inner.streams.insert(Arc::new(StreamRuntime {
+                            name: name.clone(),
+                            id: None,
+                            source,
+                            shard_sync: shard_sync.clone(),
+                            at_timestamp: match inner.config.initial_position {
+                                crate::InitialPosition::AtTimestamp(t) => Some(t),
+                                _ => None,
+                            },
+                        }))
+                    })
+            }
+            Consumes::Multi(sync) => {
+                let shutdown = &inner.shutdown;
+                let mut started = sync.add_streams(shutdown).await?;
+                if started.is_some() {
+                    started =
+                        start_up::create_tables(inner.store.as_ref(), &inner.coordinator, shutdown)
+                            .await?;
+                }
+                if started.is_some() {
+                    started = sync.first_sync(shutdown).await?;
+                }
+                started
+            }
         };
-        let Some(source) = start_up::start_up(steps, &inner.shutdown).await? else {
+        if started.is_none() {
             tracing::info!(worker = %inner.worker_id, "shutdown requested during start-up; worker stopped");
             return Ok(());
-        };
+        }
 
         // 2. Work until shutdown is requested. Dropping this future cancels `hard_stop`:
         //    consumers are aborted and the background tasks stop.
         let hard_stop = CancellationToken::new();
         let _hard_stop_on_drop = hard_stop.clone().drop_guard();
-        let mut dispatcher = Dispatcher::new(inner, source, hard_stop.clone());
+        let mut dispatcher = Dispatcher::new(inner, hard_stop.clone());
         let stream_gone = CancellationToken::new();
-        let background = Background::start(
-            &inner.coordinator,
-            &inner.shard_sync,
-            inner.config.shard_sync_interval,
-            dispatcher.shard_ended(),
-            &hard_stop,
-            stream_gone.clone(),
-        );
+        let shard_ended = dispatcher.shard_ended();
+        let interval = inner.config.shard_sync_interval;
+        let background = match &inner.consumes {
+            Consumes::Single { shard_sync, .. } => {
+                let (sync, gone) = (shard_sync.clone(), stream_gone.clone());
+                Background::start(
+                    &inner.coordinator,
+                    &hard_stop,
+                    move |stop, wake| async move {
+                        sync.run(interval, stop, shard_ended, wake, gone).await
+                    },
+                )
+            }
+            Consumes::Multi(sync) => {
+                let sync = sync.clone();
+                Background::start(
+                    &inner.coordinator,
+                    &hard_stop,
+                    move |stop, wake| async move { sync.run(stop, shard_ended, wake).await },
+                )
+            }
+        };
         {
             // A deleted stream ends the work as a shutdown request does.
             let (gone, shutdown) = (stream_gone.clone(), inner.shutdown.clone());
@@ -300,9 +389,10 @@ impl Scheduler {
         inner.coordinator.release_all().await;
         background.stop().await;
         tracing::info!(worker = %inner.worker_id, "worker stopped");
-        if stream_gone.is_cancelled() {
+        if let (true, Consumes::Single { name, .. }) = (stream_gone.is_cancelled(), &inner.consumes)
+        {
             return Err(Error::StreamNotFound {
-                stream: inner.stream_name.clone(),
+                stream: name.clone(),
             });
         }
         Ok(())

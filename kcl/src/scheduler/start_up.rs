@@ -125,7 +125,10 @@ pub(super) async fn start_up(
     let checked = retry_start_up_step("stream check", shutdown, start_up_backoff(), || {
         check_stream(kinesis, stream)
     });
-    let Some(stream_arn) = checked.await? else {
+    let Some(StreamFound {
+        arn: stream_arn, ..
+    }) = checked.await?
+    else {
         return Ok(None);
     };
     let source: Arc<dyn RecordsSource> = match retrieval {
@@ -161,12 +164,7 @@ pub(super) async fn start_up(
             ))
         }
     };
-    let table = retry_start_up_step("lease table", shutdown, start_up_backoff(), || async {
-        store.create_table_if_not_exists().await?;
-        coordinator.create_fleet_table_if_not_exists().await?;
-        Ok(Try::Ready(()))
-    });
-    if table.await?.is_none() {
+    if create_tables(store, coordinator, shutdown).await?.is_none() {
         return Ok(None);
     }
     let first_sync = retry_start_up_step(
@@ -178,8 +176,38 @@ pub(super) async fn start_up(
     Ok(first_sync.await?.map(|_| source))
 }
 
+/// The lease table step: the lease table (and the coordinator's fleet table, if any)
+/// created if missing and waited for until `ACTIVE`. `Ok(None)` when shutdown came first.
+///
+/// # Cancellation
+/// Safe to drop; a creation already sent goes ahead.
+///
+/// # Errors
+/// The first non-retryable DynamoDB error, or [`Error::TableNotActive`].
+pub(super) async fn create_tables(
+    store: &dyn LeaseStore,
+    coordinator: &LeaseCoordinator,
+    shutdown: &CancellationToken,
+) -> Result<Option<()>, Error> {
+    retry_start_up_step("lease table", shutdown, start_up_backoff(), || async {
+        store.create_table_if_not_exists().await?;
+        coordinator.create_fleet_table_if_not_exists().await?;
+        Ok(Try::Ready(()))
+    })
+    .await
+}
+
+/// What the stream check learnt of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StreamFound {
+    /// Its ARN (which names it to the stream consumer calls, and holds its account).
+    pub(super) arn: String,
+    /// When it was created, in seconds since the Unix epoch (negative times count as 0).
+    pub(super) creation_epoch: u64,
+}
+
 /// One `DescribeStreamSummary`: ready once the stream is `ACTIVE` or `UPDATING`, with its
-/// ARN (which names it to the stream consumer calls).
+/// ARN and creation time.
 ///
 /// # Cancellation
 /// Safe to drop: it only reads.
@@ -187,10 +215,10 @@ pub(super) async fn start_up(
 /// # Errors
 /// [`Error::StreamNotFound`] for `ResourceNotFoundException`, [`Error::Kinesis`]
 /// otherwise.
-async fn check_stream(
+pub(super) async fn check_stream(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &str,
-) -> Result<Try<String>, Error> {
+) -> Result<Try<StreamFound>, Error> {
     use aws_sdk_kinesis::types::StreamStatus;
     ::metrics::counter!(m::KINESIS_CALLS, "operation" => "DescribeStreamSummary").increment(1);
     match kinesis
@@ -211,7 +239,10 @@ async fn check_stream(
                     s.stream_status().as_str()
                 )))
             }
-            Some(s) => Ok(Try::Ready(s.stream_arn().to_owned())),
+            Some(s) => Ok(Try::Ready(StreamFound {
+                arn: s.stream_arn().to_owned(),
+                creation_epoch: u64::try_from(s.stream_creation_timestamp().secs()).unwrap_or(0),
+            })),
             None => Ok(Try::NotYet(format!(
                 "DescribeStreamSummary answered without a summary of {stream}"
             ))),

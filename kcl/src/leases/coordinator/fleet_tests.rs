@@ -757,6 +757,9 @@ impl LeaseStore for ScanFails {
     async fn delete_finished_lease(&self, lease_key: &str) -> Result<bool, Error> {
         self.0.delete_finished_lease(lease_key).await
     }
+    async fn delete_lease(&self, lease: &Lease) -> Result<bool, Error> {
+        self.0.delete_lease(lease).await
+    }
 }
 
 /// Fault (stuck shards): a worker that beats but cannot take leases (its scans fail; or

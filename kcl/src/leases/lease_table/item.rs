@@ -10,6 +10,7 @@
 //!  ownerSwitchesSinceCheckpoint N ──────────────▶ owner_switches_since_checkpoint
 //!  parentShardId SS, childShardIds SS ──────────▶ parent_shard_ids, child_shard_ids
 //!  startingHashKey / endingHashKey S ───────────▶ hash_key_range
+//!  streamName S + shardId S (multi-stream) ─────▶ stream (checked against leaseKey)
 //! ```
 //!
 //! Items of the Java KCL 3.5's single-table format that are not leases (`entityType` other
@@ -29,6 +30,7 @@ use kinesis_agg::HashKeyRange;
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::leases::Lease;
+use crate::multi_stream::StreamIdentifier;
 
 /// Attribute names of the Java KCL 2.x lease table.
 pub(super) mod attr {
@@ -50,6 +52,10 @@ pub(super) mod attr {
     /// The Java KCL 3.5's item kind in a single-table lease table: `LEASE` (or absent) for
     /// a lease; `WORKER_METRIC_STATS`, `LEADER`, ... for items that only reuse `leaseKey`.
     pub(crate) const ENTITY_TYPE: &str = "entityType";
+    /// A multi-stream lease's serialized stream identifier, `account:stream:creationEpoch`.
+    pub(crate) const STREAM_NAME: &str = "streamName";
+    /// A multi-stream lease's bare shard id (its `leaseKey` is `streamName:shardId`).
+    pub(crate) const SHARD_ID: &str = "shardId";
 }
 
 /// The kind of a lease table item that is not a lease (the Java KCL 3.5's single-table
@@ -133,6 +139,10 @@ pub(super) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
             attr::ENDING_HASH_KEY.to_owned(),
             AttributeValue::S(range.end().to_string()),
         );
+    }
+    if let Some(stream) = &lease.stream {
+        item.insert(attr::STREAM_NAME.to_owned(), string(&stream.to_string()));
+        item.insert(attr::SHARD_ID.to_owned(), string(lease.shard_id()));
     }
     item
 }
@@ -225,6 +235,20 @@ pub(super) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<
         ),
         _ => None,
     };
+    let stream = match (string(attr::STREAM_NAME)?, string(attr::SHARD_ID)?) {
+        (None, _) => None,
+        (Some(text), shard) => {
+            let stream: StreamIdentifier =
+                text.parse().map_err(|e| bad(format!("streamName: {e}")))?;
+            let shard = shard.ok_or_else(|| bad("streamName without shardId".into()))?;
+            if stream.lease_key(&shard) != lease_key {
+                return Err(bad(format!(
+                    "leaseKey is not streamName:shardId ({text}:{shard})"
+                )));
+            }
+            Some(stream)
+        }
+    };
     Ok(Lease {
         owner,
         counter,
@@ -235,6 +259,7 @@ pub(super) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<
         parent_shard_ids: string_set(attr::PARENTS)?,
         child_shard_ids: string_set(attr::CHILDREN)?,
         hash_key_range,
+        stream,
         lease_key,
     })
 }
@@ -308,6 +333,42 @@ mod tests {
             AttributeValue::B(_)
         ));
         assert_eq!(lease_from_item(&item).unwrap(), lease);
+    }
+
+    #[test]
+    fn multi_stream_leases_round_trip_with_java_names() {
+        let stream: StreamIdentifier = "123456789012:orders:1700000000".parse().unwrap();
+        let lease = Lease::new_multi_stream(stream, "shardId-000000000001", Checkpoint::Latest)
+            .with_parents(vec!["shardId-000000000000".into()]);
+        let item = lease_to_item(&lease);
+        assert_eq!(
+            item["leaseKey"],
+            string("123456789012:orders:1700000000:shardId-000000000001")
+        );
+        assert_eq!(item["streamName"], string("123456789012:orders:1700000000"));
+        assert_eq!(item["shardId"], string("shardId-000000000001"));
+        assert_eq!(lease_from_item(&item).unwrap(), lease);
+        // Single-stream leases carry neither attribute.
+        let single = lease_to_item(&Lease::new("shardId-1", Checkpoint::Latest));
+        assert!(!single.contains_key("streamName") && !single.contains_key("shardId"));
+        // Inconsistent multi-stream items are refused, saying why.
+        for (name, value, says) in [
+            ("streamName", "orders", "streamName"),
+            (
+                "shardId",
+                "shardId-000000000009",
+                "leaseKey is not streamName:shardId",
+            ),
+        ] {
+            let mut odd = item.clone();
+            odd.insert(name.into(), string(value));
+            let e = lease_from_item(&odd).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let mut odd = item.clone();
+        odd.remove("shardId");
+        let e = lease_from_item(&odd).unwrap_err();
+        assert!(e.to_string().contains("without shardId"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   ├─ update_lease(LeaseUpdate) ──UpdateExpression──▶ conditional UpdateItem ─┐
 //!   ├─ create_lease_if_not_exists ──lease_to_item──▶ PutItem if no such key ───┤
 //!   ├─ delete_finished_lease ──▶ DeleteItem if checkpoint = SHARD_END ─────────┼─▶ DynamoDB
+//!   ├─ delete_lease ──▶ DeleteItem if leaseCounter = as read ──────────────────┤
 //!   ├─ get_lease ──▶ GetItem (consistent) ──lease_from_item──▶ Lease            │
 //!   └─ list_leases ──▶ Scan (consistent, paged) ──lease_from_item──▶ Lease ─────┘
 //!                                    unreadable item ─▶ skipped with a warning
@@ -204,6 +205,21 @@ impl LeaseStore for LeaseTable {
                 ":end",
                 AttributeValue::S(crate::checkpoint::SHARD_END.to_owned()),
             )
+            .send()
+            .await;
+        self.applied("DeleteItem", res)
+    }
+
+    async fn delete_lease(&self, lease: &Lease) -> Result<bool, Error> {
+        Self::count("DeleteItem");
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(lease.lease_key.clone()))
+            .condition_expression("#n = :n")
+            .expression_attribute_names("#n", attr::LEASE_COUNTER)
+            .expression_attribute_values(":n", item::num(lease.counter))
             .send()
             .await;
         self.applied("DeleteItem", res)

@@ -13,7 +13,10 @@
 //! ```
 //!
 //! What to create and delete is decided by the pure `sync_plan::plan`; [`ShardSync`]
-//! lists, scans and carries the plan out. Children are found through `ListShards` parent
+//! lists, scans and carries the plan out. A shard sync looks only at the leases of its own
+//! stream: for a single-stream sync the leases without a stream (keyed by shard id), for a
+//! multi-stream sync ([`ShardSync::new_multi_stream`]) the leases of its
+//! [`StreamIdentifier`], whose keys it maps to shard ids for the plan and back. Children are found through `ListShards` parent
 //! links, which every Kinesis (and emulator) returns; `ChildShards` from `GetRecords` is
 //! used too when the server sends it.
 //!
@@ -47,6 +50,7 @@ use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::{Lease, LeaseStore};
 use crate::metric_names as m;
+use crate::multi_stream::StreamIdentifier;
 use sync_plan::{plan, ShardInfo};
 
 /// Delays between tries of one `ListShards` page that failed with a retryable error:
@@ -81,6 +85,9 @@ pub struct ShardSync {
     store: Arc<dyn LeaseStore>,
     /// Position for shards with no leased ancestor.
     initial_position: InitialPosition,
+    /// The stream's identifier in a multi-stream application: its leases are keyed
+    /// `identifier:shardId`. `None`: single-stream leases, keyed by shard id.
+    stream_id: Option<StreamIdentifier>,
 }
 
 impl ShardSync {
@@ -96,7 +103,49 @@ impl ShardSync {
             stream: stream.into(),
             store,
             initial_position,
+            stream_id: None,
         }
+    }
+
+    /// A shard sync for `stream` of a multi-stream application: it reads the stream by its
+    /// name and keeps the leases keyed `account:stream:epoch:shardId` (with `streamName` and
+    /// `shardId`) in `store`, leaving every other lease alone.
+    pub fn new_multi_stream(
+        kinesis: aws_sdk_kinesis::Client,
+        stream: StreamIdentifier,
+        store: Arc<dyn LeaseStore>,
+        initial_position: InitialPosition,
+    ) -> Self {
+        Self {
+            kinesis,
+            stream: stream.stream_name().to_owned(),
+            store,
+            initial_position,
+            stream_id: Some(stream),
+        }
+    }
+
+    /// This stream's leases out of `leases`, keyed by shard id for the plan.
+    fn own_leases(&self, leases: &[Lease]) -> Vec<Lease> {
+        leases
+            .iter()
+            .filter(|l| l.stream.as_ref() == self.stream_id.as_ref())
+            .map(|l| {
+                let mut own = l.clone();
+                own.lease_key = l.shard_id().to_owned();
+                own.stream = None;
+                own
+            })
+            .collect()
+    }
+
+    /// A lease of the plan (keyed by shard id) as it is stored.
+    fn stored(&self, mut lease: Lease) -> Lease {
+        if let Some(id) = &self.stream_id {
+            lease.lease_key = id.lease_key(&lease.lease_key);
+            lease.stream = Some(id.clone());
+        }
+        lease
     }
 
     /// Every shard of the stream (open and closed), following `NextToken`.
@@ -156,8 +205,21 @@ impl ShardSync {
     /// # Errors
     /// The first Kinesis or DynamoDB error.
     pub async fn sync(&self) -> Result<SyncOutcome, Error> {
-        let shards = self.list_shards().await?;
         let leases = self.store.list_leases().await?;
+        self.sync_with(&leases).await
+    }
+
+    /// [`sync`](Self::sync) on `leases`, a scan of the whole table made just before (one
+    /// scan serves the syncs of every stream of a multi-stream application).
+    ///
+    /// # Cancellation
+    /// As [`sync`](Self::sync).
+    ///
+    /// # Errors
+    /// The first Kinesis or DynamoDB error.
+    pub(crate) async fn sync_with(&self, leases: &[Lease]) -> Result<SyncOutcome, Error> {
+        let shards = self.list_shards().await?;
+        let leases = self.own_leases(leases);
         let plan = plan(&shards, &leases, self.initial_position);
         tracing::debug!(
             stream = %self.stream,
@@ -172,12 +234,16 @@ impl ShardSync {
             ..SyncOutcome::default()
         };
         for lease in plan.create {
+            let lease = self.stored(lease);
             if self.store.create_lease_if_not_exists(&lease).await? {
                 tracing::info!(stream = %self.stream, lease = %lease.lease_key, checkpoint = %lease.checkpoint, "created lease");
                 outcome.created.push(lease.lease_key);
             }
         }
-        for key in plan.delete {
+        for shard in plan.delete {
+            let key = self
+                .stored(Lease::new(shard, Checkpoint::ShardEnd))
+                .lease_key;
             if self.store.delete_finished_lease(&key).await? {
                 tracing::info!(stream = %self.stream, lease = %key, "deleted finished lease");
                 outcome.deleted.push(key);
@@ -235,9 +301,11 @@ impl ShardSync {
             let range = c
                 .hash_key_range()
                 .and_then(|r| HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key()).ok());
-            let lease = Lease::new(c.shard_id(), Checkpoint::TrimHorizon)
-                .with_parents(c.parent_shards().to_vec())
-                .with_hash_key_range(range);
+            let lease = self.stored(
+                Lease::new(c.shard_id(), Checkpoint::TrimHorizon)
+                    .with_parents(c.parent_shards().to_vec())
+                    .with_hash_key_range(range),
+            );
             self.store.create_lease_if_not_exists(&lease).await?;
         }
         Ok(())

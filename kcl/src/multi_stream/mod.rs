@@ -1,0 +1,62 @@
+//! Multi-stream applications: one scheduler (one lease table, one fleet of workers)
+//! consuming several streams, in the Java KCL's multi-stream lease format.
+//!
+//! ```text
+//!  StreamTracker (every stream_tracker_interval) ─▶ [StreamConfig]
+//!     new stream: name/ARN ─DescribeStreamSummary─▶ StreamIdentifier (account:stream:epoch)
+//!       ─▶ its records source + ShardSync (leases "account:stream:epoch:shardId", its initial position)
+//!     stream gone from the list: its consumers stop (shutdown_requested, last checkpoint),
+//!       its leases are released and no longer taken,
+//!       FormerStreams + FormerStreamsLeasesDeletionStrategy ─▶ its leases deleted after the grace period
+//!  every shard sync round: one scan ─▶ each tracked stream's ShardSync (its leases only)
+//!  LeaseCoordinator: takes and balances the leases of every tracked stream together
+//!  Dispatcher: each held lease ─▶ its stream's records source ─▶ ShardConsumer ─▶ RecordProcessor
+//!                                 (InitializationInput::stream names the stream)
+//! ```
+//!
+//! # The lease table
+//! A multi-stream lease's key is `account:stream:creationEpoch:shardId`; it also carries
+//! the attributes `streamName` (the serialized [`StreamIdentifier`]) and `shardId`, and its
+//! parent and child shard ids are bare shard ids of the same stream, as the Java KCL
+//! writes them (`MultiStreamLease`). A worker only ever works on leases of its own kind: a
+//! single-stream worker leaves multi-stream leases alone and a multi-stream worker leaves
+//! single-stream leases alone (both are skipped with a warning, once per worker; neither
+//! is taken, changed or deleted), so a table is used by one kind of application.
+//!
+//! # Differences from the Java KCL
+//! - A removed stream's consumers stop at its removal (the processor gets
+//!   `shutdown_requested` and may checkpoint) and its leases are released; the grace
+//!   period only delays the deletion of the leases.
+//! - Every worker detects former streams and deletes their leases (there is no leader);
+//!   deletions are conditional on the lease counter.
+//! - Enhanced fan-out is not supported with several streams yet: the builder refuses it
+//!   with [`ConfigError::Unsupported`](crate::ConfigError::Unsupported).
+//! - Streams are read by name with the worker's clients (its account and region).
+//!
+//! # Usage
+//! ```no_run
+//! use kinesis_consumer::{RecordProcessor, Scheduler, StaticStreamTracker, StreamConfig};
+//! # fn make(_: &str) -> Box<dyn RecordProcessor> { unimplemented!() }
+//!
+//! # async fn demo(sdk: aws_config::SdkConfig) -> Result<(), kinesis_consumer::Error> {
+//! let tracker = StaticStreamTracker::new(vec![
+//!     StreamConfig::new("orders")?,
+//!     StreamConfig::new("payments")?,
+//! ])?;
+//! let scheduler = Scheduler::multi_stream_builder("my-app", tracker, make)
+//!     .with_sdk_config(&sdk)
+//!     .build()?;
+//! scheduler.run().await
+//! # }
+//! ```
+
+mod former_streams;
+mod stream_identifier;
+mod stream_tracker;
+
+pub(crate) use former_streams::FormerStreams;
+pub use former_streams::{
+    FormerStreamsLeasesDeletionStrategy, DEFAULT_FORMER_STREAMS_GRACE_PERIOD,
+};
+pub use stream_identifier::StreamIdentifier;
+pub use stream_tracker::{StaticStreamTracker, StreamConfig, StreamRef, StreamTracker};

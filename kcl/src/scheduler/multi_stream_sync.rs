@@ -1,0 +1,357 @@
+//! [`MultiStreamSync`]: a multi-stream worker's stream list and shard syncs — it asks the
+//! [`StreamTracker`] for the streams, adds and retires them in [`ActiveStreams`], keeps each
+//! stream's leases in step with its shards, and deletes the leases of former streams.
+//!
+//! ```text
+//!  start-up (each step retried as the other start-up steps):
+//!    add_streams: tracker ─▶ each stream: resolve (DescribeStreamSummary: ARN ─▶ account,
+//!               StreamCreationTimestamp ─▶ epoch; nothing for an identifier) ─▶ add
+//!    (the scheduler creates the lease table)
+//!    first_sync: every stream's first sync (one scan)
+//!  run, until stop:
+//!    every stream_tracker_interval: tracker ─▶ new streams resolved and added,
+//!        streams gone from the list removed (the dispatcher stops and releases their leases)
+//!        ─▶ a sync at once, the taker woken
+//!    every shard_sync_interval, at shard ends, after a change:
+//!        one scan ─▶ each active stream's ShardSync::sync_with
+//!                 ─▶ FormerStreams::due ─▶ delete_lease (conditional on the counter)
+//! ```
+//!
+//! Once running nothing here stops the worker: a tracker that fails keeps its previous
+//! list in force, a stream that cannot be resolved yet is tried again at the next poll, and
+//! a stream that was deleted keeps its leases (warned at each sync) until the tracker
+//! drops it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::active_streams::{ActiveStreams, StreamRuntime};
+use super::start_up::{check_stream, retry_start_up_step, start_up_backoff, StreamFound, Try};
+use crate::consumer::{Polling, PollingConfig};
+use crate::error::Error;
+use crate::initial_position::InitialPosition;
+use crate::leases::{LeaseStore, ShardSync};
+use crate::metric_names as m;
+use crate::multi_stream::{
+    FormerStreams, FormerStreamsLeasesDeletionStrategy, StreamConfig, StreamIdentifier, StreamRef,
+    StreamTracker,
+};
+
+/// The settings of a multi-stream worker's stream handling.
+#[derive(Debug, Clone)]
+pub(super) struct MultiStreamSettings {
+    /// How each stream's shards are read.
+    pub(super) polling: PollingConfig,
+    /// Where shards of a stream without its own initial position start.
+    pub(super) initial_position: InitialPosition,
+    /// How often the tracker is asked.
+    pub(super) tracker_interval: Duration,
+    /// How often every stream's shards are synced.
+    pub(super) shard_sync_interval: Duration,
+    /// What becomes of former streams' leases.
+    pub(super) deletion: FormerStreamsLeasesDeletionStrategy,
+}
+
+/// Keeps a multi-stream worker's streams and their leases in step with its tracker.
+#[derive(Debug)]
+pub(super) struct MultiStreamSync {
+    /// Kinesis client of the stream checks, the shard syncs and the records sources.
+    kinesis: aws_sdk_kinesis::Client,
+    /// The whole lease table (every stream's leases).
+    table: Arc<dyn LeaseStore>,
+    /// The application's list of streams.
+    tracker: Arc<dyn StreamTracker>,
+    /// The streams consumed now, shared with the dispatcher and the coordinator's scope.
+    streams: Arc<ActiveStreams>,
+    /// Timings, positions, retrieval and the deletion strategy.
+    settings: MultiStreamSettings,
+    /// Identifiers of the streams listed by name or ARN, looked up once each.
+    resolved: Mutex<HashMap<StreamRef, StreamIdentifier>>,
+    /// Since when former streams have been seen untracked.
+    former: Mutex<FormerStreams>,
+}
+
+impl MultiStreamSync {
+    /// A sync of `tracker`'s streams into `streams`, keeping their leases in `table`.
+    pub(super) fn new(
+        kinesis: aws_sdk_kinesis::Client,
+        table: Arc<dyn LeaseStore>,
+        tracker: Arc<dyn StreamTracker>,
+        streams: Arc<ActiveStreams>,
+        settings: MultiStreamSettings,
+    ) -> Self {
+        Self {
+            kinesis,
+            table,
+            tracker,
+            streams,
+            settings,
+            resolved: Mutex::new(HashMap::new()),
+            former: Mutex::new(FormerStreams::default()),
+        }
+    }
+
+    /// The first start-up steps of a multi-stream worker (before the lease table's, so
+    /// that a misspelt stream leaves nothing behind): the tracker's list, each stream
+    /// resolved and added. `Ok(None)` when `shutdown` came first.
+    ///
+    /// # Cancellation
+    /// Safe to drop, as a shutdown is: it only reads.
+    ///
+    /// # Errors
+    /// [`Error::StreamNotFound`] for a listed stream that does not exist, or the first
+    /// non-retryable error of a step.
+    pub(super) async fn add_streams(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<()>, Error> {
+        let listed =
+            retry_start_up_step("stream tracker", shutdown, start_up_backoff(), || async {
+                self.list().await.map(Try::Ready)
+            });
+        let Some(configs) = listed.await? else {
+            return Ok(None);
+        };
+        for config in configs {
+            let resolved =
+                retry_start_up_step("stream check", shutdown, start_up_backoff(), || {
+                    self.resolve(&config.stream)
+                });
+            let Some(id) = resolved.await? else {
+                return Ok(None);
+            };
+            self.add(id, config.initial_position);
+        }
+        Ok(Some(()))
+    }
+
+    /// The last start-up step of a multi-stream worker (after the lease table's): a first
+    /// sync of every stream. `Ok(None)` when `shutdown` came first.
+    ///
+    /// # Cancellation
+    /// Safe to drop, as a shutdown is; leases already created stay.
+    ///
+    /// # Errors
+    /// The first non-retryable error.
+    pub(super) async fn first_sync(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<()>, Error> {
+        let first_sync = retry_start_up_step(
+            "initial shard sync",
+            shutdown,
+            start_up_backoff(),
+            || async { self.sync_all(true).await.map(Try::Ready) },
+        );
+        Ok(first_sync.await?.map(|_| ()))
+    }
+
+    /// Polls the tracker every `tracker_interval` and syncs every `shard_sync_interval`
+    /// (and when `shard_ended` is woken, and after the list changed) until `stop`; wakes
+    /// `changed` (the taker) when streams or leases changed.
+    ///
+    /// # Cancellation
+    /// Returns when `stop` fires; dropping it is equally safe.
+    pub(super) async fn run(
+        &self,
+        stop: CancellationToken,
+        shard_ended: Arc<Notify>,
+        changed: Arc<Notify>,
+    ) {
+        let start = Instant::now();
+        let mut next_poll = start + self.settings.tracker_interval;
+        let mut next_sync = start + self.settings.shard_sync_interval;
+        loop {
+            let mut sync_now = false;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(next_poll.min(next_sync)) => {}
+                _ = shard_ended.notified() => sync_now = true,
+            }
+            let now = Instant::now();
+            if now >= next_poll {
+                next_poll = now + self.settings.tracker_interval;
+                if self.poll().await {
+                    changed.notify_one();
+                    sync_now = true;
+                }
+            }
+            if sync_now || now >= next_sync {
+                next_sync = now + self.settings.shard_sync_interval;
+                match self.sync_all(false).await {
+                    Ok(true) => changed.notify_one(),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "shard sync failed"),
+                }
+            }
+        }
+    }
+
+    /// The tracker's streams, each once (the first entry of one listed twice).
+    async fn list(&self) -> Result<Vec<StreamConfig>, Error> {
+        let configs = self
+            .tracker
+            .stream_configs()
+            .await
+            .map_err(|e| Error::StreamTracker {
+                message: crate::error::render(e.as_ref()),
+            })?;
+        let mut seen = HashSet::new();
+        Ok(configs
+            .into_iter()
+            .filter(|c| seen.insert(c.stream.clone()))
+            .collect())
+    }
+
+    /// The identifier of `stream`: given, looked up before, or from
+    /// `DescribeStreamSummary` (not yet while the stream is being created or deleted).
+    async fn resolve(&self, stream: &StreamRef) -> Result<Try<StreamIdentifier>, Error> {
+        if let StreamRef::Identifier(id) = stream {
+            return Ok(Try::Ready(id.clone()));
+        }
+        if let Some(id) = self.lock_resolved().get(stream) {
+            return Ok(Try::Ready(id.clone()));
+        }
+        let name = stream.stream_name();
+        let Try::Ready(StreamFound {
+            arn,
+            creation_epoch,
+        }) = check_stream(&self.kinesis, name).await?
+        else {
+            return Ok(Try::NotYet(format!("stream {name} is not ACTIVE yet")));
+        };
+        let id = StreamIdentifier::from_arn(&arn, creation_epoch)?;
+        self.lock_resolved().insert(stream.clone(), id.clone());
+        Ok(Try::Ready(id))
+    }
+
+    /// Makes `id` an active stream, its new shards starting at `position` (else the
+    /// worker's initial position).
+    fn add(&self, id: StreamIdentifier, position: Option<InitialPosition>) {
+        let position = position.unwrap_or(self.settings.initial_position);
+        let name = id.stream_name().to_owned();
+        tracing::info!(stream = %id, ?position, "consuming stream");
+        self.streams.insert(Arc::new(StreamRuntime {
+            source: Arc::new(Polling::new(
+                self.kinesis.clone(),
+                &name,
+                self.settings.polling.clone(),
+            )),
+            shard_sync: ShardSync::new_multi_stream(
+                self.kinesis.clone(),
+                id.clone(),
+                self.table.clone(),
+                position,
+            ),
+            at_timestamp: match position {
+                InitialPosition::AtTimestamp(t) => Some(t),
+                _ => None,
+            },
+            id: Some(id),
+            name,
+        }));
+        ::metrics::gauge!(m::STREAMS_ACTIVE).set(self.streams.ids().len() as f64);
+    }
+
+    /// Asks the tracker and applies its list: new streams added, streams gone from it
+    /// removed. Whether anything changed. Failures are logged; the list stays as it was.
+    async fn poll(&self) -> bool {
+        let configs = match self.list().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "stream tracker failed; the stream list stays as it was");
+                return false;
+            }
+        };
+        let listed: HashSet<&StreamRef> = configs.iter().map(|c| &c.stream).collect();
+        // A stream listed again later is looked up again (it may have been re-created).
+        self.lock_resolved().retain(|r, _| listed.contains(r));
+        let mut wanted: HashMap<StreamIdentifier, Option<InitialPosition>> = HashMap::new();
+        for config in &configs {
+            match self.resolve(&config.stream).await {
+                Ok(Try::Ready(id)) => {
+                    wanted.entry(id).or_insert(config.initial_position);
+                }
+                Ok(Try::NotYet(why)) => {
+                    tracing::info!(stream = %config.stream, %why, "stream not added yet")
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %config.stream, error = %e, "stream not added; tried again at the next poll")
+                }
+            }
+        }
+        let active = self.streams.ids();
+        let mut changed = false;
+        for (id, position) in wanted.iter().filter(|(id, _)| !active.contains(*id)) {
+            self.add(id.clone(), *position);
+            changed = true;
+        }
+        for id in active.iter().filter(|id| !wanted.contains_key(*id)) {
+            self.streams.remove(id);
+            tracing::info!(stream = %id, deletion = ?self.settings.deletion, "stream left the tracker's list: its consumers stop and its leases are released");
+            changed = true;
+        }
+        ::metrics::gauge!(m::STREAMS_ACTIVE).set(self.streams.ids().len() as f64);
+        changed
+    }
+
+    /// One scan, then every active stream's sync on it, then the deletion of the leases
+    /// of former streams that are due. Whether leases were created or deleted. With
+    /// `strict` (start-up) the first failure is returned; otherwise failures are logged.
+    ///
+    /// # Errors
+    /// The scan's error; with `strict`, a stream's sync error too.
+    async fn sync_all(&self, strict: bool) -> Result<bool, Error> {
+        let leases = self.table.list_leases().await?;
+        let mut changed = false;
+        for stream in self.streams.all() {
+            match stream.shard_sync.sync_with(&leases).await {
+                Ok(o) => changed |= !o.created.is_empty() || !o.deleted.is_empty(),
+                Err(e) if strict => return Err(e),
+                Err(Error::StreamNotFound { .. }) => tracing::warn!(
+                    stream = %stream.name,
+                    "the stream no longer exists (deleted?); its leases stay until the tracker drops it"
+                ),
+                Err(e) => tracing::warn!(stream = %stream.name, error = %e, "shard sync failed"),
+            }
+        }
+        let in_table: HashSet<StreamIdentifier> =
+            leases.iter().filter_map(|l| l.stream.clone()).collect();
+        let due = self.former.lock().unwrap_or_else(|e| e.into_inner()).due(
+            &self.streams.ids(),
+            &in_table,
+            Instant::now(),
+            self.settings.deletion,
+        );
+        for id in due {
+            let mut deleted = 0;
+            for lease in leases.iter().filter(|l| l.stream.as_ref() == Some(&id)) {
+                match self.table.delete_lease(lease).await {
+                    Ok(true) => deleted += 1,
+                    Ok(false) => {
+                        tracing::debug!(lease = %lease.lease_key, "lease written since the scan; deleted at a later round")
+                    }
+                    Err(e) => {
+                        tracing::warn!(lease = %lease.lease_key, error = %e, "could not delete a former stream's lease")
+                    }
+                }
+            }
+            if deleted > 0 {
+                ::metrics::counter!(m::FORMER_STREAM_LEASES_DELETED).increment(deleted);
+                tracing::info!(stream = %id, leases = deleted, "deleted the leases of a former stream");
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The identifiers looked up so far.
+    fn lock_resolved(&self) -> std::sync::MutexGuard<'_, HashMap<StreamRef, StreamIdentifier>> {
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,295 @@
+//! Multi-stream applications on the embedded emulators: one scheduler consumes two
+//! streams, a third is added while it runs (at its own initial position), one is removed
+//! (its consumers stop, its leases are deleted after the grace period), and nothing of the
+//! streams that stay is lost.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::{put_records, spawn_run, stack, wait_until, Sent};
+use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+use kinesis_consumer::{
+    ConfigError, Error, FanOutConfig, FormerStreamsLeasesDeletionStrategy, InitialPosition,
+    InitializationInput, LeaseLostInput, ProcessRecordsInput, RecordProcessor, Retrieval,
+    Scheduler, ShardEndedInput, ShutdownRequestedInput, StaticStreamTracker, StreamConfig,
+    StreamTracker,
+};
+
+/// A tracker whose list the test changes while the worker runs.
+#[derive(Debug, Clone, Default)]
+struct Tracker(Arc<Mutex<Vec<StreamConfig>>>);
+
+impl Tracker {
+    fn set(&self, streams: Vec<StreamConfig>) {
+        *self.0.lock().unwrap() = streams;
+    }
+}
+
+#[async_trait]
+impl StreamTracker for Tracker {
+    async fn stream_configs(
+        &self,
+    ) -> Result<Vec<StreamConfig>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// What the processors saw: (stream name, payload) per record, and the streams whose
+/// processors were asked to shut down.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    records: Arc<Mutex<Vec<(String, Bytes)>>>,
+    shutdowns: Arc<Mutex<Vec<String>>>,
+}
+
+impl Seen {
+    fn of(&self, stream: &str) -> HashSet<Bytes> {
+        let records = self.records.lock().unwrap();
+        records
+            .iter()
+            .filter(|(s, _)| s == stream)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+}
+
+/// Records each record under the stream its initialization input names.
+#[derive(Debug)]
+struct Recording {
+    seen: Seen,
+    stream: String,
+}
+
+#[async_trait]
+impl RecordProcessor for Recording {
+    async fn initialize(&mut self, input: InitializationInput) {
+        let stream = input.stream.expect("multi-stream leases name their stream");
+        assert!(!input.shard_id.contains(':'), "a bare shard id");
+        self.stream = stream.stream_name().to_owned();
+    }
+    async fn process_records(&mut self, input: ProcessRecordsInput) {
+        {
+            let mut records = self.seen.records.lock().unwrap();
+            for r in &input.records {
+                records.push((self.stream.clone(), r.data.clone()));
+            }
+        }
+        input.checkpointer.checkpoint().await.ok();
+    }
+    async fn lease_lost(&mut self, _: LeaseLostInput) {}
+    async fn shard_ended(&mut self, input: ShardEndedInput) {
+        input.checkpointer.checkpoint().await.ok();
+    }
+    async fn shutdown_requested(&mut self, input: ShutdownRequestedInput) {
+        self.seen
+            .shutdowns
+            .lock()
+            .unwrap()
+            .push(self.stream.clone());
+        input.checkpointer.checkpoint().await.ok();
+    }
+}
+
+fn sent(tag: &str, n: usize) -> Vec<Sent> {
+    (0..n)
+        .map(|i| Sent {
+            partition_key: format!("k{i}"),
+            data: Bytes::from(format!("{tag}-{i}")),
+        })
+        .collect()
+}
+
+fn payloads(records: &[Sent]) -> HashSet<Bytes> {
+    records.iter().map(|s| s.data.clone()).collect()
+}
+
+/// The table's leases, by stream name.
+async fn leases_by_stream(table: &LeaseTable) -> HashMap<String, Vec<kinesis_consumer::Lease>> {
+    let mut by = HashMap::new();
+    for lease in table.list_leases().await.unwrap() {
+        let stream = lease.stream.clone().expect("only multi-stream leases");
+        by.entry(stream.stream_name().to_owned())
+            .or_insert_with(Vec::new)
+            .push(lease);
+    }
+    by
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_added_and_removed_while_running() {
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    let a = stack.create_stream("ms-a", 2).await.unwrap();
+    let b = stack.create_stream("ms-b", 1).await.unwrap();
+    let c = stack.create_stream("ms-c", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("ms-app");
+    let (a1, b1) = (sent("a1", 40), sent("b1", 20));
+    put_records(&kinesis, &a, &a1, 1).await;
+    put_records(&kinesis, &b, &b1, 1).await;
+    // Records of c before its initial position (AT_TIMESTAMP) are never read; some
+    // emulators keep arrival times in whole seconds: a clear gap on both sides.
+    put_records(&kinesis, &c, &sent("c0", 10), 1).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let c_from = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    let tracker = Tracker::default();
+    tracker.set(vec![
+        StreamConfig::new(&a).unwrap(),
+        StreamConfig::new(&b).unwrap(),
+    ]);
+    let seen = Seen::default();
+    let factory = {
+        let seen = seen.clone();
+        move |_: &str| {
+            Box::new(Recording {
+                seen: seen.clone(),
+                stream: String::new(),
+            }) as Box<dyn RecordProcessor>
+        }
+    };
+    let grace = Duration::from_secs(2);
+    let worker = Scheduler::multi_stream_builder(&app, tracker.clone(), factory)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_failover_time(Duration::from_secs(2))
+        .with_retrieval(common::polling())
+        .with_shard_sync_interval(Duration::from_millis(500))
+        .with_stream_tracker_interval(Duration::from_millis(200))
+        .with_former_streams_deletion(FormerStreamsLeasesDeletionStrategy::DeleteAfter(grace))
+        .build()
+        .unwrap();
+    let run = spawn_run(&worker);
+    wait_until("the records of a and b", || {
+        seen.of(&a) == payloads(&a1) && seen.of(&b) == payloads(&b1)
+    })
+    .await;
+
+    // The leases are in the Java KCL's multi-stream format.
+    let table = LeaseTable::new(stack.dynamodb_client(), &app);
+    let by_stream = leases_by_stream(&table).await;
+    assert_eq!(by_stream[&a].len(), 2);
+    for lease in &by_stream[&a] {
+        let id = lease.stream.as_ref().unwrap();
+        assert_eq!(lease.lease_key, format!("{id}:{}", lease.shard_id()));
+        assert!(
+            lease.shard_id().starts_with("shardId-"),
+            "{}",
+            lease.lease_key
+        );
+    }
+
+    // c is added while running, starting at its own position.
+    let c1 = sent("c1", 30);
+    put_records(&kinesis, &c, &c1, 1).await;
+    tracker.set(vec![
+        StreamConfig::new(&a).unwrap(),
+        StreamConfig::new(&b).unwrap(),
+        StreamConfig::new(&c)
+            .unwrap()
+            .with_initial_position(InitialPosition::AtTimestamp(c_from)),
+    ]);
+    wait_until("the records of c", || seen.of(&c) == payloads(&c1)).await;
+
+    // b is removed: its consumer stops, its leases go after the grace period.
+    let b_removed = std::time::Instant::now();
+    tracker.set(vec![
+        StreamConfig::new(&a).unwrap(),
+        StreamConfig::new(&c)
+            .unwrap()
+            .with_initial_position(InitialPosition::AtTimestamp(c_from)),
+    ]);
+    wait_until("b's processor asked to shut down", || {
+        seen.shutdowns.lock().unwrap().contains(&b)
+    })
+    .await;
+    let b_seen = seen.of(&b).len();
+    let (a2, b2, c2) = (sent("a2", 40), sent("b2", 20), sent("c2", 20));
+    put_records(&kinesis, &b, &b2, 1).await;
+    put_records(&kinesis, &a, &a2, 1).await;
+    put_records(&kinesis, &c, &c2, 1).await;
+    let mut b_gone = None;
+    let start = std::time::Instant::now();
+    while b_gone.is_none() {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "b's leases never deleted"
+        );
+        if !leases_by_stream(&table).await.contains_key(&b) {
+            b_gone = Some(b_removed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The worker saw b untracked no earlier than the list changed.
+    assert!(
+        b_gone.unwrap() >= grace,
+        "deleted after {:?}, before the grace period",
+        b_gone.unwrap()
+    );
+    let want_a: HashSet<Bytes> = payloads(&a1).union(&payloads(&a2)).cloned().collect();
+    let want_c: HashSet<Bytes> = payloads(&c1).union(&payloads(&c2)).cloned().collect();
+    wait_until("every record of a and c", || {
+        seen.of(&a) == want_a && seen.of(&c) == want_c
+    })
+    .await;
+    assert_eq!(seen.of(&b).len(), b_seen, "nothing of b after its removal");
+    let by_stream = leases_by_stream(&table).await;
+    assert_eq!(
+        by_stream.keys().cloned().collect::<HashSet<_>>(),
+        HashSet::from([a.clone(), c.clone()])
+    );
+
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn fan_out_with_a_tracker_is_refused_at_build() {
+    let tracker = StaticStreamTracker::new(vec![StreamConfig::new("s").unwrap()]).unwrap();
+    let stack = stack().await;
+    let e =
+        Scheduler::multi_stream_builder("app", tracker, |_: &str| -> Box<dyn RecordProcessor> {
+            unreachable!("never built")
+        })
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_retrieval(Retrieval::FanOut(FanOutConfig::default()))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Config(ConfigError::Unsupported { .. })),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_stream_at_start_up_is_an_error_and_nothing_is_consumed() {
+    let stack = stack().await;
+    let real = stack.create_stream("ms-real", 1).await.unwrap();
+    let tracker = StaticStreamTracker::new(vec![
+        StreamConfig::new(&real).unwrap(),
+        StreamConfig::new("ms-no-such-stream").unwrap(),
+    ])
+    .unwrap();
+    let app = kinesis_emulators::unique_name("ms-missing");
+    let worker = Scheduler::multi_stream_builder(
+        app.clone(),
+        tracker,
+        |_: &str| -> Box<dyn RecordProcessor> { unreachable!("no lease is taken") },
+    )
+    .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+    .build()
+    .unwrap();
+    let e = worker.run().await.unwrap_err();
+    assert!(
+        matches!(e, Error::StreamNotFound { ref stream } if stream == "ms-no-such-stream"),
+        "{e}"
+    );
+    // Found before anything was created: no lease table.
+    let tables = stack.dynamodb_client().list_tables().send().await.unwrap();
+    assert!(!tables.table_names().contains(&app), "{tables:?}");
+}
