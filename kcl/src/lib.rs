@@ -31,6 +31,11 @@
 //! [`PollingConfig`] (the default), or enhanced fan-out with `SubscribeToShard`, set by
 //! [`FanOutConfig`], for which the worker registers a stream consumer at start-up.
 //!
+//! Leases are balanced among workers by count (the Java KCL 2.x's rule, the default) or,
+//! with [`SchedulerBuilder::with_balancing`] and [`Balancing::Throughput`], by the
+//! throughput each holder measures and writes on its lease (`throughputKBps`, as the Java
+//! KCL 3.x), so that a worker holding a hot shard holds fewer others.
+//!
 //! # Usage
 //! Runs as it is on the embedded emulators (the hidden lines start them and put 100
 //! records); in a service, pass your AWS configuration with `with_sdk_config` instead of
@@ -117,7 +122,7 @@ pub use consumer::{
 pub use error::Error;
 pub use initial_position::InitialPosition;
 pub use kinesis_agg::{OutsideRangePolicy, PartitionKey};
-pub use leases::Lease;
+pub use leases::{Balancing, Lease};
 pub use processor::{
     InitializationInput, KinesisClientRecord, LeaseLostInput, ProcessRecordsInput, RecordProcessor,
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,

@@ -15,8 +15,9 @@
 //!        └──────────── taken / stolen ────────┘   execute: take (counter) each planned lease
 //! ```
 //!
-//! The parts, each in its own file: [`LeaseConfig`] (timings and limits),
-//! `ObservedCounters` (expiry on the local clock), `plan_take` (the taker's decision).
+//! The parts, each in its own file: [`LeaseConfig`] (timings and limits), [`Balancing`]
+//! (lease count or throughput), `ObservedCounters` (expiry on the local clock), `plan_take`
+//! (the taker's decision; `throughput_plan` when balancing throughput).
 //!
 //! Expiry is judged only from counters this worker observed and its own monotonic clock
 //! ([`tokio::time::Instant`]), never from wall clocks, so skewed hosts cannot steal early.
@@ -45,17 +46,20 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod balancing;
 #[cfg(test)]
 mod fleet_tests;
 mod heartbeat;
 mod lease_config;
 mod observed_counters;
 mod take_plan;
+mod throughput_plan;
 
 use crate::error::Error;
 use crate::leases::fleet::{FleetStore, LoadMeter};
-use crate::leases::{HeldLease, LeaseStore};
+use crate::leases::{HeldLease, LeaseStore, Throughput};
 use crate::metric_names as m;
+pub use balancing::Balancing;
 use heartbeat::{BeatOutcome, Heartbeat};
 pub use lease_config::LeaseConfig;
 use observed_counters::ObservedCounters;
@@ -309,6 +313,7 @@ impl LeaseCoordinator {
                 return Ok(TakeOutcome::default());
             }
             heartbeat.declare_silent_gone().await;
+            self.refresh_throughput().await;
         }
         let mut outcome = TakeOutcome::default();
         // A take refused because another worker moved first is planned again at once
@@ -321,6 +326,21 @@ impl LeaseCoordinator {
         }
         ::metrics::gauge!(m::LEASES_HELD).set(self.lock_held().len() as f64);
         Ok(outcome)
+    }
+
+    /// With worker heartbeats and throughput balancing (nothing is renewed): writes the
+    /// throughput of each held lease whose measurement drifted from the figure on the
+    /// lease (see `HeldLease::refresh_throughput`), so that the plans of every worker
+    /// weigh what the shards carry now. Nothing is written while loads hold still.
+    async fn refresh_throughput(&self) {
+        let Balancing::Throughput { min_lease_kbps, .. } = self.config.balancing else {
+            return;
+        };
+        let drift = Throughput::from_kbps(f64::from(min_lease_kbps)).unwrap_or(Throughput::ZERO);
+        for (_, held) in self.held_leases() {
+            held.refresh_throughput(self.config.failover_time, drift)
+                .await;
+        }
     }
 
     /// One scan, plan and its takes, added to `outcome`; how many takes were refused.
@@ -391,7 +411,7 @@ impl LeaseCoordinator {
                     observed.saw(&mine.lease_key, mine.counter, Instant::now());
                     self.lock_held().insert(
                         mine.lease_key.clone(),
-                        HeldLease::new(self.store.clone(), mine),
+                        HeldLease::new(self.store.clone(), mine, self.config.renew_interval),
                     );
                     if stolen {
                         ::metrics::counter!(m::LEASES_STOLEN).increment(1);
