@@ -23,46 +23,13 @@ const RECORD_BYTES: usize = 500;
 const HOT_PER_TICK: usize = 24;
 const COLD_PER_TICK: usize = 2;
 
-/// Puts `entries`, retrying the failed ones.
-async fn put_all(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    mut entries: Vec<PutRecordsRequestEntry>,
-) {
-    while !entries.is_empty() {
-        let out = kinesis
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries.clone()))
-            .send()
-            .await
-            .expect("PutRecords");
-        entries = entries
-            .into_iter()
-            .zip(out.records())
-            .filter(|(_, r)| r.error_code().is_some())
-            .map(|(e, _)| e)
-            .collect();
-        if !entries.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
     let stack = stack().await;
     let stream = stack.create_stream("kcl-balance", 4).await.unwrap();
     let app = kinesis_emulators::unique_name("kcl-balance-app");
     let kinesis = stack.kinesis_client();
-    let shards = kinesis
-        .list_shards()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap()
-        .shards()
-        .to_vec();
+    let shards = list_shards(&kinesis, &stream).await;
     assert_eq!(shards.len(), 4);
     let hot = shards[0].shard_id().to_owned();
     // Each record is routed to its shard by the shard's starting hash key.
@@ -120,7 +87,7 @@ async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
                         );
                     }
                 }
-                put_all(&kinesis, &stream, entries).await;
+                send(&kinesis, &stream, entries).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
