@@ -60,6 +60,7 @@ async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
     let sent: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
+        let hot = hot.clone();
         let (kinesis, stream, sent, stop) =
             (kinesis.clone(), stream.clone(), sent.clone(), stop.clone());
         tokio::spawn(async move {
