@@ -206,7 +206,7 @@ mod tests {
                 leases
                     .iter()
                     .filter(|l| l.is_owned_by(&id))
-                    .map(|l| weight(l))
+                    .map(&weight)
                     .sum()
             })
             .collect()
