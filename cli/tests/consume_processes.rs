@@ -320,7 +320,11 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
     for row in rows {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], "-", "released: {row}");
-        assert!(cells[3].contains('/'), "checkpointed at a record: {row}");
+        assert!(cells[4].contains('/'), "checkpointed at a record: {row}");
+        assert!(
+            cells[3].parse::<f64>().is_ok(),
+            "throughput written with the checkpoints: {row}"
+        );
     }
 
     // `tail` reads every shard without leases.

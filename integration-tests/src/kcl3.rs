@@ -89,7 +89,7 @@ pub async fn seed_single_table(
 }
 
 /// Asserts that `others` are stored exactly as written and that each of `shards`' lease
-/// items kept its 3.x attributes, with the pending handoff ended (a take removes
+/// items kept its 3.x attributes (`entityType`; `throughputKBps` still a number), with the pending handoff ended (a take removes
 /// `checkpointOwner`, as a 3.x take does).
 ///
 /// # Panics
@@ -122,10 +122,12 @@ pub async fn assert_left_alone(
             .expect("GetItem");
         let item = stored.item().expect("the lease item");
         assert_eq!(item.get("entityType"), Some(&s("LEASE")), "{shard}");
-        assert_eq!(
-            item.get("throughputKBps"),
-            Some(&n(THROUGHPUT_KBPS)),
-            "{shard}"
+        // Still the 3.x attribute, a number of KB/s: by now our holder's measurement,
+        // written with its renewals and checkpoints as a 3.x worker writes it.
+        let kbps = item.get("throughputKBps").and_then(|v| v.as_n().ok());
+        assert!(
+            kbps.is_some_and(|k| k.parse::<f64>().is_ok_and(|k| k >= 0.0)),
+            "{shard}: throughputKBps {kbps:?}"
         );
         assert_eq!(
             item.get("checkpointOwner"),

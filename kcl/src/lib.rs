@@ -37,6 +37,11 @@
 //! [`StreamIdentifier`] and shard id, with streams added and removed while running and the
 //! leases of removed streams deleted as [`FormerStreamsLeasesDeletionStrategy`] says.
 //!
+//! Leases are balanced among workers by count (the Java KCL 2.x's rule, the default) or,
+//! with [`SchedulerBuilder::with_balancing`] and [`Balancing::Throughput`], by the
+//! throughput each holder measures and writes on its lease (`throughputKBps`, as the Java
+//! KCL 3.x), so that a worker holding a hot shard holds fewer others.
+//!
 //! # Usage
 //! Runs as it is on the embedded emulators (the hidden lines start them and put 100
 //! records); in a service, pass your AWS configuration with `with_sdk_config` instead of
@@ -124,7 +129,7 @@ pub use consumer::{
 pub use error::Error;
 pub use initial_position::InitialPosition;
 pub use kinesis_agg::{OutsideRangePolicy, PartitionKey};
-pub use leases::Lease;
+pub use leases::{Balancing, Lease};
 pub use multi_stream::{
     FormerStreamsLeasesDeletionStrategy, StaticStreamTracker, StreamConfig, StreamIdentifier,
     StreamRef, StreamTracker, DEFAULT_FORMER_STREAMS_GRACE_PERIOD,

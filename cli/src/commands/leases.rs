@@ -1,14 +1,18 @@
 //! `kinesis-cat leases`: the lease table of a consumer application, as a table.
 //!
 //! ```text
-//!  Scan (consistent) ─▶ leases (odd items skipped with a warning) ─▶ sorted by key ─▶ table
-//!    (a multi-stream application's table: a "stream" column names each lease's stream)
+//!  Scan (consistent) ─▶ leases (odd items skipped with a warning) ─▶ sorted by key ─▶ table,
+//!    with each lease's throughputKBps (as its holder last wrote it: KB of 1,024 bytes per
+//!    second, the Java KCL 3.x's unit; "-" where none was written); a multi-stream
+//!    application's table has a "stream" column naming each lease's stream
 //!  [--stream S] ListShards ─▶ open/closed per shard, for the "state" column
 //!               GetShardIterator(after checkpoint) + GetRecords(limit 1) ─▶ MillisBehindLatest,
 //!               for the "lag" column (as far as the server reports it)
-//!  GetItem of the fleet table (<app>-Workers), if any ─▶ workers: leases held, records/s,
-//!    KB/s and lag (the largest millis behind latest of their shards) as each reported with
-//!    its last heartbeat, last heartbeat
+//!  GetItem of the fleet table (<app>-Workers), if any ─▶ workers: leases held, the sum of
+//!    their throughputKBps (what throughput balancing weighs), records/s, KB/s (of 1,000
+//!    bytes) and lag (the largest millis behind latest of their shards) as each reported
+//!    with its last heartbeat, last heartbeat; without a fleet (workers renewing leases),
+//!    the lease owners with their leases and throughput
 //! ```
 
 use std::collections::HashMap;
@@ -68,6 +72,7 @@ pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
         "shard".to_owned(),
         "owner".to_owned(),
         "counter".to_owned(),
+        "KB/s".to_owned(),
         "checkpoint".to_owned(),
         "parents".to_owned(),
         "state".to_owned(),
@@ -105,6 +110,7 @@ pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
             l.shard_id().to_owned(),
             l.owner.clone().unwrap_or_else(|| "-".to_owned()),
             l.counter.to_string(),
+            throughput(l),
             l.checkpoint.to_string(),
             if l.parent_shard_ids.is_empty() {
                 "-".to_owned()
@@ -122,6 +128,13 @@ pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
         }
     }
     aligned(&rows)
+}
+
+/// A lease's `throughputKBps`, or "-" when none was written.
+fn throughput(lease: &Lease) -> String {
+    lease
+        .throughput
+        .map_or_else(|| "-".to_owned(), |t| format!("{:.1}", t.kbps()))
 }
 
 /// Rows as text, each column as wide as its widest cell, two spaces apart.
@@ -153,12 +166,18 @@ fn aligned<R: AsRef<[String]>>(rows: &[R]) -> String {
 /// written, by its writer's clock, at `now_ms` since the Unix epoch) and those owning
 /// leases without being in it (another KCL's workers, or gone ones: heartbeat "-"), with
 /// the leases each owns and the load it reported with its last heartbeat ("-" where it
-/// reported none: not in the fleet, or an older version).
+/// reported none: not in the fleet, or an older version), and the sum of the
+/// `throughputKBps` of the leases each owns ("-" where none carries one).
 pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> String {
     let mut owned: HashMap<&str, usize> = HashMap::new();
+    let mut kbps: HashMap<&str, (f64, bool)> = HashMap::new();
     for l in leases {
         if let Some(owner) = &l.owner {
             *owned.entry(owner.as_str()).or_default() += 1;
+            let sum = kbps.entry(owner.as_str()).or_default();
+            if let Some(t) = l.throughput {
+                *sum = (sum.0 + t.kbps(), true);
+            }
         }
     }
     let mut workers: Vec<&str> = fleet.beats.keys().map(String::as_str).collect();
@@ -172,6 +191,7 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
     let mut rows = vec![[
         "worker".to_owned(),
         "leases".to_owned(),
+        "leases KB/s".to_owned(),
         "records/s".to_owned(),
         "KB/s".to_owned(),
         "lag".to_owned(),
@@ -189,6 +209,10 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
         rows.push([
             w.to_owned(),
             owned.get(w).copied().unwrap_or(0).to_string(),
+            match kbps.get(w) {
+                Some((sum, true)) => format!("{sum:.1}"),
+                _ => "-".to_owned(),
+            },
             figure(|l| Some(format!("{:.0}", l.records_per_second))),
             figure(|l| Some(format!("{:.1}", l.bytes_per_second / 1000.0))),
             figure(|l| {
@@ -269,13 +293,11 @@ async fn show(
         Err(e) => return Err(e.into()),
     };
     let mut text = format_table(&leases, views.as_ref());
-    if let Some(fleet) = &fleet {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        text.push('\n');
-        text.push_str(&format_workers(&leases, fleet, now_ms));
-    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    text.push('\n');
+    text.push_str(&format_workers(&leases, &fleet.unwrap_or_default(), now_ms));
     if in_place {
         // Clear the screen and go home, so the tables are redrawn where they were.
         text.insert_str(0, "\x1b[2J\x1b[H");
@@ -331,6 +353,7 @@ mod tests {
             .with_parents(vec!["shardId-000000000000".into()]);
         a.owner = Some("w1".into());
         a.counter = 7;
+        a.throughput = kinesis_consumer::leases::Throughput::from_kbps(12.34);
         let b = Lease::new("shardId-000000000000", Checkpoint::ShardEnd);
         let views = StreamView {
             stream: "s".into(),
@@ -352,6 +375,12 @@ mod tests {
                 && lines[1].split_whitespace().rev().take(2).eq(["-", "done"])
         );
         assert!(lines[2].contains("w1") && lines[2].contains(" 7 ") && lines[2].contains("495/2"));
+        assert!(lines[0].contains("counter  KB/s  checkpoint"), "{text}");
+        assert!(lines[2].contains(" 12.3 "), "{text}");
+        assert!(
+            lines[1].split_whitespace().nth(3) == Some("-"),
+            "no throughput written: {text}"
+        );
         assert!(
             lines[2].contains("shardId-000000000000")
                 && lines[2]
@@ -393,6 +422,10 @@ mod tests {
     fn workers_show_their_leases_and_heartbeat_age_and_owners_outside_the_fleet() {
         let mut a = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon);
         a.owner = Some("w1".into());
+        a.throughput = kinesis_consumer::leases::Throughput::from_kbps(40.0);
+        let mut a2 = Lease::new("shardId-000000000002", Checkpoint::TrimHorizon);
+        a2.owner = Some("w1".into());
+        a2.throughput = kinesis_consumer::leases::Throughput::from_kbps(2.5);
         let mut b = Lease::new("shardId-000000000001", Checkpoint::TrimHorizon);
         b.owner = Some("java-worker".into());
         let mut fleet = FleetView::default();
@@ -404,7 +437,7 @@ mod tests {
         fleet
             .loads
             .insert("w2".into(), WorkerLoad::new(0.0, 0.0, None));
-        let text = format_workers(&[a, b], &fleet, 12_000);
+        let text = format_workers(&[a, a2, b], &fleet, 12_000);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("worker"));
@@ -421,18 +454,22 @@ mod tests {
             [
                 "worker",
                 "leases",
+                "leases KB/s",
                 "records/s",
                 "KB/s",
                 "lag",
                 "last heartbeat"
             ]
         );
-        assert_eq!(cells(lines[1])[..5], ["java-worker", "1", "-", "-", "-"]);
+        assert_eq!(
+            cells(lines[1])[..6],
+            ["java-worker", "1", "-", "-", "-", "-"]
+        );
         assert_eq!(
             cells(lines[2]),
-            ["w1", "1", "1234", "56.8", "2.5 s", "2.0 s ago"]
+            ["w1", "2", "42.5", "1234", "56.8", "2.5 s", "2.0 s ago"]
         );
-        assert_eq!(cells(lines[3])[..5], ["w2", "0", "0", "0.0", "-"]);
+        assert_eq!(cells(lines[3])[..6], ["w2", "0", "-", "0", "0.0", "-"]);
         assert!(
             lines[3].starts_with("w2")
                 && lines[3].contains(" 0 ")

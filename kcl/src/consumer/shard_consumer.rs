@@ -288,8 +288,9 @@ impl ShardConsumer {
                     );
                 }
             }
+            let bytes = records.iter().map(|r| r.data.len()).sum();
+            self.held.throughput().record(bytes);
             if let Some(meter) = &self.meter {
-                let bytes = records.iter().map(|r| r.data.len()).sum();
                 meter.record(records.len(), bytes, batch.millis_behind_latest);
             }
             batcher.push(

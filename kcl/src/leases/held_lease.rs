@@ -9,7 +9,14 @@
 //!      prepare_checkpoint               │     applied ─▶ LeaseUpdate::apply_to(own copy)
 //!    graceful shutdown ── release ──────┘     refused ─▶ lost (token cancelled) ─▶ Error::LeaseLost
 //!  lost is watched by the ShardConsumer (lease_lost) and the coordinator (forgets the lease)
+//!  ShardConsumer ── throughput().record(bytes) ─▶ ThroughputMeter ─▶ sampled by each owner
+//!    write (renewal, checkpoint, prepared checkpoint, refresh) ─▶ throughputKBps
 //! ```
+//!
+//! Every write the owner makes carries the lease's measured throughput (the Java KCL 3.x
+//! writes it with its renewals), so measuring costs no call of its own; with worker
+//! heartbeats, where nothing is renewed, [`refresh_throughput`](HeldLease::refresh_throughput)
+//! writes it only when it drifted.
 
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
@@ -20,7 +27,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lease_store::LeaseStore;
-use super::lease_update::LeaseUpdate;
+use super::lease_update::{Change, LeaseUpdate};
+use super::throughput::{Throughput, ThroughputMeter};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::leases::Lease;
@@ -40,17 +48,41 @@ pub(crate) struct HeldLease {
     /// Cancelled when the lease is lost or released; the shard consumer watches it and the
     /// coordinator forgets the lease.
     pub(crate) lost: CancellationToken,
+    /// The shard's throughput as this tenure measures it (from the lease's stored figure),
+    /// written with every owner write.
+    throughput: ThroughputMeter,
 }
 
 impl HeldLease {
-    /// The tenure starting now of `lease`, just written (taken) by this worker in `store`.
-    pub(crate) fn new(store: Arc<dyn LeaseStore>, lease: Lease) -> Arc<Self> {
+    /// The tenure starting now of `lease`, just written (taken) by this worker in `store`;
+    /// its throughput is measured over windows of at least `throughput_window` (the
+    /// renewal interval).
+    pub(crate) fn new(
+        store: Arc<dyn LeaseStore>,
+        lease: Lease,
+        throughput_window: Duration,
+    ) -> Arc<Self> {
+        let now = Instant::now();
         Arc::new(Self {
             store,
+            throughput: ThroughputMeter::new(lease.throughput, throughput_window, now),
             lease: Mutex::new(lease),
-            last_renewed: SyncMutex::new(Instant::now()),
+            last_renewed: SyncMutex::new(now),
             lost: CancellationToken::new(),
         })
+    }
+
+    /// The meter the shard consumer counts the bytes it hands over in.
+    pub(crate) fn throughput(&self) -> &ThroughputMeter {
+        &self.throughput
+    }
+
+    /// `update` carrying the throughput measured now, if any.
+    fn with_throughput(&self, update: LeaseUpdate) -> LeaseUpdate {
+        match self.throughput.sample(Instant::now()) {
+            Some(t) => update.with(Change::Throughput(t)),
+            None => update,
+        }
     }
 
     /// The lease as last written by this worker.
@@ -105,7 +137,7 @@ impl HeldLease {
         if self.is_lost() {
             return false;
         }
-        let renewal = lease.renew();
+        let renewal = self.with_throughput(lease.renew());
         // A DynamoDB that does not answer within a third of the failover time counts as a
         // failed renewal, so that the lease is given up in time rather than waited on.
         let written = Error::dynamodb_within(
@@ -132,6 +164,28 @@ impl HeldLease {
             self.lose();
         }
         !lost
+    }
+
+    /// With worker heartbeats (nothing renewed): renews the lease, writing its throughput,
+    /// when the figure measured now differs from the one last written by more than
+    /// `drift` and half of the larger of the two (a shard that went idle without a
+    /// checkpoint, or grew hot); otherwise writes nothing. Whether it wrote.
+    ///
+    /// # Cancellation
+    /// Safe to drop: a renewal already sent may still land.
+    pub(crate) async fn refresh_throughput(&self, failover: Duration, drift: Throughput) -> bool {
+        let Some(now) = self.throughput.sample(Instant::now()) else {
+            return false;
+        };
+        let Some(written) = self.lease_now().map(|l| l.throughput) else {
+            return false; // a write is in flight: it carries the figure
+        };
+        let written = written.map_or(0.0, Throughput::kbps);
+        let gap = (now.kbps() - written).abs();
+        if gap <= drift.kbps() || gap <= now.kbps().max(written) / 2.0 {
+            return false;
+        }
+        self.renew(failover).await
     }
 
     /// Records `checkpoint` (and, at a shard end, the children), conditional on this
@@ -197,7 +251,7 @@ impl HeldLease {
         if self.is_lost() {
             return Err(Error::LeaseLost { lease_key });
         }
-        let update = decide(&lease);
+        let update = self.with_throughput(decide(&lease));
         // A lease given up while the write waits (its worker fenced itself: DynamoDB did
         // not answer for the failover time) ends the wait: the caller learns at once; the
         // write may still land, as after any dropped call.

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  Lease { lease_key, owner, counter, checkpoint, pending_checkpoint(+ state),
-//!          owner_switches_since_checkpoint, parent / child shard ids, hash_key_range }
+//!          owner_switches_since_checkpoint, parent / child shard ids, hash_key_range,
+//!          throughput }
 //!    ├─ renew()                      guard: counter, owner   counter + 1 (as every write)
 //!    ├─ take(worker)                 guard: counter          owner = worker, +1 switch if new
 //!    ├─ release()                    guard: counter, owner   owner removed
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use kinesis_agg::HashKeyRange;
 
 use super::lease_update::{Change, LeaseUpdate};
+use super::throughput::Throughput;
 use crate::checkpoint::Checkpoint;
 use crate::multi_stream::StreamIdentifier;
 
@@ -51,6 +53,10 @@ pub struct Lease {
     /// Java KCL's multi-stream leases); `None` for a single-stream lease, whose stream is
     /// the application's one.
     pub stream: Option<StreamIdentifier>,
+    /// The shard's throughput as its holder last wrote it (`throughputKBps`, the Java KCL
+    /// 3.x's attribute): what throughput balancing weighs the lease by; `None` until a
+    /// holder measured it (new leases, tables of the Java KCL 2.x).
+    pub throughput: Option<Throughput>,
 }
 
 impl Lease {
@@ -68,6 +74,7 @@ impl Lease {
             child_shard_ids: Vec::new(),
             hash_key_range: None,
             stream: None,
+            throughput: None,
         }
     }
 

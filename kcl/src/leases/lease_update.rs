@@ -14,6 +14,7 @@
 
 use bytes::Bytes;
 
+use super::throughput::Throughput;
 use crate::checkpoint::Checkpoint;
 use crate::leases::Lease;
 
@@ -73,6 +74,8 @@ pub enum Change {
     PendingCheckpoint(Option<(Checkpoint, Option<Bytes>)>),
     /// `childShardIds` becomes this.
     ChildShardIds(Vec<String>),
+    /// `throughputKBps` becomes this: the holder's measurement, written with its own writes.
+    Throughput(Throughput),
 }
 
 impl Guard {
@@ -135,6 +138,7 @@ impl LeaseUpdate {
                     lease.pending_checkpoint_state = state;
                 }
                 Change::ChildShardIds(children) => lease.child_shard_ids = children.clone(),
+                Change::Throughput(throughput) => lease.throughput = Some(*throughput),
             }
         }
         lease.counter += 1;

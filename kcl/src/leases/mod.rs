@@ -43,8 +43,9 @@ mod lease_update;
 #[cfg(any(test, feature = "test-util"))]
 mod memory_lease_store;
 mod shard_sync;
+mod throughput;
 
-pub use coordinator::{LeaseConfig, LeaseCoordinator, TakeOutcome};
+pub use coordinator::{Balancing, LeaseConfig, LeaseCoordinator, TakeOutcome};
 #[cfg(any(test, feature = "test-util"))]
 pub use fleet::MemoryFleetStore;
 pub use fleet::{FleetStore, FleetTable, FleetView, LoadMeter, ShardMeter, WorkerLoad};
@@ -59,3 +60,4 @@ pub use lease_update::{Change, Guard, LeaseUpdate, OwnerGuard};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory_lease_store::MemoryLeaseStore;
 pub use shard_sync::{ShardSync, SyncOutcome};
+pub use throughput::Throughput;

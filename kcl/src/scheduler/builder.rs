@@ -27,9 +27,9 @@ use crate::config_error::{
 use crate::consumer::{Batching, FailureRetry, PayloadDecompression, PollingConfig, Retrieval};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
-use crate::leases::LeaseCoordinator;
 use crate::leases::LoadMeter;
 use crate::leases::ShardSync;
+use crate::leases::{Balancing, LeaseCoordinator};
 use crate::leases::{FleetTable, LeaseStore, LeaseTable};
 use crate::multi_stream::{FormerStreamsLeasesDeletionStrategy, StreamTracker};
 use crate::processor::RecordProcessorFactory;
@@ -275,6 +275,27 @@ impl SchedulerBuilder {
         self
     }
 
+    /// What the lease taker balances among workers. Default: [`Balancing::LeaseCount`],
+    /// `ceil(leases / workers)` each, the Java KCL 2.x's rule and that of earlier versions
+    /// of this library: workers that judge balance differently steal leases from each
+    /// other back and forth, so a rolling upgrade (or a table shared with another KCL)
+    /// must not meet two rules, and the choice is left to the operator.
+    ///
+    /// [`Balancing::Throughput`] (e.g. [`Balancing::throughput`]: 10 % tolerance, idle
+    /// leases weighing 1 KB/s) weighs each lease by the throughput its holder measured
+    /// and wrote on it (`throughputKBps`, KB/s, as the Java KCL 3.x), so that a worker
+    /// holding a hot shard holds fewer others; leases nobody measured yet weigh the mean,
+    /// so a new table starts by count. Measuring adds no DynamoDB call: the figure goes
+    /// out with renewals and checkpoints (with worker heartbeats, a lease whose figure
+    /// drifted is renewed once to carry it). Every worker of an application must use the
+    /// same balancing. [`build`](Self::build) refuses a `tolerance_percent` outside 1 to
+    /// 100 and a `min_lease_kbps` of 0 ([`ConfigError::OutOfRange`] naming
+    /// `balancing.tolerance_percent` or `balancing.min_lease_kbps`).
+    pub fn with_balancing(mut self, balancing: Balancing) -> Self {
+        self.config.balancing = balancing;
+        self
+    }
+
     /// How workers prove they are alive. Default: `true`, by heartbeats: each worker
     /// writes one item of the fleet table `<lease table>-Workers` every failover/5 and
     /// reads everyone's in the same call, so a dead worker's leases are taken within 1.1 ×
@@ -429,6 +450,7 @@ impl SchedulerBuilder {
     ///   `shard_sync_interval`, `parent_poll_interval`, `polling.idle_time_between_reads`,
     ///   `polling.min_time_between_calls`, `fan_out.renew_after` or `fan_out.idle_timeout`;
     /// - [`ConfigError::OutOfRange`]: `failover_time` under [`MIN_FAILOVER_TIME`],
+    ///   `balancing.tolerance_percent` outside 1 to 100, `balancing.min_lease_kbps` 0,
     ///   `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
     ///   `polling.prefetch_batches` 0, `fan_out.event_buffer` outside 1 to 10000,
     ///   `fan_out.renew_after` outside 5 s to 5 min, `fan_out.idle_timeout` under 1 s;
@@ -652,6 +674,25 @@ mod tests {
         assert_eq!(b.config.decompression, PayloadDecompression::Off);
         assert_eq!(b.config.batching, None);
         assert_eq!(b.config.failure_retry, FailureRetry::default());
+        assert_eq!(b.config.balancing, Balancing::LeaseCount);
+        assert_eq!(b.config.lease_config().balancing, Balancing::LeaseCount);
+        let by_throughput = valid().with_balancing(Balancing::throughput());
+        assert_eq!(
+            by_throughput.config.lease_config().balancing,
+            Balancing::throughput()
+        );
+        by_throughput.validate().unwrap();
+        for (tolerance_percent, min_lease_kbps, setting) in [
+            (0, 1, "balancing.tolerance_percent = 0"),
+            (101, 1, "balancing.tolerance_percent = 101"),
+            (10, 0, "balancing.min_lease_kbps = 0"),
+        ] {
+            let e = refused(valid().with_balancing(Balancing::Throughput {
+                tolerance_percent,
+                min_lease_kbps,
+            }));
+            assert!(e.to_string().contains(setting), "{e}");
+        }
         let e = refused(valid().with_failure_retry(FailureRetry::default().with_max_attempts(0)));
         assert!(
             e.to_string().contains("failure_retry.max_attempts = 0"),

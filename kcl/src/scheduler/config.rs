@@ -18,7 +18,7 @@ use crate::consumer::{
     Batching, FailureRetry, FanOutConfig, PayloadDecompression, PollingConfig, Retrieval,
 };
 use crate::initial_position::InitialPosition;
-use crate::leases::LeaseConfig;
+use crate::leases::{Balancing, LeaseConfig};
 use crate::multi_stream::FormerStreamsLeasesDeletionStrategy;
 use kinesis_agg::OutsideRangePolicy;
 
@@ -59,6 +59,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) max_leases_per_worker: usize,
     /// The most leases stolen per taker round (0: never steal).
     pub(crate) max_leases_to_steal_at_one_time: Option<usize>,
+    /// What the lease taker balances: lease counts, or measured throughput.
+    pub(crate) balancing: Balancing,
     /// Whether workers prove they are alive by heartbeats in the fleet table (fast
     /// failover, no periodic lease writes) rather than by renewing every lease.
     pub(crate) worker_heartbeats: bool,
@@ -106,6 +108,7 @@ impl Default for SchedulerConfig {
             taker_interval: None,
             max_leases_per_worker: lease.max_leases_per_worker,
             max_leases_to_steal_at_one_time: None,
+            balancing: Balancing::LeaseCount,
             worker_heartbeats: true,
             retrieval: Retrieval::default(),
             outside_range: OutsideRangePolicy::Drop,
@@ -131,6 +134,7 @@ impl SchedulerConfig {
             lease.taker_interval = interval;
         }
         lease.max_leases_per_worker = self.max_leases_per_worker;
+        lease.balancing = self.balancing;
         lease.max_leases_to_steal_at_one_time =
             self.max_leases_to_steal_at_one_time
                 .unwrap_or(if self.worker_heartbeats {
@@ -152,6 +156,7 @@ impl SchedulerConfig {
     /// `polling.idle_time_between_reads`, `polling.min_time_between_calls`,
     /// `fan_out.renew_after`, `fan_out.idle_timeout`),
     /// [`ConfigError::OutOfRange`] (`failover_time` under [`MIN_FAILOVER_TIME`],
+    /// `balancing.tolerance_percent` outside 1 to 100, `balancing.min_lease_kbps` 0,
     /// `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
     /// `polling.prefetch_batches` 0, `fan_out.event_buffer` outside 1 to 10000,
     /// `fan_out.renew_after` outside 5 s to 5 min, `fan_out.idle_timeout` under 1 s),
@@ -212,6 +217,26 @@ impl SchedulerConfig {
                 value: i64::try_from(self.failover_time.as_millis()).unwrap_or(i64::MAX),
                 allowed: "100 ms or more (leases are renewed every failover / 3 - 25 ms)",
             });
+        }
+        if let Balancing::Throughput {
+            tolerance_percent,
+            min_lease_kbps,
+        } = self.balancing
+        {
+            if !(1..=100).contains(&tolerance_percent) {
+                return Err(ConfigError::OutOfRange {
+                    setting: "balancing.tolerance_percent",
+                    value: i64::from(tolerance_percent),
+                    allowed: "1 to 100 (percent of a worker's fair share)",
+                });
+            }
+            if min_lease_kbps == 0 {
+                return Err(ConfigError::OutOfRange {
+                    setting: "balancing.min_lease_kbps",
+                    value: 0,
+                    allowed: "1 or more (an idle lease must still weigh something)",
+                });
+            }
         }
         if self.max_leases_per_worker == 0 {
             return Err(ConfigError::OutOfRange {
@@ -316,6 +341,7 @@ mod tests {
             c.former_streams_deletion,
             FormerStreamsLeasesDeletionStrategy::DeleteAfter(Duration::from_secs(3600))
         );
+        assert_eq!(c.balancing, Balancing::LeaseCount);
         let renewing = SchedulerConfig {
             worker_heartbeats: false,
             ..SchedulerConfig::default()

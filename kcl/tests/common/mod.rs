@@ -94,7 +94,7 @@ pub async fn put_records(
 
 /// PutRecords, retrying failed entries in order (per key order is kept because a failed
 /// entry and every later entry of the batch with the same key are re-sent together).
-async fn send(
+pub async fn send(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
     mut entries: Vec<PutRecordsRequestEntry>,
@@ -120,6 +120,21 @@ async fn send(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("PutRecords kept failing");
+}
+
+/// The stream's shards (one `ListShards` page: the tests' streams are small).
+pub async fn list_shards(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Vec<aws_sdk_kinesis::types::Shard> {
+    kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap()
+        .shards()
+        .to_vec()
 }
 
 /// One user record as a processor saw it.
@@ -522,14 +537,7 @@ pub async fn reshard_scenario(
     let run = spawn_run(&worker);
     put_records(&kinesis, &stream, &phase(0), 1).await;
 
-    let shards = kinesis
-        .list_shards()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap()
-        .shards()
-        .to_vec();
+    let shards = list_shards(&kinesis, &stream).await;
     assert_eq!(shards.len(), 3);
     let s0 = &shards[0];
     let range = s0.hash_key_range().unwrap();

@@ -949,3 +949,92 @@ fn review_a_valid_lease_table_name_can_make_an_invalid_fleet_table_name() {
         fleet.table_name().len()
     );
 }
+
+/// Balancing throughput with heartbeats: the figures reach the table with the drift
+/// refreshes alone (no checkpoints here), the hot lease ends alone on its worker, and once
+/// loads hold still the workers write nothing but their scans.
+#[tokio::test(start_paused = true)]
+async fn balancing_throughput_the_hot_lease_ends_alone_and_steady_loads_write_nothing() {
+    let leases = Arc::new(MemoryLeaseStore::default());
+    for i in 0..4 {
+        let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
+        leases.create_lease_if_not_exists(&lease).await.unwrap();
+    }
+    let fleet = Arc::new(MemoryFleetStore::new());
+    let config = LeaseConfig {
+        balancing: Balancing::throughput(),
+        max_leases_to_steal_at_one_time: usize::MAX,
+        ..LeaseConfig::new(FAILOVER)
+    };
+    let ws: Vec<LeaseCoordinator> = (0..2)
+        .map(|i| {
+            LeaseCoordinator::new(
+                leases.clone() as Arc<dyn LeaseStore>,
+                format!("worker-{i}"),
+                config.clone(),
+            )
+            .with_fleet(fleet.clone())
+        })
+        .collect();
+    for w in &ws {
+        w.beat().await;
+    }
+    for w in &ws {
+        w.take_leases().await.unwrap();
+    }
+    // The first to take took everything; the steals reach it at its next beat.
+    for w in &ws {
+        w.beat().await;
+    }
+    let held = |i: usize| ws[i].held_lease_keys();
+    assert_eq!(
+        (held(0).len(), held(1).len()),
+        (2, 2),
+        "nothing measured: by count"
+    );
+    let hot = "shardId-000000000000";
+    // One taker interval: beats every heartbeat, bytes read at 80 KiB/s on the hot shard
+    // and 10 KiB/s on the others, then a taker round on each worker.
+    let interval = || async {
+        let mut elapsed = Duration::ZERO;
+        while elapsed < config.taker_interval {
+            tokio::time::advance(config.heartbeat_interval).await;
+            elapsed += config.heartbeat_interval;
+            for w in &ws {
+                w.beat().await;
+                for (key, lease) in w.held_leases() {
+                    let kib_per_s = if key == hot { 80 } else { 10 };
+                    let secs = config.heartbeat_interval.as_secs() as usize;
+                    lease.throughput().record(kib_per_s * 1024 * secs);
+                }
+            }
+        }
+        for w in &ws {
+            w.take_leases().await.unwrap();
+        }
+    };
+    for _ in 0..6 {
+        interval().await;
+    }
+    let (holder, other) = if held(0).contains(&hot.to_owned()) {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    assert_eq!(held(holder), vec![hot.to_owned()], "{:?}", held(other));
+    assert_eq!(held(other).len(), 3);
+    let stored = leases.get_lease(hot).await.unwrap().unwrap();
+    let kbps = stored.throughput.expect("written by the refresh").kbps();
+    assert!((40.0..=80.0).contains(&kbps), "{kbps}");
+    // Loads hold still: each round costs its scan, nothing more, and nothing moves.
+    let before = leases.calls();
+    for _ in 0..3 {
+        interval().await;
+    }
+    assert_eq!(
+        leases.calls() - before,
+        2 * 3,
+        "one scan per worker per round"
+    );
+    assert_eq!(held(holder), vec![hot.to_owned()]);
+}

@@ -5,10 +5,13 @@
 //!               └─▶ taker_interval = 2 × (failover + 25 ms)
 //!               └─▶ heartbeat_interval = failover / 5 (with a fleet: see `leases::fleet`)
 //!               └─▶ silence_threshold = failover − heartbeat_interval / 2
-//!  max_leases_per_worker (no limit), max_leases_to_steal_at_one_time (1) ─▶ plan_take
+//!  max_leases_per_worker (no limit), max_leases_to_steal_at_one_time (1),
+//!  balancing (lease count) ─▶ plan_take
 //! ```
 
 use std::time::Duration;
+
+use super::balancing::Balancing;
 
 /// The slack the Java KCL subtracts from renewals and adds to takes (25 ms).
 const EPSILON: Duration = Duration::from_millis(25);
@@ -29,11 +32,14 @@ pub struct LeaseConfig {
     pub max_leases_to_steal_at_one_time: usize,
     /// How often a worker with a fleet beats (instead of renewing every lease).
     pub heartbeat_interval: Duration,
+    /// What the taker balances: lease counts (the default) or measured throughput.
+    pub balancing: Balancing,
 }
 
 impl LeaseConfig {
     /// The Java KCL 2.x timings for a failover time: renew every `failover / 3 - 25 ms`,
-    /// take every `(failover + 25 ms) × 2`, no lease limit, steal at most one lease per round.
+    /// take every `(failover + 25 ms) × 2`, no lease limit, steal at most one lease per
+    /// round, balance by lease count.
     pub fn new(failover_time: Duration) -> Self {
         Self {
             failover_time,
@@ -45,6 +51,7 @@ impl LeaseConfig {
             max_leases_per_worker: usize::MAX,
             max_leases_to_steal_at_one_time: 1,
             heartbeat_interval: (failover_time / 5).max(Duration::from_millis(1)),
+            balancing: Balancing::LeaseCount,
         }
     }
 
@@ -79,5 +86,6 @@ mod tests {
         assert_eq!(c.max_leases_to_steal_at_one_time, 1);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(c.silence_threshold(), Duration::from_secs(9));
+        assert_eq!(c.balancing, Balancing::LeaseCount);
     }
 }

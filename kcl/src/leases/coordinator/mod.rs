@@ -15,8 +15,9 @@
 //!        └──────────── taken / stolen ────────┘   execute: take (counter) each planned lease
 //! ```
 //!
-//! The parts, each in its own file: [`LeaseConfig`] (timings and limits),
-//! `ObservedCounters` (expiry on the local clock), `plan_take` (the taker's decision).
+//! The parts, each in its own file: [`LeaseConfig`] (timings and limits), [`Balancing`]
+//! (lease count or throughput), `ObservedCounters` (expiry on the local clock), `plan_take`
+//! (the taker's decision; `throughput_plan` when balancing throughput).
 //!
 //! Expiry is judged only from counters this worker observed and its own monotonic clock
 //! ([`tokio::time::Instant`]), never from wall clocks, so skewed hosts cannot steal early.
@@ -45,17 +46,20 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod balancing;
 #[cfg(test)]
 mod fleet_tests;
 mod heartbeat;
 mod lease_config;
 mod observed_counters;
 mod take_plan;
+mod throughput_plan;
 
 use crate::error::Error;
 use crate::leases::fleet::{FleetStore, LoadMeter};
-use crate::leases::{HeldLease, LeaseStore};
+use crate::leases::{HeldLease, LeaseStore, Throughput};
 use crate::metric_names as m;
+pub use balancing::Balancing;
 use heartbeat::{BeatOutcome, Heartbeat};
 pub use lease_config::LeaseConfig;
 use observed_counters::ObservedCounters;
@@ -309,6 +313,7 @@ impl LeaseCoordinator {
                 return Ok(TakeOutcome::default());
             }
             heartbeat.declare_silent_gone().await;
+            self.refresh_throughput().await;
         }
         let mut outcome = TakeOutcome::default();
         // A take refused because another worker moved first is planned again at once
@@ -321,6 +326,21 @@ impl LeaseCoordinator {
         }
         ::metrics::gauge!(m::LEASES_HELD).set(self.lock_held().len() as f64);
         Ok(outcome)
+    }
+
+    /// With worker heartbeats and throughput balancing (nothing is renewed): writes the
+    /// throughput of each held lease whose measurement drifted from the figure on the
+    /// lease (see `HeldLease::refresh_throughput`), so that the plans of every worker
+    /// weigh what the shards carry now. Nothing is written while loads hold still.
+    async fn refresh_throughput(&self) {
+        let Balancing::Throughput { min_lease_kbps, .. } = self.config.balancing else {
+            return;
+        };
+        let drift = Throughput::from_kbps(f64::from(min_lease_kbps)).unwrap_or(Throughput::ZERO);
+        for (_, held) in self.held_leases() {
+            held.refresh_throughput(self.config.failover_time, drift)
+                .await;
+        }
     }
 
     /// One scan, plan and its takes, added to `outcome`; how many takes were refused.
@@ -391,7 +411,7 @@ impl LeaseCoordinator {
                     observed.saw(&mine.lease_key, mine.counter, Instant::now());
                     self.lock_held().insert(
                         mine.lease_key.clone(),
-                        HeldLease::new(self.store.clone(), mine),
+                        HeldLease::new(self.store.clone(), mine, self.config.renew_interval),
                     );
                     if stolen {
                         ::metrics::counter!(m::LEASES_STOLEN).increment(1);
@@ -766,6 +786,43 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn renewals_and_checkpoints_carry_the_measured_throughput() {
+        let store = table(1).await;
+        let ws = workers(&store, 1);
+        ws[0].take_leases().await.unwrap();
+        let key = "shardId-000000000000";
+        let held = ws[0].held_lease(key).unwrap();
+        let window = ws[0].config().renew_interval;
+        let stored = || async { store.get_lease(key).await.unwrap().unwrap().throughput };
+        // Nothing measured yet: a renewal writes no figure.
+        ws[0].renew_leases().await;
+        assert_eq!(stored().await, None);
+        // 64 KiB over a renewal interval.
+        tokio::time::advance(window).await;
+        held.throughput().record(64 * 1024);
+        let before = store.calls();
+        ws[0].renew_leases().await;
+        assert_eq!(store.calls() - before, 1, "no call of its own");
+        let first = 64.0 / window.as_secs_f64();
+        let kbps = stored().await.unwrap().kbps();
+        assert!((kbps - first).abs() < 0.001, "{kbps} against {first}");
+        // An idle interval halves it, written with a checkpoint this time.
+        tokio::time::advance(window).await;
+        held.checkpoint(&Checkpoint::at("5", 0).unwrap(), &[])
+            .await
+            .unwrap();
+        let kbps = stored().await.unwrap().kbps();
+        assert!((kbps - first / 2.0).abs() < 0.001, "{kbps}");
+        // A new holder starts from the figure on the lease, not from zero.
+        ws[0].release_all().await;
+        let other = &workers(&store, 2)[1];
+        other.take_leases().await.unwrap();
+        other.renew_leases().await;
+        let kbps = stored().await.unwrap().kbps();
+        assert!((kbps - first / 2.0).abs() < 0.001, "{kbps}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn steady_state_cost_per_lease() {
         // Renewals dominate: one call per lease per renew interval, plus one scan per
         // taker interval per worker.
@@ -782,5 +839,38 @@ mod tests {
         let calls = store.calls.load(std::sync::atomic::Ordering::Relaxed) - before;
         // 6 renewals per taker interval per lease (every 3.3 s in 20 s) + 2 scans.
         assert_eq!(calls, minute_rounds * (8 * 6 + 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn balancing_throughput_costs_no_call_of_its_own() {
+        // As above, balancing throughput, with bytes read on every lease: the figures
+        // ride on the renewals.
+        let store = table(8).await;
+        let config = LeaseConfig {
+            balancing: Balancing::throughput(),
+            ..LeaseConfig::new(FAILOVER)
+        };
+        let ws: Vec<LeaseCoordinator> = (0..2)
+            .map(|i| LeaseCoordinator::new(store.clone(), format!("worker-{i}"), config.clone()))
+            .collect();
+        let feed = |ws: &[LeaseCoordinator]| {
+            for w in ws {
+                for (_, held) in w.held_leases() {
+                    held.throughput().record(100_000);
+                }
+            }
+        };
+        for _ in 0..10 {
+            feed(&ws);
+            round(&ws).await;
+        }
+        let before = store.calls();
+        for _ in 0..3 {
+            feed(&ws);
+            assert_eq!(round(&ws).await, 0);
+        }
+        assert_eq!(store.calls() - before, 3 * (8 * 6 + 2));
+        let stored = store.list_leases().await.unwrap();
+        assert!(stored.iter().all(|l| l.throughput.is_some()), "{stored:?}");
     }
 }

@@ -1,5 +1,6 @@
 //! [`plan_take`]: the lease taker's decision, without I/O: which expired or unowned
-//! leases to take, or which leases to steal and from whom.
+//! leases to take, or which leases to steal and from whom; by lease count (the Java KCL
+//! 2.x's rule, the default) or by measured throughput ([`Balancing`]).
 //!
 //! ```text
 //!  view: every lease (shuffled by the caller) + expired? ─┐
@@ -9,18 +10,70 @@
 //!  available = not held by me, and unowned or expired
 //!  owners    = the other leases by owner (mine counted as held)
 //!  workers   = owners, plus me if I own nothing counted
-//!  target    = ceil(leases / workers), at most max_leases_per_worker
+//!  overdue   = available leases free for a whole round: taken first, whatever the balance
+//!  Balancing::LeaseCount:
+//!  target = ceil(leases / workers), at most max_leases_per_worker
 //!  held ≥ target ─▶ nothing
 //!  available     ─▶ take the first (target − held) of them
 //!  none          ─▶ steal from the most loaded other worker (ties: smallest id) what it
 //!                   holds over target, at most what I need; one lease when it is at
 //!                   target and I need more than one (3/3/1 → 3/2/2); at most
 //!                   max_leases_to_steal_at_one_time
+//!  Balancing::Throughput { tolerance, min } (throughput_plan):
+//!  weight(lease) = max(throughputKBps, min); unmeasured: the mean measured weight
+//!  share = Σ weights / workers; load(w) = Σ weights of w's leases; slack = tolerance × share
+//!  available ─▶ take them heaviest first while load(me) < share
+//!  none      ─▶ while load(me) < share: from the workers v with gap = load(v) − load(me)
+//!               > slack, steal the lease l with the largest narrowing
+//!               = gap − |gap − 2·weight(l)|, if narrowing > min(slack, weight(l))
+//!               (ties: most loaded v, smallest id, view order)
 //! ```
+//!
+//! # Balancing by throughput
+//! Shards are not equal: one may carry most of a stream's traffic. Each lease's holder
+//! measures the bytes its processor is handed (an exponential moving average, alpha 0.5,
+//! over windows of the renewal interval: the Java KCL 3.x's `throughputKBps`) and writes it
+//! on the lease with the writes it already makes: every renewal without worker heartbeats,
+//! every checkpoint, and (with heartbeats, where nothing is renewed) a renewal only when
+//! the figure drifted by more than `min_lease_kbps` and by half. So an idle worker makes
+//! exactly the calls it made before, and a 3.x table keeps the attribute's name and type
+//! (N, KB/s) for the Java KCL.
+//!
+//! A worker's load is the sum of its leases' weights; a lease weighs its throughput, but at
+//! least `min_lease_kbps` (an idle shard still costs calls), and a lease nobody measured
+//! yet (new leases, Java KCL 2.x tables) weighs the mean of the measured ones, so that a
+//! table without any measurement is balanced by count, exactly as `LeaseCount` does (with
+//! equal weights, "take while under the share" takes `ceil(leases / workers)`).
+//!
+//! Free leases are taken heaviest first while the taker is under its fair share (the
+//! greedy "largest first" rule, which keeps one worker from collecting every hot lease).
+//! A worker under its share steals from workers more than the tolerance (`slack`, a
+//! fraction of the share) above it; it picks the lease whose move narrows the gap between
+//! them the most. Moving weight `w` from `v` to `me` turns the gap `g = load(v) − load(me)`
+//! into `|g − 2w|`: a light lease moves while it does not overshoot (`w ≤ g / 2` narrows by
+//! `2w`), a heavy one only if it narrows the gap by more than the slack, so a hot lease
+//! that would leave its owner far below the thief never moves, and neither does anything
+//! between workers less than the slack apart. With equal weights this is the count rule:
+//! 3/3/1 becomes 3/2/2 and 3/3/2 stays.
+//!
+//! *No flapping.* With weights standing still, every steal moves `0 < w < g` and so
+//! lowers `Σ load²` over the workers by `2w(g − w) > 0`; takes of free leases end once
+//! none is free; there are finitely many assignments. So repeated planning on a stable
+//! state makes finitely many moves and then none (the property test in `throughput_plan`
+//! checks it on random fleets: settled means no more moves, and nobody could still
+//! steal). Loads that change by less than the tolerance move nothing. Concurrent thieves
+//! planning on the same scan may overshoot a victim; the next rounds correct it, as with
+//! counts.
+//!
+//! Unlike the Java KCL 3.x, which has one leader assign leases by its workers' CPU
+//! utilisation, every worker here plans for itself (as the 2.x taker does) on the lease
+//! table's throughput figures: nothing else to deploy, no leader to lose.
 
 use std::collections::{HashMap, HashSet};
 
+use super::balancing::Balancing;
 use super::lease_config::LeaseConfig;
+use super::throughput_plan::{plan_by_throughput, Fleet, ThroughputRule};
 use crate::leases::Lease;
 
 /// One lease as the taker sees it in one round.
@@ -51,7 +104,8 @@ pub(crate) struct Me<'a> {
 /// What one taker round should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TakePlan<'a> {
-    /// The number of leases this worker aims for.
+    /// The number of leases this worker aims for (balancing by throughput: the number it
+    /// holds once the plan is carried out).
     pub(crate) target: usize,
     /// The number of workers counted (this one included).
     pub(crate) workers: usize,
@@ -98,6 +152,34 @@ pub(crate) fn plan_take<'a>(
     fleet.extend(me.alive.iter().map(String::as_str));
     fleet.insert(me.id);
     let workers = fleet.len();
+    // Overdue free leases first, whatever the balance.
+    let limit = config.max_leases_per_worker.saturating_sub(mine);
+    let overdue: Vec<&'a Lease> = available
+        .iter()
+        .filter(|l| me.overdue.contains(&l.lease_key))
+        .take(limit)
+        .copied()
+        .collect();
+    available.retain(|l| !me.overdue.contains(&l.lease_key));
+    if let Balancing::Throughput {
+        tolerance_percent,
+        min_lease_kbps,
+    } = config.balancing
+    {
+        let fleet = Fleet {
+            view,
+            me,
+            workers,
+            overdue,
+            available,
+            per_owner,
+        };
+        let rule = ThroughputRule {
+            tolerance: f64::from(tolerance_percent) / 100.0,
+            min_lease_kbps: f64::from(min_lease_kbps),
+        };
+        return plan_by_throughput(fleet, &rule, config);
+    }
     let target = view
         .len()
         .div_ceil(workers)
@@ -105,20 +187,11 @@ pub(crate) fn plan_take<'a>(
     let mut plan = TakePlan {
         target,
         workers,
-        take: Vec::new(),
+        take: overdue,
         victim: None,
         steal: Vec::new(),
     };
-    // Overdue free leases first, whatever the target.
-    let limit = config.max_leases_per_worker.saturating_sub(mine);
-    plan.take = available
-        .iter()
-        .filter(|l| me.overdue.contains(&l.lease_key))
-        .take(limit)
-        .copied()
-        .collect();
     let mine = mine + plan.take.len();
-    available.retain(|l| !me.overdue.contains(&l.lease_key));
     if mine >= target {
         return plan;
     }
@@ -178,7 +251,7 @@ pub(super) mod tests {
     ];
 
     /// `n` leases, owned as `owners` says (`None`: unowned), keys in order.
-    fn table(owners: &[Option<&str>]) -> Vec<Lease> {
+    pub(in crate::leases::coordinator) fn table(owners: &[Option<&str>]) -> Vec<Lease> {
         owners
             .iter()
             .enumerate()
@@ -190,7 +263,7 @@ pub(super) mod tests {
             .collect()
     }
 
-    fn fresh(leases: &[Lease]) -> Vec<SeenLease<'_>> {
+    pub(in crate::leases::coordinator) fn fresh(leases: &[Lease]) -> Vec<SeenLease<'_>> {
         leases
             .iter()
             .map(|lease| SeenLease {
@@ -201,7 +274,10 @@ pub(super) mod tests {
     }
 
     /// The keys `worker` holds: those it owns.
-    fn held_by(leases: &[Lease], worker: &str) -> HashSet<String> {
+    pub(in crate::leases::coordinator) fn held_by(
+        leases: &[Lease],
+        worker: &str,
+    ) -> HashSet<String> {
         leases
             .iter()
             .filter(|l| l.is_owned_by(worker))
@@ -209,7 +285,11 @@ pub(super) mod tests {
             .collect()
     }
 
-    fn plan<'a>(view: &[SeenLease<'a>], me: &str, config: &LeaseConfig) -> TakePlan<'a> {
+    pub(in crate::leases::coordinator) fn plan<'a>(
+        view: &[SeenLease<'a>],
+        me: &str,
+        config: &LeaseConfig,
+    ) -> TakePlan<'a> {
         let leases: Vec<Lease> = view.iter().map(|s| s.lease.clone()).collect();
         let held = held_by(&leases, me);
         plan_take(
@@ -224,13 +304,17 @@ pub(super) mod tests {
         )
     }
 
-    fn keys(leases: &[&Lease]) -> Vec<String> {
+    pub(in crate::leases::coordinator) fn keys(leases: &[&Lease]) -> Vec<String> {
         leases.iter().map(|l| l.lease_key.clone()).collect()
     }
 
     /// Every worker plans in turn on the table as it is, and its plan is carried out at
     /// once (as when takes never race); until a round moves nothing.
-    fn settle(leases: &mut [Lease], workers: usize, config: &LeaseConfig) -> usize {
+    pub(in crate::leases::coordinator) fn settle(
+        leases: &mut [Lease],
+        workers: usize,
+        config: &LeaseConfig,
+    ) -> usize {
         let ids: Vec<String> = (0..workers).map(|i| format!("worker-{i}")).collect();
         for round in 1.. {
             let mut moves = 0;

@@ -11,6 +11,7 @@
 //!  parentShardId SS, childShardIds SS ──────────▶ parent_shard_ids, child_shard_ids
 //!  startingHashKey / endingHashKey S ───────────▶ hash_key_range
 //!  streamName S + shardId S (multi-stream) ─────▶ stream (checked against leaseKey)
+//!  throughputKBps N (3.x) ──────────────────────▶ throughput
 //! ```
 //!
 //! Items of the Java KCL 3.5's single-table format that are not leases (`entityType` other
@@ -29,7 +30,7 @@ use kinesis_agg::HashKeyRange;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
-use crate::leases::Lease;
+use crate::leases::{Lease, Throughput};
 use crate::multi_stream::StreamIdentifier;
 
 /// Attribute names of the Java KCL 2.x lease table.
@@ -56,6 +57,9 @@ pub(super) mod attr {
     pub(crate) const STREAM_NAME: &str = "streamName";
     /// A multi-stream lease's bare shard id (its `leaseKey` is `streamName:shardId`).
     pub(crate) const SHARD_ID: &str = "shardId";
+    /// The Java KCL 3.x's measured load of the shard: a number of KB (1,024 bytes) per
+    /// second, written by the holder with its renewals.
+    pub(crate) const THROUGHPUT: &str = "throughputKBps";
 }
 
 /// The kind of a lease table item that is not a lease (the Java KCL 3.5's single-table
@@ -75,6 +79,12 @@ pub(super) fn num(n: u64) -> AttributeValue {
 /// A string attribute.
 pub(super) fn string(s: &str) -> AttributeValue {
     AttributeValue::S(s.to_owned())
+}
+
+/// A throughput as the number attribute `throughputKBps` holds (three decimals: a byte
+/// per second is about 0.001 KB/s).
+pub(super) fn throughput_number(t: Throughput) -> AttributeValue {
+    AttributeValue::N(format!("{:.3}", t.kbps()))
 }
 
 /// A binary attribute.
@@ -129,6 +139,9 @@ pub(super) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
             attr::CHILDREN.to_owned(),
             AttributeValue::Ss(lease.child_shard_ids.clone()),
         );
+    }
+    if let Some(t) = lease.throughput {
+        item.insert(attr::THROUGHPUT.to_owned(), throughput_number(t));
     }
     if let Some(range) = &lease.hash_key_range {
         item.insert(
@@ -249,6 +262,20 @@ pub(super) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<
             Some(stream)
         }
     };
+    let throughput = match item.get(attr::THROUGHPUT) {
+        None | Some(AttributeValue::Null(_)) => None,
+        Some(AttributeValue::N(n)) => Some(
+            n.parse::<f64>()
+                .ok()
+                .and_then(Throughput::from_kbps)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "throughputKBps = {n:?} is not a non-negative number"
+                    ))
+                })?,
+        ),
+        Some(other) => return Err(bad(format!("throughputKBps is {other:?}, not a number"))),
+    };
     Ok(Lease {
         owner,
         counter,
@@ -260,6 +287,7 @@ pub(super) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<
         child_shard_ids: string_set(attr::CHILDREN)?,
         hash_key_range,
         stream,
+        throughput,
         lease_key,
     })
 }
@@ -308,6 +336,7 @@ mod tests {
         lease.pending_checkpoint_state = Some(Bytes::from_static(b"state"));
         lease.owner_switches_since_checkpoint = 2;
         lease.child_shard_ids = vec!["shardId-000000000009".into()];
+        lease.throughput = Throughput::from_kbps(12.5);
         let item = lease_to_item(&lease);
         for name in [
             "leaseKey",
@@ -323,6 +352,7 @@ mod tests {
             "childShardIds",
             "startingHashKey",
             "endingHashKey",
+            "throughputKBps",
         ] {
             assert!(item.contains_key(name), "{name} missing");
         }
@@ -332,6 +362,7 @@ mod tests {
             item["pendingCheckpointState"],
             AttributeValue::B(_)
         ));
+        assert_eq!(item["throughputKBps"], AttributeValue::N("12.500".into()));
         assert_eq!(lease_from_item(&item).unwrap(), lease);
     }
 
@@ -369,6 +400,34 @@ mod tests {
         odd.remove("shardId");
         let e = lease_from_item(&odd).unwrap_err();
         assert!(e.to_string().contains("without shardId"), "{e}");
+    }
+
+    #[test]
+    fn throughput_is_read_as_the_java_kcl_3_writes_it_and_checked() {
+        let mut item = lease_to_item(&Lease::new("shardId-1", Checkpoint::TrimHorizon));
+        assert!(
+            !item.contains_key("throughputKBps"),
+            "none measured: none written"
+        );
+        assert_eq!(lease_from_item(&item).unwrap().throughput, None);
+        // A Java double as DynamoDB returns it.
+        item.insert(
+            "throughputKBps".into(),
+            AttributeValue::N("0.3427734375".into()),
+        );
+        let t = lease_from_item(&item).unwrap().throughput.unwrap();
+        assert_eq!(t.kbps(), 0.3427734375);
+        for bad in [
+            AttributeValue::N("-1".into()),
+            AttributeValue::N("x".into()),
+        ] {
+            item.insert("throughputKBps".into(), bad);
+            let e = lease_from_item(&item).unwrap_err();
+            assert!(e.to_string().contains("throughputKBps"), "{e}");
+        }
+        item.insert("throughputKBps".into(), AttributeValue::S("1".into()));
+        let e = lease_from_item(&item).unwrap_err();
+        assert!(e.to_string().contains("not a number"), "{e}");
     }
 
     #[test]

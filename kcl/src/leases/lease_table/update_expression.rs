@@ -20,12 +20,13 @@
 //! | `PendingCheckpoint(Some)`  | `SET pendingCheckpoint(SubSequenceNumber)`, `SET` or `REMOVE pendingCheckpointState` |
 //! | `PendingCheckpoint(None)`  | `REMOVE` all three pending attributes                   |
 //! | `ChildShardIds(ids)`       | `SET childShardIds` (`REMOVE` when empty)               |
+//! | `Throughput(t)`            | `SET throughputKBps` (N, KB/s; the Java KCL 3.x's)       |
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::item::{attr, binary, num, string};
+use super::item::{attr, binary, num, string, throughput_number};
 use crate::leases::{Change, LeaseUpdate, OwnerGuard};
 
 /// The pieces of one conditional `UpdateItem`.
@@ -110,6 +111,9 @@ impl UpdateExpression {
             Change::ChildShardIds(children) if children.is_empty() => self.remove(attr::CHILDREN),
             Change::ChildShardIds(children) => {
                 self.set(attr::CHILDREN, AttributeValue::Ss(children.clone()))
+            }
+            Change::Throughput(throughput) => {
+                self.set(attr::THROUGHPUT, throughput_number(*throughput))
             }
         }
     }
@@ -264,6 +268,19 @@ mod tests {
             values[":childShardIds"],
             AttributeValue::Ss(vec!["c1".into()])
         );
+    }
+
+    #[test]
+    fn a_throughput_is_set_with_the_write_it_goes_with() {
+        let t = crate::leases::Throughput::from_kbps(7.25).unwrap();
+        let u = UpdateExpression::new(&owned("w1").renew().with(Change::Throughput(t)));
+        assert_eq!(
+            u.update_expression(),
+            "SET #throughputKBps = :throughputKBps ADD #leaseCounter :one"
+        );
+        let (names, values) = u.into_placeholders();
+        assert_eq!(names["#throughputKBps"], "throughputKBps");
+        assert_eq!(values[":throughputKBps"], AttributeValue::N("7.250".into()));
     }
 
     #[test]

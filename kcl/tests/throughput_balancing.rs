@@ -1,0 +1,158 @@
+//! Throughput balancing end to end, against the local stack: two workers on four shards,
+//! one shard carrying 80 % of the records. Balanced by count first (nothing measured),
+//! the workers then move to the throughput-balanced state, the hot shard's holder holding
+//! it alone, stay there, and lose no record.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use common::*;
+use kinesis_consumer::Balancing;
+
+/// Bytes of each record's data.
+const RECORD_BYTES: usize = 500;
+
+/// Records per 100 ms for the hot shard and for each other one: 80 % of the traffic on
+/// one shard of four (about 117 KB/s against 10 KB/s each).
+const HOT_PER_TICK: usize = 24;
+const COLD_PER_TICK: usize = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
+    let stack = stack().await;
+    let stream = stack.create_stream("kcl-balance", 4).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-balance-app");
+    let kinesis = stack.kinesis_client();
+    let shards = list_shards(&kinesis, &stream).await;
+    assert_eq!(shards.len(), 4);
+    let hot = shards[0].shard_id().to_owned();
+    // Each record is routed to its shard by the shard's starting hash key.
+    let starts: Vec<(String, String)> = shards
+        .iter()
+        .map(|s| {
+            let key = s.hash_key_range().unwrap().starting_hash_key().to_owned();
+            (s.shard_id().to_owned(), key)
+        })
+        .collect();
+
+    let rec = Recorder::default();
+    let failover = Duration::from_secs(1);
+    let worker = |id: &str| {
+        scheduler_builder(&stack, &app, &stream, id, &rec, failover)
+            .with_balancing(Balancing::throughput())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (worker("a"), worker("b"));
+    let runs = [spawn_run(&a), spawn_run(&b)];
+    wait_until("two leases each (nothing measured: by count)", || {
+        a.coordinator().held_lease_keys().len() == 2 && b.coordinator().held_lease_keys().len() == 2
+    })
+    .await;
+
+    // The producer: 80 % of the records to the hot shard, every 100 ms until stopped.
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let hot = hot.clone();
+        let (kinesis, stream, sent, stop) =
+            (kinesis.clone(), stream.clone(), sent.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let mut entries = Vec::new();
+                for (shard, start) in &starts {
+                    let count = if *shard == hot {
+                        HOT_PER_TICK
+                    } else {
+                        COLD_PER_TICK
+                    };
+                    for _ in 0..count {
+                        let id = format!("{shard}-{n}");
+                        n += 1;
+                        let data = format!("{id:<RECORD_BYTES$}");
+                        sent.lock().unwrap().push(data.clone());
+                        entries.push(
+                            PutRecordsRequestEntry::builder()
+                                .partition_key(&id)
+                                .explicit_hash_key(start)
+                                .data(Blob::new(data.into_bytes()))
+                                .build()
+                                .unwrap(),
+                        );
+                    }
+                }
+                send(&kinesis, &stream, entries).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let hot_alone = || {
+        let (ka, kb) = (
+            a.coordinator().held_lease_keys(),
+            b.coordinator().held_lease_keys(),
+        );
+        let (holder, other) = if ka.contains(&hot) {
+            (ka, kb)
+        } else {
+            (kb, ka)
+        };
+        holder == vec![hot.clone()] && other.len() == 3
+    };
+    wait_until(
+        "the hot shard alone on its worker, the other three on the other",
+        hot_alone,
+    )
+    .await;
+    let settled = (
+        a.coordinator().held_lease_keys(),
+        b.coordinator().held_lease_keys(),
+    );
+    // Stable: three more taker rounds (2.05 s each at a 1 s failover) move nothing.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        (
+            a.coordinator().held_lease_keys(),
+            b.coordinator().held_lease_keys()
+        ),
+        settled,
+        "leases moved after balancing settled"
+    );
+    // The measured figures are on the leases, the hot one far above the others.
+    let leases = leases(&stack, &app).await;
+    let kbps = |key: &str| leases[key].throughput.map(|t| t.kbps()).unwrap_or(0.0);
+    for (shard, _) in leases.iter().filter(|(k, _)| **k != hot) {
+        assert!(
+            kbps(&hot) > 4.0 * kbps(shard),
+            "{hot}: {} against {shard}: {}",
+            kbps(&hot),
+            kbps(shard)
+        );
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    producer.await.unwrap();
+    let want: HashSet<String> = sent.lock().unwrap().iter().cloned().collect();
+    wait_until("every record", || {
+        let seen: HashSet<String> = rec
+            .seen()
+            .iter()
+            .map(|s| String::from_utf8_lossy(&s.data).into_owned())
+            .collect();
+        want.is_subset(&seen)
+    })
+    .await;
+    a.graceful_shutdown().await;
+    b.graceful_shutdown().await;
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    assert!(want.len() > 1_000, "{} records sent", want.len());
+}
