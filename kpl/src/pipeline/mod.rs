@@ -209,6 +209,12 @@ impl Pipeline {
                 self.ledger.accept(&mut item);
                 self.enqueue(item);
             }
+            Command::PutAll(items) => {
+                for mut item in items {
+                    self.ledger.accept(&mut item);
+                    self.enqueue(item);
+                }
+            }
             Command::Flush(tx) => self.ledger.flush(Some(tx)),
             Command::Shutdown => {
                 self.shutting_down = true;
@@ -387,7 +393,7 @@ impl Pipeline {
             item.record.data().len(),
             self.now.saturating_duration_since(item.put_at),
         );
-        let _ = item.tx.send(Ok(delivered));
+        item.tx.send(Ok(delivered));
         self.ledger.settle(item.epoch, item.budget);
     }
 
@@ -403,7 +409,7 @@ impl Pipeline {
                 item.record,
             ))),
         };
-        let _ = item.tx.send(Err(failed));
+        item.tx.send(Err(failed));
         self.ledger.settle(item.epoch, item.budget);
     }
 
