@@ -99,20 +99,29 @@ impl Item {
         budget: Budget,
     ) -> (Item, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
-        let item = Item::with_tx(stream, record, hash_key, budget, OutcomeTx::One(tx));
+        let tx = OutcomeTx::One(tx);
+        let item = Item::with_tx(stream, record, hash_key, budget, tx, Instant::now());
         (item, rx)
     }
 
     /// A checked record of a `put_all` batch with its share of the batch's budget,
-    /// accepted now; its outcome goes to `slot`.
+    /// accepted at `put_at` (the batch's time, read once); its outcome goes to `slot`.
     pub(crate) fn in_batch(
         accepted: Accepted,
         budget: Budget,
         stream: Arc<str>,
         slot: BatchSlot,
+        put_at: Instant,
     ) -> Item {
         let tx = OutcomeTx::Batch(slot);
-        Item::with_tx(stream, accepted.record, accepted.hash_key, budget, tx)
+        Item::with_tx(
+            stream,
+            accepted.record,
+            accepted.hash_key,
+            budget,
+            tx,
+            put_at,
+        )
     }
 
     fn with_tx(
@@ -121,13 +130,14 @@ impl Item {
         hash_key: HashKey,
         budget: Budget,
         tx: OutcomeTx,
+        put_at: Instant,
     ) -> Item {
         Item {
             stream,
             record,
             hash_key,
             tx,
-            put_at: Instant::now(),
+            put_at,
             attempts: Vec::new(),
             calls: 0,
             seq: 0,

@@ -239,10 +239,10 @@ impl Producer {
     ///
     /// # Cancellation
     /// If the future is dropped while it waits for budget, no record of the batch was
-    /// accepted, nothing is sent, and the records are dropped with the future (take them
-    /// back with a timeout around it only by keeping a copy). Once it returns `Ok`, the
-    /// records are the producer's and will each be settled whether or not the handle is
-    /// awaited.
+    /// accepted, nothing is sent, and the records are dropped with the future (to have
+    /// them back, keep a copy: a `ProducerRecord` clones cheaply, its data is `Bytes`).
+    /// Once it returns `Ok`, the records are the producer's and will each be settled
+    /// whether or not the handle is awaited.
     pub async fn put_all(
         &self,
         records: impl IntoIterator<Item = ProducerRecord>,
@@ -305,6 +305,7 @@ impl Producer {
             names.push(name);
         }
         let (handle, slots) = BatchHandle::new(names.iter().cloned());
+        let put_at = tokio::time::Instant::now();
         let items: Vec<Item> = checked
             .into_iter()
             .zip(names)
@@ -315,7 +316,7 @@ impl Producer {
                     records_permit.split(1).expect("one permit per record"),
                     bytes_permit.split(charge).expect("the batch's bytes"),
                 );
-                Item::in_batch(c.accept(), budget, name, slot)
+                Item::in_batch(c.accept(), budget, name, slot, put_at)
             })
             .collect();
         match inner.commands.send(Command::PutAll(items)) {
