@@ -94,6 +94,131 @@ impl PutError {
     }
 }
 
+/// Why [`Producer::put_all`](crate::Producer::put_all) did not accept a batch. Nothing of
+/// the batch was accepted, and every record is handed back, in input order
+/// ([`PutAllError::into_records`]): nothing is lost.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutAllError {
+    /// The record at `index` breaks a Kinesis rule (partition key length, size, explicit
+    /// hash key); the records before it passed, those after it were not checked.
+    #[error("record {index} of the batch, for stream {stream:?}, is invalid: {source}")]
+    InvalidRecord {
+        /// Its position in the batch (0-based).
+        index: usize,
+        /// The stream it was meant for.
+        stream: String,
+        /// Every record of the batch, handed back in input order.
+        records: Vec<ProducerRecord>,
+        /// What is wrong with it.
+        #[source]
+        source: kinesis_agg::Error,
+    },
+    /// The record at `index` names a stream that breaks Kinesis' rule: 1 to 128
+    /// characters, each an ASCII letter, digit, `_`, `.` or `-`.
+    #[error(
+        "record {index} of the batch has an invalid stream name {}: {reason}",
+        quoted_prefix(stream)
+    )]
+    InvalidStreamName {
+        /// Its position in the batch (0-based).
+        index: usize,
+        /// The stream name given.
+        stream: String,
+        /// Every record of the batch, handed back in input order.
+        records: Vec<ProducerRecord>,
+        /// What is wrong with the name.
+        reason: &'static str,
+    },
+    /// The batch needs more of the memory budget than the whole budget: more records than
+    /// `max_outstanding_records`, or more bytes (data, partition keys and
+    /// [`RECORD_OVERHEAD_BYTES`](crate::RECORD_OVERHEAD_BYTES) per record) than
+    /// `max_outstanding_bytes`. Split it, or use `put` for each record.
+    #[error(
+        "batch needs {needed_records} records and {needed_bytes} bytes of budget, but the whole \
+         budget is {record_budget} records and {byte_budget} bytes"
+    )]
+    LargerThanBudget {
+        /// Every record of the batch, handed back in input order.
+        records: Vec<ProducerRecord>,
+        /// Records in the batch.
+        needed_records: usize,
+        /// Bytes the batch would hold (data, partition keys and bookkeeping).
+        needed_bytes: usize,
+        /// The configured record budget (`max_outstanding_records`).
+        record_budget: usize,
+        /// The configured byte budget (`max_outstanding_bytes`).
+        byte_budget: usize,
+    },
+    /// The producer was shut down.
+    #[error("the producer is shut down")]
+    ShutDown {
+        /// Every record of the batch, handed back in input order.
+        records: Vec<ProducerRecord>,
+    },
+}
+
+impl PutAllError {
+    /// The records of the batch, in input order.
+    pub fn into_records(self) -> Vec<ProducerRecord> {
+        match self {
+            PutAllError::InvalidRecord { records, .. }
+            | PutAllError::InvalidStreamName { records, .. }
+            | PutAllError::LargerThanBudget { records, .. }
+            | PutAllError::ShutDown { records } => records,
+        }
+    }
+
+    /// The records of the batch, in input order, by reference.
+    pub fn records(&self) -> &[ProducerRecord] {
+        match self {
+            PutAllError::InvalidRecord { records, .. }
+            | PutAllError::InvalidStreamName { records, .. }
+            | PutAllError::LargerThanBudget { records, .. }
+            | PutAllError::ShutDown { records } => records,
+        }
+    }
+
+    /// The `put` error of the record at `index` (its own record taken out of `records`),
+    /// turned into the batch's error with every record handed back.
+    pub(crate) fn of_record(index: usize, err: PutError, mut records: Vec<ProducerRecord>) -> Self {
+        match err {
+            PutError::InvalidRecord {
+                stream,
+                record,
+                source,
+            } => {
+                records.insert(index, *record);
+                PutAllError::InvalidRecord {
+                    index,
+                    stream,
+                    records,
+                    source,
+                }
+            }
+            PutError::InvalidStreamName {
+                stream,
+                record,
+                reason,
+            } => {
+                records.insert(index, *record);
+                PutAllError::InvalidStreamName {
+                    index,
+                    stream,
+                    records,
+                    reason,
+                }
+            }
+            // `check` raises only the two above; the others mean the producer refused
+            // everything, which is what shutting down does.
+            other => {
+                records.insert(index, other.into_record());
+                PutAllError::ShutDown { records }
+            }
+        }
+    }
+}
+
 /// Checks a stream name against Kinesis' rule (1 to 128 characters of `a-z`, `A-Z`,
 /// `0-9`, `_`, `.`, `-`), saying what is wrong.
 pub(crate) fn check_stream_name(name: &str) -> Result<(), &'static str> {

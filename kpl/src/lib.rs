@@ -88,16 +88,18 @@ mod failure;
 mod outcome;
 mod pipeline;
 mod producer;
+mod put_all;
 mod rate_limit;
 mod record;
 mod shard_map;
 mod stats;
 
 pub use config::RECORD_OVERHEAD_BYTES;
-pub use error::{ConfigError, FailureReason, PutError};
+pub use error::{ConfigError, FailureReason, PutAllError, PutError};
 pub use failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 pub use outcome::{Attempt, Delivered, Failed, Outcome, PutHandle};
 pub use producer::{Producer, ProducerBuilder};
+pub use put_all::BatchHandle;
 pub use record::ProducerRecord;
 pub use stats::ProducerStats;
 

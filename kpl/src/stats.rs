@@ -18,7 +18,7 @@ use crate::metric_names as m;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProducerStats {
-    /// User records accepted by `put`/`try_put`.
+    /// User records accepted by `put`/`try_put`/`put_all`.
     pub user_records_put: u64,
     /// User records delivered.
     pub user_records_delivered: u64,
@@ -97,10 +97,11 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// A user record was accepted (called by `put`, on the caller's thread).
-    pub(crate) fn record_put(&self) {
-        self.user_records_put.0.fetch_add(1, Relaxed);
-        self.metrics.put.increment(1);
+    /// `records` user records were accepted (called by `put`, or once per batch by
+    /// `put_all`, on the caller's thread).
+    pub(crate) fn record_put(&self, records: u64) {
+        self.user_records_put.0.fetch_add(records, Relaxed);
+        self.metrics.put.increment(records);
     }
 
     /// A user record was delivered, `latency` after its `put`.

@@ -15,8 +15,8 @@ use kinesis_emulators::LocalStack;
 use kinesis_producer::{Delivered, FailureReason, Producer, ProducerRecord, PutError, PutHandle};
 
 use common::{
-    assert_concise, by_position, list_shards, next_report, read_all, read_user_records_by,
-    RangeRule,
+    assert_concise, assert_read_back_exactly, by_position, list_shards, next_report, read_all,
+    read_user_records_by, stalled_client, RangeRule,
 };
 
 async fn stack(enforce_limits: bool) -> LocalStack {
@@ -50,30 +50,6 @@ async fn put_all(
         .zip(outcomes)
         .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
         .collect()
-}
-
-/// Each delivered record is in the stream exactly once, at the reported position, and
-/// nothing else is.
-async fn assert_read_back_exactly(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-    delivered: &[(ProducerRecord, Delivered)],
-) {
-    let read = read_all(client, stream).await;
-    assert_eq!(read.len(), delivered.len(), "user records read back");
-    let positions = by_position(&read);
-    for (r, d) in delivered {
-        let key = (
-            d.shard_id.to_string(),
-            d.sequence_number.to_string(),
-            d.sub_sequence_number,
-        );
-        let got = positions
-            .get(&key)
-            .unwrap_or_else(|| panic!("nothing at reported position {key:?}"));
-        assert_eq!(got.partition_key, r.partition_key);
-        assert_eq!(got.data, r.data);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,26 +658,6 @@ async fn flush_sends_at_once_and_returns_when_everything_before_it_is_settled() 
 
 /// A Kinesis client (no timeouts of its own) for an endpoint that accepts connections and
 /// never answers; the endpoint lives as long as the returned task.
-async fn stalled_client() -> (aws_sdk_kinesis::Client, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://{addr}"))
-        .build();
-    (aws_sdk_kinesis::Client::from_conf(conf), task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_makes_put_wait_and_try_put_hand_back() {
     let (client, _server) = stalled_client().await;

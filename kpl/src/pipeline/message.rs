@@ -2,7 +2,7 @@
 //! records they carry, and the answers of the calls the task spawns.
 //!
 //! ```text
-//!  Producer ── Command::Put(Item) / Flush / Shutdown ──▶ pipeline task
+//!  Producer ── Command::Put(Item) / PutAll(Vec<Item>) / Flush / Shutdown ──▶ pipeline task
 //!                                                          │ spawns
 //!  PutRecords task ── Event::CallDone { entries, CallResult } ──▶ pipeline task
 //!  ListShards task ── Event::ShardMap { Result<ShardMap, _> } ──▶ pipeline task
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::batch::Entry;
 use crate::failure::CallError;
 use crate::outcome::{Attempt, Outcome, PutHandle};
+use crate::put_all::BatchSlot;
 use crate::record::{Accepted, ProducerRecord};
 use crate::shard_map::ShardMap;
 
@@ -28,6 +29,8 @@ use crate::shard_map::ShardMap;
 pub(crate) enum Command {
     /// A new user record.
     Put(Item),
+    /// The records of one `put_all`, in input order: one message for the whole batch.
+    PutAll(Vec<Item>),
     /// Send everything now; answer when everything accepted so far is settled.
     Flush(oneshot::Sender<()>),
     /// Flush, then stop.
@@ -35,11 +38,13 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    /// The record inside a `Put` that could not be queued.
-    pub(crate) fn into_record(self) -> ProducerRecord {
+    /// The records inside a `Put` or `PutAll` that could not be queued, in order.
+    pub(crate) fn into_records(self) -> Vec<ProducerRecord> {
+        let back = |item: Item| ProducerRecord::from_user_record(&*item.stream, item.record);
         match self {
-            Command::Put(item) => ProducerRecord::from_user_record(&*item.stream, item.record),
-            _ => unreachable!("only Put commands carry records"),
+            Command::Put(item) => vec![back(item)],
+            Command::PutAll(items) => items.into_iter().map(back).collect(),
+            Command::Flush(_) | Command::Shutdown => Vec::new(),
         }
     }
 }
@@ -59,7 +64,7 @@ pub(crate) struct Item {
     /// Its hash key, computed once by `put` (off the pipeline task).
     pub(crate) hash_key: HashKey,
     /// Where the outcome goes; settled exactly once.
-    pub(crate) tx: oneshot::Sender<Outcome>,
+    pub(crate) tx: OutcomeTx,
     /// When it was accepted: linger and TTL count from here.
     pub(crate) put_at: Instant,
     /// Failed attempts so far.
@@ -94,24 +99,78 @@ impl Item {
         budget: Budget,
     ) -> (Item, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
-        let item = Item {
+        let tx = OutcomeTx::One(tx);
+        let item = Item::with_tx(stream, record, hash_key, budget, tx, Instant::now());
+        (item, rx)
+    }
+
+    /// A checked record of a `put_all` batch with its share of the batch's budget,
+    /// accepted at `put_at` (the batch's time, read once); its outcome goes to `slot`.
+    pub(crate) fn in_batch(
+        accepted: Accepted,
+        budget: Budget,
+        stream: Arc<str>,
+        slot: BatchSlot,
+        put_at: Instant,
+    ) -> Item {
+        let tx = OutcomeTx::Batch(slot);
+        Item::with_tx(
+            stream,
+            accepted.record,
+            accepted.hash_key,
+            budget,
+            tx,
+            put_at,
+        )
+    }
+
+    fn with_tx(
+        stream: Arc<str>,
+        record: UserRecord,
+        hash_key: HashKey,
+        budget: Budget,
+        tx: OutcomeTx,
+        put_at: Instant,
+    ) -> Item {
+        Item {
             stream,
             record,
             hash_key,
             tx,
-            put_at: Instant::now(),
+            put_at,
             attempts: Vec::new(),
             calls: 0,
             seq: 0,
             epoch: 0,
             budget,
-        };
-        (item, rx)
+        }
     }
 
     /// Its size as Kinesis counts it: data plus partition key.
     pub(crate) fn size(&self) -> usize {
         self.record.size()
+    }
+}
+
+/// Where a record's outcome goes. Dropped unsettled (the pipeline torn down), either kind
+/// leaves its handle a [`FailureReason::ShutDown`](crate::FailureReason::ShutDown) failure.
+#[derive(Debug)]
+pub(crate) enum OutcomeTx {
+    /// A record of `put`/`try_put`: its own channel, to its [`PutHandle`].
+    One(oneshot::Sender<Outcome>),
+    /// A record of `put_all`: its place in the batch's shared outcomes.
+    Batch(BatchSlot),
+}
+
+impl OutcomeTx {
+    /// Settles the record (a handle that was dropped just misses it).
+    pub(crate) fn send(self, outcome: Outcome) {
+        match self {
+            OutcomeTx::One(tx) => {
+                let _ = tx.send(outcome);
+            }
+            OutcomeTx::Batch(slot) => slot.send(outcome),
+        }
     }
 }
 

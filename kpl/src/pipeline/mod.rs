@@ -209,6 +209,7 @@ impl Pipeline {
                 self.ledger.accept(&mut item);
                 self.enqueue(item);
             }
+            Command::PutAll(items) => self.enqueue_all(items),
             Command::Flush(tx) => self.ledger.flush(Some(tx)),
             Command::Shutdown => {
                 self.shutting_down = true;
@@ -250,6 +251,24 @@ impl Pipeline {
         let config = &self.config;
         let stream = self.streams.get_mut(&item.stream).expect("created above");
         stream.push_predicted(item, config, now);
+    }
+
+    /// Accepts and queues the records of a `put_all` batch, in order: the stream's state is
+    /// looked up once per run of records to the same stream, not once per record.
+    fn enqueue_all(&mut self, items: Vec<Item>) {
+        let now = self.now;
+        let mut items = items.into_iter().peekable();
+        while let Some(first) = items.peek() {
+            let name = first.stream.clone();
+            if !self.streams.contains_key(&name) {
+                self.stream_state(&name);
+            }
+            let state = self.streams.get_mut(&name).expect("created above");
+            while let Some(mut item) = items.next_if(|i| *i.stream == *name) {
+                self.ledger.accept(&mut item);
+                state.push_predicted(item, &self.config, now);
+            }
+        }
     }
 
     /// Puts failed records back at the head of their queues, keeping their order.
@@ -387,7 +406,7 @@ impl Pipeline {
             item.record.data().len(),
             self.now.saturating_duration_since(item.put_at),
         );
-        let _ = item.tx.send(Ok(delivered));
+        item.tx.send(Ok(delivered));
         self.ledger.settle(item.epoch, item.budget);
     }
 
@@ -403,7 +422,7 @@ impl Pipeline {
                 item.record,
             ))),
         };
-        let _ = item.tx.send(Err(failed));
+        item.tx.send(Err(failed));
         self.ledger.settle(item.epoch, item.budget);
     }
 

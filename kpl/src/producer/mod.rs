@@ -4,6 +4,7 @@
 //! ```text
 //!  Producer::builder(client) … build() ─▶ Producer::start ─▶ spawns the pipeline task
 //!  put / try_put ─▶ ProducerRecord::check ─▶ budget (records, bytes) ─▶ Command::Put ─▶ pipeline
+//!  put_all ─▶ check each ─▶ budget once (Σ records, Σ bytes), split per record ─▶ Command::PutAll ─▶ pipeline
 //!  flush / shutdown ─▶ Command::Flush / Shutdown ─▶ pipeline ─▶ answered when settled
 //! ```
 
@@ -13,16 +14,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_kinesis::Client;
-use tokio::sync::{broadcast, mpsc, oneshot, Semaphore, TryAcquireError};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 pub use builder::ProducerBuilder;
 
 use crate::config::{Config, RECORD_OVERHEAD_BYTES};
-use crate::error::PutError;
+use crate::error::{PutAllError, PutError};
 use crate::failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 use crate::outcome::PutHandle;
 use crate::pipeline::{Budget, Command, Item, Pipeline};
+use crate::put_all::BatchHandle;
 use crate::record::{Accepted, ProducerRecord};
 use crate::stats::{ProducerStats, Stats};
 
@@ -52,6 +54,8 @@ struct Inner {
     bytes_budget: Arc<Semaphore>,
     /// The byte budget's size, for errors.
     max_outstanding_bytes: usize,
+    /// The record budget's size, for errors.
+    max_outstanding_records: usize,
     /// Record size limit, for validation.
     max_record_size: usize,
     /// Counters shared with the pipeline.
@@ -101,6 +105,7 @@ impl Producer {
             records_budget,
             bytes_budget,
             max_outstanding_bytes: config.max_outstanding_bytes,
+            max_outstanding_records: config.max_outstanding_records,
             max_record_size: config.max_record_size,
             stats: stats.clone(),
             closed: AtomicBool::new(false),
@@ -198,11 +203,129 @@ impl Producer {
         let (item, handle) = Item::accept(record, budget, name);
         match inner.commands.send(Command::Put(item)) {
             Ok(()) => {
-                inner.stats.record_put();
+                inner.stats.record_put(1);
                 Ok(handle)
             }
-            Err(mpsc::error::SendError(cmd)) => Err(PutError::ShutDown {
-                record: Box::new(cmd.into_record()),
+            Err(mpsc::error::SendError(cmd)) => {
+                let record = cmd.into_records().pop().expect("a Put carries its record");
+                Err(PutError::ShutDown {
+                    record: Box::new(record),
+                })
+            }
+        }
+    }
+
+    /// Checks every record of a batch, then accepts them all at once, waiting while the
+    /// memory budget is spent. Returns a handle that resolves, once every record is
+    /// settled, to each record's outcome, in input order.
+    ///
+    /// The batch costs one budget acquisition, one message to the pipeline and one
+    /// completion, instead of one of each per record as with [`put`](Producer::put); once
+    /// accepted, its records travel like `put`'s (aggregated, collected and retried with
+    /// the others, and settled one by one). An empty batch is accepted as is: its handle
+    /// resolves at once to no outcomes.
+    ///
+    /// The budget is taken whole, in the order waiters arrived: a batch waits until the
+    /// budget has room for all of it, and `put`s that arrive after it wait behind it.
+    ///
+    /// # Errors
+    /// All or nothing: on any error no record of the batch is accepted, and every one is
+    /// handed back in input order. [`PutAllError::InvalidStreamName`] and
+    /// [`PutAllError::InvalidRecord`] name the first bad record's index and what is wrong
+    /// with it (the checks of [`put`](Producer::put)); [`PutAllError::LargerThanBudget`]
+    /// when the batch alone has more records than `max_outstanding_records` or needs more
+    /// bytes than `max_outstanding_bytes` (data, keys and
+    /// [`RECORD_OVERHEAD_BYTES`] per record); [`PutAllError::ShutDown`].
+    ///
+    /// # Cancellation
+    /// If the future is dropped while it waits for budget, no record of the batch was
+    /// accepted, nothing is sent, and the records are dropped with the future (to have
+    /// them back, keep a copy: a `ProducerRecord` clones cheaply, its data is `Bytes`).
+    /// Once it returns `Ok`, the records are the producer's and will each be settled
+    /// whether or not the handle is awaited.
+    pub async fn put_all(
+        &self,
+        records: impl IntoIterator<Item = ProducerRecord>,
+    ) -> Result<BatchHandle, PutAllError> {
+        let inner = &self.inner;
+        let mut records = records.into_iter();
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PutAllError::ShutDown {
+                records: records.collect(),
+            });
+        }
+        let mut checked = Vec::with_capacity(records.size_hint().0);
+        let mut bytes = 0usize;
+        while let Some(record) = records.next() {
+            match record.check(inner.max_record_size) {
+                Ok(c) => {
+                    bytes += c.size + RECORD_OVERHEAD_BYTES;
+                    checked.push(c);
+                }
+                Err(e) => {
+                    let index = checked.len();
+                    let mut back: Vec<ProducerRecord> =
+                        checked.into_iter().map(|c| c.record).collect();
+                    back.extend(records);
+                    return Err(PutAllError::of_record(index, e, back));
+                }
+            }
+        }
+        let n = checked.len();
+        if n > inner.max_outstanding_records || bytes > inner.max_outstanding_bytes {
+            return Err(PutAllError::LargerThanBudget {
+                records: checked.into_iter().map(|c| c.record).collect(),
+                needed_records: n,
+                needed_bytes: bytes,
+                record_budget: inner.max_outstanding_records,
+                byte_budget: inner.max_outstanding_bytes,
+            });
+        }
+        if n == 0 {
+            return Ok(BatchHandle::new(std::iter::empty()).0);
+        }
+        let permits = async {
+            let r = acquire_many(&inner.records_budget, n).await?;
+            let b = acquire_many(&inner.bytes_budget, bytes).await?;
+            Some((r, b))
+        }
+        .await;
+        let Some((mut records_permit, mut bytes_permit)) = permits else {
+            return Err(PutAllError::ShutDown {
+                records: checked.into_iter().map(|c| c.record).collect(),
+            });
+        };
+        // Consecutive records mostly share a stream: its name is looked up once per run.
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(n);
+        for c in &checked {
+            let name = match names.last() {
+                Some(last) if **last == *c.record.stream => last.clone(),
+                _ => inner.stream_name(&c.record.stream),
+            };
+            names.push(name);
+        }
+        let (handle, slots) = BatchHandle::new(names.iter().cloned());
+        let put_at = tokio::time::Instant::now();
+        let items: Vec<Item> = checked
+            .into_iter()
+            .zip(names)
+            .zip(slots)
+            .map(|((c, name), slot)| {
+                let charge = c.size + RECORD_OVERHEAD_BYTES;
+                let budget = (
+                    records_permit.split(1).expect("one permit per record"),
+                    bytes_permit.split(charge).expect("the batch's bytes"),
+                );
+                Item::in_batch(c.accept(), budget, name, slot, put_at)
+            })
+            .collect();
+        match inner.commands.send(Command::PutAll(items)) {
+            Ok(()) => {
+                inner.stats.record_put(n as u64);
+                Ok(handle)
+            }
+            Err(mpsc::error::SendError(cmd)) => Err(PutAllError::ShutDown {
+                records: cmd.into_records(),
             }),
         }
     }
@@ -322,4 +445,25 @@ impl Producer {
             }
         }
     }
+}
+
+/// `n` permits of `semaphore` (more than a `u32` can say taken in parts), or `None` once it
+/// is closed (shutdown).
+async fn acquire_many(semaphore: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphorePermit> {
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut left = n;
+    while left > 0 {
+        let part = left.min(u32::MAX as usize);
+        let permit = semaphore
+            .clone()
+            .acquire_many_owned(part as u32)
+            .await
+            .ok()?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        left -= part;
+    }
+    held
 }

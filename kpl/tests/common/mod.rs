@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kinesis_producer::{CallFailure, Failed};
+use kinesis_producer::{CallFailure, Delivered, Failed, ProducerRecord};
 
 pub(crate) use integration_tests::kinesis::{
     list_shards, read_user_records as read_all, read_user_records_by, RangeRule,
@@ -66,4 +66,49 @@ pub(crate) async fn next_report(
     })
     .await
     .expect("a matching failure report")
+}
+
+/// Each delivered record is in the stream exactly once, at the reported position, and
+/// nothing else is.
+pub(crate) async fn assert_read_back_exactly(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    delivered: &[(ProducerRecord, Delivered)],
+) {
+    let read = read_all(client, stream).await;
+    assert_eq!(read.len(), delivered.len(), "user records read back");
+    let positions = by_position(&read);
+    for (r, d) in delivered {
+        let key = (
+            d.shard_id.to_string(),
+            d.sequence_number.to_string(),
+            d.sub_sequence_number,
+        );
+        let got = positions
+            .get(&key)
+            .unwrap_or_else(|| panic!("nothing at reported position {key:?}"));
+        assert_eq!(got.partition_key, r.partition_key);
+        assert_eq!(got.data, r.data);
+    }
+}
+
+/// A client whose endpoint accepts connections and never answers.
+pub(crate) async fn stalled_client() -> (aws_sdk_kinesis::Client, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(format!("http://{addr}"))
+        .build();
+    (aws_sdk_kinesis::Client::from_conf(conf), task)
 }
