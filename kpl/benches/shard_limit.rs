@@ -19,7 +19,8 @@
 //! when PyPI cannot be reached). `SHARD_LIMIT_BENCH_WARMUP` (seconds, default 5),
 //! `SHARD_LIMIT_BENCH_SECS` (the measured window, default 25), `SHARD_LIMIT_BENCH_RATE_LIMITS`
 //! (our producer's rate limits in per cent, comma-separated, default `150`: its default),
-//! `SHARD_LIMIT_BENCH_ONLY=ours|aiokpl`. BENCHMARKS.md keeps the figures.
+//! `SHARD_LIMIT_BENCH_ONLY=ours|aiokpl`, `SHARD_LIMIT_BENCH_MAX_BACKOFF_MS` (our producer's
+//! largest backoff, default its own: 2,000). BENCHMARKS.md keeps the figures.
 //!
 //! - *Bound*: 8 shards × 1 MiB/s ÷ the bytes (data plus partition key, what Kinesis
 //!   charges) per user record of what was written, read back from the stream; and at most
@@ -70,6 +71,8 @@ struct Settings {
     window: Duration,
     rate_limits: Vec<u32>,
     only: Option<String>,
+    /// Our producer's largest backoff, when not its default (to study throttling).
+    max_backoff: Option<Duration>,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -105,6 +108,18 @@ fn settings() -> Result<Settings, String> {
         window: secs("SHARD_LIMIT_BENCH_SECS", 25.0)?,
         rate_limits,
         only,
+        max_backoff: match std::env::var("SHARD_LIMIT_BENCH_MAX_BACKOFF_MS") {
+            Err(_) => None,
+            Ok(v) => Some(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|&ms| ms >= 50)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        format!("SHARD_LIMIT_BENCH_MAX_BACKOFF_MS={v:?}: expected at least 50")
+                    })?,
+            ),
+        },
     })
 }
 
@@ -340,11 +355,13 @@ async fn ours(
     rate_limit: u32,
     s: &Settings,
 ) -> Measured {
-    let producer = Producer::builder(client.clone())
+    let mut builder = Producer::builder(client.clone())
         .with_aggregation(aggregation)
-        .with_rate_limit_percent(rate_limit)
-        .build()
-        .expect("producer");
+        .with_rate_limit_percent(rate_limit);
+    if let Some(max) = s.max_backoff {
+        builder = builder.with_backoff(Duration::from_millis(50), max);
+    }
+    let producer = builder.build().expect("producer");
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<kinesis_producer::PutHandle>();
     let putter = {
