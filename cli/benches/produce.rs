@@ -37,7 +37,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use integration_tests::bench_host::{cpu_model, load_average, utc_minute};
@@ -233,7 +233,9 @@ fn main() -> ExitCode {
     'rounds: for round in 0..rounds {
         for (k, kind) in kinds.iter().enumerate() {
             let stream = format!("produce-bench-{round}-{k}-{}", std::process::id());
-            runtime.block_on(create_stream(&client, &stream));
+            runtime.block_on(integration_tests::kinesis::create_active_stream(
+                &client, &stream, SHARDS,
+            ));
             let run = match kind {
                 Kind::Library => Ok(runtime.block_on(library_run(&client, &stream, &input))),
                 Kind::Cli(cli) => cli_run(&endpoint, &stream, &input, cli),
@@ -320,19 +322,6 @@ fn start_emulator() -> Result<(Child, String), String> {
     }
     let _ = server.kill();
     Err(format!("{BIN} local printed no Kinesis endpoint"))
-}
-
-async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(SHARDS)
-        .send()
-        .await
-        .expect("CreateStream");
-    kinesis_emulators::wait_for_stream_active(client, stream, Duration::from_secs(60))
-        .await
-        .expect("stream ACTIVE");
 }
 
 /// User + system CPU seconds of this process's reaped children (`/proc/self/stat`

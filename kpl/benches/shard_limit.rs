@@ -249,7 +249,7 @@ async fn run(s: Settings) -> ExitCode {
     let mut rows = Vec::new();
     for (k, kind) in kinds.iter().enumerate() {
         let stream = format!("shard-limit-{k}-{}", std::process::id());
-        create_stream(&client, &stream).await;
+        integration_tests::kinesis::create_active_stream(&client, &stream, SHARDS).await;
         let server_cpu0 = cpu_of(emulator.pid()).unwrap_or_default();
         let measured = match kind {
             Kind::Ours {
@@ -332,19 +332,6 @@ fn print_table(s: &Settings, rows: &[(Kind, Measured, Written)], load_before: &s
             );
         }
     }
-}
-
-async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(SHARDS)
-        .send()
-        .await
-        .expect("CreateStream");
-    kinesis_emulators::wait_for_stream_active(client, stream, Duration::from_secs(60))
-        .await
-        .expect("stream ACTIVE");
 }
 
 /// Our producer at its defaults (but the rate limit) for warm-up + window, then settled.
