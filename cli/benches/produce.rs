@@ -27,12 +27,17 @@
 //!   and the final flush included); CPU is its user + system time, read as this process's
 //!   reaped-children time (`/proc/self/stat` fields 16 and 17) around the run.
 //!
+//! - *other CLI builds* (`PRODUCE_BENCH_CLIS`, see [`extra_clis`]): e.g. the CLI built with
+//!   another allocator, or this one with `MALLOC_ARENA_MAX=2`, each at the raised rate
+//!   limit; `scripts/bench-allocators.sh` builds the allocator variants and runs them.
+//!
 //! Run: `cargo bench -p kinesis-cat --bench produce`. BENCHMARKS.md keeps the figures.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use integration_tests::bench_host::{cpu_model, load_average, utc_minute};
@@ -68,26 +73,99 @@ impl Run {
 }
 
 /// What a round runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Library,
-    Cli { rate_limit: Option<u32> },
+    Cli(CliRun),
+}
+
+/// A `kinesis-cat produce` run: which binary, with what environment and rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CliRun {
+    /// What the table calls the binary: `None` for the one cargo built for this bench.
+    name: Option<String>,
+    /// The executable.
+    bin: PathBuf,
+    /// Variables set for it (e.g. `MALLOC_ARENA_MAX=2`).
+    env: Vec<(String, String)>,
+    /// `--rate-limit-percent`, or the CLI's default.
+    rate_limit: Option<u32>,
 }
 
 impl Kind {
-    fn label(self) -> String {
+    fn label(&self) -> String {
         match self {
             Kind::Library => format!(
                 "library: `Producer::put` in this process (rate limit {RAISED_RATE_LIMIT} %)"
             ),
-            Kind::Cli {
-                rate_limit: Some(p),
-            } => format!("`kinesis-cat produce --rate-limit-percent {p}`"),
-            Kind::Cli { rate_limit: None } => {
-                "`kinesis-cat produce` (defaults: rate limit 150 %)".to_owned()
+            Kind::Cli(c) => {
+                let mut label = match c.rate_limit {
+                    Some(p) => format!("`kinesis-cat produce --rate-limit-percent {p}`"),
+                    None => "`kinesis-cat produce` (defaults: rate limit 150 %)".to_owned(),
+                };
+                label.push_str(&format!(
+                    ", {}",
+                    c.name.as_deref().unwrap_or(this_build_allocator())
+                ));
+                for (k, v) in &c.env {
+                    label.push_str(&format!(", {k}={v}"));
+                }
+                label
             }
         }
     }
+}
+
+/// The allocator of the CLI cargo built for this bench (the package's features).
+fn this_build_allocator() -> &'static str {
+    if cfg!(feature = "jemalloc") {
+        "jemalloc"
+    } else if cfg!(feature = "mimalloc") {
+        "mimalloc"
+    } else {
+        "glibc malloc"
+    }
+}
+
+/// The extra CLI runs of `PRODUCE_BENCH_CLIS`: entries separated by `;`, each
+/// `name|path|VAR=value VAR=value` (an empty path is the bench's own build; the variables
+/// are optional), all at the raised rate limit.
+fn extra_clis(spec: &str) -> Result<Vec<CliRun>, String> {
+    spec.split(';')
+        .filter(|e| !e.trim().is_empty())
+        .map(|entry| {
+            let mut parts = entry.splitn(3, '|');
+            let name = parts.next().unwrap_or_default().trim();
+            let path = parts.next().unwrap_or_default().trim();
+            let env = parts
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| format!("PRODUCE_BENCH_CLIS: {kv:?} is not VAR=value"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if name.is_empty() {
+                return Err(format!("PRODUCE_BENCH_CLIS: {entry:?} has no name"));
+            }
+            let bin = if path.is_empty() {
+                PathBuf::from(BIN)
+            } else {
+                PathBuf::from(path)
+            };
+            if !bin.is_file() {
+                return Err(format!("PRODUCE_BENCH_CLIS: {bin:?} is not a file"));
+            }
+            Ok(CliRun {
+                name: Some(name.to_owned()),
+                bin,
+                env,
+                rate_limit: Some(RAISED_RATE_LIMIT),
+            })
+        })
+        .collect()
 }
 
 fn number(var: &str, default: usize) -> usize {
@@ -130,22 +208,37 @@ fn main() -> ExitCode {
         .expect("a tokio runtime");
     let client = integration_tests::kinesis::emulator_client(&endpoint);
     let load_before = load_average();
-    let kinds = [
+    let this_build = |rate_limit| {
+        Kind::Cli(CliRun {
+            name: None,
+            bin: PathBuf::from(BIN),
+            env: Vec::new(),
+            rate_limit,
+        })
+    };
+    let mut kinds = vec![
         Kind::Library,
-        Kind::Cli {
-            rate_limit: Some(RAISED_RATE_LIMIT),
-        },
-        Kind::Cli { rate_limit: None },
+        this_build(Some(RAISED_RATE_LIMIT)),
+        this_build(None),
     ];
+    match extra_clis(&std::env::var("PRODUCE_BENCH_CLIS").unwrap_or_default()) {
+        Ok(extra) => kinds.extend(extra.into_iter().map(Kind::Cli)),
+        Err(e) => {
+            eprintln!("produce bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut runs: Vec<Vec<Run>> = kinds.iter().map(|_| Vec::new()).collect();
     let mut failure = None;
     'rounds: for round in 0..rounds {
         for (k, kind) in kinds.iter().enumerate() {
             let stream = format!("produce-bench-{round}-{k}-{}", std::process::id());
-            runtime.block_on(create_stream(&client, &stream));
+            runtime.block_on(integration_tests::kinesis::create_active_stream(
+                &client, &stream, SHARDS,
+            ));
             let run = match kind {
                 Kind::Library => Ok(runtime.block_on(library_run(&client, &stream, &input))),
-                Kind::Cli { rate_limit } => cli_run(&endpoint, &stream, &input, *rate_limit),
+                Kind::Cli(cli) => cli_run(&endpoint, &stream, &input, cli),
             };
             let _ = runtime.block_on(client.delete_stream().stream_name(&stream).send());
             match run {
@@ -231,19 +324,6 @@ fn start_emulator() -> Result<(Child, String), String> {
     Err(format!("{BIN} local printed no Kinesis endpoint"))
 }
 
-async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(SHARDS)
-        .send()
-        .await
-        .expect("CreateStream");
-    kinesis_emulators::wait_for_stream_active(client, stream, Duration::from_secs(60))
-        .await
-        .expect("stream ACTIVE");
-}
-
 /// User + system CPU seconds of this process's reaped children (`/proc/self/stat`
 /// fields 16 and 17, in clock ticks of 1/100 s on Linux).
 fn reaped_children_cpu() -> f64 {
@@ -267,10 +347,10 @@ fn cli_run(
     endpoint: &str,
     stream: &str,
     input: &Arc<Vec<u8>>,
-    rate_limit: Option<u32>,
+    cli: &CliRun,
 ) -> Result<Run, String> {
     let lines = input.iter().filter(|&&b| b == b'\n').count() as u64;
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&cli.bin);
     cmd.args(["produce", "--stream", stream])
         .env("AWS_ENDPOINT_URL_KINESIS", endpoint)
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -281,20 +361,21 @@ fn cli_run(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if let Some(p) = rate_limit {
+    if let Some(p) = cli.rate_limit {
         cmd.args(["--rate-limit-percent", &p.to_string()]);
     }
+    cmd.envs(cli.env.iter().map(|(k, v)| (k, v)));
     let cpu0 = reaped_children_cpu();
     let start = Instant::now();
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("could not run {BIN}: {e}"))?;
+        .map_err(|e| format!("could not run {:?}: {e}", cli.bin))?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     let feed = input.clone();
     let feeder = std::thread::spawn(move || stdin.write_all(&feed));
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("waiting for {BIN}: {e}"))?;
+        .map_err(|e| format!("waiting for {:?}: {e}", cli.bin))?;
     let secs = start.elapsed().as_secs_f64();
     let cpu_secs = reaped_children_cpu() - cpu0;
     let fed = feeder.join().map_err(|_| "the feeder thread panicked")?;

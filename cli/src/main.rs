@@ -6,6 +6,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The process's allocator with the `jemalloc` feature (see BENCHMARKS.md, "Allocator").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The process's allocator with the `mimalloc` feature (and not `jemalloc`).
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = kinesis_cat::Cli::parse();
     if let Err(e) = cli.check() {

@@ -279,6 +279,26 @@ pub async fn split_in_half(client: &Client, stream: &str, shard_id: &str) {
         .expect("ACTIVE after split");
 }
 
+/// Creates `stream` with `shards` provisioned shards and waits until it is ACTIVE.
+///
+/// # Cancellation
+/// Dropping the future may leave the stream being created.
+///
+/// # Panics
+/// When `CreateStream` fails or the stream is not ACTIVE within a minute.
+pub async fn create_active_stream(client: &Client, stream: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .expect("CreateStream");
+    kinesis_emulators::wait_for_stream_active(client, stream, Duration::from_secs(60))
+        .await
+        .expect("stream ACTIVE");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

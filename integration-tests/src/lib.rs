@@ -17,6 +17,7 @@
 #![deny(unsafe_code, rust_2018_idioms)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod bench_emulator;
 pub mod bench_host;
 pub mod checks;
 pub mod fault_proxy;

@@ -1,12 +1,13 @@
 //! The pinned peers the tests and benchmarks run against, installed once under the target
 //! directory: the MultiLang record-processor libraries `kinesis-cat multilang` hosts (under
-//! `<target>/multilang-peers/`), and kcl-rs, the consumer peer of the latency bench (under
-//! `<target>/peers/`).
+//! `<target>/multilang-peers/`), kcl-rs, the consumer peer of the latency bench, and aiokpl,
+//! the producer peer of the shard-limit bench (both under `<target>/peers/`).
 //!
 //! ```text
 //!  kclpy()    ─ pip download --no-binary :all: amazon-kclpy==3.2.0 ─ tar xzf ─▶ kclpy/amazon_kclpy-3.2.0
 //!  node_kcl() ─ npm install --ignore-scripts aws-kcl@2.3.2 ──────────────────▶ node/node_modules
 //!  kcl_rs()   ─ python3 -m venv; pip install kcl-rs==0.1.4 ──────────────────▶ kcl-rs-venv/bin/python
+//!  aiokpl()   ─ python3 -m venv; pip install aiokpl==0.2.0 ──────────────────▶ aiokpl-venv/bin/python
 //!     each: staged in .staging-<name>-<pid>-<ns>/, checked (import / require), stamped,
 //!           renamed into place; a folder with a matching stamp is kept as it is
 //! ```
@@ -207,23 +208,38 @@ pub const KCL_RS: &str = "kcl-rs==0.1.4";
 /// The `python` of a venv holding kcl-rs.
 pub fn kcl_rs() -> Result<PathBuf, PeerError> {
     static PEER: OnceLock<Result<PathBuf, PeerError>> = OnceLock::new();
-    PEER.get_or_init(|| {
-        let root = target_dir().join("peers");
-        let stamp = format!("python3 -m venv; pip install {KCL_RS}");
-        let venv = install_once(&root, "kcl-rs-venv", &stamp, |dir| {
-            run(StdCommand::new("python3").args(["-m", "venv"]).arg(dir))?;
-            run(StdCommand::new(dir.join("bin/python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                ])
-                .args(["-q", "--retries", "2", "--timeout", "20", KCL_RS]))?;
-            run(StdCommand::new(dir.join("bin/python")).args(["-c", "import kcl_rs"]))
-        })?;
-        Ok(venv.join("bin/python"))
-    })
-    .clone()
+    PEER.get_or_init(|| pip_venv("kcl-rs-venv", KCL_RS, "import kcl_rs"))
+        .clone()
+}
+
+/// The pinned aiokpl, a pure-Python asyncio equivalent of the KPL: the producer peer of
+/// the shard-limit bench.
+pub const AIOKPL: &str = "aiokpl==0.2.0";
+
+/// The `python` of a venv holding aiokpl.
+pub fn aiokpl() -> Result<PathBuf, PeerError> {
+    static PEER: OnceLock<Result<PathBuf, PeerError>> = OnceLock::new();
+    PEER.get_or_init(|| pip_venv("aiokpl-venv", AIOKPL, "import aiokpl"))
+        .clone()
+}
+
+/// The `python` of the venv `<target>/peers/<name>` holding the pinned `requirement`,
+/// checked with the statement `check`.
+fn pip_venv(name: &str, requirement: &str, check: &str) -> Result<PathBuf, PeerError> {
+    let root = target_dir().join("peers");
+    let stamp = format!("python3 -m venv; pip install {requirement}");
+    let venv = install_once(&root, name, &stamp, |dir| {
+        run(StdCommand::new("python3").args(["-m", "venv"]).arg(dir))?;
+        run(StdCommand::new(dir.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .args(["-q", "--retries", "2", "--timeout", "20", requirement]))?;
+        run(StdCommand::new(dir.join("bin/python")).args(["-c", check]))
+    })?;
+    Ok(venv.join("bin/python"))
 }

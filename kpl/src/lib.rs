@@ -56,6 +56,23 @@
 //! many calls failed); throttling, routine for a producer that runs at its shards'
 //! limits, is counted in [`ProducerStats::throttles`] instead.
 //!
+//! # Allocator
+//! The library allocates per record (the record's key and data handle, its outcome
+//! channel, its sequence number) on the caller's threads and frees most of it on the
+//! runtime thread running the pipeline, and it allocates one request body per call. The
+//! global allocator is the application's choice; the library sets none. Under glibc's
+//! malloc (the default on Linux) that pattern costs time in `malloc`/`free` and page
+//! faults (glibc hands the heap top back to the kernel between calls and faults it back
+//! in). What helps, measured with `kinesis-cat produce` (BENCHMARKS.md, "Allocator"):
+//! - a global allocator in the application binary, e.g. with the `tikv-jemallocator` or
+//!   `mimalloc` crate: `#[global_allocator] static GLOBAL: tikv_jemallocator::Jemalloc =
+//!   tikv_jemallocator::Jemalloc;` (`kinesis-cat` offers both as cargo features);
+//! - without rebuilding, glibc's tunables in the environment:
+//!   `GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.top_pad=67108864`
+//!   keeps the freed heap top mapped (no page faults from trimming; the process keeps up
+//!   to that much freed memory), and `MALLOC_ARENA_MAX=2` bounds the arenas glibc creates
+//!   for many threads (less memory, not more speed).
+//!
 //! # Usage
 //! Runs as it is on the embedded emulators (the hidden lines start them); in a service,
 //! build the client from your AWS configuration instead.
