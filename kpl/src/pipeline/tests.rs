@@ -898,3 +898,41 @@ async fn records_held_outside_the_queues_settle_at_their_ttl_without_a_new_map()
         assert_eq!(f.last_attempt().map(|a| a.code.as_str()), Some(WRONG_SHARD));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shard_only_throttled_waits_at_most_the_throttle_cap_other_failures_back_off_further() {
+    for (code, throttle) in [
+        ("ProvisionedThroughputExceededException", true),
+        ("InternalFailure", false),
+    ] {
+        let config = Config {
+            aggregation: false,
+            max_buffered_time: Duration::ZERO,
+            ..Config::default()
+        };
+        let mut p = mapped(config);
+        let _rx = put(&mut p, "k", 10);
+        let mut longest = Duration::ZERO;
+        for _ in 0..8 {
+            let batch = p.collect(&stream(), Instant::now()).expect("due");
+            let key = batch[0].predicted.clone();
+            let refused = PutRecordsResultEntry::builder()
+                .error_code(code)
+                .error_message("refused")
+                .build();
+            p.on_call_done(stream(), batch, CallResult::Ok(vec![refused]));
+            let until = p.streams[&stream()].shards[&key]
+                .backoff_until
+                .expect("backing off");
+            let wait = until - Instant::now();
+            longest = longest.max(wait);
+            tokio::time::advance(wait).await;
+        }
+        if throttle {
+            assert!(longest <= THROTTLE_MAX_BACKOFF, "{code}: {longest:?}");
+        } else {
+            // 50 ms doubling (jittered) over 8 failures: far past the throttle cap.
+            assert!(longest > THROTTLE_MAX_BACKOFF * 2, "{code}: {longest:?}");
+        }
+    }
+}

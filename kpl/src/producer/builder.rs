@@ -179,7 +179,10 @@ impl ProducerBuilder {
 
     /// Bounds of the jittered exponential backoff applied to a shard after a failed put.
     /// Default 50 ms to 2 s; `min` must be above zero and not above `max`, `max` at most
-    /// 7 days.
+    /// 7 days. After a call in which the shard was only throttled the wait is cut at
+    /// 100 ms (or `max`, if lower): Kinesis' write limits are per second and the rate
+    /// limiter already paces the shard, so a longer wait only sleeps through capacity
+    /// (measured in BENCHMARKS.md, "At the shard limit").
     pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.config.min_backoff = min;
         self.config.max_backoff = max;
