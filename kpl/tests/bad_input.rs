@@ -20,7 +20,7 @@ use kinesis_agg::Error as AggError;
 use kinesis_emulators::LocalStack;
 use kinesis_producer::{FailureReason, Producer, ProducerRecord, PutError};
 
-use common::read_all;
+use common::{assert_all_rejected, read_all};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -246,17 +246,7 @@ async fn a_stream_deleted_mid_run_fails_every_later_record_and_each_resolves_onc
     let after = tokio::time::timeout(DEADLINE, join_all(after))
         .await
         .expect("every record resolves");
-    for outcome in after {
-        let failed = outcome.expect_err("the stream is gone");
-        match &failed.reason {
-            FailureReason::Rejected { code, .. } => {
-                assert_eq!(code, "ResourceNotFoundException", "{failed}");
-                assert!(failed.reason.is_stream_level());
-            }
-            other => panic!("want Rejected, got {other:?}"),
-        }
-        assert!(failed.record.is_some(), "handed back");
-    }
+    assert_all_rejected(after, "ResourceNotFoundException");
     let stats = producer.stats();
     assert_eq!(
         (stats.user_records_delivered, stats.user_records_failed),

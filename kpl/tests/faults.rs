@@ -19,9 +19,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
 use kinesis_emulators::LocalStack;
-use kinesis_producer::{FailureReason, Producer, ProducerRecord};
+use kinesis_producer::{Producer, ProducerRecord};
 
-use common::{by_position, read_all};
+use common::{assert_all_rejected, by_position, kinesis_through, read_all};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -31,14 +31,7 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
     let stack = LocalStack::builder().start_async().await.expect("stack");
     let stream = stack.create_stream("kpl-faults", 4).await.unwrap();
     let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
-    let through_proxy = aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let through_proxy = kinesis_through(&stack, &proxy);
     let full = std::env::var("KPL_FAULTS_FULL").is_ok_and(|v| v == "1");
     // Each rule counts the calls the rules before it let through: 1 in 5, then 1 in 4 of
     // the rest, ... is 20 % of all calls each.
@@ -141,14 +134,7 @@ async fn access_denied_mid_run_fails_records_promptly_and_later_records_go_throu
     let stack = LocalStack::builder().start_async().await.expect("stack");
     let stream = stack.create_stream("kpl-denied", 2).await.unwrap();
     let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
-    let through_proxy = aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let through_proxy = kinesis_through(&stack, &proxy);
     // A TTL far beyond the test's deadline: a record that fails must fail because the
     // refusal is final, not because it ran out of time.
     let producer = Producer::builder(through_proxy)
@@ -177,21 +163,7 @@ async fn access_denied_mid_run_fails_records_promptly_and_later_records_go_throu
     let denied = tokio::time::timeout(DEADLINE, join_all(denied))
         .await
         .expect("every record resolves without waiting for its TTL");
-    for outcome in denied {
-        let failed = outcome.expect_err("access denied");
-        match &failed.reason {
-            FailureReason::Rejected { code, .. } => {
-                assert_eq!(code, "AccessDeniedException", "{failed}");
-                assert!(failed.reason.is_stream_level());
-                assert!(!failed.reason.is_retryable());
-            }
-            other => panic!("want Rejected, got {other:?}"),
-        }
-        assert!(
-            failed.record.is_some(),
-            "handed back for the caller to keep"
-        );
-    }
+    assert_all_rejected(denied, "AccessDeniedException");
     let refused = proxy.injected_total();
     println!("access denied: 200 records failed after {refused} refused PutRecords calls");
     assert!(refused >= 1);

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kinesis_producer::{CallFailure, Delivered, Failed, ProducerRecord};
+use kinesis_producer::{CallFailure, Delivered, Failed, FailureReason, ProducerRecord};
 
 pub(crate) use integration_tests::kinesis::{
     list_shards, read_user_records as read_all, read_user_records_by, RangeRule,
@@ -111,4 +111,39 @@ pub(crate) async fn stalled_client() -> (aws_sdk_kinesis::Client, tokio::task::J
         .endpoint_url(format!("http://{addr}"))
         .build();
     (aws_sdk_kinesis::Client::from_conf(conf), task)
+}
+
+/// Asserts that every outcome failed with a stream-level, non-retryable `Rejected` of
+/// `code`, each record handed back.
+pub(crate) fn assert_all_rejected(outcomes: Vec<Result<Delivered, Failed>>, code: &str) {
+    for outcome in outcomes {
+        let failed = outcome.expect_err(code);
+        match &failed.reason {
+            FailureReason::Rejected { code: got, .. } => {
+                assert_eq!(got, code, "{failed}");
+                assert!(failed.reason.is_stream_level());
+                assert!(!failed.reason.is_retryable());
+            }
+            other => panic!("want Rejected, got {other:?}"),
+        }
+        assert!(
+            failed.record.is_some(),
+            "handed back for the caller to keep"
+        );
+    }
+}
+
+/// A Kinesis client of `stack` whose calls go through `proxy`.
+pub(crate) fn kinesis_through(
+    stack: &kinesis_emulators::LocalStack,
+    proxy: &integration_tests::fault_proxy::FaultProxy,
+) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::from_conf(
+        stack
+            .kinesis_client()
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    )
 }
