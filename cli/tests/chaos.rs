@@ -305,21 +305,34 @@ async fn chaos(settings: Settings) {
         let run = spawn_worker(&target, runs.len(), &lines);
         runs.push(run);
     }
-    // The fleet is up: every shard has an owner.
+    // The fleet is up: every shard has an owner, and the owners have held still for two
+    // failover times. While four workers race for eight new leases, a lease can be taken
+    // and stolen again between two looks of the watcher; the worker that held it so
+    // briefly prints what it had read until its next heartbeat tells it, under a tenure
+    // the watcher never saw. Records are produced once that start is over (kills and
+    // restarts later move leases that were held long enough to be seen).
+    let mut owners: Vec<(String, Option<String>)> = Vec::new();
+    let mut since = Instant::now();
     loop {
-        let owned = table
+        let mut now: Vec<(String, Option<String>)> = table
             .list_leases()
             .await
             .unwrap_or_default()
-            .iter()
-            .filter(|l| l.owner.is_some())
-            .count();
-        if owned == SHARDS as usize {
+            .into_iter()
+            .map(|l| (l.lease_key, l.owner))
+            .collect();
+        now.sort();
+        if now != owners {
+            owners = now;
+            since = Instant::now();
+        }
+        let owned = owners.iter().filter(|(_, o)| o.is_some()).count();
+        if owned == SHARDS as usize && since.elapsed() >= Duration::from_millis(2 * FAILOVER_MS) {
             break;
         }
         assert!(
             started.elapsed() < DEADLINE,
-            "the fleet never took every lease"
+            "the fleet never took every lease and held still"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
