@@ -20,7 +20,7 @@ use kinesis_agg::Error as AggError;
 use kinesis_emulators::LocalStack;
 use kinesis_producer::{FailureReason, Producer, ProducerRecord, PutError};
 
-use common::{assert_all_rejected, read_all};
+use common::{assert_all_rejected, put_numbered, read_all};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -226,26 +226,13 @@ async fn a_stream_deleted_mid_run_fails_every_later_record_and_each_resolves_onc
     let stack = stack().await;
     let stream = stack.create_stream("kpl-deleted", 2).await.unwrap();
     let producer = Producer::builder(stack.kinesis_client()).build().unwrap();
-    let put = |i: usize| ProducerRecord::new(&stream, format!("k{}", i % 50), format!("r{i}"));
-    let mut before = Vec::new();
-    for i in 0..200 {
-        before.push(producer.put(put(i)).await.unwrap());
-    }
-    let before = tokio::time::timeout(DEADLINE, join_all(before))
-        .await
-        .expect("resolve");
+    let before = put_numbered(&producer, &stream, 0..200, DEADLINE).await;
     assert!(
         before.iter().all(Result::is_ok),
         "delivered while the stream exists"
     );
     stack.delete_stream(&stream).await.expect("DeleteStream");
-    let mut after = Vec::new();
-    for i in 200..400 {
-        after.push(producer.put(put(i)).await.unwrap());
-    }
-    let after = tokio::time::timeout(DEADLINE, join_all(after))
-        .await
-        .expect("every record resolves");
+    let after = put_numbered(&producer, &stream, 200..400, DEADLINE).await;
     assert_all_rejected(after, "ResourceNotFoundException");
     let stats = producer.stats();
     assert_eq!(

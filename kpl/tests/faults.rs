@@ -21,7 +21,7 @@ use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
 use kinesis_emulators::LocalStack;
 use kinesis_producer::{Producer, ProducerRecord};
 
-use common::{assert_all_rejected, by_position, kinesis_through, read_all};
+use common::{assert_all_rejected, by_position, kinesis_through, put_numbered, read_all};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -141,14 +141,7 @@ async fn access_denied_mid_run_fails_records_promptly_and_later_records_go_throu
         .with_record_ttl(Duration::from_secs(600))
         .build()
         .unwrap();
-    let put = |i: usize| ProducerRecord::new(&stream, format!("k{}", i % 50), format!("r{i}"));
-    let mut before = Vec::new();
-    for i in 0..200 {
-        before.push(producer.put(put(i)).await.unwrap());
-    }
-    let before = tokio::time::timeout(DEADLINE, join_all(before))
-        .await
-        .expect("resolve");
+    let before = put_numbered(&producer, &stream, 0..200, DEADLINE).await;
     assert!(before.iter().all(Result::is_ok), "delivered before");
 
     // The producer's role loses `kinesis:PutRecords` (a policy changed under it).
@@ -156,13 +149,7 @@ async fn access_denied_mid_run_fails_records_promptly_and_later_records_go_throu
         "PutRecords",
         Fault::error(400, "AccessDeniedException"),
     )]);
-    let mut denied = Vec::new();
-    for i in 200..400 {
-        denied.push(producer.put(put(i)).await.unwrap());
-    }
-    let denied = tokio::time::timeout(DEADLINE, join_all(denied))
-        .await
-        .expect("every record resolves without waiting for its TTL");
+    let denied = put_numbered(&producer, &stream, 200..400, DEADLINE).await;
     assert_all_rejected(denied, "AccessDeniedException");
     let refused = proxy.injected_total();
     println!("access denied: 200 records failed after {refused} refused PutRecords calls");
@@ -170,13 +157,7 @@ async fn access_denied_mid_run_fails_records_promptly_and_later_records_go_throu
 
     // Access granted again: records put afterwards are delivered.
     proxy.clear();
-    let mut after = Vec::new();
-    for i in 400..600 {
-        after.push(producer.put(put(i)).await.unwrap());
-    }
-    let after = tokio::time::timeout(DEADLINE, join_all(after))
-        .await
-        .expect("resolve");
+    let after = put_numbered(&producer, &stream, 400..600, DEADLINE).await;
     assert!(after.iter().all(Result::is_ok), "delivered after");
     let stats = producer.stats();
     assert_eq!(

@@ -147,3 +147,21 @@ pub(crate) fn kinesis_through(
             .build(),
     )
 }
+
+/// Puts records `range` of `stream` (data `r<i>`, key `k<i mod 50>`) one by one and waits
+/// for every outcome, in put order, failing the test after `deadline`.
+pub(crate) async fn put_numbered(
+    producer: &kinesis_producer::Producer,
+    stream: &str,
+    range: std::ops::Range<usize>,
+    deadline: Duration,
+) -> Vec<Result<Delivered, Failed>> {
+    let mut handles = Vec::with_capacity(range.len());
+    for i in range {
+        let record = ProducerRecord::new(stream, format!("k{}", i % 50), format!("r{i}"));
+        handles.push(producer.put(record).await.expect("accepted"));
+    }
+    tokio::time::timeout(deadline, futures::future::join_all(handles))
+        .await
+        .expect("every outcome before the deadline")
+}
