@@ -14,26 +14,21 @@
 //! `put_all`, default 500), `KPL_BENCH_ROUNDS` (default 3; the table shows each kind's
 //! median round). BENCHMARKS.md keeps the figures.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kinesis_emulators::LocalStack;
+use integration_tests::bench_emulator::{serve_if_child, EmulatorChild, WriteLimits};
 use kinesis_producer::{Producer, ProducerRecord, PutHandle};
 use nix::sys::resource::{getrusage, UsageWho};
 
-/// Set to `emulator` in the child.
-const ROLE_VAR: &str = "KPL_BATCHED_ROLE";
 /// Record payload size, in bytes.
 const SIZE: usize = 100;
 
 fn main() {
-    if std::env::var(ROLE_VAR).as_deref() == Ok("emulator") {
-        emulator();
-    } else {
-        compare();
+    if serve_if_child() {
+        return; // this process was the emulator
     }
+    compare();
 }
 
 /// A positive number from the environment, or `default`.
@@ -43,18 +38,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(default)
-}
-
-/// Child: the emulator, its endpoint on stdout, alive until stdin closes.
-fn emulator() {
-    let stack = LocalStack::builder()
-        .with_endpoint_overrides(Default::default())
-        .start()
-        .expect("embedded emulator");
-    let mut out = std::io::stdout();
-    writeln!(out, "{}", stack.kinesis_endpoint()).unwrap();
-    out.flush().unwrap();
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
 
 /// User + system CPU time of this process, from `getrusage(RUSAGE_SELF)`.
@@ -149,17 +132,8 @@ fn compare() {
     let n = env_or("KPL_BATCH_RECORDS", 1_000_000);
     let b = env_or("KPL_BATCH_SIZE", 500);
     let rounds = env_or("KPL_BENCH_ROUNDS", 3);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(ROLE_VAR, "emulator")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("emulator child");
-    let mut endpoint = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut endpoint)
-        .unwrap();
-    let endpoint = endpoint.trim().to_owned();
+    let emulator = EmulatorChild::spawn(WriteLimits::Off).expect("emulator child");
+    let endpoint = emulator.endpoint().to_owned();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -187,8 +161,7 @@ fn compare() {
             }
         }
     });
-    drop(child.stdin.take());
-    let _ = child.wait();
+    drop(emulator);
     println!(
         "put vs put_all: {n} records of {SIZE} B per run, aggregation on, 8 shards, emulator \
          (ferrokinesis) in a child process at {endpoint}; {rounds} alternating rounds, median \
