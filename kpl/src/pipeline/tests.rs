@@ -37,6 +37,15 @@ fn rejected(code: &str, message: &str) -> CallError {
     }
 }
 
+/// Records sent one Kinesis record each (no aggregation), as soon as they are put.
+fn sent_at_once() -> Config {
+    Config {
+        aggregation: false,
+        max_buffered_time: Duration::ZERO,
+        ..Config::default()
+    }
+}
+
 fn mapped(config: Config) -> Pipeline {
     let mut p = pipeline(config);
     p.stream_state("s");
@@ -228,11 +237,7 @@ async fn a_list_shards_refusal_fails_the_stream_unless_only_listing_is_denied() 
 
 #[tokio::test(start_paused = true)]
 async fn failure_reports_are_one_per_call_and_per_distinct_record_error() {
-    let config = Config {
-        aggregation: false,
-        max_buffered_time: Duration::ZERO,
-        ..Config::default()
-    };
+    let config = sent_at_once();
     let mut p = mapped(config);
     // Nobody listens: reporting is skipped, nothing breaks.
     let _rx: Vec<_> = (0..2).map(|i| put(&mut p, &format!("a{i}"), 10)).collect();
@@ -477,11 +482,7 @@ async fn a_failed_call_backs_its_shards_off_one_step_whatever_its_size() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_refused_as_too_large_or_invalid_is_split_not_failed() {
-    let config = Config {
-        aggregation: false,
-        max_buffered_time: Duration::ZERO,
-        ..Config::default()
-    };
+    let config = sent_at_once();
     let mut p = mapped(config);
     let mut rx: Vec<_> = (0..4).map(|i| put(&mut p, &format!("k{i}"), 10)).collect();
     for code in [REQUEST_TOO_LARGE, "ValidationException"] {
@@ -905,11 +906,7 @@ async fn a_shard_only_throttled_waits_at_most_the_throttle_cap_other_failures_ba
         ("ProvisionedThroughputExceededException", true),
         ("InternalFailure", false),
     ] {
-        let config = Config {
-            aggregation: false,
-            max_buffered_time: Duration::ZERO,
-            ..Config::default()
-        };
+        let config = sent_at_once();
         let mut p = mapped(config);
         let _rx = put(&mut p, "k", 10);
         let mut longest = Duration::ZERO;
