@@ -35,7 +35,8 @@
 //! ([`Scheduler::multi_stream_builder`] with a [`StreamTracker`], e.g. a
 //! [`StaticStreamTracker`]): the Java KCL's multi-stream leases, keyed by
 //! [`StreamIdentifier`] and shard id, with streams added and removed while running and the
-//! leases of removed streams deleted as [`FormerStreamsLeasesDeletionStrategy`] says.
+//! leases of removed streams deleted as [`FormerStreamsLeasesDeletionStrategy`] says; with
+//! enhanced fan-out, each stream is read through its own stream consumer.
 //!
 //! Leases are balanced among workers by count (the Java KCL 2.x's rule, the default) or,
 //! with [`SchedulerBuilder::with_balancing`] and [`Balancing::Throughput`], by the

@@ -1,24 +1,47 @@
 //! Multi-stream applications on the embedded emulators: one scheduler consumes two
 //! streams, a third is added while it runs (at its own initial position), one is removed
 //! (its consumers stop, its leases are deleted after the grace period), and nothing of the
-//! streams that stay is lost.
+//! streams that stay is lost; the same with enhanced fan-out, each stream read through its
+//! own stream consumer.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{put_records, spawn_run, stack, wait_until, Sent};
-use kinesis_consumer::leases::{LeaseStore, LeaseTable};
-use kinesis_consumer::{
-    ConfigError, Error, FanOutConfig, FormerStreamsLeasesDeletionStrategy, InitialPosition,
-    InitializationInput, LeaseLostInput, ProcessRecordsInput, RecordProcessor, Retrieval,
-    Scheduler, ShardEndedInput, ShutdownRequestedInput, StaticStreamTracker, StreamConfig,
-    StreamTracker,
+use common::{
+    assert_shard_order, put_records, records, spawn_run, stack, wait_until, CounterTotals,
+    Recorder, Sent,
 };
+use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+use kinesis_consumer::metric_names as m;
+use kinesis_consumer::{
+    Error, FormerStreamsLeasesDeletionStrategy, InitialPosition, InitializationInput,
+    LeaseLostInput, ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput,
+    ShutdownRequestedInput, StaticStreamTracker, StreamConfig, StreamTracker,
+};
+use metrics_util::debugging::DebuggingRecorder;
+
+/// The metrics of this test binary (one global recorder).
+fn counters() -> &'static CounterTotals {
+    static COUNTERS: OnceLock<CounterTotals> = OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let counters = CounterTotals::new(&recorder);
+        recorder.install().expect("the only recorder");
+        counters
+    })
+}
+
+/// Held by each test that reads records, so that what one counts (`GetRecords` calls,
+/// subscriptions) is its own.
+fn readers() -> &'static tokio::sync::Mutex<()> {
+    static READERS: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    READERS.get_or_init(|| tokio::sync::Mutex::new(()))
+}
 
 /// A tracker whose list the test changes while the worker runs.
 #[derive(Debug, Clone, Default)]
@@ -122,6 +145,7 @@ async fn leases_by_stream(table: &LeaseTable) -> HashMap<String, Vec<kinesis_con
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_added_and_removed_while_running() {
+    let _alone = readers().lock().await;
     let stack = stack().await;
     let kinesis = stack.kinesis_client();
     let a = stack.create_stream("ms-a", 2).await.unwrap();
@@ -248,22 +272,196 @@ async fn streams_added_and_removed_while_running() {
     run.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn fan_out_with_a_tracker_is_refused_at_build() {
-    let tracker = StaticStreamTracker::new(vec![StreamConfig::new("s").unwrap()]).unwrap();
-    let stack = stack().await;
-    let e =
-        Scheduler::multi_stream_builder("app", tracker, |_: &str| -> Box<dyn RecordProcessor> {
-            unreachable!("never built")
+/// The stream consumers registered on `stream`: name → status.
+async fn stream_consumers(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> HashMap<String, String> {
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("DescribeStreamSummary")
+        .stream_description_summary()
+        .expect("a summary")
+        .stream_arn()
+        .to_owned();
+    kinesis
+        .list_stream_consumers()
+        .stream_arn(arn)
+        .send()
+        .await
+        .expect("ListStreamConsumers")
+        .consumers()
+        .iter()
+        .map(|c| {
+            (
+                c.consumer_name().to_owned(),
+                c.consumer_status().as_str().to_owned(),
+            )
         })
+        .collect()
+}
+
+/// The stream a multi-stream lease key (`account:stream:epoch:shardId`) names.
+fn stream_of(lease_key: &str) -> &str {
+    lease_key
+        .split(':')
+        .nth(1)
+        .expect("a multi-stream lease key")
+}
+
+/// What `rec`'s processors saw of `stream`.
+fn seen_of(rec: &Recorder, stream: &str) -> Vec<Bytes> {
+    rec.seen()
+        .into_iter()
+        .filter(|s| stream_of(&s.shard) == stream)
+        .map(|s| s.data)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_is_read_with_enhanced_fan_out_also_one_added_while_running() {
+    let counters = counters();
+    let _alone = readers().lock().await;
+    let get_records = || counters.get(m::KINESIS_CALLS, Some(("operation", "GetRecords")));
+    let polled_before = get_records();
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    // c alone has a third shard: a subscription to it is c's.
+    let a = stack.create_stream("efo-ms-a", 1).await.unwrap();
+    let b = stack.create_stream("efo-ms-b", 2).await.unwrap();
+    let c = stack.create_stream("efo-ms-c", 3).await.unwrap();
+    let app = kinesis_emulators::unique_name("efo-ms-app");
+    // Several keys per stream (so every shard gets records), some in KPL aggregates.
+    let (a1, b1) = (records(60, 6, 3, "a1-"), records(80, 8, 1, "b1-"));
+    put_records(&kinesis, &a, &a1, 3).await;
+    put_records(&kinesis, &b, &b1, 1).await;
+
+    let tracker = Tracker::default();
+    tracker.set(vec![
+        StreamConfig::new(&a).unwrap(),
+        StreamConfig::new(&b).unwrap(),
+    ]);
+    let rec = Recorder::default();
+    let worker = Scheduler::multi_stream_builder(&app, tracker.clone(), rec.factory("w"))
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_retrieval(Retrieval::FanOut(FanOutConfig::default()))
+        .with_worker_id("w")
+        .with_failover_time(Duration::from_secs(2))
+        .with_retrieval(common::fan_out())
+        .with_shard_sync_interval(Duration::from_millis(500))
+        .with_stream_tracker_interval(Duration::from_millis(200))
         .build()
-        .unwrap_err();
+        .unwrap();
+    let run = spawn_run(&worker);
+    let wanted = |batches: &[&[Sent]]| -> HashSet<Bytes> {
+        batches.iter().flat_map(|b| payloads(b)).collect()
+    };
+    wait_until("the records of a and b", || {
+        seen_of(&rec, &a).into_iter().collect::<HashSet<_>>() == wanted(&[&a1])
+            && seen_of(&rec, &b).into_iter().collect::<HashSet<_>>() == wanted(&[&b1])
+    })
+    .await;
+    // Each stream has its own consumer, named after the application.
+    for stream in [&a, &b] {
+        let consumers = stream_consumers(&kinesis, stream).await;
+        assert_eq!(
+            consumers.get(&app).map(String::as_str),
+            Some("ACTIVE"),
+            "{stream}: {consumers:?}"
+        );
+    }
     assert!(
-        matches!(e, Error::Config(ConfigError::Unsupported { .. })),
-        "{e}"
+        stream_consumers(&kinesis, &c).await.is_empty(),
+        "nothing registered on a stream not listed"
     );
+
+    // c is added while running: its consumer is registered (it takes a while to become
+    // ACTIVE, which the worker waits out while a and b go on), then its shards are read.
+    let c1 = records(90, 9, 1, "c1-");
+    put_records(&kinesis, &c, &c1, 1).await;
+    tracker.set(vec![
+        StreamConfig::new(&a).unwrap(),
+        StreamConfig::new(&b).unwrap(),
+        StreamConfig::new(&c).unwrap(),
+    ]);
+    let a2 = records(40, 6, 1, "a2-");
+    put_records(&kinesis, &a, &a2, 1).await;
+    wait_until("the records of c", || {
+        seen_of(&rec, &c).into_iter().collect::<HashSet<_>>() == wanted(&[&c1])
+    })
+    .await;
+    let consumers = stream_consumers(&kinesis, &c).await;
+    assert_eq!(
+        consumers.get(&app).map(String::as_str),
+        Some("ACTIVE"),
+        "{consumers:?}"
+    );
+    let (b2, c2) = (records(50, 8, 2, "b2-"), records(60, 9, 3, "c2-"));
+    put_records(&kinesis, &b, &b2, 2).await;
+    put_records(&kinesis, &c, &c2, 3).await;
+    let want_a = wanted(&[&a1, &a2]);
+    let want_b = wanted(&[&b1, &b2]);
+    let want_c = wanted(&[&c1, &c2]);
+    wait_until("every record of a, b and c", || {
+        seen_of(&rec, &a).into_iter().collect::<HashSet<_>>() == want_a
+            && seen_of(&rec, &b).into_iter().collect::<HashSet<_>>() == want_b
+            && seen_of(&rec, &c).into_iter().collect::<HashSet<_>>() == want_c
+    })
+    .await;
+
+    // Exactly once, in order within each shard of each stream.
+    for (stream, want) in [(&a, &want_a), (&b, &want_b), (&c, &want_c)] {
+        assert_eq!(
+            seen_of(&rec, stream).len(),
+            want.len(),
+            "{stream}: a record delivered twice"
+        );
+    }
+    let seen = rec.seen();
+    assert_shard_order(&seen);
+    let shards_read: HashSet<&str> = seen.iter().map(|s| s.shard.as_str()).collect();
+    assert_eq!(shards_read.len(), 1 + 2 + 3, "every shard of every stream");
+    // Read through subscriptions only: c's third shard was subscribed to, and no shard of
+    // any stream was polled.
+    assert!(
+        counters.get(
+            m::FANOUT_SUBSCRIPTIONS,
+            Some(("shard", "shardId-000000000002"))
+        ) >= 1,
+        "c, added while running, read with fan-out"
+    );
+    assert_eq!(get_records() - polled_before, 0, "no GetRecords call");
+
+    // b is removed: its consumers stop, and its stream consumer stays registered.
+    tracker.set(vec![
+        StreamConfig::new(&a).unwrap(),
+        StreamConfig::new(&c).unwrap(),
+    ]);
+    wait_until("b's processors asked to shut down", || {
+        rec.events("shutdown_requested")
+            .iter()
+            .filter(|(_, lease)| stream_of(lease) == b)
+            .count()
+            == 2
+    })
+    .await;
+    let consumers = stream_consumers(&kinesis, &b).await;
+    assert_eq!(
+        consumers.get(&app).map(String::as_str),
+        Some("ACTIVE"),
+        "never deregistered: {consumers:?}"
+    );
+
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    for stream in [&a, &b, &c] {
+        assert!(
+            stream_consumers(&kinesis, stream).await.contains_key(&app),
+            "{stream}: still registered after the worker stopped"
+        );
+    }
 }
 
 #[tokio::test]

@@ -15,7 +15,8 @@
 //! the streams, leases keyed `account:stream:creationEpoch:shardId` as the Java KCL's, and
 //! every output line names its stream: the `stream` field in JSON (there with one stream
 //! too), a `STREAM: ` prefix before the payload in raw output, `%t` in a `--format`
-//! template. `--efo` is refused with several streams (not supported yet).
+//! template. With `--efo` each stream is read through its own stream consumer of the same
+//! name, registered on each stream when missing.
 //!
 //! At the end, a summary on standard error: records written, the shards they came from,
 //! the time since start and the rate; on a terminal the same line is kept up to date
@@ -86,7 +87,7 @@ pub struct ConsumeArgs {
     /// multi-stream application: one lease table for all of them, leases keyed
     /// account:stream:creationEpoch:shardId as the Java KCL's). With several streams every
     /// line names its stream: the "stream" field in JSON, a "STREAM: " prefix in raw output
-    /// (%t in a --format template); --efo is not supported with several.
+    /// (%t in a --format template); with --efo the stream consumer is registered on each.
     #[arg(short, long, value_parser = args::stream_name, required = true)]
     pub stream: Vec<String>,
     /// Application name (the lease table's name: 3 to 255 characters of a-z A-Z 0-9 _ . -).

@@ -4,7 +4,10 @@
 //! ```text
 //!  StreamTracker (every stream_tracker_interval) ─▶ [StreamConfig]
 //!     new stream: name/ARN ─DescribeStreamSummary─▶ StreamIdentifier (account:stream:epoch)
-//!       ─▶ its records source + ShardSync (leases "account:stream:epoch:shardId", its initial position)
+//!       (fan-out) ─▶ its stream consumer found or registered (DescribeStreamConsumer /
+//!                    RegisterStreamConsumer), the stream added once it is ACTIVE
+//!       ─▶ its records source (Polling | FanOut) + ShardSync
+//!          (leases "account:stream:epoch:shardId", its initial position)
 //!     stream gone from the list: its consumers stop (shutdown_requested, last checkpoint),
 //!       its leases are released and no longer taken,
 //!       FormerStreams + FormerStreamsLeasesDeletionStrategy ─▶ its leases deleted after the grace period
@@ -23,14 +26,26 @@
 //! single-stream leases alone (both are skipped with a warning, once per worker; neither
 //! is taken, changed or deleted), so a table is used by one kind of application.
 //!
+//! # Enhanced fan-out
+//! With [`Retrieval::FanOut`](crate::Retrieval::FanOut) every stream is read through its
+//! own stream consumer, all named alike (the fan-out consumer name, by default the
+//! application name), as the Java KCL 3.x registers one per stream
+//! (`FanOutRetrievalFactory`). A stream's consumer is looked up when the stream is added,
+//! and registered when missing: at start-up the worker waits until every listed stream's
+//! consumer is `ACTIVE` (retried as the other start-up steps); a stream the tracker adds
+//! while the worker runs is consumed once its consumer is `ACTIVE`, looked at again at each
+//! tracker poll until then, while the other streams go on. The library never deregisters
+//! a consumer, also not when its stream leaves the tracker's list (a registered consumer
+//! costs money while it exists; `kinesis-cat stream consumers deregister` removes it).
+//! A stream given by its [`StreamIdentifier`] is then looked up by name too (the consumer
+//! calls need its ARN), and must be of the account the worker's clients see.
+//!
 //! # Differences from the Java KCL
 //! - A removed stream's consumers stop at its removal (the processor gets
 //!   `shutdown_requested` and may checkpoint) and its leases are released; the grace
 //!   period only delays the deletion of the leases.
 //! - Every worker detects former streams and deletes their leases (there is no leader);
 //!   deletions are conditional on the lease counter.
-//! - Enhanced fan-out is not supported with several streams yet: the builder refuses it
-//!   with [`ConfigError::Unsupported`](crate::ConfigError::Unsupported).
 //! - Streams are read by name with the worker's clients (its account and region).
 //!
 //! # Usage

@@ -5,7 +5,7 @@
 //!  Scheduler::builder(app, stream, factory) ───────────────┐
 //!  Scheduler::multi_stream_builder(app, tracker, factory) ──┴─with_*─▶ SchedulerBuilder
 //!     { streams, clients, SchedulerConfig }
-//!     ─validate (clients, names, then SchedulerConfig::validate; no fan-out with a tracker)─▶ build
+//!     ─validate (clients, names, then SchedulerConfig::validate)─▶ build
 //!     ─▶ LeaseTable + ActiveStreams + ScopedLeaseStore + LeaseCoordinator
 //!        + ShardSync (one stream) | MultiStreamSync (tracker) ─▶ Scheduler (nothing called yet)
 //! ```
@@ -329,7 +329,12 @@ impl SchedulerBuilder {
     /// With [`Retrieval::FanOut`], [`run`](Scheduler::run) registers the stream consumer
     /// (named by `consumer_name`, else the application name) when it is missing and waits
     /// until it is `ACTIVE` before taking leases; it is reused across restarts and never
-    /// deregistered. [`build`](Self::build) refuses a consumer name outside the Kinesis
+    /// deregistered. A multi-stream worker ([`Scheduler::multi_stream_builder`]) does so on
+    /// each of its streams as the stream is added (at start-up, and when the tracker lists
+    /// a new one; such a stream is consumed once its consumer is `ACTIVE`, looked at again
+    /// at each tracker poll until then), as the Java KCL's fan-out retrieval does per
+    /// stream; a stream removed from the list keeps its consumer.
+    /// [`build`](Self::build) refuses a consumer name outside the Kinesis
     /// rule (1 to 128 characters of `A-Z a-z 0-9 _ . -`; [`ConfigError::InvalidConsumerName`],
     /// also for an application name standing in for it), `event_buffer` 0
     /// ([`ConfigError::OutOfRange`]) and a zero `renew_after` or `idle_timeout`
@@ -439,8 +444,6 @@ impl SchedulerBuilder {
     /// The first bad setting, checked in this order (the clients last, so that names and
     /// settings can be checked before an AWS configuration is loaded):
     /// - [`ConfigError::InvalidStreamName`]: not 1 to 128 characters of `A-Z a-z 0-9 _ . -`;
-    /// - [`ConfigError::Unsupported`]: enhanced fan-out ([`Retrieval::FanOut`]) with a
-    ///   multi-stream tracker (not supported yet);
     /// - [`ConfigError::InvalidTableName`] (a name given with
     ///   [`with_table_name`](Self::with_table_name)) or
     ///   [`ConfigError::InvalidApplicationName`] (the application name, when it names the
@@ -466,12 +469,6 @@ impl SchedulerBuilder {
                     reason,
                 }
             })?,
-            Streams::Tracked(_) if matches!(self.config.retrieval, Retrieval::FanOut(_)) => {
-                return Err(ConfigError::Unsupported {
-                    setting: "retrieval = FanOut",
-                    with: "with a multi-stream tracker",
-                })
-            }
             Streams::Tracked(_) => {}
         }
         if self.config.table_name.is_none() {
@@ -584,28 +581,19 @@ impl SchedulerBuilder {
                 ),
                 name,
             },
-            Streams::Tracked(tracker) => {
-                let Retrieval::Polling(polling) = &config.retrieval else {
-                    return Err(ConfigError::Unsupported {
-                        setting: "retrieval = FanOut",
-                        with: "with a multi-stream tracker",
-                    }
-                    .into());
-                };
-                Consumes::Multi(Arc::new(MultiStreamSync::new(
-                    kinesis.clone(),
-                    store.clone(),
-                    tracker,
-                    streams.clone(),
-                    MultiStreamSettings {
-                        polling: polling.clone(),
-                        initial_position: config.initial_position,
-                        tracker_interval: config.stream_tracker_interval,
-                        shard_sync_interval: config.shard_sync_interval,
-                        deletion: config.former_streams_deletion,
-                    },
-                )))
-            }
+            Streams::Tracked(tracker) => Consumes::Multi(Arc::new(MultiStreamSync::new(
+                kinesis.clone(),
+                store.clone(),
+                tracker,
+                streams.clone(),
+                MultiStreamSettings {
+                    retrieval: config.retrieval.clone(),
+                    initial_position: config.initial_position,
+                    tracker_interval: config.stream_tracker_interval,
+                    shard_sync_interval: config.shard_sync_interval,
+                    deletion: config.former_streams_deletion,
+                },
+            ))),
         };
         Ok(Scheduler {
             inner: Arc::new(Inner {
@@ -974,10 +962,52 @@ mod tests {
             .with_former_streams_deletion(FormerStreamsLeasesDeletionStrategy::NoDeletion)
             .validate()
             .unwrap();
-        assert!(matches!(
-            refused(multi().with_retrieval(Retrieval::FanOut(Default::default()))),
-            ConfigError::Unsupported { .. }
-        ));
+        // Enhanced fan-out with a tracker: accepted, the consumer named after the
+        // application unless named otherwise, and handed to the multi-stream sync.
+        use crate::consumer::FanOutConfig;
+        let s = multi()
+            .with_retrieval(Retrieval::FanOut(FanOutConfig::default()))
+            .build()
+            .unwrap();
+        let named_after_app = Retrieval::FanOut(FanOutConfig::default().with_consumer_name("app"));
+        assert_eq!(s.inner.config.retrieval, named_after_app);
+        let Consumes::Multi(sync) = &s.inner.consumes else {
+            panic!("a tracker makes a multi-stream worker");
+        };
+        assert_eq!(sync.retrieval(), &named_after_app);
+        let s = multi()
+            .with_retrieval(Retrieval::FanOut(
+                FanOutConfig::default().with_consumer_name("billing"),
+            ))
+            .build()
+            .unwrap();
+        let Consumes::Multi(sync) = &s.inner.consumes else {
+            panic!("a tracker makes a multi-stream worker");
+        };
+        assert_eq!(
+            sync.retrieval(),
+            &Retrieval::FanOut(FanOutConfig::default().with_consumer_name("billing"))
+        );
+        // Its settings are checked as for one stream.
+        let e = refused(multi().with_retrieval(Retrieval::FanOut(
+            FanOutConfig::default().with_consumer_name("my consumer"),
+        )));
+        assert!(
+            matches!(&e, ConfigError::InvalidConsumerName { name, .. } if name == "my consumer"),
+            "{e:?}"
+        );
+        let e = refused(multi().with_retrieval(Retrieval::FanOut(
+            FanOutConfig::default().with_event_buffer(0),
+        )));
+        assert!(e.to_string().contains("fan_out.event_buffer = 0"), "{e}");
+        // Polling stays the default.
+        let Consumes::Multi(sync) = &multi().build().unwrap().inner.consumes else {
+            panic!("a tracker makes a multi-stream worker");
+        };
+        assert_eq!(
+            sync.retrieval(),
+            &Retrieval::Polling(PollingConfig::default())
+        );
         let b = multi();
         assert_eq!(b.config.stream_tracker_interval, Duration::from_secs(60));
         assert_eq!(

@@ -6,7 +6,8 @@
 //!   │    one stream: DescribeStreamSummary ──missing──▶ Err(StreamNotFound), nothing created
 //!   │      ─▶ (fan-out) stream consumer found or registered, until ACTIVE
 //!   │      ─▶ create lease table (on demand) ─▶ first ShardSync
-//!   │    multi-stream: lease table ─▶ tracker ─▶ each stream resolved ─▶ first sync of each
+//!   │    multi-stream: tracker ─▶ each stream resolved ─▶ (fan-out) each stream's consumer
+//!   │      found or registered, until ACTIVE ─▶ lease table ─▶ first sync of each
 //!   ├─ Background: ShardSync (every shard_sync_interval, at shard ends) or, multi-stream,
 //!   │              MultiStreamSync (tracker polls, every stream's sync, former streams),
 //!   │              LeaseCoordinator renewer (every failover/3) and taker (every 2 × failover)
@@ -56,6 +57,7 @@ mod dispatcher;
 mod multi_stream_sync;
 mod scoped_lease_store;
 mod start_up;
+mod stream_changes;
 #[cfg(test)]
 mod test_support;
 
@@ -188,9 +190,10 @@ impl Scheduler {
     /// (`account:stream:creationEpoch:shardId`), and the processor's
     /// [`InitializationInput::stream`](crate::InitializationInput::stream) names the stream.
     ///
-    /// The application name is checked as for [`builder`](Self::builder);
-    /// [`SchedulerBuilder::build`] refuses enhanced fan-out with a tracker
-    /// ([`ConfigError::Unsupported`](crate::ConfigError::Unsupported): not supported yet).
+    /// The application name is checked as for [`builder`](Self::builder). With enhanced
+    /// fan-out ([`SchedulerBuilder::with_retrieval`]) each stream is read through its own
+    /// stream consumer, found or registered when the stream is added (see the crate's
+    /// `multi_stream` docs on [`StreamTracker`]).
     pub fn multi_stream_builder(
         application_name: impl Into<String>,
         tracker: impl StreamTracker,

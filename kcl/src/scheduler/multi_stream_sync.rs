@@ -5,12 +5,16 @@
 //! ```text
 //!  start-up (each step retried as the other start-up steps):
 //!    add_streams: tracker ─▶ each stream: resolve (DescribeStreamSummary: ARN ─▶ account,
-//!               StreamCreationTimestamp ─▶ epoch; nothing for an identifier) ─▶ add
+//!               StreamCreationTimestamp ─▶ epoch; nothing for an identifier read by polling)
+//!               ─▶ (fan-out) every stream's consumer found or registered, until all ACTIVE
+//!               ─▶ add (its records source: Polling, or FanOut for its consumer)
 //!    (the scheduler creates the lease table)
 //!    first_sync: every stream's first sync (one scan)
 //!  run, until stop:
-//!    every stream_tracker_interval: tracker ─▶ new streams resolved and added,
-//!        streams gone from the list removed (the dispatcher stops and releases their leases)
+//!    every stream_tracker_interval: tracker ─▶ new streams resolved, (fan-out) their
+//!        consumer found or registered, and added once it is ACTIVE (else at a later poll);
+//!        streams gone from the list removed (the dispatcher stops and releases their
+//!        leases; their stream consumer stays registered)
 //!        ─▶ a sync at once, the taker woken
 //!    every shard_sync_interval, at shard ends, after a change:
 //!        one scan ─▶ each active stream's ShardSync::sync_with
@@ -18,9 +22,16 @@
 //! ```
 //!
 //! Once running nothing here stops the worker: a tracker that fails keeps its previous
-//! list in force, a stream that cannot be resolved yet is tried again at the next poll, and
-//! a stream that was deleted keeps its leases (warned at each sync) until the tracker
-//! drops it.
+//! list in force, a stream that cannot be resolved yet (or whose fan-out consumer is not
+//! `ACTIVE` yet) is tried again at the next poll, and a stream that was deleted keeps its
+//! leases (warned at each sync) until the tracker drops it.
+//!
+//! With enhanced fan-out, each stream has its own stream consumer, all of the same name
+//! (the fan-out consumer name, by default the application name), as the Java KCL's
+//! fan-out retrieval registers one per stream of a multi-stream application. The library
+//! never deregisters one, also not when its stream leaves the tracker's list: a stream
+//! listed again reuses it, and `kinesis-cat stream consumers deregister` removes it by
+//! hand.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -31,8 +42,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::active_streams::{ActiveStreams, StreamRuntime};
-use super::start_up::{check_stream, retry_start_up_step, start_up_backoff, StreamFound, Try};
-use crate::consumer::{Polling, PollingConfig};
+use super::start_up::{check_stream, retry_start_up_step, start_up_backoff, Try};
+use super::stream_changes::{identify, stream_changes};
+use crate::consumer::{
+    describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval, StreamConsumer,
+};
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
 use crate::leases::{LeaseStore, ShardSync};
@@ -45,8 +59,9 @@ use crate::multi_stream::{
 /// The settings of a multi-stream worker's stream handling.
 #[derive(Debug, Clone)]
 pub(super) struct MultiStreamSettings {
-    /// How each stream's shards are read.
-    pub(super) polling: PollingConfig,
+    /// How each stream's shards are read: polling, or enhanced fan-out through a stream
+    /// consumer of each stream (its name set by the builder).
+    pub(super) retrieval: Retrieval,
     /// Where shards of a stream without its own initial position start.
     pub(super) initial_position: InitialPosition,
     /// How often the tracker is asked.
@@ -56,6 +71,19 @@ pub(super) struct MultiStreamSettings {
     /// What becomes of former streams' leases.
     pub(super) deletion: FormerStreamsLeasesDeletionStrategy,
 }
+
+/// A listed stream, identified.
+#[derive(Debug, Clone)]
+struct Resolved {
+    /// Its identifier, which keys its leases.
+    id: StreamIdentifier,
+    /// Its ARN, when it was looked up: what names it to the stream consumer calls.
+    arn: Option<String>,
+}
+
+/// What adding a stream takes: the stream and where its new shards start (`None`: the
+/// worker's initial position).
+type ToAdd = (Resolved, Option<InitialPosition>);
 
 /// Keeps a multi-stream worker's streams and their leases in step with its tracker.
 #[derive(Debug)]
@@ -70,8 +98,9 @@ pub(super) struct MultiStreamSync {
     streams: Arc<ActiveStreams>,
     /// Timings, positions, retrieval and the deletion strategy.
     settings: MultiStreamSettings,
-    /// Identifiers of the streams listed by name or ARN, looked up once each.
-    resolved: Mutex<HashMap<StreamRef, StreamIdentifier>>,
+    /// The streams looked up with `DescribeStreamSummary` (those listed by name or ARN,
+    /// and with fan-out every stream), once each while listed.
+    resolved: Mutex<HashMap<StreamRef, Resolved>>,
     /// Since when former streams have been seen untracked.
     former: Mutex<FormerStreams>,
 }
@@ -117,15 +146,51 @@ impl MultiStreamSync {
         let Some(configs) = listed.await? else {
             return Ok(None);
         };
+        let mut listed = Vec::with_capacity(configs.len());
         for config in configs {
             let resolved =
                 retry_start_up_step("stream check", shutdown, start_up_backoff(), || {
                     self.resolve(&config.stream)
                 });
-            let Some(id) = resolved.await? else {
+            let Some(stream) = resolved.await? else {
                 return Ok(None);
             };
-            self.add(id, config.initial_position);
+            listed.push((stream.id.clone(), (stream, config.initial_position)));
+        }
+        let added = stream_changes(listed, &self.streams.ids()).added;
+        // One step for every stream's consumer, so that their registrations overlap.
+        let sources: Mutex<HashMap<StreamIdentifier, Arc<dyn RecordsSource>>> =
+            Mutex::new(HashMap::new());
+        let found = retry_start_up_step("stream consumer", shutdown, start_up_backoff(), || {
+            let (added, sources) = (&added, &sources);
+            async move {
+                let mut waiting = Vec::new();
+                for (id, (stream, _)) in added {
+                    if lock(sources).contains_key(id) {
+                        continue;
+                    }
+                    match self.records_source(stream).await? {
+                        Try::Ready(source) => {
+                            lock(sources).insert(id.clone(), source);
+                        }
+                        Try::NotYet(why) => waiting.push(why),
+                    }
+                }
+                Ok(if waiting.is_empty() {
+                    Try::Ready(())
+                } else {
+                    Try::NotYet(waiting.join("; "))
+                })
+            }
+        });
+        if found.await?.is_none() {
+            return Ok(None);
+        }
+        let mut sources = sources.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (id, (_, position)) in added {
+            if let Some(source) = sources.remove(&id) {
+                self.add(id, position, source);
+            }
         }
         Ok(Some(()))
     }
@@ -208,40 +273,102 @@ impl MultiStreamSync {
             .collect())
     }
 
-    /// The identifier of `stream`: given, looked up before, or from
-    /// `DescribeStreamSummary` (not yet while the stream is being created or deleted).
-    async fn resolve(&self, stream: &StreamRef) -> Result<Try<StreamIdentifier>, Error> {
-        if let StreamRef::Identifier(id) = stream {
-            return Ok(Try::Ready(id.clone()));
-        }
-        if let Some(id) = self.lock_resolved().get(stream) {
-            return Ok(Try::Ready(id.clone()));
-        }
-        let name = stream.stream_name();
-        let Try::Ready(StreamFound {
-            arn,
-            creation_epoch,
-        }) = check_stream(&self.kinesis, name).await?
-        else {
-            return Ok(Try::NotYet(format!("stream {name} is not ACTIVE yet")));
-        };
-        let id = StreamIdentifier::from_arn(&arn, creation_epoch)?;
-        self.lock_resolved().insert(stream.clone(), id.clone());
-        Ok(Try::Ready(id))
+    /// How the streams' shards are read.
+    #[cfg(test)]
+    pub(super) fn retrieval(&self) -> &Retrieval {
+        &self.settings.retrieval
     }
 
-    /// Makes `id` an active stream, its new shards starting at `position` (else the
-    /// worker's initial position).
-    fn add(&self, id: StreamIdentifier, position: Option<InitialPosition>) {
+    /// The identifier of `stream` (and its ARN when looked up): given (an identifier read
+    /// by polling), looked up before, or from `DescribeStreamSummary` (not yet while the
+    /// stream is being created or deleted).
+    ///
+    /// # Errors
+    /// [`Error::StreamNotFound`], a failed call, or an identifier of another account than
+    /// the stream of that name ([`identify`]).
+    async fn resolve(&self, stream: &StreamRef) -> Result<Try<Resolved>, Error> {
+        if let Some(resolved) = self.lock_resolved().get(stream) {
+            return Ok(Try::Ready(resolved.clone()));
+        }
+        if let (StreamRef::Identifier(id), Retrieval::Polling(_)) =
+            (stream, &self.settings.retrieval)
+        {
+            return Ok(Try::Ready(Resolved {
+                id: id.clone(),
+                arn: None,
+            }));
+        }
+        let name = stream.stream_name();
+        let Try::Ready(found) = check_stream(&self.kinesis, name).await? else {
+            return Ok(Try::NotYet(format!("stream {name} is not ACTIVE yet")));
+        };
+        let resolved = Resolved {
+            id: identify(stream, &found)?,
+            arn: Some(found.arn),
+        };
+        self.lock_resolved()
+            .insert(stream.clone(), resolved.clone());
+        Ok(Try::Ready(resolved))
+    }
+
+    /// The records source of `stream`: polling; or, with fan-out, one look at its stream
+    /// consumer (registered when missing), ready once the consumer is `ACTIVE`.
+    ///
+    /// # Errors
+    /// A failed `DescribeStreamConsumer` or `RegisterStreamConsumer` (see
+    /// [`describe_or_register`]).
+    async fn records_source(
+        &self,
+        stream: &Resolved,
+    ) -> Result<Try<Arc<dyn RecordsSource>>, Error> {
+        let name = stream.id.stream_name();
+        let fan_out = match &self.settings.retrieval {
+            Retrieval::Polling(polling) => {
+                return Ok(Try::Ready(Arc::new(Polling::new(
+                    self.kinesis.clone(),
+                    name,
+                    polling.clone(),
+                ))))
+            }
+            Retrieval::FanOut(fan_out) => fan_out,
+        };
+        let (Some(stream_arn), Some(consumer)) = (&stream.arn, &fan_out.consumer_name) else {
+            // Not reached: with fan-out every stream is looked up, and the builder names
+            // the consumer.
+            return Err(Error::Config(crate::ConfigError::InvalidStreamIdentifier {
+                value: stream.id.to_string(),
+                reason: "no stream ARN or consumer name for enhanced fan-out".into(),
+            }));
+        };
+        Ok(
+            match describe_or_register(&self.kinesis, stream_arn, consumer).await? {
+                ConsumerState::Active(consumer_arn) => {
+                    tracing::info!(stream = %stream.id, %consumer, arn = %consumer_arn, "enhanced fan-out consumer ACTIVE");
+                    Try::Ready(Arc::new(FanOut::new(
+                        self.kinesis.clone(),
+                        name,
+                        StreamConsumer::new(stream_arn.clone(), consumer.clone(), consumer_arn),
+                        fan_out.clone(),
+                    )))
+                }
+                ConsumerState::NotYet(why) => Try::NotYet(format!("stream {name}: {why}")),
+            },
+        )
+    }
+
+    /// Makes `id` an active stream read from `source`, its new shards starting at
+    /// `position` (else the worker's initial position).
+    fn add(
+        &self,
+        id: StreamIdentifier,
+        position: Option<InitialPosition>,
+        source: Arc<dyn RecordsSource>,
+    ) {
         let position = position.unwrap_or(self.settings.initial_position);
         let name = id.stream_name().to_owned();
         tracing::info!(stream = %id, ?position, "consuming stream");
         self.streams.insert(Arc::new(StreamRuntime {
-            source: Arc::new(Polling::new(
-                self.kinesis.clone(),
-                &name,
-                self.settings.polling.clone(),
-            )),
+            source,
             shard_sync: ShardSync::new_multi_stream(
                 self.kinesis.clone(),
                 id.clone(),
@@ -271,11 +398,11 @@ impl MultiStreamSync {
         let listed: HashSet<&StreamRef> = configs.iter().map(|c| &c.stream).collect();
         // A stream listed again later is looked up again (it may have been re-created).
         self.lock_resolved().retain(|r, _| listed.contains(r));
-        let mut wanted: HashMap<StreamIdentifier, Option<InitialPosition>> = HashMap::new();
+        let mut listed: Vec<(StreamIdentifier, ToAdd)> = Vec::with_capacity(configs.len());
         for config in &configs {
             match self.resolve(&config.stream).await {
-                Ok(Try::Ready(id)) => {
-                    wanted.entry(id).or_insert(config.initial_position);
+                Ok(Try::Ready(stream)) => {
+                    listed.push((stream.id.clone(), (stream, config.initial_position)));
                 }
                 Ok(Try::NotYet(why)) => {
                     tracing::info!(stream = %config.stream, %why, "stream not added yet")
@@ -285,13 +412,23 @@ impl MultiStreamSync {
                 }
             }
         }
-        let active = self.streams.ids();
+        let changes = stream_changes(listed, &self.streams.ids());
         let mut changed = false;
-        for (id, position) in wanted.iter().filter(|(id, _)| !active.contains(*id)) {
-            self.add(id.clone(), *position);
-            changed = true;
+        for (id, (stream, position)) in changes.added {
+            match self.records_source(&stream).await {
+                Ok(Try::Ready(source)) => {
+                    self.add(id, position, source);
+                    changed = true;
+                }
+                Ok(Try::NotYet(why)) => {
+                    tracing::info!(stream = %id, %why, "stream not added yet; looked at again at the next poll")
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %id, error = %e, "stream not added; tried again at the next poll")
+                }
+            }
         }
-        for id in active.iter().filter(|id| !wanted.contains_key(*id)) {
+        for id in &changes.removed {
             self.streams.remove(id);
             tracing::info!(stream = %id, deletion = ?self.settings.deletion, "stream left the tracker's list: its consumers stop and its leases are released");
             changed = true;
@@ -350,8 +487,13 @@ impl MultiStreamSync {
         Ok(changed)
     }
 
-    /// The identifiers looked up so far.
-    fn lock_resolved(&self) -> std::sync::MutexGuard<'_, HashMap<StreamRef, StreamIdentifier>> {
-        self.resolved.lock().unwrap_or_else(|e| e.into_inner())
+    /// The streams looked up so far.
+    fn lock_resolved(&self) -> std::sync::MutexGuard<'_, HashMap<StreamRef, Resolved>> {
+        lock(&self.resolved)
     }
+}
+
+/// `mutex`, locked (a panic elsewhere while it was held leaves its data usable).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
