@@ -118,6 +118,7 @@ mod multi_stream;
 mod processor;
 mod record_stream;
 mod scheduler;
+mod stream_address;
 
 pub use checkpoint::{Checkpoint, SequenceNumber, AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON};
 pub use checkpoint_every::CheckpointEvery;

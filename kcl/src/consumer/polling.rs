@@ -30,6 +30,7 @@ use super::{Batch, RecordsSource, StartingPosition};
 use crate::checkpoint::SequenceNumber;
 use crate::error::Error;
 use crate::metric_names as m;
+use crate::stream_address::StreamAddress;
 
 /// Settings of polling retrieval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +64,8 @@ impl Default for PollingConfig {
 pub(crate) struct Polling {
     /// Kinesis client of the calls.
     kinesis: aws_sdk_kinesis::Client,
-    /// The stream the shards belong to.
-    stream: String,
+    /// The stream the shards belong to, as the calls name it.
+    stream: StreamAddress,
     /// Limits, pacing and read-ahead of every fetcher.
     config: PollingConfig,
 }
@@ -73,7 +74,7 @@ impl Polling {
     /// Polling retrieval of `stream`'s shards with `kinesis`, set by `config`.
     pub(crate) fn new(
         kinesis: aws_sdk_kinesis::Client,
-        stream: impl Into<String>,
+        stream: impl Into<StreamAddress>,
         config: PollingConfig,
     ) -> Self {
         Self {
@@ -119,8 +120,8 @@ fn error_backoff() -> ExponentialBuilder {
 struct Fetcher {
     /// Kinesis client of the calls.
     kinesis: aws_sdk_kinesis::Client,
-    /// The stream, named in `GetShardIterator`.
-    stream: String,
+    /// The stream, named in `GetShardIterator` and `GetRecords`.
+    stream: StreamAddress,
     /// The shard read, named in `GetShardIterator` and in errors.
     shard_id: String,
     /// Where the first iterator points; later ones follow the last record fetched.
@@ -177,7 +178,8 @@ impl Fetcher {
         let mut req = self
             .kinesis
             .get_shard_iterator()
-            .stream_name(&self.stream)
+            .set_stream_name(self.stream.stream_name_param())
+            .set_stream_arn(self.stream.stream_arn_param())
             .shard_id(&self.shard_id);
         req = match (after, &self.start) {
             (Some(seq), _) => req
@@ -251,6 +253,7 @@ impl Fetcher {
             ::metrics::counter!(m::KINESIS_CALLS, "operation" => "GetRecords").increment(1);
             self.kinesis
                 .get_records()
+                .set_stream_arn(self.stream.stream_arn_param())
                 .shard_iterator(it)
                 .limit(self.polling.max_records)
                 .send()

@@ -46,7 +46,16 @@
 //!   period only delays the deletion of the leases.
 //! - Every worker detects former streams and deletes their leases (there is no leader);
 //!   deletions are conditional on the lease counter.
-//! - Streams are read by name with the worker's clients (its account and region).
+//!
+//! # Streams of other accounts
+//! A stream listed by its ARN ([`StreamRef::Arn`]) is named by ARN (`StreamARN`) in every
+//! call about it (`DescribeStreamSummary`, `ListShards`, `GetShardIterator`, `GetRecords`,
+//! and the stream consumer calls), as the Java KCL does, so a stream of another account
+//! is read with the worker's clients once its resource policy grants their role (AWS:
+//! *Share your data stream with another account*); its leases carry the ARN's account. A
+//! stream listed by name or identifier is named by name: a stream of the clients' account
+//! and region. (The embedded ferrokinesis emulator accepts no `StreamARN` on those calls:
+//! list streams by name there.)
 //!
 //! # Usage
 //! ```no_run

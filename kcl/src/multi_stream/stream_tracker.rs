@@ -37,7 +37,8 @@ use crate::initial_position::InitialPosition;
 pub enum StreamRef {
     /// A stream name of the worker's account and region.
     Name(String),
-    /// A stream ARN (`arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME`).
+    /// A stream ARN (`arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME`); the worker's
+    /// calls about the stream name it by this ARN, so it may be of another account.
     Arn(String),
     /// A serialized identifier `account:stream:creationEpoch`.
     Identifier(StreamIdentifier),

@@ -55,6 +55,7 @@ use crate::multi_stream::{
     FormerStreams, FormerStreamsLeasesDeletionStrategy, StreamConfig, StreamIdentifier, StreamRef,
     StreamTracker,
 };
+use crate::stream_address::StreamAddress;
 
 /// The settings of a multi-stream worker's stream handling.
 #[derive(Debug, Clone)]
@@ -77,6 +78,8 @@ pub(super) struct MultiStreamSettings {
 struct Resolved {
     /// Its identifier, which keys its leases.
     id: StreamIdentifier,
+    /// How the calls name it: by ARN when it was listed as one, else by name.
+    address: StreamAddress,
     /// Its ARN, when it was looked up: what names it to the stream consumer calls.
     arn: Option<String>,
 }
@@ -187,9 +190,9 @@ impl MultiStreamSync {
             return Ok(None);
         }
         let mut sources = sources.into_inner().unwrap_or_else(|e| e.into_inner());
-        for (id, (_, position)) in added {
+        for (id, (stream, position)) in added {
             if let Some(source) = sources.remove(&id) {
-                self.add(id, position, source);
+                self.add(stream, position, source);
             }
         }
         Ok(Some(()))
@@ -295,15 +298,17 @@ impl MultiStreamSync {
         {
             return Ok(Try::Ready(Resolved {
                 id: id.clone(),
+                address: StreamAddress::of(stream),
                 arn: None,
             }));
         }
-        let name = stream.stream_name();
-        let Try::Ready(found) = check_stream(&self.kinesis, name).await? else {
-            return Ok(Try::NotYet(format!("stream {name} is not ACTIVE yet")));
+        let address = StreamAddress::of(stream);
+        let Try::Ready(found) = check_stream(&self.kinesis, &address).await? else {
+            return Ok(Try::NotYet(format!("stream {address} is not ACTIVE yet")));
         };
         let resolved = Resolved {
             id: identify(stream, &found)?,
+            address,
             arn: Some(found.arn),
         };
         self.lock_resolved()
@@ -326,7 +331,7 @@ impl MultiStreamSync {
             Retrieval::Polling(polling) => {
                 return Ok(Try::Ready(Arc::new(Polling::new(
                     self.kinesis.clone(),
-                    name,
+                    stream.address.clone(),
                     polling.clone(),
                 ))))
             }
@@ -346,7 +351,7 @@ impl MultiStreamSync {
                     tracing::info!(stream = %stream.id, %consumer, arn = %consumer_arn, "enhanced fan-out consumer ACTIVE");
                     Try::Ready(Arc::new(FanOut::new(
                         self.kinesis.clone(),
-                        name,
+                        stream.address.clone(),
                         StreamConsumer::new(stream_arn.clone(), consumer.clone(), consumer_arn),
                         fan_out.clone(),
                     )))
@@ -356,14 +361,15 @@ impl MultiStreamSync {
         )
     }
 
-    /// Makes `id` an active stream read from `source`, its new shards starting at
+    /// Makes `stream` an active stream read from `source`, its new shards starting at
     /// `position` (else the worker's initial position).
     fn add(
         &self,
-        id: StreamIdentifier,
+        stream: Resolved,
         position: Option<InitialPosition>,
         source: Arc<dyn RecordsSource>,
     ) {
+        let id = stream.id;
         let position = position.unwrap_or(self.settings.initial_position);
         let name = id.stream_name().to_owned();
         tracing::info!(stream = %id, ?position, "consuming stream");
@@ -374,7 +380,8 @@ impl MultiStreamSync {
                 id.clone(),
                 self.table.clone(),
                 position,
-            ),
+            )
+            .with_stream_arn(stream.address.stream_arn_param()),
             at_timestamp: match position {
                 InitialPosition::AtTimestamp(t) => Some(t),
                 _ => None,
@@ -417,7 +424,7 @@ impl MultiStreamSync {
         for (id, (stream, position)) in changes.added {
             match self.records_source(&stream).await {
                 Ok(Try::Ready(source)) => {
-                    self.add(id, position, source);
+                    self.add(stream, position, source);
                     changed = true;
                 }
                 Ok(Try::NotYet(why)) => {

@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::leases::ShardSync;
 use crate::leases::{LeaseCoordinator, LeaseStore};
 use crate::metric_names as m;
+use crate::stream_address::StreamAddress;
 
 /// The first delay between two tries of a start-up step.
 pub(super) const START_UP_MIN_DELAY: Duration = Duration::from_millis(200);
@@ -122,8 +123,9 @@ pub(super) async fn start_up(
         coordinator,
         shard_sync,
     } = steps;
+    let address = StreamAddress::from(stream);
     let checked = retry_start_up_step("stream check", shutdown, start_up_backoff(), || {
-        check_stream(kinesis, stream)
+        check_stream(kinesis, &address)
     });
     let Some(StreamFound {
         arn: stream_arn, ..
@@ -206,8 +208,8 @@ pub(super) struct StreamFound {
     pub(super) creation_epoch: u64,
 }
 
-/// One `DescribeStreamSummary`: ready once the stream is `ACTIVE` or `UPDATING`, with its
-/// ARN and creation time.
+/// One `DescribeStreamSummary` of `stream` (by name or by ARN): ready once the stream is
+/// `ACTIVE` or `UPDATING`, with its ARN and creation time.
 ///
 /// # Cancellation
 /// Safe to drop: it only reads.
@@ -217,13 +219,14 @@ pub(super) struct StreamFound {
 /// otherwise.
 pub(super) async fn check_stream(
     kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
+    stream: &StreamAddress,
 ) -> Result<Try<StreamFound>, Error> {
     use aws_sdk_kinesis::types::StreamStatus;
     ::metrics::counter!(m::KINESIS_CALLS, "operation" => "DescribeStreamSummary").increment(1);
     match kinesis
         .describe_stream_summary()
-        .stream_name(stream)
+        .set_stream_name(stream.stream_name_param())
+        .set_stream_arn(stream.stream_arn_param())
         .send()
         .await
     {
@@ -252,10 +255,14 @@ pub(super) async fn check_stream(
                 .is_some_and(|se| se.is_resource_not_found_exception()) =>
         {
             Err(Error::StreamNotFound {
-                stream: stream.to_owned(),
+                stream: stream.to_string(),
             })
         }
-        Err(e) => Err(Error::kinesis("DescribeStreamSummary", stream, &e)),
+        Err(e) => Err(Error::kinesis(
+            "DescribeStreamSummary",
+            &stream.to_string(),
+            &e,
+        )),
     }
 }
 

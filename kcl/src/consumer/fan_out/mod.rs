@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Batch, RecordsSource, StartingPosition};
+use crate::stream_address::StreamAddress;
 pub(crate) use registration::{describe_or_register, ConsumerState, StreamConsumer};
 use subscriber::Subscriber;
 
@@ -121,7 +122,7 @@ pub(crate) struct FanOut {
     /// Kinesis client of the subscriptions (and of the shard-gone check).
     kinesis: aws_sdk_kinesis::Client,
     /// The stream, for the shard-gone check.
-    stream: String,
+    stream: StreamAddress,
     /// The registered stream consumer subscriptions are made for (found again when it
     /// goes missing).
     consumer: Arc<StreamConsumer>,
@@ -133,7 +134,7 @@ impl FanOut {
     /// Fan-out retrieval of `stream`'s shards for the ACTIVE `consumer`.
     pub(crate) fn new(
         kinesis: aws_sdk_kinesis::Client,
-        stream: impl Into<String>,
+        stream: impl Into<StreamAddress>,
         consumer: StreamConsumer,
         config: FanOutConfig,
     ) -> Self {

@@ -28,6 +28,7 @@ use super::{FanOutConfig, StreamConsumer};
 use crate::consumer::{Batch, StartingPosition};
 use crate::error::Error;
 use crate::metric_names as m;
+use crate::stream_address::StreamAddress;
 use std::sync::Arc;
 
 /// The operation name in errors and metrics.
@@ -95,7 +96,7 @@ pub(super) struct Subscriber {
     /// Kinesis client of the calls.
     pub(super) kinesis: aws_sdk_kinesis::Client,
     /// The stream, for the shard-gone check.
-    pub(super) stream: String,
+    pub(super) stream: StreamAddress,
     /// The registered consumer subscribed for.
     pub(super) consumer: Arc<StreamConsumer>,
     /// The shard read.
@@ -325,7 +326,8 @@ impl Subscriber {
         match self
             .kinesis
             .get_shard_iterator()
-            .stream_name(&self.stream)
+            .set_stream_name(self.stream.stream_name_param())
+            .set_stream_arn(self.stream.stream_arn_param())
             .shard_id(&self.shard_id)
             .shard_iterator_type(ShardIteratorType::TrimHorizon)
             .send()

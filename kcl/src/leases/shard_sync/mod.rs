@@ -88,6 +88,9 @@ pub struct ShardSync {
     /// The stream's identifier in a multi-stream application: its leases are keyed
     /// `identifier:shardId`. `None`: single-stream leases, keyed by shard id.
     stream_id: Option<StreamIdentifier>,
+    /// The stream's ARN, when `ListShards` names it by ARN (a multi-stream stream given
+    /// as an ARN, possibly of another account); `None`: by name.
+    stream_arn: Option<String>,
 }
 
 impl ShardSync {
@@ -104,6 +107,7 @@ impl ShardSync {
             store,
             initial_position,
             stream_id: None,
+            stream_arn: None,
         }
     }
 
@@ -122,7 +126,15 @@ impl ShardSync {
             store,
             initial_position,
             stream_id: Some(stream),
+            stream_arn: None,
         }
+    }
+
+    /// The same sync, naming the stream by `arn` in `ListShards` (so that a stream of
+    /// another account is listed with a role it granted).
+    pub(crate) fn with_stream_arn(mut self, arn: Option<String>) -> Self {
+        self.stream_arn = arn;
+        self
     }
 
     /// This stream's leases out of `leases`, keyed by shard id for the plan.
@@ -168,7 +180,10 @@ impl ShardSync {
                 // some emulators break NextToken paging when it is given.
                 let req = match &token {
                     Some(t) => self.kinesis.list_shards().next_token(t),
-                    None => self.kinesis.list_shards().stream_name(&self.stream),
+                    None => match &self.stream_arn {
+                        Some(arn) => self.kinesis.list_shards().stream_arn(arn),
+                        None => self.kinesis.list_shards().stream_name(&self.stream),
+                    },
                 };
                 async move {
                     req.send().await.map_err(|e| {
