@@ -109,6 +109,7 @@ mod put_all;
 mod rate_limit;
 mod record;
 mod shard_map;
+mod sink;
 mod stats;
 
 pub use config::RECORD_OVERHEAD_BYTES;
@@ -118,6 +119,10 @@ pub use outcome::{Attempt, Delivered, Failed, Outcome, PutHandle};
 pub use producer::{Producer, ProducerBuilder};
 pub use put_all::BatchHandle;
 pub use record::ProducerRecord;
+pub use sink::{
+    RecordSink, SinkBuilder, SinkError, SinkOutcomes, DEFAULT_SINK_BATCH_BYTES,
+    DEFAULT_SINK_BATCH_RECORDS, DEFAULT_SINK_OUTCOME_CAPACITY,
+};
 pub use stats::ProducerStats;
 
 /// Names of the metrics sent to the `metrics` facade. Install a recorder before building

@@ -51,12 +51,14 @@ use smallvec::SmallVec;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use message::OutcomeTx;
 pub(crate) use message::{Budget, Command, Item};
 
 use crate::config::Config;
 use crate::error::FailureReason;
 use crate::failure::{CallError, CallFailure, REQUEST_TIMEOUT};
 use crate::outcome::{Attempt, Delivered, Failed};
+use crate::put_all::BatchSettler;
 use crate::record::ProducerRecord;
 use crate::shard_map::{ShardMap, LIST_SHARDS};
 use crate::stats::Stats;
@@ -120,6 +122,8 @@ pub(crate) struct Pipeline {
     backoff_builder: ExponentialBuilder,
     /// Failed calls, as they happen, to `Producer::failures` subscribers.
     failures: broadcast::Sender<CallFailure>,
+    /// Writes the outcomes of consecutive records of one `put_all` batch together.
+    settler: BatchSettler,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -162,6 +166,7 @@ impl Pipeline {
             shutting_down: false,
             backoff_builder,
             failures,
+            settler: BatchSettler::default(),
         }
     }
 
@@ -264,8 +269,9 @@ impl Pipeline {
 
     /// Accepts and queues the records of a `put_all` batch, in order: the stream's state is
     /// looked up once per run of records to the same stream, not once per record.
-    fn enqueue_all(&mut self, items: Vec<Item>) {
+    fn enqueue_all(&mut self, mut items: Vec<Item>) {
         let now = self.now;
+        self.ledger.accept_all(&mut items);
         let mut items = items.into_iter().peekable();
         while let Some(first) = items.peek() {
             let name = first.stream.clone();
@@ -273,8 +279,7 @@ impl Pipeline {
                 self.stream_state(&name);
             }
             let state = self.streams.get_mut(&name).expect("created above");
-            while let Some(mut item) = items.next_if(|i| *i.stream == *name) {
-                self.ledger.accept(&mut item);
+            while let Some(item) = items.next_if(|i| *i.stream == *name) {
                 state.push_predicted(item, &self.config, now);
             }
         }
@@ -410,15 +415,6 @@ impl Pipeline {
 
     // ---- settling -------------------------------------------------------------------
 
-    fn deliver(&mut self, item: Item, delivered: Delivered) {
-        self.stats.record_delivered(
-            item.record.data().len(),
-            self.now.saturating_duration_since(item.put_at),
-        );
-        item.tx.send(Ok(delivered));
-        self.ledger.settle(item.epoch, item.budget);
-    }
-
     fn fail(&mut self, item: Item, reason: FailureReason) {
         self.stats.record_failed();
         tracing::debug!(stream = %item.stream, %reason, "user record failed");
@@ -508,7 +504,10 @@ impl Pipeline {
     }
 
     /// Delivers every user record of one Kinesis record Kinesis put at `sequence_number`
-    /// in `shard_id`, each at its sub-sequence number (its position).
+    /// in `shard_id`, each at its sub-sequence number (its position). The per-record work
+    /// is the outcome itself; the rest goes by runs: a batch's outcomes are written under
+    /// one lock per run of its records ([`BatchSettler`]), and the ledger, counters and
+    /// latency histogram are updated once per run of one flush epoch or one put time.
     fn deliver_all(
         &mut self,
         stream: &Arc<str>,
@@ -517,16 +516,49 @@ impl Pipeline {
         items: SmallVec<[Item; 1]>,
     ) {
         let aggregated = items.len() > 1;
+        let records = items.len();
+        let mut payload = 0usize;
+        let mut epochs: SmallVec<[(u64, usize); 4]> = SmallVec::new();
+        let mut put_times: SmallVec<[(Instant, usize); 4]> = SmallVec::new();
         for (sub, item) in items.into_iter().enumerate() {
-            let d = Delivered {
+            let Item {
+                record,
+                tx,
+                put_at,
+                calls,
+                epoch,
+                budget,
+                ..
+            } = item;
+            payload += record.data().len();
+            count_run(&mut epochs, epoch);
+            count_run(&mut put_times, put_at);
+            let d = Ok(Delivered {
                 stream: stream.clone(),
                 shard_id: shard_id.clone(),
                 sequence_number: sequence_number.clone(),
                 sub_sequence_number: sub as u64,
                 aggregated,
-                attempts: item.calls,
-            };
-            self.deliver(item, d);
+                attempts: calls,
+            });
+            match tx {
+                OutcomeTx::One(tx) => {
+                    let _ = tx.send(d);
+                }
+                OutcomeTx::Batch(slot) => self.settler.push(slot, d),
+            }
+            self.ledger.release(budget);
+        }
+        // Outcomes first, then the flush waiters: a flush answered means its records'
+        // handles are resolved.
+        self.settler.finish();
+        self.stats.record_delivered(records as u64, payload as u64);
+        for (put_at, n) in put_times {
+            let latency = self.now.saturating_duration_since(put_at);
+            self.stats.record_delivery_latency(latency, n);
+        }
+        for (epoch, n) in epochs {
+            self.ledger.settled(epoch, n);
         }
     }
 
@@ -878,6 +910,14 @@ impl Pipeline {
                 self.misrouted(item, shard_id);
             }
         }
+    }
+}
+
+/// Counts `value` in `runs`, a list of runs of equal consecutive values.
+fn count_run<T: PartialEq>(runs: &mut SmallVec<[(T, usize); 4]>, value: T) {
+    match runs.last_mut() {
+        Some((v, n)) if *v == value => *n += 1,
+        _ => runs.push((value, 1)),
     }
 }
 
