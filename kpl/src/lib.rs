@@ -73,6 +73,14 @@
 //!   to that much freed memory), and `MALLOC_ARENA_MAX=2` bounds the arenas glibc creates
 //!   for many threads (less memory, not more speed).
 //!
+//! # Batches and streams of records
+//! [`Producer::put_all`] accepts a batch at once (one budget acquisition, one message and
+//! one completion per batch; a [`BatchHandle`] resolves to each record's outcome in input
+//! order). [`Producer::sink`] wraps it for services that produce from a stream: a
+//! [`RecordSink`] (a `futures` `Sink` of [`ProducerRecord`]s that batches into `put_all`)
+//! and its [`SinkOutcomes`] (a `Stream` of every record's outcome, in the order sent);
+//! `poll_flush` resolves once every record sent so far has its outcome.
+//!
 //! # Usage
 //! Runs as it is on the embedded emulators (the hidden lines start them); in a service,
 //! build the client from your AWS configuration instead.

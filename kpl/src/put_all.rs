@@ -51,17 +51,13 @@ pub struct BatchHandle {
 
 impl BatchHandle {
     /// A handle for `len` records, whose streams are given as runs (`(end, stream)`: the
-    /// records before index `end`, and after the previous run, are for `stream`), and the
-    /// slots their outcomes go to, in order.
+    /// records before index `end`, and after the previous run, are for `stream`); each
+    /// record's outcome goes to its [`slot`](BatchHandle::slot).
     ///
     /// The batch's `budget` (one permit per record, its bytes) is held here, whole, and
     /// released when its last record is settled: one semaphore release per batch, instead
     /// of a share split off for each record and merged back as each settles.
-    pub(crate) fn new(
-        len: usize,
-        streams: Vec<(usize, Arc<str>)>,
-        budget: Option<Budget>,
-    ) -> (Self, Vec<BatchSlot>) {
+    pub(crate) fn new(len: usize, streams: Vec<(usize, Arc<str>)>, budget: Option<Budget>) -> Self {
         debug_assert_eq!(streams.last().map_or(0, |(end, _)| *end), len);
         let mut outcomes = Vec::with_capacity(len);
         outcomes.resize_with(len, || None);
@@ -74,14 +70,18 @@ impl BatchHandle {
             }),
             streams,
         });
-        let slots = (0..len)
-            .map(|index| BatchSlot {
-                shared: shared.clone(),
-                index,
-                settled: false,
-            })
-            .collect();
-        (BatchHandle { shared, len }, slots)
+        BatchHandle { shared, len }
+    }
+
+    /// Where the outcome of the record at `index` goes. Exactly one slot must be made per
+    /// record (a slot dropped unsettled counts its record as lost).
+    pub(crate) fn slot(&self, index: usize) -> BatchSlot {
+        debug_assert!(index < self.len);
+        BatchSlot {
+            shared: self.shared.clone(),
+            index,
+            settled: false,
+        }
     }
 
     /// The number of records in the batch.
@@ -303,6 +303,13 @@ mod tests {
     use super::*;
     use crate::outcome::Delivered;
 
+    /// A batch and one slot per record.
+    fn with_slots(len: usize, streams: Vec<(usize, Arc<str>)>) -> (BatchHandle, Vec<BatchSlot>) {
+        let handle = BatchHandle::new(len, streams, None);
+        let slots = (0..len).map(|i| handle.slot(i)).collect();
+        (handle, slots)
+    }
+
     fn delivered(seq: &str) -> Outcome {
         Ok(Delivered {
             stream: Arc::from("s"),
@@ -316,7 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn outcomes_come_in_input_order_whatever_order_they_settle_in() {
-        let (handle, mut slots) = BatchHandle::new(3, vec![(3, Arc::from("s"))], None);
+        let (handle, mut slots) = with_slots(3, vec![(3, Arc::from("s"))]);
         assert_eq!((handle.len(), handle.settled()), (3, 0));
         let last = slots.pop().unwrap();
         let middle = slots.pop().unwrap();
@@ -337,8 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_record_dropped_unsettled_ends_as_shut_down_and_the_others_keep_theirs() {
-        let (handle, mut slots) =
-            BatchHandle::new(2, vec![(1, Arc::from("a")), (2, Arc::from("b"))], None);
+        let (handle, mut slots) = with_slots(2, vec![(1, Arc::from("a")), (2, Arc::from("b"))]);
         let b = slots.pop().unwrap();
         drop(slots); // "a" is torn down unsettled
         b.send(delivered("1"));
@@ -353,8 +359,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_settler_writes_each_run_once_and_wakes_the_handle_after_the_last() {
-        let (a, a_slots) = BatchHandle::new(3, vec![(3, Arc::from("s"))], None);
-        let (b, b_slots) = BatchHandle::new(2, vec![(2, Arc::from("s"))], None);
+        let (a, a_slots) = with_slots(3, vec![(3, Arc::from("s"))]);
+        let (b, b_slots) = with_slots(2, vec![(2, Arc::from("s"))]);
         let mut a_slots = a_slots.into_iter();
         let mut b_slots = b_slots.into_iter();
         let (a0, a1, a2) = (
@@ -384,7 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_batch_resolves_at_once() {
-        let (handle, slots) = BatchHandle::new(0, Vec::new(), None);
+        let (handle, slots) = with_slots(0, Vec::new());
         assert!(slots.is_empty() && handle.is_empty());
         assert!(handle.await.is_empty());
     }

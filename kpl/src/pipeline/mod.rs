@@ -340,7 +340,7 @@ impl Pipeline {
                 user_records = u.items.len(),
                 "aggregate delivered into a shard whose hash range could not be checked (no shard map within the record TTL); readers that filter by range may skip it"
             );
-            self.deliver_all(&name, &u.shard_id, &u.sequence_number, u.items);
+            self.deliver_all(&u.shard_id, &u.sequence_number, u.items);
         }
     }
 
@@ -489,11 +489,10 @@ impl Pipeline {
         }
         // Judge deliveries into shards the old map did not know.
         let unverified = std::mem::take(&mut state.unverified);
-        let name = state.name.clone();
         for u in unverified {
             let range = map.range_of(&u.shard_id);
             if owns_all(range, &u.items) {
-                self.deliver_all(&name, &u.shard_id, &u.sequence_number, u.items);
+                self.deliver_all(&u.shard_id, &u.sequence_number, u.items);
             } else {
                 // Not in the new map either, or not owning them all: send them all again.
                 for item in u.items {
@@ -510,19 +509,31 @@ impl Pipeline {
     /// latency histogram are updated once per run of one flush epoch or one put time.
     fn deliver_all(
         &mut self,
-        stream: &Arc<str>,
         shard_id: &Arc<str>,
         sequence_number: &Arc<str>,
         items: SmallVec<[Item; 1]>,
     ) {
         let aggregated = items.len() > 1;
-        let records = items.len();
-        let mut payload = 0usize;
+        // The outcomes of an aggregate get a shard id of their own: the map's is cloned for
+        // every record of every aggregate of the shard here while the callers' threads
+        // drop earlier outcomes' clones, and one shared count would go back and forth
+        // between the cores.
+        let own_shard_id;
+        let shard_id = if aggregated {
+            own_shard_id = Arc::<str>::from(&**shard_id);
+            &own_shard_id
+        } else {
+            shard_id
+        };
+        // Counted before any outcome is out: whoever sees an outcome sees it counted.
+        let payload: usize = items.iter().map(|i| i.record.data().len()).sum();
+        self.stats
+            .record_delivered(items.len() as u64, payload as u64);
         let mut epochs: SmallVec<[(u64, usize); 4]> = SmallVec::new();
         let mut put_times: SmallVec<[(Instant, usize); 4]> = SmallVec::new();
         for (sub, item) in items.into_iter().enumerate() {
             let Item {
-                record,
+                stream,
                 tx,
                 put_at,
                 calls,
@@ -530,11 +541,11 @@ impl Pipeline {
                 budget,
                 ..
             } = item;
-            payload += record.data().len();
             count_run(&mut epochs, epoch);
             count_run(&mut put_times, put_at);
             let d = Ok(Delivered {
-                stream: stream.clone(),
+                // The record's own (shared per `put_all` batch, or the producer's), moved.
+                stream,
                 shard_id: shard_id.clone(),
                 sequence_number: sequence_number.clone(),
                 sub_sequence_number: sub as u64,
@@ -552,7 +563,6 @@ impl Pipeline {
         // Outcomes first, then the flush waiters: a flush answered means its records'
         // handles are resolved.
         self.settler.finish();
-        self.stats.record_delivered(records as u64, payload as u64);
         for (put_at, n) in put_times {
             let latency = self.now.saturating_duration_since(put_at);
             self.stats.record_delivery_latency(latency, n);
@@ -884,14 +894,13 @@ impl Pipeline {
         };
         let shard_id = &landed.shard_id;
         let seq: Arc<str> = Arc::from(seq);
-        let name = state.name.clone();
         let predicted_right = e.predicted.as_deref() == Some(&**shard_id);
         if !predicted_right && e.predicted.is_some() && !state.refreshing {
             // The map is stale (or the stream was resharded): reload it.
             state.next_refresh = Instant::now();
         }
         if e.items.len() == 1 || owns_all(landed.range, &e.items) {
-            self.deliver_all(&name, shard_id, &seq, e.items);
+            self.deliver_all(shard_id, &seq, e.items);
         } else if landed.range.is_none() {
             if self.commands_closed {
                 for item in e.items {

@@ -285,7 +285,7 @@ impl Producer {
             });
         }
         if n == 0 {
-            return Ok(BatchHandle::new(0, Vec::new(), None).0);
+            return Ok(BatchHandle::new(0, Vec::new(), None));
         }
         let permits = async {
             let r = acquire_many(&inner.records_budget, n).await?;
@@ -298,25 +298,25 @@ impl Producer {
                 records: checked.into_iter().map(|c| c.record).collect(),
             });
         };
-        // Consecutive records mostly share a stream: its name is looked up once per run,
-        // and the batch keeps it once per run.
+        // Consecutive records mostly share a stream: the batch keeps one name per run, its
+        // own (the records' outcomes share it, not the producer's copy every other batch
+        // and the pipeline also count references to).
         let mut runs: Vec<(usize, Arc<str>)> = Vec::new();
         for (i, c) in checked.iter().enumerate() {
             match runs.last_mut() {
                 Some((end, last)) if **last == *c.record.stream => *end = i + 1,
-                _ => runs.push((i + 1, inner.stream_name(&c.record.stream))),
+                _ => runs.push((i + 1, Arc::from(c.record.stream.as_str()))),
             }
         }
         // The batch holds its budget whole, released when its last record settles.
-        let (handle, slots) = BatchHandle::new(n, runs.clone(), Some(budget));
+        let handle = BatchHandle::new(n, runs.clone(), Some(budget));
         let put_at = tokio::time::Instant::now();
         let mut items: Vec<Item> = Vec::with_capacity(n);
-        let mut slots = slots.into_iter();
         let mut checked = checked.into_iter();
         let mut start = 0;
         for (end, name) in runs {
-            for c in checked.by_ref().take(end - start) {
-                let slot = slots.next().expect("one slot per record");
+            for (index, c) in (start..end).zip(checked.by_ref()) {
+                let slot = handle.slot(index);
                 items.push(Item::in_batch(c.accept(), name.clone(), slot, put_at));
             }
             start = end;
