@@ -1,4 +1,5 @@
-//! `put` against `put_all`: the producer's CPU time per record, 100 B records with
+//! `put` against `put_all` (and `Producer::sink`, which batches into it): the producer's CPU
+//! time per record, 100 B records with
 //! aggregation, both against the same embedded Kinesis emulator, which runs in a child
 //! process (this binary, started again in server mode) so that the CPU time measured here
 //! (`getrusage`, user + system, this process only) is the producer's and the bench's own.
@@ -64,14 +65,20 @@ struct Measured {
     cpu: Duration,
 }
 
-/// Puts `n` records with `put` (batch `None`) or `put_all` in batches of `b`, awaits every
-/// outcome, and checks that all were delivered.
-async fn run(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-    n: u64,
-    batch: Option<u64>,
-) -> Measured {
+/// How the records are handed to the producer.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// One `put` per record.
+    Put,
+    /// `put_all` in batches of this many.
+    PutAll(u64),
+    /// Streamed into `Producer::sink`, batches of this many, outcomes read from its stream.
+    Sink(u64),
+}
+
+/// Puts `n` records the `kind` way, awaits every outcome, and checks that all were
+/// delivered.
+async fn run(client: &aws_sdk_kinesis::Client, stream: &str, n: u64, kind: Kind) -> Measured {
     let producer = Producer::builder(client.clone())
         .with_aggregation(true)
         .with_rate_limit_percent(10_000)
@@ -79,8 +86,8 @@ async fn run(
         .unwrap();
     let cpu0 = cpu_time();
     let start = Instant::now();
-    let delivered = match batch {
-        None => {
+    let delivered = match kind {
+        Kind::Put => {
             // As the producer bench does: handles awaited by another task as they come.
             let (tx, mut rx) = tokio::sync::mpsc::channel::<PutHandle>(100_000);
             let waiter = tokio::spawn(async move {
@@ -97,7 +104,24 @@ async fn run(
             drop(tx);
             waiter.await.unwrap()
         }
-        Some(b) => {
+        Kind::Sink(b) => {
+            use futures::{SinkExt, StreamExt};
+            let (mut sink, outcomes) = producer
+                .sink_builder()
+                .with_batch_records(b as usize)
+                .build()
+                .unwrap();
+            let waiter = tokio::spawn(async move {
+                outcomes
+                    .fold(0u64, |ok, o| async move { ok + u64::from(o.is_ok()) })
+                    .await
+            });
+            let mut input = futures::stream::iter((0..n).map(|i| Ok(record(stream, i))));
+            sink.send_all(&mut input).await.unwrap();
+            sink.close().await.unwrap();
+            waiter.await.unwrap()
+        }
+        Kind::PutAll(b) => {
             let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
             let waiter = tokio::spawn(async move {
                 let mut ok = 0u64;
@@ -139,14 +163,18 @@ fn compare() {
         .enable_all()
         .build()
         .unwrap();
-    let kinds: [(&str, Option<u64>); 2] = [("put", None), ("put_all", Some(b))];
+    let kinds: [(&str, Kind); 3] = [
+        ("put", Kind::Put),
+        ("put_all", Kind::PutAll(b)),
+        ("sink", Kind::Sink(b)),
+    ];
     let mut results: Vec<Vec<Measured>> = kinds.iter().map(|_| Vec::new()).collect();
     rt.block_on(async {
         let client = integration_tests::kinesis::emulator_client(&endpoint);
         // Alternating rounds, each run on a fresh stream of 8 shards (the emulator slows
         // down as a stream fills), so that both kinds see the same machine load.
         for round in 0..rounds {
-            for (k, (name, batch)) in kinds.iter().enumerate() {
+            for (k, (name, kind)) in kinds.iter().enumerate() {
                 let stream = format!("batched-{name}-{round}-{}", std::process::id());
                 client
                     .create_stream()
@@ -156,21 +184,21 @@ fn compare() {
                     .await
                     .unwrap();
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                results[k].push(run(&client, &stream, n, *batch).await);
+                results[k].push(run(&client, &stream, n, *kind).await);
                 let _ = client.delete_stream().stream_name(&stream).send().await;
             }
         }
     });
     drop(emulator);
     println!(
-        "put vs put_all: {n} records of {SIZE} B per run, aggregation on, 8 shards, emulator \
+        "put vs put_all vs sink: {n} records of {SIZE} B per run, aggregation on, 8 shards, emulator \
          (ferrokinesis) in a child process at {endpoint}; {rounds} alternating rounds, median \
          round shown; `cpu µs/rec` is this process only (getrusage)."
     );
     println!();
     println!("| API | user records/s | cpu µs/rec (median) | cpu µs/rec (all rounds) |");
     println!("|---|---|---|---|");
-    for ((_, batch), runs) in kinds.iter().zip(&results) {
+    for ((_, kind), runs) in kinds.iter().zip(&results) {
         let mut per_rec: Vec<f64> = runs
             .iter()
             .map(|m| m.cpu.as_secs_f64() / n as f64 * 1e6)
@@ -183,9 +211,10 @@ fn compare() {
         per_rec.sort_by(f64::total_cmp);
         let mut rps: Vec<f64> = runs.iter().map(|m| n as f64 / m.secs).collect();
         rps.sort_by(f64::total_cmp);
-        let label = match batch {
-            None => "`put`".to_owned(),
-            Some(b) => format!("`put_all`, batches of {b}"),
+        let label = match kind {
+            Kind::Put => "`put`".to_owned(),
+            Kind::PutAll(b) => format!("`put_all`, batches of {b}"),
+            Kind::Sink(b) => format!("`sink`, batches of {b}"),
         };
         println!(
             "| {label} | {:.0} | {:.2} | {all} |",

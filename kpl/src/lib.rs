@@ -73,6 +73,14 @@
 //!   to that much freed memory), and `MALLOC_ARENA_MAX=2` bounds the arenas glibc creates
 //!   for many threads (less memory, not more speed).
 //!
+//! # Batches and streams of records
+//! [`Producer::put_all`] accepts a batch at once (one budget acquisition, one message and
+//! one completion per batch; a [`BatchHandle`] resolves to each record's outcome in input
+//! order). [`Producer::sink`] wraps it for services that produce from a stream: a
+//! [`RecordSink`] (a `futures` `Sink` of [`ProducerRecord`]s that batches into `put_all`)
+//! and its [`SinkOutcomes`] (a `Stream` of every record's outcome, in the order sent);
+//! `poll_flush` resolves once every record sent so far has its outcome.
+//!
 //! # Usage
 //! Runs as it is on the embedded emulators (the hidden lines start them); in a service,
 //! build the client from your AWS configuration instead.
@@ -109,6 +117,7 @@ mod put_all;
 mod rate_limit;
 mod record;
 mod shard_map;
+mod sink;
 mod stats;
 
 pub use config::RECORD_OVERHEAD_BYTES;
@@ -118,6 +127,10 @@ pub use outcome::{Attempt, Delivered, Failed, Outcome, PutHandle};
 pub use producer::{Producer, ProducerBuilder};
 pub use put_all::BatchHandle;
 pub use record::ProducerRecord;
+pub use sink::{
+    RecordSink, SinkBuilder, SinkError, SinkOutcomes, DEFAULT_SINK_BATCH_BYTES,
+    DEFAULT_SINK_BATCH_RECORDS, DEFAULT_SINK_OUTCOME_CAPACITY,
+};
 pub use stats::ProducerStats;
 
 /// Names of the metrics sent to the `metrics` facade. Install a recorder before building

@@ -104,13 +104,20 @@ impl Stats {
         self.metrics.put.increment(records);
     }
 
-    /// A user record was delivered, `latency` after its `put`.
-    pub(crate) fn record_delivered(&self, payload_bytes: usize, latency: Duration) {
-        self.user_records_delivered.fetch_add(1, Relaxed);
+    /// `records` user records, of `payload_bytes` data in all, were delivered.
+    pub(crate) fn record_delivered(&self, records: u64, payload_bytes: u64) {
+        self.user_records_delivered.fetch_add(records, Relaxed);
         self.payload_bytes_delivered
-            .fetch_add(payload_bytes as u64, Relaxed);
-        self.metrics.delivered.increment(1);
-        self.metrics.delivery_latency.record(latency.as_secs_f64());
+            .fetch_add(payload_bytes, Relaxed);
+        self.metrics.delivered.increment(records);
+    }
+
+    /// `records` user records were delivered `latency` after their `put` (records of one
+    /// `put_all` share their put time).
+    pub(crate) fn record_delivery_latency(&self, latency: Duration, records: usize) {
+        self.metrics
+            .delivery_latency
+            .record_many(latency.as_secs_f64(), records);
     }
 
     /// A user record failed.

@@ -656,6 +656,39 @@ async fn flush_sends_at_once_and_returns_when_everything_before_it_is_settled() 
     producer.shutdown().await;
 }
 
+/// A short run (put, then flush at once) on a fresh producer: the flush waits, within the
+/// linger, for the stream's first shard map, so the records go out aggregated instead of
+/// one Kinesis record each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_before_the_first_shard_map_waits_for_it_and_aggregates() {
+    let stack = stack(false).await;
+    let client = stack.kinesis_client();
+    let stream = stack.create_stream("kpl-first-map", 2).await.unwrap();
+    let producer = Producer::builder(client.clone())
+        .with_max_buffered_time(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let records: Vec<_> = (0..200).map(|i| record(&stream, i, 50)).collect();
+    let batch = producer.put_all(records.clone()).await.unwrap();
+    producer.flush().await;
+    let delivered: Vec<_> = records
+        .into_iter()
+        .zip(batch.await)
+        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
+        .collect();
+    assert!(
+        delivered.iter().all(|(_, d)| d.aggregated),
+        "every record in an aggregate"
+    );
+    let stats = producer.stats();
+    assert!(
+        stats.kinesis_records_sent <= 2,
+        "one aggregate per shard, not one record each: {stats:?}"
+    );
+    producer.shutdown().await;
+    assert_read_back_exactly(&client, &stream, &delivered).await;
+}
+
 /// A Kinesis client (no timeouts of its own) for an endpoint that accepts connections and
 /// never answers; the endpoint lives as long as the returned task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

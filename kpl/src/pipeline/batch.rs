@@ -118,6 +118,13 @@ impl Batcher {
     /// many as the aggregate limits take, at least one.
     pub(crate) fn aggregate(&mut self, q: &mut ShardQueue, key: ShardKey) -> Entry {
         let mut items: SmallVec<[Item; 1]> = SmallVec::new();
+        // Room for about as many records as the aggregate will take, so that growing the
+        // list does not move hundreds of records several times over.
+        items.reserve(estimated_count(
+            q.records.len(),
+            q.queued_bytes,
+            self.aggregator.max_size(),
+        ));
         while let Some(item) = q.pop_front() {
             if self.aggregator.try_add_ref(&item.record) {
                 items.push(item);
@@ -143,6 +150,18 @@ impl Batcher {
             explicit_hash_key,
             data: record.data,
         }
+    }
+}
+
+/// How many of `queued` records (of `queued_bytes` in all) an aggregate of at most
+/// `max_size` bytes will take, about: all of them if they fit, else their share of
+/// `max_size` at their mean size (with a little slack for the encoding, which makes the
+/// estimate a little low rather than high).
+pub(crate) fn estimated_count(queued: usize, queued_bytes: usize, max_size: usize) -> usize {
+    if queued_bytes <= max_size {
+        queued
+    } else {
+        (queued * max_size / queued_bytes + 1).min(queued)
     }
 }
 
@@ -181,6 +200,16 @@ pub(crate) fn runs(entries: &[Entry]) -> impl Iterator<Item = (&ShardKey, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estimate_is_every_record_when_they_fit_else_their_share_of_the_limit() {
+        assert_eq!(estimated_count(10, 1_000, 51_200), 10);
+        assert_eq!(estimated_count(0, 0, 51_200), 0);
+        // 1,000 records of 110 bytes: about 465 fit 51,200 bytes.
+        assert_eq!(estimated_count(1_000, 110_000, 51_200), 466);
+        // One huge record: still one.
+        assert_eq!(estimated_count(1, 2_000_000, 51_200), 1);
+    }
 
     #[test]
     fn a_failed_call_lists_each_queue_once_per_run() {

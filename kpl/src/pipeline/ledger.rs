@@ -4,7 +4,9 @@
 //! ```text
 //!  accept(item) ─▶ seq, epoch ─▶ epoch_counts[epoch] += 1
 //!  flush(tx)    ─▶ epoch += 1; records of older epochs are urgent; tx waits for them
+//!  accept_all(batch) ─▶ seq, epoch each ─▶ epoch_counts[epoch] += n (once)
 //!  settle(epoch, budget) ─▶ epoch_counts[epoch] -= 1 ─▶ 0: answer the waiters it held
+//!  (or release(budget) per record, settled(epoch, n) per run of one epoch)
 //!                       └─▶ budget merged into `released` ─▶ end of round: one release
 //! ```
 
@@ -42,6 +44,20 @@ impl Ledger {
         *self.epoch_counts.entry(self.epoch).or_default() += 1;
     }
 
+    /// Numbers the records of a batch, in order, and counts them in the current epoch
+    /// (one count update for all of them).
+    pub(crate) fn accept_all(&mut self, items: &mut [Item]) {
+        if items.is_empty() {
+            return;
+        }
+        for item in items.iter_mut() {
+            item.seq = self.next_seq;
+            self.next_seq += 1;
+            item.epoch = self.epoch;
+        }
+        *self.epoch_counts.entry(self.epoch).or_default() += items.len();
+    }
+
     /// Closes the current epoch: its records become urgent, and `tx` (if any) is answered
     /// once they are all settled (at once if they are).
     pub(crate) fn flush(&mut self, tx: Option<oneshot::Sender<()>>) {
@@ -61,7 +77,16 @@ impl Ledger {
 
     /// A record of `epoch` is settled: its budget is kept until [`Self::end_round`], and
     /// the flush waiters it held are answered.
-    pub(crate) fn settle(&mut self, epoch: u64, budget: Budget) {
+    pub(crate) fn settle(&mut self, epoch: u64, budget: Option<Budget>) {
+        self.release(budget);
+        self.settled(epoch, 1);
+    }
+
+    /// A settled record's budget, if it holds its own: kept until [`Self::end_round`].
+    pub(crate) fn release(&mut self, budget: Option<Budget>) {
+        let Some(budget) = budget else {
+            return;
+        };
         match &mut self.released {
             Some((records, bytes)) => {
                 records.merge(budget.0);
@@ -69,9 +94,14 @@ impl Ledger {
             }
             None => self.released = Some(budget),
         }
-        if let Some(n) = self.epoch_counts.get_mut(&epoch) {
-            *n -= 1;
-            if *n == 0 {
+    }
+
+    /// `n` records of `epoch` are settled (their budget given to [`Self::release`]): the
+    /// flush waiters they held are answered.
+    pub(crate) fn settled(&mut self, epoch: u64, n: usize) {
+        if let Some(count) = self.epoch_counts.get_mut(&epoch) {
+            *count -= n;
+            if *count == 0 {
                 self.epoch_counts.remove(&epoch);
                 self.answer_flush_waiters();
             }

@@ -76,8 +76,10 @@ pub(crate) struct Item {
     /// Flush epoch it arrived in.
     pub(crate) epoch: u64,
     /// Its share of the memory budget (records, bytes): released at the end of the
-    /// pipeline round that settles it, or when it is dropped.
-    pub(crate) budget: Budget,
+    /// pipeline round that settles it, or when it is dropped. `None` for a record of a
+    /// `put_all` batch: the batch holds the budget of all its records (see
+    /// [`BatchHandle`](crate::BatchHandle)).
+    pub(crate) budget: Option<Budget>,
 }
 
 impl Item {
@@ -100,35 +102,27 @@ impl Item {
     ) -> (Item, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
         let tx = OutcomeTx::One(tx);
-        let item = Item::with_tx(stream, record, hash_key, budget, tx, Instant::now());
+        let item = Item::with_tx(stream, record, hash_key, Some(budget), tx, Instant::now());
         (item, rx)
     }
 
-    /// A checked record of a `put_all` batch with its share of the batch's budget,
-    /// accepted at `put_at` (the batch's time, read once); its outcome goes to `slot`.
+    /// A checked record of a `put_all` batch (whose budget the batch holds), accepted at
+    /// `put_at` (the batch's time, read once); its outcome goes to `slot`.
     pub(crate) fn in_batch(
         accepted: Accepted,
-        budget: Budget,
         stream: Arc<str>,
         slot: BatchSlot,
         put_at: Instant,
     ) -> Item {
         let tx = OutcomeTx::Batch(slot);
-        Item::with_tx(
-            stream,
-            accepted.record,
-            accepted.hash_key,
-            budget,
-            tx,
-            put_at,
-        )
+        Item::with_tx(stream, accepted.record, accepted.hash_key, None, tx, put_at)
     }
 
     fn with_tx(
         stream: Arc<str>,
         record: UserRecord,
         hash_key: HashKey,
-        budget: Budget,
+        budget: Option<Budget>,
         tx: OutcomeTx,
         put_at: Instant,
     ) -> Item {

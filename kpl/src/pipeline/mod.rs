@@ -51,12 +51,14 @@ use smallvec::SmallVec;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use message::OutcomeTx;
 pub(crate) use message::{Budget, Command, Item};
 
 use crate::config::Config;
 use crate::error::FailureReason;
 use crate::failure::{CallError, CallFailure, REQUEST_TIMEOUT};
 use crate::outcome::{Attempt, Delivered, Failed};
+use crate::put_all::BatchSettler;
 use crate::record::ProducerRecord;
 use crate::shard_map::{ShardMap, LIST_SHARDS};
 use crate::stats::Stats;
@@ -120,6 +122,8 @@ pub(crate) struct Pipeline {
     backoff_builder: ExponentialBuilder,
     /// Failed calls, as they happen, to `Producer::failures` subscribers.
     failures: broadcast::Sender<CallFailure>,
+    /// Writes the outcomes of consecutive records of one `put_all` batch together.
+    settler: BatchSettler,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -162,6 +166,7 @@ impl Pipeline {
             shutting_down: false,
             backoff_builder,
             failures,
+            settler: BatchSettler::default(),
         }
     }
 
@@ -264,8 +269,9 @@ impl Pipeline {
 
     /// Accepts and queues the records of a `put_all` batch, in order: the stream's state is
     /// looked up once per run of records to the same stream, not once per record.
-    fn enqueue_all(&mut self, items: Vec<Item>) {
+    fn enqueue_all(&mut self, mut items: Vec<Item>) {
         let now = self.now;
+        self.ledger.accept_all(&mut items);
         let mut items = items.into_iter().peekable();
         while let Some(first) = items.peek() {
             let name = first.stream.clone();
@@ -273,8 +279,7 @@ impl Pipeline {
                 self.stream_state(&name);
             }
             let state = self.streams.get_mut(&name).expect("created above");
-            while let Some(mut item) = items.next_if(|i| *i.stream == *name) {
-                self.ledger.accept(&mut item);
+            while let Some(item) = items.next_if(|i| *i.stream == *name) {
                 state.push_predicted(item, &self.config, now);
             }
         }
@@ -335,7 +340,7 @@ impl Pipeline {
                 user_records = u.items.len(),
                 "aggregate delivered into a shard whose hash range could not be checked (no shard map within the record TTL); readers that filter by range may skip it"
             );
-            self.deliver_all(&name, &u.shard_id, &u.sequence_number, u.items);
+            self.deliver_all(&u.shard_id, &u.sequence_number, u.items);
         }
     }
 
@@ -409,15 +414,6 @@ impl Pipeline {
     }
 
     // ---- settling -------------------------------------------------------------------
-
-    fn deliver(&mut self, item: Item, delivered: Delivered) {
-        self.stats.record_delivered(
-            item.record.data().len(),
-            self.now.saturating_duration_since(item.put_at),
-        );
-        item.tx.send(Ok(delivered));
-        self.ledger.settle(item.epoch, item.budget);
-    }
 
     fn fail(&mut self, item: Item, reason: FailureReason) {
         self.stats.record_failed();
@@ -493,11 +489,10 @@ impl Pipeline {
         }
         // Judge deliveries into shards the old map did not know.
         let unverified = std::mem::take(&mut state.unverified);
-        let name = state.name.clone();
         for u in unverified {
             let range = map.range_of(&u.shard_id);
             if owns_all(range, &u.items) {
-                self.deliver_all(&name, &u.shard_id, &u.sequence_number, u.items);
+                self.deliver_all(&u.shard_id, &u.sequence_number, u.items);
             } else {
                 // Not in the new map either, or not owning them all: send them all again.
                 for item in u.items {
@@ -508,25 +503,72 @@ impl Pipeline {
     }
 
     /// Delivers every user record of one Kinesis record Kinesis put at `sequence_number`
-    /// in `shard_id`, each at its sub-sequence number (its position).
+    /// in `shard_id`, each at its sub-sequence number (its position). The per-record work
+    /// is the outcome itself; the rest goes by runs: a batch's outcomes are written under
+    /// one lock per run of its records ([`BatchSettler`]), and the ledger, counters and
+    /// latency histogram are updated once per run of one flush epoch or one put time.
     fn deliver_all(
         &mut self,
-        stream: &Arc<str>,
         shard_id: &Arc<str>,
         sequence_number: &Arc<str>,
         items: SmallVec<[Item; 1]>,
     ) {
         let aggregated = items.len() > 1;
+        // The outcomes of an aggregate get a shard id of their own: the map's is cloned for
+        // every record of every aggregate of the shard here while the callers' threads
+        // drop earlier outcomes' clones, and one shared count would go back and forth
+        // between the cores.
+        let own_shard_id;
+        let shard_id = if aggregated {
+            own_shard_id = Arc::<str>::from(&**shard_id);
+            &own_shard_id
+        } else {
+            shard_id
+        };
+        // Counted before any outcome is out: whoever sees an outcome sees it counted.
+        let payload: usize = items.iter().map(|i| i.record.data().len()).sum();
+        self.stats
+            .record_delivered(items.len() as u64, payload as u64);
+        let mut epochs: SmallVec<[(u64, usize); 4]> = SmallVec::new();
+        let mut put_times: SmallVec<[(Instant, usize); 4]> = SmallVec::new();
         for (sub, item) in items.into_iter().enumerate() {
-            let d = Delivered {
-                stream: stream.clone(),
+            let Item {
+                stream,
+                tx,
+                put_at,
+                calls,
+                epoch,
+                budget,
+                ..
+            } = item;
+            count_run(&mut epochs, epoch);
+            count_run(&mut put_times, put_at);
+            let d = Ok(Delivered {
+                // The record's own (shared per `put_all` batch, or the producer's), moved.
+                stream,
                 shard_id: shard_id.clone(),
                 sequence_number: sequence_number.clone(),
                 sub_sequence_number: sub as u64,
                 aggregated,
-                attempts: item.calls,
-            };
-            self.deliver(item, d);
+                attempts: calls,
+            });
+            match tx {
+                OutcomeTx::One(tx) => {
+                    let _ = tx.send(d);
+                }
+                OutcomeTx::Batch(slot) => self.settler.push(slot, d),
+            }
+            self.ledger.release(budget);
+        }
+        // Outcomes first, then the flush waiters: a flush answered means its records'
+        // handles are resolved.
+        self.settler.finish();
+        for (put_at, n) in put_times {
+            let latency = self.now.saturating_duration_since(put_at);
+            self.stats.record_delivery_latency(latency, n);
+        }
+        for (epoch, n) in epochs {
+            self.ledger.settled(epoch, n);
         }
     }
 
@@ -852,14 +894,13 @@ impl Pipeline {
         };
         let shard_id = &landed.shard_id;
         let seq: Arc<str> = Arc::from(seq);
-        let name = state.name.clone();
         let predicted_right = e.predicted.as_deref() == Some(&**shard_id);
         if !predicted_right && e.predicted.is_some() && !state.refreshing {
             // The map is stale (or the stream was resharded): reload it.
             state.next_refresh = Instant::now();
         }
         if e.items.len() == 1 || owns_all(landed.range, &e.items) {
-            self.deliver_all(&name, shard_id, &seq, e.items);
+            self.deliver_all(shard_id, &seq, e.items);
         } else if landed.range.is_none() {
             if self.commands_closed {
                 for item in e.items {
@@ -878,6 +919,14 @@ impl Pipeline {
                 self.misrouted(item, shard_id);
             }
         }
+    }
+}
+
+/// Counts `value` in `runs`, a list of runs of equal consecutive values.
+fn count_run<T: PartialEq>(runs: &mut SmallVec<[(T, usize); 4]>, value: T) {
+    match runs.last_mut() {
+        Some((v, n)) if *v == value => *n += 1,
+        _ => runs.push((value, 1)),
     }
 }
 

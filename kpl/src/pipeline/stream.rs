@@ -169,6 +169,19 @@ impl StreamState {
         self.map.as_ref().and_then(|m| m.predict(hash_key).cloned())
     }
 
+    /// The stream's first shard map is not in yet and its first load has not failed:
+    /// records put before the producer knows the shards wait for it (within their
+    /// linger, even when flushed), so that they can be aggregated.
+    pub(crate) fn awaiting_first_map(&self) -> bool {
+        self.map.is_none() && self.map_error.is_none()
+    }
+
+    /// Whether the records of queue `key` wait for the first shard map (see
+    /// [`Self::awaiting_first_map`]): with aggregation on, those of the map-less queue.
+    fn waits_for_first_map(&self, config: &Config, key: &ShardKey) -> bool {
+        config.aggregation && key.is_none() && self.awaiting_first_map()
+    }
+
     /// Queues `item` at the back of the queue of the shard the map predicts for it.
     pub(crate) fn push_predicted(&mut self, item: Item, config: &Config, now: Instant) {
         let key = self.predict(item.hash_key);
@@ -297,7 +310,8 @@ impl StreamState {
             if !can_call || stream_blocked || (ordered && (q.in_flight > 0 || key.is_none())) {
                 continue;
             }
-            let ready = if urgent_epoch.is_some_and(|e| front.epoch <= e) {
+            let flushed = urgent_epoch.is_some_and(|e| front.epoch <= e);
+            let ready = if flushed && !self.waits_for_first_map(config, key) {
                 now
             } else {
                 front.put_at + linger
@@ -324,8 +338,12 @@ impl StreamState {
         if ordered && self.ordered_must_wait() {
             return None;
         }
-        let is_urgent = |put_at: Instant, epoch: u64| {
-            now >= put_at + linger || urgent_epoch.is_some_and(|e| epoch <= e)
+        let map_wait = config.aggregation && self.awaiting_first_map();
+        // Due now: past its linger, or flushed, except that records waiting for the
+        // stream's first shard map wait for it until their linger is over, flushed or not.
+        let is_urgent = |key: &ShardKey, put_at: Instant, epoch: u64| {
+            now >= put_at + linger
+                || (urgent_epoch.is_some_and(|e| epoch <= e) && !(map_wait && key.is_none()))
         };
         let agg_room = config.aggregation_max_size + 4 * kinesis_agg::MAX_PARTITION_KEY_CHARS;
 
@@ -340,7 +358,7 @@ impl StreamState {
             if !q.may_send(key, ordered, now) {
                 continue;
             }
-            if is_urgent(front.put_at, front.epoch) {
+            if is_urgent(key, front.put_at, front.epoch) {
                 urgent_any = true;
                 break;
             }
@@ -387,7 +405,7 @@ impl StreamState {
                 };
                 // A partial aggregate keeps lingering unless its time is up, and so do
                 // records waiting for the shard map when aggregation is on.
-                if !is_urgent(front.put_at, front.epoch)
+                if !is_urgent(&key, front.put_at, front.epoch)
                     && ((aggregate && q.queued_bytes < config.aggregation_max_size)
                         || (config.aggregation && key.is_none()))
                 {
@@ -437,7 +455,7 @@ mod tests {
     //! paused clock.
 
     use super::*;
-    use crate::pipeline::test_support::{item, keys_of_both_halves, two_shards};
+    use crate::pipeline::test_support::{item, keys_of_both_halves, one_shard, two_shards};
 
     fn mapped(config: &Config) -> StreamState {
         let mut s = StreamState::new(Arc::from("s"), Instant::now());
@@ -563,6 +581,64 @@ mod tests {
         };
         assert!(s
             .collect(&unordered, None, &mut batcher, Instant::now())
+            .is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_before_the_first_shard_map_waits_for_it_within_the_linger() {
+        let config = Config::default();
+        let mut batcher = Batcher::new(&config);
+        let mut s = StreamState::new(Arc::from("s"), Instant::now());
+        s.refreshing = true; // the first load is under way
+        for i in 0..3 {
+            push(&mut s, &config, &format!("k{i}"), 10, 0);
+        }
+        // Flushed, but the map may come any moment: wait for it, until the linger ends.
+        let now = Instant::now();
+        assert!(s.collect(&config, Some(0), &mut batcher, now).is_none());
+        assert_eq!(
+            s.wake_at(&config, Some(0), true, now),
+            Some(now + config.max_buffered_time)
+        );
+        // The map comes: the records go to their shards' queues, and out aggregated.
+        let mut mapped = StreamState::new(Arc::from("s"), Instant::now());
+        std::mem::swap(&mut mapped.shards, &mut s.shards);
+        mapped.install_map(Arc::new(one_shard()), &config, now);
+        mapped.next_refresh = now + config.shard_map_refresh_interval;
+        let batch = mapped.collect(&config, Some(0), &mut batcher, now).unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].items.len(), 3, "one aggregate");
+
+        // No map by the end of the linger: they go unaggregated then.
+        for i in 0..2 {
+            push(&mut s, &config, &format!("k{i}"), 10, 0);
+        }
+        tokio::time::advance(config.max_buffered_time).await;
+        let batch = s
+            .collect(&config, Some(0), &mut batcher, Instant::now())
+            .unwrap();
+        assert_eq!(batch.len(), 2, "one Kinesis record each");
+
+        // A failed first load: flushed records go at once, unaggregated.
+        let mut failed = StreamState::new(Arc::from("s"), Instant::now());
+        failed.map_error = Some(CallError::retryable("InternalFailure", "boom"));
+        push(&mut failed, &config, "k", 10, 0);
+        assert_eq!(
+            failed.wake_at(&config, Some(0), true, Instant::now()),
+            Some(Instant::now())
+        );
+        assert!(failed
+            .collect(&config, Some(0), &mut batcher, Instant::now())
+            .is_some());
+        // Without aggregation nothing waits for the map.
+        let raw = Config {
+            aggregation: false,
+            ..Config::default()
+        };
+        let mut plain = StreamState::new(Arc::from("s"), Instant::now());
+        push(&mut plain, &raw, "k", 10, 0);
+        assert!(plain
+            .collect(&raw, Some(0), &mut batcher, Instant::now())
             .is_some());
     }
 

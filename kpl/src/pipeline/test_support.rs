@@ -39,14 +39,14 @@ pub(crate) fn item_with_budget(
     budget: &(Arc<Semaphore>, Arc<Semaphore>),
 ) -> (Item, oneshot::Receiver<Outcome>) {
     let (mut item, rx) = item(pk, size);
-    item.budget = (
+    item.budget = Some((
         budget.0.clone().try_acquire_owned().unwrap(),
         budget
             .1
             .clone()
             .try_acquire_many_owned(size as u32)
             .unwrap(),
-    );
+    ));
     (item, rx)
 }
 

@@ -47,6 +47,11 @@ impl ProducerBuilder {
     /// How long a record may wait to be aggregated and collected before it is sent.
     /// Default 100 ms (the KPL's `RecordMaxBufferedTime`); allowed 0 (send at once) ..=
     /// 7 days. Lower means lower latency and smaller calls; higher means better packing.
+    ///
+    /// It also bounds how long records put before a stream's first shard map is loaded
+    /// wait for it, so that they can be aggregated: a [`flush`](crate::Producer::flush)
+    /// sends them at once only once the map is in (or its first load failed); by the end
+    /// of their linger they go out unaggregated, routed by Kinesis itself.
     pub fn with_max_buffered_time(mut self, t: Duration) -> Self {
         self.config.max_buffered_time = t;
         self

@@ -4,7 +4,7 @@
 //! ```text
 //!  Producer::builder(client) … build() ─▶ Producer::start ─▶ spawns the pipeline task
 //!  put / try_put ─▶ ProducerRecord::check ─▶ budget (records, bytes) ─▶ Command::Put ─▶ pipeline
-//!  put_all ─▶ check each ─▶ budget once (Σ records, Σ bytes), split per record ─▶ Command::PutAll ─▶ pipeline
+//!  put_all ─▶ check each ─▶ budget once (Σ records, Σ bytes), held by the batch ─▶ Command::PutAll ─▶ pipeline
 //!  flush / shutdown ─▶ Command::Flush / Shutdown ─▶ pipeline ─▶ answered when settled
 //! ```
 
@@ -48,7 +48,8 @@ struct Inner {
     /// the memory budget (its queue slot is part of `RECORD_OVERHEAD_BYTES`), so the
     /// budget bounds it, and a bounded channel would only add a second semaphore per record.
     commands: mpsc::UnboundedSender<Command>,
-    /// Record budget: one permit per unsettled record.
+    /// Record budget: one permit per unsettled record (a `put_all` batch holds its
+    /// records' permits until its last record is settled).
     records_budget: Arc<Semaphore>,
     /// Byte budget: data + key + overhead per unsettled record.
     bytes_budget: Arc<Semaphore>,
@@ -226,7 +227,9 @@ impl Producer {
     /// resolves at once to no outcomes.
     ///
     /// The budget is taken whole, in the order waiters arrived: a batch waits until the
-    /// budget has room for all of it, and `put`s that arrive after it wait behind it.
+    /// budget has room for all of it, and `put`s that arrive after it wait behind it. It
+    /// is given back whole too, when the batch's last record is settled (one release per
+    /// batch rather than one per record).
     ///
     /// # Errors
     /// All or nothing: on any error no record of the batch is accepted, and every one is
@@ -282,7 +285,7 @@ impl Producer {
             });
         }
         if n == 0 {
-            return Ok(BatchHandle::new(std::iter::empty()).0);
+            return Ok(BatchHandle::new(0, Vec::new(), None));
         }
         let permits = async {
             let r = acquire_many(&inner.records_budget, n).await?;
@@ -290,35 +293,34 @@ impl Producer {
             Some((r, b))
         }
         .await;
-        let Some((mut records_permit, mut bytes_permit)) = permits else {
+        let Some(budget) = permits else {
             return Err(PutAllError::ShutDown {
                 records: checked.into_iter().map(|c| c.record).collect(),
             });
         };
-        // Consecutive records mostly share a stream: its name is looked up once per run.
-        let mut names: Vec<Arc<str>> = Vec::with_capacity(n);
-        for c in &checked {
-            let name = match names.last() {
-                Some(last) if **last == *c.record.stream => last.clone(),
-                _ => inner.stream_name(&c.record.stream),
-            };
-            names.push(name);
+        // Consecutive records mostly share a stream: the batch keeps one name per run, its
+        // own (the records' outcomes share it, not the producer's copy every other batch
+        // and the pipeline also count references to).
+        let mut runs: Vec<(usize, Arc<str>)> = Vec::new();
+        for (i, c) in checked.iter().enumerate() {
+            match runs.last_mut() {
+                Some((end, last)) if **last == *c.record.stream => *end = i + 1,
+                _ => runs.push((i + 1, Arc::from(c.record.stream.as_str()))),
+            }
         }
-        let (handle, slots) = BatchHandle::new(names.iter().cloned());
+        // The batch holds its budget whole, released when its last record settles.
+        let handle = BatchHandle::new(n, runs.clone(), Some(budget));
         let put_at = tokio::time::Instant::now();
-        let items: Vec<Item> = checked
-            .into_iter()
-            .zip(names)
-            .zip(slots)
-            .map(|((c, name), slot)| {
-                let charge = c.size + RECORD_OVERHEAD_BYTES;
-                let budget = (
-                    records_permit.split(1).expect("one permit per record"),
-                    bytes_permit.split(charge).expect("the batch's bytes"),
-                );
-                Item::in_batch(c.accept(), budget, name, slot, put_at)
-            })
-            .collect();
+        let mut items: Vec<Item> = Vec::with_capacity(n);
+        let mut checked = checked.into_iter();
+        let mut start = 0;
+        for (end, name) in runs {
+            for (index, c) in (start..end).zip(checked.by_ref()) {
+                let slot = handle.slot(index);
+                items.push(Item::in_batch(c.accept(), name.clone(), slot, put_at));
+            }
+            start = end;
+        }
         match inner.commands.send(Command::PutAll(items)) {
             Ok(()) => {
                 inner.stats.record_put(n as u64);
@@ -328,6 +330,52 @@ impl Producer {
                 records: cmd.into_records(),
             }),
         }
+    }
+
+    /// A [`Sink`](futures_sink::Sink) of records batched into [`put_all`](Producer::put_all),
+    /// with default settings, and the stream of its records' outcomes, in the order sent
+    /// (see [`RecordSink`](crate::RecordSink)).
+    pub fn sink(&self) -> (crate::RecordSink, crate::SinkOutcomes) {
+        self.sink_builder()
+            .build()
+            .expect("the defaults fit any producer's budget")
+    }
+
+    /// A builder for a [`sink`](Producer::sink) with other settings.
+    pub fn sink_builder(&self) -> crate::SinkBuilder {
+        crate::SinkBuilder::new(self.clone())
+    }
+
+    /// The memory budget: (`max_outstanding_records`, `max_outstanding_bytes`).
+    pub(crate) fn budget(&self) -> (usize, usize) {
+        (
+            self.inner.max_outstanding_records,
+            self.inner.max_outstanding_bytes,
+        )
+    }
+
+    /// The checks of `put` without accepting: the record, unchanged, and its charge to the
+    /// byte budget (data, key and [`RECORD_OVERHEAD_BYTES`]).
+    pub(crate) fn check_only(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<(ProducerRecord, usize), PutError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PutError::ShutDown {
+                record: Box::new(record),
+            });
+        }
+        let checked = record.check(inner.max_record_size)?;
+        let needed = checked.size + RECORD_OVERHEAD_BYTES;
+        if needed > inner.max_outstanding_bytes {
+            return Err(PutError::LargerThanBudget {
+                record: Box::new(checked.record),
+                needed,
+                budget: inner.max_outstanding_bytes,
+            });
+        }
+        Ok((checked.record, needed))
     }
 
     /// Validation shared by `put` and `try_put`: the record's own checks, then whether
