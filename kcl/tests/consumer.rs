@@ -260,7 +260,10 @@ async fn a_checkpoint_by_the_previous_owner_during_a_handoff_is_kept_for_the_nex
         if lease.checkpoint_owner.is_none() {
             break lease;
         }
-        assert!(std::time::Instant::now() < deadline, "handoff never ended: {lease:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "handoff never ended: {lease:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(moved.owner.as_deref(), Some("b"));

@@ -130,8 +130,7 @@ async fn a_joining_worker_takes_half_without_double_delivery(heartbeats: bool) {
         .collect();
     assert_eq!(owned_by_b, moved);
     // Each moved shard was finished by a: its processor was asked to stop, not cut off.
-    let stopped: HashSet<(String, String)> =
-        rec.events("shutdown_requested").into_iter().collect();
+    let stopped: HashSet<(String, String)> = rec.events("shutdown_requested").into_iter().collect();
     for shard in &moved {
         assert!(
             stopped.contains(&("a".to_owned(), shard.clone())),
@@ -232,7 +231,10 @@ async fn a_handoff_left_pending_by_a_java_leader_is_forced_and_resumed_from_its_
         .iter()
         .map(|r| String::from_utf8_lossy(&r.data).into_owned())
         .collect();
-    assert_eq!(got, want, "exactly the records after the checkpoint, once, in order");
+    assert_eq!(
+        got, want,
+        "exactly the records after the checkpoint, once, in order"
+    );
     // The handoff was ended by our worker (forced: its previous owner never came), which
     // kept the lease.
     assert_eq!(stored.checkpoint_owner, None);

@@ -82,7 +82,8 @@ pub(crate) fn reconcile(mine: &Lease, stored: Option<&Lease>, me: &str) -> Recon
     if stored.counter < mine.counter {
         return Reconcile::Keep;
     }
-    let same_owners = stored.owner == mine.owner && stored.checkpoint_owner == mine.checkpoint_owner;
+    let same_owners =
+        stored.owner == mine.owner && stored.checkpoint_owner == mine.checkpoint_owner;
     let newer = stored.counter > mine.counter;
     match (standing(mine, me), standing(stored, me)) {
         _ if same_owners && !newer => Reconcile::Keep,
@@ -91,7 +92,8 @@ pub(crate) fn reconcile(mine: &Lease, stored: Option<&Lease>, me: &str) -> Recon
         // A scan from just before the start of the handoff this worker took part in.
         (Standing::Outgoing, Standing::Held) if !newer => Reconcile::Keep,
         (Standing::Incoming { from }, _)
-            if !newer && stored.owner.as_deref() == Some(from.as_str())
+            if !newer
+                && stored.owner.as_deref() == Some(from.as_str())
                 && stored.checkpoint_owner.is_none() =>
         {
             Reconcile::Keep
@@ -160,7 +162,12 @@ pub(crate) enum Outgoing {
 /// The previous owner's decision: `running` whether a consumer of the lease runs,
 /// `stopping` whether it was asked to stop already, `waited` how long since this worker
 /// learnt of the handoff, `timeout` the graceful handoff timeout.
-pub(crate) fn outgoing(running: bool, stopping: bool, waited: Duration, timeout: Duration) -> Outgoing {
+pub(crate) fn outgoing(
+    running: bool,
+    stopping: bool,
+    waited: Duration,
+    timeout: Duration,
+) -> Outgoing {
     match (running, stopping) {
         (false, _) => Outgoing::Complete { abort: false },
         (true, _) if waited >= timeout => Outgoing::Complete { abort: true },
@@ -187,16 +194,25 @@ mod tests {
     #[test]
     fn standing_reads_both_owners() {
         assert_eq!(standing(&lease(Some("a"), None, 1), "a"), Standing::Held);
-        assert_eq!(standing(&lease(Some("b"), Some("a"), 1), "a"), Standing::Outgoing);
+        assert_eq!(
+            standing(&lease(Some("b"), Some("a"), 1), "a"),
+            Standing::Outgoing
+        );
         assert_eq!(
             standing(&lease(Some("b"), Some("a"), 1), "b"),
             Standing::Incoming { from: "a".into() }
         );
-        assert_eq!(standing(&lease(Some("b"), Some("a"), 1), "c"), Standing::Other);
+        assert_eq!(
+            standing(&lease(Some("b"), Some("a"), 1), "c"),
+            Standing::Other
+        );
         assert_eq!(standing(&lease(Some("b"), None, 1), "a"), Standing::Other);
         assert_eq!(standing(&lease(None, None, 1), "a"), Standing::Other);
         // Both owners the same: not a state the protocol makes; nobody's to process.
-        assert_eq!(standing(&lease(Some("a"), Some("a"), 1), "a"), Standing::Other);
+        assert_eq!(
+            standing(&lease(Some("a"), Some("a"), 1), "a"),
+            Standing::Other
+        );
     }
 
     #[test]
@@ -205,7 +221,10 @@ mod tests {
         let started = lease(Some("b"), Some("a"), 5);
         assert_eq!(reconcile(&mine, Some(&started), "a"), Reconcile::Adopt);
         // A take (counter moved, checkpointOwner gone) is a loss.
-        assert_eq!(reconcile(&mine, Some(&lease(Some("b"), None, 6)), "a"), Reconcile::Lost);
+        assert_eq!(
+            reconcile(&mine, Some(&lease(Some("b"), None, 6)), "a"),
+            Reconcile::Lost
+        );
         // Another worker's handoff start, not to this one: lost.
         assert_eq!(
             reconcile(&mine, Some(&lease(Some("b"), Some("c"), 5)), "a"),
@@ -214,7 +233,10 @@ mod tests {
         assert_eq!(reconcile(&mine, None, "a"), Reconcile::Lost);
         // The copy as stored, or an older scan: kept.
         assert_eq!(reconcile(&mine, Some(&mine.clone()), "a"), Reconcile::Keep);
-        assert_eq!(reconcile(&mine, Some(&lease(Some("c"), None, 4)), "a"), Reconcile::Keep);
+        assert_eq!(
+            reconcile(&mine, Some(&lease(Some("c"), None, 4)), "a"),
+            Reconcile::Keep
+        );
         // Once adopted, an older scan of the state before the start is kept too, and the
         // previous owner's own later writes are adopted.
         assert_eq!(reconcile(&started, Some(&mine), "a"), Reconcile::Keep);
@@ -223,46 +245,79 @@ mod tests {
             Reconcile::Adopt
         );
         // The handoff ended (or was forced): the lease is gone from this worker.
-        assert_eq!(reconcile(&started, Some(&lease(Some("b"), None, 8)), "a"), Reconcile::Lost);
+        assert_eq!(
+            reconcile(&started, Some(&lease(Some("b"), None, 8)), "a"),
+            Reconcile::Lost
+        );
     }
 
     #[test]
     fn the_next_owner_adopts_the_end_of_the_handoff() {
         let mine = lease(Some("b"), Some("a"), 5);
         // A scan from before the start: kept.
-        assert_eq!(reconcile(&mine, Some(&lease(Some("a"), None, 5)), "b"), Reconcile::Keep);
+        assert_eq!(
+            reconcile(&mine, Some(&lease(Some("a"), None, 5)), "b"),
+            Reconcile::Keep
+        );
         // The previous owner renews or checkpoints meanwhile: adopted.
         assert_eq!(
             reconcile(&mine, Some(&lease(Some("b"), Some("a"), 6)), "b"),
             Reconcile::Adopt
         );
         // It ended the handoff.
-        assert_eq!(reconcile(&mine, Some(&lease(Some("b"), None, 7)), "b"), Reconcile::Adopt);
+        assert_eq!(
+            reconcile(&mine, Some(&lease(Some("b"), None, 7)), "b"),
+            Reconcile::Adopt
+        );
         // Someone else took it (e.g. its owners both looked dead to a third worker).
-        assert_eq!(reconcile(&mine, Some(&lease(Some("c"), None, 7)), "b"), Reconcile::Lost);
+        assert_eq!(
+            reconcile(&mine, Some(&lease(Some("c"), None, 7)), "b"),
+            Reconcile::Lost
+        );
         // A plain holder whose counter moved without its write: taken, as ever.
         let held = lease(Some("b"), None, 5);
-        assert_eq!(reconcile(&held, Some(&lease(Some("b"), None, 6)), "b"), Reconcile::Lost);
+        assert_eq!(
+            reconcile(&held, Some(&lease(Some("b"), None, 6)), "b"),
+            Reconcile::Lost
+        );
     }
 
     #[test]
     fn the_next_owner_waits_then_forces() {
         let pending = lease(Some("b"), Some("a"), 5);
         let timeout = 30 * SECOND;
-        assert_eq!(incoming(Some(&pending), "b", SECOND, timeout, false), Incoming::Wait);
-        assert_eq!(incoming(Some(&pending), "b", timeout, timeout, false), Incoming::Force);
-        assert_eq!(incoming(Some(&pending), "b", SECOND, timeout, true), Incoming::Force);
+        assert_eq!(
+            incoming(Some(&pending), "b", SECOND, timeout, false),
+            Incoming::Wait
+        );
+        assert_eq!(
+            incoming(Some(&pending), "b", timeout, timeout, false),
+            Incoming::Force
+        );
+        assert_eq!(
+            incoming(Some(&pending), "b", SECOND, timeout, true),
+            Incoming::Force
+        );
         let done = lease(Some("b"), None, 6);
-        assert_eq!(incoming(Some(&done), "b", SECOND, timeout, false), Incoming::Start);
+        assert_eq!(
+            incoming(Some(&done), "b", SECOND, timeout, false),
+            Incoming::Start
+        );
         let taken = lease(Some("c"), None, 6);
-        assert_eq!(incoming(Some(&taken), "b", timeout, timeout, true), Incoming::Lost);
+        assert_eq!(
+            incoming(Some(&taken), "b", timeout, timeout, true),
+            Incoming::Lost
+        );
         assert_eq!(incoming(None, "b", SECOND, timeout, false), Incoming::Lost);
     }
 
     #[test]
     fn the_previous_owner_stops_its_consumer_then_hands_over() {
         let timeout = 30 * SECOND;
-        assert_eq!(outgoing(true, false, SECOND, timeout), Outgoing::StopConsumer);
+        assert_eq!(
+            outgoing(true, false, SECOND, timeout),
+            Outgoing::StopConsumer
+        );
         assert_eq!(outgoing(true, true, SECOND, timeout), Outgoing::Wait);
         assert_eq!(
             outgoing(false, true, SECOND, timeout),

@@ -58,7 +58,11 @@ async fn a_stolen_lease_is_handed_over_with_the_previous_owners_last_checkpoint(
     let before = store.list_leases().await.unwrap();
     let key = w1_starts_a_handoff(&store, &w0, &w1).await;
     let counter = before.iter().find(|l| l.lease_key == key).unwrap().counter;
-    assert_eq!(stored(&store, &key).await.counter, counter, "the start leaves the counter");
+    assert_eq!(
+        stored(&store, &key).await.counter,
+        counter,
+        "the start leaves the counter"
+    );
     // The next owner holds it but may not start: the previous one is still at it.
     assert_eq!(w1.held_lease_keys(), vec![key.clone()]);
     assert!(!w1.check_incoming_handoff(&key).await);
@@ -70,8 +74,11 @@ async fn a_stolen_lease_is_handed_over_with_the_previous_owners_last_checkpoint(
     assert_eq!(held.standing_now(), Some(Standing::Outgoing));
     assert!(!w0.held_lease_keys().contains(&key), "counted as w1's now");
     // Its processor's last checkpoint is accepted.
-    let last = Checkpoint::at("49590338271490256608559692538361571095921575989136588898", 0)
-        .unwrap();
+    let last = Checkpoint::at(
+        "49590338271490256608559692538361571095921575989136588898",
+        0,
+    )
+    .unwrap();
     held.checkpoint(&last, &[]).await.unwrap();
     let l = stored(&store, &key).await;
     assert_eq!(l.checkpoint, last);
@@ -109,12 +116,18 @@ async fn a_previous_owner_that_never_hands_over_is_forced_after_the_patience() {
         tokio::time::advance(step).await;
         waited += step;
         w0.renew_leases().await;
-        assert!(!w1.check_incoming_handoff(&key).await, "forced early at {waited:?}");
+        assert!(
+            !w1.check_incoming_handoff(&key).await,
+            "forced early at {waited:?}"
+        );
     }
     tokio::time::advance(patience - waited).await;
     assert!(w1.check_incoming_handoff(&key).await);
     let l = stored(&store, &key).await;
-    assert_eq!((l.owner.as_deref(), l.checkpoint_owner.as_deref()), (Some("w1"), None));
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), None)
+    );
     // The previous owner's next write is refused: the lease is gone from it.
     w0.renew_leases().await;
     assert!(w0.held_lease(&key).is_none());
@@ -188,13 +201,21 @@ async fn a_pending_handoff_from_a_java_leader_is_honoured() {
     let o = w1.take_leases().await.unwrap();
     assert!(o.taken.is_empty() && o.stolen.is_empty(), "{o:?}");
     assert_eq!(w1.held_lease_keys(), vec![seeded.lease_key.clone()]);
-    assert_eq!(stored(&store, &seeded.lease_key).await, seeded, "nothing written");
+    assert_eq!(
+        stored(&store, &seeded.lease_key).await,
+        seeded,
+        "nothing written"
+    );
     assert!(!w1.check_incoming_handoff(&seeded.lease_key).await);
     // Holding it, w1 does not renew it (the previous owner would), nor take it.
     w1.renew_leases().await;
     tokio::time::advance(w1.config().handoff_patience() - Duration::from_millis(1)).await;
     w1.take_leases().await.unwrap();
-    assert_eq!(stored(&store, &seeded.lease_key).await, seeded, "nothing written");
+    assert_eq!(
+        stored(&store, &seeded.lease_key).await,
+        seeded,
+        "nothing written"
+    );
     assert!(!w1.check_incoming_handoff(&seeded.lease_key).await);
     tokio::time::advance(Duration::from_millis(1)).await;
     assert!(w1.check_incoming_handoff(&seeded.lease_key).await);

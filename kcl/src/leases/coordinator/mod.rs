@@ -478,7 +478,8 @@ impl LeaseCoordinator {
                         if let (Some(h), Some(victim)) = (&self.heartbeat, lease.owner.as_deref()) {
                             // The owner hears of it at its next beat (else at its next
                             // scan, or its next write is refused).
-                            h.notify_taken(victim, &lease.lease_key, lease.counter).await;
+                            h.notify_taken(victim, &lease.lease_key, lease.counter)
+                                .await;
                         }
                         outcome.stolen.push(lease.lease_key.clone());
                     } else {
@@ -512,6 +513,22 @@ impl LeaseCoordinator {
         released
     }
 
+    /// What the dispatcher does with handoffs, for tests of the coordinator alone: every
+    /// lease handed away is handed over at once (as if its consumer stopped at once), and
+    /// every lease handed to this worker is looked at.
+    #[cfg(test)]
+    pub(crate) async fn settle_handoffs(&self) {
+        for (key, held) in self.held_leases() {
+            match held.standing_now() {
+                Some(Standing::Outgoing) => self.end_outgoing_handoff(&key, false).await,
+                Some(Standing::Incoming { .. }) => {
+                    self.check_incoming_handoff(&key).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Loses the held leases that `leases` (a scan) shows owned by another worker, or
     /// written since this worker's last write (a take it was not told of), or no longer
     /// has (a finished shard's lease, deleted by the shard sync; renewals found that out
@@ -542,10 +559,7 @@ impl LeaseCoordinator {
     fn hold_incoming_handoffs(&self, leases: &[crate::Lease]) {
         let mut held = self.lock_held();
         for lease in leases {
-            let incoming = matches!(
-                standing(lease, &self.worker_id),
-                Standing::Incoming { .. }
-            );
+            let incoming = matches!(standing(lease, &self.worker_id), Standing::Incoming { .. });
             if incoming && !held.contains_key(&lease.lease_key) {
                 tracing::info!(worker = %self.worker_id, lease = %lease.lease_key, from = ?lease.checkpoint_owner, "holding a lease handed to this worker; waiting for its previous owner");
                 held.insert(
@@ -615,7 +629,8 @@ impl LeaseCoordinator {
                 }
                 match held.end_handoff().await {
                     Ok(true) => {
-                        ::metrics::counter!(m::LEASE_HANDOFFS_ENDED, "by" => "next_owner_forced").increment(1);
+                        ::metrics::counter!(m::LEASE_HANDOFFS_ENDED, "by" => "next_owner_forced")
+                            .increment(1);
                         tracing::warn!(worker = %self.worker_id, lease = %key, from = %from, "previous owner did not hand the lease over in time; forced the handoff");
                         true
                     }
@@ -642,7 +657,11 @@ impl LeaseCoordinator {
         };
         match held.end_handoff().await {
             Ok(true) => {
-                let by = if timed_out { "previous_owner_timeout" } else { "previous_owner" };
+                let by = if timed_out {
+                    "previous_owner_timeout"
+                } else {
+                    "previous_owner"
+                };
                 ::metrics::counter!(m::LEASE_HANDOFFS_ENDED, "by" => by).increment(1);
                 tracing::info!(worker = %self.worker_id, lease = %key, timed_out, "handed the lease over");
             }
@@ -802,6 +821,14 @@ mod tests {
             let o = w.take_leases().await.unwrap();
             moves += o.taken.len() + o.stolen.len();
         }
+        // The dispatchers' part: victims that heard of a handoff at a renewal hand the
+        // lease over (their consumers stop at once here), the next owners start.
+        for w in ws {
+            w.settle_handoffs().await;
+        }
+        for w in ws {
+            w.settle_handoffs().await;
+        }
         moves
     }
 
@@ -919,16 +946,29 @@ mod tests {
         tokio::time::advance(FAILOVER + Duration::from_millis(100)).await;
         let o = ws[1].take_leases().await.unwrap();
         assert!(o.stolen.is_empty(), "{o:?}");
-        assert!(o.taken.contains(&"shardId-000000000000".to_owned()), "{o:?}");
+        assert!(
+            o.taken.contains(&"shardId-000000000000".to_owned()),
+            "{o:?}"
+        );
         let err = victim
             .checkpoint(&Checkpoint::at("5", 0).unwrap(), &[])
             .await
             .unwrap_err();
         assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
         assert!(victim.lost.is_cancelled());
-        assert!(!ws[0].held_lease_keys().contains(&"shardId-000000000000".to_owned()));
-        let stored = store.get_lease("shardId-000000000000").await.unwrap().unwrap();
-        assert_eq!(stored.checkpoint, Checkpoint::TrimHorizon, "not overwritten");
+        assert!(!ws[0]
+            .held_lease_keys()
+            .contains(&"shardId-000000000000".to_owned()));
+        let stored = store
+            .get_lease("shardId-000000000000")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.checkpoint,
+            Checkpoint::TrimHorizon,
+            "not overwritten"
+        );
         assert_eq!(stored.owner.as_deref(), Some("worker-1"));
         assert_eq!(stored.checkpoint_owner, None);
     }
