@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
@@ -18,11 +18,26 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use common::*;
 use integration_tests::kcl3;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
+use kinesis_consumer::metric_names as m;
+use metrics_util::debugging::DebuggingRecorder;
+
+/// The metrics of this test binary (one global recorder, shared by its tests: each
+/// checks a lower bound of what it did itself).
+fn counters() -> &'static CounterTotals {
+    static COUNTERS: OnceLock<CounterTotals> = OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let counters = CounterTotals::new(&recorder);
+        recorder.install().expect("the only recorder");
+        counters
+    })
+}
 
 /// A worker joins a running one; with `heartbeats` the scheduler's default fleet (the
 /// previous owner hears of each handoff at its next beat), without it the Java KCL's
 /// renewals (its next renewal is refused).
 async fn a_joining_worker_takes_half_without_double_delivery(heartbeats: bool) {
+    let counters = counters();
     let stack = stack().await;
     let stream = stack.create_stream("kcl-handoff", 4).await.unwrap();
     let app = kinesis_emulators::unique_name("kcl-handoff-app");
@@ -138,6 +153,8 @@ async fn a_joining_worker_takes_half_without_double_delivery(heartbeats: bool) {
         );
     }
     assert_eq!(rec.events("lease_lost"), Vec::new(), "no lease cut off");
+    assert!(counters.get(m::LEASE_HANDOFFS_STARTED, None) >= 2);
+    assert!(counters.get(m::LEASE_HANDOFFS_ENDED, Some(("by", "previous_owner"))) >= 2);
 
     b.graceful_shutdown().await;
     a.graceful_shutdown().await;
@@ -173,6 +190,7 @@ async fn with_renewals_a_joining_worker_takes_half_without_double_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handoff_left_pending_by_a_java_leader_is_forced_and_resumed_from_its_checkpoint() {
+    let counters = counters();
     let stack = stack().await;
     let stream = stack.create_stream("kcl-handoff-java", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("kcl-handoff-java-app");
@@ -240,6 +258,11 @@ async fn a_handoff_left_pending_by_a_java_leader_is_forced_and_resumed_from_its_
     assert_eq!(stored.checkpoint_owner, None);
     assert_eq!(stored.owner.as_deref(), Some("rust-worker"));
     assert!(stored.counter > 41, "{stored:?}");
+    assert!(counters.get(m::LEASE_HANDOFFS_SEEN, None) >= 1);
+    assert!(
+        counters.get(m::LEASE_HANDOFFS_ENDED, Some(("by", "next_owner_forced"))) >= 1,
+        "waited for, then forced (not taken at once)"
+    );
     assert_eq!(
         rec.events("initialize"),
         vec![("rust-worker".to_owned(), shard.clone())],

@@ -561,6 +561,7 @@ impl LeaseCoordinator {
         for lease in leases {
             let incoming = matches!(standing(lease, &self.worker_id), Standing::Incoming { .. });
             if incoming && !held.contains_key(&lease.lease_key) {
+                ::metrics::counter!(m::LEASE_HANDOFFS_SEEN).increment(1);
                 tracing::info!(worker = %self.worker_id, lease = %lease.lease_key, from = ?lease.checkpoint_owner, "holding a lease handed to this worker; waiting for its previous owner");
                 held.insert(
                     lease.lease_key.clone(),
