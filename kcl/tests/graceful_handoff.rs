@@ -269,3 +269,82 @@ async fn a_handoff_left_pending_by_a_java_leader_is_forced_and_resumed_from_its_
         "started once"
     );
 }
+
+/// Starts, then never returns from `shutdown_requested`.
+#[derive(Debug)]
+struct StuckInShutdown {
+    shard: String,
+    started: Arc<Mutex<HashSet<String>>>,
+}
+
+#[async_trait::async_trait]
+impl kinesis_consumer::RecordProcessor for StuckInShutdown {
+    async fn initialize(&mut self, _: kinesis_consumer::InitializationInput) {
+        self.started.lock().unwrap().insert(self.shard.clone());
+    }
+    async fn process_records(&mut self, _: kinesis_consumer::ProcessRecordsInput) {}
+    async fn lease_lost(&mut self, _: kinesis_consumer::LeaseLostInput) {}
+    async fn shard_ended(&mut self, _: kinesis_consumer::ShardEndedInput) {}
+    async fn shutdown_requested(&mut self, _: kinesis_consumer::ShutdownRequestedInput) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_owner_stuck_in_shutdown_requested_hands_over_after_the_timeout() {
+    let counters = counters();
+    let stack = stack().await;
+    let stream = stack.create_stream("kcl-handoff-stuck", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-handoff-stuck-app");
+    let kinesis = stack.kinesis_client();
+
+    let started: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let a = {
+        let started = started.clone();
+        kinesis_consumer::Scheduler::builder(&app, &stream, move |shard: &str| {
+            Box::new(StuckInShutdown {
+                shard: shard.to_owned(),
+                started: started.clone(),
+            }) as Box<dyn kinesis_consumer::RecordProcessor>
+        })
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("a")
+        .with_failover_time(Duration::from_secs(1))
+        .with_retrieval(polling())
+        .with_graceful_handoff_timeout(Duration::from_secs(1))
+        .with_shutdown_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+    };
+    let run_a = spawn_run(&a);
+    wait_until("a's processors started on both shards", || {
+        started.lock().unwrap().len() == 2
+    })
+    .await;
+
+    let rec = Recorder::default();
+    let b = scheduler(&stack, &app, &stream, "b", &rec, Duration::from_secs(1));
+    let run_b = spawn_run(&b);
+    put_records(&kinesis, &stream, &records(40, 20, 1, "s"), 1).await;
+    // a never finishes its shutdown_requested: after the timeout it is aborted and hands
+    // the lease over; b processes that shard from its start (a never checkpointed).
+    wait_until("b processing the moved shard", || rec.count() > 0).await;
+    let moved: HashSet<String> = rec.seen().iter().map(|s| s.shard.clone()).collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(
+        counters.get(
+            m::LEASE_HANDOFFS_ENDED,
+            Some(("by", "previous_owner_timeout"))
+        ) >= 1,
+        "handed over by its previous owner once the timeout passed"
+    );
+    let table = leases(&stack, &app).await;
+    let shard = moved.iter().next().unwrap();
+    assert_eq!(table[shard].owner.as_deref(), Some("b"));
+    assert_eq!(table[shard].checkpoint_owner, None);
+
+    b.graceful_shutdown().await;
+    a.graceful_shutdown().await;
+    run_b.await.unwrap().unwrap();
+    run_a.await.unwrap().unwrap();
+}

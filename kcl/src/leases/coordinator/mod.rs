@@ -462,7 +462,7 @@ impl LeaseCoordinator {
                     let mut mine = lease.clone();
                     update.apply_to(&mut mine);
                     observed.saw(&mine.lease_key, mine.counter, Instant::now());
-                    self.lock_held().insert(
+                    let earlier = self.lock_held().insert(
                         mine.lease_key.clone(),
                         HeldLease::new(
                             self.store.clone(),
@@ -471,6 +471,11 @@ impl LeaseCoordinator {
                             &self.worker_id,
                         ),
                     );
+                    // A lease this worker was handing away, taken back (its next owner is
+                    // gone): that tenure is over, its consumer stops.
+                    if let Some(earlier) = earlier {
+                        earlier.lose_now();
+                    }
                     if stolen {
                         ::metrics::counter!(m::LEASES_STOLEN).increment(1);
                         ::metrics::counter!(m::LEASE_HANDOFFS_STARTED).increment(1);
