@@ -71,14 +71,11 @@ pub(crate) enum Reconcile {
 }
 
 /// What a worker `me` holding `mine` (its copy, as it last wrote or adopted it) makes of
-/// `stored` (as read or scanned; `None`: deleted). A scan may be older than the copy: a
-/// lower counter, or the state just before a handoff's start (which leaves the counter),
-/// is kept. Steps of the handoff protocol are adopted; any other change means the lease
-/// was taken.
-pub(crate) fn reconcile(mine: &Lease, stored: Option<&Lease>, me: &str) -> Reconcile {
-    let Some(stored) = stored else {
-        return Reconcile::Lost;
-    };
+/// `stored` (as read or scanned; a deleted lease is lost). A scan may be older than the
+/// copy: a lower counter, or the state just before a handoff's start (which leaves the
+/// counter), is kept. Steps of the handoff protocol are adopted; any other change means
+/// the lease was taken.
+pub(crate) fn reconcile(mine: &Lease, stored: &Lease, me: &str) -> Reconcile {
     if stored.counter < mine.counter {
         return Reconcile::Keep;
     }
@@ -219,34 +216,33 @@ mod tests {
     fn the_previous_owner_adopts_a_started_handoff_and_loses_a_take() {
         let mine = lease(Some("a"), None, 5);
         let started = lease(Some("b"), Some("a"), 5);
-        assert_eq!(reconcile(&mine, Some(&started), "a"), Reconcile::Adopt);
+        assert_eq!(reconcile(&mine, &started, "a"), Reconcile::Adopt);
         // A take (counter moved, checkpointOwner gone) is a loss.
         assert_eq!(
-            reconcile(&mine, Some(&lease(Some("b"), None, 6)), "a"),
+            reconcile(&mine, &lease(Some("b"), None, 6), "a"),
             Reconcile::Lost
         );
         // Another worker's handoff start, not to this one: lost.
         assert_eq!(
-            reconcile(&mine, Some(&lease(Some("b"), Some("c"), 5)), "a"),
+            reconcile(&mine, &lease(Some("b"), Some("c"), 5), "a"),
             Reconcile::Lost
         );
-        assert_eq!(reconcile(&mine, None, "a"), Reconcile::Lost);
         // The copy as stored, or an older scan: kept.
-        assert_eq!(reconcile(&mine, Some(&mine.clone()), "a"), Reconcile::Keep);
+        assert_eq!(reconcile(&mine, &mine.clone(), "a"), Reconcile::Keep);
         assert_eq!(
-            reconcile(&mine, Some(&lease(Some("c"), None, 4)), "a"),
+            reconcile(&mine, &lease(Some("c"), None, 4), "a"),
             Reconcile::Keep
         );
         // Once adopted, an older scan of the state before the start is kept too, and the
         // previous owner's own later writes are adopted.
-        assert_eq!(reconcile(&started, Some(&mine), "a"), Reconcile::Keep);
+        assert_eq!(reconcile(&started, &mine, "a"), Reconcile::Keep);
         assert_eq!(
-            reconcile(&started, Some(&lease(Some("b"), Some("a"), 7)), "a"),
+            reconcile(&started, &lease(Some("b"), Some("a"), 7), "a"),
             Reconcile::Adopt
         );
         // The handoff ended (or was forced): the lease is gone from this worker.
         assert_eq!(
-            reconcile(&started, Some(&lease(Some("b"), None, 8)), "a"),
+            reconcile(&started, &lease(Some("b"), None, 8), "a"),
             Reconcile::Lost
         );
     }
@@ -256,28 +252,28 @@ mod tests {
         let mine = lease(Some("b"), Some("a"), 5);
         // A scan from before the start: kept.
         assert_eq!(
-            reconcile(&mine, Some(&lease(Some("a"), None, 5)), "b"),
+            reconcile(&mine, &lease(Some("a"), None, 5), "b"),
             Reconcile::Keep
         );
         // The previous owner renews or checkpoints meanwhile: adopted.
         assert_eq!(
-            reconcile(&mine, Some(&lease(Some("b"), Some("a"), 6)), "b"),
+            reconcile(&mine, &lease(Some("b"), Some("a"), 6), "b"),
             Reconcile::Adopt
         );
         // It ended the handoff.
         assert_eq!(
-            reconcile(&mine, Some(&lease(Some("b"), None, 7)), "b"),
+            reconcile(&mine, &lease(Some("b"), None, 7), "b"),
             Reconcile::Adopt
         );
         // Someone else took it (e.g. its owners both looked dead to a third worker).
         assert_eq!(
-            reconcile(&mine, Some(&lease(Some("c"), None, 7)), "b"),
+            reconcile(&mine, &lease(Some("c"), None, 7), "b"),
             Reconcile::Lost
         );
         // A plain holder whose counter moved without its write: taken, as ever.
         let held = lease(Some("b"), None, 5);
         assert_eq!(
-            reconcile(&held, Some(&lease(Some("b"), None, 6)), "b"),
+            reconcile(&held, &lease(Some("b"), None, 6), "b"),
             Reconcile::Lost
         );
     }

@@ -123,14 +123,14 @@ impl HeldLease {
         if self.is_lost() {
             return false;
         }
-        match reconcile(&lease, stored, &self.worker_id) {
-            Reconcile::Keep => true,
-            Reconcile::Adopt => {
-                let stored = stored.expect("adopted a stored lease").clone();
-                self.adopt_locked(&mut lease, stored);
+        let decision = stored.map_or(Reconcile::Lost, |s| reconcile(&lease, s, &self.worker_id));
+        match (decision, stored) {
+            (Reconcile::Adopt, Some(stored)) => {
+                self.adopt_locked(&mut lease, stored.clone());
                 true
             }
-            Reconcile::Lost => {
+            (Reconcile::Keep | Reconcile::Adopt, _) => true,
+            (Reconcile::Lost, _) => {
                 drop(lease);
                 tracing::info!(worker = %self.worker_id, owner = ?stored.and_then(|l| l.owner.clone()), "lease taken by another worker");
                 self.lose();
@@ -144,13 +144,14 @@ impl HeldLease {
     /// decided again); a read error counts as no.
     async fn adopt_after_refusal(&self, lease: &mut Lease) -> bool {
         match self.store.get_lease(&lease.lease_key).await {
-            Ok(stored) => match reconcile(lease, stored.as_ref(), &self.worker_id) {
+            Ok(Some(stored)) => match reconcile(lease, &stored, &self.worker_id) {
                 Reconcile::Adopt => {
-                    self.adopt_locked(lease, stored.expect("adopted a stored lease"));
+                    self.adopt_locked(lease, stored);
                     true
                 }
                 Reconcile::Keep | Reconcile::Lost => false,
             },
+            Ok(None) => false,
             Err(e) => {
                 tracing::warn!(lease = %lease.lease_key, error = %e, "could not read a lease after a refused write");
                 false
