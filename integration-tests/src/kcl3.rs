@@ -7,6 +7,9 @@
 //!    │  counter, throughputKBps, and a graceful handoff left pending (checkpointOwner)
 //!    └─ the other items 3.5 keeps there: a worker-metrics item and the leader lock,
 //!       returned so a suite can check they were left exactly as they were
+//!  seed_pending_handoff(dynamodb, table, shard, checkpoint, next_owner)
+//!    └─ one lease a 3.x leader is handing from a (dead) Java worker to `next_owner`:
+//!       leaseOwner = next_owner, checkpointOwner = the Java worker
 //! ```
 //!
 //! The table must exist (create it with the consumer's `LeaseTable`, so its key schema is
@@ -86,6 +89,39 @@ pub async fn seed_single_table(
             .expect("PutItem of a 3.x item");
     }
     others
+}
+
+/// The previous owner of the lease [`seed_pending_handoff`] writes (it never runs).
+pub const HANDOFF_FROM: &str = "java-worker-0";
+
+/// Writes the lease of `shard` as a Java KCL 3.x leader leaves it when it starts a graceful
+/// handoff to `next_owner` (`leaseOwner` = `next_owner`, `checkpointOwner` =
+/// [`HANDOFF_FROM`], counter 41), checkpointed at sequence number `checkpoint`.
+///
+/// # Panics
+/// When the write fails (this is test support).
+pub async fn seed_pending_handoff(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    shard: &str,
+    checkpoint: &str,
+    next_owner: &str,
+) {
+    dynamodb
+        .put_item()
+        .table_name(table)
+        .item("leaseKey", s(shard))
+        .item("entityType", s("LEASE"))
+        .item("leaseOwner", s(next_owner))
+        .item("checkpointOwner", s(HANDOFF_FROM))
+        .item("leaseCounter", n("41"))
+        .item("checkpoint", s(checkpoint))
+        .item("checkpointSubSequenceNumber", n("0"))
+        .item("ownerSwitchesSinceCheckpoint", n("0"))
+        .item("throughputKBps", n(THROUGHPUT_KBPS))
+        .send()
+        .await
+        .expect("PutItem of a 3.x lease pending a handoff");
 }
 
 /// Asserts that `others` are stored exactly as written and that each of `shards`' lease

@@ -10,6 +10,7 @@
 //!                    FANOUT_EVENTS, FANOUT_RECORDS, FANOUT_BYTES, FANOUT_RECORDS_REPLAYED,
 //!                    FANOUT_MALFORMED (each {shard})
 //!  LeaseCoordinator ─▶ LEASES_HELD, LEASES_TAKEN, LEASES_STOLEN, LEASES_LOST
+//!  graceful handoff ─▶ LEASE_HANDOFFS_STARTED, LEASE_HANDOFFS_SEEN, LEASE_HANDOFFS_ENDED{by}
 //!  heartbeats ─────▶ FLEET_WORKERS, HEARTBEAT_FAILURES, WORKERS_DECLARED_GONE
 //!  HeldLease (checkpoints) ─▶ CHECKPOINT_LATENCY
 //!  LeaseTable, FleetTable ─▶ DYNAMODB_CALLS{operation}, INVALID_LEASES_SKIPPED
@@ -85,6 +86,16 @@ pub const LEASES_STOLEN: &str = "kinesis_consumer_leases_stolen_total";
 /// Counter: leases this worker stopped holding: taken by another worker, not renewed in
 /// time, or released (at a graceful shutdown).
 pub const LEASES_LOST: &str = "kinesis_consumer_leases_lost_total";
+/// Counter: graceful handoffs this worker started, moving a lease from a live worker to
+/// itself (counted in [`LEASES_STOLEN`] too).
+pub const LEASE_HANDOFFS_STARTED: &str = "kinesis_consumer_lease_handoffs_started_total";
+/// Counter: pending graceful handoffs a lease holder found (either side; tables of the
+/// Java KCL 3.x included).
+pub const LEASE_HANDOFFS_SEEN: &str = "kinesis_consumer_lease_handoffs_seen_total";
+/// Counter: graceful handoffs ended by this worker, labelled `by`: `previous_owner` (its
+/// consumer stopped in time), `previous_owner_timeout` (aborted after the graceful handoff
+/// timeout) or `next_owner_forced` (the previous owner took too long or is gone).
+pub const LEASE_HANDOFFS_ENDED: &str = "kinesis_consumer_lease_handoffs_ended_total";
 /// Gauge: workers in the fleet (this one included), as its last heartbeat read them.
 pub const FLEET_WORKERS: &str = "kinesis_consumer_fleet_workers";
 /// Counter: heartbeats that failed (the worker gives its leases up once none landed for
@@ -125,6 +136,9 @@ mod tests {
             LEASES_TAKEN,
             LEASES_STOLEN,
             LEASES_LOST,
+            LEASE_HANDOFFS_STARTED,
+            LEASE_HANDOFFS_SEEN,
+            LEASE_HANDOFFS_ENDED,
             FLEET_WORKERS,
             HEARTBEAT_FAILURES,
             WORKERS_DECLARED_GONE,

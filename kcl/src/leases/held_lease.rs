@@ -7,7 +7,10 @@
 //!    renewer ── renew(failover) ────────┐
 //!    Checkpointer ── checkpoint, ───────┼─▶ Lease::<write>() ─▶ LeaseStore::update_lease
 //!      prepare_checkpoint               │     applied ─▶ LeaseUpdate::apply_to(own copy)
-//!    graceful shutdown ── release ──────┘     refused ─▶ lost (token cancelled) ─▶ Error::LeaseLost
+//!    graceful shutdown ── release ──────┘     refused ─▶ read: a handoff step? adopt it, write
+//!                                               again once; else lost (token cancelled)
+//!                                               ─▶ Error::LeaseLost
+//!    handoff (dispatcher) ── end_handoff, reconcile_with(stored) (see leases::handoff)
 //!  lost is watched by the ShardConsumer (lease_lost) and the coordinator (forgets the lease)
 //!  ShardConsumer ── throughput().record(bytes) ─▶ ThroughputMeter ─▶ sampled by each owner
 //!    write (renewal, checkpoint, prepared checkpoint, refresh) ─▶ throughputKBps
@@ -26,6 +29,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::handoff::{reconcile, standing, Reconcile, Standing};
 use super::lease_store::LeaseStore;
 use super::lease_update::{Change, LeaseUpdate};
 use super::throughput::{Throughput, ThroughputMeter};
@@ -51,6 +55,11 @@ pub(crate) struct HeldLease {
     /// The shard's throughput as this tenure measures it (from the lease's stored figure),
     /// written with every owner write.
     throughput: ThroughputMeter,
+    /// This worker's id: which side of a graceful handoff it is on (see `leases::handoff`).
+    worker_id: Arc<str>,
+    /// When this tenure first saw a graceful handoff of the lease pending (either side):
+    /// what the handoff's timeouts count from.
+    handoff_seen: SyncMutex<Option<Instant>>,
 }
 
 impl HeldLease {
@@ -61,15 +70,120 @@ impl HeldLease {
         store: Arc<dyn LeaseStore>,
         lease: Lease,
         throughput_window: Duration,
+        worker_id: &str,
     ) -> Arc<Self> {
         let now = Instant::now();
+        let handoff_seen = lease.checkpoint_owner.is_some().then_some(now);
         Arc::new(Self {
             store,
             throughput: ThroughputMeter::new(lease.throughput, throughput_window, now),
             lease: Mutex::new(lease),
             last_renewed: SyncMutex::new(now),
             lost: CancellationToken::new(),
+            worker_id: worker_id.into(),
+            handoff_seen: SyncMutex::new(handoff_seen),
         })
+    }
+
+    /// Where this worker stands with the lease, by its copy (`None` while a write of it is
+    /// in flight).
+    pub(crate) fn standing_now(&self) -> Option<Standing> {
+        self.lease_now().map(|l| standing(&l, &self.worker_id))
+    }
+
+    /// How long since this tenure first saw a handoff of the lease pending; zero if none.
+    pub(crate) fn handoff_waited(&self) -> Duration {
+        self.handoff_seen
+            .lock()
+            .expect("not poisoned")
+            .map_or(Duration::ZERO, |at| at.elapsed())
+    }
+
+    /// Makes `stored` (a step of a handoff, see [`reconcile`]) the copy the next writes
+    /// are guarded by, noting when a handoff was first seen.
+    fn adopt_locked(&self, lease: &mut Lease, stored: Lease) {
+        if stored.checkpoint_owner.is_some() {
+            let mut seen = self.handoff_seen.lock().expect("not poisoned");
+            if seen.is_none() {
+                ::metrics::counter!(m::LEASE_HANDOFFS_SEEN).increment(1);
+                tracing::info!(worker = %self.worker_id, lease = %stored.lease_key, owner = ?stored.owner, checkpoint_owner = ?stored.checkpoint_owner, "graceful lease handoff pending");
+                *seen = Some(Instant::now());
+            }
+        }
+        *lease = stored;
+    }
+
+    /// Reconciles the copy with `stored` (as read or scanned by the caller): adopts a step
+    /// of a handoff, loses the lease if it moved away. Whether the tenure goes on.
+    ///
+    /// # Cancellation
+    /// Safe to drop: it only waits for a write in progress.
+    pub(crate) async fn reconcile_with(&self, stored: Option<&Lease>) -> bool {
+        let mut lease = self.lease.lock().await;
+        if self.is_lost() {
+            return false;
+        }
+        let decision = stored.map_or(Reconcile::Lost, |s| reconcile(&lease, s, &self.worker_id));
+        match (decision, stored) {
+            (Reconcile::Adopt, Some(stored)) => {
+                self.adopt_locked(&mut lease, stored.clone());
+                true
+            }
+            (Reconcile::Keep | Reconcile::Adopt, _) => true,
+            (Reconcile::Lost, _) => {
+                drop(lease);
+                tracing::info!(worker = %self.worker_id, owner = ?stored.and_then(|l| l.owner.clone()), "lease taken by another worker");
+                self.lose();
+                false
+            }
+        }
+    }
+
+    /// After a refused write of `lease` (the copy, locked): reads the stored lease and
+    /// adopts it if a handoff step explains the refusal. Whether it did (the write may be
+    /// decided again); a read error counts as no.
+    async fn adopt_after_refusal(&self, lease: &mut Lease) -> bool {
+        match self.store.get_lease(&lease.lease_key).await {
+            Ok(Some(stored)) => match reconcile(lease, &stored, &self.worker_id) {
+                Reconcile::Adopt => {
+                    self.adopt_locked(lease, stored);
+                    true
+                }
+                Reconcile::Keep | Reconcile::Lost => false,
+            },
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(lease = %lease.lease_key, error = %e, "could not read a lease after a refused write");
+                false
+            }
+        }
+    }
+
+    /// Ends the pending handoff of the lease (see [`Lease::end_handoff`]): by the previous
+    /// owner once its consumer stopped, or by the next owner forcing it. `Ok(true)` if
+    /// written; the previous owner's tenure ends either way, the next owner's goes on (it
+    /// adopts the lease as written).
+    ///
+    /// # Cancellation
+    /// Safe to drop: the write may still land; the next owner's next read shows it.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub(crate) async fn end_handoff(&self) -> Result<bool, Error> {
+        let mut lease = self.lease.lock().await;
+        let Some(update) = lease.end_handoff() else {
+            return Ok(false);
+        };
+        let outgoing = standing(&lease, &self.worker_id) == Standing::Outgoing;
+        let written = self.store.update_lease(&update).await;
+        if outgoing {
+            drop(lease);
+            self.lose();
+        } else if let Ok(true) = written {
+            update.apply_to(&mut lease);
+            self.touch();
+        }
+        written
     }
 
     /// The meter the shard consumer counts the bytes it hands over in.
@@ -137,7 +251,13 @@ impl HeldLease {
         if self.is_lost() {
             return false;
         }
-        let renewal = self.with_throughput(lease.renew());
+        if matches!(standing(&lease, &self.worker_id), Standing::Incoming { .. }) {
+            // The next owner of a pending handoff waits: the previous one writes (the Java
+            // KCL's next owner does not even hold it yet).
+            self.touch();
+            return true;
+        }
+        let mut renewal = self.with_throughput(lease.renew());
         // A DynamoDB that does not answer within a third of the failover time counts as a
         // failed renewal, so that the lease is given up in time rather than waited on.
         let written = Error::dynamodb_within(
@@ -147,6 +267,21 @@ impl HeldLease {
             self.store.update_lease(&renewal),
         )
         .await;
+        // Refused because a handoff started (or a step of it happened): renew the lease as
+        // it is now, once.
+        let written = match written {
+            Ok(false) if self.adopt_after_refusal(&mut lease).await => {
+                renewal = self.with_throughput(lease.renew());
+                Error::dynamodb_within(
+                    "UpdateItem",
+                    "lease table",
+                    failover / 3,
+                    self.store.update_lease(&renewal),
+                )
+                .await
+            }
+            other => other,
+        };
         let lost = match written {
             Ok(true) => {
                 renewal.apply_to(&mut lease);
@@ -237,7 +372,13 @@ impl HeldLease {
     /// The store's error (the lease then expires).
     pub(crate) async fn release(&self) -> Result<bool, Error> {
         let lease = self.lease.lock().await;
-        let released = self.store.update_lease(&lease.release()).await;
+        // Releasing a lease being handed from this worker ends the handoff instead: the
+        // next owner holds it already (the Java KCL's eviction does the same).
+        let update = match standing(&lease, &self.worker_id) {
+            Standing::Outgoing => lease.end_handoff().unwrap_or_else(|| lease.release()),
+            _ => lease.release(),
+        };
+        let released = self.store.update_lease(&update).await;
         drop(lease);
         self.lose();
         released
@@ -245,19 +386,27 @@ impl HeldLease {
 
     /// One owner's write: decided by `decide` on the lease as last written, sent to the
     /// store, applied to the own copy when the store applied it.
-    async fn write(&self, decide: impl FnOnce(&Lease) -> LeaseUpdate) -> Result<(), Error> {
+    async fn write(&self, decide: impl Fn(&Lease) -> LeaseUpdate) -> Result<(), Error> {
         let mut lease = self.lease.lock().await;
         let lease_key = lease.lease_key.clone();
         if self.is_lost() {
             return Err(Error::LeaseLost { lease_key });
         }
-        let update = self.with_throughput(decide(&lease));
+        let mut update = self.with_throughput(decide(&lease));
         // A lease given up while the write waits (its worker fenced itself: DynamoDB did
         // not answer for the failover time) ends the wait: the caller learns at once; the
         // write may still land, as after any dropped call.
         let applied = tokio::select! {
             applied = self.store.update_lease(&update) => applied?,
             _ = self.lost.cancelled() => return Err(Error::LeaseLost { lease_key }),
+        };
+        // Refused because a handoff of the lease started: the previous owner may still
+        // checkpoint (the Java KCL's guard expects both owners as they are now), once.
+        let applied = if !applied && self.adopt_after_refusal(&mut lease).await {
+            update = self.with_throughput(decide(&lease));
+            self.store.update_lease(&update).await?
+        } else {
+            applied
         };
         if !applied {
             drop(lease);

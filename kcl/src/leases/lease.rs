@@ -4,10 +4,14 @@
 //! ```text
 //!  Lease { lease_key, owner, counter, checkpoint, pending_checkpoint(+ state),
 //!          owner_switches_since_checkpoint, parent / child shard ids, hash_key_range,
-//!          throughput }
+//!          throughput, checkpoint_owner }
+//!  ("guard: owner" also checks checkpointOwner as read, as the Java KCL's owner expectation)
 //!    ├─ renew()                      guard: counter, owner   counter + 1 (as every write)
 //!    ├─ take(worker)                 guard: counter          owner = worker, +1 switch if new
 //!    ├─ release()                    guard: counter, owner   owner removed
+//!    ├─ start_handoff(new)           guard: owner, no handoff owner = new, checkpointOwner =
+//!    │                                                       old; counter unchanged
+//!    ├─ end_handoff()                guard: owner, cpOwner   checkpointOwner removed
 //!    ├─ record_checkpoint(cp, kids)  guard: counter, owner   checkpoint = cp, pending cleared,
 //!    │                                                       switches = 0, children if any
 //!    └─ prepare_checkpoint(cp, st)   guard: counter, owner   pending = (cp, st)
@@ -17,7 +21,7 @@
 use bytes::Bytes;
 use kinesis_agg::HashKeyRange;
 
-use super::lease_update::{Change, LeaseUpdate};
+use super::lease_update::{Change, CheckpointOwnerGuard, LeaseUpdate, OwnerGuard};
 use super::throughput::Throughput;
 use crate::checkpoint::Checkpoint;
 use crate::multi_stream::StreamIdentifier;
@@ -57,6 +61,11 @@ pub struct Lease {
     /// 3.x's attribute): what throughput balancing weighs the lease by; `None` until a
     /// holder measured it (new leases, tables of the Java KCL 2.x).
     pub throughput: Option<Throughput>,
+    /// The previous owner while a graceful handoff is pending (`checkpointOwner`, the Java
+    /// KCL 3.x's attribute): `owner` is then the next owner, which waits, while this one
+    /// finishes, may checkpoint, and hands the lease over (see `leases::handoff`);
+    /// `None` otherwise.
+    pub checkpoint_owner: Option<String>,
 }
 
 impl Lease {
@@ -75,6 +84,7 @@ impl Lease {
             hash_key_range: None,
             stream: None,
             throughput: None,
+            checkpoint_owner: None,
         }
     }
 
@@ -151,6 +161,37 @@ impl Lease {
         LeaseUpdate::guarded_by_owner("evict", self).with(Change::Owner(None))
     }
 
+    /// The start of a graceful handoff of this lease to `new_owner` (the Java KCL 3.x's
+    /// `initiateGracefulLeaseHandoff`): `leaseOwner` becomes `new_owner` and
+    /// `checkpointOwner` the current owner, if the owner is still as read and no handoff is
+    /// pending; the counter is neither checked nor changed, so the current owner's writes
+    /// are not interrupted by the write itself. `None` when the lease has no owner.
+    pub fn start_handoff(&self, new_owner: &str) -> Option<LeaseUpdate> {
+        let old = self.owner.clone()?;
+        let mut update = LeaseUpdate::guarded_by_counter("initiateLeaseHandoff", self);
+        update.guard.counter = None;
+        update.guard.owner = OwnerGuard::Owner(old.clone());
+        update.guard.checkpoint_owner = CheckpointOwnerGuard::Absent;
+        update.bumps_counter = false;
+        Some(
+            update
+                .with(Change::Owner(Some(new_owner.to_owned())))
+                .with(Change::CheckpointOwner(Some(old))),
+        )
+    }
+
+    /// The end of a pending graceful handoff: `checkpointOwner` is removed and the counter
+    /// grows, if owner and checkpoint owner are still as read (whatever the counter, as
+    /// the Java KCL's `assignLease` by the previous owner). Made by the previous owner once
+    /// its processor stopped, or by the next owner when the handoff timed out. `None` when
+    /// no handoff is pending on this copy.
+    pub fn end_handoff(&self) -> Option<LeaseUpdate> {
+        self.checkpoint_owner.as_ref()?;
+        let mut update = LeaseUpdate::guarded_by_owner("completeLeaseHandoff", self);
+        update.guard.counter = None;
+        Some(update.with(Change::CheckpointOwner(None)))
+    }
+
     /// The owner records `checkpoint`, if counter and owner are still as read: any pending
     /// checkpoint is cleared, the owner switch count goes back to 0, and `child_shard_ids`
     /// are recorded when not empty (at a shard end).
@@ -182,7 +223,7 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leases::{Guard, OwnerGuard};
+    use crate::leases::Guard;
 
     #[test]
     fn multi_stream_leases_name_their_stream_and_shard() {
@@ -208,8 +249,9 @@ mod tests {
         assert_eq!(
             take.guard,
             Guard {
-                counter: 0,
-                owner: OwnerGuard::Unchecked
+                counter: Some(0),
+                owner: OwnerGuard::Unchecked,
+                checkpoint_owner: CheckpointOwnerGuard::Unchecked,
             }
         );
         take.apply_to(&mut lease);

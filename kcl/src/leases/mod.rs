@@ -11,7 +11,10 @@
 //!    taker ─▶ scan ─▶ fleet / ObservedCounters ─▶ plan_take (pure) ─▶ take ─▶ HeldLease
 //!  Checkpointer ─▶ HeldLease::checkpoint / prepare_checkpoint / release ───────────┤
 //!                                                                                  ▼
-//!  Lease::renew / take / release / record_checkpoint / prepare_checkpoint ─▶ LeaseUpdate (pure)
+//!  handoff (pure): a lease moved between live workers ─▶ Outgoing (its consumer stops, then
+//!    end_handoff) / Incoming (waits, then starts from the previous owner's checkpoint)
+//!  Lease::renew / take / release / record_checkpoint / prepare_checkpoint /
+//!    start_handoff / end_handoff ─▶ LeaseUpdate (pure)
 //!    ─▶ LeaseStore::update_lease ─▶ LeaseTable: lease_table/{item, update_expression} ─▶ DynamoDB
 //!                                   MemoryLeaseStore (tests)
 //! ```
@@ -35,6 +38,7 @@
 mod coordinator;
 mod dynamo_table;
 mod fleet;
+pub(crate) mod handoff;
 mod held_lease;
 mod lease;
 mod lease_store;
@@ -56,7 +60,7 @@ pub use lease_store::LeaseStore;
 #[doc(hidden)]
 pub use lease_table::fuzzing::lease_item as fuzz_lease_item;
 pub use lease_table::LeaseTable;
-pub use lease_update::{Change, Guard, LeaseUpdate, OwnerGuard};
+pub use lease_update::{Change, CheckpointOwnerGuard, Guard, LeaseUpdate, OwnerGuard};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory_lease_store::MemoryLeaseStore;
 pub use shard_sync::{ShardSync, SyncOutcome};

@@ -258,6 +258,20 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How long a worker handing a lease over to another (a graceful handoff, when a lease
+    /// moves between live workers for balance) lets its shard consumer finish: the
+    /// processor gets `shutdown_requested` and may checkpoint, the new owner then starts
+    /// from that checkpoint, so no record is processed by both. Past it the consumer is
+    /// aborted and the lease handed over anyway; the new owner forces the handoff itself
+    /// after this plus the taker interval (a previous owner that is gone, at once with
+    /// worker heartbeats). Default: 30 s, the Java KCL 3.x's
+    /// `gracefulLeaseHandoffTimeoutMillis`. [`build`](Self::build) refuses zero:
+    /// [`ConfigError::ZeroDuration`] naming `graceful_handoff_timeout`.
+    pub fn with_graceful_handoff_timeout(mut self, timeout: Duration) -> Self {
+        self.config.graceful_handoff_timeout = timeout;
+        self
+    }
+
     /// The most leases this worker holds. Default: no limit (`usize::MAX`).
     /// [`build`](Self::build) refuses 0: [`ConfigError::OutOfRange`] naming
     /// `max_leases_per_worker`.

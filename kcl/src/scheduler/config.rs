@@ -55,6 +55,9 @@ pub(crate) struct SchedulerConfig {
     /// How often the taker scans the table; `None` follows the failover time
     /// (2 × (failover + 25 ms)).
     pub(crate) taker_interval: Option<Duration>,
+    /// How long the previous owner of a lease moved by a graceful handoff may take to
+    /// stop its consumer (see `leases::handoff`).
+    pub(crate) graceful_handoff_timeout: Duration,
     /// The most leases this worker holds.
     pub(crate) max_leases_per_worker: usize,
     /// The most leases stolen per taker round (0: never steal).
@@ -106,6 +109,7 @@ impl Default for SchedulerConfig {
             initial_position: InitialPosition::TrimHorizon,
             failover_time: lease.failover_time,
             taker_interval: None,
+            graceful_handoff_timeout: lease.graceful_handoff_timeout,
             max_leases_per_worker: lease.max_leases_per_worker,
             max_leases_to_steal_at_one_time: None,
             balancing: Balancing::LeaseCount,
@@ -135,6 +139,7 @@ impl SchedulerConfig {
         }
         lease.max_leases_per_worker = self.max_leases_per_worker;
         lease.balancing = self.balancing;
+        lease.graceful_handoff_timeout = self.graceful_handoff_timeout;
         lease.max_leases_to_steal_at_one_time =
             self.max_leases_to_steal_at_one_time
                 .unwrap_or(if self.worker_heartbeats {
@@ -152,8 +157,8 @@ impl SchedulerConfig {
     /// # Errors
     /// The first bad setting, in this order: [`ConfigError::InvalidTableName`],
     /// [`ConfigError::InvalidWorkerId`], [`ConfigError::ZeroDuration`] (`failover_time`,
-    /// `taker_interval`, `shard_sync_interval`, `parent_poll_interval`,
-    /// `polling.idle_time_between_reads`, `polling.min_time_between_calls`,
+    /// `taker_interval`, `graceful_handoff_timeout`, `shard_sync_interval`,
+    /// `parent_poll_interval`, `polling.idle_time_between_reads`, `polling.min_time_between_calls`,
     /// `fan_out.renew_after`, `fan_out.idle_timeout`),
     /// [`ConfigError::OutOfRange`] (`failover_time` under [`MIN_FAILOVER_TIME`],
     /// `balancing.tolerance_percent` outside 1 to 100, `balancing.min_lease_kbps` 0,
@@ -181,6 +186,10 @@ impl SchedulerConfig {
         let durations = [
             ("failover_time", Some(self.failover_time)),
             ("taker_interval", self.taker_interval),
+            (
+                "graceful_handoff_timeout",
+                Some(self.graceful_handoff_timeout),
+            ),
             ("shard_sync_interval", Some(self.shard_sync_interval)),
             ("parent_poll_interval", Some(self.parent_poll_interval)),
             (
@@ -342,6 +351,7 @@ mod tests {
             FormerStreamsLeasesDeletionStrategy::DeleteAfter(Duration::from_secs(3600))
         );
         assert_eq!(c.balancing, Balancing::LeaseCount);
+        assert_eq!(c.graceful_handoff_timeout, Duration::from_secs(30));
         let renewing = SchedulerConfig {
             worker_heartbeats: false,
             ..SchedulerConfig::default()
@@ -353,6 +363,29 @@ mod tests {
                 max_leases_to_steal_at_one_time: usize::MAX,
                 ..LeaseConfig::default()
             }
+        );
+    }
+
+    #[test]
+    fn the_graceful_handoff_timeout_reaches_the_lease_config_and_zero_is_refused() {
+        let c = SchedulerConfig {
+            graceful_handoff_timeout: Duration::from_secs(5),
+            ..SchedulerConfig::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(
+            c.lease_config().graceful_handoff_timeout,
+            Duration::from_secs(5)
+        );
+        let zero = SchedulerConfig {
+            graceful_handoff_timeout: Duration::ZERO,
+            ..SchedulerConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(ConfigError::ZeroDuration {
+                setting: "graceful_handoff_timeout"
+            })
         );
     }
 

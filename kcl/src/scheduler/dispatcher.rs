@@ -7,6 +7,10 @@
 //!    LeaseCoordinator::held_leases:
 //!      its stream no longer active (left the tracker's list) ─▶ retire: the consumer is
 //!        asked to stop (shutdown_requested); once it has, the lease is released
+//!      handed to another worker (Outgoing, see leases::handoff): the consumer is asked to
+//!        stop; once it ended (or after graceful_handoff_timeout, aborted) the handoff ends
+//!      handed to this worker (Incoming): not started until the previous owner handed it
+//!        over (LeaseCoordinator::check_incoming_handoff reads it every second at most)
 //!      each not running, finished, lost or blocked:
 //!      parents all at SHARD_END? (LeaseStore::get_lease, keys of the lease's stream)
 //!        ──no / unreadable──▶ blocked until now + parent_poll_interval
@@ -27,11 +31,17 @@ use super::active_streams::{ActiveStreams, StreamRuntime};
 use super::Inner;
 use crate::consumer::{Batching, Exit, FailureRetry, PayloadDecompression, ShardConsumer};
 use crate::error::Error;
+use crate::leases::handoff::{outgoing, Outgoing, Standing};
 use crate::leases::LeaseStore;
 use crate::leases::LoadMeter;
 use crate::leases::{HeldLease, Lease, LeaseCoordinator};
 use crate::processor::RecordProcessorFactory;
 use kinesis_agg::OutsideRangePolicy;
+
+/// How often a lease handed to this worker is read while its previous owner finishes
+/// (one `GetItem` each time): a second (or the renewal interval, if shorter), as
+/// `leases::handoff` waits for seconds at least.
+const HANDOFF_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A running consumer, as the dispatcher tracks it.
 #[derive(Debug)]
@@ -154,6 +164,11 @@ impl Dispatcher {
             if h.is_lost() {
                 continue;
             }
+            let standing = h.standing_now();
+            if standing == Some(Standing::Outgoing) {
+                self.hand_over(&key, &h).await;
+                continue;
+            }
             // Told by the key alone: no wait behind a write of the lease in flight.
             if !self.streams.is_active_key(&key) {
                 self.retire(&key).await;
@@ -163,6 +178,18 @@ impl Dispatcher {
                 continue;
             }
             if self.blocked.get(&key).is_some_and(|until| *until > now) {
+                continue;
+            }
+            // Handed to this worker: started only once the previous owner handed it over
+            // (or it was forced), from the checkpoint stored then; looked at every
+            // HANDOFF_POLL_INTERVAL meanwhile.
+            if matches!(standing, Some(Standing::Incoming { .. }))
+                && !self.coordinator.check_incoming_handoff(&key).await
+            {
+                // At least every renewal interval: once handed over, the lease is renewed
+                // by this worker before its counter looks still to others.
+                let poll = HANDOFF_POLL_INTERVAL.min(self.coordinator.config().renew_interval);
+                self.blocked.insert(key.clone(), now + poll);
                 continue;
             }
             let lease = h.lease().await;
@@ -210,6 +237,40 @@ impl Dispatcher {
             }
             Err(e) => {
                 tracing::warn!(lease = %key, error = %e, "release failed; the lease expires instead")
+            }
+        }
+    }
+
+    /// The previous owner's side of a graceful handoff of `key` (see `leases::handoff`):
+    /// its consumer is asked to stop (the processor gets `shutdown_requested` and may
+    /// checkpoint); once it ended, or when the graceful handoff timeout passed (it is
+    /// aborted then), the handoff is ended and the lease forgotten.
+    async fn hand_over(&mut self, key: &str, held: &HeldLease) {
+        let running = self.running.get(key);
+        let decision = outgoing(
+            running.is_some(),
+            running.is_some_and(|r| r.shutdown.is_cancelled()),
+            held.handoff_waited(),
+            self.coordinator.config().graceful_handoff_timeout,
+        );
+        match decision {
+            Outgoing::Wait => {}
+            Outgoing::StopConsumer => {
+                if let Some(r) = running {
+                    tracing::info!(worker = %self.worker_id, lease = %key, "lease handed to another worker: stopping the shard consumer");
+                    r.shutdown.cancel();
+                }
+            }
+            Outgoing::Complete { abort } => {
+                if let Some(r) = self.running.remove(key) {
+                    tracing::warn!(worker = %self.worker_id, lease = %key, "shard consumer did not stop within the graceful handoff timeout; aborting it");
+                    r.task.abort();
+                    // Its last write, if any, lands before the handoff ends.
+                    let _ = r.task.await;
+                }
+                self.finished.remove(key);
+                self.blocked.remove(key);
+                self.coordinator.end_outgoing_handoff(key, abort).await;
             }
         }
     }

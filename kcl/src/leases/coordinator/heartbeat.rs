@@ -4,7 +4,8 @@
 //! ```text
 //!  beat() ─▶ FleetStore::beat(me, current, next, handled notices)
 //!    view ─▶ Liveness::observe ─▶ wake the taker if someone departed or fell silent
-//!         ─▶ notices for me ─▶ BeatOutcome::Beat { taken } (the coordinator loses them)
+//!         ─▶ notices for me ─▶ BeatOutcome::Beat { taken } (the coordinator loses them,
+//!            or reads them: a graceful handoff)
 //!    refused ─▶ BeatOutcome::Refused (declared gone: lose everything, register again)
 //!    error, or no answer before the fence is due ─▶ BeatOutcome::Failed { fence }:
 //!      fence once no beat landed for silence − 1.1 × interval (before anyone can take
@@ -335,25 +336,25 @@ impl Heartbeat {
         }
     }
 
-    /// Tells `victim` that `lease_key` is being taken from it, the take leaving `counter`;
-    /// whether it was told (or is gone: nothing to tell), so the take may go ahead.
+    /// Tells `victim` that `lease_key` moved from it, at `counter` (a graceful handoff
+    /// leaves the counter: the victim reads the lease to learn of it); whether it was told
+    /// (or is gone: nothing to tell). Not told, it learns at its next scan.
     ///
     /// # Cancellation
-    /// Safe to drop: a notice already sent may land; the victim then stops the lease and
-    /// takes it back as its own at its next round if the take was not made.
+    /// Safe to drop: a notice already sent may land; the victim then reads the lease.
     pub(crate) async fn notify_taken(&self, victim: &str, lease_key: &str, counter: u64) -> bool {
         let notice = taken_notice(lease_key, counter);
         match tokio::time::timeout(self.interval, self.store.notify(victim, &notice)).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
-                tracing::warn!(victim, lease = lease_key, error = %e, "could not tell the owner; not stealing its lease");
+                tracing::warn!(victim, lease = lease_key, error = %e, "could not tell the owner of a handoff; it learns at its next scan");
                 false
             }
             Err(_) => {
                 tracing::warn!(
                     victim,
                     lease = lease_key,
-                    "telling the owner took too long; not stealing its lease"
+                    "telling the owner of a handoff took too long; it learns at its next scan"
                 );
                 false
             }

@@ -16,6 +16,9 @@ use super::balancing::Balancing;
 /// The slack the Java KCL subtracts from renewals and adds to takes (25 ms).
 const EPSILON: Duration = Duration::from_millis(25);
 
+/// The Java KCL 3.x's default `gracefulLeaseHandoffTimeoutMillis` (30 s).
+pub(crate) const DEFAULT_GRACEFUL_HANDOFF_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Timing and limits of lease handling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -34,6 +37,12 @@ pub struct LeaseConfig {
     pub heartbeat_interval: Duration,
     /// What the taker balances: lease counts (the default) or measured throughput.
     pub balancing: Balancing,
+    /// How long the previous owner of a lease moved by a graceful handoff may take to stop
+    /// its consumer (whose processor gets `shutdown_requested` and may checkpoint) before
+    /// it hands the lease over anyway, aborting the consumer. The next owner forces the
+    /// handoff itself after [`handoff_patience`](Self::handoff_patience). Default 30 s,
+    /// the Java KCL 3.x's `gracefulLeaseHandoffTimeoutMillis`.
+    pub graceful_handoff_timeout: Duration,
 }
 
 impl LeaseConfig {
@@ -52,7 +61,18 @@ impl LeaseConfig {
             max_leases_to_steal_at_one_time: 1,
             heartbeat_interval: (failover_time / 5).max(Duration::from_millis(1)),
             balancing: Balancing::LeaseCount,
+            graceful_handoff_timeout: DEFAULT_GRACEFUL_HANDOFF_TIMEOUT,
         }
+    }
+
+    /// How long the next owner of a lease waits for a graceful handoff before it forces
+    /// it: `graceful_handoff_timeout + taker_interval`. The previous owner learns of the
+    /// handoff within a taker interval at worst (its own scan; a refused renewal or a fleet
+    /// notice tell it sooner) and gives up `graceful_handoff_timeout` later at most, so a
+    /// forced handoff never overlaps the previous owner's processing (see
+    /// `leases::handoff`).
+    pub fn handoff_patience(&self) -> Duration {
+        self.graceful_handoff_timeout + self.taker_interval
     }
 
     /// How long a worker's heartbeat may stand still before it is declared gone:
@@ -87,5 +107,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(c.silence_threshold(), Duration::from_secs(9));
         assert_eq!(c.balancing, Balancing::LeaseCount);
+        assert_eq!(c.graceful_handoff_timeout, Duration::from_secs(30));
+        assert_eq!(c.handoff_patience(), Duration::from_millis(50_050));
     }
 }

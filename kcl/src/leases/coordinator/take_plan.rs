@@ -18,7 +18,8 @@
 //!  none          ─▶ steal from the most loaded other worker (ties: smallest id) what it
 //!                   holds over target, at most what I need; one lease when it is at
 //!                   target and I need more than one (3/3/1 → 3/2/2); at most
-//!                   max_leases_to_steal_at_one_time
+//!                   max_leases_to_steal_at_one_time; never a lease pending a graceful
+//!                   handoff (checkpointOwner set: it moves once the handoff is over)
 //!  Balancing::Throughput { tolerance, min } (throughput_plan):
 //!  weight(lease) = max(throughputKBps, min); unmeasured: the mean measured weight
 //!  share = Σ weights / workers; load(w) = Σ weights of w's leases; slack = tolerance × share
@@ -220,10 +221,14 @@ pub(crate) fn plan_take<'a>(
             if !(over || at_target_and_needed) {
                 break;
             }
+            // A lease pending a graceful handoff moves only once it is over.
+            let Some(i) = leases.iter().position(|l| l.checkpoint_owner.is_none()) else {
+                break;
+            };
             if plan.victim.is_none() {
                 plan.victim = Some(victim);
             }
-            plan.steal.push(leases.remove(0));
+            plan.steal.push(leases.remove(i));
             need -= 1;
         }
     }

@@ -131,6 +131,10 @@ pub(super) fn plan_by_throughput<'a>(
                 continue;
             }
             for (i, lease) in leases.iter().enumerate() {
+                // A lease pending a graceful handoff moves only once it is over.
+                if lease.checkpoint_owner.is_some() {
+                    continue;
+                }
                 let Some(narrowed) = narrowing(gap, weight(lease), slack, eps) else {
                     continue;
                 };

@@ -8,14 +8,17 @@
 //!      ─▶ Liveness::observe (pure): a beat that changed ─▶ alive; unchanged for
 //!         failover − heartbeat_interval/2 on my clock (counted from my look before I
 //!         saw it change) ─▶ silent
-//!      ─▶ notices "lease@counter": that lease was taken from me ─▶ lost at once
+//!      ─▶ notices "lease@counter": that lease moved from me ─▶ lost at once if my
+//!         counter is below it (a take); else read it: a graceful handoff started
+//!         (`leases::handoff`) ─▶ its consumer finishes, then hands it over
 //!      refused (someone removed my entry: I was declared gone) ─▶ every lease lost, register again
 //!      no beat landed for failover − 1.6 heartbeats (a timer, and each call's timeout) ─▶
 //!         every lease lost and nothing taken until a beat lands (self-fencing), always
 //!         before any other worker may declare this one gone
 //!  a silent worker ─▶ REMOVE b:<it> IF b:<it> = its last beat ─▶ its leases are free to take
-//!  a steal ─▶ first ADD n:<victim> "lease@counter" (not told: no steal), then the take
-//!             ─▶ the victim stops at its next beat
+//!  a steal (a graceful handoff start, counter unchanged) ─▶ then ADD n:<victim>
+//!             "lease@counter" ─▶ the victim hears at its next beat (not told: at its next
+//!             scan; the new owner waits meanwhile)
 //!  graceful shutdown ─▶ leases released, then REMOVE b:<me> ─▶ others take them at once
 //! ```
 //!

@@ -143,6 +143,9 @@ pub(super) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
     if let Some(t) = lease.throughput {
         item.insert(attr::THROUGHPUT.to_owned(), throughput_number(t));
     }
+    if let Some(w) = &lease.checkpoint_owner {
+        item.insert(attr::CHECKPOINT_OWNER.to_owned(), string(w));
+    }
     if let Some(range) = &lease.hash_key_range {
         item.insert(
             attr::STARTING_HASH_KEY.to_owned(),
@@ -288,6 +291,7 @@ pub(super) fn lease_from_item(item: &HashMap<String, AttributeValue>) -> Result<
         hash_key_range,
         stream,
         throughput,
+        checkpoint_owner: string(attr::CHECKPOINT_OWNER)?,
         lease_key,
     })
 }
@@ -337,8 +341,10 @@ mod tests {
         lease.owner_switches_since_checkpoint = 2;
         lease.child_shard_ids = vec!["shardId-000000000009".into()];
         lease.throughput = Throughput::from_kbps(12.5);
+        lease.checkpoint_owner = Some("w0".into());
         let item = lease_to_item(&lease);
         for name in [
+            "checkpointOwner",
             "leaseKey",
             "leaseOwner",
             "leaseCounter",

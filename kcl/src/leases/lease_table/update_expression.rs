@@ -3,9 +3,11 @@
 //!
 //! ```text
 //!  LeaseUpdate ──UpdateExpression::new──▶ update:    SET … REMOVE … ADD #leaseCounter :one
-//!                                         condition: #leaseCounter = :expectedCounter
+//!                                         condition: [#leaseCounter = :expectedCounter]
 //!                                                    [AND #leaseOwner = :expectedOwner
 //!                                                     | AND attribute_not_exists(#leaseOwner)]
+//!                                                    [AND #checkpointOwner = :expectedCheckpointOwner
+//!                                                     | AND attribute_not_exists(#checkpointOwner)]
 //!                                                    AND attribute_exists(#leaseKey)
 //!                                         names (#…) and values (:…) of both
 //! ```
@@ -21,13 +23,17 @@
 //! | `PendingCheckpoint(None)`  | `REMOVE` all three pending attributes                   |
 //! | `ChildShardIds(ids)`       | `SET childShardIds` (`REMOVE` when empty)               |
 //! | `Throughput(t)`            | `SET throughputKBps` (N, KB/s; the Java KCL 3.x's)       |
+//! | `CheckpointOwner(Some(w))` | `SET checkpointOwner = w` (with `Owner(Some)`: no `REMOVE`) |
+//! | `CheckpointOwner(None)`    | `REMOVE checkpointOwner`                                |
+//!
+//! The counter's `ADD` is left out when the update does not bump it (a handoff's start).
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::item::{attr, binary, num, string, throughput_number};
-use crate::leases::{Change, LeaseUpdate, OwnerGuard};
+use crate::leases::{Change, CheckpointOwnerGuard, LeaseUpdate, OwnerGuard};
 
 /// The pieces of one conditional `UpdateItem`.
 #[derive(Debug, Default, PartialEq)]
@@ -52,9 +58,11 @@ impl UpdateExpression {
     /// lease that was deleted.
     pub(super) fn new(update: &LeaseUpdate) -> Self {
         let mut u = Self::default();
-        let counter = u.name(attr::LEASE_COUNTER);
-        let expected = u.value("expectedCounter", num(update.guard.counter));
-        u.condition.push(format!("{counter} = {expected}"));
+        if let Some(expected) = update.guard.counter {
+            let counter = u.name(attr::LEASE_COUNTER);
+            let expected = u.value("expectedCounter", num(expected));
+            u.condition.push(format!("{counter} = {expected}"));
+        }
         match &update.guard.owner {
             OwnerGuard::Unchecked => {}
             OwnerGuard::Owner(owner) => {
@@ -67,12 +75,36 @@ impl UpdateExpression {
                 u.condition.push(format!("attribute_not_exists({n})"));
             }
         }
+        match &update.guard.checkpoint_owner {
+            CheckpointOwnerGuard::Unchecked => {}
+            CheckpointOwnerGuard::Absent => {
+                let n = u.name(attr::CHECKPOINT_OWNER);
+                u.condition.push(format!("attribute_not_exists({n})"));
+            }
+            CheckpointOwnerGuard::Is(w) => {
+                let n = u.name(attr::CHECKPOINT_OWNER);
+                let p = u.value("expectedCheckpointOwner", string(w));
+                u.condition.push(format!("{n} = {p}"));
+            }
+        }
         let key = u.name(attr::LEASE_KEY);
         u.condition.push(format!("attribute_exists({key})"));
+        // A handoff's start sets checkpointOwner itself: the owner change must not remove it.
+        let sets_checkpoint_owner = update
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::CheckpointOwner(_)));
         for change in &update.changes {
-            u.change(change);
+            match change {
+                Change::Owner(Some(owner)) if sets_checkpoint_owner => {
+                    u.set(attr::LEASE_OWNER, string(owner))
+                }
+                change => u.change(change),
+            }
         }
-        u.add_one(attr::LEASE_COUNTER);
+        if update.bumps_counter {
+            u.add_one(attr::LEASE_COUNTER);
+        }
         u
     }
 
@@ -115,6 +147,8 @@ impl UpdateExpression {
             Change::Throughput(throughput) => {
                 self.set(attr::THROUGHPUT, throughput_number(*throughput))
             }
+            Change::CheckpointOwner(Some(w)) => self.set(attr::CHECKPOINT_OWNER, string(w)),
+            Change::CheckpointOwner(None) => self.remove(attr::CHECKPOINT_OWNER),
         }
     }
 
@@ -201,7 +235,7 @@ mod tests {
         assert_eq!(
             u.condition_expression(),
             "#leaseCounter = :expectedCounter AND #leaseOwner = :expectedOwner \
-             AND attribute_exists(#leaseKey)"
+             AND attribute_not_exists(#checkpointOwner) AND attribute_exists(#leaseKey)"
         );
         let (names, values) = u.into_placeholders();
         assert_eq!(names["#leaseOwner"], "leaseOwner");
@@ -281,6 +315,58 @@ mod tests {
         let (names, values) = u.into_placeholders();
         assert_eq!(names["#throughputKBps"], "throughputKBps");
         assert_eq!(values[":throughputKBps"], AttributeValue::N("7.250".into()));
+    }
+
+    #[test]
+    fn a_handoff_starts_without_the_counter_and_ends_guarded_by_both_owners() {
+        // The Java KCL 3.x's initiateGracefulLeaseHandoff: leaseOwner = old and no
+        // checkpointOwner expected; both owners set; the counter neither checked nor moved.
+        let start = owned("w1").start_handoff("w2").unwrap();
+        let u = UpdateExpression::new(&start);
+        assert_eq!(
+            u.update_expression(),
+            "SET #leaseOwner = :leaseOwner, #checkpointOwner = :checkpointOwner"
+        );
+        assert_eq!(
+            u.condition_expression(),
+            "#leaseOwner = :expectedOwner AND attribute_not_exists(#checkpointOwner) \
+             AND attribute_exists(#leaseKey)"
+        );
+        let (_, values) = u.into_placeholders();
+        assert_eq!(values[":leaseOwner"], string("w2"));
+        assert_eq!(values[":checkpointOwner"], string("w1"));
+        assert_eq!(values[":expectedOwner"], string("w1"));
+        assert!(!values.contains_key(":one"));
+        // Its end (by either side): checkpointOwner removed, the counter bumped, if both
+        // owners are still as read (the Java KCL's assignLease by the previous owner).
+        let mut pending = owned("w1");
+        start.apply_to(&mut pending);
+        let u = UpdateExpression::new(&pending.end_handoff().unwrap());
+        assert_eq!(
+            u.update_expression(),
+            "REMOVE #checkpointOwner ADD #leaseCounter :one"
+        );
+        assert_eq!(
+            u.condition_expression(),
+            "#leaseOwner = :expectedOwner AND #checkpointOwner = :expectedCheckpointOwner \
+             AND attribute_exists(#leaseKey)"
+        );
+        let (_, values) = u.into_placeholders();
+        assert_eq!(values[":expectedOwner"], string("w2"));
+        assert_eq!(values[":expectedCheckpointOwner"], string("w1"));
+        // The previous owner's checkpoint meanwhile expects both owners as they are.
+        let cp = Checkpoint::at("51", 0).unwrap();
+        let u = UpdateExpression::new(&pending.record_checkpoint(&cp, &[]));
+        assert_eq!(
+            u.condition_expression(),
+            "#leaseCounter = :expectedCounter AND #leaseOwner = :expectedOwner \
+             AND #checkpointOwner = :expectedCheckpointOwner AND attribute_exists(#leaseKey)"
+        );
+        // No handoff to end on a plain lease, none to start on an unowned one.
+        assert!(owned("w1").end_handoff().is_none());
+        assert!(Lease::new("s", Checkpoint::TrimHorizon)
+            .start_handoff("w2")
+            .is_none());
     }
 
     #[test]

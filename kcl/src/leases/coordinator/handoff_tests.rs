@@ -1,0 +1,249 @@
+//! Graceful handoffs through the coordinator, on memory stores and a paused clock: a
+//! lease moved from a live worker is handed over (its previous owner may still checkpoint,
+//! the next owner waits and starts from that checkpoint), forced after the patience, and
+//! a pending handoff written by a Java KCL 3.x leader is honoured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::checkpoint::Checkpoint;
+use crate::leases::fleet::MemoryFleetStore;
+use crate::leases::{Lease, MemoryLeaseStore};
+
+const FAILOVER: Duration = Duration::from_secs(10);
+
+async fn table(shards: usize) -> Arc<MemoryLeaseStore> {
+    let store = Arc::new(MemoryLeaseStore::default());
+    for i in 0..shards {
+        let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
+        assert!(store.create_lease_if_not_exists(&lease).await.unwrap());
+    }
+    store
+}
+
+fn worker(store: &Arc<MemoryLeaseStore>, id: &str) -> LeaseCoordinator {
+    LeaseCoordinator::new(
+        store.clone() as Arc<dyn LeaseStore>,
+        id,
+        LeaseConfig::new(FAILOVER),
+    )
+}
+
+async fn stored(store: &MemoryLeaseStore, key: &str) -> Lease {
+    store.get_lease(key).await.unwrap().unwrap()
+}
+
+/// w0 holds all of `shards` leases; w1 arrives and steals one by a handoff: its key.
+async fn w1_starts_a_handoff(
+    store: &Arc<MemoryLeaseStore>,
+    w0: &LeaseCoordinator,
+    w1: &LeaseCoordinator,
+) -> String {
+    w0.take_leases().await.unwrap();
+    let o = w1.take_leases().await.unwrap();
+    assert_eq!(o.stolen.len(), 1, "{o:?}");
+    let key = o.stolen[0].clone();
+    let l = stored(store, &key).await;
+    assert_eq!(l.owner.as_deref(), Some("w1"));
+    assert_eq!(l.checkpoint_owner.as_deref(), Some("w0"));
+    key
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stolen_lease_is_handed_over_with_the_previous_owners_last_checkpoint() {
+    let store = table(2).await;
+    let (w0, w1) = (worker(&store, "w0"), worker(&store, "w1"));
+    w0.take_leases().await.unwrap();
+    let before = store.list_leases().await.unwrap();
+    let key = w1_starts_a_handoff(&store, &w0, &w1).await;
+    let counter = before.iter().find(|l| l.lease_key == key).unwrap().counter;
+    assert_eq!(
+        stored(&store, &key).await.counter,
+        counter,
+        "the start leaves the counter"
+    );
+    // The next owner holds it but may not start: the previous one is still at it.
+    assert_eq!(w1.held_lease_keys(), vec![key.clone()]);
+    assert!(!w1.check_incoming_handoff(&key).await);
+    // The previous owner's renewal is refused (a handoff is pending): it reads the lease,
+    // learns of the handoff, and renews it as it is now.
+    let held = w0.held_lease(&key).unwrap();
+    w0.renew_leases().await;
+    assert!(!held.is_lost());
+    assert_eq!(held.standing_now(), Some(Standing::Outgoing));
+    assert!(!w0.held_lease_keys().contains(&key), "counted as w1's now");
+    // Its processor's last checkpoint is accepted.
+    let last = Checkpoint::at(
+        "49590338271490256608559692538361571095921575989136588898",
+        0,
+    )
+    .unwrap();
+    held.checkpoint(&last, &[]).await.unwrap();
+    let l = stored(&store, &key).await;
+    assert_eq!(l.checkpoint, last);
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), Some("w0"))
+    );
+    // Its consumer stopped: it hands the lease over and forgets it.
+    w0.end_outgoing_handoff(&key, false).await;
+    assert!(held.is_lost());
+    assert!(w0.held_lease(&key).is_none());
+    let l = stored(&store, &key).await;
+    assert_eq!(l.checkpoint_owner, None);
+    assert_eq!(l.owner.as_deref(), Some("w1"));
+    // The next owner starts, from that checkpoint.
+    assert!(w1.check_incoming_handoff(&key).await);
+    let mine = w1.held_lease(&key).unwrap().lease().await;
+    assert_eq!(mine.checkpoint, last);
+    assert_eq!(mine.counter, l.counter);
+    // And writes as its owner from then on.
+    w1.renew_leases().await;
+    assert!(!w1.held_lease(&key).unwrap().is_lost());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_previous_owner_that_never_hands_over_is_forced_after_the_patience() {
+    let store = table(2).await;
+    let (w0, w1) = (worker(&store, "w0"), worker(&store, "w1"));
+    let key = w1_starts_a_handoff(&store, &w0, &w1).await;
+    let patience = w1.config().handoff_patience();
+    // w0 keeps renewing (it is alive) but never ends the handoff.
+    let step = w0.config().renew_interval;
+    let mut waited = Duration::ZERO;
+    while waited + step < patience {
+        tokio::time::advance(step).await;
+        waited += step;
+        w0.renew_leases().await;
+        assert!(
+            !w1.check_incoming_handoff(&key).await,
+            "forced early at {waited:?}"
+        );
+    }
+    tokio::time::advance(patience - waited).await;
+    assert!(w1.check_incoming_handoff(&key).await);
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), None)
+    );
+    // The previous owner's next write is refused: the lease is gone from it.
+    w0.renew_leases().await;
+    assert!(w0.held_lease(&key).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_fleet_the_owner_hears_at_its_next_beat_and_its_release_ends_the_handoff() {
+    let store = table(2).await;
+    let fleet = Arc::new(MemoryFleetStore::new());
+    let w0 = worker(&store, "w0").with_fleet(fleet.clone());
+    let w1 = worker(&store, "w1").with_fleet(fleet.clone());
+    w0.beat().await;
+    w0.take_leases().await.unwrap();
+    w1.beat().await;
+    w0.beat().await;
+    let o = w1.take_leases().await.unwrap();
+    assert_eq!(o.stolen.len(), 1, "{o:?}");
+    let key = o.stolen[0].clone();
+    let held = w0.held_lease(&key).unwrap();
+    assert_eq!(held.standing_now(), Some(Standing::Held));
+    // The notice arrives with the next beat: w0 reads the lease and learns.
+    w0.beat().await;
+    assert_eq!(held.standing_now(), Some(Standing::Outgoing));
+    assert!(!w1.check_incoming_handoff(&key).await);
+    // w0 shuts down gracefully before its consumer stopped.
+    w0.begin_leaving().await;
+    w0.release_all().await;
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), None),
+        "a release of a lease being handed over ends the handoff"
+    );
+    assert!(w1.check_incoming_handoff(&key).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gone_previous_owner_is_forced_without_waiting() {
+    let store = table(2).await;
+    let fleet = Arc::new(MemoryFleetStore::new());
+    let w0 = worker(&store, "w0").with_fleet(fleet.clone());
+    let w1 = worker(&store, "w1").with_fleet(fleet.clone());
+    w0.beat().await;
+    w0.take_leases().await.unwrap();
+    w1.beat().await;
+    let o = w1.take_leases().await.unwrap();
+    let key = o.stolen[0].clone();
+    assert!(!w1.check_incoming_handoff(&key).await);
+    // w0 is silent from now on: once declared gone, w1 forces the handoff.
+    for _ in 0..8 {
+        tokio::time::advance(w1.config().heartbeat_interval).await;
+        w1.beat().await;
+    }
+    w1.take_leases().await.unwrap();
+    assert!(w1.is_gone("w0"));
+    assert!(w1.check_incoming_handoff(&key).await);
+    assert_eq!(stored(&store, &key).await.checkpoint_owner, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_handoff_from_a_java_leader_is_honoured() {
+    // As a Java KCL 3.x leader writes it: ours, with checkpointOwner the previous owner,
+    // which is dead (it never renews).
+    let store = table(0).await;
+    let mut seeded = Lease::new("shardId-000000000000", Checkpoint::at("42", 0).unwrap());
+    seeded.owner = Some("w1".into());
+    seeded.checkpoint_owner = Some("java-worker-0".into());
+    seeded.counter = 9;
+    store.create_lease_if_not_exists(&seeded).await.unwrap();
+    let w1 = worker(&store, "w1");
+    let o = w1.take_leases().await.unwrap();
+    assert!(o.taken.is_empty() && o.stolen.is_empty(), "{o:?}");
+    assert_eq!(w1.held_lease_keys(), vec![seeded.lease_key.clone()]);
+    assert_eq!(
+        stored(&store, &seeded.lease_key).await,
+        seeded,
+        "nothing written"
+    );
+    assert!(!w1.check_incoming_handoff(&seeded.lease_key).await);
+    // Holding it, w1 does not renew it (the previous owner would), nor take it.
+    w1.renew_leases().await;
+    tokio::time::advance(w1.config().handoff_patience() - Duration::from_millis(1)).await;
+    w1.take_leases().await.unwrap();
+    assert_eq!(
+        stored(&store, &seeded.lease_key).await,
+        seeded,
+        "nothing written"
+    );
+    assert!(!w1.check_incoming_handoff(&seeded.lease_key).await);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(w1.check_incoming_handoff(&seeded.lease_key).await);
+    let l = stored(&store, &seeded.lease_key).await;
+    assert_eq!(l.checkpoint_owner, None);
+    assert_eq!(l.counter, 10);
+    assert_eq!(l.checkpoint, seeded.checkpoint);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_pending_a_handoff_between_others_is_never_stolen_nor_taken() {
+    let store = table(0).await;
+    for i in 0..3 {
+        let mut l = Lease::new(format!("shardId-{i}"), Checkpoint::TrimHorizon);
+        l.owner = Some("w1".into());
+        if i == 0 {
+            l.checkpoint_owner = Some("w0".into());
+        }
+        store.create_lease_if_not_exists(&l).await.unwrap();
+    }
+    let w2 = worker(&store, "w2");
+    // w2 has nothing and w1 three: it steals, but not the pending one.
+    for _ in 0..3 {
+        w2.take_leases().await.unwrap();
+    }
+    let pending = stored(&store, "shardId-0").await;
+    assert_eq!(pending.owner.as_deref(), Some("w1"));
+    assert_eq!(pending.checkpoint_owner.as_deref(), Some("w0"));
+    assert!(!w2.held_lease_keys().contains(&"shardId-0".to_owned()));
+    assert!(!w2.held_lease_keys().is_empty(), "it stole another");
+}
