@@ -536,7 +536,10 @@ async fn a_stream_added_and_one_removed_while_two_worker_processes_run_from_a_st
         all(&[&a1]),
         "a: a1 only, nothing put after its removal"
     );
-    assert!(printed(&a).is_disjoint(&all(&[&a2])), "a2 put after a's removal");
+    assert!(
+        printed(&a).is_disjoint(&all(&[&a2])),
+        "a2 put after a's removal"
+    );
     assert_eq!(printed(&b), all(&[&b1, &b2]));
     assert_eq!(
         printed(&c),

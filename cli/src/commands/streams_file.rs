@@ -298,7 +298,10 @@ arn:aws:kinesis:us-east-1:123456789012:stream/audit\tat-timestamp:1704164645
     fn bad_lines_are_refused_naming_the_file_and_line() {
         let (line, reason) = line_error("ok\nmy!stream\n");
         assert_eq!(line, 2);
-        assert!(reason.contains("invalid stream name \"my!stream\""), "{reason}");
+        assert!(
+            reason.contains("invalid stream name \"my!stream\""),
+            "{reason}"
+        );
         let (line, reason) = line_error("# c\n\norders sometime\n");
         assert_eq!(line, 3);
         assert!(
