@@ -726,7 +726,6 @@ async fn throughput_balancing_leaves_a_hot_shard_alone_on_its_worker_process() {
         lines.len(),
         moves.len()
     );
-    assert!(want.len() > 500, "{} records sent", want.len());
 }
 
 #[test]
