@@ -112,54 +112,9 @@ pub struct ConsumeArgs {
     /// multi-stream application: one lease table for all of them, leases keyed
     /// account:stream:creationEpoch:shardId as the Java KCL's). With several streams every
     /// line names its stream: the "stream" field in JSON, a "STREAM: " prefix in raw output
-    /// (%t in a --format template); --efo is not supported with several. Or
-    /// --streams-file.
+    /// (%t in a --format template); --efo is not supported with several.
     #[arg(short, long, value_parser = args::stream_name, required_unless_present = "streams_file")]
     pub stream: Vec<String>,
-    /// Consume the streams listed in this file, read again every --stream-tracker-interval:
-    /// streams are added and removed while the workers run by editing it (a multi-stream
-    /// application, as with several --stream, even for one stream).
-    ///
-    /// One stream per line: a name, an ARN or an identifier account:name:creationEpoch,
-    /// optionally followed by where its shards without a checkpoint start (the forms of
-    /// --from, e.g. `orders  latest`; default --from). `#` starts a comment; blank lines
-    /// are ignored. A file that cannot be read, a bad line, a stream listed twice or no
-    /// stream at all stops the start with status 2, naming the file and line; later, the
-    /// previous list stays in force and a warning says why. A removed stream's shard
-    /// consumers stop (a last checkpoint), its leases are released, and deleted per
-    /// --former-streams-delete-after. Replace the file atomically (write a new one and
-    /// rename it over) so that no worker reads it half-written; give every worker of the
-    /// application the same list.
-    #[arg(long, value_name = "PATH", conflicts_with = "stream")]
-    pub streams_file: Option<std::path::PathBuf>,
-    /// How often the --streams-file is read again (200ms, 10s, 5m; at most 24h).
-    /// Default: 60s (the library's).
-    #[arg(long, value_name = "DURATION", value_parser = args::interval)]
-    pub stream_tracker_interval: Option<Duration>,
-    /// How long a worker of a multi-stream application (--streams-file or several
-    /// --stream) sees a stream with leases in the table that it no longer consumes before
-    /// it deletes that stream's leases and checkpoints (30s, 10m, 1h; at most 24h), or
-    /// `never`. Within it, a stream listed again resumes from its checkpoints; after it,
-    /// from its initial position. Make it longer than every worker needs to see a new
-    /// list. Default: 1h (the library's).
-    #[arg(long, value_name = "DURATION|never", value_parser = args::former_streams_deletion)]
-    pub former_streams_delete_after: Option<FormerStreamsLeasesDeletionStrategy>,
-    /// How often the shards of every stream are listed to find new ones (after a
-    /// reshard, and a removed stream's leases due for deletion); shard ends and stream
-    /// list changes also start one (200ms, 10s, 5m; at most 24h). Default: 60s (the
-    /// library's).
-    #[arg(long, value_name = "DURATION", value_parser = args::interval)]
-    pub shard_sync_interval: Option<Duration>,
-    /// What the workers balance: count (each aims for ceil(leases / workers) leases, the
-    /// Java KCL 2.x's rule) or throughput (each lease weighs the KB/s its holder measured
-    /// and wrote on it, `throughputKBps` as the Java KCL 3.x: a worker holding a hot shard
-    /// holds fewer others; 10 % tolerance, idle leases weigh 1 KB/s).
-    ///
-    /// Every worker of an application must use the same balancing (workers judging
-    /// balance differently steal leases from each other back and forth). A table nobody
-    /// measured yet starts by count.
-    #[arg(long, value_enum, default_value_t = BalancingMode::Count)]
-    pub balancing: BalancingMode,
     /// Application name (the lease table's name: 3 to 255 characters of a-z A-Z 0-9 _ . -).
     #[arg(short, long, value_parser = args::application_name)]
     pub app: String,
@@ -275,6 +230,50 @@ pub struct ConsumeArgs {
     /// `"gzip"` or `"zlib"`.
     #[arg(long)]
     pub decompress: bool,
+    /// Consume the streams listed in this file, read again every --stream-tracker-interval:
+    /// streams are added and removed while the workers run by editing it (a multi-stream
+    /// application, as with several --stream, even for one stream).
+    ///
+    /// One stream per line: a name, an ARN or an identifier account:name:creationEpoch,
+    /// optionally followed by where its shards without a checkpoint start (the forms of
+    /// --from, e.g. `orders  latest`; default --from). `#` starts a comment; blank lines
+    /// are ignored. A file that cannot be read, a bad line, a stream listed twice or no
+    /// stream at all stops the start with status 2, naming the file and line; later, the
+    /// previous list stays in force and a warning says why. A removed stream's shard
+    /// consumers stop (a last checkpoint), its leases are released, and deleted per
+    /// --former-streams-delete-after. Replace the file atomically (write a new one and
+    /// rename it over) so that no worker reads it half-written; give every worker of the
+    /// application the same list.
+    #[arg(long, value_name = "PATH", conflicts_with = "stream")]
+    pub streams_file: Option<std::path::PathBuf>,
+    /// How often the --streams-file is read again (200ms, 10s, 5m; at most 24h).
+    /// Default: 60s (the library's).
+    #[arg(long, value_name = "DURATION", value_parser = args::interval)]
+    pub stream_tracker_interval: Option<Duration>,
+    /// How long a worker of a multi-stream application (--streams-file or several
+    /// --stream) sees a stream with leases in the table that it no longer consumes before
+    /// it deletes that stream's leases and checkpoints (30s, 10m, 1h; at most 24h), or
+    /// `never`. Within it, a stream listed again resumes from its checkpoints; after it,
+    /// from its initial position. Make it longer than every worker needs to see a new
+    /// list. Default: 1h (the library's).
+    #[arg(long, value_name = "DURATION|never", value_parser = args::former_streams_deletion)]
+    pub former_streams_delete_after: Option<FormerStreamsLeasesDeletionStrategy>,
+    /// How often the shards of every stream are listed to find new ones (after a
+    /// reshard, and a removed stream's leases due for deletion); shard ends and stream
+    /// list changes also start one (200ms, 10s, 5m; at most 24h). Default: 60s (the
+    /// library's).
+    #[arg(long, value_name = "DURATION", value_parser = args::interval)]
+    pub shard_sync_interval: Option<Duration>,
+    /// What the workers balance: count (each aims for ceil(leases / workers) leases, the
+    /// Java KCL 2.x's rule) or throughput (each lease weighs the KB/s its holder measured
+    /// and wrote on it, `throughputKBps` as the Java KCL 3.x: a worker holding a hot shard
+    /// holds fewer others; 10 % tolerance, idle leases weigh 1 KB/s).
+    ///
+    /// Every worker of an application must use the same balancing (workers judging
+    /// balance differently steal leases from each other back and forth). A table nobody
+    /// measured yet starts by count.
+    #[arg(long, value_enum, default_value_t = BalancingMode::Count)]
+    pub balancing: BalancingMode,
 }
 
 /// The most records per batch, and `--batch-window`'s batch size when `--batch-size` is
