@@ -424,6 +424,49 @@ pub fn batch_window(value: &str) -> Result<std::time::Duration, String> {
     Ok(window)
 }
 
+/// A time between two rounds of something (`--stream-tracker-interval`,
+/// `--shard-sync-interval`): a whole number and a unit, `ms`, `s`, `m` or `h`, longer than
+/// zero and at most a day.
+///
+/// # Errors
+/// Names the accepted forms and range.
+pub fn interval(value: &str) -> Result<std::time::Duration, String> {
+    let forms = "expected a time such as 200ms, 10s, 5m or 1h";
+    let text = value.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number.parse().map_err(|_| format!("{value:?}: {forms}"))?;
+    let d = match unit {
+        "h" => Some(std::time::Duration::from_secs(n.saturating_mul(3600))),
+        other => time_of(n, other),
+    }
+    .ok_or_else(|| format!("{value:?}: {forms}"))?;
+    if d.is_zero() || d > std::time::Duration::from_secs(86_400) {
+        return Err(format!(
+            "{value:?} is out of range: longer than zero and at most a day (24h)"
+        ));
+    }
+    Ok(d)
+}
+
+/// `--former-streams-delete-after`: `never` (the leases of streams no longer consumed stay
+/// in the table), or how long a worker sees a stream untracked before it deletes its leases
+/// (as [`interval`]: `30s`, `10m`, `1h`; at most a day).
+///
+/// # Errors
+/// Names the accepted forms.
+pub fn former_streams_deletion(
+    value: &str,
+) -> Result<kinesis_consumer::FormerStreamsLeasesDeletionStrategy, String> {
+    use kinesis_consumer::FormerStreamsLeasesDeletionStrategy as Strategy;
+    if value.trim().eq_ignore_ascii_case("never") {
+        return Ok(Strategy::NoDeletion);
+    }
+    interval(value)
+        .map(Strategy::DeleteAfter)
+        .map_err(|e| format!("{e}; or never (the leases stay)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,5 +685,28 @@ mod tests {
         assert!(tail_start("at-sequence:").is_err());
         assert!(tail_start("at-sequence:12a").is_err());
         assert!(tail_start("nowhere").unwrap_err().contains("at-sequence"));
+    }
+
+    #[test]
+    fn intervals_and_former_stream_deletions_parse() {
+        use kinesis_consumer::FormerStreamsLeasesDeletionStrategy as Strategy;
+        use std::time::Duration;
+        assert_eq!(interval("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(interval("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(interval("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(interval("24h"), Ok(Duration::from_secs(86_400)));
+        for bad in ["0s", "25h", "10", "s", "-1s", "1d", "1.5s"] {
+            let e = interval(bad).expect_err(bad);
+            assert!(e.contains(bad) || e.contains("range"), "{bad}: {e}");
+        }
+        assert_eq!(former_streams_deletion("never"), Ok(Strategy::NoDeletion));
+        assert_eq!(former_streams_deletion("NEVER"), Ok(Strategy::NoDeletion));
+        assert_eq!(
+            former_streams_deletion("2s"),
+            Ok(Strategy::DeleteAfter(Duration::from_secs(2)))
+        );
+        let e = former_streams_deletion("soon").unwrap_err();
+        assert!(e.contains("never") && e.contains("10s"), "{e}");
+        assert!(former_streams_deletion("0s").is_err());
     }
 }

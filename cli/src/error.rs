@@ -14,7 +14,7 @@
 //! |---|---|
 //! | 0 | done; also a graceful stop on the first Ctrl-C/SIGTERM, `--exit-when-idle`, or a reader closing standard output |
 //! | 1 | the command failed (records not delivered, a call refused, an unexpected error) |
-//! | 2 | bad command line (unknown flag, a value out of range), or a bad `multilang` properties file: nothing was done |
+//! | 2 | bad command line (unknown flag, a value out of range), or a bad `multilang` properties file or `consume --streams-file`: nothing was done |
 //! | 3 | a named stream, shard, stream consumer or table does not exist |
 //! | 4 | not allowed or not configured: no region, no credentials, credentials refused, access denied |
 //! | 5 | the endpoint cannot be reached (connection refused, timed out) |
@@ -383,6 +383,10 @@ pub enum Error {
     /// `multilang`: the properties file cannot be used (it names the key and line).
     #[error(transparent)]
     Properties(#[from] crate::commands::multilang::properties::PropertiesError),
+    /// `consume --streams-file`: the file cannot be read, or a line is not a stream (it
+    /// names the file and line).
+    #[error(transparent)]
+    StreamsFile(#[from] crate::commands::streams_file::StreamsFileError),
     /// `--metrics-addr`: the address cannot be listened on, or a metrics recorder is
     /// already installed.
     #[error("cannot serve metrics on {addr}: {reason}")]
@@ -461,7 +465,7 @@ impl Error {
             Self::Produce { exit_code, .. } => *exit_code,
             Self::Consumer(kinesis_consumer::Error::StreamNotFound { .. }) => EXIT_NOT_FOUND,
             Self::Consumer(kinesis_consumer::Error::Config(_)) => EXIT_USAGE,
-            Self::Properties(_) => EXIT_USAGE,
+            Self::Properties(_) | Self::StreamsFile(_) => EXIT_USAGE,
             Self::Consumer(e) => consumer_kind(e).exit_code(),
             _ => EXIT_FAILED,
         }
@@ -584,6 +588,15 @@ mod tests {
             consumer: "c".into(),
         };
         assert_eq!(missing.exit_code(), EXIT_NOT_FOUND);
+        let streams_file = Error::from(crate::commands::streams_file::StreamsFileError::Empty {
+            path: "/etc/streams".into(),
+        });
+        assert_eq!(
+            streams_file.exit_code(),
+            EXIT_USAGE,
+            "as a bad command line"
+        );
+        assert!(streams_file.to_string().contains("/etc/streams"));
         assert!(missing
             .hint()
             .unwrap()

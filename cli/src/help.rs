@@ -272,6 +272,12 @@ Examples:
   kinesis-cat consume -s demo -a demo-app -f '%T %p %o %k %s\\n'
   kinesis-cat consume -s demo -a demo-app --efo --batch-size 100 --batch-window 500ms
   kinesis-cat consume -s demo -a demo-app --exit-when-idle 5 --metrics-addr 127.0.0.1:9464
+  kinesis-cat consume -s demo -a demo-app --balancing throughput  # every worker the same
+  kinesis-cat consume -a multi-app --streams-file streams.txt --stream-tracker-interval 10s
+
+A streams file lists one stream (name or ARN) per line, optionally with its start position
+(`payments  latest`), # comments; it is read again at every poll, so that streams are added
+and removed by editing it (replace it atomically: write another file, rename it over).
 
 At the end a summary goes to standard error (records, shards, time, rate); on a terminal a
 progress line too.
@@ -280,8 +286,9 @@ Exit status:
   0    stopped gracefully (Ctrl-C, SIGTERM, --exit-when-idle) or the reader of standard
        output went away
   1    failed (the lease table could not be used, a fan-out consumer not registered)
-  2    bad command line
-  3    the stream does not exist
+  2    bad command line, or a --streams-file that cannot be read or has a bad line
+       (file:line: what is wrong)
+  3    the stream does not exist (a stream of the file's first list, at start)
   4    no region, no credentials or access denied
   5    endpoint unreachable
   130  a second Ctrl-C / SIGTERM";

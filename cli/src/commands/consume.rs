@@ -18,6 +18,13 @@
 //! template. With `--efo` each stream is read through its own stream consumer of the same
 //! name, registered on each stream when missing.
 //!
+//! With `--streams-file PATH` the list comes from a file instead, read again at every poll
+//! of the library's stream tracker (`--stream-tracker-interval`), so that streams are added
+//! and removed while the workers run (`streams_file`: the format, and what a bad file does);
+//! `--former-streams-delete-after` says when the leases of a removed stream go.
+//! `--balancing throughput` weighs each lease by its measured throughput instead of
+//! counting leases.
+//!
 //! At the end, a summary on standard error: records written, the shards they came from,
 //! the time since start and the rate; on a terminal the same line is kept up to date
 //! every second while the worker runs. `--metrics-addr` serves the library's metrics.
@@ -48,13 +55,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clap::{Args, ValueEnum};
 use kinesis_consumer::{
-    Batching, Checkpointer, FanOutConfig, InitialPosition, InitializationInput, LeaseLostInput,
-    OutsideRangePolicy, PayloadDecompression, PollingConfig, ProcessRecordsInput, RecordProcessor,
-    Retrieval, Scheduler, ShardEndedInput, ShutdownRequestedInput, StaticStreamTracker,
-    StreamConfig, StreamIdentifier,
+    Balancing, Batching, Checkpointer, FanOutConfig, FormerStreamsLeasesDeletionStrategy,
+    InitialPosition, InitializationInput, LeaseLostInput, OutsideRangePolicy, PayloadDecompression,
+    PollingConfig, ProcessRecordsInput, RecordProcessor, Retrieval, Scheduler, SchedulerBuilder,
+    ShardEndedInput, ShutdownRequestedInput, StaticStreamTracker, StreamConfig, StreamIdentifier,
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::streams_file::StreamsFile;
 use crate::output::{Output as Stdout, WriteError};
 use crate::render::{render, Output, Printer};
 use crate::{args, Error};
@@ -80,6 +88,24 @@ impl From<OutsideRange> for OutsideRangePolicy {
     }
 }
 
+/// What the workers of an application balance among themselves (`--balancing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BalancingMode {
+    /// The number of leases: `ceil(leases / workers)` each (the library's default).
+    Count,
+    /// The throughput measured on each lease (the library's `Balancing::throughput()`).
+    Throughput,
+}
+
+impl From<BalancingMode> for Balancing {
+    fn from(b: BalancingMode) -> Self {
+        match b {
+            BalancingMode::Count => Balancing::LeaseCount,
+            BalancingMode::Throughput => Balancing::throughput(),
+        }
+    }
+}
+
 /// Arguments of `kinesis-cat consume`.
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
@@ -88,7 +114,7 @@ pub struct ConsumeArgs {
     /// account:stream:creationEpoch:shardId as the Java KCL's). With several streams every
     /// line names its stream: the "stream" field in JSON, a "STREAM: " prefix in raw output
     /// (%t in a --format template); with --efo the stream consumer is registered on each.
-    #[arg(short, long, value_parser = args::stream_name, required = true)]
+    #[arg(short, long, value_parser = args::stream_name, required_unless_present = "streams_file")]
     pub stream: Vec<String>,
     /// Application name (the lease table's name: 3 to 255 characters of a-z A-Z 0-9 _ . -).
     #[arg(short, long, value_parser = args::application_name)]
@@ -205,6 +231,50 @@ pub struct ConsumeArgs {
     /// `"gzip"` or `"zlib"`.
     #[arg(long)]
     pub decompress: bool,
+    /// Consume the streams listed in this file, read again every --stream-tracker-interval:
+    /// streams are added and removed while the workers run by editing it (a multi-stream
+    /// application, as with several --stream, even for one stream).
+    ///
+    /// One stream per line: a name, an ARN or an identifier account:name:creationEpoch,
+    /// optionally followed by where its shards without a checkpoint start (the forms of
+    /// --from, e.g. `orders  latest`; default --from). `#` starts a comment; blank lines
+    /// are ignored. A file that cannot be read, a bad line, a stream listed twice or no
+    /// stream at all stops the start with status 2, naming the file and line; later, the
+    /// previous list stays in force and a warning says why. A removed stream's shard
+    /// consumers stop (a last checkpoint), its leases are released, and deleted per
+    /// --former-streams-delete-after. Replace the file atomically (write a new one and
+    /// rename it over) so that no worker reads it half-written; give every worker of the
+    /// application the same list.
+    #[arg(long, value_name = "PATH", conflicts_with = "stream")]
+    pub streams_file: Option<std::path::PathBuf>,
+    /// How often the --streams-file is read again (200ms, 10s, 5m; at most 24h).
+    /// Default: 60s (the library's).
+    #[arg(long, value_name = "DURATION", value_parser = args::interval)]
+    pub stream_tracker_interval: Option<Duration>,
+    /// How long a worker of a multi-stream application (--streams-file or several
+    /// --stream) sees a stream with leases in the table that it no longer consumes before
+    /// it deletes that stream's leases and checkpoints (30s, 10m, 1h; at most 24h), or
+    /// `never`. Within it, a stream listed again resumes from its checkpoints; after it,
+    /// from its initial position. Make it longer than every worker needs to see a new
+    /// list. Default: 1h (the library's).
+    #[arg(long, value_name = "DURATION|never", value_parser = args::former_streams_deletion)]
+    pub former_streams_delete_after: Option<FormerStreamsLeasesDeletionStrategy>,
+    /// How often the shards of every stream are listed to find new ones (after a
+    /// reshard, and a removed stream's leases due for deletion); shard ends and stream
+    /// list changes also start one (200ms, 10s, 5m; at most 24h). Default: 60s (the
+    /// library's).
+    #[arg(long, value_name = "DURATION", value_parser = args::interval)]
+    pub shard_sync_interval: Option<Duration>,
+    /// What the workers balance: count (each aims for ceil(leases / workers) leases, the
+    /// Java KCL 2.x's rule) or throughput (each lease weighs the KB/s its holder measured
+    /// and wrote on it, `throughputKBps` as the Java KCL 3.x: a worker holding a hot shard
+    /// holds fewer others; 10 % tolerance, idle leases weigh 1 KB/s).
+    ///
+    /// Every worker of an application must use the same balancing (workers judging
+    /// balance differently steal leases from each other back and forth). A table nobody
+    /// measured yet starts by count.
+    #[arg(long, value_enum, default_value_t = BalancingMode::Count)]
+    pub balancing: BalancingMode,
 }
 
 /// The most records per batch, and `--batch-window`'s batch size when `--batch-size` is
@@ -228,11 +298,32 @@ impl ConsumeArgs {
 
     /// What clap cannot check, between flags: `--exit-when-idle` must outlast
     /// `--batch-window`, or the worker would stop while the last records of every run
-    /// wait for their window (the idle time counts from the last record written).
+    /// wait for their window (the idle time counts from the last record written);
+    /// `--stream-tracker-interval` needs `--streams-file`, and
+    /// `--former-streams-delete-after` a multi-stream application.
     ///
     /// # Errors
     /// Says which flags conflict and why.
     pub fn check(&self) -> Result<(), String> {
+        // Not clap's `requires`: it is waived when the required argument conflicts with
+        // one given (--streams-file with --stream).
+        if self.stream_tracker_interval.is_some() && self.streams_file.is_none() {
+            return Err(
+                "--stream-tracker-interval needs --streams-file (a list given with --stream \
+                 never changes)"
+                    .to_owned(),
+            );
+        }
+        if self.former_streams_delete_after.is_some()
+            && self.streams_file.is_none()
+            && self.stream.len() < 2
+        {
+            return Err(
+                "--former-streams-delete-after applies to multi-stream applications only \
+                 (--streams-file, or --stream given more than once)"
+                    .to_owned(),
+            );
+        }
         if let (Some(idle), Some(window)) = (self.exit_when_idle, self.batch_window) {
             if Duration::from_secs(idle) <= window {
                 return Err(format!(
@@ -244,6 +335,24 @@ impl ConsumeArgs {
             }
         }
         Ok(())
+    }
+
+    /// The settings of the fleet and its streams that are given: `--balancing` (always:
+    /// its default is the library's), `--stream-tracker-interval`,
+    /// `--former-streams-delete-after` and `--shard-sync-interval` (each left to the
+    /// library's default when not given).
+    pub fn fleet_settings(&self, mut builder: SchedulerBuilder) -> SchedulerBuilder {
+        builder = builder.with_balancing(self.balancing.into());
+        if let Some(interval) = self.stream_tracker_interval {
+            builder = builder.with_stream_tracker_interval(interval);
+        }
+        if let Some(strategy) = self.former_streams_delete_after {
+            builder = builder.with_former_streams_deletion(strategy);
+        }
+        if let Some(interval) = self.shard_sync_interval {
+            builder = builder.with_shard_sync_interval(interval);
+        }
+        builder
     }
 
     /// Where shards without a checkpoint start: `--since`, else `--from`.
@@ -278,9 +387,12 @@ impl ConsumeArgs {
 /// Shared by the processors of one worker.
 #[derive(Debug)]
 struct Shared {
-    /// The streams given: the first names the records of a single-stream worker; with
-    /// several, raw lines get a `STREAM: ` prefix.
+    /// The streams given with `--stream`: the first names the records of a single-stream
+    /// worker (none with `--streams-file`).
     streams: Vec<String>,
+    /// Whether the worker is a multi-stream application (several `--stream`, or
+    /// `--streams-file`): raw lines then get a `STREAM: ` prefix.
+    multi_stream: bool,
     /// How records are printed.
     printer: Printer,
     /// Records written.
@@ -411,7 +523,7 @@ impl RecordProcessor for PrintingProcessor {
                     input.millis_behind_latest,
                     &self.shared.printer,
                 );
-                if self.shared.streams.len() > 1 && matches!(self.shared.printer, Printer::Raw) {
+                if self.shared.multi_stream && matches!(self.shared.printer, Printer::Raw) {
                     [format!("{}: ", self.stream).into_bytes(), line].concat()
                 } else {
                     line
@@ -475,17 +587,24 @@ async fn progress(shared: Arc<Shared>) {
 /// Dropping the future stops the worker abruptly (its leases expire to other workers).
 ///
 /// # Errors
-/// [`Error::Config`] for an unusable AWS configuration; [`Error::Consumer`] for a setting
+/// [`Error::StreamsFile`] for a `--streams-file` that cannot be read or has a bad line
+/// (before anything else); [`Error::Config`] for an unusable AWS configuration; [`Error::Consumer`] for a setting
 /// the library refuses (status 2, e.g. an invalid `--consumer-name`), when the stream does
 /// not exist, the lease table cannot be created or read, or the stream consumer cannot be
 /// registered.
 pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), Error> {
+    // The streams file first: a bad one stops the start before anything else is done.
+    let file = match &args.streams_file {
+        Some(path) => Some(StreamsFile::open(path).await?),
+        None => None,
+    };
     let config = crate::aws::load(aws).await?;
     if let Some(addr) = args.metrics_addr {
         crate::metrics_server::serve(addr).await?;
     }
     let shared = Arc::new(Shared {
         streams: args.stream.clone(),
+        multi_stream: file.is_some() || args.stream.len() > 1,
         printer: Printer::new(args.output, args.format.as_ref()),
         records: AtomicU64::new(0),
         shards: std::sync::Mutex::default(),
@@ -497,11 +616,16 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
         started: std::time::Instant::now(),
         efo_hint: std::sync::Mutex::new(args.efo.then(|| {
             let consumer = args.consumer_name.as_deref().unwrap_or(&args.app);
+            // With --streams-file the streams come and go: name the command's shape.
+            let streams = if args.stream.is_empty() {
+                "STREAM".to_string()
+            } else {
+                args.stream.join(" --stream ")
+            };
             format!(
                 "kinesis-cat: stream consumer {consumer} is registered and stays registered when \
-                 the worker stops; `kinesis-cat stream consumers deregister --stream {} \
-                 {consumer}` removes it",
-                args.stream.join(" --stream ")
+                 the worker stops; `kinesis-cat stream consumers deregister --stream {streams} \
+                 {consumer}` removes it"
             )
         })),
     });
@@ -510,7 +634,7 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
         move |shard: &str| {
             // A multi-stream lease key names its stream; a single stream's is the shard id.
             let stream = StreamIdentifier::split_lease_key(shard).map_or_else(
-                || shared.streams[0].clone(),
+                || shared.streams.first().cloned().unwrap_or_default(),
                 |(id, _)| id.stream_name().to_owned(),
             );
             Box::new(PrintingProcessor {
@@ -521,9 +645,19 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
             }) as Box<dyn RecordProcessor>
         }
     };
-    let builder = match &args.stream[..] {
-        [one] => Scheduler::builder(&args.app, one, factory),
-        several => {
+    let mut listed = None;
+    let builder = match (file, &args.stream[..]) {
+        (Some((tracker, first)), _) => {
+            listed = Some(
+                first
+                    .iter()
+                    .map(|c| c.stream.to_string())
+                    .collect::<Vec<_>>(),
+            );
+            Scheduler::multi_stream_builder(&args.app, tracker, factory)
+        }
+        (None, [one]) => Scheduler::builder(&args.app, one, factory),
+        (None, several) => {
             let streams = several
                 .iter()
                 .map(|s| StreamConfig::new(s))
@@ -541,6 +675,7 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
     if let Some(batching) = args.batching() {
         builder = builder.with_batching(batching);
     }
+    builder = args.fleet_settings(builder);
     if let Some(ms) = args.taker_interval_ms {
         builder = builder.with_taker_interval(Duration::from_millis(ms));
     }
@@ -563,6 +698,13 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
             "kinesis-cat: worker {} starting on stream {} with enhanced fan-out through stream consumer {consumer} (registered if missing)",
             scheduler.worker_id(),
             args.stream.join(", "),
+        );
+    } else if let (Some(path), Some(listed)) = (&args.streams_file, &listed) {
+        crate::say!(
+            "kinesis-cat: worker {} starting on the streams {} lists (read again at every stream tracker poll): {}",
+            scheduler.worker_id(),
+            path.display(),
+            listed.join(", ")
         );
     } else {
         crate::say!(
@@ -672,6 +814,97 @@ mod tests {
             panic!("polling by default")
         };
         assert_eq!(polling.idle_time_between_reads, Duration::from_millis(200));
+        assert_eq!(w.args.balancing, BalancingMode::Count);
+        assert_eq!(Balancing::from(w.args.balancing), Balancing::default());
+        assert_eq!(w.args.streams_file, None);
+        assert_eq!(w.args.stream_tracker_interval, None);
+        assert_eq!(w.args.former_streams_delete_after, None);
+        assert_eq!(w.args.shard_sync_interval, None);
+    }
+
+    #[test]
+    fn balancing_maps_to_the_library() {
+        assert_eq!(
+            Balancing::from(parse(&["--balancing", "count"]).unwrap().balancing),
+            Balancing::LeaseCount
+        );
+        assert_eq!(
+            Balancing::from(parse(&["--balancing", "throughput"]).unwrap().balancing),
+            Balancing::throughput()
+        );
+        let e = parse(&["--balancing", "weight"]).expect_err("unknown mode");
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{e}");
+    }
+
+    #[test]
+    fn a_streams_file_replaces_the_streams_and_brings_its_settings() {
+        let file = |extra: &[&str]| {
+            let mut argv = vec!["x", "--app", "app", "--streams-file", "/etc/streams"];
+            argv.extend_from_slice(extra);
+            Wrapper::try_parse_from(argv).map(|w| w.args)
+        };
+        let a = file(&[
+            "--stream-tracker-interval",
+            "200ms",
+            "--former-streams-delete-after",
+            "2s",
+            "--shard-sync-interval",
+            "500ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.streams_file.as_deref(),
+            Some(std::path::Path::new("/etc/streams"))
+        );
+        assert!(a.stream.is_empty());
+        assert_eq!(a.stream_tracker_interval, Some(Duration::from_millis(200)));
+        assert_eq!(
+            a.former_streams_delete_after,
+            Some(FormerStreamsLeasesDeletionStrategy::DeleteAfter(
+                Duration::from_secs(2)
+            ))
+        );
+        assert_eq!(a.shard_sync_interval, Some(Duration::from_millis(500)));
+        assert_eq!(a.check(), Ok(()));
+        assert_eq!(
+            file(&["--former-streams-delete-after", "never"])
+                .unwrap()
+                .former_streams_delete_after,
+            Some(FormerStreamsLeasesDeletionStrategy::NoDeletion)
+        );
+
+        let e = file(&["--stream", "s"]).expect_err("not both");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
+        let e = Wrapper::try_parse_from(["x", "--app", "app"]).expect_err("a stream is needed");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(
+            e.to_string().contains("--stream"),
+            "names what is missing: {e}"
+        );
+        let e = parse(&["--stream-tracker-interval", "1s"])
+            .unwrap()
+            .check()
+            .expect_err("needs the file");
+        assert!(
+            e.contains("--stream-tracker-interval") && e.contains("--streams-file"),
+            "{e}"
+        );
+        let e = file(&["--stream-tracker-interval", "0s"]).expect_err("zero");
+        assert!(e.to_string().contains("--stream-tracker-interval"), "{e}");
+
+        // Former streams: multi-stream applications only.
+        let one = parse(&["--former-streams-delete-after", "10m"]).unwrap();
+        let e = one.check().expect_err("one --stream");
+        assert!(e.contains("--former-streams-delete-after"), "{e}");
+        let two = parse(&["--stream", "t", "--former-streams-delete-after", "10m"]).unwrap();
+        assert_eq!(two.check(), Ok(()));
+        // The shard sync interval applies to any worker.
+        assert_eq!(
+            parse(&["--shard-sync-interval", "5m"])
+                .unwrap()
+                .shard_sync_interval,
+            Some(Duration::from_secs(300))
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!  Command::Stream --> stream::run --> shards (ListShards paging, hash-key arithmetic)
 //!                                  \-> consumers (enhanced fan-out stream consumers)
 //!  Command::MultiLang --> multilang::run --> properties, child processes, processor adapter
+//!  Command::Consume --> consume::run --> streams_file (--streams-file: the stream tracker)
 //! ```
 
 pub mod consume;
@@ -15,4 +16,5 @@ pub mod multilang;
 pub mod produce;
 pub mod shards;
 pub mod stream;
+pub mod streams_file;
 pub mod tail;
