@@ -24,7 +24,13 @@
 //! Once running nothing here stops the worker: a tracker that fails keeps its previous
 //! list in force, a stream that cannot be resolved yet (or whose fan-out consumer is not
 //! `ACTIVE` yet) is tried again at the next poll, and a stream that was deleted keeps its
-//! leases (warned at each sync) until the tracker drops it.
+//! leases (warned at each sync) until the tracker drops it; its shards' processors get
+//! `shard_ended` (polling and fan-out alike: nothing more can be read of them). Not handled
+//! yet: a stream deleted and created again under the same name or ARN while it stays listed
+//! keeps its old identifier, so the new stream's shards are never read (the ignored test
+//! `a_stream_deleted_and_created_again_under_its_name_is_read_again` in
+//! `kcl/tests/multi_stream.rs`); taking it off the list for one poll drops what was looked
+//! up, so that listing it again looks it up anew (untested).
 //!
 //! With enhanced fan-out, each stream has its own stream consumer, all of the same name
 //! (the fan-out consumer name, by default the application name), as the Java KCL's
