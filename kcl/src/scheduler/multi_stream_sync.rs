@@ -250,14 +250,26 @@ impl MultiStreamSync {
             let now = Instant::now();
             if now >= next_poll {
                 next_poll = now + self.settings.tracker_interval;
-                if self.poll().await {
+                // A slow tracker or call does not hold the shutdown up: what the poll did
+                // so far stands (each stream is added or removed whole) and the rest is
+                // moot once the worker stops.
+                let polled = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    polled = self.poll() => polled,
+                };
+                if polled {
                     changed.notify_one();
                     sync_now = true;
                 }
             }
             if sync_now || now >= next_sync {
                 next_sync = now + self.settings.shard_sync_interval;
-                match self.sync_all(false).await {
+                // As above; lease creations and deletions are single conditional writes.
+                let synced = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    synced = self.sync_all(false) => synced,
+                };
+                match synced {
                     Ok(true) => changed.notify_one(),
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "shard sync failed"),
@@ -509,4 +521,58 @@ impl MultiStreamSync {
 /// `mutex`, locked (a panic elsewhere while it was held leaves its data usable).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::offline_clients;
+    use super::*;
+    use crate::leases::MemoryLeaseStore;
+
+    /// A tracker whose answer never comes (a slow service, a stuck file system).
+    #[derive(Debug)]
+    struct Hanging;
+
+    #[async_trait::async_trait]
+    impl StreamTracker for Hanging {
+        async fn stream_configs(
+            &self,
+        ) -> Result<Vec<StreamConfig>, Box<dyn std::error::Error + Send + Sync>> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tracker_that_never_answers_does_not_hold_the_stop_up() {
+        let (kinesis, _) = offline_clients();
+        let sync = Arc::new(MultiStreamSync::new(
+            kinesis,
+            Arc::new(MemoryLeaseStore::new()),
+            Arc::new(Hanging),
+            Arc::new(ActiveStreams::new(true, "w")),
+            MultiStreamSettings {
+                retrieval: Retrieval::default(),
+                initial_position: InitialPosition::TrimHorizon,
+                tracker_interval: Duration::from_secs(1),
+                shard_sync_interval: Duration::from_secs(3600),
+                deletion: FormerStreamsLeasesDeletionStrategy::default(),
+            },
+        ));
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let (sync, stop) = (sync.clone(), stop.clone());
+            async move {
+                sync.run(stop, Arc::new(Notify::new()), Arc::new(Notify::new()))
+                    .await
+            }
+        });
+        // Past the first poll, which now waits on the tracker for ever.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!run.is_finished(), "runs until stopped");
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(1), run)
+            .await
+            .expect("the stop ends the run even while the tracker is asked")
+            .expect("no panic");
+    }
 }

@@ -31,7 +31,7 @@
 //!  O's dispatcher: consumer asked to stop (shutdown_requested; its checkpoint is accepted:
 //!    guarded by leaseOwner = N, checkpointOwner = O) ─▶ ended (or aborted after the
 //!    timeout) ─▶ Lease::end_handoff: REMOVE checkpointOwner, counter + 1 ─▶ O forgets l
-//!  N's dispatcher, every second: reads l ─▶ handoff::incoming ─▶ Wait | Start (from the
+//!  N's dispatcher, every 250 ms: reads l ─▶ handoff::incoming ─▶ Wait | Start (from the
 //!    checkpoint now stored) | Force after handoff_patience or when O is gone: end_handoff
 //! ```
 //!
