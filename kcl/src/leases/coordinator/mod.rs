@@ -945,31 +945,31 @@ mod tests {
         let ws = workers(&store, 2);
         ws[0].take_leases().await.unwrap();
         assert_eq!(ws[0].held_lease_keys().len(), 4);
-        let victim = ws[0].held_lease("shardId-000000000000").unwrap();
         // worker-0 stops renewing; worker-1 sees its counters stand still for the failover
-        // time and takes everything (no handoff: the owner looks dead).
+        // time and takes everything (no handoff: the owner looks dead). Its first look
+        // (owner alive) may start a handoff of one lease at random: the victim is another.
         ws[1].take_leases().await.unwrap();
+        let key = store
+            .list_leases()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.owner.as_deref() == Some("worker-0") && l.checkpoint_owner.is_none())
+            .expect("a lease not handed over")
+            .lease_key;
+        let victim = ws[0].held_lease(&key).unwrap();
         tokio::time::advance(FAILOVER + Duration::from_millis(100)).await;
         let o = ws[1].take_leases().await.unwrap();
         assert!(o.stolen.is_empty(), "{o:?}");
-        assert!(
-            o.taken.contains(&"shardId-000000000000".to_owned()),
-            "{o:?}"
-        );
+        assert!(o.taken.contains(&key), "{o:?}");
         let err = victim
             .checkpoint(&Checkpoint::at("5", 0).unwrap(), &[])
             .await
             .unwrap_err();
         assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
         assert!(victim.lost.is_cancelled());
-        assert!(!ws[0]
-            .held_lease_keys()
-            .contains(&"shardId-000000000000".to_owned()));
-        let stored = store
-            .get_lease("shardId-000000000000")
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(!ws[0].held_lease_keys().contains(&key));
+        let stored = store.get_lease(&key).await.unwrap().unwrap();
         assert_eq!(
             stored.checkpoint,
             Checkpoint::TrimHorizon,
