@@ -25,7 +25,7 @@ use crate::failure::{CallFailure, FAILURE_REPORTS_CAPACITY};
 use crate::outcome::PutHandle;
 use crate::pipeline::{Budget, Command, Item, Pipeline};
 use crate::put_all::BatchHandle;
-use crate::record::{Accepted, ProducerRecord};
+use crate::record::{Accepted, Checked, ProducerRecord};
 use crate::stats::{ProducerStats, Stats};
 
 /// A Kinesis producer: accepts user records, aggregates and collects them per shard, sends
@@ -360,27 +360,20 @@ impl Producer {
         &self,
         record: ProducerRecord,
     ) -> Result<(ProducerRecord, usize), PutError> {
-        let inner = &self.inner;
-        if inner.closed.load(Ordering::Acquire) {
-            return Err(PutError::ShutDown {
-                record: Box::new(record),
-            });
-        }
-        let checked = record.check(inner.max_record_size)?;
-        let needed = checked.size + RECORD_OVERHEAD_BYTES;
-        if needed > inner.max_outstanding_bytes {
-            return Err(PutError::LargerThanBudget {
-                record: Box::new(checked.record),
-                needed,
-                budget: inner.max_outstanding_bytes,
-            });
-        }
+        let (checked, needed) = self.checked(record)?;
         Ok((checked.record, needed))
     }
 
     /// Validation shared by `put` and `try_put`: the record's own checks, then whether
     /// its charge (data, key and [`RECORD_OVERHEAD_BYTES`]) fits the budget at all.
     fn check(&self, record: ProducerRecord) -> Result<(Accepted, usize), PutError> {
+        let (checked, needed) = self.checked(record)?;
+        Ok((checked.accept(), needed))
+    }
+
+    /// The checks of `put`, `try_put` and `check_only`: refused once shut down, the
+    /// record's own checks, then whether its charge fits the budget at all.
+    fn checked(&self, record: ProducerRecord) -> Result<(Checked, usize), PutError> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(PutError::ShutDown {
@@ -396,7 +389,7 @@ impl Producer {
                 budget: inner.max_outstanding_bytes,
             });
         }
-        Ok((checked.accept(), needed))
+        Ok((checked, needed))
     }
 
     /// Sends everything buffered now, without waiting for `max_buffered_time`, and
