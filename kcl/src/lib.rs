@@ -22,7 +22,8 @@
 //! [`Checkpoint`] and [`Lease`] they read, [`InitialPosition`], [`Retrieval`] with
 //! [`PollingConfig`] and [`FanOutConfig`], [`Error`] and [`ConfigError`]; a
 //! [`RecordStream`] of [`ShardBatch`]es for applications that would rather read records
-//! than implement the processor trait ([`Scheduler::stream_builder`]), and
+//! than implement the processor trait ([`Scheduler::stream_builder`], or
+//! [`Scheduler::multi_stream_stream_builder`] for several streams), and
 //! [`CheckpointEvery`] for checkpoint cadences. The building blocks under the scheduler (the lease table,
 //! the lease store seam, the coordinator, shard sync) are in [`leases`], for tools that
 //! look at or manage a lease table; the metrics' names are in [`metric_names`]. Each shard

@@ -3,7 +3,8 @@
 //! [`RecordProcessor`].
 //!
 //! ```text
-//!  Scheduler::stream_builder(app, stream).build_stream() ─▶ (Scheduler, RecordStream)
+//!  Scheduler::stream_builder(app, stream).build_stream() ──────────────┐
+//!  Scheduler::multi_stream_stream_builder(app, tracker).build_stream() ─┴─▶ (Scheduler, RecordStream)
 //!
 //!  per held shard: Forwarder (a RecordProcessor)
 //!    process_records ─▶ ShardBatch ─bounded channel (stream_buffer)─▶ RecordStream::next()
@@ -75,8 +76,13 @@ impl Default for StreamCheckpointing {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ShardBatch {
-    /// The shard the records come from.
+    /// The shard the records come from (its Kinesis shard id, also in a multi-stream
+    /// application: [`stream`](Self::stream) says whose shard it is).
     pub shard_id: String,
+    /// The stream the shard belongs to, in a multi-stream application
+    /// ([`Scheduler::multi_stream_stream_builder`](crate::Scheduler::multi_stream_stream_builder));
+    /// `None` for a single-stream worker (whose stream is the one it was built with).
+    pub stream: Option<crate::StreamIdentifier>,
     /// The user records.
     pub records: Vec<KinesisClientRecord>,
     /// How far behind the tip of the shard the batch was, if known.
@@ -162,9 +168,10 @@ pub(crate) fn record_stream(
     RecordStream,
 ) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let factory = move |shard: &str| {
+    let factory = move |lease_key: &str| {
         Box::new(Forwarder {
-            shard_id: shard.to_owned(),
+            shard_id: lease_key.to_owned(),
+            stream: None,
             batches: tx.clone(),
             checkpointing: checkpointing.clone(),
         }) as Box<dyn RecordProcessor>
@@ -185,8 +192,11 @@ pub(crate) fn record_stream(
 /// The processor of one shard of a [`RecordStream`].
 #[derive(Debug)]
 struct Forwarder {
-    /// The shard.
+    /// The shard: the lease key the factory was given until `initialize` names the
+    /// Kinesis shard id (they differ in a multi-stream application).
     shard_id: String,
+    /// The shard's stream, in a multi-stream application (from `initialize`).
+    stream: Option<crate::StreamIdentifier>,
     /// Where its batches go.
     batches: mpsc::Sender<ShardBatch>,
     /// Who checkpoints, and when.
@@ -195,13 +205,17 @@ struct Forwarder {
 
 #[async_trait]
 impl RecordProcessor for Forwarder {
-    async fn initialize(&mut self, _: InitializationInput) {}
+    async fn initialize(&mut self, input: InitializationInput) {
+        self.shard_id = input.shard_id;
+        self.stream = input.stream;
+    }
 
     async fn process_records(&mut self, input: ProcessRecordsInput) {
         let n = input.records.len();
         let (done, dropped) = oneshot::channel();
         let batch = ShardBatch {
             shard_id: self.shard_id.clone(),
+            stream: self.stream.clone(),
             records: input.records,
             millis_behind_latest: input.millis_behind_latest,
             dropped_outside_shard_range: input.dropped_outside_shard_range,

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use kinesis_consumer::{Scheduler, StreamCheckpointing};
+use kinesis_consumer::{
+    InitialPosition, Scheduler, StaticStreamTracker, StreamCheckpointing, StreamConfig,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run() {
@@ -106,6 +108,100 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
         table.values().any(|l| !l.parent_shard_ids.is_empty()),
         "children leased"
     );
+}
+
+/// A multi-stream worker read as a record stream: every record of both streams once, each
+/// batch naming its stream and the Kinesis shard id (not the lease key), checkpointed
+/// under the stream's own lease keys once dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_stream_record_stream_names_each_batchs_stream() {
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    let a = stack.create_stream("rec-ms-a", 2).await.unwrap();
+    let b = stack.create_stream("rec-ms-b", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-ms-app");
+    let sent_a = records(120, 10, 1, "a");
+    let sent_b = records(80, 10, 1, "b");
+    put_records(&kinesis, &a, &sent_a, 1).await;
+    put_records(&kinesis, &b, &sent_b, 1).await;
+    let tracker = StaticStreamTracker::new(
+        [&a, &b]
+            .iter()
+            .map(|s| {
+                StreamConfig::new(s)
+                    .unwrap()
+                    .with_initial_position(InitialPosition::TrimHorizon)
+            })
+            .collect(),
+    )
+    .unwrap();
+    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    // (stream name, shard id) -> payloads, and the last record of each.
+    let mut got: HashMap<(String, String), Vec<bytes::Bytes>> = HashMap::new();
+    let mut last: HashMap<(String, String), (String, u64)> = HashMap::new();
+    let total = sent_a.len() + sent_b.len();
+    while got.values().map(Vec::len).sum::<usize>() < total {
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .expect("a batch in time")
+            .expect("the stream goes on while the worker runs");
+        let stream = batch
+            .stream
+            .as_ref()
+            .expect("a multi-stream batch names its stream");
+        assert!(
+            batch.shard_id.starts_with("shardId-"),
+            "the Kinesis shard id, not the lease key: {}",
+            batch.shard_id
+        );
+        let key = (stream.stream_name().to_owned(), batch.shard_id.clone());
+        if let Some(r) = batch.records.last() {
+            last.insert(
+                key.clone(),
+                (r.sequence_number.clone(), r.sub_sequence_number),
+            );
+        }
+        got.entry(key)
+            .or_default()
+            .extend(batch.records.iter().map(|r| r.data.clone()));
+    }
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+
+    for (stream, sent) in [(&a, &sent_a), (&b, &sent_b)] {
+        let mut seen: Vec<&bytes::Bytes> = got
+            .iter()
+            .filter(|((s, _), _)| s == stream)
+            .flat_map(|(_, data)| data)
+            .collect();
+        seen.sort();
+        let mut want: Vec<&bytes::Bytes> = sent.iter().map(|s| &s.data).collect();
+        want.sort();
+        assert_eq!(
+            seen, want,
+            "{stream}: every record once, under its own stream"
+        );
+    }
+    // Checkpointed under each stream's own lease key (account:stream:epoch:shard).
+    let table = leases(&stack, &app).await;
+    for ((stream, shard), (seq, sub)) in last {
+        let lease = table
+            .iter()
+            .find(|(k, _)| k.split(':').nth(1) == Some(&stream) && k.ends_with(&shard))
+            .map(|(_, l)| l)
+            .unwrap_or_else(|| panic!("a lease of {stream}/{shard}: {:?}", table.keys()));
+        assert_eq!(
+            lease.checkpoint,
+            checkpoint_of(&seq, sub),
+            "{stream}/{shard}"
+        );
+    }
 }
 
 /// Splits the stream's first shard in the middle of its range and waits until ACTIVE.

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  Scheduler::builder(app, stream, factory) ───────────────┐
-//!  Scheduler::multi_stream_builder(app, tracker, factory) ──┴─with_*─▶ SchedulerBuilder
+//!  Scheduler::multi_stream_builder(app, tracker, factory) ──┤
+//!  Scheduler::stream_builder(app, stream) ──────────────────┤  (no factory: build_stream)
+//!  Scheduler::multi_stream_stream_builder(app, tracker) ────┴─with_*─▶ SchedulerBuilder
 //!     { streams, clients, SchedulerConfig }
 //!     ─validate (clients, names, then SchedulerConfig::validate)─▶ build
 //!     ─▶ LeaseTable + ActiveStreams + ScopedLeaseStore + LeaseCoordinator
@@ -59,8 +61,9 @@ impl std::fmt::Debug for Streams {
     }
 }
 
-/// Configures a [`Scheduler`]; from [`Scheduler::builder`] or
-/// [`Scheduler::multi_stream_builder`].
+/// Configures a [`Scheduler`]; from [`Scheduler::builder`],
+/// [`Scheduler::multi_stream_builder`], [`Scheduler::stream_builder`] or
+/// [`Scheduler::multi_stream_stream_builder`].
 #[must_use = "a builder does nothing until build() is called"]
 pub struct SchedulerBuilder {
     /// Names the application; the lease table is named after it unless set otherwise.
@@ -124,6 +127,21 @@ impl SchedulerBuilder {
             application_name.into(),
             Streams::Tracked(Arc::new(tracker)),
             Some(factory),
+        )
+    }
+
+    /// A builder for a worker of the multi-stream application `application_name`
+    /// consuming the streams `tracker` lists, whose records are read as a [`RecordStream`]
+    /// (built with [`build_stream`](Self::build_stream); each batch names its stream); the
+    /// same as [`Scheduler::multi_stream_stream_builder`].
+    pub fn new_multi_stream_stream(
+        application_name: impl Into<String>,
+        tracker: impl StreamTracker,
+    ) -> Self {
+        Self::with_factory(
+            application_name.into(),
+            Streams::Tracked(Arc::new(tracker)),
+            None,
         )
     }
 
@@ -515,8 +533,9 @@ impl SchedulerBuilder {
     ///
     /// # Errors
     /// [`Error::Config`] with the first bad setting [`validate`](Self::validate) finds, or
-    /// [`ConfigError::NoProcessorFactory`] for a builder from
-    /// [`Scheduler::stream_builder`] (build it with [`build_stream`](Self::build_stream)).
+    /// [`ConfigError::NoProcessorFactory`] for a builder from [`Scheduler::stream_builder`]
+    /// or [`Scheduler::multi_stream_stream_builder`] (build it with
+    /// [`build_stream`](Self::build_stream)).
     pub fn build(self) -> Result<Scheduler, Error> {
         if self.factory.is_none() {
             return Err(ConfigError::NoProcessorFactory.into());

@@ -202,6 +202,20 @@ impl Scheduler {
         SchedulerBuilder::new_multi_stream(application_name, tracker, factory)
     }
 
+    /// A builder for a worker of the multi-stream application `application_name`
+    /// consuming the streams `tracker` lists (see [`StreamTracker`]), whose records are
+    /// read as a [`RecordStream`](crate::RecordStream) (build it with
+    /// [`SchedulerBuilder::build_stream`]) instead of by a processor per shard: each
+    /// [`ShardBatch`](crate::ShardBatch) names its stream
+    /// ([`ShardBatch::stream`](crate::ShardBatch::stream)) and its Kinesis shard id. The
+    /// application name is checked as for [`builder`](Self::builder).
+    pub fn multi_stream_stream_builder(
+        application_name: impl Into<String>,
+        tracker: impl StreamTracker,
+    ) -> SchedulerBuilder {
+        SchedulerBuilder::new_multi_stream_stream(application_name, tracker)
+    }
+
     /// This worker's id.
     pub fn worker_id(&self) -> &str {
         &self.inner.worker_id
