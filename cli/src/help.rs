@@ -318,6 +318,13 @@ Examples:
   kinesis-cat leases -a demo-app -s demo                          # with shard state and lag
   kinesis-cat leases -a demo-app -s demo --watch                  # every 2 s
 
+Graceful handoffs:
+  While a lease is being handed from one live worker to another (the Java KCL 3.x
+  checkpointOwner: the owner column already shows the next owner, the previous one is
+  still finishing), a last column \"handoff\" says \"from <previous owner>\" on that lease,
+  and the workers table counts per worker the leases it is \"handing off\". Both columns
+  appear only while a handoff is pending.
+
 Exit status:
   0    shown (with --watch: stopped by Ctrl-C)
   2    bad command line

@@ -10,11 +10,8 @@
 //!    └ watchdog: alive past the limit ─▶ SIGKILL + panic("hang")
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
 
 use kinesis_emulators::{LocalStack, ServiceKind};
 
@@ -24,174 +21,17 @@ const TOKEN: &str = "ToKeN0123456789abcdefTOKENxyz0123456789tok";
 
 mod common;
 
-use common::Env;
-
-/// A loopback address where nothing listens.
-fn closed_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
-}
-
-/// A running `kinesis-cat` with its output collected in the background.
-struct Running {
-    child: Child,
-    started: Instant,
-    stdout: Option<JoinHandle<String>>,
-    stderr: JoinHandle<String>,
-}
-
-/// What a finished run left.
-#[derive(Debug)]
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Finished {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-}
-
-fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// What the test keeps of the child's standard streams (the rest is collected).
-#[derive(Default)]
-struct Pipes {
-    /// Standard input, when the test writes it (and decides when it closes).
-    stdin: Option<ChildStdin>,
-    /// Standard output, when the test reads it itself or holds it unread.
-    stdout: Option<ChildStdout>,
-}
-
-/// How the child's standard streams are set up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Io {
-    /// No input; output collected.
-    Quiet,
-    /// Input piped from the test; output collected.
-    Input,
-    /// No input; output handed to the test.
-    Output,
-    /// Input piped from the test; output thrown away.
-    InputNoOutput,
-}
-
-impl Running {
-    fn start(env: &Env, args: &[&str], io: Io) -> (Running, Pipes) {
-        let piped_in = matches!(io, Io::Input | Io::InputNoOutput);
-        let mut child = env
-            .command(args)
-            .stdin(if piped_in {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(if io == Io::InputNoOutput {
-                Stdio::null()
-            } else {
-                Stdio::piped()
-            })
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kinesis-cat");
-        let pipes = Pipes {
-            stdin: child.stdin.take(),
-            stdout: if io == Io::Output {
-                child.stdout.take()
-            } else {
-                None
-            },
-        };
-        let stdout = child.stdout.take().map(collect);
-        let stderr = collect(child.stderr.take().unwrap());
-        let running = Running {
-            child,
-            started: Instant::now(),
-            stdout,
-            stderr,
-        };
-        (running, pipes)
-    }
-
-    /// Ctrl-C twice, `gap` apart, `after` from now.
-    fn interrupt_twice(&self, after: Duration, gap: Duration) {
-        std::thread::sleep(after);
-        self.signal("-INT");
-        std::thread::sleep(gap);
-        self.signal("-INT");
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill {sig}");
-    }
-
-    /// Waits for the exit; past `limit` the process is killed and the test fails.
-    fn finish(mut self, limit: Duration) -> Finished {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let err = self.stderr.join().unwrap();
-                panic!("hang: still alive after {limit:?}; stderr:\n{err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Finished {
-            status,
-            stdout: self
-                .stdout
-                .take()
-                .map(|h| h.join().unwrap())
-                .unwrap_or_default(),
-            stderr: self.stderr.join().unwrap(),
-            elapsed: self.started.elapsed(),
-        }
-    }
-}
+use common::{
+    closed_port, run_with_input_within as run_with_input, stack, Env, Finished, Io, Running,
+};
 
 /// Runs to the end with no input.
 fn run(env: &Env, args: &[&str], limit: Duration) -> Finished {
-    Running::start(env, args, Io::Quiet).0.finish(limit)
-}
-
-/// Runs to the end with `input` on standard input.
-fn run_with_input(env: &Env, args: &[&str], input: &[u8], limit: Duration) -> Finished {
-    let (running, mut pipes) = Running::start(env, args, Io::Input);
-    let mut stdin = pipes.stdin.take().unwrap();
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let f = running.finish(limit);
-    let _ = writer.join();
-    f
+    Running::start_with(env, args, Io::Quiet).finish(limit)
 }
 
 fn lines(n: usize) -> String {
     (0..n).map(|i| format!("line {i}\n")).collect()
-}
-
-async fn stack() -> LocalStack {
-    LocalStack::builder().start_async().await.expect("stack")
 }
 
 async fn table_exists(stack: &LocalStack, table: &str) -> bool {
@@ -232,7 +72,7 @@ async fn consume_of_a_missing_stream_fails_at_once_and_leaves_no_lease_table() {
 fn consume_on_an_unreachable_endpoint_says_why_and_stops_on_sigterm() {
     let dead = closed_port();
     let env = Env::local(&dead, &dead);
-    let (r, _) = Running::start(
+    let r = Running::start_with(
         &env,
         &["consume", "--stream", "s", "--app", "unreachable-app"],
         Io::Quiet,
@@ -274,8 +114,8 @@ fn a_second_signal_exits_at_once_with_130() {
     // for the flush; the second must not wait.
     let dead = closed_port();
     let env = Env::local(&dead, &dead);
-    let (r, mut pipes) = Running::start(&env, &["produce", "--stream", "s"], Io::InputNoOutput);
-    let mut stdin = pipes.stdin.take().unwrap();
+    let mut r = Running::start_with(&env, &["produce", "--stream", "s"], Io::InputNoOutput);
+    let mut stdin = r.stdin.take().unwrap();
     stdin.write_all(lines(10).as_bytes()).unwrap();
     r.interrupt_twice(Duration::from_secs(2), Duration::from_millis(500));
     let f = r.finish(Duration::from_secs(10));
@@ -303,8 +143,8 @@ async fn tail_and_consume_end_with_status_0_when_the_reader_goes_away() {
         vec!["consume", "--stream", &stream, "--app", &app],
     ] {
         // `| head -2`: read two lines, then close the pipe.
-        let (r, mut pipes) = Running::start(&Env::stack(&stack), &args, Io::Output);
-        let mut out = BufReader::new(pipes.stdout.take().unwrap());
+        let mut r = Running::start_with(&Env::stack(&stack), &args, Io::Output);
+        let mut out = BufReader::new(r.stdout.take().unwrap());
         for _ in 0..2 {
             let mut line = String::new();
             out.read_line(&mut line).unwrap();
@@ -327,13 +167,13 @@ async fn tail_and_consume_end_with_status_0_when_the_reader_goes_away() {
 async fn ctrl_c_on_produce_flushes_what_was_read_and_prints_the_summary() {
     let stack = stack().await;
     let stream = stack.create_stream("cat-sigint", 1).await.unwrap();
-    let (r, mut pipes) = Running::start(
+    let mut r = Running::start_with(
         &Env::stack(&stack),
         &["produce", "--stream", &stream, "--max-buffered-ms", "2000"],
         Io::InputNoOutput,
     );
     // Standard input stays open, as at a terminal: only the signal can end the run.
-    let mut stdin = pipes.stdin.take().unwrap();
+    let mut stdin = r.stdin.take().unwrap();
     stdin.write_all(lines(300).as_bytes()).unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(800));
@@ -382,41 +222,20 @@ fn produce_to_an_unreachable_endpoint_says_the_cause_once_and_fail_fast_stops() 
 fn produce_without_fail_fast_reports_the_first_failed_attempt_long_before_the_ttl() {
     let dead = closed_port();
     let env = Env::local(&dead, &dead);
-    // This test reads stderr line by line as it comes, so it spawns on its own.
-    let mut child = env
-        .command(&["produce", "--stream", "s", "--flush-timeout-secs", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut r = Running::start_with(
+        &env,
+        &["produce", "--stream", "s", "--flush-timeout-secs", "1"],
+        Io::InputNoOutput,
+    );
+    let mut stdin = r.stdin.take().unwrap();
     stdin.write_all(lines(500).as_bytes()).unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let started = Instant::now();
-    let mut first = String::new();
-    // The record TTL is 30 s: the report must come well before it.
-    while started.elapsed() < Duration::from_secs(15) {
-        let mut line = String::new();
-        if err.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if line.contains("PutRecords") {
-            first = line;
-            break;
-        }
-    }
+    // The record TTL is 30 s: the report must come well before it (read line by line, as
+    // it comes).
+    let first = r.stderr_line(Duration::from_secs(15), |l| l.contains("PutRecords"));
     assert!(
         first.contains("retrying"),
         "first failed attempt reported: {first:?}"
     );
-    let stderr = collect(err);
-    let r = Running {
-        child,
-        started,
-        stdout: None,
-        stderr,
-    };
     r.signal("-INT");
     let f = r.finish(Duration::from_secs(20));
     drop(stdin);
@@ -720,7 +539,7 @@ async fn tail_retries_a_stopped_stack_then_gives_up_with_a_clear_message() {
     }
     let stream = stack.create_stream("cat-giveup", 1).await.unwrap();
     let env = Env::stack(&stack);
-    let (r, _) = Running::start(
+    let r = Running::start_with(
         &env,
         &["tail", "--stream", &stream, "--give-up-after-secs", "3"],
         Io::Quiet,
@@ -871,8 +690,8 @@ async fn signals_are_heard_while_the_reader_of_stdout_is_stuck() {
         vec!["tail", "--stream", &stream, "--from", "trim-horizon"],
         vec!["consume", "--stream", &stream, "--app", &app],
     ] {
-        let (r, mut pipes) = Running::start(&env, &args, Io::Output);
-        let stuck = pipes.stdout.take().unwrap(); // held, never read
+        let mut r = Running::start_with(&env, &args, Io::Output);
+        let stuck = r.stdout.take().unwrap(); // held, never read
         r.interrupt_twice(Duration::from_secs(4), Duration::from_millis(500));
         let f = r.finish(Duration::from_secs(15));
         drop(stuck);

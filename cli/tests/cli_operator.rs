@@ -23,6 +23,23 @@ use common::{run, run_with_input, stack, Env, Running, LIMIT};
 use kinesis_emulators::{LocalStack, ServiceKind};
 use serde_json::Value;
 
+/// The embedded stack, an environment aimed at it, and a new stream `name` (made unique)
+/// of `shards` shards.
+async fn stack_with_stream(name: &str, shards: i32) -> (LocalStack, Env, String) {
+    let stack = stack().await;
+    let env = Env::stack(&stack);
+    let stream = stack.create_stream(name, shards).await.unwrap();
+    (stack, env, stream)
+}
+
+/// Runs `args` to the end and checks that it exited with `code` (its standard error shown
+/// otherwise); what it left.
+fn exits(env: &Env, args: &[&str], code: i32) -> common::Finished {
+    let f = run(env, args);
+    assert_eq!(f.code(), Some(code), "{args:?}: {}", f.stderr);
+    f
+}
+
 /// The JSON lines of a `tail` / `consume` output.
 fn json_lines(stdout: &str) -> Vec<Value> {
     stdout
@@ -137,9 +154,7 @@ fn fixture() -> Vec<Rec> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_json_is_produce_input_and_carries_arrival_lag_and_explicit_hash_keys() {
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let a = stack.create_stream("cat-round-a", 2).await.unwrap();
+    let (stack, env, a) = stack_with_stream("cat-round-a", 2).await;
     let b = stack.create_stream("cat-round-b", 2).await.unwrap();
     let put = fixture();
     put_aggregate(&stack, &a, &put).await;
@@ -221,9 +236,7 @@ async fn tail_json_is_produce_input_and_carries_arrival_lag_and_explicit_hash_ke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn format_templates_print_what_the_json_lines_carry() {
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let s = stack.create_stream("cat-format", 2).await.unwrap();
+    let (stack, env, s) = stack_with_stream("cat-format", 2).await;
     let text: Vec<Rec> = fixture()
         .into_iter()
         .filter(|(_, _, d)| std::str::from_utf8(d).is_ok())
@@ -285,22 +298,18 @@ async fn format_templates_print_what_the_json_lines_carry() {
     );
 
     // A bad template is refused before anything is read, naming the flag.
-    let bad = run(&env, &["tail", "-s", &s, "-f", "%k %x"]);
-    assert_eq!(bad.code(), Some(2), "{}", bad.stderr);
+    let bad = exits(&env, &["tail", "-s", &s, "-f", "%k %x"], 2);
     assert!(
         bad.stderr.contains("--format") && bad.stderr.contains("%x"),
         "{}",
         bad.stderr
     );
-    let both = run(&env, &["tail", "-s", &s, "-f", "%s", "-o", "raw"]);
-    assert_eq!(both.code(), Some(2), "{}", both.stderr);
+    exits(&env, &["tail", "-s", &s, "-f", "%s", "-o", "raw"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_stops_after_exactly_n_records() {
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let s = stack.create_stream("cat-count", 3).await.unwrap();
+    let (stack, env, s) = stack_with_stream("cat-count", 3).await;
     let data: Vec<String> = (0..30).map(|i| format!("r{i}")).collect();
     put(&stack, &s, &data).await;
     // No --exit-at-end: the count alone ends it.
@@ -327,15 +336,12 @@ async fn count_stops_after_exactly_n_records() {
     )
     .ok();
     assert_eq!(payloads(&all).len(), 30, "-e ends it before the count");
-    let zero = run(&env, &["tail", "-s", &s, "-c", "0"]);
-    assert_eq!(zero.code(), Some(2), "{}", zero.stderr);
+    exits(&env, &["tail", "-s", &s, "-c", "0"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relative_starts_read_only_what_came_since() {
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let s = stack.create_stream("cat-since", 2).await.unwrap();
+    let (stack, env, s) = stack_with_stream("cat-since", 2).await;
     put(&stack, &s, &["old-1", "old-2"]).await;
     // Arrival times may be cut to whole seconds (the embedded emulator): 4 s apart, a
     // start 2 s back lies between the old records and the new ones.
@@ -356,20 +362,17 @@ async fn relative_starts_read_only_what_came_since() {
     let mut all = payloads(&run(&env, &["tail", "-s", &s, "-e", "--from", "TRIM_HORIZON"]).ok());
     all.sort();
     assert_eq!(all.len(), 5, "{all:?}");
-    let clash = run(
+    exits(
         &env,
         &["tail", "-s", &s, "--since", "2s", "--from", "latest"],
+        2,
     );
-    assert_eq!(clash.code(), Some(2), "{}", clash.stderr);
-    let bad = run(&env, &["tail", "-s", &s, "--from", "-5w"]);
-    assert_eq!(bad.code(), Some(2), "{}", bad.stderr);
+    exits(&env, &["tail", "-s", &s, "--from", "-5w"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shard_from_a_sequence_number() {
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let s = stack.create_stream("cat-at-seq", 1).await.unwrap();
+    let (stack, env, s) = stack_with_stream("cat-at-seq", 1).await;
     let names: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
     let seqs = put(&stack, &s, &names).await;
     let shard = "shardId-000000000000";
@@ -391,21 +394,18 @@ async fn one_shard_from_a_sequence_number() {
         .ok(),
     );
     assert_eq!(got, ["r3", "r4", "r5"]);
-    let no_shard = run(&env, &["tail", "-s", &s, "--from", &at]);
-    assert_eq!(no_shard.code(), Some(2), "{}", no_shard.stderr);
+    let no_shard = exits(&env, &["tail", "-s", &s, "--from", &at], 2);
     assert!(no_shard.stderr.contains("--shard"), "{}", no_shard.stderr);
-    let missing = run(
+    exits(
         &env,
         &["tail", "-s", &s, "--shard", "shardId-000000000009", "-e"],
+        3,
     );
-    assert_eq!(missing.code(), Some(3), "{}", missing.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consume_prints_with_a_template_and_sums_up_on_stderr() {
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let s = stack.create_stream("cat-consume-fmt", 2).await.unwrap();
+    let (stack, env, s) = stack_with_stream("cat-consume-fmt", 2).await;
     let data: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
     put(&stack, &s, &data).await;
     let out = run(
@@ -442,9 +442,7 @@ async fn consume_prints_with_a_template_and_sums_up_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_shard_count_and_mode_show_in_describe() {
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let s = stack.create_stream("cat-scale", 2).await.unwrap();
+    let (_stack, env, s) = stack_with_stream("cat-scale", 2).await;
     let out = run(
         &env,
         &["stream", "update-shard-count", "-s", &s, "--target", "4"],
@@ -469,7 +467,7 @@ async fn update_shard_count_and_mode_show_in_describe() {
     let described = run(&env, &["stream", "describe", "--stream", &s]).ok();
     assert!(described.contains("mode:        ON_DEMAND"), "{described}");
 
-    let missing = run(
+    exits(
         &env,
         &[
             "stream",
@@ -479,8 +477,8 @@ async fn update_shard_count_and_mode_show_in_describe() {
             "--target",
             "2",
         ],
+        3,
     );
-    assert_eq!(missing.code(), Some(3), "{}", missing.stderr);
 }
 
 /// `GET /metrics` from `addr` (`host:port`), the body.
@@ -537,9 +535,7 @@ fn counter_total(body: &str, name: &str) -> f64 {
 async fn metrics_addr_serves_the_libraries_metrics() {
     use kinesis_consumer::metric_names as consumer;
     use kinesis_producer::metric_names as producer;
-    let stack = stack().await;
-    let env = Env::stack(&stack);
-    let s = stack.create_stream("cat-metrics", 2).await.unwrap();
+    let (_stack, env, s) = stack_with_stream("cat-metrics", 2).await;
 
     let mut produce = Running::start(
         &env,
@@ -595,7 +591,7 @@ async fn metrics_addr_serves_the_libraries_metrics() {
     // An address in use is a clear failure, before anything is done.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().to_string();
-    let refused = run(
+    let refused = exits(
         &env,
         &[
             "consume",
@@ -606,8 +602,8 @@ async fn metrics_addr_serves_the_libraries_metrics() {
             "--metrics-addr",
             &busy,
         ],
+        1,
     );
-    assert_eq!(refused.code(), Some(1), "{}", refused.stderr);
     assert!(
         refused.stderr.contains("cannot serve metrics"),
         "{}",
@@ -673,11 +669,11 @@ async fn region_profile_and_endpoint_flags_replace_the_variables() {
     )));
     let _ = std::fs::remove_dir_all(&dir);
 
-    let bad = run(
+    exits(
         &no_endpoint,
         &["--endpoint-url", "127.0.0.1:1", "stream", "list"],
+        2,
     );
-    assert_eq!(bad.code(), Some(2), "{}", bad.stderr);
 }
 
 #[test]

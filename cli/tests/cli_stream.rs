@@ -6,9 +6,9 @@
 //!  `kinesis-cat local` --stdout export lines--> SDK clients --> SIGTERM --> ports closed
 //! ```
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kinesis_emulators::{LocalStack, ServiceKind};
@@ -54,6 +54,15 @@ fn ok(stack: &LocalStack, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     stdout(&o)
+}
+
+/// `kinesis-cat stream split -s STREAM --shard SHARD [--at AT]`.
+fn split(stack: &LocalStack, stream: &str, shard: &str, at: Option<&str>) -> Output {
+    let mut args = vec!["stream", "split", "-s", stream, "--shard", shard];
+    if let Some(at) = at {
+        args.extend(["--at", at]);
+    }
+    cat(stack, &args)
 }
 
 /// Shard rows of `describe`: (id, state, parent, adjacent parent).
@@ -106,7 +115,9 @@ fn create_describe_split_merge_list_delete() {
     );
     let first = rows[0].0.clone();
 
-    let out = ok(&stack, &["stream", "split", "-s", &name, "--shard", &first]);
+    let o = split(&stack, &name, &first, None);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
     let children: Vec<String> = out
         .split("children ")
         .nth(1)
@@ -184,50 +195,36 @@ fn errors_go_to_stderr_with_distinct_exit_codes() {
 
     let name = kinesis_emulators::unique_name("cli-err");
     ok(&stack, &["stream", "create", "-s", &name]);
-    let o = cat(
-        &stack,
-        &[
-            "stream",
-            "split",
-            "-s",
-            &name,
-            "--shard",
-            "shardId-000000000042",
-        ],
-    );
+    let o = split(&stack, &name, "shardId-000000000042", None);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
-    let o = cat(
-        &stack,
-        &[
-            "stream",
-            "split",
-            "-s",
-            &name,
-            "--shard",
-            "shardId-000000000000",
-            "--at",
-            "0",
-        ],
-    );
+    let o = split(&stack, &name, "shardId-000000000000", Some("0"));
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid hash key"));
-    let o = cat(
-        &stack,
-        &[
-            "stream",
-            "split",
-            "-s",
-            &name,
-            "--shard",
-            "shardId-000000000000",
-            "--at",
-            "x",
-        ],
-    );
+    let o = split(&stack, &name, "shardId-000000000000", Some("x"));
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let o = cat(&stack, &["stream", "nonsense"]);
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2: {o:?}");
     ok(&stack, &["stream", "delete", "-s", &name]);
+}
+
+/// Starts `kinesis-cat local` on these ports (0: any free one): the process and the lines
+/// of its standard output (the export lines first).
+fn local(kinesis_port: u16, dynamodb_port: u16) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "local",
+            "--kinesis-port",
+            &kinesis_port.to_string(),
+            "--dynamodb-port",
+            &dynamodb_port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn local");
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    (child, lines)
 }
 
 fn refused(port: u16) -> bool {
@@ -240,14 +237,7 @@ fn refused(port: u16) -> bool {
 
 #[tokio::test]
 async fn local_prints_exports_serves_and_stops_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["local", "--kinesis-port", "0", "--dynamodb-port", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn local");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut child, mut lines) = local(0, 0);
     let mut exports = Vec::new();
     for _ in 0..3 {
         exports.push(lines.next().expect("export line").expect("utf-8"));
@@ -325,20 +315,7 @@ fn local_uses_the_fixed_ports_it_is_given() {
             .expect("free port")
     };
     let (kp, dp) = (free(), free());
-    let mut child = Command::new(BIN)
-        .args([
-            "local",
-            "--kinesis-port",
-            &kp.to_string(),
-            "--dynamodb-port",
-            &dp.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn local");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut child, mut lines) = local(kp, dp);
     let first = lines.next().expect("line").expect("utf-8");
     let second = lines.next().expect("line").expect("utf-8");
     let _ = child.kill();

@@ -23,170 +23,16 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use common::fleet::{put, stop_all, wait_for, Line, Worker, DEADLINE};
 use common::Env;
+use integration_tests::traffic::Traffic;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{Checkpoint, SequenceNumber};
-
-/// A bound to fail on instead of hanging, for each wait; never a measured assertion.
-const DEADLINE: Duration = Duration::from_secs(90);
-
-/// One JSON line a worker printed.
-#[derive(Debug, Clone)]
-struct Line {
-    /// The worker id of the process that printed it.
-    worker: String,
-    stream: String,
-    shard: String,
-    sequence_number: String,
-    sub_sequence_number: u64,
-    data: String,
-}
-
-/// One worker process and what it wrote.
-struct Worker {
-    /// Its worker id (the lease owner).
-    id: String,
-    /// The process (killed when dropped, so that a failing test leaves nothing behind).
-    child: Child,
-    /// Its standard error, line by line.
-    stderr: Arc<Mutex<Vec<String>>>,
-    /// The reader threads of its standard output and error.
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Worker {
-    /// Starts `kinesis-cat consume --worker-id ID --output json ARGS...`; its JSON lines go
-    /// to `lines` (a line that is not one fails the test at the end: `bad`).
-    fn spawn(
-        env: &Env,
-        id: &str,
-        args: &[&str],
-        lines: &Arc<Mutex<Vec<Line>>>,
-        bad: &Arc<Mutex<Vec<String>>>,
-    ) -> Worker {
-        let mut argv = vec!["consume", "--worker-id", id, "--output", "json"];
-        argv.extend_from_slice(args);
-        let mut child = env
-            .command(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kinesis-cat consume");
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stdout_reader = {
-            let (lines, bad, worker) = (lines.clone(), bad.clone(), id.to_owned());
-            std::thread::spawn(move || {
-                for text in BufReader::new(out).lines() {
-                    let Ok(text) = text else { break };
-                    match parse_line(&worker, &text) {
-                        Some(l) => lines.lock().unwrap().push(l),
-                        None => bad.lock().unwrap().push(text),
-                    }
-                }
-            })
-        };
-        let stderr_reader = {
-            let stderr = stderr.clone();
-            std::thread::spawn(move || {
-                for text in BufReader::new(err).lines() {
-                    let Ok(text) = text else { break };
-                    stderr.lock().unwrap().push(text);
-                }
-            })
-        };
-        Worker {
-            id: id.to_owned(),
-            child,
-            stderr,
-            readers: vec![stdout_reader, stderr_reader],
-        }
-    }
-
-    /// Whether a line of its standard error so far contains `text`.
-    fn said(&self, text: &str) -> bool {
-        self.stderr.lock().unwrap().iter().any(|l| l.contains(text))
-    }
-}
-
-fn parse_line(worker: &str, text: &str) -> Option<Line> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    Some(Line {
-        worker: worker.to_owned(),
-        stream: v["stream"].as_str()?.to_owned(),
-        shard: v["shard_id"].as_str()?.to_owned(),
-        sequence_number: v["sequence_number"].as_str()?.to_owned(),
-        sub_sequence_number: v["sub_sequence_number"].as_u64()?,
-        data: v["data"].as_str()?.to_owned(),
-    })
-}
-
-/// Waits until `cond` holds, failing the test past [`DEADLINE`].
-async fn wait_for<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Puts `entries`, checking that every one landed.
-async fn send(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    entries: Vec<PutRecordsRequestEntry>,
-) {
-    for chunk in entries.chunks(500) {
-        let out = kinesis
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(chunk.to_vec()))
-            .send()
-            .await
-            .expect("PutRecords");
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
-}
-
-/// Puts `n` records `TAG-i` to `stream` (keys spread over its shards); returns the payloads.
-async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, tag: &str, n: usize) -> Vec<String> {
-    let data: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
-    let entries = data
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            PutRecordsRequestEntry::builder()
-                .partition_key(format!("key-{i}"))
-                .data(Blob::new(d.clone()))
-                .build()
-                .unwrap()
-        })
-        .collect();
-    send(kinesis, stream, entries).await;
-    data
-}
 
 /// The stream and shard of a lease: its own for a multi-stream lease, `single` otherwise.
 fn place(lease: &kinesis_consumer::Lease, single: &str) -> (String, String) {
@@ -316,41 +162,6 @@ async fn wait_settled(
             "timed out waiting for every lease owned, by every worker, and still: {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// SIGTERM to every worker, then waits for each to exit gracefully (status 0).
-async fn stop_all(workers: Vec<Worker>) {
-    for w in &workers {
-        let term = std::process::Command::new("kill")
-            .args(["-TERM", &w.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(term.success());
-    }
-    for mut w in workers {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = w.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{} still running after SIGTERM; stderr:\n{}",
-                w.id,
-                w.stderr.lock().unwrap().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        for r in w.readers.drain(..) {
-            r.join().unwrap();
-        }
-        assert!(
-            status.success(),
-            "{} exits gracefully ({status}); stderr:\n{}",
-            w.id,
-            w.stderr.lock().unwrap().join("\n")
-        );
     }
 }
 
@@ -577,14 +388,6 @@ async fn throughput_balancing_leaves_a_hot_shard_alone_on_its_worker_process() {
     let shards = integration_tests::kinesis::list_shards(&kinesis, &stream).await;
     assert_eq!(shards.len(), 6);
     let hot = shards[0].shard_id().to_owned();
-    // Each record is routed to its shard by the shard's starting hash key.
-    let starts: Vec<(String, String)> = shards
-        .iter()
-        .map(|s| {
-            let key = s.hash_key_range().unwrap().starting_hash_key().to_owned();
-            (s.shard_id().to_owned(), key)
-        })
-        .collect();
 
     let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
     let bad: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -611,41 +414,25 @@ async fn throughput_balancing_leaves_a_hot_shard_alone_on_its_worker_process() {
     wait_settled(&table, &stream, 6, 3, failover).await;
 
     // The producer: most records to the hot shard, every 100 ms until stopped.
-    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
+    let traffic = {
         let hot = hot.clone();
-        let (kinesis, stream, sent, stop) =
-            (kinesis.clone(), stream.clone(), sent.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let mut entries = Vec::new();
-                for (shard, start) in &starts {
-                    let count = if *shard == hot {
-                        HOT_PER_TICK
-                    } else {
-                        COLD_PER_TICK
-                    };
-                    for _ in 0..count {
-                        let id = format!("{shard}-{n}");
-                        n += 1;
-                        let data = format!("{id:<RECORD_BYTES$}");
-                        sent.lock().unwrap().push(data.clone());
-                        entries.push(
-                            PutRecordsRequestEntry::builder()
-                                .partition_key(&id)
-                                .explicit_hash_key(start)
-                                .data(Blob::new(data.into_bytes()))
-                                .build()
-                                .unwrap(),
-                        );
-                    }
+        Traffic::start(
+            &kinesis,
+            &stream,
+            &shards,
+            move |shard| {
+                if shard == hot {
+                    HOT_PER_TICK
+                } else {
+                    COLD_PER_TICK
                 }
-                send(&kinesis, &stream, entries).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
+            },
+            |shard, n| {
+                let id = format!("{shard}-{n}");
+                let data = format!("{id:<RECORD_BYTES$}");
+                (id, data)
+            },
+        )
     };
 
     // The hot shard's holder ends with it alone, the other five shards on the two others
@@ -695,9 +482,7 @@ async fn throughput_balancing_leaves_a_hot_shard_alone_on_its_worker_process() {
         );
     }
 
-    stop.store(true, Ordering::Relaxed);
-    producer.await.unwrap();
-    let want: HashSet<String> = sent.lock().unwrap().iter().cloned().collect();
+    let want: HashSet<String> = traffic.stop().await.into_iter().collect();
     wait_for("every record printed", || async {
         let seen: HashSet<String> = lines
             .lock()

@@ -2,6 +2,8 @@
 //! `kill -9` of one mid-stream, takeover with no loss, duplicates only after the dead
 //! worker's last checkpoint, and a graceful SIGTERM exit of the survivors.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -9,93 +11,30 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use common::fleet::{put, stop_all, wait_for, Line, Worker, DEADLINE};
+use common::Env;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{Checkpoint, SequenceNumber};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-/// A bound to fail on instead of hanging; never a measured assertion.
-const DEADLINE: Duration = Duration::from_secs(180);
-
-/// One JSON line a worker printed.
-#[derive(Debug, Clone)]
-struct Line {
-    worker: usize,
-    shard: String,
-    sequence_number: String,
-    sub_sequence_number: u64,
-    data: String,
-}
-
-async fn put(client: &aws_sdk_kinesis::Client, stream: &str, tag: &str, n: usize) {
-    let entries: Vec<PutRecordsRequestEntry> = (0..n)
-        .map(|i| {
-            PutRecordsRequestEntry::builder()
-                .partition_key(format!("key-{}", i % 97))
-                .data(Blob::new(format!("{tag}-{i}")))
-                .build()
-                .unwrap()
-        })
-        .collect();
-    for chunk in entries.chunks(500) {
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
-}
-
+/// `kinesis-cat consume --worker-id worker-N --output json` on `stream` for `app` (failover
+/// 2 s), its lines to `lines`.
 fn spawn_worker(
     stack: &kinesis_emulators::LocalStack,
     stream: &str,
     app: &str,
     n: usize,
-    lines: Arc<Mutex<Vec<Line>>>,
-) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"))
-        .args([
-            "consume",
-            "--stream",
-            stream,
-            "--app",
-            app,
-            "--worker-id",
-            &format!("worker-{n}"),
-            "--failover-ms",
-            "2000",
-            "--output",
-            "json",
-        ])
-        .env("AWS_ENDPOINT_URL_KINESIS", stack.kinesis_endpoint())
-        .env("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb_endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kinesis-cat consume");
-    let stdout = child.stdout.take().unwrap();
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-            lines.lock().unwrap().push(Line {
-                worker: n,
-                shard: v["shard_id"].as_str().unwrap().to_owned(),
-                sequence_number: v["sequence_number"].as_str().unwrap().to_owned(),
-                sub_sequence_number: v["sub_sequence_number"].as_u64().unwrap(),
-                data: v["data"].as_str().unwrap().to_owned(),
-            });
-        }
-    });
-    child
+    lines: &Arc<Mutex<Vec<Line>>>,
+    bad: &Arc<Mutex<Vec<String>>>,
+) -> Worker {
+    let args = ["--stream", stream, "--app", app, "--failover-ms", "2000"];
+    Worker::spawn(
+        &Env::stack(stack),
+        &format!("worker-{n}"),
+        &args,
+        lines,
+        bad,
+    )
 }
 
 async fn owners(table: &LeaseTable) -> HashMap<String, Vec<String>> {
@@ -109,34 +48,20 @@ async fn owners(table: &LeaseTable) -> HashMap<String, Vec<String>> {
     m
 }
 
-async fn wait_for<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_worker_processes_balance_and_survive_kill_9() {
-    let stack = kinesis_emulators::LocalStack::builder()
-        .start_async()
-        .await
-        .expect("local stack");
+    let stack = common::stack().await;
     let stream = stack.create_stream("kcl-procs", 8).await.unwrap();
     let app = kinesis_emulators::unique_name("kcl-procs-app");
     let kinesis = stack.kinesis_client();
     let table = LeaseTable::new(stack.dynamodb_client(), &app);
     put(&kinesis, &stream, "before", 4_000).await;
 
-    let lines = Arc::new(Mutex::new(Vec::new()));
+    let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
+    let bad: Arc<Mutex<Vec<String>>> = Arc::default();
     let started = Instant::now();
-    let mut workers: Vec<Option<Child>> = (0..3)
-        .map(|n| Some(spawn_worker(&stack, &stream, &app, n, lines.clone())))
+    let mut workers: Vec<Option<Worker>> = (0..3)
+        .map(|n| Some(spawn_worker(&stack, &stream, &app, n, &lines, &bad)))
         .collect();
     wait_for("3/3/2", || async {
         let o = owners(&table).await;
@@ -177,11 +102,11 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
     // kill -9 a worker holding three leases.
     let o = owners(&table).await;
     let (victim_id, victim_shards) = o.iter().find(|(_, v)| v.len() == 3).unwrap();
-    let victim: usize = victim_id.trim_start_matches("worker-").parse().unwrap();
+    let victim = victim_id.clone();
     let victim_shards: HashSet<String> = victim_shards.iter().cloned().collect();
-    workers[victim].as_mut().unwrap().start_kill().unwrap();
+    let n: usize = victim.trim_start_matches("worker-").parse().unwrap();
     let killed_at = Instant::now();
-    workers[victim].take().unwrap().wait().await.unwrap();
+    workers[n].take().unwrap().kill_9();
     // Its checkpoints cannot move any more: read them now.
     let dead_checkpoints: HashMap<String, Checkpoint> = table
         .list_leases()
@@ -213,23 +138,9 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
         l.iter().map(|x| &x.data).collect::<HashSet<_>>().len() >= expected
     })
     .await;
-    for w in workers.iter_mut().flatten() {
-        // SIGTERM: graceful shutdown, exit 0.
-        let pid = w.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-    }
-    for w in workers.iter_mut().flatten() {
-        let status = tokio::time::timeout(DEADLINE, w.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(status.success(), "graceful exit: {status:?}");
-    }
+    // SIGTERM: graceful shutdown, exit 0.
+    stop_all(workers.into_iter().flatten().collect()).await;
+    assert!(bad.lock().unwrap().is_empty(), "not JSON lines: {bad:?}");
     eprintln!(
         "balanced 3/3/2 after {balanced_after:?}; dead worker's shards processing again after \
          {failover_took:?} (failover 2 s, taker every 4.05 s)"
@@ -269,23 +180,11 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
         assert_eq!(first.len(), expected, "nothing lost");
     }
 
+    // `kinesis-cat ARGS` aimed at the stack, run by Tokio.
+    let env = Env::stack(&stack);
+    let cat = |args: &[&str]| Command::from(env.command(args));
     // `leases` shows the table: every shard, released (no owner) after the graceful exits.
-    let env = [
-        (
-            "AWS_ENDPOINT_URL_KINESIS",
-            stack.kinesis_endpoint().to_owned(),
-        ),
-        (
-            "AWS_ENDPOINT_URL_DYNAMODB",
-            stack.dynamodb_endpoint().to_owned(),
-        ),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ];
-    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"))
-        .args(["leases", "--app", &app, "--stream", &stream])
-        .envs(env.clone())
+    let out = cat(&["leases", "--app", &app, "--stream", &stream])
         .output()
         .await
         .unwrap();
@@ -296,12 +195,60 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
     assert_eq!(rows.len(), 8, "{text}");
     // Every worker left the fleet on its way out: only the header remains.
     assert_eq!(workers.lines().count(), 1, "{text}");
+    assert!(
+        !text.contains("handoff"),
+        "no handoff pending, no column: {text}"
+    );
+
+    // A graceful handoff a Java KCL 3.x leader started (worker-1 is the next owner, the
+    // previous owner still finishing) shows on its lease and its previous owner's row.
+    let handed = table.list_leases().await.unwrap().remove(0);
+    let Checkpoint::Sequence {
+        sequence_number, ..
+    } = &handed.checkpoint
+    else {
+        panic!("checkpointed at a record: {handed:?}")
+    };
+    integration_tests::kcl3::seed_pending_handoff(
+        &stack.dynamodb_client(),
+        &app,
+        &handed.lease_key,
+        sequence_number.as_str(),
+        "worker-1",
+    )
+    .await;
+    let from = integration_tests::kcl3::HANDOFF_FROM;
+    // One showing: the lease table, then the workers.
+    let check_handoff = |lease_rows: &str, workers: &str| {
+        let text = format!("{lease_rows}\n\n{workers}");
+        let mut lines = lease_rows.lines();
+        let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(header.last(), Some(&"handoff"), "{text}");
+        for row in lines {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            if cells[0] == handed.lease_key {
+                assert_eq!(cells[1], "worker-1", "the next owner: {row}");
+                assert!(row.ends_with(&format!("from {from}")), "{row}");
+            } else {
+                assert_eq!(cells.last(), Some(&"-"), "no handoff: {row}");
+            }
+        }
+        let mut workers = workers.lines();
+        assert!(workers.next().unwrap().ends_with("handing off"), "{text}");
+        let previous = workers
+            .find(|w| w.starts_with(from))
+            .unwrap_or_else(|| panic!("{from} still finishing: {text}"));
+        assert!(previous.ends_with(" 1"), "{previous}");
+    };
+    let out = cat(&["leases", "--app", &app]).output().await.unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (lease_rows, workers) = text.split_once("\n\n").expect("a workers section");
+    check_handoff(lease_rows, workers);
 
     // `leases --watch 1` shows the tables again every second (one after the other, stdout
     // not being a terminal) until SIGTERM, then exits 0.
-    let watch = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"))
-        .args(["leases", "--app", &app, "--watch", "1"])
-        .envs(env.clone())
+    let watch = cat(&["leases", "--app", &app, "--watch", "1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -317,6 +264,12 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
     let text = String::from_utf8(out.stdout).unwrap();
     let shown = text.lines().filter(|l| l.starts_with("shard ")).count();
     assert!(shown >= 2, "shown {shown} times:\n{text}");
+    // Each time with the pending handoff (a blank line after each table).
+    let tables: Vec<&str> = text.split("\n\n").filter(|t| !t.is_empty()).collect();
+    assert_eq!(tables.len(), 2 * shown, "{text}");
+    for showing in tables.chunks_exact(2) {
+        check_handoff(showing[0], showing[1]);
+    }
     for row in rows {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], "-", "released: {row}");
@@ -328,20 +281,18 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
     }
 
     // `tail` reads every shard without leases.
-    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"))
-        .args([
-            "tail",
-            "--stream",
-            &stream,
-            "--from",
-            "trim-horizon",
-            "--exit-when-idle",
-            "2",
-        ])
-        .envs(env)
-        .output()
-        .await
-        .unwrap();
+    let out = cat(&[
+        "tail",
+        "--stream",
+        &stream,
+        "--from",
+        "trim-horizon",
+        "--exit-when-idle",
+        "2",
+    ])
+    .output()
+    .await
+    .unwrap();
     assert!(out.status.success());
     let tailed: HashSet<String> = String::from_utf8(out.stdout)
         .unwrap()
@@ -356,10 +307,7 @@ async fn three_worker_processes_balance_and_survive_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_continue_a_table_the_java_kcl_3_5_wrote() {
-    let stack = kinesis_emulators::LocalStack::builder()
-        .start_async()
-        .await
-        .expect("local stack");
+    let stack = common::stack().await;
     let stream = stack.create_stream("kcl3-procs", 4).await.unwrap();
     let app = kinesis_emulators::unique_name("kcl3-procs-app");
     let kinesis = stack.kinesis_client();
@@ -404,30 +352,18 @@ async fn two_worker_processes_continue_a_table_the_java_kcl_3_5_wrote() {
     }
     let others = integration_tests::kcl3::seed_single_table(&dynamodb, &app, &seeded).await;
 
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let mut workers: Vec<Child> = (0..2)
-        .map(|n| spawn_worker(&stack, &stream, &app, n, lines.clone()))
+    let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
+    let bad: Arc<Mutex<Vec<String>>> = Arc::default();
+    let workers: Vec<Worker> = (0..2)
+        .map(|n| spawn_worker(&stack, &stream, &app, n, &lines, &bad))
         .collect();
     wait_for("the records after the checkpoints", || async {
         let l = lines.lock().unwrap();
         l.iter().map(|x| &x.data).collect::<HashSet<_>>().len() >= want.len()
     })
     .await;
-    for w in &workers {
-        let status = Command::new("kill")
-            .args(["-TERM", &w.id().unwrap().to_string()])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-    }
-    for w in &mut workers {
-        let status = tokio::time::timeout(DEADLINE, w.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(status.success(), "graceful exit: {status:?}");
-    }
+    stop_all(workers).await;
+    assert!(bad.lock().unwrap().is_empty(), "not JSON lines: {bad:?}");
     let got: HashSet<String> = lines
         .lock()
         .unwrap()

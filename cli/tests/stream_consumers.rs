@@ -13,18 +13,13 @@
 //! ```
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kinesis_emulators::{LocalStack, ServiceKind};
+use kinesis_emulators::LocalStack;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kinesis-cat");
+mod common;
 
-/// A bound to fail on instead of hanging; never a measured assertion.
-const LIMIT: Duration = Duration::from_secs(120);
+use common::{closed_port, Env, Finished};
 
 /// Where the child's AWS calls go.
 #[derive(Debug, Clone, Copy)]
@@ -36,111 +31,21 @@ enum Target<'a> {
     Nowhere,
 }
 
-/// `kinesis-cat args` aimed at `target`, isolated from the machine's AWS configuration
-/// (no profile files, no instance metadata) unless the stack is external.
-fn command(target: Target<'_>, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env("NO_COLOR", "1").env_remove("RUST_LOG");
-    let (kinesis, dynamodb) = match target {
-        Target::Stack(s) if s.kinesis_kind() == ServiceKind::External => {
-            cmd.env("AWS_ENDPOINT_URL_KINESIS", s.kinesis_endpoint())
-                .env("AWS_ENDPOINT_URL_DYNAMODB", s.dynamodb_endpoint());
-            return cmd;
+impl Target<'_> {
+    /// The environment of a run aimed here: isolated from the machine's AWS configuration
+    /// (no profile files, no instance metadata) unless the stack is external.
+    fn env(self) -> Env {
+        match self {
+            Target::Stack(s) => Env::stack(s),
+            Target::Nowhere => Env::local(&closed_port(), &closed_port()),
         }
-        Target::Stack(s) => (
-            s.kinesis_endpoint().to_owned(),
-            s.dynamodb_endpoint().to_owned(),
-        ),
-        Target::Nowhere => (closed_port(), closed_port()),
-    };
-    for k in [
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_DEFAULT_REGION",
-        "AWS_ENDPOINT_URL",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/creds")
-        .env("AWS_CONFIG_FILE", "/nonexistent/config")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_KINESIS", kinesis)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", dynamodb);
-    cmd
-}
-
-/// A loopback address where nothing listens.
-fn closed_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("address").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
-}
-
-/// What a finished run left.
-#[derive(Debug)]
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Finished {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
     }
 }
 
-fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// Runs to the end with `input` on standard input; past [`LIMIT`] the process is killed
+/// Runs to the end with `input` on standard input; past [`common::LIMIT`] the process is killed
 /// and the test fails.
 fn run_with_input(target: Target<'_>, args: &[&str], input: &[u8]) -> Finished {
-    let started = Instant::now();
-    let mut child = command(target, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kinesis-cat");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let stdout = collect(child.stdout.take().expect("stdout"));
-    let stderr = collect(child.stderr.take().expect("stderr"));
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if started.elapsed() >= LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "hang: kinesis-cat {args:?} still alive after {LIMIT:?}; stderr:\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = writer.join();
-    Finished {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-        elapsed: started.elapsed(),
-    }
+    common::run_with_input(&target.env(), args, input)
 }
 
 /// Runs to the end with no input.

@@ -13,7 +13,8 @@
 //!
 //! Checks panic (through assertions) when the behaviour is wrong; that is their purpose.
 //! [`fault_proxy`] puts a scriptable HTTP proxy between the SDK clients and a stack, for
-//! suites that inject faults.
+//! suites that inject faults; [`traffic`] puts records to every shard of a stream in the
+//! background, for suites that watch a fleet under load.
 #![deny(unsafe_code, rust_2018_idioms)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -25,5 +26,6 @@ pub mod fuzz_corpus;
 pub mod kcl3;
 pub mod kinesis;
 pub mod peers;
+pub mod traffic;
 
 pub use kinesis_emulators::LocalStack;

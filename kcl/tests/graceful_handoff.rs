@@ -9,14 +9,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use common::*;
 use integration_tests::kcl3;
+use integration_tests::traffic::Traffic;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::metric_names as m;
 use metrics_util::debugging::DebuggingRecorder;
@@ -43,10 +42,6 @@ async fn a_joining_worker_takes_half_without_double_delivery(heartbeats: bool) {
     let app = kinesis_emulators::unique_name("kcl-handoff-app");
     let kinesis = stack.kinesis_client();
     let shards = list_shards(&kinesis, &stream).await;
-    let starts: Vec<String> = shards
-        .iter()
-        .map(|s| s.hash_key_range().unwrap().starting_hash_key().to_owned())
-        .collect();
 
     let rec = Recorder::default();
     let worker = |id: &str| {
@@ -63,35 +58,13 @@ async fn a_joining_worker_takes_half_without_double_delivery(heartbeats: bool) {
     .await;
 
     // Records to every shard every 100 ms until stopped, each with its own data.
-    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (kinesis, stream, sent, stop) =
-            (kinesis.clone(), stream.clone(), sent.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let mut entries = Vec::new();
-                for start in &starts {
-                    for _ in 0..3 {
-                        let data = format!("r{n}");
-                        n += 1;
-                        sent.lock().unwrap().push(data.clone());
-                        entries.push(
-                            PutRecordsRequestEntry::builder()
-                                .partition_key(&data)
-                                .explicit_hash_key(start)
-                                .data(Blob::new(data.into_bytes()))
-                                .build()
-                                .unwrap(),
-                        );
-                    }
-                }
-                send(&kinesis, &stream, entries).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let traffic = Traffic::start(
+        &kinesis,
+        &stream,
+        &shards,
+        |_| 3,
+        |_, n| (format!("r{n}"), format!("r{n}")),
+    );
     wait_until("a processing", || rec.count() > 40).await;
 
     let b = worker("b");
@@ -118,9 +91,7 @@ async fn a_joining_worker_takes_half_without_double_delivery(heartbeats: bool) {
     })
     .await;
 
-    stop.store(true, Ordering::Relaxed);
-    producer.await.unwrap();
-    let want: HashSet<String> = sent.lock().unwrap().iter().cloned().collect();
+    let want: HashSet<String> = traffic.stop().await.into_iter().collect();
     let data_seen = || -> Vec<String> {
         rec.seen()
             .iter()

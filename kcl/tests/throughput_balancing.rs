@@ -6,13 +6,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use common::*;
+use integration_tests::traffic::Traffic;
 use kinesis_consumer::Balancing;
 
 /// Bytes of each record's data.
@@ -32,14 +29,6 @@ async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
     let shards = list_shards(&kinesis, &stream).await;
     assert_eq!(shards.len(), 4);
     let hot = shards[0].shard_id().to_owned();
-    // Each record is routed to its shard by the shard's starting hash key.
-    let starts: Vec<(String, String)> = shards
-        .iter()
-        .map(|s| {
-            let key = s.hash_key_range().unwrap().starting_hash_key().to_owned();
-            (s.shard_id().to_owned(), key)
-        })
-        .collect();
 
     let rec = Recorder::default();
     let failover = Duration::from_secs(1);
@@ -56,42 +45,27 @@ async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
     })
     .await;
 
-    // The producer: 80 % of the records to the hot shard, every 100 ms until stopped.
-    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
+    // The producer: 80 % of the records to the hot shard, every 100 ms until stopped (each
+    // routed to its shard by the shard's starting hash key).
+    let traffic = {
         let hot = hot.clone();
-        let (kinesis, stream, sent, stop) =
-            (kinesis.clone(), stream.clone(), sent.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let mut entries = Vec::new();
-                for (shard, start) in &starts {
-                    let count = if *shard == hot {
-                        HOT_PER_TICK
-                    } else {
-                        COLD_PER_TICK
-                    };
-                    for _ in 0..count {
-                        let id = format!("{shard}-{n}");
-                        n += 1;
-                        let data = format!("{id:<RECORD_BYTES$}");
-                        sent.lock().unwrap().push(data.clone());
-                        entries.push(
-                            PutRecordsRequestEntry::builder()
-                                .partition_key(&id)
-                                .explicit_hash_key(start)
-                                .data(Blob::new(data.into_bytes()))
-                                .build()
-                                .unwrap(),
-                        );
-                    }
+        Traffic::start(
+            &kinesis,
+            &stream,
+            &shards,
+            move |shard| {
+                if shard == hot {
+                    HOT_PER_TICK
+                } else {
+                    COLD_PER_TICK
                 }
-                send(&kinesis, &stream, entries).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
+            },
+            |shard, n| {
+                let id = format!("{shard}-{n}");
+                let data = format!("{id:<RECORD_BYTES$}");
+                (id, data)
+            },
+        )
     };
 
     let hot_alone = || {
@@ -137,9 +111,7 @@ async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
         );
     }
 
-    stop.store(true, Ordering::Relaxed);
-    producer.await.unwrap();
-    let want: HashSet<String> = sent.lock().unwrap().iter().cloned().collect();
+    let want: HashSet<String> = traffic.stop().await.into_iter().collect();
     wait_until("every record", || {
         let seen: HashSet<String> = rec
             .seen()

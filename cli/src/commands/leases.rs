@@ -4,7 +4,10 @@
 //!  Scan (consistent) ─▶ leases (odd items skipped with a warning) ─▶ sorted by key ─▶ table,
 //!    with each lease's throughputKBps (as its holder last wrote it: KB of 1,024 bytes per
 //!    second, the Java KCL 3.x's unit; "-" where none was written); a multi-stream
-//!    application's table has a "stream" column naming each lease's stream
+//!    application's table has a "stream" column naming each lease's stream; while any
+//!    graceful handoff is pending (the Java KCL 3.x `checkpointOwner`: `leaseOwner` is
+//!    already the next owner, the previous one is still finishing), a last "handoff"
+//!    column says "from <previous owner>" on those leases
 //!  [--stream S] ListShards ─▶ open/closed per shard, for the "state" column
 //!               GetShardIterator(after checkpoint) + GetRecords(limit 1) ─▶ MillisBehindLatest,
 //!               for the "lag" column (as far as the server reports it)
@@ -12,7 +15,9 @@
 //!    their throughputKBps (what throughput balancing weighs), records/s, KB/s (of 1,000
 //!    bytes) and lag (the largest millis behind latest of their shards) as each reported
 //!    with its last heartbeat, last heartbeat; without a fleet (workers renewing leases),
-//!    the lease owners with their leases and throughput
+//!    the lease owners with their leases and throughput; while any handoff is pending, a
+//!    "handing off" column counts the leases each worker is still finishing for their
+//!    next owner (a previous owner owning nothing else is listed too: it still works)
 //! ```
 
 use std::collections::HashMap;
@@ -64,9 +69,13 @@ pub struct StreamView {
 /// Formats leases as an aligned text table. `view` says what the stream given with
 /// `--stream` says about its shards (leases of other streams of a multi-stream table show
 /// "-"). When any lease is a multi-stream one, a first column names each lease's stream
-/// (`account:stream:creationEpoch`) and the shard column holds the bare shard id.
+/// (`account:stream:creationEpoch`) and the shard column holds the bare shard id. When any
+/// lease has a graceful handoff pending (`checkpointOwner` set), a last column "handoff"
+/// says "from <previous owner>" on those leases ("-" on the others); the owner column
+/// holds the next owner (`leaseOwner`), as stored.
 pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
     let multi = leases.iter().any(|l| l.stream.is_some());
+    let handoffs = leases.iter().any(|l| l.checkpoint_owner.is_some());
     let mut rows = vec![vec![
         "stream".to_owned(),
         "shard".to_owned(),
@@ -77,6 +86,7 @@ pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
         "parents".to_owned(),
         "state".to_owned(),
         "lag".to_owned(),
+        "handoff".to_owned(),
     ]];
     let mut sorted: Vec<&Lease> = leases.iter().collect();
     sorted.sort_by(|a, b| a.lease_key.cmp(&b.lease_key));
@@ -119,15 +129,29 @@ pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
             },
             state,
             lag,
+            handoff(l),
         ]);
     }
-    if !multi {
-        // A single-stream table: no stream column.
-        for row in &mut rows {
+    for row in &mut rows {
+        if !handoffs {
+            // No handoff pending: no handoff column.
+            row.pop();
+        }
+        if !multi {
+            // A single-stream table: no stream column.
             row.remove(0);
         }
     }
     aligned(&rows)
+}
+
+/// The handoff cell of a lease: "from <previous owner>" while a graceful handoff is
+/// pending (`checkpointOwner` set), "-" otherwise.
+fn handoff(lease: &Lease) -> String {
+    lease
+        .checkpoint_owner
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |from| format!("from {from}"))
 }
 
 /// A lease's `throughputKBps`, or "-" when none was written.
@@ -167,11 +191,18 @@ fn aligned<R: AsRef<[String]>>(rows: &[R]) -> String {
 /// leases without being in it (another KCL's workers, or gone ones: heartbeat "-"), with
 /// the leases each owns and the load it reported with its last heartbeat ("-" where it
 /// reported none: not in the fleet, or an older version), and the sum of the
-/// `throughputKBps` of the leases each owns ("-" where none carries one).
+/// `throughputKBps` of the leases each owns ("-" where none carries one). While any lease
+/// has a graceful handoff pending, a last column "handing off" counts the leases each
+/// worker is the previous owner (`checkpointOwner`) of, still finishing them (such a lease
+/// counts among its next owner's leases); a previous owner that owns nothing is listed too.
 pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> String {
     let mut owned: HashMap<&str, usize> = HashMap::new();
     let mut kbps: HashMap<&str, (f64, bool)> = HashMap::new();
+    let mut handing_off: HashMap<&str, usize> = HashMap::new();
     for l in leases {
+        if let Some(from) = &l.checkpoint_owner {
+            *handing_off.entry(from.as_str()).or_default() += 1;
+        }
         if let Some(owner) = &l.owner {
             *owned.entry(owner.as_str()).or_default() += 1;
             let sum = kbps.entry(owner.as_str()).or_default();
@@ -184,11 +215,13 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
     workers.extend(
         owned
             .keys()
+            .chain(handing_off.keys())
             .copied()
             .filter(|w| !fleet.beats.contains_key(*w)),
     );
     workers.sort_unstable();
-    let mut rows = vec![[
+    workers.dedup();
+    let mut rows = vec![vec![
         "worker".to_owned(),
         "leases".to_owned(),
         "leases KB/s".to_owned(),
@@ -196,6 +229,7 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
         "KB/s".to_owned(),
         "lag".to_owned(),
         "last heartbeat".to_owned(),
+        "handing off".to_owned(),
     ]];
     for w in workers {
         let beat = fleet.beats.get(w).map_or_else(
@@ -206,7 +240,7 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
         let figure = |f: fn(&WorkerLoad) -> Option<String>| {
             load.and_then(f).unwrap_or_else(|| "-".to_owned())
         };
-        rows.push([
+        rows.push(vec![
             w.to_owned(),
             owned.get(w).copied().unwrap_or(0).to_string(),
             match kbps.get(w) {
@@ -220,7 +254,14 @@ pub fn format_workers(leases: &[Lease], fleet: &FleetView, now_ms: u64) -> Strin
                     .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
             }),
             beat,
+            handing_off.get(w).copied().unwrap_or(0).to_string(),
         ]);
+    }
+    if handing_off.is_empty() {
+        // No handoff pending: no handing-off column.
+        for row in &mut rows {
+            row.pop();
+        }
     }
     aligned(&rows)
 }
@@ -475,5 +516,49 @@ mod tests {
                 && lines[3].contains(" 0 ")
                 && lines[3].contains("0.5 s ago")
         );
+    }
+
+    #[test]
+    fn a_pending_handoff_shows_on_its_lease_and_its_previous_owner() {
+        let mut a = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon);
+        a.owner = Some("w2".into());
+        a.checkpoint_owner = Some("w1".into());
+        let mut b = Lease::new("shardId-000000000001", Checkpoint::TrimHorizon);
+        b.owner = Some("w2".into());
+        let text = format_table(&[b.clone(), a.clone()], None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("lag  handoff"), "{text}");
+        assert!(
+            lines[1].starts_with("shardId-000000000000  w2") && lines[1].ends_with("from w1"),
+            "{text}"
+        );
+        assert_eq!(lines[2].split_whitespace().last(), Some("-"), "{text}");
+        // w1 owns nothing any more but still finishes the lease: listed, handing off 1.
+        let mut fleet = FleetView::default();
+        fleet.beats.insert("w2".into(), 1_000);
+        let text = format_workers(&[a, b.clone()], &fleet, 1_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let cells = |line: &str| -> Vec<String> {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(cells(lines[0]).last().unwrap(), "handing off", "{text}");
+        assert_eq!(
+            cells(lines[1]),
+            ["w1", "0", "-", "-", "-", "-", "- (not in the fleet)", "1"]
+        );
+        assert_eq!(
+            cells(lines[2]),
+            ["w2", "2", "-", "-", "-", "-", "0.0 s ago", "0"]
+        );
+        // Without a handoff pending, neither column.
+        let text = format_table(std::slice::from_ref(&b), None);
+        assert!(!text.contains("handoff"), "{text}");
+        let text = format_workers(&[b], &fleet, 1_000);
+        assert!(!text.contains("handing off"), "{text}");
     }
 }

@@ -7,11 +7,13 @@
 //!     └─ Running (stdout/stderr collected on threads) ─finish(limit)─▶ Finished
 //! ```
 //!
-//! Each test binary uses part of it.
+//! Each test binary uses part of it. [`fleet`]: worker processes of `consume`.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fleet;
+
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -134,15 +136,26 @@ pub fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
+/// A loopback address where nothing listens (a closed port): every call to it is refused.
+pub fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("address").port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
 /// What a finished run left.
 #[derive(Debug)]
 pub struct Finished {
     /// How it ended.
     pub status: ExitStatus,
-    /// Everything it wrote to standard output.
+    /// Everything it wrote to standard output (empty when the test took the pipe, or
+    /// the output was thrown away).
     pub stdout: String,
     /// Everything it wrote to standard error.
     pub stderr: String,
+    /// From the start to the exit.
+    pub elapsed: Duration,
 }
 
 impl Finished {
@@ -163,13 +176,31 @@ impl Finished {
     }
 }
 
+/// How a run's standard streams are set up (standard error is always collected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// No input; output collected.
+    Quiet,
+    /// Input piped from the test ([`Running::stdin`]); output collected.
+    Input,
+    /// No input; output handed to the test ([`Running::stdout`]).
+    Output,
+    /// Input piped from the test; output thrown away.
+    InputNoOutput,
+}
+
 /// A running `kinesis-cat`, its output collected in the background.
 pub struct Running {
     /// The process.
     pub child: Child,
     /// Its standard input, when piped.
     pub stdin: Option<ChildStdin>,
-    stdout: JoinHandle<String>,
+    /// Its standard output, when handed to the test ([`Io::Output`]).
+    pub stdout: Option<ChildStdout>,
+    /// When it started, for [`Finished::elapsed`].
+    started: Instant,
+    /// Standard output being collected, unless handed to the test or thrown away.
+    collected: Option<JoinHandle<String>>,
     stderr: JoinHandle<String>,
     /// Standard error's lines, as they come.
     stderr_lines: std::sync::mpsc::Receiver<String>,
@@ -177,17 +208,34 @@ pub struct Running {
 
 impl Running {
     /// Starts `args` in `env`, standard input piped (kept open until dropped or
-    /// [`close_stdin`](Self::close_stdin)).
+    /// [`close_stdin`](Self::close_stdin)), output collected.
     pub fn start(env: &Env, args: &[&str]) -> Running {
+        Running::start_with(env, args, Io::Input)
+    }
+
+    /// Starts `args` in `env`, its standard streams set up as `io` says.
+    pub fn start_with(env: &Env, args: &[&str], io: Io) -> Running {
+        let piped_in = matches!(io, Io::Input | Io::InputNoOutput);
         let mut child = env
             .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdin(if piped_in {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(if io == Io::InputNoOutput {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kinesis-cat");
         let stdin = child.stdin.take();
-        let stdout = collect(child.stdout.take().unwrap());
+        let (stdout, collected) = match io {
+            Io::Output => (child.stdout.take(), None),
+            _ => (None, child.stdout.take().map(collect)),
+        };
         let (lines_tx, stderr_lines) = std::sync::mpsc::channel();
         let err = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || {
@@ -205,6 +253,8 @@ impl Running {
             child,
             stdin,
             stdout,
+            started: Instant::now(),
+            collected,
             stderr,
             stderr_lines,
         }
@@ -249,7 +299,16 @@ impl Running {
         assert!(ok.success(), "kill {sig}");
     }
 
-    /// Waits for the exit; past `limit` the process is killed and the test fails.
+    /// Ctrl-C twice, `gap` apart, `after` from now.
+    pub fn interrupt_twice(&self, after: Duration, gap: Duration) {
+        std::thread::sleep(after);
+        self.signal("-INT");
+        std::thread::sleep(gap);
+        self.signal("-INT");
+    }
+
+    /// Waits for the exit (standard input closed first, unless the test took it); past
+    /// `limit` the process is killed and the test fails.
     pub fn finish(mut self, limit: Duration) -> Finished {
         self.stdin.take();
         let deadline = Instant::now() + limit;
@@ -267,21 +326,32 @@ impl Running {
         };
         Finished {
             status,
-            stdout: self.stdout.join().unwrap(),
+            stdout: self
+                .collected
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
             stderr: self.stderr.join().unwrap(),
+            elapsed: self.started.elapsed(),
         }
     }
 }
 
 /// Runs to the end with `input` on standard input (then closed).
 pub fn run_with_input(env: &Env, args: &[&str], input: &[u8]) -> Finished {
+    run_with_input_within(env, args, input, LIMIT)
+}
+
+/// Runs to the end with `input` on standard input (then closed); past `limit` the process
+/// is killed and the test fails.
+pub fn run_with_input_within(env: &Env, args: &[&str], input: &[u8], limit: Duration) -> Finished {
     let mut running = Running::start(env, args);
     let mut stdin = running.stdin.take().unwrap();
     let input = input.to_owned();
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let f = running.finish(LIMIT);
+    let f = running.finish(limit);
     let _ = writer.join();
     f
 }
