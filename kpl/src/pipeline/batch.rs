@@ -120,11 +120,11 @@ impl Batcher {
         let mut items: SmallVec<[Item; 1]> = SmallVec::new();
         // Room for about as many records as the aggregate will take, so that growing the
         // list does not move hundreds of records several times over.
-        items.reserve(estimated_count(
-            q.records.len(),
-            q.queued_bytes,
-            self.aggregator.max_size(),
-        ));
+        let estimate = estimated_count(q.records.len(), q.queued_bytes, self.aggregator.max_size());
+        items.reserve(estimate);
+        // The records were queued long ago: their keys and data are fetched in one pass,
+        // their cache misses overlapping, before the aggregator hashes and copies them.
+        super::warm::warm(q.records.iter().take(estimate + 1));
         while let Some(item) = q.pop_front() {
             if self.aggregator.try_add_ref(&item.record) {
                 items.push(item);

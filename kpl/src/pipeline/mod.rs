@@ -40,6 +40,7 @@ mod stream;
 mod test_support;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -527,6 +528,8 @@ impl Pipeline {
         };
         // Counted before any outcome is out: whoever sees an outcome sees it counted.
         let payload: usize = items.iter().map(|i| i.record.data().len()).sum();
+        // Each record's key and data are freed below, long after they were last touched.
+        warm::warm(items.iter());
         self.stats
             .record_delivered(items.len() as u64, payload as u64);
         let mut epochs: SmallVec<[(u64, usize); 4]> = SmallVec::new();
