@@ -236,9 +236,7 @@ pub(crate) fn release(standing: &Standing) -> Release {
 /// a previous owner alive ends the handoff well within it, or is stuck.
 pub(crate) fn pending_free(lease: &Lease, previous_gone: bool, stood_still: bool) -> bool {
     match lease.checkpoint_owner.as_deref() {
-        Some(previous) if lease.owner.as_deref() != Some(previous) => {
-            previous_gone || stood_still
-        }
+        Some(previous) if lease.owner.as_deref() != Some(previous) => previous_gone || stood_still,
         _ => true,
     }
 }
