@@ -482,19 +482,6 @@ async fn the_next_owner_shutting_down_mid_handoff_costs_no_redelivery_and_no_los
     a.graceful_shutdown().await;
     run_a.await.unwrap().unwrap();
 
-    let final_checkpoint = rec
-        .checkpoints
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|c| c.shard == moved)
-        .cloned()
-        .unwrap();
-    assert!(
-        final_checkpoint.worker == "a" && final_checkpoint.ok,
-        "a's last checkpoint accepted: {final_checkpoint:?}"
-    );
-    assert_eq!(rec.events("lease_lost"), Vec::new(), "nobody cut off");
     // Nothing delivered twice, nothing lost, and b processed nothing.
     let mut per_record: HashMap<String, usize> = HashMap::new();
     for s in rec.seen() {
@@ -511,6 +498,19 @@ async fn the_next_owner_shutting_down_mid_handoff_costs_no_redelivery_and_no_los
         .map(|s| String::from_utf8_lossy(&s.data).into_owned())
         .collect();
     assert_eq!(per_record.keys().cloned().collect::<HashSet<_>>(), want);
+    let final_checkpoint = rec
+        .checkpoints
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|c| c.shard == moved)
+        .cloned()
+        .unwrap();
+    assert!(
+        final_checkpoint.worker == "a" && final_checkpoint.ok,
+        "a's last checkpoint accepted: {final_checkpoint:?}"
+    );
+    assert_eq!(rec.events("lease_lost"), Vec::new(), "nobody cut off");
     let table = leases(&stack, &app).await;
     assert!(
         table.values().all(|l| l.checkpoint_owner.is_none()),
