@@ -366,17 +366,7 @@ impl kinesis_consumer::RecordProcessor for CheckpointsOnlyAtShutdown {
         self.event("initialize");
     }
     async fn process_records(&mut self, input: kinesis_consumer::ProcessRecordsInput) {
-        let mut seen = self.rec.seen.lock().unwrap();
-        for r in &input.records {
-            seen.push(Seen {
-                worker: self.worker.clone(),
-                shard: self.shard.clone(),
-                sequence_number: r.sequence_number.clone(),
-                sub_sequence_number: r.sub_sequence_number,
-                partition_key: r.partition_key.to_string(),
-                data: r.data.clone(),
-            });
-        }
+        self.rec.saw(&self.worker, &self.shard, &input.records);
     }
     async fn lease_lost(&mut self, _: kinesis_consumer::LeaseLostInput) {
         self.event("lease_lost");

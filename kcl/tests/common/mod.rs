@@ -216,6 +216,26 @@ impl Recorder {
             .collect()
     }
 
+    /// Notes the user records `worker`'s processor of `shard` was handed, in order.
+    pub fn saw(
+        &self,
+        worker: &str,
+        shard: &str,
+        records: &[kinesis_consumer::KinesisClientRecord],
+    ) {
+        let mut seen = self.seen.lock().unwrap();
+        for r in records {
+            seen.push(Seen {
+                worker: worker.to_owned(),
+                shard: shard.to_owned(),
+                sequence_number: r.sequence_number.clone(),
+                sub_sequence_number: r.sub_sequence_number,
+                partition_key: r.partition_key.to_string(),
+                data: r.data.clone(),
+            });
+        }
+    }
+
     /// A factory of recording processors for `worker`.
     pub fn factory(
         &self,
@@ -277,19 +297,7 @@ impl RecordProcessor for RecordingProcessor {
             .records
             .last()
             .map(|r| (r.sequence_number.clone(), r.sub_sequence_number));
-        {
-            let mut seen = self.rec.seen.lock().unwrap();
-            for r in &input.records {
-                seen.push(Seen {
-                    worker: self.worker.clone(),
-                    shard: self.shard.clone(),
-                    sequence_number: r.sequence_number.clone(),
-                    sub_sequence_number: r.sub_sequence_number,
-                    partition_key: r.partition_key.to_string(),
-                    data: r.data.clone(),
-                });
-            }
-        }
+        self.rec.saw(&self.worker, &self.shard, &input.records);
         self.checkpoint(&input.checkpointer, last).await;
     }
 

@@ -135,19 +135,25 @@ async fn a_previous_owner_that_never_hands_over_is_forced_after_the_patience() {
     assert!(w0.held_lease(&key).is_none());
 }
 
-#[tokio::test(start_paused = true)]
-async fn with_a_fleet_the_owner_hears_at_its_next_beat_and_its_release_ends_the_handoff() {
-    let store = table(2).await;
-    let fleet = Arc::new(MemoryFleetStore::new());
-    let w0 = worker(&store, "w0").with_fleet(fleet.clone());
-    let w1 = worker(&store, "w1").with_fleet(fleet.clone());
+/// With a fleet: w0 takes every lease, then w1 (knowing w0) steals one by a handoff (w0
+/// not told yet): its key.
+async fn with_a_fleet_w1_starts_a_handoff(w0: &LeaseCoordinator, w1: &LeaseCoordinator) -> String {
     w0.beat().await;
     w0.take_leases().await.unwrap();
     w1.beat().await;
     w0.beat().await;
     let o = w1.take_leases().await.unwrap();
     assert_eq!(o.stolen.len(), 1, "{o:?}");
-    let key = o.stolen[0].clone();
+    o.stolen[0].clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_fleet_the_owner_hears_at_its_next_beat_and_its_release_ends_the_handoff() {
+    let store = table(2).await;
+    let fleet = Arc::new(MemoryFleetStore::new());
+    let w0 = worker(&store, "w0").with_fleet(fleet.clone());
+    let w1 = worker(&store, "w1").with_fleet(fleet.clone());
+    let key = with_a_fleet_w1_starts_a_handoff(&w0, &w1).await;
     let held = w0.held_lease(&key).unwrap();
     assert_eq!(held.standing_now(), Some(Standing::Held));
     // The notice arrives with the next beat: w0 reads the lease and learns.
@@ -177,13 +183,7 @@ async fn three_workers_one_handoff_pending(
     ws: &[LeaseCoordinator; 3],
 ) -> String {
     let [w0, w1, w2] = ws;
-    w0.beat().await;
-    w0.take_leases().await.unwrap();
-    w1.beat().await;
-    w0.beat().await;
-    let o = w1.take_leases().await.unwrap();
-    assert_eq!(o.stolen.len(), 1, "{o:?}");
-    let key = o.stolen[0].clone();
+    let key = with_a_fleet_w1_starts_a_handoff(w0, w1).await;
     w0.beat().await;
     assert_eq!(
         w0.held_lease(&key).unwrap().standing_now(),
