@@ -4,7 +4,9 @@
 //! checkpoints) before the second starts it from that checkpoint, so no record is
 //! delivered twice or lost, and the table ends with no handoff pending. Also: a handoff a
 //! Java KCL 3.x leader left pending to our worker, from a dead Java worker, is waited for
-//! and then forced, and processing resumes from its checkpoint.
+//! and then forced, and processing resumes from its checkpoint; and a next owner that
+//! shuts down while the handoff is pending leaves it to the previous owner, whose last
+//! checkpoint is kept (nothing delivered twice, nothing lost).
 
 mod common;
 
@@ -168,30 +170,21 @@ async fn a_handoff_left_pending_by_a_java_leader_is_forced_and_resumed_from_its_
     let kinesis = stack.kinesis_client();
     let dynamodb = stack.dynamodb_client();
 
-    let mut records: Vec<(String, String, String)> = Vec::new();
-    for i in 0..10 {
-        let data = format!("r{i}");
-        let out = kinesis
-            .put_record()
-            .stream_name(&stream)
-            .partition_key(format!("k{i}"))
-            .data(Blob::new(data.clone()))
-            .send()
-            .await
-            .unwrap();
-        records.push((
-            out.shard_id().to_owned(),
-            out.sequence_number().to_owned(),
-            data,
-        ));
-    }
-    let shard = records[0].0.clone();
+    let records = put_one_by_one(&kinesis, &stream, 10).await;
+    let shard = records[0].shard_id.clone();
 
     // A 3.x leader handed the lease, checkpointed at the 3rd record, from a Java worker
     // (which died) to ours.
     let table = LeaseTable::new(dynamodb.clone(), &app);
     table.create_table_if_not_exists().await.unwrap();
-    kcl3::seed_pending_handoff(&dynamodb, &app, &shard, &records[2].1, "rust-worker").await;
+    kcl3::seed_pending_handoff(
+        &dynamodb,
+        &app,
+        &shard,
+        &records[2].sequence_number,
+        "rust-worker",
+    )
+    .await;
 
     let rec = Recorder::default();
     let worker = scheduler_builder(
@@ -206,7 +199,7 @@ async fn a_handoff_left_pending_by_a_java_leader_is_forced_and_resumed_from_its_
     .build()
     .unwrap();
     let run = spawn_run(&worker);
-    let want: Vec<String> = records[3..].iter().map(|r| r.2.clone()).collect();
+    let want: Vec<String> = records[3..].iter().map(|r| r.data.clone()).collect();
     wait_until("the records after the checkpoint", || {
         distinct(&rec) >= want.len()
     })
@@ -318,4 +311,170 @@ async fn a_previous_owner_stuck_in_shutdown_requested_hands_over_after_the_timeo
     a.graceful_shutdown().await;
     run_b.await.unwrap().unwrap();
     run_a.await.unwrap().unwrap();
+}
+
+/// Records every user record in `rec` and checkpoints only when asked to stop
+/// (`shutdown_requested`), once `gate` is open: the records since the last checkpoint are
+/// all a worker has processed, so a refused final checkpoint shows as re-delivery.
+#[derive(Debug)]
+struct CheckpointsOnlyAtShutdown {
+    worker: String,
+    shard: String,
+    rec: Recorder,
+    gate: Arc<AtomicBool>,
+}
+
+impl CheckpointsOnlyAtShutdown {
+    fn event(&self, what: &'static str) {
+        let event = (self.worker.clone(), self.shard.clone(), what);
+        self.rec.lifecycle.lock().unwrap().push(event);
+    }
+}
+
+#[async_trait::async_trait]
+impl kinesis_consumer::RecordProcessor for CheckpointsOnlyAtShutdown {
+    async fn initialize(&mut self, _: kinesis_consumer::InitializationInput) {
+        self.event("initialize");
+    }
+    async fn process_records(&mut self, input: kinesis_consumer::ProcessRecordsInput) {
+        self.rec.saw(&self.worker, &self.shard, &input.records);
+    }
+    async fn lease_lost(&mut self, _: kinesis_consumer::LeaseLostInput) {
+        self.event("lease_lost");
+    }
+    async fn shard_ended(&mut self, _: kinesis_consumer::ShardEndedInput) {
+        self.event("shard_ended");
+    }
+    async fn shutdown_requested(&mut self, input: kinesis_consumer::ShutdownRequestedInput) {
+        self.event("shutdown_requested");
+        while !self.gate.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let res = input.checkpointer.checkpoint().await;
+        self.rec.checkpoints.lock().unwrap().push(CheckpointEvent {
+            worker: self.worker.clone(),
+            shard: self.shard.clone(),
+            position: None,
+            ok: res.is_ok(),
+            lease_lost: matches!(res, Err(kinesis_consumer::Error::LeaseLost { .. })),
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_owner_shutting_down_mid_handoff_costs_no_redelivery_and_no_loss() {
+    let stack = stack().await;
+    let stream = stack.create_stream("kcl-handoff-leaves", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("kcl-handoff-leaves-app");
+    let kinesis = stack.kinesis_client();
+    let rec = Recorder::default();
+    let gate = Arc::new(AtomicBool::new(false));
+    let worker = |id: &str| {
+        let (rec, gate, worker) = (rec.clone(), gate.clone(), id.to_owned());
+        let factory = move |shard: &str| {
+            Box::new(CheckpointsOnlyAtShutdown {
+                worker: worker.clone(),
+                shard: shard.to_owned(),
+                rec: rec.clone(),
+                gate: gate.clone(),
+            }) as Box<dyn kinesis_consumer::RecordProcessor>
+        };
+        scheduler_builder_with(&stack, &app, &stream, id, factory, Duration::from_secs(1))
+            .build()
+            .unwrap()
+    };
+    let a = worker("a");
+    let run_a = spawn_run(&a);
+    wait_until("a holds every lease", || {
+        a.coordinator().held_lease_keys().len() == 2
+    })
+    .await;
+    let first = records(40, 8, 1, "p1-");
+    put_records(&kinesis, &stream, &first, 1).await;
+    wait_until("a processed the first records", || {
+        distinct(&rec) >= first.len()
+    })
+    .await;
+
+    // b joins and starts a handoff of one lease; a's processor of that shard is asked to
+    // stop and holds (its records since TRIM_HORIZON not checkpointed yet).
+    let b = worker("b");
+    let run_b = spawn_run(&b);
+    wait_until("a finishing a shard handed to b", || {
+        !rec.events("shutdown_requested").is_empty() && b.coordinator().held_lease_keys().len() == 1
+    })
+    .await;
+    let moved = rec.events("shutdown_requested")[0].1.clone();
+    let pending = leases(&stack, &app).await[&moved].clone();
+    assert_eq!(
+        (
+            pending.owner.as_deref(),
+            pending.checkpoint_owner.as_deref()
+        ),
+        (Some("b"), Some("a"))
+    );
+
+    // b shuts down gracefully before a handed the lease over: it leaves it unwritten.
+    b.graceful_shutdown().await;
+    run_b.await.unwrap().unwrap();
+    assert_eq!(
+        leases(&stack, &app).await[&moved],
+        pending,
+        "b wrote nothing"
+    );
+
+    // a's processor checkpoints (accepted), a ends the handoff, and, b being gone, the
+    // lease is taken again (by a, the only worker) from that checkpoint.
+    gate.store(true, Ordering::SeqCst);
+    wait_until("a's final checkpoint", || {
+        rec.checkpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.shard == moved)
+    })
+    .await;
+    let second = records(40, 8, 1, "p2-");
+    put_records(&kinesis, &stream, &second, 1).await;
+    wait_until("every record", || {
+        distinct(&rec) >= first.len() + second.len()
+    })
+    .await;
+    a.graceful_shutdown().await;
+    run_a.await.unwrap().unwrap();
+
+    // Nothing delivered twice, nothing lost, and b processed nothing.
+    let mut per_record: HashMap<String, usize> = HashMap::new();
+    for s in rec.seen() {
+        assert_eq!(s.worker, "a", "{s:?}");
+        *per_record
+            .entry(String::from_utf8_lossy(&s.data).into_owned())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = per_record.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let want: HashSet<String> = first
+        .iter()
+        .chain(&second)
+        .map(|s| String::from_utf8_lossy(&s.data).into_owned())
+        .collect();
+    assert_eq!(per_record.keys().cloned().collect::<HashSet<_>>(), want);
+    let final_checkpoint = rec
+        .checkpoints
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|c| c.shard == moved)
+        .cloned()
+        .unwrap();
+    assert!(
+        final_checkpoint.worker == "a" && final_checkpoint.ok,
+        "a's last checkpoint accepted: {final_checkpoint:?}"
+    );
+    assert_eq!(rec.events("lease_lost"), Vec::new(), "nobody cut off");
+    let table = leases(&stack, &app).await;
+    assert!(
+        table.values().all(|l| l.checkpoint_owner.is_none()),
+        "{table:?}"
+    );
 }

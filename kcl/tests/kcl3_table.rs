@@ -11,7 +11,6 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
 use common::*;
 use integration_tests::kcl3;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
@@ -26,20 +25,11 @@ async fn a_kcl_3_5_single_table_is_continued_and_its_other_items_left_alone() {
 
     // 10 records per shard, one at a time so the sequence numbers are known.
     let mut by_shard: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for i in 0..40 {
-        let data = format!("r{i}");
-        let out = kinesis
-            .put_record()
-            .stream_name(&stream)
-            .partition_key(format!("k{i}"))
-            .data(Blob::new(data.clone()))
-            .send()
-            .await
-            .unwrap();
+    for put in put_one_by_one(&kinesis, &stream, 40).await {
         by_shard
-            .entry(out.shard_id().to_owned())
+            .entry(put.shard_id)
             .or_default()
-            .push((out.sequence_number().to_owned(), data));
+            .push((put.sequence_number, put.data));
     }
     assert_eq!(by_shard.len(), 2, "both shards got records");
 

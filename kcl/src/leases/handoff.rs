@@ -24,6 +24,36 @@
 //! most `graceful_handoff_timeout` later, so a forced handoff never overlaps a previous
 //! owner still processing. The Java KCL leaves the forcing to its leader, which reassigns
 //! a pending lease once its counter stood still for the failover time.
+//!
+//! # Either side leaving while the handoff is pending
+//! The previous owner's last checkpoint is what the next holder starts from, so nothing
+//! may end the handoff under it while it is finishing ([`release`] and [`pending_free`]):
+//!
+//! ```text
+//!  N released (graceful shutdown, its stream retired) while Incoming:
+//!    no write: N forgets the lease; the item stays leaseOwner N, checkpointOwner O
+//!    ─▶ O checkpoints and ends the handoff as ever ─▶ leaseOwner N (gone), no checkpointOwner
+//!    ─▶ taken as any lease of a gone owner (fleet: at once; else once its counter stood
+//!       still for the failover time)
+//!  N declared gone (heartbeats) while Incoming: the same from the second step on
+//!  O released (graceful shutdown) while Outgoing: its consumer stops first (dispatcher
+//!    stop: shutdown_requested, its checkpoint accepted), then the release ends the
+//!    handoff (end_handoff, not a removal of leaseOwner): N starts from that checkpoint
+//!  a taker seeing leaseOwner gone, checkpointOwner O set (pending_free):
+//!    O gone too, or the counter stood still for the next owner's patience ─▶ take
+//!    (a take removes checkpointOwner); else O may still be finishing ─▶ leave it
+//!  N losing the lease while Incoming (a take once both owners looked gone, a Java
+//!    leader's reassignment after its timeout): incoming ─▶ Lost, N forgets it unwritten
+//! ```
+//!
+//! Why N writes nothing rather than clearing `leaseOwner`: the Java KCL 3.x's next owner
+//! does not hold a pending lease at all (its discoverer skips leases with
+//! `checkpointOwner`), so its shutdown leaves the item alone; the table keeps only the
+//! states a Java worker makes (`leaseOwner` removed with `checkpointOwner` kept is one it
+//! never writes, and its leader would assign such a lease at once, cutting the previous
+//! owner short), and a Java previous owner's `assignLease` to N (guarded by leaseOwner N,
+//! checkpointOwner O) still ends the handoff. The cost: without a fleet, a lease whose
+//! next owner left waits the failover time after the handoff ends before it is taken.
 
 use std::time::Duration;
 
@@ -170,6 +200,44 @@ pub(crate) fn outgoing(
         (true, _) if waited >= timeout => Outgoing::Complete { abort: true },
         (true, false) => Outgoing::StopConsumer,
         (true, true) => Outgoing::Wait,
+    }
+}
+
+/// What a worker giving a held lease up (graceful shutdown, its stream no longer
+/// consumed) writes, by where it stands with the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Remove `leaseOwner` (any worker may take the lease at once): a lease of its own.
+    RemoveOwner,
+    /// End the handoff (`REMOVE checkpointOwner`, the next owner starts): the previous
+    /// owner, whose consumer stopped (and checkpointed) before.
+    EndHandoff,
+    /// Write nothing: the next owner of a pending handoff leaves it to the previous owner,
+    /// which may still checkpoint and then ends it (a removal would refuse that checkpoint,
+    /// and the records processed since the one before would be delivered again).
+    Nothing,
+}
+
+/// What a worker standing `standing` with a lease writes when it gives it up (see the
+/// module header).
+pub(crate) fn release(standing: &Standing) -> Release {
+    match standing {
+        Standing::Held | Standing::Other => Release::RemoveOwner,
+        Standing::Outgoing => Release::EndHandoff,
+        Standing::Incoming { .. } => Release::Nothing,
+    }
+}
+
+/// Whether a taker may take `lease`, whose owner (`leaseOwner`) it judges gone: yes,
+/// unless a graceful handoff of it is pending (`checkpointOwner` set) and its previous
+/// owner may still be finishing: `previous_gone` whether that owner is gone too (the
+/// taker's own judgement: the fleet, else its counter), `stood_still` whether the lease's
+/// counter stood still for the next owner's patience (`LeaseConfig::handoff_patience`):
+/// a previous owner alive ends the handoff well within it, or is stuck.
+pub(crate) fn pending_free(lease: &Lease, previous_gone: bool, stood_still: bool) -> bool {
+    match lease.checkpoint_owner.as_deref() {
+        Some(previous) if lease.owner.as_deref() != Some(previous) => previous_gone || stood_still,
+        _ => true,
     }
 }
 
@@ -327,5 +395,30 @@ mod tests {
             outgoing(true, true, timeout, timeout),
             Outgoing::Complete { abort: true }
         );
+    }
+
+    #[test]
+    fn only_the_next_owner_of_a_pending_handoff_releases_by_writing_nothing() {
+        assert_eq!(release(&Standing::Held), Release::RemoveOwner);
+        assert_eq!(release(&Standing::Other), Release::RemoveOwner);
+        assert_eq!(release(&Standing::Outgoing), Release::EndHandoff);
+        assert_eq!(
+            release(&Standing::Incoming { from: "a".into() }),
+            Release::Nothing
+        );
+    }
+
+    #[test]
+    fn a_pending_lease_of_a_gone_next_owner_waits_for_its_previous_owner() {
+        let pending = lease(Some("b"), Some("a"), 5);
+        // The previous owner alive and the lease moving: it may still checkpoint.
+        assert!(!pending_free(&pending, false, false));
+        // It is gone too, or stood still for the patience: take it.
+        assert!(pending_free(&pending, true, false));
+        assert!(pending_free(&pending, false, true));
+        // No handoff pending: a gone owner's lease is free as ever.
+        assert!(pending_free(&lease(Some("b"), None, 5), false, false));
+        // An odd state (both owners the same) is no handoff anybody finishes.
+        assert!(pending_free(&lease(Some("a"), Some("a"), 5), false, false));
     }
 }

@@ -29,7 +29,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::handoff::{reconcile, standing, Reconcile, Standing};
+use super::handoff::{reconcile, release, standing, Reconcile, Release, Standing};
 use super::lease_store::LeaseStore;
 use super::lease_update::{Change, LeaseUpdate};
 use super::throughput::{Throughput, ThroughputMeter};
@@ -361,9 +361,13 @@ impl HeldLease {
             .await
     }
 
-    /// Gives the lease up: removes this worker as its owner, so that another worker can
-    /// take it at its next taker round without waiting for expiry. The tenure ends either
-    /// way; `Ok(false)` means the lease had moved on already.
+    /// Gives the lease up (see [`handoff::release`](super::handoff::release)): removes
+    /// this worker as its owner, so that another worker can take it at its next taker
+    /// round without waiting for expiry; a lease being handed from this worker has its
+    /// handoff ended instead (the next owner holds it already: the Java KCL's eviction
+    /// does the same), and one being handed to it is left to its previous owner, unwritten.
+    /// The tenure ends either way; `Ok(false)` means nothing was written (the lease had
+    /// moved on already, or was left to its previous owner).
     ///
     /// # Cancellation
     /// Safe to drop; the lease is then either released or left to expire.
@@ -372,13 +376,18 @@ impl HeldLease {
     /// The store's error (the lease then expires).
     pub(crate) async fn release(&self) -> Result<bool, Error> {
         let lease = self.lease.lock().await;
-        // Releasing a lease being handed from this worker ends the handoff instead: the
-        // next owner holds it already (the Java KCL's eviction does the same).
-        let update = match standing(&lease, &self.worker_id) {
-            Standing::Outgoing => lease.end_handoff().unwrap_or_else(|| lease.release()),
-            _ => lease.release(),
+        let update = match release(&standing(&lease, &self.worker_id)) {
+            Release::RemoveOwner => Some(lease.release()),
+            Release::EndHandoff => Some(lease.end_handoff().unwrap_or_else(|| lease.release())),
+            Release::Nothing => {
+                tracing::info!(worker = %self.worker_id, lease = %lease.lease_key, from = ?lease.checkpoint_owner, "left a lease handed to this worker to its previous owner, which ends the handoff");
+                None
+            }
         };
-        let released = self.store.update_lease(&update).await;
+        let released = match update {
+            Some(update) => self.store.update_lease(&update).await,
+            None => Ok(false),
+        };
         drop(lease);
         self.lose();
         released

@@ -10,7 +10,8 @@
 //!      handed to another worker (Outgoing, see leases::handoff): the consumer is asked to
 //!        stop; once it ended (or after graceful_handoff_timeout, aborted) the handoff ends
 //!      handed to this worker (Incoming): not started until the previous owner handed it
-//!        over (LeaseCoordinator::check_incoming_handoff reads it every 250 ms at most)
+//!        over (LeaseCoordinator::check_incoming_handoff reads it every 250 ms at most);
+//!        given up meanwhile (retired, or at stop), it is left to the previous owner unwritten
 //!      each not running, finished, lost or blocked:
 //!      parents all at SHARD_END? (LeaseStore::get_lease, keys of the lease's stream)
 //!        ──no / unreadable──▶ blocked until now + parent_poll_interval
@@ -235,8 +236,13 @@ impl Dispatcher {
         self.finished.remove(key);
         self.blocked.remove(key);
         match self.coordinator.release_lease(key).await {
-            Ok(_) => {
+            Ok(true) => {
                 tracing::info!(worker = %self.worker_id, lease = %key, "released the lease of a stream no longer consumed")
+            }
+            // It moved on, or is being handed to this worker (left to its previous owner,
+            // see leases::handoff).
+            Ok(false) => {
+                tracing::debug!(worker = %self.worker_id, lease = %key, "gave up the lease of a stream no longer consumed without a write")
             }
             Err(e) => {
                 tracing::warn!(lease = %key, error = %e, "release failed; the lease expires instead")

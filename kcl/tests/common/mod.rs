@@ -92,6 +92,37 @@ pub async fn put_records(
     }
 }
 
+/// One user record put by [`put_one_by_one`]: where it landed and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Put {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub data: String,
+}
+
+/// Puts `n` records one `PutRecord` at a time (data `r{i}`, key `k{i}`), so that each
+/// one's shard and sequence number are known.
+pub async fn put_one_by_one(client: &aws_sdk_kinesis::Client, stream: &str, n: usize) -> Vec<Put> {
+    let mut puts = Vec::with_capacity(n);
+    for i in 0..n {
+        let data = format!("r{i}");
+        let out = client
+            .put_record()
+            .stream_name(stream)
+            .partition_key(format!("k{i}"))
+            .data(Blob::new(data.clone()))
+            .send()
+            .await
+            .expect("PutRecord");
+        puts.push(Put {
+            shard_id: out.shard_id().to_owned(),
+            sequence_number: out.sequence_number().to_owned(),
+            data,
+        });
+    }
+    puts
+}
+
 /// PutRecords, retrying failed entries in order (per key order is kept because a failed
 /// entry and every later entry of the batch with the same key are re-sent together).
 pub async fn send(
@@ -185,6 +216,26 @@ impl Recorder {
             .collect()
     }
 
+    /// Notes the user records `worker`'s processor of `shard` was handed, in order.
+    pub fn saw(
+        &self,
+        worker: &str,
+        shard: &str,
+        records: &[kinesis_consumer::KinesisClientRecord],
+    ) {
+        let mut seen = self.seen.lock().unwrap();
+        for r in records {
+            seen.push(Seen {
+                worker: worker.to_owned(),
+                shard: shard.to_owned(),
+                sequence_number: r.sequence_number.clone(),
+                sub_sequence_number: r.sub_sequence_number,
+                partition_key: r.partition_key.to_string(),
+                data: r.data.clone(),
+            });
+        }
+    }
+
     /// A factory of recording processors for `worker`.
     pub fn factory(
         &self,
@@ -246,19 +297,7 @@ impl RecordProcessor for RecordingProcessor {
             .records
             .last()
             .map(|r| (r.sequence_number.clone(), r.sub_sequence_number));
-        {
-            let mut seen = self.rec.seen.lock().unwrap();
-            for r in &input.records {
-                seen.push(Seen {
-                    worker: self.worker.clone(),
-                    shard: self.shard.clone(),
-                    sequence_number: r.sequence_number.clone(),
-                    sub_sequence_number: r.sub_sequence_number,
-                    partition_key: r.partition_key.to_string(),
-                    data: r.data.clone(),
-                });
-            }
-        }
+        self.rec.saw(&self.worker, &self.shard, &input.records);
         self.checkpoint(&input.checkpointer, last).await;
     }
 
@@ -332,7 +371,19 @@ pub fn scheduler_builder(
     rec: &Recorder,
     failover: Duration,
 ) -> kinesis_consumer::SchedulerBuilder {
-    Scheduler::builder(app, stream, rec.factory(worker))
+    scheduler_builder_with(stack, app, stream, worker, rec.factory(worker), failover)
+}
+
+/// [`scheduler_builder`] with processors made by `factory`.
+pub fn scheduler_builder_with(
+    stack: &LocalStack,
+    app: &str,
+    stream: &str,
+    worker: &str,
+    factory: impl kinesis_consumer::RecordProcessorFactory,
+    failover: Duration,
+) -> kinesis_consumer::SchedulerBuilder {
+    Scheduler::builder(app, stream, factory)
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
         .with_worker_id(worker)
         .with_failover_time(failover)

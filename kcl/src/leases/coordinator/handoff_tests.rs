@@ -1,7 +1,9 @@
 //! Graceful handoffs through the coordinator, on memory stores and a paused clock: a
 //! lease moved from a live worker is handed over (its previous owner may still checkpoint,
 //! the next owner waits and starts from that checkpoint), forced after the patience, and
-//! a pending handoff written by a Java KCL 3.x leader is honoured.
+//! a pending handoff written by a Java KCL 3.x leader is honoured; either side leaving (or
+//! the next owner declared gone, or losing the lease) meanwhile keeps the previous
+//! owner's last checkpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,27 +135,36 @@ async fn a_previous_owner_that_never_hands_over_is_forced_after_the_patience() {
     assert!(w0.held_lease(&key).is_none());
 }
 
-#[tokio::test(start_paused = true)]
-async fn with_a_fleet_the_owner_hears_at_its_next_beat_and_its_release_ends_the_handoff() {
-    let store = table(2).await;
-    let fleet = Arc::new(MemoryFleetStore::new());
-    let w0 = worker(&store, "w0").with_fleet(fleet.clone());
-    let w1 = worker(&store, "w1").with_fleet(fleet.clone());
+/// With a fleet: w0 takes every lease, then w1 (knowing w0) steals one by a handoff (w0
+/// not told yet): its key.
+async fn with_a_fleet_w1_starts_a_handoff(w0: &LeaseCoordinator, w1: &LeaseCoordinator) -> String {
     w0.beat().await;
     w0.take_leases().await.unwrap();
     w1.beat().await;
     w0.beat().await;
     let o = w1.take_leases().await.unwrap();
     assert_eq!(o.stolen.len(), 1, "{o:?}");
-    let key = o.stolen[0].clone();
+    o.stolen[0].clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_fleet_the_owner_hears_at_its_next_beat_and_its_release_ends_the_handoff() {
+    let store = table(2).await;
+    let fleet = Arc::new(MemoryFleetStore::new());
+    let w0 = worker(&store, "w0").with_fleet(fleet.clone());
+    let w1 = worker(&store, "w1").with_fleet(fleet.clone());
+    let key = with_a_fleet_w1_starts_a_handoff(&w0, &w1).await;
     let held = w0.held_lease(&key).unwrap();
     assert_eq!(held.standing_now(), Some(Standing::Held));
     // The notice arrives with the next beat: w0 reads the lease and learns.
     w0.beat().await;
     assert_eq!(held.standing_now(), Some(Standing::Outgoing));
     assert!(!w1.check_incoming_handoff(&key).await);
-    // w0 shuts down gracefully before its consumer stopped.
+    // w0 shuts down gracefully before its consumer stopped: the consumer stops first
+    // (the dispatcher's stop), its last checkpoint is accepted, then the release.
     w0.begin_leaving().await;
+    let last = Checkpoint::at("77", 0).unwrap();
+    held.checkpoint(&last, &[]).await.unwrap();
     w0.release_all().await;
     let l = stored(&store, &key).await;
     assert_eq!(
@@ -162,6 +173,171 @@ async fn with_a_fleet_the_owner_hears_at_its_next_beat_and_its_release_ends_the_
         "a release of a lease being handed over ends the handoff"
     );
     assert!(w1.check_incoming_handoff(&key).await);
+    assert_eq!(w1.held_lease(&key).unwrap().lease().await.checkpoint, last);
+}
+
+/// With a fleet: w0 holds both leases, w1 starts a handoff of one (w0 hears of it), and
+/// w2 joins, knowing both (it takes nothing: everyone is at target). The pending key.
+async fn three_workers_one_handoff_pending(
+    store: &Arc<MemoryLeaseStore>,
+    ws: &[LeaseCoordinator; 3],
+) -> String {
+    let [w0, w1, w2] = ws;
+    let key = with_a_fleet_w1_starts_a_handoff(w0, w1).await;
+    w0.beat().await;
+    assert_eq!(
+        w0.held_lease(&key).unwrap().standing_now(),
+        Some(Standing::Outgoing)
+    );
+    w2.beat().await;
+    let o = w2.take_leases().await.unwrap();
+    assert!(o.taken.is_empty() && o.stolen.is_empty(), "{o:?}");
+    let l = stored(store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), Some("w0"))
+    );
+    key
+}
+
+fn fleet_of_three(store: &Arc<MemoryLeaseStore>) -> [LeaseCoordinator; 3] {
+    let fleet = Arc::new(MemoryFleetStore::new());
+    ["w0", "w1", "w2"].map(|id| worker(store, id).with_fleet(fleet.clone()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_owner_shutting_down_mid_handoff_leaves_it_to_the_previous_owner() {
+    let store = table(2).await;
+    let ws = fleet_of_three(&store);
+    let key = three_workers_one_handoff_pending(&store, &ws).await;
+    let [w0, w1, w2] = &ws;
+    let outgoing = w0.held_lease(&key).unwrap();
+    // w1 shuts down gracefully while w0 still finishes: nothing written for that lease.
+    let before = stored(&store, &key).await;
+    w1.begin_leaving().await;
+    w1.release_all().await;
+    assert!(w1.held_lease_keys().is_empty());
+    assert_eq!(stored(&store, &key).await, before, "left as it was");
+    // The others hear w1 left; neither takes the lease under w0 (still finishing).
+    w0.beat().await;
+    w2.beat().await;
+    assert!(w2.is_gone("w1"));
+    for w in [w2, w0] {
+        let o = w.take_leases().await.unwrap();
+        assert!(!o.taken.contains(&key) && !o.stolen.contains(&key), "{o:?}");
+    }
+    assert_eq!(stored(&store, &key).await, before);
+    // w0's processor checkpoints (accepted), its consumer ends, it hands the lease over.
+    let last = Checkpoint::at("4242", 0).unwrap();
+    outgoing.checkpoint(&last, &[]).await.unwrap();
+    w0.end_outgoing_handoff(&key, false).await;
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), None)
+    );
+    // Now a gone owner's lease like any other: taken, from w0's last checkpoint.
+    let o = w2.take_leases().await.unwrap();
+    assert_eq!(o.taken, vec![key.clone()], "{o:?}");
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w2"), None)
+    );
+    assert_eq!(l.checkpoint, last);
+    assert_eq!(
+        w2.held_lease(&key).unwrap().standing_now(),
+        Some(Standing::Held)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_next_owner_declared_gone_mid_handoff_is_waited_for_until_the_previous_owner_ends_it() {
+    let store = table(2).await;
+    let ws = fleet_of_three(&store);
+    let key = three_workers_one_handoff_pending(&store, &ws).await;
+    let [w0, _silent, w2] = &ws;
+    let outgoing = w0.held_lease(&key).unwrap();
+    // w1 falls silent; w0 and w2 beat on and declare it gone.
+    for _ in 0..8 {
+        tokio::time::advance(w2.config().heartbeat_interval).await;
+        w0.beat().await;
+        w2.beat().await;
+    }
+    let o = w2.take_leases().await.unwrap();
+    assert!(w2.is_gone("w1"));
+    assert!(
+        !o.taken.contains(&key),
+        "taken under its previous owner: {o:?}"
+    );
+    // w0 finishes: its last checkpoint is accepted, the handoff ends, w2 takes the lease.
+    let last = Checkpoint::at("99", 0).unwrap();
+    outgoing.checkpoint(&last, &[]).await.unwrap();
+    w0.end_outgoing_handoff(&key, false).await;
+    let o = w2.take_leases().await.unwrap();
+    assert!(o.taken.contains(&key), "{o:?}");
+    assert_eq!(stored(&store, &key).await.checkpoint, last);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_lease_of_a_gone_next_owner_is_taken_once_its_previous_owner_stood_still() {
+    let store = table(2).await;
+    let ws = fleet_of_three(&store);
+    let key = three_workers_one_handoff_pending(&store, &ws).await;
+    let [w0, _silent, w2] = &ws;
+    // w1 falls silent and w0, alive, never ends the handoff nor writes the lease: w2 takes
+    // it once the counter stood still for the patience, not before.
+    let patience = w2.config().handoff_patience();
+    let step = w2.config().heartbeat_interval;
+    let mut waited = Duration::ZERO;
+    while waited + step < patience {
+        tokio::time::advance(step).await;
+        waited += step;
+        w0.beat().await;
+        w2.beat().await;
+        let o = w2.take_leases().await.unwrap();
+        assert!(!o.taken.contains(&key), "taken at {waited:?}: {o:?}");
+    }
+    tokio::time::advance(2 * step).await;
+    w0.beat().await;
+    w2.beat().await;
+    let o = w2.take_leases().await.unwrap();
+    assert!(o.taken.contains(&key), "{o:?}");
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w2"), None)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_next_owner_whose_lease_is_taken_while_incoming_drops_it_unwritten() {
+    // Without a fleet: w0 dies while handing a lease to w1 (which, waiting, writes
+    // nothing); once the counter stood still for the failover time, w2 takes it.
+    let store = table(2).await;
+    let (w0, w1, w2) = (
+        worker(&store, "w0"),
+        worker(&store, "w1"),
+        worker(&store, "w2"),
+    );
+    let key = w1_starts_a_handoff(&store, &w0, &w1).await;
+    w2.take_leases().await.unwrap();
+    tokio::time::advance(FAILOVER + Duration::from_millis(100)).await;
+    w1.renew_leases().await;
+    let o = w2.take_leases().await.unwrap();
+    assert!(o.taken.contains(&key), "{o:?}");
+    let taken = stored(&store, &key).await;
+    assert_eq!(
+        (taken.owner.as_deref(), taken.checkpoint_owner.as_deref()),
+        (Some("w2"), None)
+    );
+    // w1 learns at its next look and forgets it without a write; w2 keeps it.
+    assert!(!w1.check_incoming_handoff(&key).await);
+    assert!(w1.held_lease_keys().is_empty());
+    w1.release_all().await;
+    assert_eq!(stored(&store, &key).await, taken);
+    w2.renew_leases().await;
+    assert!(!w2.held_lease(&key).unwrap().is_lost());
 }
 
 #[tokio::test(start_paused = true)]

@@ -37,9 +37,13 @@
 //!
 //! A lease pending a handoff (`checkpointOwner` set, as a Java KCL 3.x leader also leaves
 //! them) is never stolen; one handed to this worker that it does not hold is held without
-//! a write and waited for, never taken at once; expired ones are taken as ever (a take
-//! removes `checkpointOwner`). A graceful shutdown ([`release_all`](LeaseCoordinator::release_all))
-//! ends the handoffs from this worker, and releases the rest.
+//! a write and waited for, never taken at once; one whose next owner is gone is taken
+//! only once its previous owner is gone too, or its counter stood still for the
+//! `handoff_patience` (the previous owner may still be finishing: `handoff::pending_free`);
+//! a take removes `checkpointOwner`. A graceful shutdown
+//! ([`release_all`](LeaseCoordinator::release_all)) ends the handoffs from this worker
+//! (after its consumers stopped and checkpointed), leaves those to this worker to their
+//! previous owners unwritten, and releases the rest (`handoff::release`).
 //!
 //! The parts, each in its own file: [`LeaseConfig`] (timings and limits), [`Balancing`]
 //! (lease count or throughput), `ObservedCounters` (expiry on the local clock), `plan_take`
@@ -85,7 +89,7 @@ mod throughput_plan;
 
 use crate::error::Error;
 use crate::leases::fleet::{FleetStore, LoadMeter};
-use crate::leases::handoff::{incoming, standing, Incoming, Standing};
+use crate::leases::handoff::{incoming, pending_free, standing, Incoming, Standing};
 use crate::leases::{HeldLease, LeaseStore, Throughput};
 use crate::metric_names as m;
 pub use balancing::Balancing;
@@ -406,14 +410,28 @@ impl LeaseCoordinator {
         // Among equals the plan follows the scan's order: shuffled, takes spread at random.
         leases.shuffle(&mut rand::rng());
         let failover = self.config.failover_time;
+        let patience = self.config.handoff_patience();
         let expired = |lease: &crate::Lease| -> bool {
             let by_counter = || observed.expired(&lease.lease_key, now, failover);
-            match (&self.heartbeat, &lease.owner) {
+            let owner_gone = match (&self.heartbeat, &lease.owner) {
                 // An earlier life of this worker id: nobody else will move it.
                 (Some(_), Some(owner)) if *owner == self.worker_id => true,
                 (Some(h), Some(owner)) => h.owner_gone(owner).unwrap_or_else(by_counter),
                 _ => by_counter(),
-            }
+            };
+            // A pending handoff's previous owner may still be finishing (its last
+            // checkpoint is what the next holder starts from): see `leases::handoff`.
+            let previous_gone = || match (&self.heartbeat, lease.checkpoint_owner.as_deref()) {
+                (_, Some(previous)) if previous == self.worker_id => false,
+                (Some(h), Some(previous)) => h.owner_gone(previous).unwrap_or_else(by_counter),
+                _ => by_counter(),
+            };
+            owner_gone
+                && pending_free(
+                    lease,
+                    previous_gone(),
+                    observed.expired(&lease.lease_key, now, patience),
+                )
         };
         let view: Vec<SeenLease<'_>> = leases
             .iter()
@@ -504,7 +522,10 @@ impl LeaseCoordinator {
     }
 
     /// Gives up one held lease: removes this worker as owner so another worker can take it
-    /// at its next taker round, without waiting for expiry.
+    /// at its next taker round, without waiting for expiry. A lease pending a graceful
+    /// handoff is not simply freed (see `leases::handoff`): one being handed from this
+    /// worker has its handoff ended, one being handed to it is left to its previous owner
+    /// without a write (`Ok(false)`), so that owner's last checkpoint is accepted.
     ///
     /// # Cancellation
     /// Safe to drop; the lease is then either released or left to expire.
@@ -681,8 +702,10 @@ impl LeaseCoordinator {
         drop(self.lock_held());
     }
 
-    /// Releases every held lease (graceful handoff; see [`release_lease`](Self::release_lease)),
-    /// then leaves the fleet, if any, so that the others take them at once.
+    /// Releases every held lease (see [`release_lease`](Self::release_lease): a lease being
+    /// handed from this worker has its handoff ended, one being handed to it is left to
+    /// its previous owner), then leaves the fleet, if any, so that the others take them at
+    /// once.
     ///
     /// # Cancellation
     /// Safe to drop; leases not yet released expire as usual.
