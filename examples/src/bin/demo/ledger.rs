@@ -273,6 +273,12 @@ impl Ledger {
                 self.workers[w].active.remove(&shard);
                 notes.push(format!("{name} lost the lease of {shard}"));
             }
+            WorkerEvent::Stopped { shard, .. } => {
+                // Handed to another worker (a graceful handoff), or the worker shuts down.
+                if self.workers[w].active.remove(&shard) {
+                    notes.push(format!("{name} stopped {shard} (last checkpoint taken)"));
+                }
+            }
             WorkerEvent::Warning { message } => {
                 self.warnings += 1;
                 notes.push(format!("{name}: {message}"));
@@ -808,6 +814,33 @@ mod tests {
         );
         assert!(l.balanced());
         assert_eq!(l.leases_of("w2"), vec!["s1".to_owned()]);
+    }
+
+    #[test]
+    fn a_shard_handed_over_is_no_longer_the_old_owners() {
+        let mut l = ledger(&[]);
+        let lease = |k: &str, o: &str| {
+            let mut x = Lease::new(k, kinesis_consumer::Checkpoint::TrimHorizon);
+            x.owner = Some(o.into());
+            x
+        };
+        l.set_leases(&[lease("s0", "w1"), lease("s1", "w1")]);
+        l.apply(0, started("s0", 1));
+        l.apply(0, started("s1", 1));
+        // s1 handed to w2: w1's consumer is asked to stop (no lease_lost), w2 starts it.
+        l.set_leases(&[lease("s0", "w1"), lease("s1", "w2")]);
+        l.apply(1, started("s1", 2));
+        assert!(!l.balanced());
+        l.apply(
+            0,
+            WorkerEvent::Stopped {
+                shard: "s1".into(),
+                at_us: 3,
+            },
+        );
+        assert!(l.balanced());
+        // Killed now, w1 was processing s0 alone.
+        assert_eq!(l.killed(0, 4), vec!["s0".to_owned()]);
     }
 
     #[test]

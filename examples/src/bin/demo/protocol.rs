@@ -6,6 +6,7 @@
 //!         ── {"ev":"batch","shard":"shardId-…","at_us":…,"records":[["user-00042",17,…]],"bad":[]}
 //!         ── {"ev":"shard_ended","shard":…,"at_us":…}   (just before its SHARD_END checkpoint)
 //!         ── {"ev":"lease_lost","shard":…,"at_us":…}
+//!         ── {"ev":"stopped","shard":…,"at_us":…}       (asked to stop: handed over, or shutdown)
 //!         ── {"ev":"warning","message":"…"}             (a failed checkpoint, ...)
 //!         ── {"ev":"failed","message":"…"}              (the scheduler stopped with an error)
 //! ```
@@ -55,6 +56,14 @@ pub(crate) enum WorkerEvent {
     },
     /// The lease was taken by another worker.
     LeaseLost {
+        /// The shard.
+        shard: String,
+        /// When (µs since the Unix epoch).
+        at_us: u64,
+    },
+    /// The shard consumer was asked to stop and took its last checkpoint: its lease is
+    /// being handed to another worker (a graceful handoff), or this worker shuts down.
+    Stopped {
         /// The shard.
         shard: String,
         /// When (µs since the Unix epoch).

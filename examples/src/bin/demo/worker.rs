@@ -137,6 +137,12 @@ impl RecordProcessor for Reporter {
                 message: format!("{}: last checkpoint failed: {e}", self.shard),
             });
         }
+        // A lease handed to another worker ends here (not in lease_lost): the demo must
+        // stop counting this shard as this worker's.
+        self.out.emit(&WorkerEvent::Stopped {
+            shard: self.shard.clone(),
+            at_us: now_us(),
+        });
     }
 }
 
