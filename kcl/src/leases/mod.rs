@@ -64,4 +64,5 @@ pub use lease_update::{Change, CheckpointOwnerGuard, Guard, LeaseUpdate, OwnerGu
 #[cfg(any(test, feature = "test-util"))]
 pub use memory_lease_store::MemoryLeaseStore;
 pub use shard_sync::{ShardSync, SyncOutcome};
+pub(crate) use shard_sync::Synced;
 pub use throughput::Throughput;
