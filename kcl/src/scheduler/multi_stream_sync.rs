@@ -496,8 +496,12 @@ impl MultiStreamSync {
         for id in &changes.removed {
             self.streams.remove(id);
             match why_retired.get(id) {
-                Some(why) => tracing::warn!(stream = %id, deletion = ?self.settings.deletion, "{why}: the stream is a former stream now, its consumers stop and its leases are released"),
-                None => tracing::info!(stream = %id, deletion = ?self.settings.deletion, "stream left the tracker's list: its consumers stop and its leases are released"),
+                Some(why) => {
+                    tracing::warn!(stream = %id, deletion = ?self.settings.deletion, "{why}: the stream is a former stream now, its consumers stop and its leases are released")
+                }
+                None => {
+                    tracing::info!(stream = %id, deletion = ?self.settings.deletion, "stream left the tracker's list: its consumers stop and its leases are released")
+                }
             }
             changed = true;
         }
@@ -599,7 +603,9 @@ impl MultiStreamSync {
                 Ok(Synced::Done(o)) => changed |= !o.created.is_empty() || !o.deleted.is_empty(),
                 Ok(Synced::Replaced { shard }) => {
                     tracing::warn!(stream = %stream.name, %shard, "the shard of an ended lease is listed open: the stream was created again? Its leases are left alone; it is looked up again");
-                    suspect(format!("ListShards lists {shard} open, whose lease has ended"));
+                    suspect(format!(
+                        "ListShards lists {shard} open, whose lease has ended"
+                    ));
                 }
                 Err(e) if strict => return Err(e),
                 Err(Error::StreamNotFound { .. }) => {

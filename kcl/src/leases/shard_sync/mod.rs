@@ -273,7 +273,11 @@ impl ShardSync {
     }
 
     /// Writes what [`plan`] decides for `shards` and this stream's `leases`.
-    async fn carry_out(&self, shards: &[ShardInfo], leases: Vec<Lease>) -> Result<SyncOutcome, Error> {
+    async fn carry_out(
+        &self,
+        shards: &[ShardInfo],
+        leases: Vec<Lease>,
+    ) -> Result<SyncOutcome, Error> {
         let plan = plan(shards, &leases, self.initial_position);
         tracing::debug!(
             stream = %self.stream,
