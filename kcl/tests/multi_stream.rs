@@ -567,14 +567,34 @@ async fn creation_epoch(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> i64 
 /// under the same name is a new stream (a new creation epoch, so a new identifier): its
 /// shards are read from its own leases, not taken for the ended shards of the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: the re-created stream's records are never delivered (the worker keeps the old identifier)"]
 async fn a_stream_deleted_and_created_again_under_its_name_is_read_again() {
     let _alone = readers().lock().await;
+    deleted_and_created_again(common::fan_out(), "efo-ms-re", true).await;
+}
+
+/// The same read by polling, the stream created again as soon as the second has turned
+/// (a reader by polling need not see the deletion as a shard end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hangs past its waits' deadlines (seen once, >25 min): not understood yet"]
+async fn a_stream_deleted_and_created_again_under_its_name_is_read_again_by_polling() {
+    let _alone = readers().lock().await;
+    deleted_and_created_again(common::polling(), "ms-re", false).await;
+}
+
+/// A stream listed by name is read with `retrieval`, deleted (with `see_end`, until its
+/// shard ended for the worker), created again under its name in a later second, and
+/// written to: the worker reads the records of both, the new one's under its own
+/// identifier, and the old identifier's leases go as a former stream's.
+async fn deleted_and_created_again(
+    retrieval: kinesis_consumer::Retrieval,
+    name: &str,
+    see_end: bool,
+) {
     let stack = stack().await;
     let kinesis = stack.kinesis_client();
-    let s = stack.create_stream("efo-ms-re", 1).await.unwrap();
+    let s = stack.create_stream(name, 1).await.unwrap();
     let old_epoch = creation_epoch(&kinesis, &s).await;
-    let app = kinesis_emulators::unique_name("efo-ms-re-app");
+    let app = kinesis_emulators::unique_name(&format!("{name}-app"));
     let r1 = records(20, 4, 1, "r1-");
     put_records(&kinesis, &s, &r1, 1).await;
     let tracker = Tracker::default();
@@ -586,9 +606,12 @@ async fn a_stream_deleted_and_created_again_under_its_name_is_read_again() {
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
         .with_worker_id("w")
         .with_failover_time(Duration::from_secs(2))
-        .with_retrieval(common::fan_out())
+        .with_retrieval(retrieval)
         .with_shard_sync_interval(Duration::from_millis(500))
         .with_stream_tracker_interval(Duration::from_millis(200))
+        .with_former_streams_deletion(FormerStreamsLeasesDeletionStrategy::DeleteAfter(
+            Duration::from_secs(1),
+        ))
         .build()
         .unwrap();
     let run = spawn_run(&worker);
@@ -600,10 +623,12 @@ async fn a_stream_deleted_and_created_again_under_its_name_is_read_again() {
 
     // Deleted: its shard ends for the worker (nothing more can come of it).
     stack.delete_stream(&s).await.unwrap();
-    wait_until("the deleted stream's shard ended", || {
-        !rec.events("shard_ended").is_empty()
-    })
-    .await;
+    if see_end {
+        wait_until("the deleted stream's shard ended", || {
+            !rec.events("shard_ended").is_empty()
+        })
+        .await;
+    }
     // Created again under the same name, in a later second (a new creation epoch).
     while SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -611,7 +636,7 @@ async fn a_stream_deleted_and_created_again_under_its_name_is_read_again() {
         .as_secs() as i64
         <= old_epoch
     {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     kinesis
         .create_stream()
@@ -632,16 +657,35 @@ async fn a_stream_deleted_and_created_again_under_its_name_is_read_again() {
         seen_set(&rec) == want
     })
     .await;
-    // The new stream's leases carry its own creation epoch.
-    let table = LeaseTable::new(stack.dynamodb_client(), &app);
-    let epochs: HashSet<String> = table
-        .list_leases()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| l.lease_key.split(':').nth(2).unwrap().to_owned())
+    // The new stream's records were read under its own identifier.
+    let new_id = format!(":{s}:{new_epoch}:");
+    let read_as_new: HashSet<Bytes> = rec
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.shard.contains(&new_id))
+        .map(|seen| seen.data)
         .collect();
-    assert!(epochs.contains(&new_epoch.to_string()), "{epochs:?}");
+    assert_eq!(read_as_new, payloads(&r2), "under {new_id}");
+    // Only the new stream's leases stay: the old identifier's go as a former stream's.
+    let table = LeaseTable::new(stack.dynamodb_client(), &app);
+    let start = std::time::Instant::now();
+    loop {
+        let epochs: HashSet<String> = table
+            .list_leases()
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.lease_key.split(':').nth(2).unwrap().to_owned())
+            .collect();
+        if epochs == HashSet::from([new_epoch.to_string()]) {
+            break;
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "the old leases never deleted: {epochs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     worker.graceful_shutdown().await;
     run.await.unwrap().unwrap();

@@ -63,5 +63,6 @@ pub use lease_table::LeaseTable;
 pub use lease_update::{Change, CheckpointOwnerGuard, Guard, LeaseUpdate, OwnerGuard};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory_lease_store::MemoryLeaseStore;
+pub(crate) use shard_sync::Synced;
 pub use shard_sync::{ShardSync, SyncOutcome};
 pub use throughput::Throughput;

@@ -58,6 +58,7 @@ mod multi_stream_sync;
 mod scoped_lease_store;
 mod start_up;
 mod stream_changes;
+mod stream_identity;
 #[cfg(test)]
 mod test_support;
 

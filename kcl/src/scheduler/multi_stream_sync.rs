@@ -17,20 +17,47 @@
 //!        leases; their stream consumer stays registered)
 //!        ─▶ a sync at once, the taker woken
 //!    every shard_sync_interval, at shard ends, after a change:
-//!        one scan ─▶ each active stream's ShardSync::sync_with
+//!        one scan ─▶ each active stream's ShardSync::sync_unless_replaced
+//!                      StreamNotFound, or an ended lease of a shard listed open
+//!                        ─▶ IdentityChecks::suspect ─▶ a tracker poll at once
 //!                 ─▶ FormerStreams::due ─▶ delete_lease (conditional on the counter)
+//!    at each tracker poll, before the list is applied: the suspected streams, and one
+//!        more in turn (IdentityChecks::routine), looked up again (DescribeStreamSummary)
+//!        ─▶ recheck: same | replaced (new identifier) | gone | unknown (next poll)
 //! ```
 //!
 //! Once running nothing here stops the worker: a tracker that fails keeps its previous
-//! list in force, a stream that cannot be resolved yet (or whose fan-out consumer is not
-//! `ACTIVE` yet) is tried again at the next poll, and a stream that was deleted keeps its
-//! leases (warned at each sync) until the tracker drops it; its shards' processors get
-//! `shard_ended` (polling and fan-out alike: nothing more can be read of them). Not handled
-//! yet: a stream deleted and created again under the same name or ARN while it stays listed
-//! keeps its old identifier, so the new stream's shards are never read (the ignored test
-//! `a_stream_deleted_and_created_again_under_its_name_is_read_again` in
-//! `kcl/tests/multi_stream.rs`); taking it off the list for one poll drops what was looked
-//! up, so that listing it again looks it up anew (untested).
+//! list in force, and a stream that cannot be resolved yet (or whose fan-out consumer is
+//! not `ACTIVE` yet) is tried again at the next poll.
+//!
+//! # A stream deleted, or deleted and created again, while it is listed
+//! A stream is consumed under its identifier `account:name:creationEpoch`, looked up
+//! once when its name (or ARN) is listed; the shard syncs and reads name it by name (or
+//! ARN), so after the stream is deleted and created again they reach the new stream
+//! while the leases are the old one's. Its readers see the deletion as the end of each
+//! shard (their processors get `shard_ended`, polling and fan-out alike). The worker
+//! looks a stream up again (`DescribeStreamSummary`) when
+//! - a shard sync gets `ResourceNotFoundException` (deleted), or finds a shard with a
+//!   `SHARD_END` lease listed open (a shard never opens again: the shards are another
+//!   stream's; nothing is written for the old identifier then). A shard end wakes a sync
+//!   at once, so a deletion a reader saw is caught within a tracker-poll round trip;
+//! - else in turn: each tracker poll looks up one consumed stream (round robin), so that a
+//!   stream deleted and created again between two syncs, whose readers saw no end (an
+//!   open lease no worker read meanwhile), is caught within one tracker interval per
+//!   stream listed by name or ARN (with the defaults, 60 s × the number of streams).
+//!
+//! That costs one `DescribeStreamSummary` per tracker poll (its limit is 20 calls a
+//! second per account, shared by every worker) instead of one per stream per poll, plus
+//! one per suspicion. When the look-up finds another creation time, the old identifier
+//! leaves the active streams as a stream dropped from the list does (its consumers stop,
+//! its leases are released, and deleted as the [`FormerStreamsLeasesDeletionStrategy`]
+//! says, its ended shards with them) and the new one is added as a new stream, at its
+//! configured initial position, with its own fan-out consumer found or registered (a
+//! consumer belongs to one stream). When the stream is missing, the old identifier goes
+//! the same way and the name is looked up at each poll until a stream has it again. A
+//! stream listed by its identifier is the application's word: it is never looked up
+//! again (its syncs warn). A stream created again within the same second as the old one
+//! has the same identifier and cannot be told apart.
 //!
 //! With enhanced fan-out, each stream has its own stream consumer, all of the same name
 //! (the fan-out consumer name, by default the application name), as the Java KCL's
@@ -50,12 +77,13 @@ use tokio_util::sync::CancellationToken;
 use super::active_streams::{ActiveStreams, StreamRuntime};
 use super::start_up::{check_stream, retry_start_up_step, start_up_backoff, Try};
 use super::stream_changes::{identify, stream_changes};
+use super::stream_identity::{recheck, IdentityChecks, Lookup, Recheck};
 use crate::consumer::{
     describe_or_register, ConsumerState, FanOut, Polling, RecordsSource, Retrieval, StreamConsumer,
 };
 use crate::error::Error;
 use crate::initial_position::InitialPosition;
-use crate::leases::{LeaseStore, ShardSync};
+use crate::leases::{LeaseStore, ShardSync, Synced};
 use crate::metric_names as m;
 use crate::multi_stream::{
     FormerStreams, FormerStreamsLeasesDeletionStrategy, StreamConfig, StreamIdentifier, StreamRef,
@@ -112,6 +140,8 @@ pub(super) struct MultiStreamSync {
     resolved: Mutex<HashMap<StreamRef, Resolved>>,
     /// Since when former streams have been seen untracked.
     former: Mutex<FormerStreams>,
+    /// The consumed streams to look up again (deleted or created again under their name?).
+    checks: Mutex<IdentityChecks>,
 }
 
 impl MultiStreamSync {
@@ -131,6 +161,7 @@ impl MultiStreamSync {
             settings,
             resolved: Mutex::new(HashMap::new()),
             former: Mutex::new(FormerStreams::default()),
+            checks: Mutex::new(IdentityChecks::default()),
         }
     }
 
@@ -273,6 +304,10 @@ impl MultiStreamSync {
                     Ok(true) => changed.notify_one(),
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "shard sync failed"),
+                }
+                // A stream that looked deleted or replaced is looked up at once.
+                if lock(&self.checks).take_urgent() {
+                    next_poll = Instant::now();
                 }
             }
         }
@@ -423,8 +458,13 @@ impl MultiStreamSync {
         let listed: HashSet<&StreamRef> = configs.iter().map(|c| &c.stream).collect();
         // A stream listed again later is looked up again (it may have been re-created).
         self.lock_resolved().retain(|r, _| listed.contains(r));
+        let (gone, why_retired) = self.recheck_due().await;
         let mut listed: Vec<(StreamIdentifier, ToAdd)> = Vec::with_capacity(configs.len());
         for config in &configs {
+            if gone.contains(&config.stream) {
+                // Found missing just now: looked up again at the next poll.
+                continue;
+            }
             match self.resolve(&config.stream).await {
                 Ok(Try::Ready(stream)) => {
                     listed.push((stream.id.clone(), (stream, config.initial_position)));
@@ -455,11 +495,93 @@ impl MultiStreamSync {
         }
         for id in &changes.removed {
             self.streams.remove(id);
-            tracing::info!(stream = %id, deletion = ?self.settings.deletion, "stream left the tracker's list: its consumers stop and its leases are released");
+            match why_retired.get(id) {
+                Some(why) => {
+                    tracing::warn!(stream = %id, deletion = ?self.settings.deletion, "{why}: the stream is a former stream now, its consumers stop and its leases are released")
+                }
+                None => {
+                    tracing::info!(stream = %id, deletion = ?self.settings.deletion, "stream left the tracker's list: its consumers stop and its leases are released")
+                }
+            }
             changed = true;
         }
         ::metrics::gauge!(m::STREAMS_ACTIVE).set(self.streams.ids().len() as f64);
         changed
+    }
+
+    /// Looks up again the consumed streams due for it ([`IdentityChecks`]: suspected by a
+    /// sync, or the routine check of this poll), each by the name or ARN it is listed as,
+    /// and updates what `resolve` answers for them: a stream replaced by another of its
+    /// name resolves to the new one, a stream gone resolves to nothing. Returns the listed
+    /// streams found gone (not to be looked up again in this poll) and why each retired
+    /// identifier goes (for logs). A stream listed by its identifier is the application's
+    /// word and is not looked up again.
+    async fn recheck_due(&self) -> (HashSet<StreamRef>, HashMap<StreamIdentifier, String>) {
+        let due = {
+            let active = self.streams.ids();
+            let candidates: HashSet<StreamIdentifier> = self
+                .lock_resolved()
+                .iter()
+                .filter(|(r, _)| !matches!(r, StreamRef::Identifier(_)))
+                .map(|(_, resolved)| resolved.id.clone())
+                .filter(|id| active.contains(id))
+                .collect();
+            let mut checks = lock(&self.checks);
+            checks.routine(&candidates);
+            checks.take()
+        };
+        let cached: Vec<(StreamRef, Resolved)> = self
+            .lock_resolved()
+            .iter()
+            .filter(|(r, resolved)| {
+                !matches!(r, StreamRef::Identifier(_)) && due.contains_key(&resolved.id)
+            })
+            .map(|(r, resolved)| (r.clone(), resolved.clone()))
+            .collect();
+        let (mut gone, mut why_retired) = (HashSet::new(), HashMap::new());
+        for (stream, old) in cached {
+            let why = &due[&old.id];
+            let (lookup, arn) = match check_stream(&self.kinesis, &old.address).await {
+                Ok(Try::Ready(found)) => match identify(&stream, &found) {
+                    Ok(id) => (Lookup::Found(id), Some(found.arn)),
+                    Err(e) => (Lookup::Unknown(e.to_string()), None),
+                },
+                Ok(Try::NotYet(not_yet)) => (Lookup::Unknown(not_yet), None),
+                Err(Error::StreamNotFound { .. }) => (Lookup::Missing, None),
+                Err(e) => (Lookup::Unknown(e.to_string()), None),
+            };
+            match recheck(&old.id, lookup) {
+                Recheck::Same => {
+                    tracing::debug!(stream = %old.id, %why, "the stream is still the one consumed")
+                }
+                Recheck::Replaced(id) => {
+                    tracing::warn!(stream = %stream, old = %old.id, new = %id, %why, "the stream was deleted and created again under its name: the new one is consumed from its initial position");
+                    why_retired.insert(
+                        old.id.clone(),
+                        format!("replaced by {id}, created again under its name"),
+                    );
+                    self.lock_resolved().insert(
+                        stream,
+                        Resolved {
+                            id,
+                            address: old.address,
+                            arn,
+                        },
+                    );
+                }
+                Recheck::Gone => {
+                    tracing::warn!(stream = %stream, old = %old.id, %why, "the stream no longer exists: consumed again once a stream of its name exists");
+                    why_retired.insert(old.id.clone(), "deleted".to_owned());
+                    self.lock_resolved().remove(&stream);
+                    gone.insert(stream);
+                }
+                Recheck::Unknown(not_known) => {
+                    tracing::info!(stream = %old.id, %why, %not_known, "could not look the stream up again; tried at the next poll");
+                    lock(&self.checks).retry(old.id, why.clone());
+                }
+            }
+        }
+        (gone, why_retired)
     }
 
     /// One scan, then every active stream's sync on it, then the deletion of the leases
@@ -472,13 +594,24 @@ impl MultiStreamSync {
         let leases = self.table.list_leases().await?;
         let mut changed = false;
         for stream in self.streams.all() {
-            match stream.shard_sync.sync_with(&leases).await {
-                Ok(o) => changed |= !o.created.is_empty() || !o.deleted.is_empty(),
+            let suspect = |why: String| {
+                if let Some(id) = &stream.id {
+                    lock(&self.checks).suspect(id.clone(), why);
+                }
+            };
+            match stream.shard_sync.sync_unless_replaced(&leases).await {
+                Ok(Synced::Done(o)) => changed |= !o.created.is_empty() || !o.deleted.is_empty(),
+                Ok(Synced::Replaced { shard }) => {
+                    tracing::warn!(stream = %stream.name, %shard, "the shard of an ended lease is listed open: the stream was created again? Its leases are left alone; it is looked up again");
+                    suspect(format!(
+                        "ListShards lists {shard} open, whose lease has ended"
+                    ));
+                }
                 Err(e) if strict => return Err(e),
-                Err(Error::StreamNotFound { .. }) => tracing::warn!(
-                    stream = %stream.name,
-                    "the stream no longer exists (deleted?); its leases stay until the tracker drops it"
-                ),
+                Err(Error::StreamNotFound { .. }) => {
+                    tracing::warn!(stream = %stream.name, "the stream no longer exists (deleted?); it is looked up again");
+                    suspect("ListShards: stream not found".to_owned());
+                }
                 Err(e) => tracing::warn!(stream = %stream.name, error = %e, "shard sync failed"),
             }
         }

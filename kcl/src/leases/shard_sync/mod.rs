@@ -51,7 +51,7 @@ use crate::initial_position::InitialPosition;
 use crate::leases::{Lease, LeaseStore};
 use crate::metric_names as m;
 use crate::multi_stream::StreamIdentifier;
-use sync_plan::{plan, ShardInfo};
+use sync_plan::{ended_lease_of_open_shard, plan, ShardInfo};
 
 /// Delays between tries of one `ListShards` page that failed with a retryable error:
 /// 200 ms doubling up to 3.2 s; the eighth failure is returned.
@@ -72,6 +72,19 @@ pub struct SyncOutcome {
     pub deleted: Vec<String>,
     /// Shards in the stream.
     pub shards: usize,
+}
+
+/// What [`ShardSync::sync_unless_replaced`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Synced {
+    /// The leases were synced with the stream's shards.
+    Done(SyncOutcome),
+    /// The stream listed is not the one the leases are of: `shard` has a `SHARD_END`
+    /// lease and is listed open. Nothing was written.
+    Replaced {
+        /// The shard whose ended lease gave it away, for logs.
+        shard: String,
+    },
 }
 
 /// Lists a stream's shards and creates and cleans up their leases.
@@ -234,8 +247,38 @@ impl ShardSync {
     /// The first Kinesis or DynamoDB error.
     pub(crate) async fn sync_with(&self, leases: &[Lease]) -> Result<SyncOutcome, Error> {
         let shards = self.list_shards().await?;
+        self.carry_out(&shards, self.own_leases(leases)).await
+    }
+
+    /// [`sync_with`](Self::sync_with), unless the shards listed are not those of the
+    /// stream the leases were written for: a `SHARD_END` lease of a shard listed open
+    /// ([`ended_lease_of_open_shard`]) means the stream of this name was deleted and
+    /// created again, and nothing is written then (a multi-stream worker looks the
+    /// stream up again).
+    ///
+    /// # Cancellation
+    /// As [`sync`](Self::sync).
+    ///
+    /// # Errors
+    /// As [`sync_with`](Self::sync_with).
+    pub(crate) async fn sync_unless_replaced(&self, leases: &[Lease]) -> Result<Synced, Error> {
+        let shards = self.list_shards().await?;
         let leases = self.own_leases(leases);
-        let plan = plan(&shards, &leases, self.initial_position);
+        if let Some(shard) = ended_lease_of_open_shard(&shards, &leases) {
+            return Ok(Synced::Replaced {
+                shard: shard.to_owned(),
+            });
+        }
+        self.carry_out(&shards, leases).await.map(Synced::Done)
+    }
+
+    /// Writes what [`plan`] decides for `shards` and this stream's `leases`.
+    async fn carry_out(
+        &self,
+        shards: &[ShardInfo],
+        leases: Vec<Lease>,
+    ) -> Result<SyncOutcome, Error> {
+        let plan = plan(shards, &leases, self.initial_position);
         tracing::debug!(
             stream = %self.stream,
             shards = shards.len(),

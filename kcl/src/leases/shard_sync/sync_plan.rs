@@ -7,6 +7,7 @@
 //!                                     a root ─▶ the initial position (LATEST: open only)
 //!                                     an ancestor of a leased shard ─▶ never
 //!   delete: SHARD_END leases whose shard left the stream, or whose children all progressed
+//!  shards + leases ─▶ ended_lease_of_open_shard ─▶ the shards are another stream's (re-created)
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -162,9 +163,42 @@ pub(crate) fn plan(shards: &[ShardInfo], leases: &[Lease], initial: InitialPosit
     plan
 }
 
+/// A `SHARD_END` lease whose shard `ListShards` lists open, if any (its shard id): a shard
+/// once closed never opens again, so the shards listed are those of another stream of the
+/// same name (deleted and created again since the leases were written). Pure.
+pub(crate) fn ended_lease_of_open_shard<'a>(
+    shards: &[ShardInfo],
+    leases: &'a [Lease],
+) -> Option<&'a str> {
+    let open: HashSet<&str> = shards
+        .iter()
+        .filter(|s| !s.closed)
+        .map(|s| s.id.as_str())
+        .collect();
+    leases
+        .iter()
+        .find(|l| l.checkpoint.is_shard_end() && open.contains(l.lease_key.as_str()))
+        .map(|l| l.lease_key.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ended_lease_of_an_open_shard_tells_another_stream() {
+        let ended = |id: &str| Lease::new(id, Checkpoint::ShardEnd);
+        let reading = |id: &str| Lease::new(id, Checkpoint::TrimHorizon);
+        // Resharded: the ended leases are of closed shards, or of shards gone.
+        let leases = [ended("s0"), ended("s1"), ended("s9"), reading("s2")];
+        assert_eq!(ended_lease_of_open_shard(&resharded(), &leases), None);
+        assert_eq!(ended_lease_of_open_shard(&[], &leases), None);
+        // Created again: its first shard is open under the id of an ended one.
+        let again = [shard("s0", &[], false)];
+        assert_eq!(ended_lease_of_open_shard(&again, &leases), Some("s0"));
+        // A lease still reading an open shard says nothing.
+        assert_eq!(ended_lease_of_open_shard(&again, &[reading("s0")]), None);
+    }
 
     fn shard(id: &str, parents: &[&str], closed: bool) -> ShardInfo {
         ShardInfo {
