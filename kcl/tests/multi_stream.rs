@@ -648,7 +648,10 @@ async fn deleted_and_created_again(
         .await
         .expect("CreateStream");
     let new_epoch = creation_epoch(&kinesis, &s).await;
-    assert_ne!(new_epoch, old_epoch, "the stream created again has a later epoch");
+    assert_ne!(
+        new_epoch, old_epoch,
+        "the stream created again has a later epoch"
+    );
     let r2 = records(20, 4, 1, "r2-");
     put_records(&kinesis, &s, &r2, 1).await;
     let want: HashSet<Bytes> = payloads(&r1).union(&payloads(&r2)).cloned().collect();
