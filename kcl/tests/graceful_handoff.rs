@@ -11,10 +11,10 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
 use common::*;
 use integration_tests::kcl3;
 use integration_tests::traffic::Traffic;

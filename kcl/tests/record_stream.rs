@@ -271,3 +271,176 @@ async fn manual_checkpointing_leaves_the_checkpoint_to_the_reader() {
         .unwrap_err();
     assert!(e.to_string().contains("build_stream"), "{e}");
 }
+
+/// A reader that drops its `RecordStream` while the worker runs on: the batches read
+/// afterwards reach nobody, so nothing past the last batch it dropped may be checkpointed
+/// (neither by the cadence nor at shutdown): the next reader gets them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_record_stream_checkpoints_nothing_it_did_not_deliver() {
+    let stack = stack().await;
+    let stream = stack.create_stream("rec-stream-dropped", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-stream-dropped-app");
+    let kinesis = stack.kinesis_client();
+    put_records(&kinesis, &stream, &records(50, 5, 1, "d"), 1).await;
+    let mut small = kinesis_consumer::PollingConfig::default();
+    small.idle_time_between_reads = Duration::from_millis(100);
+    small.max_records = 10;
+    let (worker, mut batches) = Scheduler::stream_builder(&app, &stream)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(kinesis_consumer::Retrieval::Polling(small))
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    // The first batch with records: read, then the stream is dropped while it is held.
+    let first = loop {
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .expect("a batch in time")
+            .expect("the stream goes on while the worker runs");
+        if !batch.records.is_empty() {
+            break batch;
+        }
+    };
+    assert!(first.records.len() < 50, "a first batch of a few: {first:?}");
+    let last = first.records.last().unwrap();
+    let read_up_to = checkpoint_of(&last.sequence_number, last.sub_sequence_number);
+    drop(batches);
+    drop(first);
+    // The worker reads the other records meanwhile (nobody gets them), then stops.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let table = leases(&stack, &app).await;
+    assert_eq!(
+        table.values().next().unwrap().checkpoint,
+        read_up_to,
+        "checkpointed up to the last batch the reader dropped, not past it"
+    );
+}
+
+/// A multi-stream record stream through a split of one stream's shard, checkpointed by the
+/// reader (`StreamCheckpointing::Manual`): the children's batches name their own shard and
+/// stream, the parent's end is checkpointed by the library under its stream's lease key,
+/// and each lease keeps the reader's last checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() {
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    let a = stack.create_stream("rec-ms-split-a", 1).await.unwrap();
+    let b = stack.create_stream("rec-ms-split-b", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-ms-split-app");
+    let mut sent_a = records(30, 10, 1, "a");
+    let mut sent_b = records(30, 10, 1, "b");
+    put_records(&kinesis, &a, &sent_a, 1).await;
+    put_records(&kinesis, &b, &sent_b, 1).await;
+    let tracker = StaticStreamTracker::new(
+        [&a, &b]
+            .iter()
+            .map(|s| {
+                StreamConfig::new(s)
+                    .unwrap()
+                    .with_initial_position(InitialPosition::TrimHorizon)
+            })
+            .collect(),
+    )
+    .unwrap();
+    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+        .with_stream_checkpointing(StreamCheckpointing::Manual)
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    let parent = kinesis
+        .list_shards()
+        .stream_name(&a)
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .shard_id()
+        .to_owned();
+    let mut got: HashMap<String, Vec<bytes::Bytes>> = HashMap::new();
+    let mut last: HashMap<(String, String), (String, u64)> = HashMap::new();
+    let mut split = false;
+    loop {
+        let total: usize = got.values().map(Vec::len).sum();
+        if total == sent_a.len() + sent_b.len() {
+            if split {
+                break;
+            }
+            split_first_shard(&kinesis, &a).await;
+            let (more_a, more_b) = (records(20, 10, 1, "A"), records(10, 10, 1, "B"));
+            put_records(&kinesis, &a, &more_a, 1).await;
+            put_records(&kinesis, &b, &more_b, 1).await;
+            sent_a.extend(more_a);
+            sent_b.extend(more_b);
+            split = true;
+        }
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .expect("a batch in time")
+            .expect("the stream goes on while the worker runs");
+        let stream = batch.stream.as_ref().expect("names its stream");
+        let name = stream.stream_name().to_owned();
+        let r = batch.records.last().expect("batches carry records");
+        last.insert(
+            (name.clone(), batch.shard_id.clone()),
+            (r.sequence_number.clone(), r.sub_sequence_number),
+        );
+        batch.checkpointer.checkpoint().await.expect("the reader checkpoints");
+        got.entry(name)
+            .or_default()
+            .extend(batch.records.iter().map(|r| r.data.clone()));
+    }
+    let stopper = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.graceful_shutdown().await })
+    };
+    while let Some(batch) = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("the stream ends in time")
+    {
+        panic!("nothing more was put: {batch:?}");
+    }
+    stopper.await.unwrap();
+    run.await.unwrap().unwrap();
+
+    for (stream, sent) in [(&a, &sent_a), (&b, &sent_b)] {
+        let mut seen: Vec<&bytes::Bytes> = got[stream.as_str()].iter().collect();
+        seen.sort();
+        let mut want: Vec<&bytes::Bytes> = sent.iter().map(|s| &s.data).collect();
+        want.sort();
+        assert_eq!(seen, want, "{stream}: every record once");
+    }
+    let children: Vec<&String> = last
+        .keys()
+        .filter(|(s, shard)| s == &a && shard != &parent)
+        .map(|(_, shard)| shard)
+        .collect();
+    assert!(!children.is_empty(), "the children were read: {last:?}");
+    let table = leases(&stack, &app).await;
+    let lease_of = |stream: &str, shard: &str| {
+        table
+            .iter()
+            .find(|(k, _)| k.split(':').nth(1) == Some(stream) && k.ends_with(shard))
+            .map(|(_, l)| l)
+            .unwrap_or_else(|| panic!("a lease of {stream}/{shard}: {:?}", table.keys()))
+    };
+    assert!(
+        lease_of(&a, &parent).checkpoint.is_shard_end(),
+        "the parent's end, under {a}'s key"
+    );
+    for ((stream, shard), (seq, sub)) in &last {
+        if stream == &a && shard == &parent {
+            continue;
+        }
+        let lease = lease_of(stream, shard);
+        assert_eq!(lease.checkpoint, checkpoint_of(seq, *sub), "{stream}/{shard}");
+        if stream == &a {
+            assert_eq!(lease.parent_shard_ids, vec![parent.clone()], "{shard}");
+        }
+    }
+}

@@ -479,7 +479,7 @@ impl LeaseCoordinator {
                 Ok(true) => {
                     let mut mine = lease.clone();
                     update.apply_to(&mut mine);
-                    observed.saw(&mine.lease_key, mine.counter, Instant::now());
+                    observed.saw(&mine, Instant::now());
                     let earlier = self.lock_held().insert(
                         mine.lease_key.clone(),
                         HeldLease::new(
