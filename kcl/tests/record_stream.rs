@@ -272,16 +272,16 @@ async fn manual_checkpointing_leaves_the_checkpoint_to_the_reader() {
     assert!(e.to_string().contains("build_stream"), "{e}");
 }
 
-/// A reader that drops its `RecordStream` while the worker runs on: the batches read
-/// afterwards reach nobody, so nothing past the last batch it dropped may be checkpointed
-/// (neither by the cadence nor at shutdown): the next reader gets them again.
+/// A reader that drops its `RecordStream` while the worker runs on: the batches waiting in
+/// it and those read afterwards reach nobody, so nothing past the last batch it dropped
+/// may be checkpointed (neither by the cadence nor at shutdown): the next reader gets them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_record_stream_checkpoints_nothing_it_did_not_deliver() {
     let stack = stack().await;
-    let stream = stack.create_stream("rec-stream-dropped", 1).await.unwrap();
+    let stream = stack.create_stream("rec-stream-dropped", 2).await.unwrap();
     let app = kinesis_emulators::unique_name("rec-stream-dropped-app");
     let kinesis = stack.kinesis_client();
-    put_records(&kinesis, &stream, &records(50, 5, 1, "d"), 1).await;
+    put_records(&kinesis, &stream, &records(100, 10, 1, "d"), 1).await;
     let mut small = kinesis_consumer::PollingConfig::default();
     small.idle_time_between_reads = Duration::from_millis(100);
     small.max_records = 10;
@@ -292,31 +292,39 @@ async fn a_dropped_record_stream_checkpoints_nothing_it_did_not_deliver() {
         .build_stream()
         .unwrap();
     let run = spawn_run(&worker);
-    // The first batch with records: read, then the stream is dropped while it is held.
-    let first = loop {
-        let batch = tokio::time::timeout(DEADLINE, batches.next())
-            .await
-            .expect("a batch in time")
-            .expect("the stream goes on while the worker runs");
-        if !batch.records.is_empty() {
-            break batch;
-        }
-    };
-    assert!(first.records.len() < 50, "a first batch of a few: {first:?}");
-    let last = first.records.last().unwrap();
+    // The first batch: taken and held while the other shard's first batch arrives in the
+    // stream (never taken); then the stream is dropped, and the held batch after it.
+    let first = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("a batch in time")
+        .expect("the stream goes on while the worker runs");
+    assert!(
+        first.records.len() <= 10,
+        "a first batch of a few: {first:?}"
+    );
+    let last = first.records.last().expect("batches carry records");
     let read_up_to = checkpoint_of(&last.sequence_number, last.sub_sequence_number);
+    tokio::time::sleep(Duration::from_secs(1)).await;
     drop(batches);
+    let shard = first.shard_id.clone();
     drop(first);
     // The worker reads the other records meanwhile (nobody gets them), then stops.
     tokio::time::sleep(Duration::from_secs(3)).await;
     worker.graceful_shutdown().await;
     run.await.unwrap().unwrap();
     let table = leases(&stack, &app).await;
-    assert_eq!(
-        table.values().next().unwrap().checkpoint,
-        read_up_to,
-        "checkpointed up to the last batch the reader dropped, not past it"
-    );
+    assert_eq!(table.len(), 2);
+    for (key, lease) in &table {
+        let want = if *key == shard {
+            read_up_to.clone()
+        } else {
+            kinesis_consumer::Checkpoint::TrimHorizon
+        };
+        assert_eq!(
+            lease.checkpoint, want,
+            "{key}: checkpointed up to the last batch the reader dropped, not past it"
+        );
+    }
 }
 
 /// A multi-stream record stream through a split of one stream's shard, checkpointed by the
@@ -390,7 +398,11 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
             (name.clone(), batch.shard_id.clone()),
             (r.sequence_number.clone(), r.sub_sequence_number),
         );
-        batch.checkpointer.checkpoint().await.expect("the reader checkpoints");
+        batch
+            .checkpointer
+            .checkpoint()
+            .await
+            .expect("the reader checkpoints");
         got.entry(name)
             .or_default()
             .extend(batch.records.iter().map(|r| r.data.clone()));
@@ -438,7 +450,11 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
             continue;
         }
         let lease = lease_of(stream, shard);
-        assert_eq!(lease.checkpoint, checkpoint_of(seq, *sub), "{stream}/{shard}");
+        assert_eq!(
+            lease.checkpoint,
+            checkpoint_of(seq, *sub),
+            "{stream}/{shard}"
+        );
         if stream == &a {
             assert_eq!(lease.parent_shard_ids, vec![parent.clone()], "{shard}");
         }
