@@ -411,12 +411,10 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
         let worker = worker.clone();
         tokio::spawn(async move { worker.graceful_shutdown().await })
     };
-    while let Some(batch) = tokio::time::timeout(DEADLINE, batches.next())
+    let after = tokio::time::timeout(DEADLINE, batches.next())
         .await
-        .expect("the stream ends in time")
-    {
-        panic!("nothing more was put: {batch:?}");
-    }
+        .expect("the stream ends in time");
+    assert!(after.is_none(), "nothing more was put: {after:?}");
     stopper.await.unwrap();
     run.await.unwrap().unwrap();
 
@@ -459,4 +457,105 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
             assert_eq!(lease.parent_shard_ids, vec![parent.clone()], "{shard}");
         }
     }
+}
+
+/// A tracker whose list the test changes while the worker runs.
+#[derive(Debug, Clone)]
+struct ChangingTracker(std::sync::Arc<std::sync::Mutex<Vec<StreamConfig>>>);
+
+#[async_trait::async_trait]
+impl kinesis_consumer::StreamTracker for ChangingTracker {
+    async fn stream_configs(
+        &self,
+    ) -> Result<Vec<StreamConfig>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// A stream removed from the tracker while the reader holds one of its batches: its shard
+/// waits for the batch, checkpoints it once dropped (`Auto`), and only then is its lease
+/// released; the other stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_removed_while_its_batch_is_held_checkpoints_it_before_the_release() {
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    let a = stack.create_stream("rec-ms-rm-a", 1).await.unwrap();
+    let b = stack.create_stream("rec-ms-rm-b", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-ms-rm-app");
+    put_records(&kinesis, &b, &records(10, 5, 1, "b"), 1).await;
+    let config = |s: &str| {
+        StreamConfig::new(s)
+            .unwrap()
+            .with_initial_position(InitialPosition::TrimHorizon)
+    };
+    let tracker = ChangingTracker(std::sync::Arc::new(std::sync::Mutex::new(vec![
+        config(&a),
+        config(&b),
+    ])));
+    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker.clone())
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+        .with_stream_tracker_interval(Duration::from_millis(200))
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    let held = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("a batch in time")
+        .expect("the stream goes on while the worker runs");
+    assert_eq!(held.stream.as_ref().unwrap().stream_name(), b);
+    let r = held.records.last().unwrap();
+    let read_up_to = checkpoint_of(&r.sequence_number, r.sub_sequence_number);
+    // b leaves the tracker's list while its batch is held; a goes on meanwhile.
+    *tracker.0.lock().unwrap() = vec![config(&a)];
+    let sent_a = records(20, 5, 1, "a");
+    put_records(&kinesis, &a, &sent_a, 1).await;
+    let mut got_a = 0;
+    while got_a < sent_a.len() {
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .expect("a's batches in time")
+            .expect("the stream goes on");
+        assert_eq!(batch.stream.as_ref().unwrap().stream_name(), a, "{batch:?}");
+        got_a += batch.records.len();
+    }
+    let b_lease = |table: &HashMap<String, kinesis_consumer::Lease>| {
+        table
+            .iter()
+            .find(|(k, _)| k.split(':').nth(1) == Some(b.as_str()))
+            .map(|(_, l)| l.clone())
+            .expect("b's lease")
+    };
+    assert_eq!(
+        b_lease(&leases(&stack, &app).await).owner.as_deref(),
+        Some("w"),
+        "held while its batch is"
+    );
+    drop(held);
+    let released = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let lease = b_lease(&leases(&stack, &app).await);
+            if lease.owner.is_none() {
+                return lease;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("b's lease released once its batch was dropped");
+    assert_eq!(
+        released.checkpoint, read_up_to,
+        "the held batch checkpointed"
+    );
+    let stopper = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.graceful_shutdown().await })
+    };
+    let after = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(after.is_none(), "nothing more was put: {after:?}");
+    stopper.await.unwrap();
+    run.await.unwrap().unwrap();
 }
