@@ -64,18 +64,7 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
         }
     }
     // Stop while reading on: the stream ends once the run has.
-    let stopper = {
-        let worker = worker.clone();
-        tokio::spawn(async move { worker.graceful_shutdown().await })
-    };
-    while let Some(batch) = tokio::time::timeout(DEADLINE, batches.next())
-        .await
-        .expect("the stream ends in time")
-    {
-        assert!(batch.records.is_empty(), "nothing new was put: {batch:?}");
-    }
-    stopper.await.unwrap();
-    run.await.unwrap().unwrap();
+    stop_reading_on(&worker, &mut batches, run).await;
 
     assert_eq!(got.len(), sent.len(), "every record once");
     let mut data: Vec<&bytes::Bytes> = got.iter().map(|g| &g.3).collect();
@@ -124,17 +113,7 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     let sent_b = records(80, 10, 1, "b");
     put_records(&kinesis, &a, &sent_a, 1).await;
     put_records(&kinesis, &b, &sent_b, 1).await;
-    let tracker = StaticStreamTracker::new(
-        [&a, &b]
-            .iter()
-            .map(|s| {
-                StreamConfig::new(s)
-                    .unwrap()
-                    .with_initial_position(InitialPosition::TrimHorizon)
-            })
-            .collect(),
-    )
-    .unwrap();
+    let tracker = StaticStreamTracker::new(vec![from_oldest(&a), from_oldest(&b)]).unwrap();
     let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
         .with_worker_id("w")
@@ -175,27 +154,16 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     run.await.unwrap().unwrap();
 
     for (stream, sent) in [(&a, &sent_a), (&b, &sent_b)] {
-        let mut seen: Vec<&bytes::Bytes> = got
+        let seen = got
             .iter()
             .filter(|((s, _), _)| s == stream)
-            .flat_map(|(_, data)| data)
-            .collect();
-        seen.sort();
-        let mut want: Vec<&bytes::Bytes> = sent.iter().map(|s| &s.data).collect();
-        want.sort();
-        assert_eq!(
-            seen, want,
-            "{stream}: every record once, under its own stream"
-        );
+            .flat_map(|(_, data)| data);
+        assert_every_record_once(stream, seen, sent);
     }
     // Checkpointed under each stream's own lease key (account:stream:epoch:shard).
     let table = leases(&stack, &app).await;
     for ((stream, shard), (seq, sub)) in last {
-        let lease = table
-            .iter()
-            .find(|(k, _)| k.split(':').nth(1) == Some(&stream) && k.ends_with(&shard))
-            .map(|(_, l)| l)
-            .unwrap_or_else(|| panic!("a lease of {stream}/{shard}: {:?}", table.keys()));
+        let lease = lease_of(&table, &stream, &shard);
         assert_eq!(
             lease.checkpoint,
             checkpoint_of(&seq, sub),
@@ -204,17 +172,84 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     }
 }
 
-/// Splits the stream's first shard in the middle of its range and waits until ACTIVE.
-async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
-    let shards = kinesis
+/// Shuts `worker` down in its own task while reading on (as a reader must: the shutdown
+/// waits for the batches handed out): nothing new was put, so no batch with records comes;
+/// the stream ends with the run, which ends well.
+async fn stop_reading_on(
+    worker: &Scheduler,
+    batches: &mut kinesis_consumer::RecordStream,
+    run: tokio::task::JoinHandle<Result<(), kinesis_consumer::Error>>,
+) {
+    let stopper = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.graceful_shutdown().await })
+    };
+    while let Some(batch) = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("the stream ends in time")
+    {
+        assert!(batch.records.is_empty(), "nothing new was put: {batch:?}");
+    }
+    stopper.await.unwrap();
+    run.await.unwrap().unwrap();
+}
+
+/// `seen` (the payloads read of `stream`) holds each of `sent` once, and nothing else.
+fn assert_every_record_once<'a>(
+    stream: &str,
+    seen: impl IntoIterator<Item = &'a bytes::Bytes>,
+    sent: &[Sent],
+) {
+    let mut seen: Vec<&bytes::Bytes> = seen.into_iter().collect();
+    seen.sort();
+    let mut want: Vec<&bytes::Bytes> = sent.iter().map(|s| &s.data).collect();
+    want.sort();
+    assert_eq!(
+        seen, want,
+        "{stream}: every record once, under its own stream"
+    );
+}
+
+/// A stream of these tests, read from its oldest record.
+fn from_oldest(stream: &str) -> StreamConfig {
+    StreamConfig::new(stream)
+        .unwrap()
+        .with_initial_position(InitialPosition::TrimHorizon)
+}
+
+/// The multi-stream lease (`account:stream:epoch:shardId`) of `stream`'s `shard` in
+/// `table` (any shard of it for "").
+fn lease_of<'a>(
+    table: &'a HashMap<String, kinesis_consumer::Lease>,
+    stream: &str,
+    shard: &str,
+) -> &'a kinesis_consumer::Lease {
+    table
+        .iter()
+        .find(|(k, _)| k.split(':').nth(1) == Some(stream) && k.ends_with(shard))
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("a lease of {stream}/{shard}: {:?}", table.keys()))
+}
+
+/// The stream's first shard, as listed.
+async fn first_shard(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> aws_sdk_kinesis::types::Shard {
+    kinesis
         .list_shards()
         .stream_name(stream)
         .send()
         .await
         .unwrap()
-        .shards()
-        .to_vec();
-    let range = shards[0].hash_key_range().unwrap();
+        .shards()[0]
+        .clone()
+}
+
+/// Splits the stream's first shard in the middle of its range and waits until ACTIVE.
+async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
+    let shard = first_shard(kinesis, stream).await;
+    let range = shard.hash_key_range().unwrap();
     let (lo, hi): (u128, u128) = (
         range.starting_hash_key().parse().unwrap(),
         range.ending_hash_key().parse().unwrap(),
@@ -222,7 +257,7 @@ async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
     kinesis
         .split_shard()
         .stream_name(stream)
-        .shard_to_split(shards[0].shard_id())
+        .shard_to_split(shard.shard_id())
         .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
         .send()
         .await
@@ -342,17 +377,7 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
     let mut sent_b = records(30, 10, 1, "b");
     put_records(&kinesis, &a, &sent_a, 1).await;
     put_records(&kinesis, &b, &sent_b, 1).await;
-    let tracker = StaticStreamTracker::new(
-        [&a, &b]
-            .iter()
-            .map(|s| {
-                StreamConfig::new(s)
-                    .unwrap()
-                    .with_initial_position(InitialPosition::TrimHorizon)
-            })
-            .collect(),
-    )
-    .unwrap();
+    let tracker = StaticStreamTracker::new(vec![from_oldest(&a), from_oldest(&b)]).unwrap();
     let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
         .with_worker_id("w")
@@ -361,15 +386,7 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
         .build_stream()
         .unwrap();
     let run = spawn_run(&worker);
-    let parent = kinesis
-        .list_shards()
-        .stream_name(&a)
-        .send()
-        .await
-        .unwrap()
-        .shards()[0]
-        .shard_id()
-        .to_owned();
+    let parent = first_shard(&kinesis, &a).await.shard_id().to_owned();
     let mut got: HashMap<String, Vec<bytes::Bytes>> = HashMap::new();
     let mut last: HashMap<(String, String), (String, u64)> = HashMap::new();
     let mut split = false;
@@ -407,23 +424,10 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
             .or_default()
             .extend(batch.records.iter().map(|r| r.data.clone()));
     }
-    let stopper = {
-        let worker = worker.clone();
-        tokio::spawn(async move { worker.graceful_shutdown().await })
-    };
-    let after = tokio::time::timeout(DEADLINE, batches.next())
-        .await
-        .expect("the stream ends in time");
-    assert!(after.is_none(), "nothing more was put: {after:?}");
-    stopper.await.unwrap();
-    run.await.unwrap().unwrap();
+    stop_reading_on(&worker, &mut batches, run).await;
 
     for (stream, sent) in [(&a, &sent_a), (&b, &sent_b)] {
-        let mut seen: Vec<&bytes::Bytes> = got[stream.as_str()].iter().collect();
-        seen.sort();
-        let mut want: Vec<&bytes::Bytes> = sent.iter().map(|s| &s.data).collect();
-        want.sort();
-        assert_eq!(seen, want, "{stream}: every record once");
+        assert_every_record_once(stream, &got[stream.as_str()], sent);
     }
     let children: Vec<&String> = last
         .keys()
@@ -432,22 +436,15 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
         .collect();
     assert!(!children.is_empty(), "the children were read: {last:?}");
     let table = leases(&stack, &app).await;
-    let lease_of = |stream: &str, shard: &str| {
-        table
-            .iter()
-            .find(|(k, _)| k.split(':').nth(1) == Some(stream) && k.ends_with(shard))
-            .map(|(_, l)| l)
-            .unwrap_or_else(|| panic!("a lease of {stream}/{shard}: {:?}", table.keys()))
-    };
     assert!(
-        lease_of(&a, &parent).checkpoint.is_shard_end(),
+        lease_of(&table, &a, &parent).checkpoint.is_shard_end(),
         "the parent's end, under {a}'s key"
     );
     for ((stream, shard), (seq, sub)) in &last {
         if stream == &a && shard == &parent {
             continue;
         }
-        let lease = lease_of(stream, shard);
+        let lease = lease_of(&table, stream, shard);
         assert_eq!(
             lease.checkpoint,
             checkpoint_of(seq, *sub),
@@ -483,14 +480,9 @@ async fn a_stream_removed_while_its_batch_is_held_checkpoints_it_before_the_rele
     let b = stack.create_stream("rec-ms-rm-b", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("rec-ms-rm-app");
     put_records(&kinesis, &b, &records(10, 5, 1, "b"), 1).await;
-    let config = |s: &str| {
-        StreamConfig::new(s)
-            .unwrap()
-            .with_initial_position(InitialPosition::TrimHorizon)
-    };
     let tracker = ChangingTracker(std::sync::Arc::new(std::sync::Mutex::new(vec![
-        config(&a),
-        config(&b),
+        from_oldest(&a),
+        from_oldest(&b),
     ])));
     let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker.clone())
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
@@ -508,7 +500,7 @@ async fn a_stream_removed_while_its_batch_is_held_checkpoints_it_before_the_rele
     let r = held.records.last().unwrap();
     let read_up_to = checkpoint_of(&r.sequence_number, r.sub_sequence_number);
     // b leaves the tracker's list while its batch is held; a goes on meanwhile.
-    *tracker.0.lock().unwrap() = vec![config(&a)];
+    *tracker.0.lock().unwrap() = vec![from_oldest(&a)];
     let sent_a = records(20, 5, 1, "a");
     put_records(&kinesis, &a, &sent_a, 1).await;
     let mut got_a = 0;
@@ -520,13 +512,8 @@ async fn a_stream_removed_while_its_batch_is_held_checkpoints_it_before_the_rele
         assert_eq!(batch.stream.as_ref().unwrap().stream_name(), a, "{batch:?}");
         got_a += batch.records.len();
     }
-    let b_lease = |table: &HashMap<String, kinesis_consumer::Lease>| {
-        table
-            .iter()
-            .find(|(k, _)| k.split(':').nth(1) == Some(b.as_str()))
-            .map(|(_, l)| l.clone())
-            .expect("b's lease")
-    };
+    let b_lease =
+        |table: &HashMap<String, kinesis_consumer::Lease>| lease_of(table, &b, "").clone();
     assert_eq!(
         b_lease(&leases(&stack, &app).await).owner.as_deref(),
         Some("w"),
@@ -548,14 +535,5 @@ async fn a_stream_removed_while_its_batch_is_held_checkpoints_it_before_the_rele
         released.checkpoint, read_up_to,
         "the held batch checkpointed"
     );
-    let stopper = {
-        let worker = worker.clone();
-        tokio::spawn(async move { worker.graceful_shutdown().await })
-    };
-    let after = tokio::time::timeout(DEADLINE, batches.next())
-        .await
-        .expect("the stream ends in time");
-    assert!(after.is_none(), "nothing more was put: {after:?}");
-    stopper.await.unwrap();
-    run.await.unwrap().unwrap();
+    stop_reading_on(&worker, &mut batches, run).await;
 }
