@@ -112,8 +112,9 @@ pub struct ShardBatch {
     /// Records left out for lying outside the shard's range (see
     /// [`ProcessRecordsInput::dropped_outside_shard_range`]).
     pub dropped_outside_shard_range: usize,
-    /// Checkpoints this shard; [`Checkpointer::checkpoint`] covers this batch. Needed only
-    /// with [`StreamCheckpointing::Manual`].
+    /// Checkpoints this shard; [`Checkpointer::checkpoint`] covers this batch while it is
+    /// held (a clone kept after the batch is dropped covers the shard's later batches as
+    /// they come). Needed only with [`StreamCheckpointing::Manual`].
     pub checkpointer: Checkpointer,
     /// Tells the shard's forwarder that the batch was dropped, and whether the reader
     /// had taken it (a batch dropped with the stream, never taken, must not count as read).
