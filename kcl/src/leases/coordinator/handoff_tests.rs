@@ -5,7 +5,7 @@
 //! the next owner declared gone, or losing the lease) meanwhile keeps the previous
 //! owner's last checkpoint.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
 use super::*;
@@ -485,22 +485,78 @@ async fn a_handoff_on_a_long_still_counter_is_not_taken_under_its_previous_owner
     );
 }
 
+/// The lease table as a worker sees it whose stream of `hidden` is no longer consumed
+/// (the scheduler's scoped store): its scans leave that lease out.
+#[derive(Debug)]
+struct Hiding {
+    /// The lease table.
+    table: Arc<MemoryLeaseStore>,
+    /// The key left out of scans, once set.
+    hidden: SyncMutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for Hiding {
+    async fn list_leases(&self) -> Result<Vec<Lease>, Error> {
+        let hidden = self.hidden.lock().unwrap().clone();
+        let mut leases = self.table.list_leases().await?;
+        leases.retain(|l| Some(&l.lease_key) != hidden.as_ref());
+        Ok(leases)
+    }
+    async fn get_lease(&self, lease_key: &str) -> Result<Option<Lease>, Error> {
+        self.table.get_lease(lease_key).await
+    }
+    async fn create_lease_if_not_exists(&self, lease: &Lease) -> Result<bool, Error> {
+        self.table.create_lease_if_not_exists(lease).await
+    }
+    async fn update_lease(&self, update: &crate::leases::LeaseUpdate) -> Result<bool, Error> {
+        self.table.update_lease(update).await
+    }
+    async fn delete_finished_lease(&self, lease_key: &str) -> Result<bool, Error> {
+        self.table.delete_finished_lease(lease_key).await
+    }
+    async fn delete_lease(&self, lease: &Lease) -> Result<bool, Error> {
+        self.table.delete_lease(lease).await
+    }
+}
+
 /// The next owner gives a lease up mid-handoff without leaving (a multi-stream worker whose
 /// tracker no longer lists the lease's stream: the dispatcher's retire; its scoped store
-/// shows it that stream's leases no more, so its own taker never sees the lease again). It
-/// writes nothing (`handoff::release`), the previous owner ends the handoff: the lease is
-/// the next owner's, which is alive, so nobody else ever takes it, and nobody reads the
-/// shard while the other workers still consume the stream.
+/// shows it that stream's leases no more). It writes nothing (`handoff::release`), the
+/// previous owner ends the handoff, naming it: its next taker round releases the lease,
+/// which another worker then takes (else it would stay this live worker's for ever,
+/// unprocessed, while the others still consume the stream).
 #[tokio::test(start_paused = true)]
-#[ignore = "found by review: a lease given up mid-handoff by a next owner that stays alive (its stream retired) stays owned by it for ever"]
 async fn a_lease_retired_by_a_live_next_owner_mid_handoff_is_taken_by_another_worker() {
     let store = table(2).await;
-    let ws = fleet_of_three(&store);
+    let fleet = Arc::new(MemoryFleetStore::new());
+    let hiding = Arc::new(Hiding {
+        table: store.clone(),
+        hidden: SyncMutex::new(None),
+    });
+    let ws = [
+        worker(&store, "w0").with_fleet(fleet.clone()),
+        LeaseCoordinator::new(
+            hiding.clone() as Arc<dyn LeaseStore>,
+            "w1",
+            LeaseConfig::new(FAILOVER),
+        )
+        .with_fleet(fleet.clone()),
+        worker(&store, "w2").with_fleet(fleet),
+    ];
     let key = three_workers_one_handoff_pending(&store, &ws).await;
     let [w0, w1, w2] = &ws;
     // w1 no longer consumes the lease's stream: it gives the lease up, writes nothing.
+    *hiding.hidden.lock().unwrap() = Some(key.clone());
     assert!(!w1.release_lease(&key).await.unwrap());
     assert!(w1.held_lease_keys().is_empty());
+    // Still pending: w1's taker round leaves it to w0.
+    w1.take_leases().await.unwrap();
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), Some("w0"))
+    );
     // w0 finishes and hands the lease over, to w1.
     w0.end_outgoing_handoff(&key, false).await;
     let l = stored(&store, &key).await;
@@ -508,7 +564,7 @@ async fn a_lease_retired_by_a_live_next_owner_mid_handoff_is_taken_by_another_wo
         (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
         (Some("w1"), None)
     );
-    // w1 stays alive (it beats on) but never holds it again; w0 and w2 take turns.
+    // w1 stays alive (it beats on) but never holds it again; all take turns.
     let mut waited = Duration::ZERO;
     let step = w2.config().heartbeat_interval;
     while waited < FAILOVER * 6 {
@@ -517,8 +573,10 @@ async fn a_lease_retired_by_a_live_next_owner_mid_handoff_is_taken_by_another_wo
         for w in [w0, w1, w2] {
             w.beat().await;
         }
-        w0.take_leases().await.unwrap();
-        w2.take_leases().await.unwrap();
+        for w in [w1, w0, w2] {
+            w.take_leases().await.unwrap();
+        }
+        assert!(w1.held_lease(&key).is_none());
         if w0.held_lease(&key).is_some() || w2.held_lease(&key).is_some() {
             return;
         }
