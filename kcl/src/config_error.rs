@@ -62,8 +62,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// [`SchedulerBuilder::build`](crate::SchedulerBuilder::build) on a builder from
-    /// [`Scheduler::stream_builder`](crate::Scheduler::stream_builder), which has no
-    /// processor factory: build it with `build_stream`.
+    /// [`Scheduler::stream_builder`](crate::Scheduler::stream_builder) or
+    /// [`Scheduler::multi_stream_stream_builder`](crate::Scheduler::multi_stream_stream_builder),
+    /// which have no processor factory: build it with `build_stream`.
     #[error("this builder reads records as a stream: build it with build_stream")]
     NoProcessorFactory,
     /// [`SchedulerBuilder::build_stream`](crate::SchedulerBuilder::build_stream) on a

@@ -13,6 +13,9 @@
 //!    shard_ended ─▶ SHARD_END (every batch of the shard was dropped first)
 //!    shutdown_requested ─▶ Auto: checkpoint the last batch dropped
 //!  run ends ─▶ the stream ends once the batches already sent are taken
+//!  stream dropped ─▶ batches not taken (and those read afterwards) reach nobody: the
+//!                    shard is checkpointed no further (not even a shard end), so the
+//!                    next reader gets them again
 //! ```
 //!
 //! Each shard's batches come one at a time: the next batch of a shard is only read once
@@ -21,9 +24,19 @@
 //! sources stop reading ahead: back-pressure, nothing dropped). Batches of different shards
 //! interleave.
 //!
+//! # Stopping
+//! A graceful shutdown lets every shard finish its batch first, so it waits for the
+//! batches handed out (or waiting in the stream) to be dropped: read on while it runs
+//! (await it from another task, as below), or drop the stream. A reader that stops reading
+//! and awaits it holds it up for the shutdown timeout
+//! ([`with_shutdown_timeout`](crate::SchedulerBuilder::with_shutdown_timeout), default
+//! 60 s); the shards still waiting are then aborted, unchecked. Dropping the stream while
+//! the worker runs on loses nothing: what it did not hand out is not checkpointed.
+//!
 //! # Usage
 //! ```no_run
 //! use kinesis_consumer::Scheduler;
+//! # fn time_to_stop() -> bool { true }
 //!
 //! # async fn demo(sdk: aws_config::SdkConfig) -> Result<(), kinesis_consumer::Error> {
 //! let (scheduler, mut records) = Scheduler::stream_builder("my-app", "my-stream")
@@ -36,7 +49,16 @@
 //!         println!("{} {:?}", batch.shard_id, record.data);
 //!     }
 //!     // Dropping the batch lets its shard go on (and checkpoints it, by default).
+//!     if time_to_stop() {
+//!         break;
+//!     }
 //! }
+//! // Stop: the shutdown in its own task, reading on until the stream ends.
+//! let stop = tokio::spawn(async move { scheduler.graceful_shutdown().await });
+//! while let Some(batch) = records.next().await {
+//!     drop(batch); // or handle it
+//! }
+//! let _ = stop.await;
 //! # Ok(()) }
 //! ```
 
@@ -90,17 +112,21 @@ pub struct ShardBatch {
     /// Records left out for lying outside the shard's range (see
     /// [`ProcessRecordsInput::dropped_outside_shard_range`]).
     pub dropped_outside_shard_range: usize,
-    /// Checkpoints this shard; [`Checkpointer::checkpoint`] covers this batch. Needed only
-    /// with [`StreamCheckpointing::Manual`].
+    /// Checkpoints this shard; [`Checkpointer::checkpoint`] covers this batch while it is
+    /// held (a clone kept after the batch is dropped covers the shard's later batches as
+    /// they come). Needed only with [`StreamCheckpointing::Manual`].
     pub checkpointer: Checkpointer,
-    /// Tells the shard's forwarder that the batch was dropped.
-    done: Option<oneshot::Sender<()>>,
+    /// Tells the shard's forwarder that the batch was dropped, and whether the reader
+    /// had taken it (a batch dropped with the stream, never taken, must not count as read).
+    done: Option<oneshot::Sender<bool>>,
+    /// Set when [`RecordStream`] hands the batch to the reader.
+    taken: bool,
 }
 
 impl Drop for ShardBatch {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
-            let _ = done.send(());
+            let _ = done.send(self.taken);
         }
     }
 }
@@ -135,7 +161,7 @@ impl RecordStream {
 
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<ShardBatch>> {
         match self.batches.poll_recv(cx) {
-            Poll::Ready(batch) => return Poll::Ready(batch),
+            Poll::Ready(batch) => return Poll::Ready(batch.map(taken)),
             Poll::Pending => {}
         }
         if !self.run_over && self.ended.as_mut().poll(cx).is_ready() {
@@ -143,7 +169,7 @@ impl RecordStream {
         }
         if self.run_over {
             // The run is over: whatever is left was sent before; then the end.
-            return Poll::Ready(self.batches.try_recv().ok());
+            return Poll::Ready(self.batches.try_recv().ok().map(taken));
         }
         Poll::Pending
     }
@@ -155,6 +181,12 @@ impl futures_core::Stream for RecordStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ShardBatch>> {
         self.get_mut().poll_batch(cx)
     }
+}
+
+/// `batch`, marked as handed to the reader.
+fn taken(mut batch: ShardBatch) -> ShardBatch {
+    batch.taken = true;
+    batch
 }
 
 /// The processors' and the stream's ends of one worker's record stream: the factory to
@@ -174,6 +206,7 @@ pub(crate) fn record_stream(
             stream: None,
             batches: tx.clone(),
             checkpointing: checkpointing.clone(),
+            undelivered: false,
         }) as Box<dyn RecordProcessor>
     };
     let ended = Box::pin(async move {
@@ -201,6 +234,23 @@ struct Forwarder {
     batches: mpsc::Sender<ShardBatch>,
     /// Who checkpoints, and when.
     checkpointing: StreamCheckpointing,
+    /// Set once a batch reached nobody (the stream was dropped): the shard is
+    /// checkpointed no further, since the checkpointer's position is past records the
+    /// reader never got.
+    undelivered: bool,
+}
+
+impl Forwarder {
+    /// Notes that a batch reached nobody (warned once per shard).
+    fn not_delivered(&mut self) {
+        if !self.undelivered {
+            tracing::warn!(
+                shard = %self.shard_id,
+                "record stream dropped while the worker runs: batches not delivered, the shard is not checkpointed any further"
+            );
+        }
+        self.undelivered = true;
+    }
 }
 
 #[async_trait]
@@ -221,15 +271,20 @@ impl RecordProcessor for Forwarder {
             dropped_outside_shard_range: input.dropped_outside_shard_range,
             checkpointer: input.checkpointer.clone(),
             done: Some(done),
+            taken: false,
         };
-        if self.batches.send(batch).await.is_err() {
+        if self.undelivered || self.batches.send(batch).await.is_err() {
             // The stream was dropped: nobody reads; nothing is checkpointed, so the records
             // come again to the next reader.
-            tracing::debug!(shard = %self.shard_id, "record stream dropped; batch not delivered");
+            self.not_delivered();
             return;
         }
-        // The shard goes on once the caller is done with this batch.
-        let _ = dropped.await;
+        // The shard goes on once the caller is done with this batch (or the stream was
+        // dropped with the batch in it, never taken).
+        if dropped.await != Ok(true) {
+            self.not_delivered();
+            return;
+        }
         if let StreamCheckpointing::Auto(cadence) = &mut self.checkpointing {
             if cadence.note(n) {
                 match input.checkpointer.checkpoint().await {
@@ -245,14 +300,18 @@ impl RecordProcessor for Forwarder {
     async fn lease_lost(&mut self, _: LeaseLostInput) {}
 
     async fn shard_ended(&mut self, input: ShardEndedInput) {
-        // Every batch of the shard was dropped before this is called.
+        // Every batch of the shard was dropped before this is called; a shard end is
+        // checkpointed only if the reader took every one.
+        if self.undelivered {
+            return;
+        }
         if let Err(e) = input.checkpointer.checkpoint().await {
             tracing::warn!(shard = %self.shard_id, error = %e, "shard end checkpoint failed");
         }
     }
 
     async fn shutdown_requested(&mut self, input: ShutdownRequestedInput) {
-        if let StreamCheckpointing::Auto(_) = self.checkpointing {
+        if let (StreamCheckpointing::Auto(_), false) = (&self.checkpointing, self.undelivered) {
             if let Err(e) = input.checkpointer.checkpoint().await {
                 tracing::warn!(shard = %self.shard_id, error = %e, "checkpoint at shutdown failed");
             }

@@ -64,18 +64,7 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
         }
     }
     // Stop while reading on: the stream ends once the run has.
-    let stopper = {
-        let worker = worker.clone();
-        tokio::spawn(async move { worker.graceful_shutdown().await })
-    };
-    while let Some(batch) = tokio::time::timeout(DEADLINE, batches.next())
-        .await
-        .expect("the stream ends in time")
-    {
-        assert!(batch.records.is_empty(), "nothing new was put: {batch:?}");
-    }
-    stopper.await.unwrap();
-    run.await.unwrap().unwrap();
+    stop_reading_on(&worker, &mut batches, run).await;
 
     assert_eq!(got.len(), sent.len(), "every record once");
     let mut data: Vec<&bytes::Bytes> = got.iter().map(|g| &g.3).collect();
@@ -124,17 +113,7 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     let sent_b = records(80, 10, 1, "b");
     put_records(&kinesis, &a, &sent_a, 1).await;
     put_records(&kinesis, &b, &sent_b, 1).await;
-    let tracker = StaticStreamTracker::new(
-        [&a, &b]
-            .iter()
-            .map(|s| {
-                StreamConfig::new(s)
-                    .unwrap()
-                    .with_initial_position(InitialPosition::TrimHorizon)
-            })
-            .collect(),
-    )
-    .unwrap();
+    let tracker = StaticStreamTracker::new(vec![from_oldest(&a), from_oldest(&b)]).unwrap();
     let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
         .with_clients(stack.kinesis_client(), stack.dynamodb_client())
         .with_worker_id("w")
@@ -175,27 +154,16 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     run.await.unwrap().unwrap();
 
     for (stream, sent) in [(&a, &sent_a), (&b, &sent_b)] {
-        let mut seen: Vec<&bytes::Bytes> = got
+        let seen = got
             .iter()
             .filter(|((s, _), _)| s == stream)
-            .flat_map(|(_, data)| data)
-            .collect();
-        seen.sort();
-        let mut want: Vec<&bytes::Bytes> = sent.iter().map(|s| &s.data).collect();
-        want.sort();
-        assert_eq!(
-            seen, want,
-            "{stream}: every record once, under its own stream"
-        );
+            .flat_map(|(_, data)| data);
+        assert_every_record_once(stream, seen, sent);
     }
     // Checkpointed under each stream's own lease key (account:stream:epoch:shard).
     let table = leases(&stack, &app).await;
     for ((stream, shard), (seq, sub)) in last {
-        let lease = table
-            .iter()
-            .find(|(k, _)| k.split(':').nth(1) == Some(&stream) && k.ends_with(&shard))
-            .map(|(_, l)| l)
-            .unwrap_or_else(|| panic!("a lease of {stream}/{shard}: {:?}", table.keys()));
+        let lease = lease_of(&table, &stream, &shard);
         assert_eq!(
             lease.checkpoint,
             checkpoint_of(&seq, sub),
@@ -204,17 +172,84 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     }
 }
 
-/// Splits the stream's first shard in the middle of its range and waits until ACTIVE.
-async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
-    let shards = kinesis
+/// Shuts `worker` down in its own task while reading on (as a reader must: the shutdown
+/// waits for the batches handed out): nothing new was put, so no batch with records comes;
+/// the stream ends with the run, which ends well.
+async fn stop_reading_on(
+    worker: &Scheduler,
+    batches: &mut kinesis_consumer::RecordStream,
+    run: tokio::task::JoinHandle<Result<(), kinesis_consumer::Error>>,
+) {
+    let stopper = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.graceful_shutdown().await })
+    };
+    while let Some(batch) = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("the stream ends in time")
+    {
+        assert!(batch.records.is_empty(), "nothing new was put: {batch:?}");
+    }
+    stopper.await.unwrap();
+    run.await.unwrap().unwrap();
+}
+
+/// `seen` (the payloads read of `stream`) holds each of `sent` once, and nothing else.
+fn assert_every_record_once<'a>(
+    stream: &str,
+    seen: impl IntoIterator<Item = &'a bytes::Bytes>,
+    sent: &[Sent],
+) {
+    let mut seen: Vec<&bytes::Bytes> = seen.into_iter().collect();
+    seen.sort();
+    let mut want: Vec<&bytes::Bytes> = sent.iter().map(|s| &s.data).collect();
+    want.sort();
+    assert_eq!(
+        seen, want,
+        "{stream}: every record once, under its own stream"
+    );
+}
+
+/// A stream of these tests, read from its oldest record.
+fn from_oldest(stream: &str) -> StreamConfig {
+    StreamConfig::new(stream)
+        .unwrap()
+        .with_initial_position(InitialPosition::TrimHorizon)
+}
+
+/// The multi-stream lease (`account:stream:epoch:shardId`) of `stream`'s `shard` in
+/// `table` (any shard of it for "").
+fn lease_of<'a>(
+    table: &'a HashMap<String, kinesis_consumer::Lease>,
+    stream: &str,
+    shard: &str,
+) -> &'a kinesis_consumer::Lease {
+    table
+        .iter()
+        .find(|(k, _)| k.split(':').nth(1) == Some(stream) && k.ends_with(shard))
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("a lease of {stream}/{shard}: {:?}", table.keys()))
+}
+
+/// The stream's first shard, as listed.
+async fn first_shard(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> aws_sdk_kinesis::types::Shard {
+    kinesis
         .list_shards()
         .stream_name(stream)
         .send()
         .await
         .unwrap()
-        .shards()
-        .to_vec();
-    let range = shards[0].hash_key_range().unwrap();
+        .shards()[0]
+        .clone()
+}
+
+/// Splits the stream's first shard in the middle of its range and waits until ACTIVE.
+async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
+    let shard = first_shard(kinesis, stream).await;
+    let range = shard.hash_key_range().unwrap();
     let (lo, hi): (u128, u128) = (
         range.starting_hash_key().parse().unwrap(),
         range.ending_hash_key().parse().unwrap(),
@@ -222,7 +257,7 @@ async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
     kinesis
         .split_shard()
         .stream_name(stream)
-        .shard_to_split(shards[0].shard_id())
+        .shard_to_split(shard.shard_id())
         .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
         .send()
         .await
@@ -270,4 +305,235 @@ async fn manual_checkpointing_leaves_the_checkpoint_to_the_reader() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("build_stream"), "{e}");
+}
+
+/// A reader that drops its `RecordStream` while the worker runs on: the batches waiting in
+/// it and those read afterwards reach nobody, so nothing past the last batch it dropped
+/// may be checkpointed (neither by the cadence nor at shutdown): the next reader gets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_record_stream_checkpoints_nothing_it_did_not_deliver() {
+    let stack = stack().await;
+    let stream = stack.create_stream("rec-stream-dropped", 2).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-stream-dropped-app");
+    let kinesis = stack.kinesis_client();
+    put_records(&kinesis, &stream, &records(100, 10, 1, "d"), 1).await;
+    let mut small = kinesis_consumer::PollingConfig::default();
+    small.idle_time_between_reads = Duration::from_millis(100);
+    small.max_records = 10;
+    let (worker, mut batches) = Scheduler::stream_builder(&app, &stream)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(kinesis_consumer::Retrieval::Polling(small))
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    // The first batch: taken and held while the other shard's first batch arrives in the
+    // stream (never taken); then the stream is dropped, and the held batch after it.
+    let first = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("a batch in time")
+        .expect("the stream goes on while the worker runs");
+    assert!(
+        first.records.len() <= 10,
+        "a first batch of a few: {first:?}"
+    );
+    let last = first.records.last().expect("batches carry records");
+    let read_up_to = checkpoint_of(&last.sequence_number, last.sub_sequence_number);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(batches);
+    let shard = first.shard_id.clone();
+    drop(first);
+    // The worker reads the other records meanwhile (nobody gets them), then stops.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
+    let table = leases(&stack, &app).await;
+    assert_eq!(table.len(), 2);
+    for (key, lease) in &table {
+        let want = if *key == shard {
+            read_up_to.clone()
+        } else {
+            kinesis_consumer::Checkpoint::TrimHorizon
+        };
+        assert_eq!(
+            lease.checkpoint, want,
+            "{key}: checkpointed up to the last batch the reader dropped, not past it"
+        );
+    }
+}
+
+/// A multi-stream record stream through a split of one stream's shard, checkpointed by the
+/// reader (`StreamCheckpointing::Manual`): the children's batches name their own shard and
+/// stream, the parent's end is checkpointed by the library under its stream's lease key,
+/// and each lease keeps the reader's last checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() {
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    let a = stack.create_stream("rec-ms-split-a", 1).await.unwrap();
+    let b = stack.create_stream("rec-ms-split-b", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-ms-split-app");
+    let mut sent_a = records(30, 10, 1, "a");
+    let mut sent_b = records(30, 10, 1, "b");
+    put_records(&kinesis, &a, &sent_a, 1).await;
+    put_records(&kinesis, &b, &sent_b, 1).await;
+    let tracker = StaticStreamTracker::new(vec![from_oldest(&a), from_oldest(&b)]).unwrap();
+    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+        .with_stream_checkpointing(StreamCheckpointing::Manual)
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    let parent = first_shard(&kinesis, &a).await.shard_id().to_owned();
+    let mut got: HashMap<String, Vec<bytes::Bytes>> = HashMap::new();
+    let mut last: HashMap<(String, String), (String, u64)> = HashMap::new();
+    let mut split = false;
+    loop {
+        let total: usize = got.values().map(Vec::len).sum();
+        if total == sent_a.len() + sent_b.len() {
+            if split {
+                break;
+            }
+            split_first_shard(&kinesis, &a).await;
+            let (more_a, more_b) = (records(20, 10, 1, "A"), records(10, 10, 1, "B"));
+            put_records(&kinesis, &a, &more_a, 1).await;
+            put_records(&kinesis, &b, &more_b, 1).await;
+            sent_a.extend(more_a);
+            sent_b.extend(more_b);
+            split = true;
+        }
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .expect("a batch in time")
+            .expect("the stream goes on while the worker runs");
+        let stream = batch.stream.as_ref().expect("names its stream");
+        let name = stream.stream_name().to_owned();
+        let r = batch.records.last().expect("batches carry records");
+        last.insert(
+            (name.clone(), batch.shard_id.clone()),
+            (r.sequence_number.clone(), r.sub_sequence_number),
+        );
+        batch
+            .checkpointer
+            .checkpoint()
+            .await
+            .expect("the reader checkpoints");
+        got.entry(name)
+            .or_default()
+            .extend(batch.records.iter().map(|r| r.data.clone()));
+    }
+    stop_reading_on(&worker, &mut batches, run).await;
+
+    for (stream, sent) in [(&a, &sent_a), (&b, &sent_b)] {
+        assert_every_record_once(stream, &got[stream.as_str()], sent);
+    }
+    let children: Vec<&String> = last
+        .keys()
+        .filter(|(s, shard)| s == &a && shard != &parent)
+        .map(|(_, shard)| shard)
+        .collect();
+    assert!(!children.is_empty(), "the children were read: {last:?}");
+    let table = leases(&stack, &app).await;
+    assert!(
+        lease_of(&table, &a, &parent).checkpoint.is_shard_end(),
+        "the parent's end, under {a}'s key"
+    );
+    for ((stream, shard), (seq, sub)) in &last {
+        if stream == &a && shard == &parent {
+            continue;
+        }
+        let lease = lease_of(&table, stream, shard);
+        assert_eq!(
+            lease.checkpoint,
+            checkpoint_of(seq, *sub),
+            "{stream}/{shard}"
+        );
+        if stream == &a {
+            assert_eq!(lease.parent_shard_ids, vec![parent.clone()], "{shard}");
+        }
+    }
+}
+
+/// A tracker whose list the test changes while the worker runs.
+#[derive(Debug, Clone)]
+struct ChangingTracker(std::sync::Arc<std::sync::Mutex<Vec<StreamConfig>>>);
+
+#[async_trait::async_trait]
+impl kinesis_consumer::StreamTracker for ChangingTracker {
+    async fn stream_configs(
+        &self,
+    ) -> Result<Vec<StreamConfig>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// A stream removed from the tracker while the reader holds one of its batches: its shard
+/// waits for the batch, checkpoints it once dropped (`Auto`), and only then is its lease
+/// released; the other stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_removed_while_its_batch_is_held_checkpoints_it_before_the_release() {
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    let a = stack.create_stream("rec-ms-rm-a", 1).await.unwrap();
+    let b = stack.create_stream("rec-ms-rm-b", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("rec-ms-rm-app");
+    put_records(&kinesis, &b, &records(10, 5, 1, "b"), 1).await;
+    let tracker = ChangingTracker(std::sync::Arc::new(std::sync::Mutex::new(vec![
+        from_oldest(&a),
+        from_oldest(&b),
+    ])));
+    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker.clone())
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+        .with_stream_tracker_interval(Duration::from_millis(200))
+        .build_stream()
+        .unwrap();
+    let run = spawn_run(&worker);
+    let held = tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("a batch in time")
+        .expect("the stream goes on while the worker runs");
+    assert_eq!(held.stream.as_ref().unwrap().stream_name(), b);
+    let r = held.records.last().unwrap();
+    let read_up_to = checkpoint_of(&r.sequence_number, r.sub_sequence_number);
+    // b leaves the tracker's list while its batch is held; a goes on meanwhile.
+    *tracker.0.lock().unwrap() = vec![from_oldest(&a)];
+    let sent_a = records(20, 5, 1, "a");
+    put_records(&kinesis, &a, &sent_a, 1).await;
+    let mut got_a = 0;
+    while got_a < sent_a.len() {
+        let batch = tokio::time::timeout(DEADLINE, batches.next())
+            .await
+            .expect("a's batches in time")
+            .expect("the stream goes on");
+        assert_eq!(batch.stream.as_ref().unwrap().stream_name(), a, "{batch:?}");
+        got_a += batch.records.len();
+    }
+    let b_lease =
+        |table: &HashMap<String, kinesis_consumer::Lease>| lease_of(table, &b, "").clone();
+    assert_eq!(
+        b_lease(&leases(&stack, &app).await).owner.as_deref(),
+        Some("w"),
+        "held while its batch is"
+    );
+    drop(held);
+    let released = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let lease = b_lease(&leases(&stack, &app).await);
+            if lease.owner.is_none() {
+                return lease;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("b's lease released once its batch was dropped");
+    assert_eq!(
+        released.checkpoint, read_up_to,
+        "the held batch checkpointed"
+    );
+    stop_reading_on(&worker, &mut batches, run).await;
 }

@@ -35,6 +35,9 @@
 //!    ─▶ O checkpoints and ends the handoff as ever ─▶ leaseOwner N (gone), no checkpointOwner
 //!    ─▶ taken as any lease of a gone owner (fleet: at once; else once its counter stood
 //!       still for the failover time)
+//!    N still alive (its stream retired, not a shutdown): N remembers the lease; its first
+//!       taker round after the handoff ended releases it (REMOVE leaseOwner, guarded by
+//!       leaseOwner N) ─▶ taken at once (else it would stay a live worker's, unprocessed)
 //!  N declared gone (heartbeats) while Incoming: the same from the second step on
 //!  O released (graceful shutdown) while Outgoing: its consumer stops first (dispatcher
 //!    stop: shutdown_requested, its checkpoint accepted), then the release ends the

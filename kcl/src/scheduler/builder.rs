@@ -656,6 +656,54 @@ mod tests {
     use super::*;
     use crate::leases::LeaseConfig;
 
+    #[tokio::test]
+    async fn each_kind_of_builder_refuses_the_other_build_by_a_typed_error() {
+        use crate::multi_stream::{StaticStreamTracker, StreamConfig};
+        let tracker = || StaticStreamTracker::new(vec![StreamConfig::new("s").unwrap()]).unwrap();
+        let (kinesis, dynamodb) = offline_clients();
+        for b in [
+            Scheduler::stream_builder("app", "s"),
+            Scheduler::multi_stream_stream_builder("app", tracker()),
+        ] {
+            let e = b
+                .with_clients(kinesis.clone(), dynamodb.clone())
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::Config(ConfigError::NoProcessorFactory)),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("build_stream"), "{e}");
+        }
+        for b in [
+            Scheduler::builder("app", "s", factory),
+            Scheduler::multi_stream_builder("app", tracker(), factory),
+        ] {
+            let e = b
+                .with_clients(kinesis.clone(), dynamodb.clone())
+                .build_stream()
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::Config(ConfigError::ProcessorFactoryGiven)),
+                "{e:?}"
+            );
+        }
+        // A bad setting is reported by build_stream as by build.
+        let e = Scheduler::multi_stream_stream_builder("app", tracker())
+            .with_clients(kinesis.clone(), dynamodb.clone())
+            .with_worker_id("")
+            .build_stream()
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Config(ConfigError::InvalidWorkerId { .. })),
+            "{e:?}"
+        );
+        Scheduler::multi_stream_stream_builder("app", tracker())
+            .with_clients(kinesis, dynamodb)
+            .build_stream()
+            .expect("a multi-stream record stream builds");
+    }
+
     #[test]
     fn builder_defaults_are_pinned() {
         let b = Scheduler::builder("app", "stream", factory);

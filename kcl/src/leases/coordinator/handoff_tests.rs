@@ -5,7 +5,7 @@
 //! the next owner declared gone, or losing the lease) meanwhile keeps the previous
 //! owner's last checkpoint.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
 use super::*;
@@ -422,4 +422,167 @@ async fn a_lease_pending_a_handoff_between_others_is_never_stolen_nor_taken() {
     assert_eq!(pending.checkpoint_owner.as_deref(), Some("w0"));
     assert!(!w2.held_lease_keys().contains(&"shardId-0".to_owned()));
     assert!(!w2.held_lease_keys().is_empty(), "it stole another");
+}
+
+/// A handoff leaves the counter as it was, so a third worker that watched that counter
+/// stand still long before the handoff started must not count that time as the previous
+/// owner's silence: once the next owner leaves at once, the previous owner (alive, still
+/// finishing) gets the whole patience before the lease is taken under it.
+#[tokio::test(start_paused = true)]
+async fn a_handoff_on_a_long_still_counter_is_not_taken_under_its_previous_owner() {
+    let store = table(3).await;
+    let ws = fleet_of_three(&store);
+    let [w0, w1, w2] = &ws;
+    // w0 takes all three; w2 joins and is handed one.
+    w0.beat().await;
+    w0.take_leases().await.unwrap();
+    w2.beat().await;
+    w0.beat().await;
+    let o = w2.take_leases().await.unwrap();
+    assert_eq!(o.stolen.len(), 1, "{o:?}");
+    w0.beat().await;
+    w0.settle_handoffs().await;
+    assert!(w2.check_incoming_handoff(&o.stolen[0]).await);
+    // A long quiet: w2 sees w0's counters stand still well past the patience.
+    let patience = w2.config().handoff_patience();
+    let step = w2.config().heartbeat_interval;
+    let mut waited = Duration::ZERO;
+    while waited < 2 * patience {
+        tokio::time::advance(step).await;
+        waited += step;
+        w0.beat().await;
+        w2.beat().await;
+        let o = w2.take_leases().await.unwrap();
+        assert!(o.taken.is_empty() && o.stolen.is_empty(), "{o:?}");
+    }
+    // w1 joins and starts a handoff of one of w0's two leases.
+    w1.beat().await;
+    w0.beat().await;
+    w2.beat().await;
+    let o = w1.take_leases().await.unwrap();
+    assert_eq!(o.stolen.len(), 1, "{o:?}");
+    let key = o.stolen[0].clone();
+    w0.beat().await;
+    assert_eq!(
+        w0.held_lease(&key).unwrap().standing_now(),
+        Some(Standing::Outgoing)
+    );
+    // w1 shuts down at once; w0 is still finishing (its consumer stopping).
+    w1.begin_leaving().await;
+    w1.release_all().await;
+    w0.beat().await;
+    w2.beat().await;
+    assert!(w2.is_gone("w1"));
+    let o = w2.take_leases().await.unwrap();
+    assert!(
+        !o.taken.contains(&key),
+        "taken under its previous owner, still finishing: {o:?}"
+    );
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), Some("w0"))
+    );
+}
+
+/// The lease table as a worker sees it whose stream of `hidden` is no longer consumed
+/// (the scheduler's scoped store): its scans leave that lease out.
+#[derive(Debug)]
+struct Hiding {
+    /// The lease table.
+    table: Arc<MemoryLeaseStore>,
+    /// The key left out of scans, once set.
+    hidden: SyncMutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for Hiding {
+    async fn list_leases(&self) -> Result<Vec<Lease>, Error> {
+        let hidden = self.hidden.lock().unwrap().clone();
+        let mut leases = self.table.list_leases().await?;
+        leases.retain(|l| Some(&l.lease_key) != hidden.as_ref());
+        Ok(leases)
+    }
+    async fn get_lease(&self, lease_key: &str) -> Result<Option<Lease>, Error> {
+        self.table.get_lease(lease_key).await
+    }
+    async fn create_lease_if_not_exists(&self, lease: &Lease) -> Result<bool, Error> {
+        self.table.create_lease_if_not_exists(lease).await
+    }
+    async fn update_lease(&self, update: &crate::leases::LeaseUpdate) -> Result<bool, Error> {
+        self.table.update_lease(update).await
+    }
+    async fn delete_finished_lease(&self, lease_key: &str) -> Result<bool, Error> {
+        self.table.delete_finished_lease(lease_key).await
+    }
+    async fn delete_lease(&self, lease: &Lease) -> Result<bool, Error> {
+        self.table.delete_lease(lease).await
+    }
+}
+
+/// The next owner gives a lease up mid-handoff without leaving (a multi-stream worker whose
+/// tracker no longer lists the lease's stream: the dispatcher's retire; its scoped store
+/// shows it that stream's leases no more). It writes nothing (`handoff::release`), the
+/// previous owner ends the handoff, naming it: its next taker round releases the lease,
+/// which another worker then takes (else it would stay this live worker's for ever,
+/// unprocessed, while the others still consume the stream).
+#[tokio::test(start_paused = true)]
+async fn a_lease_retired_by_a_live_next_owner_mid_handoff_is_taken_by_another_worker() {
+    let store = table(2).await;
+    let fleet = Arc::new(MemoryFleetStore::new());
+    let hiding = Arc::new(Hiding {
+        table: store.clone(),
+        hidden: SyncMutex::new(None),
+    });
+    let ws = [
+        worker(&store, "w0").with_fleet(fleet.clone()),
+        LeaseCoordinator::new(
+            hiding.clone() as Arc<dyn LeaseStore>,
+            "w1",
+            LeaseConfig::new(FAILOVER),
+        )
+        .with_fleet(fleet.clone()),
+        worker(&store, "w2").with_fleet(fleet),
+    ];
+    let key = three_workers_one_handoff_pending(&store, &ws).await;
+    let [w0, w1, w2] = &ws;
+    // w1 no longer consumes the lease's stream: it gives the lease up, writes nothing.
+    *hiding.hidden.lock().unwrap() = Some(key.clone());
+    assert!(!w1.release_lease(&key).await.unwrap());
+    assert!(w1.held_lease_keys().is_empty());
+    // Still pending: w1's taker round leaves it to w0.
+    w1.take_leases().await.unwrap();
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), Some("w0"))
+    );
+    // w0 finishes and hands the lease over, to w1.
+    w0.end_outgoing_handoff(&key, false).await;
+    let l = stored(&store, &key).await;
+    assert_eq!(
+        (l.owner.as_deref(), l.checkpoint_owner.as_deref()),
+        (Some("w1"), None)
+    );
+    // w1 stays alive (it beats on) but never holds it again; all take turns.
+    let mut waited = Duration::ZERO;
+    let step = w2.config().heartbeat_interval;
+    while waited < FAILOVER * 6 {
+        tokio::time::advance(step).await;
+        waited += step;
+        for w in [w0, w1, w2] {
+            w.beat().await;
+        }
+        for w in [w1, w0, w2] {
+            w.take_leases().await.unwrap();
+        }
+        assert!(w1.held_lease(&key).is_none());
+        if w0.held_lease(&key).is_some() || w2.held_lease(&key).is_some() {
+            return;
+        }
+    }
+    panic!(
+        "still owned by w1, which does not process it: {:?}",
+        stored(&store, &key).await
+    );
 }

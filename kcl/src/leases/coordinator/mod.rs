@@ -43,7 +43,9 @@
 //! a take removes `checkpointOwner`. A graceful shutdown
 //! ([`release_all`](LeaseCoordinator::release_all)) ends the handoffs from this worker
 //! (after its consumers stopped and checkpointed), leaves those to this worker to their
-//! previous owners unwritten, and releases the rest (`handoff::release`).
+//! previous owners unwritten, and releases the rest (`handoff::release`). A lease handed to
+//! this worker and given up while it stays alive (its stream retired) is released by its
+//! first taker round after the previous owner ended the handoff.
 //!
 //! The parts, each in its own file: [`LeaseConfig`] (timings and limits), [`Balancing`]
 //! (lease count or throughput), `ObservedCounters` (expiry on the local clock), `plan_take`
@@ -136,6 +138,11 @@ pub struct LeaseCoordinator {
     /// With a fleet: heartbeats prove this worker alive instead of lease renewals, and
     /// show which others are (see `leases::fleet`). None: the Java KCL's renewals.
     heartbeat: Option<Heartbeat>,
+    /// Leases handed to this worker that it gave up while their handoff was pending (its
+    /// stream retired; see `leases::handoff`): nothing was written then, so that the
+    /// previous owner finishes; once it has ended the handoff the lease names this worker,
+    /// which is alive and does not work on it, so each taker round releases it then.
+    given_up: SyncMutex<HashSet<String>>,
 }
 
 impl LeaseCoordinator {
@@ -153,6 +160,7 @@ impl LeaseCoordinator {
             held: SyncMutex::new(HashMap::new()),
             observed: Mutex::new(ObservedCounters::default()),
             heartbeat: None,
+            given_up: SyncMutex::new(HashSet::new()),
         }
     }
 
@@ -368,6 +376,7 @@ impl LeaseCoordinator {
             heartbeat.declare_silent_gone().await;
             self.refresh_throughput().await;
         }
+        self.release_given_up().await;
         let mut outcome = TakeOutcome::default();
         // A take refused because another worker moved first is planned again at once
         // (workers woken together race for the same leases), a few times at most.
@@ -479,7 +488,7 @@ impl LeaseCoordinator {
                 Ok(true) => {
                     let mut mine = lease.clone();
                     update.apply_to(&mut mine);
-                    observed.saw(&mine.lease_key, mine.counter, Instant::now());
+                    observed.saw(&mine, Instant::now());
                     let earlier = self.lock_held().insert(
                         mine.lease_key.clone(),
                         HeldLease::new(
@@ -533,10 +542,57 @@ impl LeaseCoordinator {
         let Some(held) = self.held_lease(key) else {
             return Ok(false);
         };
+        let incoming = matches!(held.standing_now(), Some(Standing::Incoming { .. }));
         let released = held.release().await;
         // Forget it now, not at the next look.
         drop(self.lock_held());
+        if incoming && matches!(released, Ok(false)) {
+            self.given_up
+                .lock()
+                .expect("not poisoned")
+                .insert(key.to_owned());
+        }
         released
+    }
+
+    /// Releases each lease given up mid-handoff (see `given_up`) whose previous owner has
+    /// ended the handoff since: it names this worker, which does not work on it. One still
+    /// pending waits; one held again, moved on or deleted is forgotten.
+    async fn release_given_up(&self) {
+        let keys: Vec<String> = self
+            .given_up
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect();
+        for key in keys {
+            if self.held_lease(&key).is_none() {
+                let lease = match self.store.get_lease(&key).await {
+                    Ok(lease) => lease,
+                    Err(e) => {
+                        tracing::debug!(lease = %key, error = %e, "could not read a lease given up; looked at again");
+                        continue;
+                    }
+                };
+                match lease.as_ref().map(|l| (l, standing(l, &self.worker_id))) {
+                    Some((_, Standing::Incoming { .. })) => continue,
+                    Some((l, Standing::Held)) => {
+                        match self.store.update_lease(&l.release()).await {
+                            Ok(released) => {
+                                tracing::info!(worker = %self.worker_id, lease = %key, released, "released a lease given up mid-handoff, once handed over")
+                            }
+                            Err(e) => {
+                                tracing::warn!(lease = %key, error = %e, "release failed; looked at again");
+                                continue;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.given_up.lock().expect("not poisoned").remove(&key);
+        }
     }
 
     /// What the dispatcher does with handoffs, for tests of the coordinator alone: every

@@ -1,11 +1,16 @@
-//! [`ObservedCounters`]: when this worker first saw each lease's current counter, on its
-//! own monotonic clock; a counter unchanged for the failover time means the owner is gone.
+//! [`ObservedCounters`]: when this worker first saw each lease's current counter (and
+//! owners), on its own monotonic clock; a counter unchanged for the failover time means the
+//! owner is gone.
 //!
 //! ```text
-//!  scan (every taker round) ─observe(leases, now)─▶ key → (counter, since)
-//!     counter changed or new key ─▶ since = now;  key gone from the table ─▶ forgotten
+//!  scan (every taker round) ─observe(leases, now)─▶ key → (counter, owners, since)
+//!     counter or owners changed, or new key ─▶ since = now;  key gone ─▶ forgotten
 //!  expired(key, now, failover) = now − since > failover
 //! ```
+//!
+//! The owners count too because a graceful handoff's start changes `leaseOwner` and
+//! `checkpointOwner` but leaves the counter (`leases::handoff`): time the counter stood
+//! still before the handoff started says nothing about its previous owner finishing it.
 //!
 //! Only counters this worker observed and its own clock count, never wall clocks, so
 //! skewed hosts cannot steal early. Pure: the caller passes `now`.
@@ -22,6 +27,8 @@ use crate::leases::Lease;
 struct Observed {
     /// The counter last seen.
     counter: u64,
+    /// `leaseOwner` and `checkpointOwner` last seen (a handoff's start moves only these).
+    owners: (Option<String>, Option<String>),
     /// When this worker first saw that counter value.
     since: Instant,
 }
@@ -43,23 +50,26 @@ impl ObservedCounters {
         self.by_key.retain(|k, _| keys.contains(k.as_str()));
         self.free_since.retain(|k, _| keys.contains(k.as_str()));
         for lease in leases {
-            self.saw(&lease.lease_key, lease.counter, now);
+            self.saw(lease, now);
         }
     }
 
-    /// Takes in one counter value of one lease, seen (or written by this worker) at `now`.
-    pub(crate) fn saw(&mut self, lease_key: &str, counter: u64, now: Instant) {
-        match self.by_key.get_mut(lease_key) {
-            Some(o) if o.counter == counter => {}
+    /// Takes in one lease's counter and owners, seen (or written by this worker) at `now`.
+    pub(crate) fn saw(&mut self, lease: &Lease, now: Instant) {
+        let owners = (lease.owner.clone(), lease.checkpoint_owner.clone());
+        match self.by_key.get_mut(&lease.lease_key) {
+            Some(o) if o.counter == lease.counter && o.owners == owners => {}
             Some(o) => {
-                o.counter = counter;
+                o.counter = lease.counter;
+                o.owners = owners;
                 o.since = now;
             }
             None => {
                 self.by_key.insert(
-                    lease_key.to_owned(),
+                    lease.lease_key.clone(),
                     Observed {
-                        counter,
+                        counter: lease.counter,
+                        owners,
                         since: now,
                     },
                 );
@@ -141,7 +151,25 @@ mod tests {
         let at = t0 + failover + Duration::from_secs(1);
         assert!(!seen.expired("a", at, failover));
         // A counter this worker wrote itself counts as seen when written.
-        seen.saw("a", 2, at);
+        seen.saw(&lease("a", 2), at);
         assert!(!seen.expired("a", at + failover, failover));
+    }
+
+    #[test]
+    fn a_change_of_owners_alone_starts_the_clock_again() {
+        let failover = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut seen = ObservedCounters::default();
+        let mut l = lease("a", 7);
+        l.owner = Some("w0".into());
+        seen.observe(std::slice::from_ref(&l), t0);
+        let later = t0 + failover * 3;
+        assert!(seen.expired("a", later, failover));
+        // A handoff starts: new owners, the same counter.
+        l.owner = Some("w1".into());
+        l.checkpoint_owner = Some("w0".into());
+        seen.observe(std::slice::from_ref(&l), later);
+        assert!(!seen.expired("a", later + failover, failover));
+        assert!(seen.expired("a", later + failover * 2, failover));
     }
 }
