@@ -71,7 +71,7 @@ pub struct StreamView {
 /// "-"). When any lease is a multi-stream one, a first column names each lease's stream
 /// (`account:stream:creationEpoch`) and the shard column holds the bare shard id. When any
 /// lease has a graceful handoff pending (`checkpointOwner` set), a last column "handoff"
-/// says "from <previous owner>" on those leases ("-" on the others); the owner column
+/// says `from <previous owner>` on those leases ("-" on the others); the owner column
 /// holds the next owner (`leaseOwner`), as stored.
 pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
     let multi = leases.iter().any(|l| l.stream.is_some());
