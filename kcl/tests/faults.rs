@@ -288,14 +288,9 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
             .build(),
     );
     let rec = Recorder::default();
-    // A connection cut by the proxy can leave a subscription silent rather than failed:
-    // the idle timeout is what recovers it, 5 s here instead of the default 60 s (the
-    // suspected cause of a first-phase timeout seen once in CI, not reproduced).
     let w = scheduler_builder(&stack, &app, &stream, "w", &rec, FAILOVER)
         .with_clients(through_proxy, stack.dynamodb_client())
-        .with_retrieval(kinesis_consumer::Retrieval::FanOut(
-            kinesis_consumer::FanOutConfig::default().with_idle_timeout(Duration::from_secs(5)),
-        ))
+        .with_retrieval(fan_out())
         .build()
         .expect("scheduler");
     let run = spawn_run(&w);
