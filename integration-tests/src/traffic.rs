@@ -105,8 +105,8 @@ impl Traffic {
 }
 
 /// `PutRecords` of `entries` (at most 500), retrying failed entries from the first failure
-/// on (so each key's order is kept).
-async fn send(kinesis: &Client, stream: &str, mut entries: Vec<PutRecordsRequestEntry>) {
+/// on (so each key's order is kept); panics after ATTEMPTS refusals.
+pub async fn send(kinesis: &Client, stream: &str, mut entries: Vec<PutRecordsRequestEntry>) {
     for _ in 0..ATTEMPTS {
         let out = kinesis
             .put_records()

@@ -128,29 +128,9 @@ pub async fn put_one_by_one(client: &aws_sdk_kinesis::Client, stream: &str, n: u
 pub async fn send(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
-    mut entries: Vec<PutRecordsRequestEntry>,
+    entries: Vec<PutRecordsRequestEntry>,
 ) {
-    for _ in 0..50 {
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries.clone()))
-            .send()
-            .await
-            .expect("PutRecords");
-        if out.failed_record_count().unwrap_or(0) == 0 {
-            return;
-        }
-        // Keep from the first failure on, to keep order.
-        let first = out
-            .records()
-            .iter()
-            .position(|r| r.error_code().is_some())
-            .unwrap_or(0);
-        entries = entries.split_off(first);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("PutRecords kept failing");
+    integration_tests::traffic::send(client, stream, entries).await;
 }
 
 /// The stream's shards (one `ListShards` page: the tests' streams are small).
