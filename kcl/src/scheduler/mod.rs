@@ -404,6 +404,9 @@ impl Scheduler {
         background.stop_taking();
         inner.coordinator.begin_leaving().await;
         dispatcher.stop(inner.config.shutdown_timeout).await;
+        // A taker round under way when taking stopped may still have taken a lease: it is
+        // held, and released with the others, only once the round has ended.
+        background.taking_stopped().await;
         inner.coordinator.release_all().await;
         background.stop().await;
         tracing::info!(worker = %inner.worker_id, "worker stopped");
