@@ -112,14 +112,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A setting this library does not support in combination with another yet.
-    #[error("{setting} is not supported {with} yet")]
-    Unsupported {
-        /// The setting, e.g. `retrieval = FanOut`.
-        setting: &'static str,
-        /// What it cannot be combined with, e.g. `with a multi-stream tracker`.
-        with: &'static str,
-    },
     /// An initial position given as text (e.g. on a command line) that cannot be read.
     #[error("invalid initial position {value:?}: {reason}")]
     InvalidInitialPosition {
