@@ -21,7 +21,9 @@ use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
 use kinesis_emulators::LocalStack;
 use kinesis_producer::{Producer, ProducerRecord};
 
-use common::{assert_all_rejected, by_position, kinesis_through, put_numbered, read_all};
+use common::{
+    assert_all_rejected, assert_at_reported_positions, kinesis_through, put_numbered, read_all,
+};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -99,18 +101,7 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
     }
     // Each delivered record is at its reported position.
     let read = read_all(&stack.kinesis_client(), &stream).await;
-    let positions = by_position(&read);
-    for (r, d) in &delivered {
-        let key = (
-            d.shard_id.to_string(),
-            d.sequence_number.to_string(),
-            d.sub_sequence_number,
-        );
-        let got = positions
-            .get(&key)
-            .unwrap_or_else(|| panic!("nothing at reported position {key:?}"));
-        assert_eq!((&got.partition_key, &got.data), (&r.partition_key, &r.data));
-    }
+    assert_at_reported_positions(&read, &delivered);
     // Nothing else but copies from answers lost after the server took the call.
     let mut copies: HashMap<&[u8], usize> = HashMap::new();
     for r in &read {
