@@ -180,16 +180,7 @@ fn dynamodb_calls(snapshotter: &Snapshotter) -> u64 {
 
 /// Registers the stream consumer `name` on `stream` and waits until it is `ACTIVE`.
 async fn register_consumer(kinesis: &aws_sdk_kinesis::Client, stream: &str, name: &str) {
-    let arn = kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("a summary")
-        .stream_arn()
-        .to_owned();
+    let arn = integration_tests::kinesis::stream_arn(kinesis, stream).await;
     kinesis
         .register_stream_consumer()
         .stream_arn(&arn)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use integration_tests::kinesis::{stream_arn, stream_consumers};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{Checkpoint, FanOutConfig, Lease, Retrieval};
 use kinesis_emulators::LocalStack;
@@ -22,41 +23,6 @@ async fn stack_with_sessions(session: Duration) -> LocalStack {
         .start_async()
         .await
         .expect("local stack")
-}
-
-/// The ARN of `stream`.
-async fn stream_arn_of(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> String {
-    kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("a summary")
-        .stream_arn()
-        .to_owned()
-}
-
-/// The stream consumers registered on `stream`: name → status.
-async fn stream_consumers(stack: &LocalStack, stream: &str) -> HashMap<String, String> {
-    let kinesis = stack.kinesis_client();
-    let arn = stream_arn_of(&kinesis, stream).await;
-    kinesis
-        .list_stream_consumers()
-        .stream_arn(arn)
-        .send()
-        .await
-        .expect("ListStreamConsumers")
-        .consumers()
-        .iter()
-        .map(|c| {
-            (
-                c.consumer_name().to_owned(),
-                c.consumer_status().as_str().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +81,7 @@ async fn three_workers_read_four_shards_through_renewed_subscriptions_once() {
     assert_eq!(by_worker.len(), 3, "every worker processed: {by_worker:?}");
     // Registered once, named after the application, left in place after shutdown.
     assert_eq!(
-        stream_consumers(&stack, &stream).await,
+        stream_consumers(&kinesis, &stream).await,
         HashMap::from([(app.clone(), "ACTIVE".to_owned())])
     );
     // Checkpoints reached the last record of every shard.
@@ -280,7 +246,7 @@ async fn two_applications_read_one_stream_through_their_own_consumers() {
         );
         assert_eq!(distinct(rec), sent.len());
     }
-    let consumers = stream_consumers(&stack, &stream).await;
+    let consumers = stream_consumers(&kinesis, &stream).await;
     assert_eq!(
         consumers,
         HashMap::from([
@@ -303,7 +269,7 @@ async fn two_applications_read_one_stream_through_their_own_consumers() {
     again.graceful_shutdown().await;
     run.await.unwrap().unwrap();
     assert_eq!(rec.count(), 0, "nothing after the checkpoints");
-    assert_eq!(stream_consumers(&stack, &stream).await.len(), 2);
+    assert_eq!(stream_consumers(&kinesis, &stream).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +278,7 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
     let stream = stack.create_stream("efo-deleting", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("efo-deleting-app");
     let kinesis = stack.kinesis_client();
-    let stream_arn = stream_arn_of(&kinesis, &stream).await;
+    let stream_arn = stream_arn(&kinesis, &stream).await;
     kinesis
         .register_stream_consumer()
         .stream_arn(&stream_arn)
@@ -329,7 +295,7 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
         .await
         .unwrap();
     assert_eq!(
-        stream_consumers(&stack, &stream)
+        stream_consumers(&kinesis, &stream)
             .await
             .get(&app)
             .map(String::as_str),
@@ -348,7 +314,7 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
     run.await.unwrap().unwrap();
     assert_eq!(rec.count(), sent.len());
     assert_eq!(
-        stream_consumers(&stack, &stream).await,
+        stream_consumers(&kinesis, &stream).await,
         HashMap::from([(app.clone(), "ACTIVE".to_owned())]),
         "registered again once the old one was gone"
     );
@@ -358,7 +324,7 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
 async fn wait_until_status(stack: &LocalStack, stream: &str, name: &str, status: &str) {
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
-        let now = stream_consumers(stack, stream).await;
+        let now = stream_consumers(&stack.kinesis_client(), stream).await;
         if now.get(name).map(String::as_str) == Some(status) {
             return;
         }
@@ -385,7 +351,7 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
     let first = records(20, 4, 1, "before");
     put_records(&kinesis, &stream, &first, 1).await;
     wait_until("the first records", || rec.count() >= 20).await;
-    let stream_arn = stream_arn_of(&kinesis, &stream).await;
+    let stream_arn = stream_arn(&kinesis, &stream).await;
     kinesis
         .deregister_stream_consumer()
         .stream_arn(&stream_arn)
@@ -405,7 +371,7 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
     run.await.unwrap().unwrap();
     assert_eq!(distinct(&rec), 40, "nothing lost");
     assert_eq!(
-        stream_consumers(&stack, &stream)
+        stream_consumers(&kinesis, &stream)
             .await
             .get(&app)
             .map(String::as_str),
@@ -419,7 +385,7 @@ async fn a_stream_with_every_consumer_slot_taken_fails_the_start_with_a_clear_er
     let stack = stack().await;
     let stream = stack.create_stream("efo-full", 1).await.unwrap();
     let kinesis = stack.kinesis_client();
-    let stream_arn = stream_arn_of(&kinesis, &stream).await;
+    let stream_arn = stream_arn(&kinesis, &stream).await;
     for i in 0..20 {
         kinesis
             .register_stream_consumer()
