@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::{
-    assert_shard_order, put_records, records, spawn_run, stack, wait_until, CounterTotals,
-    Recorder, Sent,
+    assert_shard_order, counters, put_records, records, spawn_run, stack, wait_until, Recorder,
+    Sent,
 };
 use integration_tests::kinesis::{stream_arn, stream_consumers, stream_summary};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
@@ -24,18 +24,6 @@ use kinesis_consumer::{
     LeaseLostInput, ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput,
     ShutdownRequestedInput, StaticStreamTracker, StreamConfig, StreamTracker,
 };
-use metrics_util::debugging::DebuggingRecorder;
-
-/// The metrics of this test binary (one global recorder).
-fn counters() -> &'static CounterTotals {
-    static COUNTERS: OnceLock<CounterTotals> = OnceLock::new();
-    COUNTERS.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let counters = CounterTotals::new(&recorder);
-        recorder.install().expect("the only recorder");
-        counters
-    })
-}
 
 /// Held by each test that reads records, so that what one counts (`GetRecords` calls,
 /// subscriptions) is its own.

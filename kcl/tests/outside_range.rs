@@ -17,7 +17,6 @@ use kinesis_consumer::{
     InitializationInput, LeaseLostInput, OutsideRangePolicy, ProcessRecordsInput, RecordProcessor,
     Scheduler, ShardEndedInput,
 };
-use metrics_util::debugging::DebuggingRecorder;
 
 /// What one processor saw: (data, outside_shard_range) per record, and the batches'
 /// `dropped_outside_shard_range` summed.
@@ -132,9 +131,7 @@ async fn consume(policy: OutsideRangePolicy, counters: &CounterTotals) -> (Seen,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_asked() {
-    let recorder = DebuggingRecorder::new();
-    let counters = CounterTotals::new(&recorder);
-    recorder.install().expect("only recorder");
+    let counters = counters();
 
     let (seen, dropped, delivered) = consume(OutsideRangePolicy::Drop, &counters).await;
     let mut records = seen.records.lock().unwrap().clone();

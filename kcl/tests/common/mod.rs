@@ -768,6 +768,19 @@ impl CounterTotals {
     }
 }
 
+/// The counters of this test binary: one global recorder, installed on first use and
+/// shared by the binary's tests (each reads names of its own, or a lower bound of what it
+/// did itself).
+pub fn counters() -> &'static CounterTotals {
+    static COUNTERS: std::sync::OnceLock<CounterTotals> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let counters = CounterTotals::new(&recorder);
+        recorder.install().expect("the only recorder");
+        counters
+    })
+}
+
 /// Runs a worker in a task.
 pub fn spawn_run(s: &Scheduler) -> tokio::task::JoinHandle<Result<(), Error>> {
     let s = s.clone();
