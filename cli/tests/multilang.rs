@@ -302,12 +302,19 @@ impl TestApp {
         path
     }
 
+    /// Copies the processor `file` of `tests/multilang/` into the folder and writes the
+    /// properties file `props` that runs it with `interpreter` (the `extra` keys added);
+    /// returns the properties file's path.
+    fn processor(&self, interpreter: &str, file: &str, props: &str, extra: &str) -> PathBuf {
+        processor_file(&self.dir, file);
+        self.write_properties(props, &format!("{interpreter} {file}"), extra)
+    }
+
     /// Sets up `tests/multilang/kclpy_processor.py` in the folder, with properties
     /// `app.properties` (the `extra` keys added) and events in `events.jsonl`.
     fn kclpy_processor(&self, kclpy: PathBuf, extra: &str) -> KclpyProcessor {
-        processor_file(&self.dir, "kclpy_processor.py");
         KclpyProcessor {
-            props: self.write_properties("app.properties", "python3 kclpy_processor.py", extra),
+            props: self.processor("python3", "kclpy_processor.py", "app.properties", extra),
             events: self.dir.join("events.jsonl"),
             kclpy,
         }
@@ -551,10 +558,10 @@ async fn node_aws_kcl_sample_gets_every_record_once_with_fan_out() {
     };
     let t = TestApp::new("node", 2).await;
     let (stack, stream) = (&t.stack, &t.stream);
-    processor_file(&t.dir, "node_sample_consumer.js");
-    let props = t.write_properties(
+    let props = t.processor(
+        "node",
+        "node_sample_consumer.js",
         "sample.properties",
-        "node node_sample_consumer.js",
         "processingLanguage = nodejs/0.10\nretrievalMode = FANOUT\n",
     );
     let put = put(stack, stream, "n", 60).await;
@@ -583,10 +590,10 @@ async fn node_aws_kcl_sample_gets_every_record_once_with_fan_out() {
 async fn misbehaving_children_end_only_their_shards_processing() {
     let t = TestApp::new("unruly", 1).await;
     let (stack, stream) = (&t.stack, &t.stream);
-    processor_file(&t.dir, "unruly_child.py");
-    let props = t.write_properties(
+    let props = t.processor(
+        "python3",
+        "unruly_child.py",
         "app.properties",
-        "python3 unruly_child.py",
         &format!("timeoutInSeconds = 1\n{POLLING}"),
     );
     let events_file = t.dir.join("events.jsonl");
