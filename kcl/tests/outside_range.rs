@@ -133,7 +133,7 @@ async fn consume(policy: OutsideRangePolicy, counters: &CounterTotals) -> (Seen,
 async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_asked() {
     let counters = counters();
 
-    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Drop, &counters).await;
+    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Drop, counters).await;
     let mut records = seen.records.lock().unwrap().clone();
     records.sort();
     let aggregated: Vec<&(String, bool)> = records
@@ -152,7 +152,7 @@ async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_
     );
     assert_eq!((dropped, delivered), (1, 0));
 
-    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Keep, &counters).await;
+    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Keep, counters).await;
     let records = seen.records.lock().unwrap().clone();
     let aggregated: Vec<&(String, bool)> = records
         .iter()
