@@ -191,7 +191,7 @@ fn from_oldest(streams: &[&str]) -> Vec<StreamConfig> {
     streams
         .iter()
         .map(|stream| {
-            StreamConfig::new(*stream)
+            StreamConfig::new(stream)
                 .unwrap()
                 .with_initial_position(InitialPosition::TrimHorizon)
         })
