@@ -386,14 +386,7 @@ async fn access_denied_on_the_lease_table_is_a_typed_error_without_a_busy_loop()
         "DynamoDB_20120810.",
         Fault::error(400, "AccessDeniedException"),
     )]);
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        stack
-            .dynamodb_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let dynamodb = proxy.route_dynamodb(&stack.dynamodb_client());
     let rec = Recorder::default();
     let worker = scheduler_builder(
         &stack,

@@ -28,25 +28,11 @@ fn worker_through(
     dynamodb: Option<&FaultProxy>,
 ) -> Scheduler {
     let kinesis_client = match kinesis {
-        Some(p) => aws_sdk_kinesis::Client::from_conf(
-            stack
-                .kinesis_client()
-                .config()
-                .to_builder()
-                .endpoint_url(p.endpoint())
-                .build(),
-        ),
+        Some(p) => p.route_kinesis(&stack.kinesis_client()),
         None => stack.kinesis_client(),
     };
     let dynamodb_client = match dynamodb {
-        Some(p) => aws_sdk_dynamodb::Client::from_conf(
-            stack
-                .dynamodb_client()
-                .config()
-                .to_builder()
-                .endpoint_url(p.endpoint())
-                .build(),
-        ),
+        Some(p) => p.route_dynamodb(&stack.dynamodb_client()),
         None => stack.dynamodb_client(),
     };
     let mut polling = kinesis_consumer::PollingConfig::default();
@@ -280,14 +266,7 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
         Rule::new("SubscribeToShard", Fault::error(500, "InternalFailure")).one_in(2),
         Rule::new("SubscribeToShard", Fault::Reset).one_in(2),
     ]);
-    let through_proxy = aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let through_proxy = proxy.route_kinesis(&stack.kinesis_client());
     let rec = Recorder::default();
     let w = scheduler_builder(&stack, &app, &stream, "w", &rec, FAILOVER)
         .with_clients(through_proxy, stack.dynamodb_client())
@@ -387,14 +366,7 @@ async fn slow_processor_reads_everything_once(retrieval: kinesis_consumer::Retri
     let app = kinesis_emulators::unique_name("faults-slow-app");
     let kinesis = stack.kinesis_client();
     let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
-    let through_proxy = aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let through_proxy = proxy.route_kinesis(&stack.kinesis_client());
     let rec = Recorder::default();
     let factory = rec.factory("w");
     let w = Scheduler::builder(&app, &stream, move |shard: &str| {

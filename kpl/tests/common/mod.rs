@@ -187,21 +187,6 @@ pub(crate) fn assert_all_rejected(outcomes: Vec<Result<Delivered, Failed>>, code
     }
 }
 
-/// A Kinesis client of `stack` whose calls go through `proxy`.
-pub(crate) fn kinesis_through(
-    stack: &kinesis_emulators::LocalStack,
-    proxy: &integration_tests::fault_proxy::FaultProxy,
-) -> aws_sdk_kinesis::Client {
-    aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    )
-}
-
 /// Puts records `range` of `stream` (data `r<i>`, key `k<i mod 50>`) one by one and waits
 /// for every outcome, in put order, failing the test after `deadline`.
 pub(crate) async fn put_numbered(
