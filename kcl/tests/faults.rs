@@ -54,6 +54,13 @@ fn counts(rec: &Recorder) -> HashMap<Bytes, usize> {
     counts
 }
 
+/// Asserts that `rec` processed `n` different records, each exactly once.
+fn assert_each_processed_once(rec: &Recorder, n: usize) {
+    let counts = counts(rec);
+    assert_eq!(counts.len(), n, "nothing lost");
+    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamodb_outage_shorter_than_the_fence_time_moves_no_lease() {
     let stack = stack().await;
@@ -100,9 +107,7 @@ async fn a_dynamodb_outage_shorter_than_the_fence_time_moves_no_lease() {
     b.graceful_shutdown().await;
     run_a.await.unwrap().unwrap();
     run_b.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 1_200, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 1_200);
 }
 
 /// A worker on 2 shards loses DynamoDB to `fault` for longer than the fence time while
@@ -199,9 +204,7 @@ async fn kinesis_throttling_errors_and_expired_iterators_cost_retries_not_record
     proxy.clear();
     w.graceful_shutdown().await;
     run.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 4_000, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 4_000);
     assert_shard_order(&rec.seen());
     let injected = proxy.injected();
     assert!(
@@ -307,9 +310,7 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
     );
     w.graceful_shutdown().await;
     run.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 2_000, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 2_000);
     assert_shard_order(&rec.seen());
     let by_kind = proxy.injected_by_kind();
     for kind in ["LimitExceededException", "InternalFailure", "Reset"] {
@@ -386,9 +387,7 @@ async fn slow_processor_reads_everything_once(retrieval: kinesis_consumer::Retri
     wait_until("every record", || distinct(&rec) >= 2_000).await;
     w.graceful_shutdown().await;
     run.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 2_000, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 2_000);
     assert_shard_order(&rec.seen());
     eprintln!(
         "{what}: slow processor, {} batches; calls {:?}",
