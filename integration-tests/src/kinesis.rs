@@ -288,6 +288,45 @@ pub async fn stream_consumers(client: &Client, stream: &str) -> HashMap<String, 
         .collect()
 }
 
+/// Registers the stream consumer `name` on the stream `stream_arn` and returns the
+/// consumer's ARN; it does not wait for the consumer to become `ACTIVE`.
+///
+/// # Cancellation
+/// Dropping the future after the request was sent may still register the consumer.
+///
+/// # Panics
+/// When `RegisterStreamConsumer` fails.
+pub async fn register_consumer(client: &Client, stream_arn: &str, name: &str) -> String {
+    client
+        .register_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(name)
+        .send()
+        .await
+        .expect("RegisterStreamConsumer")
+        .consumer
+        .expect("consumer")
+        .consumer_arn
+}
+
+/// Deregisters the stream consumer `name` of the stream `stream_arn`; it does not wait for
+/// the consumer to be gone.
+///
+/// # Cancellation
+/// Dropping the future after the request was sent may still deregister the consumer.
+///
+/// # Panics
+/// When `DeregisterStreamConsumer` fails.
+pub async fn deregister_consumer(client: &Client, stream_arn: &str, name: &str) {
+    client
+        .deregister_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(name)
+        .send()
+        .await
+        .expect("DeregisterStreamConsumer");
+}
+
 /// Splits `shard_id` at the midpoint of its range and waits until the stream is ACTIVE.
 ///
 /// # Cancellation

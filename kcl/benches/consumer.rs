@@ -181,13 +181,7 @@ fn dynamodb_calls(snapshotter: &Snapshotter) -> u64 {
 /// Registers the stream consumer `name` on `stream` and waits until it is `ACTIVE`.
 async fn register_consumer(kinesis: &aws_sdk_kinesis::Client, stream: &str, name: &str) {
     let arn = integration_tests::kinesis::stream_arn(kinesis, stream).await;
-    kinesis
-        .register_stream_consumer()
-        .stream_arn(&arn)
-        .consumer_name(name)
-        .send()
-        .await
-        .expect("RegisterStreamConsumer");
+    integration_tests::kinesis::register_consumer(kinesis, &arn, name).await;
     loop {
         let described = kinesis
             .describe_stream_consumer()

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use integration_tests::kinesis::{stream_arn, stream_consumers};
+use integration_tests::kinesis::{
+    deregister_consumer, register_consumer, stream_arn, stream_consumers,
+};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{Checkpoint, FanOutConfig, Lease, Retrieval};
 use kinesis_emulators::LocalStack;
@@ -279,21 +281,9 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
     let app = kinesis_emulators::unique_name("efo-deleting-app");
     let kinesis = stack.kinesis_client();
     let stream_arn = stream_arn(&kinesis, &stream).await;
-    kinesis
-        .register_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(&app)
-        .send()
-        .await
-        .unwrap();
+    register_consumer(&kinesis, &stream_arn, &app).await;
     wait_until_status(&stack, &stream, &app, "ACTIVE").await;
-    kinesis
-        .deregister_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(&app)
-        .send()
-        .await
-        .unwrap();
+    deregister_consumer(&kinesis, &stream_arn, &app).await;
     assert_eq!(
         stream_consumers(&kinesis, &stream)
             .await
@@ -352,13 +342,7 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
     put_records(&kinesis, &stream, &first, 1).await;
     wait_until("the first records", || rec.count() >= 20).await;
     let stream_arn = stream_arn(&kinesis, &stream).await;
-    kinesis
-        .deregister_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(&app)
-        .send()
-        .await
-        .unwrap();
+    deregister_consumer(&kinesis, &stream_arn, &app).await;
     // Past the open subscription's end (and the DELETING state): the renewal is refused.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let second = records(20, 4, 1, "after");
@@ -387,13 +371,7 @@ async fn a_stream_with_every_consumer_slot_taken_fails_the_start_with_a_clear_er
     let kinesis = stack.kinesis_client();
     let stream_arn = stream_arn(&kinesis, &stream).await;
     for i in 0..20 {
-        kinesis
-            .register_stream_consumer()
-            .stream_arn(&stream_arn)
-            .consumer_name(format!("other-{i}"))
-            .send()
-            .await
-            .unwrap();
+        register_consumer(&kinesis, &stream_arn, &format!("other-{i}")).await;
     }
     let rec = Recorder::default();
     let app = kinesis_emulators::unique_name("efo-full-app");
