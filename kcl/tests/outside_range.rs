@@ -129,6 +129,15 @@ async fn consume(policy: OutsideRangePolicy, counters: &CounterTotals) -> (Seen,
     (seen, dropped, delivered)
 }
 
+/// The records (data, whether marked outside the shard) that came from the aggregate, in
+/// the order of `records`: all but the plain ones.
+fn from_the_aggregate(records: &[(String, bool)]) -> Vec<&(String, bool)> {
+    records
+        .iter()
+        .filter(|(d, _)| !d.starts_with("plain"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_asked() {
     let counters = counters();
@@ -136,10 +145,7 @@ async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_
     let (seen, dropped, delivered) = consume(OutsideRangePolicy::Drop, counters).await;
     let mut records = seen.records.lock().unwrap().clone();
     records.sort();
-    let aggregated: Vec<&(String, bool)> = records
-        .iter()
-        .filter(|(d, _)| !d.starts_with("plain"))
-        .collect();
+    let aggregated = from_the_aggregate(&records);
     assert_eq!(
         aggregated,
         [&("a1".to_owned(), false), &("a2".to_owned(), false)],
@@ -154,10 +160,7 @@ async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_
 
     let (seen, dropped, delivered) = consume(OutsideRangePolicy::Keep, counters).await;
     let records = seen.records.lock().unwrap().clone();
-    let aggregated: Vec<&(String, bool)> = records
-        .iter()
-        .filter(|(d, _)| !d.starts_with("plain"))
-        .collect();
+    let aggregated = from_the_aggregate(&records);
     assert_eq!(
         aggregated,
         [

@@ -288,14 +288,7 @@ async fn first_shard(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &str,
 ) -> aws_sdk_kinesis::types::Shard {
-    kinesis
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap()
-        .shards()[0]
-        .clone()
+    list_shards(kinesis, stream).await.swap_remove(0)
 }
 
 /// Splits the stream's first shard in the middle of its range and waits until ACTIVE.
