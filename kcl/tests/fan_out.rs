@@ -27,6 +27,21 @@ async fn stack_with_sessions(session: Duration) -> LocalStack {
         .expect("local stack")
 }
 
+/// Worker `id` of `app` reading `stream` through enhanced fan-out, with a 10 s failover
+/// time, its processors recording into `rec`.
+fn fan_out_worker(
+    stack: &LocalStack,
+    app: &str,
+    stream: &str,
+    id: &str,
+    rec: &Recorder,
+) -> kinesis_consumer::Scheduler {
+    scheduler_builder(stack, app, stream, id, rec, Duration::from_secs(10))
+        .with_retrieval(fan_out())
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_read_four_shards_through_renewed_subscriptions_once() {
     // Subscriptions end every 2 s: records flow across several renewals per shard.
@@ -168,10 +183,7 @@ async fn fan_out_resumes_inside_an_aggregate_from_its_checkpoint() {
         .unwrap());
 
     let rec = Recorder::default();
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let run = spawn_run(&worker);
     wait_until("the records after the checkpoint", || rec.count() >= 25).await;
     // Past a renewal or two: nothing at or before the checkpoint comes again.
@@ -258,10 +270,7 @@ async fn two_applications_read_one_stream_through_their_own_consumers() {
     );
     // A restart reuses the registered consumer: no third one.
     let rec = Recorder::default();
-    let again = scheduler_builder(&stack, &app_a, &stream, "a2", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let again = fan_out_worker(&stack, &app_a, &stream, "a2", &rec);
     let run = spawn_run(&again);
     // Everything was checkpointed: wait until the worker holds its leases, then stop.
     wait_until("the restarted worker holds both leases", || {
@@ -294,10 +303,7 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
     let sent = records(50, 5, 1, "d");
     put_records(&kinesis, &stream, &sent, 1).await;
     let rec = Recorder::default();
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let run = spawn_run(&worker);
     wait_until("every record", || rec.count() >= sent.len()).await;
     worker.graceful_shutdown().await;
@@ -333,10 +339,7 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
     let app = kinesis_emulators::unique_name("efo-dereg-app");
     let kinesis = stack.kinesis_client();
     let rec = Recorder::default();
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let run = spawn_run(&worker);
     let first = records(20, 4, 1, "before");
     put_records(&kinesis, &stream, &first, 1).await;
@@ -375,10 +378,7 @@ async fn a_stream_with_every_consumer_slot_taken_fails_the_start_with_a_clear_er
     }
     let rec = Recorder::default();
     let app = kinesis_emulators::unique_name("efo-full-app");
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let result = tokio::time::timeout(DEADLINE, worker.run())
         .await
         .expect("run returns instead of retrying for ever");
