@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::test_support::fresh_table;
 use super::*;
 use crate::checkpoint::Checkpoint;
 use crate::leases::fleet::MemoryFleetStore;
@@ -15,16 +16,6 @@ use crate::leases::handoff::Standing;
 use crate::leases::{Lease, MemoryLeaseStore};
 
 const FAILOVER: Duration = Duration::from_secs(10);
-
-/// A memory lease store with a fresh lease (from TRIM_HORIZON) for each of `shards` shards.
-async fn fresh_leases(shards: usize) -> Arc<MemoryLeaseStore> {
-    let leases = Arc::new(MemoryLeaseStore::default());
-    for i in 0..shards {
-        let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-        leases.create_lease_if_not_exists(&lease).await.unwrap();
-    }
-    leases
-}
 
 /// The tenures `worker` holds now (each tells when it is lost).
 fn tenures(worker: &LeaseCoordinator) -> Vec<Arc<HeldLease>> {
@@ -54,7 +45,7 @@ struct Fleet {
 
 impl Fleet {
     async fn new(n: usize, shards: usize) -> Self {
-        let leases = fresh_leases(shards).await;
+        let leases = fresh_table(shards).await;
         let fleet = Arc::new(MemoryFleetStore::new());
         let mut f = Self {
             leases,
@@ -409,7 +400,7 @@ struct Rig {
 
 impl Rig {
     async fn new(n: usize, shards: usize) -> Self {
-        let leases = fresh_leases(shards).await;
+        let leases = fresh_table(shards).await;
         let mut rig = Self {
             leases,
             fleet: Arc::new(MemoryFleetStore::new()),
@@ -958,11 +949,7 @@ fn review_a_valid_lease_table_name_can_make_an_invalid_fleet_table_name() {
 /// loads hold still the workers write nothing but their scans.
 #[tokio::test(start_paused = true)]
 async fn balancing_throughput_the_hot_lease_ends_alone_and_steady_loads_write_nothing() {
-    let leases = Arc::new(MemoryLeaseStore::default());
-    for i in 0..4 {
-        let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-        leases.create_lease_if_not_exists(&lease).await.unwrap();
-    }
+    let leases = fresh_table(4).await;
     let fleet = Arc::new(MemoryFleetStore::new());
     let config = LeaseConfig {
         balancing: Balancing::throughput(),
