@@ -51,7 +51,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use integration_tests::bench_host::{cpu_model, load_average, utc_minute};
+use integration_tests::bench_host::{cpu_model, env_count, load_average, utc_minute};
 use integration_tests::peers::{kcl_rs, target_dir, PeerError, KCL_RS};
 use kinesis_consumer::leases::{LeaseStore as _, LeaseTable};
 use kinesis_consumer::{
@@ -141,16 +141,6 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let number = |var: &str, default: usize| -> Result<usize, String> {
-            match std::env::var(var) {
-                Ok(v) => v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{var}={v:?}: expected a positive whole number")),
-                Err(_) => Ok(default),
-            }
-        };
         let (setups, calls) = match std::env::var("FAILOVER_BENCH_ONLY") {
             Ok(v) => {
                 let mut setups = Vec::new();
@@ -172,11 +162,11 @@ impl Settings {
             Err(_) => (Setup::ALL.to_vec(), true),
         };
         Ok(Settings {
-            reps: number("FAILOVER_BENCH_REPS", 3)?,
-            peer_reps: number("FAILOVER_BENCH_PEER_REPS", 1)?,
+            reps: env_count("FAILOVER_BENCH_REPS", 3)?,
+            peer_reps: env_count("FAILOVER_BENCH_PEER_REPS", 1)?,
             setups,
             calls,
-            calls_window: Duration::from_secs(number("FAILOVER_BENCH_CALLS_SECS", 60)? as u64),
+            calls_window: Duration::from_secs(env_count("FAILOVER_BENCH_CALLS_SECS", 60)? as u64),
         })
     }
 }

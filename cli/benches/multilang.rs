@@ -52,7 +52,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use integration_tests::bench_host::{children_cpu_of, cpu_model, cpu_of, load_average, utc_minute};
+use integration_tests::bench_host::{
+    children_cpu_of, cpu_model, cpu_of, env_count, load_average, utc_minute,
+};
 use integration_tests::peers::{kclpy, target_dir, PeerError, KCLPY};
 use kinesis_consumer::{
     InitialPosition, InitializationInput, LeaseLostInput, PollingConfig, ProcessRecordsInput,
@@ -127,24 +129,14 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let number = |var: &str, default: usize| -> Result<usize, String> {
-            match std::env::var(var) {
-                Ok(v) => v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{var}={v:?}: expected a positive whole number")),
-                Err(_) => Ok(default),
-            }
-        };
         let lines = match std::env::var("MULTILANG_BENCH_ONLY") {
             Ok(v) => vec![Line::from_name(&v)
                 .ok_or_else(|| format!("MULTILANG_BENCH_ONLY={v:?}: expected ours or host"))?],
             Err(_) => vec![Line::Ours, Line::Host],
         };
         Ok(Settings {
-            records: number("MULTILANG_BENCH_RECORDS", DEFAULT_RECORDS)?,
-            rounds: number("MULTILANG_BENCH_ROUNDS", DEFAULT_ROUNDS)?,
+            records: env_count("MULTILANG_BENCH_RECORDS", DEFAULT_RECORDS)?,
+            rounds: env_count("MULTILANG_BENCH_ROUNDS", DEFAULT_ROUNDS)?,
             lines,
         })
     }

@@ -369,13 +369,6 @@ async fn a_stream_added_and_one_removed_while_two_worker_processes_run_from_a_st
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Bytes of each record's data in the balancing test.
-const RECORD_BYTES: usize = 500;
-/// Records per 100 ms for the hot shard and for each other one: about 117 KB/s against
-/// 10 KB/s each, 70 % of the traffic on one shard of six.
-const HOT_PER_TICK: usize = 24;
-const COLD_PER_TICK: usize = 2;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_balancing_leaves_a_hot_shard_alone_on_its_worker_process() {
     let stack = common::stack().await;
@@ -413,27 +406,9 @@ async fn throughput_balancing_leaves_a_hot_shard_alone_on_its_worker_process() {
     // Nothing measured yet: by count, two each.
     wait_settled(&table, &stream, 6, 3, failover).await;
 
-    // The producer: most records to the hot shard, every 100 ms until stopped.
-    let traffic = {
-        let hot = hot.clone();
-        Traffic::start(
-            &kinesis,
-            &stream,
-            &shards,
-            move |shard| {
-                if shard == hot {
-                    HOT_PER_TICK
-                } else {
-                    COLD_PER_TICK
-                }
-            },
-            |shard, n| {
-                let id = format!("{shard}-{n}");
-                let data = format!("{id:<RECORD_BYTES$}");
-                (id, data)
-            },
-        )
-    };
+    // The producer: most records to the hot shard, every 100 ms until stopped (about
+    // 117 KB/s against 10 KB/s each, 70 % of the traffic on one shard of six).
+    let traffic = Traffic::hot_shard(&kinesis, &stream, &shards, &hot);
 
     // The hot shard's holder ends with it alone, the other five shards on the two others
     // (by count, 2/2/2 would hold: a worker with one lease of six would steal one).

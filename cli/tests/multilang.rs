@@ -120,7 +120,7 @@ struct HostProcess {
 }
 
 impl HostProcess {
-    fn start(stack: &LocalStack, properties: &Path, env: &[(&str, &str)]) -> HostProcess {
+    fn start(stack: &LocalStack, properties: &Path, env: &[(&str, &Path)]) -> HostProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-cat"));
         cmd.arg("multilang")
             .arg("--properties")
@@ -258,11 +258,110 @@ fn properties(executable: &str, stream: &str, app: &str, extra: &str) -> String 
 /// The polling keys of most tests.
 const POLLING: &str = "retrievalMode = POLLING\nidleTimeBetweenReadsInMillis = 100\n";
 
-async fn stack() -> LocalStack {
-    LocalStack::builder()
-        .start_async()
-        .await
-        .expect("local stack")
+/// What each test sets up: a stack, a stream on it, an application name and a scratch
+/// folder for its files.
+struct TestApp {
+    /// The embedded stack.
+    stack: LocalStack,
+    /// The stream read, `ml-<name>`.
+    stream: String,
+    /// A fresh application name, `ml-<name>-app`: a lease table of the test's own.
+    app: String,
+    /// The scratch folder, `<name>`.
+    dir: Scratch,
+}
+
+impl TestApp {
+    /// Starts a stack with a stream `ml-<name>` of `shards` shards, and makes the folder.
+    async fn new(name: &str, shards: i32) -> TestApp {
+        let stack = LocalStack::builder()
+            .start_async()
+            .await
+            .expect("local stack");
+        let stream = stack
+            .create_stream(&format!("ml-{name}"), shards)
+            .await
+            .unwrap();
+        TestApp {
+            stack,
+            stream,
+            app: kinesis_emulators::unique_name(&format!("ml-{name}-app")),
+            dir: Scratch::new(name),
+        }
+    }
+
+    /// Writes the properties file `file` in the folder: [`properties`] of this stream and
+    /// application for `executable`, with the `extra` keys.
+    fn write_properties(&self, file: &str, executable: &str, extra: &str) -> PathBuf {
+        let path = self.dir.join(file);
+        std::fs::write(
+            &path,
+            properties(executable, &self.stream, &self.app, extra),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Copies the processor `file` of `tests/multilang/` into the folder and writes the
+    /// properties file `props` that runs it with `interpreter` (the `extra` keys added);
+    /// returns the properties file's path.
+    fn processor(&self, interpreter: &str, file: &str, props: &str, extra: &str) -> PathBuf {
+        processor_file(&self.dir, file);
+        self.write_properties(props, &format!("{interpreter} {file}"), extra)
+    }
+
+    /// Sets up `tests/multilang/kclpy_processor.py` in the folder, with properties
+    /// `app.properties` (the `extra` keys added) and events in `events.jsonl`.
+    fn kclpy_processor(&self, kclpy: PathBuf, extra: &str) -> KclpyProcessor {
+        KclpyProcessor {
+            props: self.processor("python3", "kclpy_processor.py", "app.properties", extra),
+            events: self.dir.join("events.jsonl"),
+            kclpy,
+        }
+    }
+
+    /// Waits until the lease table's checkpoints (by shard) satisfy `reached`, failing with
+    /// the host's stderr at the deadline.
+    async fn wait_for_checkpoint(
+        &self,
+        host: &HostProcess,
+        reached: impl Fn(&HashMap<String, Checkpoint>) -> bool,
+    ) {
+        let start = Instant::now();
+        while !reached(&checkpoints(&self.stack, &self.app).await) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no checkpoint; stderr:\n{}",
+                host.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `tests/multilang/kclpy_processor.py`, set up by [`TestApp::kclpy_processor`]: it
+/// appends one JSON line per event to its events file.
+struct KclpyProcessor {
+    /// Its properties file.
+    props: PathBuf,
+    /// Its events file (`ML_EVENTS`).
+    events: PathBuf,
+    /// amazon-kclpy's modules (`PYTHONPATH`).
+    kclpy: PathBuf,
+}
+
+impl KclpyProcessor {
+    /// Starts a host of the processor.
+    fn start(&self, stack: &LocalStack) -> HostProcess {
+        HostProcess::start(
+            stack,
+            &self.props,
+            &[
+                ("PYTHONPATH", self.kclpy.as_path()),
+                ("ML_EVENTS", self.events.as_path()),
+            ],
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,31 +373,18 @@ async fn kclpy_processor_gets_every_record_once_across_a_restart_and_sigterm() {
     let Some(kclpy) = available(&kclpy(), KCLPY) else {
         return;
     };
-    let stack = stack().await;
-    let stream = stack.create_stream("ml-kclpy", 2).await.unwrap();
-    let app = kinesis_emulators::unique_name("ml-kclpy-app");
-    let dir = Scratch::new("kclpy");
-    processor_file(&dir, "kclpy_processor.py");
-    let props = dir.join("app.properties");
-    std::fs::write(
-        &props,
-        properties("python3 kclpy_processor.py", &stream, &app, POLLING),
-    )
-    .unwrap();
-    let events_file = dir.join("events.jsonl");
-    let env = [
-        ("PYTHONPATH", kclpy.to_str().unwrap()),
-        ("ML_EVENTS", events_file.to_str().unwrap()),
-    ];
+    let t = TestApp::new("kclpy", 2).await;
+    let processor = t.kclpy_processor(kclpy, POLLING);
+    let (stack, stream, app, events_file) = (&t.stack, &t.stream, &t.app, &processor.events);
 
-    let first = put(&stack, &stream, "a", 120).await;
-    let host = HostProcess::start(&stack, &props, &env);
+    let first = put(stack, stream, "a", 120).await;
+    let host = processor.start(stack);
     wait_for("the first records", &host, || {
-        records(&events(&events_file)).len() >= 120
+        records(&events(events_file)).len() >= 120
     })
     .await;
     let err = host.stop().await;
-    let ev = events(&events_file);
+    let ev = events(events_file);
     exactly_once(&records(&ev), &first.keys().cloned().collect());
     // SIGTERM reached each child as shutdownRequested, and its checkpoint held.
     let shut: HashSet<&str> = ev
@@ -326,7 +412,7 @@ async fn kclpy_processor_gets_every_record_once_across_a_restart_and_sigterm() {
     let arrival = r["arrival_ms"].as_i64().unwrap();
     assert!(arrival > now_ms - 120_000 && arrival <= now_ms, "{arrival}");
     // Each lease is checkpointed at the last record of its shard.
-    let cps = checkpoints(&stack, &app).await;
+    let cps = checkpoints(stack, app).await;
     let last_of: HashMap<String, String> = ev
         .iter()
         .filter(|e| e["event"] == "record")
@@ -342,15 +428,15 @@ async fn kclpy_processor_gets_every_record_once_across_a_restart_and_sigterm() {
     }
 
     // A second host resumes after the checkpoints: only the new records arrive.
-    let second = put(&stack, &stream, "b", 80).await;
-    let host = HostProcess::start(&stack, &props, &env);
+    let second = put(stack, stream, "b", 80).await;
+    let host = processor.start(stack);
     wait_for("the records after the restart", &host, || {
-        records(&events(&events_file)).len() >= 200
+        records(&events(events_file)).len() >= 200
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     host.stop().await;
-    let ev = events(&events_file);
+    let ev = events(events_file);
     let all: HashSet<String> = first.keys().chain(second.keys()).cloned().collect();
     exactly_once(&records(&ev), &all);
     // The second children were initialized at the first ones' checkpoints.
@@ -375,38 +461,17 @@ async fn a_killed_child_is_replaced_from_its_checkpoint() {
     let Some(kclpy) = available(&kclpy(), KCLPY) else {
         return;
     };
-    let stack = stack().await;
-    let stream = stack.create_stream("ml-kill", 1).await.unwrap();
-    let app = kinesis_emulators::unique_name("ml-kill-app");
-    let dir = Scratch::new("kill");
-    processor_file(&dir, "kclpy_processor.py");
-    let props = dir.join("app.properties");
-    std::fs::write(
-        &props,
-        properties("python3 kclpy_processor.py", &stream, &app, POLLING),
-    )
-    .unwrap();
-    let events_file = dir.join("events.jsonl");
-    let env = [
-        ("PYTHONPATH", kclpy.to_str().unwrap()),
-        ("ML_EVENTS", events_file.to_str().unwrap()),
-    ];
-    let first = put(&stack, &stream, "a", 50).await;
-    let host = HostProcess::start(&stack, &props, &env);
+    let t = TestApp::new("kill", 1).await;
+    let processor = t.kclpy_processor(kclpy, POLLING);
+    let (stack, stream, events_file) = (&t.stack, &t.stream, &processor.events);
+    let first = put(stack, stream, "a", 50).await;
+    let host = processor.start(stack);
     // The last record put is the last of the shard (one shard): wait for its checkpoint.
     let last = first["a-49"].clone();
-    let start = Instant::now();
-    while checkpoints(&stack, &app).await.get("shardId-000000000000")
-        != Some(&Checkpoint::at(&last, 0).unwrap())
-    {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no checkpoint; stderr:\n{}",
-            host.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let ev = events(&events_file);
+    let want = Checkpoint::at(&last, 0).unwrap();
+    t.wait_for_checkpoint(&host, |cps| cps.get("shardId-000000000000") == Some(&want))
+        .await;
+    let ev = events(events_file);
     assert_eq!(records(&ev).len(), 50);
     let pid = ev.iter().find(|e| e["event"] == "initialize").unwrap()["pid"]
         .as_i64()
@@ -417,13 +482,13 @@ async fn a_killed_child_is_replaced_from_its_checkpoint() {
         .unwrap()
         .success());
 
-    let second = put(&stack, &stream, "b", 50).await;
+    let second = put(stack, stream, "b", 50).await;
     wait_for("the new records, in a new child", &host, || {
-        records(&events(&events_file)).len() >= 100
+        records(&events(events_file)).len() >= 100
     })
     .await;
     let err = host.stop().await;
-    let ev = events(&events_file);
+    let ev = events(events_file);
     let all: HashSet<String> = first.keys().chain(second.keys()).cloned().collect();
     exactly_once(&records(&ev), &all);
     let inits: Vec<&Value> = ev.iter().filter(|e| e["event"] == "initialize").collect();
@@ -443,10 +508,8 @@ async fn kclpy_sample_app_runs_unmodified() {
     let Some(kclpy) = available(&kclpy(), KCLPY) else {
         return;
     };
-    let stack = stack().await;
-    let stream = stack.create_stream("ml-sample", 1).await.unwrap();
-    let app = kinesis_emulators::unique_name("ml-sample-app");
-    let dir = Scratch::new("sample");
+    let t = TestApp::new("sample", 1).await;
+    let (stack, stream, dir) = (&t.stack, &t.stream, &t.dir);
     std::fs::copy(
         kclpy.join("samples/sample_kclpy_app.py"),
         dir.join("sample_kclpy_app.py"),
@@ -463,37 +526,18 @@ async fn kclpy_sample_app_runs_unmodified() {
     } else {
         "python3 sample_kclpy_app.py"
     };
-    let props = dir.join("sample.properties");
-    std::fs::write(
-        &props,
-        properties(
-            exe,
-            &stream,
-            &app,
-            &format!("processingLanguage = python/3.8\n{POLLING}"),
-        ),
-    )
-    .unwrap();
-    let put = put(&stack, &stream, "s", 30).await;
+    let props = t.write_properties(
+        "sample.properties",
+        exe,
+        &format!("processingLanguage = python/3.8\n{POLLING}"),
+    );
+    let put = put(stack, stream, "s", 30).await;
     let last = put["s-29"].clone();
-    let host = HostProcess::start(&stack, &props, &[("PYTHONPATH", kclpy.to_str().unwrap())]);
+    let host = HostProcess::start(stack, &props, &[("PYTHONPATH", kclpy.as_path())]);
     // The sample checkpoints its first batch at once (then every 30 s).
-    let start = Instant::now();
-    loop {
-        let cps = checkpoints(&stack, &app).await;
-        if cps
-            .values()
-            .any(|c| *c == Checkpoint::at(&last, 0).unwrap())
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no checkpoint; stderr:\n{}",
-            host.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let want = Checkpoint::at(&last, 0).unwrap();
+    t.wait_for_checkpoint(&host, |cps| cps.values().any(|c| *c == want))
+        .await;
     let err = host.stop().await;
     assert!(
         err.contains("warning: ") && err.contains("processingLanguage (line"),
@@ -512,28 +556,16 @@ async fn node_aws_kcl_sample_gets_every_record_once_with_fan_out() {
     let Some(node_modules) = available(&node_kcl(), NPM_KCL) else {
         return;
     };
-    let stack = stack().await;
-    let stream = stack.create_stream("ml-node", 2).await.unwrap();
-    let app = kinesis_emulators::unique_name("ml-node-app");
-    let dir = Scratch::new("node");
-    processor_file(&dir, "node_sample_consumer.js");
-    let props = dir.join("sample.properties");
-    std::fs::write(
-        &props,
-        properties(
-            "node node_sample_consumer.js",
-            &stream,
-            &app,
-            "processingLanguage = nodejs/0.10\nretrievalMode = FANOUT\n",
-        ),
-    )
-    .unwrap();
-    let put = put(&stack, &stream, "n", 60).await;
-    let host = HostProcess::start(
-        &stack,
-        &props,
-        &[("NODE_PATH", node_modules.to_str().unwrap())],
+    let t = TestApp::new("node", 2).await;
+    let (stack, stream) = (&t.stack, &t.stream);
+    let props = t.processor(
+        "node",
+        "node_sample_consumer.js",
+        "sample.properties",
+        "processingLanguage = nodejs/0.10\nretrievalMode = FANOUT\n",
     );
+    let put = put(stack, stream, "n", 60).await;
+    let host = HostProcess::start(stack, &props, &[("NODE_PATH", node_modules.as_path())]);
     let seen = |err: &str| -> Vec<String> {
         err.lines()
             .filter_map(|l| l.split(", Record: ").nth(1))
@@ -556,30 +588,22 @@ async fn node_aws_kcl_sample_gets_every_record_once_with_fan_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_children_end_only_their_shards_processing() {
-    let stack = stack().await;
-    let stream = stack.create_stream("ml-unruly", 1).await.unwrap();
-    let app = kinesis_emulators::unique_name("ml-unruly-app");
-    let dir = Scratch::new("unruly");
-    processor_file(&dir, "unruly_child.py");
-    let props = dir.join("app.properties");
-    std::fs::write(
-        &props,
-        properties(
-            "python3 unruly_child.py",
-            &stream,
-            &app,
-            &format!("timeoutInSeconds = 1\n{POLLING}"),
-        ),
-    )
-    .unwrap();
-    let events_file = dir.join("events.jsonl");
-    let state = dir.join("starts");
+    let t = TestApp::new("unruly", 1).await;
+    let (stack, stream) = (&t.stack, &t.stream);
+    let props = t.processor(
+        "python3",
+        "unruly_child.py",
+        "app.properties",
+        &format!("timeoutInSeconds = 1\n{POLLING}"),
+    );
+    let events_file = t.dir.join("events.jsonl");
+    let state = t.dir.join("starts");
     let env = [
-        ("ML_EVENTS", events_file.to_str().unwrap()),
-        ("ML_STATE", state.to_str().unwrap()),
+        ("ML_EVENTS", events_file.as_path()),
+        ("ML_STATE", state.as_path()),
     ];
-    let put = put(&stack, &stream, "u", 20).await;
-    let host = HostProcess::start(&stack, &props, &env);
+    let put = put(stack, stream, "u", 20).await;
+    let host = HostProcess::start(stack, &props, &env);
     wait_for("the records, by the fourth child", &host, || {
         records(&events(&events_file)).len() >= 20
     })
@@ -606,35 +630,20 @@ async fn empty_record_lists_reach_the_child_when_asked() {
     let Some(kclpy) = available(&kclpy(), KCLPY) else {
         return;
     };
-    let stack = stack().await;
-    let stream = stack.create_stream("ml-empty", 1).await.unwrap();
-    let app = kinesis_emulators::unique_name("ml-empty-app");
-    let dir = Scratch::new("empty");
-    processor_file(&dir, "kclpy_processor.py");
-    let props = dir.join("app.properties");
-    std::fs::write(
-        &props,
-        properties(
-            "python3 kclpy_processor.py",
-            &stream,
-            &app,
-            &format!("callProcessRecordsEvenForEmptyRecordList = true\n{POLLING}"),
-        ),
-    )
-    .unwrap();
-    let events_file = dir.join("events.jsonl");
-    let env = [
-        ("PYTHONPATH", kclpy.to_str().unwrap()),
-        ("ML_EVENTS", events_file.to_str().unwrap()),
-    ];
-    let put = put(&stack, &stream, "e", 5).await;
-    let host = HostProcess::start(&stack, &props, &env);
+    let t = TestApp::new("empty", 1).await;
+    let processor = t.kclpy_processor(
+        kclpy,
+        &format!("callProcessRecordsEvenForEmptyRecordList = true\n{POLLING}"),
+    );
+    let (stack, stream, events_file) = (&t.stack, &t.stream, &processor.events);
+    let put = put(stack, stream, "e", 5).await;
+    let host = processor.start(stack);
     wait_for("empty processRecords after the records", &host, || {
         host.stderr().matches("processed 0 records").count() >= 3
     })
     .await;
     let err = host.stop().await;
-    let ev = events(&events_file);
+    let ev = events(events_file);
     exactly_once(&records(&ev), &put.keys().cloned().collect());
     assert!(
         ev.iter().all(|e| e["event"] != "checkpoint_error"),

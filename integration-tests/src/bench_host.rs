@@ -125,6 +125,27 @@ pub fn utc_minute(t: SystemTime) -> String {
     rfc3339.get(..16).unwrap_or(&rfc3339).replacen('T', " ", 1)
 }
 
+/// A bench setting from the environment: the positive whole number in `var`, or `default`
+/// when `var` is not set.
+///
+/// # Errors
+/// A value that is not a positive whole number, named with its variable.
+pub fn env_count(var: &str, default: usize) -> Result<usize, String> {
+    count_setting(var, std::env::var(var).ok().as_deref(), default)
+}
+
+/// [`env_count`] of the value `value` of `var` (`None`: not set).
+fn count_setting(var: &str, value: Option<&str>, default: usize) -> Result<usize, String> {
+    match value {
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{var}={v:?}: expected a positive whole number")),
+        None => Ok(default),
+    }
+}
+
 /// The `main` of a bench binary (`harness = false`) after its own child modes: under
 /// `cargo test --benches`, which runs bench binaries without `--bench`, it only says how to
 /// run it (`cargo bench -p <package> --bench <name>`); otherwise it reads the bench's
@@ -167,6 +188,19 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_164_645);
         assert_eq!(utc_minute(t), "2024-01-02 03:04");
         assert_eq!(utc_minute(SystemTime::UNIX_EPOCH), "1970-01-01 00:00");
+    }
+
+    #[test]
+    fn a_count_setting_is_a_positive_whole_number_or_its_default() {
+        assert_eq!(count_setting("N", None, 7), Ok(7));
+        assert_eq!(count_setting("N", Some("12"), 7), Ok(12));
+        for bad in ["0", "-1", "1.5", "x", ""] {
+            let err = count_setting("N", Some(bad), 7).unwrap_err();
+            assert!(
+                err.starts_with("N=") && err.contains("positive whole number"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -479,18 +479,12 @@ pub async fn list_shards_paging_and_filters(stack: &LocalStack) {
 }
 
 async fn register_consumer(client: &aws_sdk_kinesis::Client, stream_arn: &str) -> String {
-    let consumer = client
-        .register_stream_consumer()
-        .stream_arn(stream_arn)
-        .consumer_name(kinesis_emulators::unique_name("efo"))
-        .send()
-        .await
-        .expect("RegisterStreamConsumer");
-    let arn = consumer
-        .consumer()
-        .expect("consumer")
-        .consumer_arn()
-        .to_owned();
+    let arn = crate::kinesis::register_consumer(
+        client,
+        stream_arn,
+        &kinesis_emulators::unique_name("efo"),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = client

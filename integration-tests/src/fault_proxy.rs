@@ -27,9 +27,7 @@
 //! use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
 //!
 //! let proxy = FaultProxy::start(stack.dynamodb_endpoint()).await?;
-//! let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-//!     stack.dynamodb_client().config().to_builder().endpoint_url(proxy.endpoint()).build(),
-//! );
+//! let dynamodb = proxy.route_dynamodb(&stack.dynamodb_client());
 //! proxy.set_rules(vec![Rule::new("DynamoDB_20120810.", Fault::Blackhole)]);
 //! // ... DynamoDB is unreachable through `dynamodb` ...
 //! proxy.clear();
@@ -217,6 +215,30 @@ impl FaultProxy {
     /// The endpoint URL to give the SDK client.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `client` again, its calls sent through this proxy (a Kinesis client of the upstream
+    /// it forwards to).
+    pub fn route_kinesis(&self, client: &aws_sdk_kinesis::Client) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .endpoint_url(self.endpoint())
+                .build(),
+        )
+    }
+
+    /// `client` again, its calls sent through this proxy (a DynamoDB client of the
+    /// upstream it forwards to).
+    pub fn route_dynamodb(&self, client: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .endpoint_url(self.endpoint())
+                .build(),
+        )
     }
 
     /// Replaces the rules (ending any blackhole of the old ones).

@@ -7,11 +7,12 @@
 //! ```
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{
-    ChildShard, PutRecordsRequestEntry, Record, Shard, ShardIteratorType,
+    ChildShard, PutRecordsRequestEntry, Record, Shard, ShardIteratorType, StreamDescriptionSummary,
 };
 use aws_sdk_kinesis::Client;
 
@@ -231,6 +232,24 @@ pub fn is_closed(shard: &Shard) -> bool {
         .is_some()
 }
 
+/// Returns the stream's `DescribeStreamSummary`.
+///
+/// # Cancellation
+/// Safe to drop at any point: it only reads.
+///
+/// # Panics
+/// When `DescribeStreamSummary` fails or says nothing.
+pub async fn stream_summary(client: &Client, stream: &str) -> StreamDescriptionSummary {
+    client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("DescribeStreamSummary")
+        .stream_description_summary
+        .expect("summary")
+}
+
 /// Returns the stream's ARN.
 ///
 /// # Cancellation
@@ -239,16 +258,73 @@ pub fn is_closed(shard: &Shard) -> bool {
 /// # Panics
 /// When `DescribeStreamSummary` fails.
 pub async fn stream_arn(client: &Client, stream: &str) -> String {
+    stream_summary(client, stream).await.stream_arn
+}
+
+/// Returns the stream consumers registered on `stream` (one `ListStreamConsumers` page):
+/// name → status (`CREATING`, `ACTIVE` or `DELETING`).
+///
+/// # Cancellation
+/// Safe to drop at any point: it only reads.
+///
+/// # Panics
+/// When `DescribeStreamSummary` or `ListStreamConsumers` fails.
+pub async fn stream_consumers(client: &Client, stream: &str) -> HashMap<String, String> {
+    let arn = stream_arn(client, stream).await;
     client
-        .describe_stream_summary()
-        .stream_name(stream)
+        .list_stream_consumers()
+        .stream_arn(arn)
         .send()
         .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("summary")
-        .stream_arn()
-        .to_owned()
+        .expect("ListStreamConsumers")
+        .consumers()
+        .iter()
+        .map(|c| {
+            (
+                c.consumer_name().to_owned(),
+                c.consumer_status().as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Registers the stream consumer `name` on the stream `stream_arn` and returns the
+/// consumer's ARN; it does not wait for the consumer to become `ACTIVE`.
+///
+/// # Cancellation
+/// Dropping the future after the request was sent may still register the consumer.
+///
+/// # Panics
+/// When `RegisterStreamConsumer` fails.
+pub async fn register_consumer(client: &Client, stream_arn: &str, name: &str) -> String {
+    client
+        .register_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(name)
+        .send()
+        .await
+        .expect("RegisterStreamConsumer")
+        .consumer
+        .expect("consumer")
+        .consumer_arn
+}
+
+/// Deregisters the stream consumer `name` of the stream `stream_arn`; it does not wait for
+/// the consumer to be gone.
+///
+/// # Cancellation
+/// Dropping the future after the request was sent may still deregister the consumer.
+///
+/// # Panics
+/// When `DeregisterStreamConsumer` fails.
+pub async fn deregister_consumer(client: &Client, stream_arn: &str, name: &str) {
+    client
+        .deregister_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(name)
+        .send()
+        .await
+        .expect("DeregisterStreamConsumer");
 }
 
 /// Splits `shard_id` at the midpoint of its range and waits until the stream is ACTIVE.

@@ -8,6 +8,9 @@
 //!         lands on its shard whatever its key), failed entries retried
 //!  Traffic::stop ─▶ the data of every record sent, in order
 //! ```
+//!
+//! [`Traffic::hot_shard`] is the traffic of the throughput-balancing suites: one shard
+//! carrying most of the records.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +25,17 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 /// How many times a `PutRecords` with failed entries is tried before the task panics.
 const ATTEMPTS: usize = 50;
+
+/// Bytes of each record's data in [`Traffic::hot_shard`]: 500.
+pub const HOT_SHARD_RECORD_BYTES: usize = 500;
+
+/// Records per [`TICK`] that [`Traffic::hot_shard`] puts to the hot shard: 24, about
+/// 117 KB/s of [`HOT_SHARD_RECORD_BYTES`] records.
+pub const HOT_PER_TICK: usize = 24;
+
+/// Records per [`TICK`] that [`Traffic::hot_shard`] puts to each other shard: 2, about
+/// 10 KB/s.
+pub const COLD_PER_TICK: usize = 2;
 
 /// A running producer task (see the module's docs).
 #[derive(Debug)]
@@ -88,6 +102,32 @@ impl Traffic {
             })
         };
         Traffic { stop, sent, task }
+    }
+
+    /// Starts the traffic of a throughput-balancing test: every [`TICK`], [`HOT_PER_TICK`]
+    /// records to the shard `hot` and [`COLD_PER_TICK`] to each other one of `shards`; each
+    /// record's key is `<shard id>-<n>` and its data that key padded with spaces to
+    /// [`HOT_SHARD_RECORD_BYTES`], so every record is told apart. Must be called within a
+    /// Tokio runtime.
+    pub fn hot_shard(kinesis: &Client, stream: &str, shards: &[Shard], hot: &str) -> Traffic {
+        let hot = hot.to_owned();
+        Traffic::start(
+            kinesis,
+            stream,
+            shards,
+            move |shard| {
+                if shard == hot {
+                    HOT_PER_TICK
+                } else {
+                    COLD_PER_TICK
+                }
+            },
+            |shard, n| {
+                let id = format!("{shard}-{n}");
+                let data = format!("{id:<HOT_SHARD_RECORD_BYTES$}");
+                (id, data)
+            },
+        )
     }
 
     /// Stops after the current tick; the data of every record sent, in order.

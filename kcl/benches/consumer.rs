@@ -180,23 +180,8 @@ fn dynamodb_calls(snapshotter: &Snapshotter) -> u64 {
 
 /// Registers the stream consumer `name` on `stream` and waits until it is `ACTIVE`.
 async fn register_consumer(kinesis: &aws_sdk_kinesis::Client, stream: &str, name: &str) {
-    let arn = kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("a summary")
-        .stream_arn()
-        .to_owned();
-    kinesis
-        .register_stream_consumer()
-        .stream_arn(&arn)
-        .consumer_name(name)
-        .send()
-        .await
-        .expect("RegisterStreamConsumer");
+    let arn = integration_tests::kinesis::stream_arn(kinesis, stream).await;
+    integration_tests::kinesis::register_consumer(kinesis, &arn, name).await;
     loop {
         let described = kinesis
             .describe_stream_consumer()

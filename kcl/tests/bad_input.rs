@@ -14,7 +14,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -27,20 +26,8 @@ use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::metric_names as m;
 use kinesis_consumer::Error;
 use kinesis_emulators::LocalStack;
-use metrics_util::debugging::DebuggingRecorder;
 
 const FAILOVER: Duration = Duration::from_secs(3);
-
-/// The metrics of this test binary (one global recorder; each test reads its own names).
-fn counters() -> &'static CounterTotals {
-    static COUNTERS: OnceLock<CounterTotals> = OnceLock::new();
-    COUNTERS.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let counters = CounterTotals::new(&recorder);
-        recorder.install().expect("the only recorder");
-        counters
-    })
-}
 
 /// An aggregate of `n` user records keyed `key`, data `{key}-{i}`.
 fn aggregate(key: &str, n: usize) -> Vec<u8> {
@@ -399,14 +386,7 @@ async fn access_denied_on_the_lease_table_is_a_typed_error_without_a_busy_loop()
         "DynamoDB_20120810.",
         Fault::error(400, "AccessDeniedException"),
     )]);
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        stack
-            .dynamodb_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let dynamodb = proxy.route_dynamodb(&stack.dynamodb_client());
     let rec = Recorder::default();
     let worker = scheduler_builder(
         &stack,

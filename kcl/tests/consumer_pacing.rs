@@ -9,13 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use metrics_util::debugging::DebuggingRecorder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_records_is_paced_per_shard_and_backs_off_when_idle() {
-    let recorder = DebuggingRecorder::new();
-    let counters = CounterTotals::new(&recorder);
-    recorder.install().expect("only recorder");
+    let counters = counters();
     let calls = || {
         counters.get(
             kinesis_consumer::metric_names::KINESIS_CALLS,

@@ -15,7 +15,6 @@ use kinesis_consumer::{
     metric_names, Checkpoint, FailureRetry, InitializationInput, LeaseLostInput,
     ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput,
 };
-use metrics_util::debugging::DebuggingRecorder;
 
 /// A checkpoint seen after a failure was reported, and the failed record's position.
 type AfterFailure = (Checkpoint, (String, u64));
@@ -196,9 +195,7 @@ async fn a_failed_record_comes_again_with_what_follows_and_checkpoints_stop_befo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_in_a_failed_batch_is_found_by_bisecting_and_given_up_visibly() {
-    let recorder = DebuggingRecorder::new();
-    let counters = CounterTotals::new(&recorder);
-    recorder.install().expect("only recorder");
+    let counters = counters();
 
     // 40 plain records, read in one GetRecords call; record 25 always fails its batch.
     let sent = records(40, 4, 1, "b");

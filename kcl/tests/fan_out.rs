@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use integration_tests::kinesis::{
+    deregister_consumer, register_consumer, stream_arn, stream_consumers,
+};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::{Checkpoint, FanOutConfig, Lease, Retrieval};
 use kinesis_emulators::LocalStack;
@@ -24,39 +27,19 @@ async fn stack_with_sessions(session: Duration) -> LocalStack {
         .expect("local stack")
 }
 
-/// The ARN of `stream`.
-async fn stream_arn_of(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> String {
-    kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("a summary")
-        .stream_arn()
-        .to_owned()
-}
-
-/// The stream consumers registered on `stream`: name → status.
-async fn stream_consumers(stack: &LocalStack, stream: &str) -> HashMap<String, String> {
-    let kinesis = stack.kinesis_client();
-    let arn = stream_arn_of(&kinesis, stream).await;
-    kinesis
-        .list_stream_consumers()
-        .stream_arn(arn)
-        .send()
-        .await
-        .expect("ListStreamConsumers")
-        .consumers()
-        .iter()
-        .map(|c| {
-            (
-                c.consumer_name().to_owned(),
-                c.consumer_status().as_str().to_owned(),
-            )
-        })
-        .collect()
+/// Worker `id` of `app` reading `stream` through enhanced fan-out, with a 10 s failover
+/// time, its processors recording into `rec`.
+fn fan_out_worker(
+    stack: &LocalStack,
+    app: &str,
+    stream: &str,
+    id: &str,
+    rec: &Recorder,
+) -> kinesis_consumer::Scheduler {
+    scheduler_builder(stack, app, stream, id, rec, Duration::from_secs(10))
+        .with_retrieval(fan_out())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +98,7 @@ async fn three_workers_read_four_shards_through_renewed_subscriptions_once() {
     assert_eq!(by_worker.len(), 3, "every worker processed: {by_worker:?}");
     // Registered once, named after the application, left in place after shutdown.
     assert_eq!(
-        stream_consumers(&stack, &stream).await,
+        stream_consumers(&kinesis, &stream).await,
         HashMap::from([(app.clone(), "ACTIVE".to_owned())])
     );
     // Checkpoints reached the last record of every shard.
@@ -200,10 +183,7 @@ async fn fan_out_resumes_inside_an_aggregate_from_its_checkpoint() {
         .unwrap());
 
     let rec = Recorder::default();
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let run = spawn_run(&worker);
     wait_until("the records after the checkpoint", || rec.count() >= 25).await;
     // Past a renewal or two: nothing at or before the checkpoint comes again.
@@ -280,7 +260,7 @@ async fn two_applications_read_one_stream_through_their_own_consumers() {
         );
         assert_eq!(distinct(rec), sent.len());
     }
-    let consumers = stream_consumers(&stack, &stream).await;
+    let consumers = stream_consumers(&kinesis, &stream).await;
     assert_eq!(
         consumers,
         HashMap::from([
@@ -290,10 +270,7 @@ async fn two_applications_read_one_stream_through_their_own_consumers() {
     );
     // A restart reuses the registered consumer: no third one.
     let rec = Recorder::default();
-    let again = scheduler_builder(&stack, &app_a, &stream, "a2", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let again = fan_out_worker(&stack, &app_a, &stream, "a2", &rec);
     let run = spawn_run(&again);
     // Everything was checkpointed: wait until the worker holds its leases, then stop.
     wait_until("the restarted worker holds both leases", || {
@@ -303,7 +280,7 @@ async fn two_applications_read_one_stream_through_their_own_consumers() {
     again.graceful_shutdown().await;
     run.await.unwrap().unwrap();
     assert_eq!(rec.count(), 0, "nothing after the checkpoints");
-    assert_eq!(stream_consumers(&stack, &stream).await.len(), 2);
+    assert_eq!(stream_consumers(&kinesis, &stream).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,24 +289,12 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
     let stream = stack.create_stream("efo-deleting", 1).await.unwrap();
     let app = kinesis_emulators::unique_name("efo-deleting-app");
     let kinesis = stack.kinesis_client();
-    let stream_arn = stream_arn_of(&kinesis, &stream).await;
-    kinesis
-        .register_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(&app)
-        .send()
-        .await
-        .unwrap();
+    let stream_arn = stream_arn(&kinesis, &stream).await;
+    register_consumer(&kinesis, &stream_arn, &app).await;
     wait_until_status(&stack, &stream, &app, "ACTIVE").await;
-    kinesis
-        .deregister_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(&app)
-        .send()
-        .await
-        .unwrap();
+    deregister_consumer(&kinesis, &stream_arn, &app).await;
     assert_eq!(
-        stream_consumers(&stack, &stream)
+        stream_consumers(&kinesis, &stream)
             .await
             .get(&app)
             .map(String::as_str),
@@ -338,17 +303,14 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
     let sent = records(50, 5, 1, "d");
     put_records(&kinesis, &stream, &sent, 1).await;
     let rec = Recorder::default();
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let run = spawn_run(&worker);
     wait_until("every record", || rec.count() >= sent.len()).await;
     worker.graceful_shutdown().await;
     run.await.unwrap().unwrap();
     assert_eq!(rec.count(), sent.len());
     assert_eq!(
-        stream_consumers(&stack, &stream).await,
+        stream_consumers(&kinesis, &stream).await,
         HashMap::from([(app.clone(), "ACTIVE".to_owned())]),
         "registered again once the old one was gone"
     );
@@ -358,7 +320,7 @@ async fn a_consumer_being_deleted_is_waited_for_and_registered_again() {
 async fn wait_until_status(stack: &LocalStack, stream: &str, name: &str, status: &str) {
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
-        let now = stream_consumers(stack, stream).await;
+        let now = stream_consumers(&stack.kinesis_client(), stream).await;
         if now.get(name).map(String::as_str) == Some(status) {
             return;
         }
@@ -377,22 +339,13 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
     let app = kinesis_emulators::unique_name("efo-dereg-app");
     let kinesis = stack.kinesis_client();
     let rec = Recorder::default();
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let run = spawn_run(&worker);
     let first = records(20, 4, 1, "before");
     put_records(&kinesis, &stream, &first, 1).await;
     wait_until("the first records", || rec.count() >= 20).await;
-    let stream_arn = stream_arn_of(&kinesis, &stream).await;
-    kinesis
-        .deregister_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(&app)
-        .send()
-        .await
-        .unwrap();
+    let stream_arn = stream_arn(&kinesis, &stream).await;
+    deregister_consumer(&kinesis, &stream_arn, &app).await;
     // Past the open subscription's end (and the DELETING state): the renewal is refused.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let second = records(20, 4, 1, "after");
@@ -405,7 +358,7 @@ async fn a_consumer_deregistered_while_workers_run_is_registered_again_and_readi
     run.await.unwrap().unwrap();
     assert_eq!(distinct(&rec), 40, "nothing lost");
     assert_eq!(
-        stream_consumers(&stack, &stream)
+        stream_consumers(&kinesis, &stream)
             .await
             .get(&app)
             .map(String::as_str),
@@ -419,22 +372,13 @@ async fn a_stream_with_every_consumer_slot_taken_fails_the_start_with_a_clear_er
     let stack = stack().await;
     let stream = stack.create_stream("efo-full", 1).await.unwrap();
     let kinesis = stack.kinesis_client();
-    let stream_arn = stream_arn_of(&kinesis, &stream).await;
+    let stream_arn = stream_arn(&kinesis, &stream).await;
     for i in 0..20 {
-        kinesis
-            .register_stream_consumer()
-            .stream_arn(&stream_arn)
-            .consumer_name(format!("other-{i}"))
-            .send()
-            .await
-            .unwrap();
+        register_consumer(&kinesis, &stream_arn, &format!("other-{i}")).await;
     }
     let rec = Recorder::default();
     let app = kinesis_emulators::unique_name("efo-full-app");
-    let worker = scheduler_builder(&stack, &app, &stream, "w", &rec, Duration::from_secs(10))
-        .with_retrieval(fan_out())
-        .build()
-        .unwrap();
+    let worker = fan_out_worker(&stack, &app, &stream, "w", &rec);
     let result = tokio::time::timeout(DEADLINE, worker.run())
         .await
         .expect("run returns instead of retrying for ever");

@@ -28,25 +28,11 @@ fn worker_through(
     dynamodb: Option<&FaultProxy>,
 ) -> Scheduler {
     let kinesis_client = match kinesis {
-        Some(p) => aws_sdk_kinesis::Client::from_conf(
-            stack
-                .kinesis_client()
-                .config()
-                .to_builder()
-                .endpoint_url(p.endpoint())
-                .build(),
-        ),
+        Some(p) => p.route_kinesis(&stack.kinesis_client()),
         None => stack.kinesis_client(),
     };
     let dynamodb_client = match dynamodb {
-        Some(p) => aws_sdk_dynamodb::Client::from_conf(
-            stack
-                .dynamodb_client()
-                .config()
-                .to_builder()
-                .endpoint_url(p.endpoint())
-                .build(),
-        ),
+        Some(p) => p.route_dynamodb(&stack.dynamodb_client()),
         None => stack.dynamodb_client(),
     };
     let mut polling = kinesis_consumer::PollingConfig::default();
@@ -66,6 +52,13 @@ fn counts(rec: &Recorder) -> HashMap<Bytes, usize> {
         *counts.entry(s.data).or_default() += 1;
     }
     counts
+}
+
+/// Asserts that `rec` processed `n` different records, each exactly once.
+fn assert_each_processed_once(rec: &Recorder, n: usize) {
+    let counts = counts(rec);
+    assert_eq!(counts.len(), n, "nothing lost");
+    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,9 +107,7 @@ async fn a_dynamodb_outage_shorter_than_the_fence_time_moves_no_lease() {
     b.graceful_shutdown().await;
     run_a.await.unwrap().unwrap();
     run_b.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 1_200, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 1_200);
 }
 
 /// A worker on 2 shards loses DynamoDB to `fault` for longer than the fence time while
@@ -213,9 +204,7 @@ async fn kinesis_throttling_errors_and_expired_iterators_cost_retries_not_record
     proxy.clear();
     w.graceful_shutdown().await;
     run.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 4_000, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 4_000);
     assert_shard_order(&rec.seen());
     let injected = proxy.injected();
     assert!(
@@ -286,14 +275,7 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
         Rule::new("SubscribeToShard", Fault::error(500, "InternalFailure")).one_in(2),
         Rule::new("SubscribeToShard", Fault::Reset).one_in(2),
     ]);
-    let through_proxy = aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let through_proxy = proxy.route_kinesis(&stack.kinesis_client());
     let rec = Recorder::default();
     let w = scheduler_builder(&stack, &app, &stream, "w", &rec, FAILOVER)
         .with_clients(through_proxy, stack.dynamodb_client())
@@ -344,9 +326,7 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
     );
     w.graceful_shutdown().await;
     run.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 2_000, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 2_000);
     assert_shard_order(&rec.seen());
     let by_kind = proxy.injected_by_kind();
     for kind in ["LimitExceededException", "InternalFailure", "Reset"] {
@@ -403,14 +383,7 @@ async fn slow_processor_reads_everything_once(retrieval: kinesis_consumer::Retri
     let app = kinesis_emulators::unique_name("faults-slow-app");
     let kinesis = stack.kinesis_client();
     let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
-    let through_proxy = aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
+    let through_proxy = proxy.route_kinesis(&stack.kinesis_client());
     let rec = Recorder::default();
     let factory = rec.factory("w");
     let w = Scheduler::builder(&app, &stream, move |shard: &str| {
@@ -430,9 +403,7 @@ async fn slow_processor_reads_everything_once(retrieval: kinesis_consumer::Retri
     wait_until("every record", || distinct(&rec) >= 2_000).await;
     w.graceful_shutdown().await;
     run.await.unwrap().unwrap();
-    let counts = counts(&rec);
-    assert_eq!(counts.len(), 2_000, "nothing lost");
-    assert!(counts.values().all(|n| *n == 1), "nothing processed twice");
+    assert_each_processed_once(&rec, 2_000);
     assert_shard_order(&rec.seen());
     eprintln!(
         "{what}: slow processor, {} batches; calls {:?}",

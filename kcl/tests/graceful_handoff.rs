@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -20,19 +20,6 @@ use integration_tests::kcl3;
 use integration_tests::traffic::Traffic;
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::metric_names as m;
-use metrics_util::debugging::DebuggingRecorder;
-
-/// The metrics of this test binary (one global recorder, shared by its tests: each
-/// checks a lower bound of what it did itself).
-fn counters() -> &'static CounterTotals {
-    static COUNTERS: OnceLock<CounterTotals> = OnceLock::new();
-    COUNTERS.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let counters = CounterTotals::new(&recorder);
-        recorder.install().expect("the only recorder");
-        counters
-    })
-}
 
 /// A worker joins a running one; with `heartbeats` the scheduler's default fleet (the
 /// previous owner hears of each handoff at its next beat), without it the Java KCL's

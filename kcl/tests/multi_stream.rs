@@ -13,9 +13,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::{
-    assert_shard_order, put_records, records, spawn_run, stack, wait_until, CounterTotals,
-    Recorder, Sent,
+    assert_shard_order, counters, put_records, records, spawn_run, stack, wait_until, Recorder,
+    Sent,
 };
+use integration_tests::kinesis::{stream_arn, stream_consumers, stream_summary};
 use kinesis_consumer::leases::{LeaseStore, LeaseTable};
 use kinesis_consumer::metric_names as m;
 use kinesis_consumer::{
@@ -23,18 +24,6 @@ use kinesis_consumer::{
     LeaseLostInput, ProcessRecordsInput, RecordProcessor, Scheduler, ShardEndedInput,
     ShutdownRequestedInput, StaticStreamTracker, StreamConfig, StreamTracker,
 };
-use metrics_util::debugging::DebuggingRecorder;
-
-/// The metrics of this test binary (one global recorder).
-fn counters() -> &'static CounterTotals {
-    static COUNTERS: OnceLock<CounterTotals> = OnceLock::new();
-    COUNTERS.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let counters = CounterTotals::new(&recorder);
-        recorder.install().expect("the only recorder");
-        counters
-    })
-}
 
 /// Held by each test that reads records, so that what one counts (`GetRecords` calls,
 /// subscriptions) is its own.
@@ -272,38 +261,6 @@ async fn streams_added_and_removed_while_running() {
     run.await.unwrap().unwrap();
 }
 
-/// The stream consumers registered on `stream`: name → status.
-async fn stream_consumers(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-) -> HashMap<String, String> {
-    let arn = kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("a summary")
-        .stream_arn()
-        .to_owned();
-    kinesis
-        .list_stream_consumers()
-        .stream_arn(arn)
-        .send()
-        .await
-        .expect("ListStreamConsumers")
-        .consumers()
-        .iter()
-        .map(|c| {
-            (
-                c.consumer_name().to_owned(),
-                c.consumer_status().as_str().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// The stream a multi-stream lease key (`account:stream:epoch:shardId`) names.
 fn stream_of(lease_key: &str) -> &str {
     lease_key
@@ -508,16 +465,7 @@ async fn fidelity_a_stream_listed_by_arn_is_read_by_arn() {
         .expect("fidelity stack starts (needs node and npm)");
     let kinesis = stack.kinesis_client();
     let stream = stack.create_stream("ms-by-arn", 2).await.unwrap();
-    let arn = kinesis
-        .describe_stream_summary()
-        .stream_name(&stream)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("a summary")
-        .stream_arn()
-        .to_owned();
+    let arn = stream_arn(&kinesis, &stream).await;
     let sent = records(40, 8, 1, "arn-");
     put_records(&kinesis, &stream, &sent, 1).await;
     let tracker = StaticStreamTracker::new(vec![StreamConfig::new(&arn).unwrap()]).unwrap();
@@ -551,15 +499,9 @@ async fn fidelity_a_stream_listed_by_arn_is_read_by_arn() {
 
 /// The creation epoch (seconds) of `stream`, from `DescribeStreamSummary`.
 async fn creation_epoch(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> i64 {
-    kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
+    stream_summary(kinesis, stream)
         .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("a summary")
-        .stream_creation_timestamp()
+        .stream_creation_timestamp
         .secs()
 }
 

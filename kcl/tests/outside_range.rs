@@ -17,7 +17,6 @@ use kinesis_consumer::{
     InitializationInput, LeaseLostInput, OutsideRangePolicy, ProcessRecordsInput, RecordProcessor,
     Scheduler, ShardEndedInput,
 };
-use metrics_util::debugging::DebuggingRecorder;
 
 /// What one processor saw: (data, outside_shard_range) per record, and the batches'
 /// `dropped_outside_shard_range` summed.
@@ -130,19 +129,23 @@ async fn consume(policy: OutsideRangePolicy, counters: &CounterTotals) -> (Seen,
     (seen, dropped, delivered)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_asked() {
-    let recorder = DebuggingRecorder::new();
-    let counters = CounterTotals::new(&recorder);
-    recorder.install().expect("only recorder");
-
-    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Drop, &counters).await;
-    let mut records = seen.records.lock().unwrap().clone();
-    records.sort();
-    let aggregated: Vec<&(String, bool)> = records
+/// The records (data, whether marked outside the shard) that came from the aggregate, in
+/// the order of `records`: all but the plain ones.
+fn from_the_aggregate(records: &[(String, bool)]) -> Vec<&(String, bool)> {
+    records
         .iter()
         .filter(|(d, _)| !d.starts_with("plain"))
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_asked() {
+    let counters = counters();
+
+    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Drop, counters).await;
+    let mut records = seen.records.lock().unwrap().clone();
+    records.sort();
+    let aggregated = from_the_aggregate(&records);
     assert_eq!(
         aggregated,
         [&("a1".to_owned(), false), &("a2".to_owned(), false)],
@@ -155,12 +158,9 @@ async fn records_outside_the_shard_are_dropped_visibly_by_default_and_kept_when_
     );
     assert_eq!((dropped, delivered), (1, 0));
 
-    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Keep, &counters).await;
+    let (seen, dropped, delivered) = consume(OutsideRangePolicy::Keep, counters).await;
     let records = seen.records.lock().unwrap().clone();
-    let aggregated: Vec<&(String, bool)> = records
-        .iter()
-        .filter(|(d, _)| !d.starts_with("plain"))
-        .collect();
+    let aggregated = from_the_aggregate(&records);
     assert_eq!(
         aggregated,
         [

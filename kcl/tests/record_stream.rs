@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use kinesis_consumer::{
-    InitialPosition, Scheduler, StaticStreamTracker, StreamCheckpointing, StreamConfig,
+    Checkpoint, InitialPosition, Scheduler, StaticStreamTracker, StreamCheckpointing, StreamConfig,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,16 +20,13 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
     let kinesis = stack.kinesis_client();
     let sent = records(600, 30, 1, "s");
     put_records(&kinesis, &stream, &sent, 1).await;
-    let (worker, mut batches) = Scheduler::stream_builder(&app, &stream)
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_retrieval(polling())
+    let (worker, mut batches) = reader(&stack, Scheduler::stream_builder(&app, &stream))
         .with_stream_buffer(1)
         .build_stream()
         .unwrap();
     let run = spawn_run(&worker);
     let mut got: Vec<(String, String, u64, bytes::Bytes)> = Vec::new();
-    let mut last_per_shard: HashMap<String, (String, u64)> = HashMap::new();
+    let mut last_per_shard: HashMap<String, Checkpoint> = HashMap::new();
     let mut sent = sent;
     let mut split = false;
     while got.len() < sent.len() || !split {
@@ -42,10 +39,7 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
             sent.extend(more);
             split = true;
         }
-        let batch = tokio::time::timeout(DEADLINE, batches.next())
-            .await
-            .expect("a batch in time")
-            .expect("the stream goes on while the worker runs");
+        let batch = next_batch(&mut batches).await;
         // A slow reader: the shards wait for it.
         tokio::time::sleep(Duration::from_millis(20)).await;
         for r in &batch.records {
@@ -56,11 +50,8 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
                 r.data.clone(),
             ));
         }
-        if let Some(r) = batch.records.last() {
-            last_per_shard.insert(
-                batch.shard_id.clone(),
-                (r.sequence_number.clone(), r.sub_sequence_number),
-            );
+        if let Some(checkpoint) = checkpoint_after(&batch) {
+            last_per_shard.insert(batch.shard_id.clone(), checkpoint);
         }
     }
     // Stop while reading on: the stream ends once the run has.
@@ -85,10 +76,10 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
     // Dropped batches were checkpointed (the default), up to each open shard's last
     // record; the split parent is at its end.
     let table = leases(&stack, &app).await;
-    for (shard, (seq, sub)) in last_per_shard {
+    for (shard, last) in last_per_shard {
         let checkpoint = &table[&shard].checkpoint;
         assert!(
-            *checkpoint == checkpoint_of(&seq, sub) || checkpoint.is_shard_end(),
+            *checkpoint == last || checkpoint.is_shard_end(),
             "{shard}: {checkpoint:?}"
         );
     }
@@ -106,30 +97,22 @@ async fn a_record_stream_reads_every_record_once_in_order_and_ends_with_the_run(
 async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     let stack = stack().await;
     let kinesis = stack.kinesis_client();
-    let a = stack.create_stream("rec-ms-a", 2).await.unwrap();
-    let b = stack.create_stream("rec-ms-b", 1).await.unwrap();
-    let app = kinesis_emulators::unique_name("rec-ms-app");
-    let sent_a = records(120, 10, 1, "a");
-    let sent_b = records(80, 10, 1, "b");
-    put_records(&kinesis, &a, &sent_a, 1).await;
-    put_records(&kinesis, &b, &sent_b, 1).await;
-    let tracker = StaticStreamTracker::new(vec![from_oldest(&a), from_oldest(&b)]).unwrap();
-    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_retrieval(polling())
-        .build_stream()
-        .unwrap();
+    let TwoStreams { a, b, app } = TwoStreams::create(&stack, "rec-ms", 2).await;
+    let (sent_a, sent_b) = put_to_both(&kinesis, (&a, &b), (120, 80), ("a", "b")).await;
+    let tracker = StaticStreamTracker::new(from_oldest(&[&a, &b])).unwrap();
+    let (worker, mut batches) = reader(
+        &stack,
+        Scheduler::multi_stream_stream_builder(&app, tracker),
+    )
+    .build_stream()
+    .unwrap();
     let run = spawn_run(&worker);
     // (stream name, shard id) -> payloads, and the last record of each.
     let mut got: HashMap<(String, String), Vec<bytes::Bytes>> = HashMap::new();
-    let mut last: HashMap<(String, String), (String, u64)> = HashMap::new();
+    let mut last: HashMap<(String, String), Checkpoint> = HashMap::new();
     let total = sent_a.len() + sent_b.len();
     while got.values().map(Vec::len).sum::<usize>() < total {
-        let batch = tokio::time::timeout(DEADLINE, batches.next())
-            .await
-            .expect("a batch in time")
-            .expect("the stream goes on while the worker runs");
+        let batch = next_batch(&mut batches).await;
         let stream = batch
             .stream
             .as_ref()
@@ -140,11 +123,8 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
             batch.shard_id
         );
         let key = (stream.stream_name().to_owned(), batch.shard_id.clone());
-        if let Some(r) = batch.records.last() {
-            last.insert(
-                key.clone(),
-                (r.sequence_number.clone(), r.sub_sequence_number),
-            );
+        if let Some(checkpoint) = checkpoint_after(&batch) {
+            last.insert(key.clone(), checkpoint);
         }
         got.entry(key)
             .or_default()
@@ -162,13 +142,9 @@ async fn a_multi_stream_record_stream_names_each_batchs_stream() {
     }
     // Checkpointed under each stream's own lease key (account:stream:epoch:shard).
     let table = leases(&stack, &app).await;
-    for ((stream, shard), (seq, sub)) in last {
+    for ((stream, shard), checkpoint) in last {
         let lease = lease_of(&table, &stream, &shard);
-        assert_eq!(
-            lease.checkpoint,
-            checkpoint_of(&seq, sub),
-            "{stream}/{shard}"
-        );
+        assert_eq!(lease.checkpoint, checkpoint, "{stream}/{shard}");
     }
 }
 
@@ -210,11 +186,87 @@ fn assert_every_record_once<'a>(
     );
 }
 
-/// A stream of these tests, read from its oldest record.
-fn from_oldest(stream: &str) -> StreamConfig {
-    StreamConfig::new(stream)
-        .unwrap()
-        .with_initial_position(InitialPosition::TrimHorizon)
+/// `streams` as a multi-stream test lists them: each read from its oldest record.
+fn from_oldest(streams: &[&str]) -> Vec<StreamConfig> {
+    streams
+        .iter()
+        .map(|stream| {
+            StreamConfig::new(stream)
+                .unwrap()
+                .with_initial_position(InitialPosition::TrimHorizon)
+        })
+        .collect()
+}
+
+/// The two streams of a multi-stream test and the application reading them.
+struct TwoStreams {
+    /// The first stream, `<name>-a`, with the shards the test asks for.
+    a: String,
+    /// The second stream, `<name>-b`, with one shard.
+    b: String,
+    /// A fresh application name, `<name>-app`, so the test has a lease table of its own.
+    app: String,
+}
+
+impl TwoStreams {
+    /// Creates `<name>-a` with `a_shards` shards and `<name>-b` with one, and names the
+    /// application.
+    async fn create(stack: &kinesis_emulators::LocalStack, name: &str, a_shards: i32) -> Self {
+        Self {
+            a: stack
+                .create_stream(&format!("{name}-a"), a_shards)
+                .await
+                .unwrap(),
+            b: stack.create_stream(&format!("{name}-b"), 1).await.unwrap(),
+            app: kinesis_emulators::unique_name(&format!("{name}-app")),
+        }
+    }
+}
+
+/// Puts `counts.0` records tagged `tags.0` to `streams.0` and `counts.1` tagged `tags.1`
+/// to `streams.1` (ten keys, see [`records`]); returns what each was sent.
+async fn put_to_both(
+    kinesis: &aws_sdk_kinesis::Client,
+    streams: (&str, &str),
+    counts: (usize, usize),
+    tags: (&str, &str),
+) -> (Vec<Sent>, Vec<Sent>) {
+    let sent = (
+        records(counts.0, 10, 1, tags.0),
+        records(counts.1, 10, 1, tags.1),
+    );
+    put_records(kinesis, streams.0, &sent.0, 1).await;
+    put_records(kinesis, streams.1, &sent.1, 1).await;
+    sent
+}
+
+/// `builder` as these tests' reader: the stack's clients, worker `w`, polling (a test may
+/// set another retrieval after).
+fn reader(
+    stack: &kinesis_emulators::LocalStack,
+    builder: kinesis_consumer::SchedulerBuilder,
+) -> kinesis_consumer::SchedulerBuilder {
+    builder
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_retrieval(polling())
+}
+
+/// The next batch, which must come within the deadline: the worker runs, so the stream
+/// goes on.
+async fn next_batch(batches: &mut kinesis_consumer::RecordStream) -> kinesis_consumer::ShardBatch {
+    tokio::time::timeout(DEADLINE, batches.next())
+        .await
+        .expect("a batch in time")
+        .expect("the stream goes on while the worker runs")
+}
+
+/// The checkpoint at `batch`'s last record (none for a batch without records).
+fn checkpoint_after(batch: &kinesis_consumer::ShardBatch) -> Option<Checkpoint> {
+    batch
+        .records
+        .last()
+        .map(|r| checkpoint_of(&r.sequence_number, r.sub_sequence_number))
 }
 
 /// The multi-stream lease (`account:stream:epoch:shardId`) of `stream`'s `shard` in
@@ -236,35 +288,13 @@ async fn first_shard(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &str,
 ) -> aws_sdk_kinesis::types::Shard {
-    kinesis
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap()
-        .shards()[0]
-        .clone()
+    list_shards(kinesis, stream).await.swap_remove(0)
 }
 
 /// Splits the stream's first shard in the middle of its range and waits until ACTIVE.
 async fn split_first_shard(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
     let shard = first_shard(kinesis, stream).await;
-    let range = shard.hash_key_range().unwrap();
-    let (lo, hi): (u128, u128) = (
-        range.starting_hash_key().parse().unwrap(),
-        range.ending_hash_key().parse().unwrap(),
-    );
-    kinesis
-        .split_shard()
-        .stream_name(stream)
-        .shard_to_split(shard.shard_id())
-        .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    kinesis_emulators::wait_for_stream_active(kinesis, stream, DEADLINE)
-        .await
-        .unwrap();
+    integration_tests::kinesis::split_in_half(kinesis, stream, shard.shard_id()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,20 +304,14 @@ async fn manual_checkpointing_leaves_the_checkpoint_to_the_reader() {
     let app = kinesis_emulators::unique_name("rec-stream-manual-app");
     let kinesis = stack.kinesis_client();
     put_records(&kinesis, &stream, &records(50, 5, 1, "m"), 1).await;
-    let (worker, mut batches) = Scheduler::stream_builder(&app, &stream)
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_retrieval(polling())
+    let (worker, mut batches) = reader(&stack, Scheduler::stream_builder(&app, &stream))
         .with_stream_checkpointing(StreamCheckpointing::Manual)
         .build_stream()
         .unwrap();
     let run = spawn_run(&worker);
     let mut n = 0;
     while n < 50 {
-        let batch = tokio::time::timeout(DEADLINE, batches.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let batch = next_batch(&mut batches).await;
         n += batch.records.len();
     }
     worker.graceful_shutdown().await;
@@ -320,25 +344,19 @@ async fn a_dropped_record_stream_checkpoints_nothing_it_did_not_deliver() {
     let mut small = kinesis_consumer::PollingConfig::default();
     small.idle_time_between_reads = Duration::from_millis(100);
     small.max_records = 10;
-    let (worker, mut batches) = Scheduler::stream_builder(&app, &stream)
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
+    let (worker, mut batches) = reader(&stack, Scheduler::stream_builder(&app, &stream))
         .with_retrieval(kinesis_consumer::Retrieval::Polling(small))
         .build_stream()
         .unwrap();
     let run = spawn_run(&worker);
     // The first batch: taken and held while the other shard's first batch arrives in the
     // stream (never taken); then the stream is dropped, and the held batch after it.
-    let first = tokio::time::timeout(DEADLINE, batches.next())
-        .await
-        .expect("a batch in time")
-        .expect("the stream goes on while the worker runs");
+    let first = next_batch(&mut batches).await;
     assert!(
         first.records.len() <= 10,
         "a first batch of a few: {first:?}"
     );
-    let last = first.records.last().expect("batches carry records");
-    let read_up_to = checkpoint_of(&last.sequence_number, last.sub_sequence_number);
+    let read_up_to = checkpoint_after(&first).expect("batches carry records");
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(batches);
     let shard = first.shard_id.clone();
@@ -370,25 +388,20 @@ async fn a_dropped_record_stream_checkpoints_nothing_it_did_not_deliver() {
 async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() {
     let stack = stack().await;
     let kinesis = stack.kinesis_client();
-    let a = stack.create_stream("rec-ms-split-a", 1).await.unwrap();
-    let b = stack.create_stream("rec-ms-split-b", 1).await.unwrap();
-    let app = kinesis_emulators::unique_name("rec-ms-split-app");
-    let mut sent_a = records(30, 10, 1, "a");
-    let mut sent_b = records(30, 10, 1, "b");
-    put_records(&kinesis, &a, &sent_a, 1).await;
-    put_records(&kinesis, &b, &sent_b, 1).await;
-    let tracker = StaticStreamTracker::new(vec![from_oldest(&a), from_oldest(&b)]).unwrap();
-    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker)
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_retrieval(polling())
-        .with_stream_checkpointing(StreamCheckpointing::Manual)
-        .build_stream()
-        .unwrap();
+    let TwoStreams { a, b, app } = TwoStreams::create(&stack, "rec-ms-split", 1).await;
+    let (mut sent_a, mut sent_b) = put_to_both(&kinesis, (&a, &b), (30, 30), ("a", "b")).await;
+    let tracker = StaticStreamTracker::new(from_oldest(&[&a, &b])).unwrap();
+    let (worker, mut batches) = reader(
+        &stack,
+        Scheduler::multi_stream_stream_builder(&app, tracker),
+    )
+    .with_stream_checkpointing(StreamCheckpointing::Manual)
+    .build_stream()
+    .unwrap();
     let run = spawn_run(&worker);
     let parent = first_shard(&kinesis, &a).await.shard_id().to_owned();
     let mut got: HashMap<String, Vec<bytes::Bytes>> = HashMap::new();
-    let mut last: HashMap<(String, String), (String, u64)> = HashMap::new();
+    let mut last: HashMap<(String, String), Checkpoint> = HashMap::new();
     let mut split = false;
     loop {
         let total: usize = got.values().map(Vec::len).sum();
@@ -397,23 +410,17 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
                 break;
             }
             split_first_shard(&kinesis, &a).await;
-            let (more_a, more_b) = (records(20, 10, 1, "A"), records(10, 10, 1, "B"));
-            put_records(&kinesis, &a, &more_a, 1).await;
-            put_records(&kinesis, &b, &more_b, 1).await;
+            let (more_a, more_b) = put_to_both(&kinesis, (&a, &b), (20, 10), ("A", "B")).await;
             sent_a.extend(more_a);
             sent_b.extend(more_b);
             split = true;
         }
-        let batch = tokio::time::timeout(DEADLINE, batches.next())
-            .await
-            .expect("a batch in time")
-            .expect("the stream goes on while the worker runs");
+        let batch = next_batch(&mut batches).await;
         let stream = batch.stream.as_ref().expect("names its stream");
         let name = stream.stream_name().to_owned();
-        let r = batch.records.last().expect("batches carry records");
         last.insert(
             (name.clone(), batch.shard_id.clone()),
-            (r.sequence_number.clone(), r.sub_sequence_number),
+            checkpoint_after(&batch).expect("batches carry records"),
         );
         batch
             .checkpointer
@@ -440,16 +447,12 @@ async fn a_multi_stream_record_stream_follows_a_split_with_manual_checkpoints() 
         lease_of(&table, &a, &parent).checkpoint.is_shard_end(),
         "the parent's end, under {a}'s key"
     );
-    for ((stream, shard), (seq, sub)) in &last {
+    for ((stream, shard), checkpoint) in &last {
         if stream == &a && shard == &parent {
             continue;
         }
         let lease = lease_of(&table, stream, shard);
-        assert_eq!(
-            lease.checkpoint,
-            checkpoint_of(seq, *sub),
-            "{stream}/{shard}"
-        );
+        assert_eq!(&lease.checkpoint, checkpoint, "{stream}/{shard}");
         if stream == &a {
             assert_eq!(lease.parent_shard_ids, vec![parent.clone()], "{shard}");
         }
@@ -476,39 +479,29 @@ impl kinesis_consumer::StreamTracker for ChangingTracker {
 async fn a_stream_removed_while_its_batch_is_held_checkpoints_it_before_the_release() {
     let stack = stack().await;
     let kinesis = stack.kinesis_client();
-    let a = stack.create_stream("rec-ms-rm-a", 1).await.unwrap();
-    let b = stack.create_stream("rec-ms-rm-b", 1).await.unwrap();
-    let app = kinesis_emulators::unique_name("rec-ms-rm-app");
+    let TwoStreams { a, b, app } = TwoStreams::create(&stack, "rec-ms-rm", 1).await;
     put_records(&kinesis, &b, &records(10, 5, 1, "b"), 1).await;
-    let tracker = ChangingTracker(std::sync::Arc::new(std::sync::Mutex::new(vec![
-        from_oldest(&a),
-        from_oldest(&b),
-    ])));
-    let (worker, mut batches) = Scheduler::multi_stream_stream_builder(&app, tracker.clone())
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_retrieval(polling())
-        .with_stream_tracker_interval(Duration::from_millis(200))
-        .build_stream()
-        .unwrap();
+    let tracker = ChangingTracker(std::sync::Arc::new(std::sync::Mutex::new(from_oldest(&[
+        &a, &b,
+    ]))));
+    let (worker, mut batches) = reader(
+        &stack,
+        Scheduler::multi_stream_stream_builder(&app, tracker.clone()),
+    )
+    .with_stream_tracker_interval(Duration::from_millis(200))
+    .build_stream()
+    .unwrap();
     let run = spawn_run(&worker);
-    let held = tokio::time::timeout(DEADLINE, batches.next())
-        .await
-        .expect("a batch in time")
-        .expect("the stream goes on while the worker runs");
+    let held = next_batch(&mut batches).await;
     assert_eq!(held.stream.as_ref().unwrap().stream_name(), b);
-    let r = held.records.last().unwrap();
-    let read_up_to = checkpoint_of(&r.sequence_number, r.sub_sequence_number);
+    let read_up_to = checkpoint_after(&held).expect("batches carry records");
     // b leaves the tracker's list while its batch is held; a goes on meanwhile.
-    *tracker.0.lock().unwrap() = vec![from_oldest(&a)];
+    *tracker.0.lock().unwrap() = from_oldest(&[&a]);
     let sent_a = records(20, 5, 1, "a");
     put_records(&kinesis, &a, &sent_a, 1).await;
     let mut got_a = 0;
     while got_a < sent_a.len() {
-        let batch = tokio::time::timeout(DEADLINE, batches.next())
-            .await
-            .expect("a's batches in time")
-            .expect("the stream goes on");
+        let batch = next_batch(&mut batches).await;
         assert_eq!(batch.stream.as_ref().unwrap().stream_name(), a, "{batch:?}");
         got_a += batch.records.len();
     }

@@ -12,14 +12,6 @@ use common::*;
 use integration_tests::traffic::Traffic;
 use kinesis_consumer::Balancing;
 
-/// Bytes of each record's data.
-const RECORD_BYTES: usize = 500;
-
-/// Records per 100 ms for the hot shard and for each other one: 80 % of the traffic on
-/// one shard of four (about 117 KB/s against 10 KB/s each).
-const HOT_PER_TICK: usize = 24;
-const COLD_PER_TICK: usize = 2;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
     let stack = stack().await;
@@ -45,28 +37,10 @@ async fn a_hot_shard_ends_alone_on_its_worker_and_nothing_is_lost() {
     })
     .await;
 
-    // The producer: 80 % of the records to the hot shard, every 100 ms until stopped (each
-    // routed to its shard by the shard's starting hash key).
-    let traffic = {
-        let hot = hot.clone();
-        Traffic::start(
-            &kinesis,
-            &stream,
-            &shards,
-            move |shard| {
-                if shard == hot {
-                    HOT_PER_TICK
-                } else {
-                    COLD_PER_TICK
-                }
-            },
-            |shard, n| {
-                let id = format!("{shard}-{n}");
-                let data = format!("{id:<RECORD_BYTES$}");
-                (id, data)
-            },
-        )
-    };
+    // The producer: 80 % of the records to the hot shard (about 117 KB/s against 10 KB/s
+    // each), every 100 ms until stopped (each routed to its shard by the shard's starting
+    // hash key).
+    let traffic = Traffic::hot_shard(&kinesis, &stream, &shards, &hot);
 
     let hot_alone = || {
         let (ka, kb) = (

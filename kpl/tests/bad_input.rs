@@ -17,23 +17,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 use kinesis_agg::Error as AggError;
-use kinesis_emulators::LocalStack;
 use kinesis_producer::{FailureReason, Producer, ProducerRecord, PutError};
 
-use common::{assert_all_rejected, put_numbered, read_all};
+use common::{assert_all_rejected, put_numbered, read_all, stack};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
 const MIB: usize = 1024 * 1024;
 /// The row whose key is 256 characters but 512 bytes.
 const BYTES_KEY: &str = "256 two-byte characters";
-
-async fn stack() -> LocalStack {
-    LocalStack::builder()
-        .start_async()
-        .await
-        .expect("local stack")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_records_are_refused_at_put_with_the_exact_error_and_handed_back() {

@@ -21,7 +21,7 @@ use integration_tests::fault_proxy::{Fault, FaultProxy, Rule};
 use kinesis_emulators::LocalStack;
 use kinesis_producer::{Producer, ProducerRecord};
 
-use common::{assert_all_rejected, by_position, kinesis_through, put_numbered, read_all};
+use common::{assert_all_rejected, assert_at_reported_positions, put_numbered, read_all};
 
 /// A bound to fail on instead of hanging; never a measured assertion.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -31,7 +31,7 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
     let stack = LocalStack::builder().start_async().await.expect("stack");
     let stream = stack.create_stream("kpl-faults", 4).await.unwrap();
     let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
-    let through_proxy = kinesis_through(&stack, &proxy);
+    let through_proxy = proxy.route_kinesis(&stack.kinesis_client());
     let full = std::env::var("KPL_FAULTS_FULL").is_ok_and(|v| v == "1");
     // Each rule counts the calls the rules before it let through: 1 in 5, then 1 in 4 of
     // the rest, ... is 20 % of all calls each.
@@ -99,18 +99,7 @@ async fn every_record_gets_one_outcome_and_is_delivered_through_faults_and_an_ou
     }
     // Each delivered record is at its reported position.
     let read = read_all(&stack.kinesis_client(), &stream).await;
-    let positions = by_position(&read);
-    for (r, d) in &delivered {
-        let key = (
-            d.shard_id.to_string(),
-            d.sequence_number.to_string(),
-            d.sub_sequence_number,
-        );
-        let got = positions
-            .get(&key)
-            .unwrap_or_else(|| panic!("nothing at reported position {key:?}"));
-        assert_eq!((&got.partition_key, &got.data), (&r.partition_key, &r.data));
-    }
+    assert_at_reported_positions(&read, &delivered);
     // Nothing else but copies from answers lost after the server took the call.
     let mut copies: HashMap<&[u8], usize> = HashMap::new();
     for r in &read {
@@ -134,7 +123,7 @@ async fn access_denied_mid_run_fails_records_promptly_and_later_records_go_throu
     let stack = LocalStack::builder().start_async().await.expect("stack");
     let stream = stack.create_stream("kpl-denied", 2).await.unwrap();
     let proxy = FaultProxy::start(stack.kinesis_endpoint()).await.unwrap();
-    let through_proxy = kinesis_through(&stack, &proxy);
+    let through_proxy = proxy.route_kinesis(&stack.kinesis_client());
     // A TTL far beyond the test's deadline: a record that fails must fail because the
     // refusal is final, not because it ran out of time.
     let producer = Producer::builder(through_proxy)

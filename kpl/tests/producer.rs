@@ -15,8 +15,8 @@ use kinesis_emulators::LocalStack;
 use kinesis_producer::{Delivered, FailureReason, Producer, ProducerRecord, PutError, PutHandle};
 
 use common::{
-    assert_concise, assert_read_back_exactly, by_position, list_shards, next_report, read_all,
-    read_user_records_by, stalled_client, RangeRule,
+    all_delivered, assert_concise, assert_read_back_exactly, by_position, list_shards, next_report,
+    read_all, read_user_records_by, stalled_client, RangeRule,
 };
 
 async fn stack(enforce_limits: bool) -> LocalStack {
@@ -671,11 +671,7 @@ async fn a_flush_before_the_first_shard_map_waits_for_it_and_aggregates() {
     let records: Vec<_> = (0..200).map(|i| record(&stream, i, 50)).collect();
     let batch = producer.put_all(records.clone()).await.unwrap();
     producer.flush().await;
-    let delivered: Vec<_> = records
-        .into_iter()
-        .zip(batch.await)
-        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
-        .collect();
+    let delivered = all_delivered(records, batch.await);
     assert!(
         delivered.iter().all(|(_, d)| d.aggregated),
         "every record in an aggregate"

@@ -8,35 +8,18 @@ mod common;
 
 use std::time::Duration;
 
-use kinesis_emulators::LocalStack;
 use kinesis_producer::{
-    Delivered, FailureReason, Outcome, Producer, ProducerRecord, PutAllError, RECORD_OVERHEAD_BYTES,
+    FailureReason, Producer, ProducerRecord, PutAllError, RECORD_OVERHEAD_BYTES,
 };
 
-use common::{assert_read_back_exactly, read_all, stalled_client};
+use common::{
+    all_delivered, assert_read_back_exactly, batches_delivered, numbered_record, read_all, stack,
+    stalled_client,
+};
 
-async fn stack() -> LocalStack {
-    LocalStack::builder()
-        .start_async()
-        .await
-        .expect("local stack")
-}
-
+/// Record `i` of this file's numbered runs.
 fn record(stream: &str, i: usize) -> ProducerRecord {
-    ProducerRecord::new(stream, format!("key-{}", i % 97), format!("batched-{i}"))
-}
-
-/// Pairs each record with its outcome, asserting every one was delivered.
-fn all_delivered(
-    records: Vec<ProducerRecord>,
-    outcomes: Vec<Outcome>,
-) -> Vec<(ProducerRecord, Delivered)> {
-    assert_eq!(records.len(), outcomes.len(), "one outcome per record");
-    records
-        .into_iter()
-        .zip(outcomes)
-        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
-        .collect()
+    numbered_record(stream, "batched", i)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,10 +47,7 @@ async fn batches_are_delivered_and_each_outcome_is_its_own_records_position() {
         assert_eq!(h.len(), batch.len());
         handles.push(h);
     }
-    let mut delivered = Vec::new();
-    for (batch, h) in batches.into_iter().zip(handles) {
-        delivered.extend(all_delivered(batch, h.await));
-    }
+    let delivered = batches_delivered(batches, handles).await;
     let stats = producer.stats();
     producer.shutdown().await;
     assert_eq!(
@@ -229,10 +209,7 @@ async fn shutdown_delivers_batches_in_flight_and_refuses_later_ones() {
     }
     // Buffered for a minute, unless shutdown sends them: it does, and waits for them.
     producer.shutdown().await;
-    let mut delivered = Vec::new();
-    for (batch, h) in batches.into_iter().zip(handles) {
-        delivered.extend(all_delivered(batch, h.await));
-    }
+    let delivered = batches_delivered(batches, handles).await;
     assert_read_back_exactly(&client, &stream, &delivered).await;
     let later: Vec<_> = (0..3).map(|i| record(&stream, i)).collect();
     match producer.put_all(later.clone()).await {

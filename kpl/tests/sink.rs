@@ -11,35 +11,18 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
-use kinesis_emulators::LocalStack;
 use kinesis_producer::{
-    Delivered, Outcome, Producer, ProducerRecord, PutAllError, PutError, SinkError,
-    DEFAULT_SINK_BATCH_BYTES, DEFAULT_SINK_BATCH_RECORDS, DEFAULT_SINK_OUTCOME_CAPACITY,
+    Outcome, Producer, ProducerRecord, PutAllError, PutError, SinkError, DEFAULT_SINK_BATCH_BYTES,
+    DEFAULT_SINK_BATCH_RECORDS, DEFAULT_SINK_OUTCOME_CAPACITY,
 };
 
-use common::{assert_read_back_exactly, read_all, stalled_client};
+use common::{
+    all_delivered, assert_read_back_exactly, numbered_record, read_all, stack, stalled_client,
+};
 
-async fn stack() -> LocalStack {
-    LocalStack::builder()
-        .start_async()
-        .await
-        .expect("local stack")
-}
-
+/// Record `i` of this file's numbered runs.
 fn record(stream: &str, i: usize) -> ProducerRecord {
-    ProducerRecord::new(stream, format!("key-{}", i % 97), format!("sunk-{i}"))
-}
-
-fn all_delivered(
-    records: Vec<ProducerRecord>,
-    outcomes: Vec<Outcome>,
-) -> Vec<(ProducerRecord, Delivered)> {
-    assert_eq!(records.len(), outcomes.len(), "one outcome per record");
-    records
-        .into_iter()
-        .zip(outcomes)
-        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
-        .collect()
+    numbered_record(stream, "sunk", i)
 }
 
 /// The outcomes already waiting on the stream, without waiting for more.

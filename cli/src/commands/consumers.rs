@@ -179,18 +179,7 @@ fn line(
 /// # Errors
 /// [`Error::Kinesis`] (a missing stream: not found, status 3, with a hint).
 async fn stream_arn(client: &Client, stream: &str) -> Result<String, Error> {
-    let summary = client
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .map_err(|e| Error::kinesis("DescribeStreamSummary", stream, e))?;
-    match summary.stream_description_summary() {
-        Some(s) => Ok(s.stream_arn().to_owned()),
-        None => Err(Error::Internal(format!(
-            "DescribeStreamSummary for stream {stream} answered without a description"
-        ))),
-    }
+    Ok(super::stream::summary(client, stream).await?.stream_arn)
 }
 
 /// Every consumer of the stream `arn`, following `NextToken`. A page that repeats its

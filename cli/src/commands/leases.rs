@@ -388,6 +388,16 @@ mod tests {
     use super::*;
     use kinesis_consumer::Checkpoint;
 
+    /// The cells of a line of an aligned table: what stands between runs of two spaces or
+    /// more (a cell itself holds single spaces at most).
+    fn cells(line: &str) -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
     fn table_lists_every_column_sorted() {
         let mut a = Lease::new("shardId-000000000001", Checkpoint::at("495", 2).unwrap())
@@ -452,7 +462,6 @@ mod tests {
         let text = format_table(&[b, a], Some(&views));
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("stream") && lines[0].contains("shard"));
-        let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(cells(lines[1])[..2], ["1:orders:5", "shardId-000000000000"]);
         assert!(lines[1].contains("open"), "--stream orders: {}", lines[1]);
         assert_eq!(cells(lines[2])[..2], ["1:pay:6", "shardId-000000000000"]);
@@ -483,13 +492,6 @@ mod tests {
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("worker"));
         assert!(lines[1].starts_with("java-worker") && lines[1].contains("not in the fleet"));
-        let cells = |line: &str| -> Vec<String> {
-            line.split("  ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
         assert_eq!(
             cells(lines[0]),
             [
@@ -539,13 +541,6 @@ mod tests {
         let text = format_workers(&[a, b.clone()], &fleet, 1_000);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        let cells = |line: &str| -> Vec<String> {
-            line.split("  ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
         assert_eq!(cells(lines[0]).last().unwrap(), "handing off", "{text}");
         assert_eq!(
             cells(lines[1]),

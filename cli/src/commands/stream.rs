@@ -277,7 +277,14 @@ async fn create(
 }
 
 /// DescribeStreamSummary of `name`.
-async fn summary(
+///
+/// # Cancellation
+/// Safe to drop: it only reads.
+///
+/// # Errors
+/// [`Error::Kinesis`] for a failed call (a missing stream exits with status 3),
+/// [`Error::Internal`] for an answer without a summary.
+pub(super) async fn summary(
     client: &aws_sdk_kinesis::Client,
     name: &str,
 ) -> Result<aws_sdk_kinesis::types::StreamDescriptionSummary, Error> {

@@ -443,6 +443,38 @@ mod tests {
             .expect("graceful_shutdown returns at once");
     }
 
+    /// A scheduler whose every call fails (both clients at a [`dead_endpoint`]), running.
+    struct Unreachable {
+        /// The scheduler (a clone of the one running).
+        scheduler: Scheduler,
+        /// Its `run`, in a task.
+        run: tokio::task::JoinHandle<Result<(), Error>>,
+        /// How many connections the endpoint accepted: the calls tried.
+        tries: Arc<AtomicUsize>,
+        /// The endpoint's accept loop.
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    impl Unreachable {
+        /// Builds the scheduler (application "app", stream "stream") and spawns its run.
+        async fn start() -> Unreachable {
+            let (endpoint, tries, server) = dead_endpoint().await;
+            let (k, d) = clients_at(&endpoint);
+            let scheduler = Scheduler::builder("app", "stream", factory)
+                .with_clients(k, d)
+                .build()
+                .unwrap();
+            let worker = scheduler.clone();
+            let run = tokio::spawn(async move { worker.run().await });
+            Unreachable {
+                scheduler,
+                run,
+                tries,
+                server,
+            }
+        }
+    }
+
     /// A loopback endpoint that accepts connections and closes them at once, counting
     /// them: every request to it fails as a connection error.
     async fn dead_endpoint() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
@@ -477,47 +509,36 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_endpoint_is_retried_until_graceful_shutdown() {
-        let (endpoint, tries, server) = dead_endpoint().await;
-        let (k, d) = clients_at(&endpoint);
-        let s = Scheduler::builder("app", "stream", factory)
-            .with_clients(k, d)
-            .build()
-            .unwrap();
-        let worker = s.clone();
-        let run = tokio::spawn(async move { worker.run().await });
-        wait_for_count(&tries, 3).await;
-        assert!(!run.is_finished(), "still retrying");
+        let u = Unreachable::start().await;
+        wait_for_count(&u.tries, 3).await;
+        assert!(!u.run.is_finished(), "still retrying");
         // A second run is refused and does not disturb the first.
-        assert!(matches!(s.run().await, Err(Error::AlreadyStarted)));
-        assert!(!run.is_finished());
-        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+        assert!(matches!(
+            u.scheduler.run().await,
+            Err(Error::AlreadyStarted)
+        ));
+        assert!(!u.run.is_finished());
+        tokio::time::timeout(Duration::from_secs(5), u.scheduler.graceful_shutdown())
             .await
             .expect("graceful_shutdown returns promptly");
-        let result = tokio::time::timeout(Duration::from_secs(5), run)
+        let result = tokio::time::timeout(Duration::from_secs(5), u.run)
             .await
             .expect("run returns")
             .expect("run did not panic");
         assert!(result.is_ok(), "{result:?}");
-        server.abort();
+        u.server.abort();
     }
 
     #[tokio::test]
     async fn dropping_run_marks_the_worker_done() {
-        let (endpoint, tries, server) = dead_endpoint().await;
-        let (k, d) = clients_at(&endpoint);
-        let s = Scheduler::builder("app", "stream", factory)
-            .with_clients(k, d)
-            .build()
-            .unwrap();
-        let worker = s.clone();
-        let run = tokio::spawn(async move { worker.run().await });
-        wait_for_count(&tries, 1).await;
+        let u = Unreachable::start().await;
+        wait_for_count(&u.tries, 1).await;
         // Dropped in the middle of start-up, with no shutdown requested.
-        run.abort();
-        assert!(run.await.unwrap_err().is_cancelled());
-        tokio::time::timeout(Duration::from_secs(5), s.graceful_shutdown())
+        u.run.abort();
+        assert!(u.run.await.unwrap_err().is_cancelled());
+        tokio::time::timeout(Duration::from_secs(5), u.scheduler.graceful_shutdown())
             .await
             .expect("graceful_shutdown returns once run was dropped");
-        server.abort();
+        u.server.abort();
     }
 }

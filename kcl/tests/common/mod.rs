@@ -570,23 +570,7 @@ pub async fn reshard_scenario(
 
     let shards = list_shards(&kinesis, &stream).await;
     assert_eq!(shards.len(), 3);
-    let s0 = &shards[0];
-    let range = s0.hash_key_range().unwrap();
-    let (lo, hi): (u128, u128) = (
-        range.starting_hash_key().parse().unwrap(),
-        range.ending_hash_key().parse().unwrap(),
-    );
-    kinesis
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(s0.shard_id())
-        .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    kinesis_emulators::wait_for_stream_active(&kinesis, &stream, DEADLINE)
-        .await
-        .unwrap();
+    integration_tests::kinesis::split_in_half(&kinesis, &stream, shards[0].shard_id()).await;
     put_records(&kinesis, &stream, &phase(1), 1).await;
     kinesis
         .merge_shards()
@@ -618,7 +602,11 @@ pub async fn reshard_scenario(
         );
     }
     let table = leases(stack, &app).await;
-    let parents = [s0.shard_id(), shards[1].shard_id(), shards[2].shard_id()];
+    let parents = [
+        shards[0].shard_id(),
+        shards[1].shard_id(),
+        shards[2].shard_id(),
+    ];
     for p in parents {
         // Finished parents are SHARD_END, or already cleaned up once children progressed.
         if let Some(l) = table.get(p) {
@@ -778,6 +766,19 @@ impl CounterTotals {
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+/// The counters of this test binary: one global recorder, installed on first use and
+/// shared by the binary's tests (each reads names of its own, or a lower bound of what it
+/// did itself).
+pub fn counters() -> &'static CounterTotals {
+    static COUNTERS: std::sync::OnceLock<CounterTotals> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let counters = CounterTotals::new(&recorder);
+        recorder.install().expect("the only recorder");
+        counters
+    })
 }
 
 /// Runs a worker in a task.

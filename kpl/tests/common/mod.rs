@@ -9,12 +9,57 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kinesis_producer::{CallFailure, Delivered, Failed, FailureReason, ProducerRecord};
+use kinesis_emulators::LocalStack;
+use kinesis_producer::{
+    BatchHandle, CallFailure, Delivered, Failed, FailureReason, Outcome, ProducerRecord,
+};
 
 pub(crate) use integration_tests::kinesis::{
     list_shards, read_user_records as read_all, read_user_records_by, RangeRule,
     ReadUserRecord as ReadRecord,
 };
+
+/// An embedded stack with its default settings.
+pub(crate) async fn stack() -> LocalStack {
+    LocalStack::builder()
+        .start_async()
+        .await
+        .expect("local stack")
+}
+
+/// Record `i` of a numbered run to `stream`: key `key-<i mod 97>`, data `<tag>-<i>`, so
+/// that a run spreads over the shards and each record is told apart by its data.
+pub(crate) fn numbered_record(stream: &str, tag: &str, i: usize) -> ProducerRecord {
+    ProducerRecord::new(stream, format!("key-{}", i % 97), format!("{tag}-{i}"))
+}
+
+/// Pairs each record with its outcome, asserting there is one outcome per record and
+/// every one was delivered.
+pub(crate) fn all_delivered(
+    records: Vec<ProducerRecord>,
+    outcomes: Vec<Outcome>,
+) -> Vec<(ProducerRecord, Delivered)> {
+    assert_eq!(records.len(), outcomes.len(), "one outcome per record");
+    records
+        .into_iter()
+        .zip(outcomes)
+        .map(|(r, o)| (r, o.unwrap_or_else(|f| panic!("not delivered: {f}"))))
+        .collect()
+}
+
+/// Awaits each batch's handle and pairs the batch's records with their outcomes,
+/// asserting every one was delivered (see [`all_delivered`]).
+pub(crate) async fn batches_delivered(
+    batches: Vec<Vec<ProducerRecord>>,
+    handles: Vec<BatchHandle>,
+) -> Vec<(ProducerRecord, Delivered)> {
+    assert_eq!(batches.len(), handles.len(), "one handle per batch");
+    let mut delivered = Vec::new();
+    for (batch, handle) in batches.into_iter().zip(handles) {
+        delivered.extend(all_delivered(batch, handle.await));
+    }
+    delivered
+}
 
 /// Index of what was read by (shard, sequence, sub-sequence), asserting no position
 /// holds two records.
@@ -77,7 +122,16 @@ pub(crate) async fn assert_read_back_exactly(
 ) {
     let read = read_all(client, stream).await;
     assert_eq!(read.len(), delivered.len(), "user records read back");
-    let positions = by_position(&read);
+    assert_at_reported_positions(&read, delivered);
+}
+
+/// Each delivered record is among `read` at the position its outcome reported (with its
+/// own key and data); `read` may hold other records too.
+pub(crate) fn assert_at_reported_positions(
+    read: &[ReadRecord],
+    delivered: &[(ProducerRecord, Delivered)],
+) {
+    let positions = by_position(read);
     for (r, d) in delivered {
         let key = (
             d.shard_id.to_string(),
@@ -131,21 +185,6 @@ pub(crate) fn assert_all_rejected(outcomes: Vec<Result<Delivered, Failed>>, code
             "handed back for the caller to keep"
         );
     }
-}
-
-/// A Kinesis client of `stack` whose calls go through `proxy`.
-pub(crate) fn kinesis_through(
-    stack: &kinesis_emulators::LocalStack,
-    proxy: &integration_tests::fault_proxy::FaultProxy,
-) -> aws_sdk_kinesis::Client {
-    aws_sdk_kinesis::Client::from_conf(
-        stack
-            .kinesis_client()
-            .config()
-            .to_builder()
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    )
 }
 
 /// Puts records `range` of `stream` (data `r<i>`, key `k<i mod 50>`) one by one and waits

@@ -184,22 +184,10 @@ fn worker_text(l: &Ledger, w: &crate::ledger::WorkerView) -> String {
         "pid {:<7} {:>7} records  leases [{}]",
         w.pid.map_or("-".into(), |p| p.to_string()),
         w.processed,
-        leases
-            .iter()
-            .map(|s| short(s))
-            .collect::<Vec<_>>()
-            .join(" ")
+        shorts(&leases)
     );
     if !w.active.is_empty() {
-        let _ = write!(
-            s,
-            "  processing [{}]",
-            w.active
-                .iter()
-                .map(|s| short(s))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let _ = write!(s, "  processing [{}]", shorts(&w.active));
     }
     s
 }
@@ -220,19 +208,19 @@ fn status_line(l: &Ledger, total: u64) -> String {
             let _ = write!(s, "killed");
         } else {
             let leases = l.leases_of(&w.name);
-            let _ = write!(
-                s,
-                "{} records, leases [{}]",
-                w.processed,
-                leases
-                    .iter()
-                    .map(|s| short(s))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
+            let _ = write!(s, "{} records, leases [{}]", w.processed, shorts(&leases));
         }
     }
     s
+}
+
+/// `shards` by their [`short`] names, space separated.
+fn shorts<'a>(shards: impl IntoIterator<Item = &'a String>) -> String {
+    shards
+        .into_iter()
+        .map(|s| short(s))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `shardId-000000000004` → `4`.
@@ -256,6 +244,12 @@ mod tests {
         assert_eq!(short("shardId-000000000000"), "0");
         assert_eq!(short("shardId-000000000120"), "120");
         assert_eq!(short("other"), "other");
+        let ids = [
+            "shardId-000000000004".to_owned(),
+            "shardId-000000000120".to_owned(),
+        ];
+        assert_eq!(shorts(&ids), "4 120");
+        assert_eq!(shorts(&Vec::<String>::new()), "");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::test_support::fresh_table;
 use super::*;
 use crate::checkpoint::Checkpoint;
 use crate::leases::fleet::MemoryFleetStore;
@@ -15,6 +16,22 @@ use crate::leases::handoff::Standing;
 use crate::leases::{Lease, MemoryLeaseStore};
 
 const FAILOVER: Duration = Duration::from_secs(10);
+
+/// The tenures `worker` holds now (each tells when it is lost).
+fn tenures(worker: &LeaseCoordinator) -> Vec<Arc<HeldLease>> {
+    worker.held_leases().into_iter().map(|(_, h)| h).collect()
+}
+
+/// The keys counted more than once in `seen`, sorted.
+fn more_than_once(seen: HashMap<String, usize>) -> Vec<String> {
+    let mut twice: Vec<String> = seen
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    twice.sort();
+    twice
+}
 
 struct Fleet {
     leases: Arc<MemoryLeaseStore>,
@@ -28,11 +45,7 @@ struct Fleet {
 
 impl Fleet {
     async fn new(n: usize, shards: usize) -> Self {
-        let leases = Arc::new(MemoryLeaseStore::default());
-        for i in 0..shards {
-            let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-            leases.create_lease_if_not_exists(&lease).await.unwrap();
-        }
+        let leases = fresh_table(shards).await;
         let fleet = Arc::new(MemoryFleetStore::new());
         let mut f = Self {
             leases,
@@ -83,6 +96,13 @@ impl Fleet {
         }
     }
 
+    /// `n` steps, one after the other.
+    async fn steps(&self, n: usize) {
+        for _ in 0..n {
+            self.step().await;
+        }
+    }
+
     fn held(&self, i: usize) -> Vec<String> {
         self.workers[i].held_lease_keys()
     }
@@ -100,9 +120,7 @@ async fn a_dead_workers_leases_are_taken_within_the_failover_time() {
     // Fresh workers take everything free, then hand the surplus over, leases pending a
     // handoff moving at a later taker round: a minute.
     let mut f = Fleet::new(3, 12).await;
-    for _ in 0..30 {
-        f.step().await;
-    }
+    f.steps(30).await;
     assert_eq!(f.counts(), [4, 4, 4]);
     let dead = f.held(2);
     f.running[2] = false;
@@ -129,9 +147,7 @@ async fn a_dead_workers_leases_are_taken_within_the_failover_time() {
 #[tokio::test(start_paused = true)]
 async fn a_newcomer_takes_its_share_at_its_first_round_and_the_others_let_go_at_their_next_beat() {
     let mut f = Fleet::new(3, 8).await;
-    for _ in 0..30 {
-        f.step().await;
-    }
+    f.steps(30).await;
     let mut before = f.counts();
     before.sort();
     assert_eq!(before, [2, 3, 3]);
@@ -147,27 +163,21 @@ async fn a_newcomer_takes_its_share_at_its_first_round_and_the_others_let_go_at_
     assert_eq!(f.counts().iter().sum::<usize>(), 8, "{:?}", f.counts());
     // Settled: more steps move nothing.
     let settled = f.counts();
-    for _ in 0..10 {
-        f.step().await;
-    }
+    f.steps(10).await;
     assert_eq!(f.counts(), settled);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_outage_shorter_than_the_fence_time_moves_no_lease() {
     let f = Fleet::new(2, 6).await;
-    for _ in 0..3 {
-        f.step().await;
-    }
+    f.steps(3).await;
     let before: Vec<Vec<String>> = (0..2).map(|i| f.held(i)).collect();
     f.fleet.set_unavailable(true);
     // A heartbeat (2 s) without a beat landing anywhere: less than the 6.8 s after which a
     // worker gives its leases up.
     f.step().await;
     f.fleet.set_unavailable(false);
-    for _ in 0..8 {
-        f.step().await;
-    }
+    f.steps(8).await;
     let after: Vec<Vec<String>> = (0..2).map(|i| f.held(i)).collect();
     assert_eq!(after, before, "no lease moved");
 }
@@ -176,19 +186,13 @@ async fn an_outage_shorter_than_the_fence_time_moves_no_lease() {
 async fn a_worker_cut_off_gives_its_leases_up_before_anyone_may_take_them() {
     let f = Fleet::new(1, 3).await;
     f.step().await;
-    let held: Vec<Arc<HeldLease>> = f.workers[0]
-        .held_leases()
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+    let held = tenures(&f.workers[0]);
     assert_eq!(held.len(), 3);
     f.fleet.set_unavailable(true);
     // Its last beat was sent at the first step: it fences 6.8 s later (failover − 1.6
     // heartbeats), before any other worker could declare it gone (7 s after that beat at
     // the earliest: the silence threshold, counted from up to a heartbeat before).
-    for _ in 0..3 {
-        f.step().await;
-    }
+    f.steps(3).await;
     assert!(held.iter().all(|h| !h.is_lost()), "not yet (6 s)");
     f.step().await;
     assert!(held.iter().all(|h| h.is_lost()), "fenced (8 s)");
@@ -197,14 +201,8 @@ async fn a_worker_cut_off_gives_its_leases_up_before_anyone_may_take_them() {
 #[tokio::test(start_paused = true)]
 async fn a_worker_declared_gone_while_alive_loses_everything_and_comes_back() {
     let f = Fleet::new(2, 4).await;
-    for _ in 0..3 {
-        f.step().await;
-    }
-    let victim: Vec<Arc<HeldLease>> = f.workers[1]
-        .held_leases()
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+    f.steps(3).await;
+    let victim = tenures(&f.workers[1]);
     assert!(!victim.is_empty());
     // Someone removed worker-1's entry (as a survivor does to a silent worker).
     let beat = f
@@ -218,9 +216,7 @@ async fn a_worker_declared_gone_while_alive_loses_everything_and_comes_back() {
     assert!(f.fleet.remove("probe", 0).await.unwrap());
     f.step().await;
     assert!(victim.iter().all(|h| h.is_lost()), "lost at its next beat");
-    for _ in 0..4 {
-        f.step().await;
-    }
+    f.steps(4).await;
     assert_eq!(f.counts().iter().sum::<usize>(), 4);
     assert!(
         f.fleet.workers().contains(&"worker-1".to_owned()),
@@ -256,11 +252,7 @@ async fn a_finished_lease_deleted_from_the_table_stops_counting_as_held() {
 async fn a_dynamodb_that_never_answers_does_not_keep_a_worker_from_fencing() {
     let f = Fleet::new(1, 2).await;
     f.step().await;
-    let held: Vec<Arc<HeldLease>> = f.workers[0]
-        .held_leases()
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+    let held = tenures(&f.workers[0]);
     f.fleet.set_hanging(true);
     // Beats time out after a heartbeat interval each; after the failover time the
     // worker gives its leases up.
@@ -275,11 +267,7 @@ async fn a_dynamodb_that_never_answers_does_not_keep_a_worker_from_fencing() {
 async fn a_beat_whose_answer_was_lost_is_not_taken_for_a_removal() {
     let f = Fleet::new(1, 2).await;
     f.step().await;
-    let held: Vec<Arc<HeldLease>> = f.workers[0]
-        .held_leases()
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+    let held = tenures(&f.workers[0]);
     // The beat lands but its answer is lost; the next one accepts it as current.
     f.fleet.lose_next_answer();
     f.step().await;
@@ -412,11 +400,7 @@ struct Rig {
 
 impl Rig {
     async fn new(n: usize, shards: usize) -> Self {
-        let leases = Arc::new(MemoryLeaseStore::default());
-        for i in 0..shards {
-            let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-            leases.create_lease_if_not_exists(&lease).await.unwrap();
-        }
+        let leases = fresh_table(shards).await;
         let mut rig = Self {
             leases,
             fleet: Arc::new(MemoryFleetStore::new()),
@@ -473,6 +457,13 @@ impl Rig {
         }
     }
 
+    /// `n` steps, one after the other.
+    async fn steps(&self, n: usize) {
+        for _ in 0..n {
+            self.step().await;
+        }
+    }
+
     /// Keys processed (held, and not waiting for a handoff to it) by more than one
     /// running worker at once.
     fn processed_twice(&self) -> Vec<String> {
@@ -487,13 +478,7 @@ impl Rig {
                 }
             }
         }
-        let mut twice: Vec<String> = seen
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(k, _)| k)
-            .collect();
-        twice.sort();
-        twice
+        more_than_once(seen)
     }
 
     fn held(&self, i: usize) -> Vec<String> {
@@ -508,13 +493,7 @@ impl Rig {
                 *seen.entry(k).or_default() += 1;
             }
         }
-        let mut twice: Vec<String> = seen
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(k, _)| k)
-            .collect();
-        twice.sort();
-        twice
+        more_than_once(seen)
     }
 
     /// Spawns every worker's renewer (heartbeats) and taker, as `Background` does.
@@ -546,14 +525,8 @@ impl Rig {
 #[tokio::test(start_paused = true)]
 async fn review_a_worker_whose_beats_fail_is_taken_over_before_it_fences_itself() {
     let rig = Rig::new(2, 4).await;
-    for _ in 0..4 {
-        rig.step().await;
-    }
-    let mine: Vec<Arc<HeldLease>> = rig.workers[1]
-        .held_leases()
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+    rig.steps(4).await;
+    let mine = tenures(&rig.workers[1]);
     assert_eq!(mine.len(), 2);
     rig.faults[1].set(Mode::Fail);
     let cut = Instant::now();
@@ -584,14 +557,10 @@ async fn review_a_worker_whose_beats_fail_is_taken_over_before_it_fences_itself(
 #[tokio::test(start_paused = true)]
 async fn review_a_fenced_worker_that_still_cannot_beat_takes_leases_again() {
     let rig = Rig::new(2, 4).await;
-    for _ in 0..4 {
-        rig.step().await;
-    }
+    rig.steps(4).await;
     rig.faults[1].set(Mode::Fail);
     // 4 heartbeats: the failover time without a beat, the fence.
-    for _ in 0..4 {
-        rig.step().await;
-    }
+    rig.steps(4).await;
     let mut held_while_cut_off = Vec::new();
     let mut twice = Vec::new();
     for _ in 0..12 {
@@ -617,19 +586,11 @@ async fn review_a_fenced_worker_that_still_cannot_beat_takes_leases_again() {
 #[tokio::test(start_paused = true)]
 async fn review_a_beat_that_landed_with_its_response_lost_drops_every_lease() {
     let rig = Rig::new(2, 4).await;
-    for _ in 0..4 {
-        rig.step().await;
-    }
-    let mine: Vec<Arc<HeldLease>> = rig.workers[1]
-        .held_leases()
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+    rig.steps(4).await;
+    let mine = tenures(&rig.workers[1]);
     assert_eq!(mine.len(), 2);
     rig.faults[1].set(Mode::LandThenLoseResponse);
-    for _ in 0..3 {
-        rig.step().await;
-    }
+    rig.steps(3).await;
     assert_eq!(
         rig.fleet.workers(),
         ["worker-0", "worker-1"],
@@ -647,15 +608,11 @@ async fn review_a_beat_that_landed_with_its_response_lost_drops_every_lease() {
 #[tokio::test(start_paused = true)]
 async fn review_a_worker_that_never_beat_takes_live_workers_leases_by_the_counter_rule() {
     let mut rig = Rig::new(2, 8).await;
-    for _ in 0..4 {
-        rig.step().await;
-    }
+    rig.steps(4).await;
     assert_eq!(rig.held(0).len() + rig.held(1).len(), 8);
     let late = rig.join("worker-2", LeaseConfig::new(FAILOVER));
     rig.faults[late].set(Mode::Fail);
-    for _ in 0..12 {
-        rig.step().await;
-    }
+    rig.steps(12).await;
     assert_eq!(rig.fleet.workers(), ["worker-0", "worker-1"]);
     assert_eq!(
         rig.held(late),
@@ -750,11 +707,7 @@ async fn review_a_hung_beat_call_keeps_the_worker_from_fencing() {
     let rig = Rig::new(2, 4).await;
     let tasks = rig.spawn();
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let mine: Vec<Arc<HeldLease>> = rig.workers[1]
-        .held_leases()
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+    let mine = tenures(&rig.workers[1]);
     assert!(!mine.is_empty());
     rig.faults[1].set(Mode::HangThenFail(Duration::from_secs(120)));
     let cut = Instant::now();
@@ -816,18 +769,14 @@ async fn review_an_alive_worker_that_cannot_take_leaves_its_share_unowned() {
     rig.workers.push(Arc::new(broken));
     rig.running.push(true);
     rig.last_take.lock().unwrap().push(None);
-    for _ in 0..8 {
-        rig.step().await;
-    }
+    rig.steps(8).await;
     assert_eq!(rig.held(0).len(), 4);
     // New shards (a resharding): their leases appear unowned.
     for i in 4..8 {
         let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
         rig.leases.create_lease_if_not_exists(&lease).await.unwrap();
     }
-    for _ in 0..40 {
-        rig.step().await;
-    }
+    rig.steps(40).await;
     let unowned: Vec<String> = rig
         .leases
         .list_leases()
@@ -854,9 +803,7 @@ async fn review_an_alive_worker_that_cannot_take_leaves_its_share_unowned() {
 #[tokio::test(start_paused = true)]
 async fn review_a_restart_under_the_same_id_flaps_while_the_old_process_shuts_down() {
     let mut rig = Rig::new(2, 4).await;
-    for _ in 0..4 {
-        rig.step().await;
-    }
+    rig.steps(4).await;
     // The old worker-1 stops taking (graceful shutdown begins) but beats; the new worker-1
     // starts.
     let old = rig.workers[1].clone();
@@ -890,9 +837,7 @@ async fn review_a_restart_under_the_same_id_flaps_while_the_old_process_shuts_do
 #[tokio::test(start_paused = true)]
 async fn review_a_lost_handoff_notice_delays_the_move_but_never_doubles_processing() {
     let mut rig = Rig::new(2, 8).await;
-    for _ in 0..10 {
-        rig.step().await;
-    }
+    rig.steps(10).await;
     let new = rig.join("worker-2", LeaseConfig::new(FAILOVER));
     rig.faults[new].set(Mode::NotifyFails);
     rig.step().await;
@@ -1004,11 +949,7 @@ fn review_a_valid_lease_table_name_can_make_an_invalid_fleet_table_name() {
 /// loads hold still the workers write nothing but their scans.
 #[tokio::test(start_paused = true)]
 async fn balancing_throughput_the_hot_lease_ends_alone_and_steady_loads_write_nothing() {
-    let leases = Arc::new(MemoryLeaseStore::default());
-    for i in 0..4 {
-        let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-        leases.create_lease_if_not_exists(&lease).await.unwrap();
-    }
+    let leases = fresh_table(4).await;
     let fleet = Arc::new(MemoryFleetStore::new());
     let config = LeaseConfig {
         balancing: Balancing::throughput(),

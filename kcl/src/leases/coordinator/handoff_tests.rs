@@ -8,21 +8,13 @@
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
+use super::test_support::fresh_table;
 use super::*;
 use crate::checkpoint::Checkpoint;
 use crate::leases::fleet::MemoryFleetStore;
 use crate::leases::{Lease, MemoryLeaseStore};
 
 const FAILOVER: Duration = Duration::from_secs(10);
-
-async fn table(shards: usize) -> Arc<MemoryLeaseStore> {
-    let store = Arc::new(MemoryLeaseStore::default());
-    for i in 0..shards {
-        let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-        assert!(store.create_lease_if_not_exists(&lease).await.unwrap());
-    }
-    store
-}
 
 fn worker(store: &Arc<MemoryLeaseStore>, id: &str) -> LeaseCoordinator {
     LeaseCoordinator::new(
@@ -54,7 +46,7 @@ async fn w1_starts_a_handoff(
 
 #[tokio::test(start_paused = true)]
 async fn a_stolen_lease_is_handed_over_with_the_previous_owners_last_checkpoint() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let (w0, w1) = (worker(&store, "w0"), worker(&store, "w1"));
     w0.take_leases().await.unwrap();
     let before = store.list_leases().await.unwrap();
@@ -107,7 +99,7 @@ async fn a_stolen_lease_is_handed_over_with_the_previous_owners_last_checkpoint(
 
 #[tokio::test(start_paused = true)]
 async fn a_previous_owner_that_never_hands_over_is_forced_after_the_patience() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let (w0, w1) = (worker(&store, "w0"), worker(&store, "w1"));
     let key = w1_starts_a_handoff(&store, &w0, &w1).await;
     let patience = w1.config().handoff_patience();
@@ -149,7 +141,7 @@ async fn with_a_fleet_w1_starts_a_handoff(w0: &LeaseCoordinator, w1: &LeaseCoord
 
 #[tokio::test(start_paused = true)]
 async fn with_a_fleet_the_owner_hears_at_its_next_beat_and_its_release_ends_the_handoff() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let fleet = Arc::new(MemoryFleetStore::new());
     let w0 = worker(&store, "w0").with_fleet(fleet.clone());
     let w1 = worker(&store, "w1").with_fleet(fleet.clone());
@@ -207,7 +199,7 @@ fn fleet_of_three(store: &Arc<MemoryLeaseStore>) -> [LeaseCoordinator; 3] {
 
 #[tokio::test(start_paused = true)]
 async fn the_next_owner_shutting_down_mid_handoff_leaves_it_to_the_previous_owner() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let ws = fleet_of_three(&store);
     let key = three_workers_one_handoff_pending(&store, &ws).await;
     let [w0, w1, w2] = &ws;
@@ -253,7 +245,7 @@ async fn the_next_owner_shutting_down_mid_handoff_leaves_it_to_the_previous_owne
 
 #[tokio::test(start_paused = true)]
 async fn a_next_owner_declared_gone_mid_handoff_is_waited_for_until_the_previous_owner_ends_it() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let ws = fleet_of_three(&store);
     let key = three_workers_one_handoff_pending(&store, &ws).await;
     let [w0, _silent, w2] = &ws;
@@ -281,7 +273,7 @@ async fn a_next_owner_declared_gone_mid_handoff_is_waited_for_until_the_previous
 
 #[tokio::test(start_paused = true)]
 async fn a_pending_lease_of_a_gone_next_owner_is_taken_once_its_previous_owner_stood_still() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let ws = fleet_of_three(&store);
     let key = three_workers_one_handoff_pending(&store, &ws).await;
     let [w0, _silent, w2] = &ws;
@@ -314,7 +306,7 @@ async fn a_pending_lease_of_a_gone_next_owner_is_taken_once_its_previous_owner_s
 async fn a_next_owner_whose_lease_is_taken_while_incoming_drops_it_unwritten() {
     // Without a fleet: w0 dies while handing a lease to w1 (which, waiting, writes
     // nothing); once the counter stood still for the failover time, w2 takes it.
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let (w0, w1, w2) = (
         worker(&store, "w0"),
         worker(&store, "w1"),
@@ -342,7 +334,7 @@ async fn a_next_owner_whose_lease_is_taken_while_incoming_drops_it_unwritten() {
 
 #[tokio::test(start_paused = true)]
 async fn a_gone_previous_owner_is_forced_without_waiting() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let fleet = Arc::new(MemoryFleetStore::new());
     let w0 = worker(&store, "w0").with_fleet(fleet.clone());
     let w1 = worker(&store, "w1").with_fleet(fleet.clone());
@@ -367,7 +359,7 @@ async fn a_gone_previous_owner_is_forced_without_waiting() {
 async fn a_pending_handoff_from_a_java_leader_is_honoured() {
     // As a Java KCL 3.x leader writes it: ours, with checkpointOwner the previous owner,
     // which is dead (it never renews).
-    let store = table(0).await;
+    let store = fresh_table(0).await;
     let mut seeded = Lease::new("shardId-000000000000", Checkpoint::at("42", 0).unwrap());
     seeded.owner = Some("w1".into());
     seeded.checkpoint_owner = Some("java-worker-0".into());
@@ -403,7 +395,7 @@ async fn a_pending_handoff_from_a_java_leader_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lease_pending_a_handoff_between_others_is_never_stolen_nor_taken() {
-    let store = table(0).await;
+    let store = fresh_table(0).await;
     for i in 0..3 {
         let mut l = Lease::new(format!("shardId-{i}"), Checkpoint::TrimHorizon);
         l.owner = Some("w1".into());
@@ -430,7 +422,7 @@ async fn a_lease_pending_a_handoff_between_others_is_never_stolen_nor_taken() {
 /// finishing) gets the whole patience before the lease is taken under it.
 #[tokio::test(start_paused = true)]
 async fn a_handoff_on_a_long_still_counter_is_not_taken_under_its_previous_owner() {
-    let store = table(3).await;
+    let store = fresh_table(3).await;
     let ws = fleet_of_three(&store);
     let [w0, w1, w2] = &ws;
     // w0 takes all three; w2 joins and is handed one.
@@ -528,7 +520,7 @@ impl LeaseStore for Hiding {
 /// unprocessed, while the others still consume the stream).
 #[tokio::test(start_paused = true)]
 async fn a_lease_retired_by_a_live_next_owner_mid_handoff_is_taken_by_another_worker() {
-    let store = table(2).await;
+    let store = fresh_table(2).await;
     let fleet = Arc::new(MemoryFleetStore::new());
     let hiding = Arc::new(Hiding {
         table: store.clone(),

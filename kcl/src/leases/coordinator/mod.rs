@@ -87,6 +87,8 @@ mod heartbeat;
 mod lease_config;
 mod observed_counters;
 mod take_plan;
+#[cfg(test)]
+mod test_support;
 mod throughput_plan;
 
 use crate::error::Error;
@@ -861,21 +863,12 @@ impl LeaseCoordinator {
 mod tests {
     use std::time::Duration;
 
+    use super::test_support::fresh_table;
     use super::*;
     use crate::checkpoint::Checkpoint;
-    use crate::leases::Lease;
     use crate::leases::MemoryLeaseStore;
 
     const FAILOVER: Duration = Duration::from_secs(10);
-
-    async fn table(shards: usize) -> Arc<MemoryLeaseStore> {
-        let store = Arc::new(MemoryLeaseStore::default());
-        for i in 0..shards {
-            let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-            assert!(store.create_lease_if_not_exists(&lease).await.unwrap());
-        }
-        store
-    }
 
     fn workers(store: &Arc<MemoryLeaseStore>, n: usize) -> Vec<LeaseCoordinator> {
         (0..n)
@@ -942,7 +935,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn balances_every_fleet_size() {
         for (n_workers, shards) in take_plan::tests::FLEETS {
-            let store = table(shards).await;
+            let store = fresh_table(shards).await;
             let ws = workers(&store, n_workers);
             let mut rounds = 0;
             loop {
@@ -967,7 +960,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fresh_fleet_three_workers_eight_shards_spread() {
-        let store = table(8).await;
+        let store = fresh_table(8).await;
         let ws = workers(&store, 3);
         for _ in 0..10 {
             round(&ws).await;
@@ -979,7 +972,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn dead_worker_leases_expire_to_survivors_not_before_failover() {
-        let store = table(12).await;
+        let store = fresh_table(12).await;
         let ws = workers(&store, 3);
         for _ in 0..20 {
             round(&ws).await;
@@ -1020,7 +1013,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_lease_taken_from_a_silent_owner_is_lost_by_it_and_its_checkpoint_refused() {
-        let store = table(4).await;
+        let store = fresh_table(4).await;
         let ws = workers(&store, 2);
         ws[0].take_leases().await.unwrap();
         assert_eq!(ws[0].held_lease_keys().len(), 4);
@@ -1060,7 +1053,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn released_leases_move_in_one_round() {
-        let store = table(8).await;
+        let store = fresh_table(8).await;
         let ws = workers(&store, 2);
         for _ in 0..10 {
             round(&ws).await;
@@ -1076,7 +1069,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn max_leases_per_worker_is_respected() {
-        let store = table(10).await;
+        let store = fresh_table(10).await;
         let mut cfg = LeaseConfig::new(FAILOVER);
         cfg.max_leases_per_worker = 3;
         let w = LeaseCoordinator::new(store.clone(), "solo", cfg);
@@ -1089,7 +1082,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn renewals_and_checkpoints_carry_the_measured_throughput() {
-        let store = table(1).await;
+        let store = fresh_table(1).await;
         let ws = workers(&store, 1);
         ws[0].take_leases().await.unwrap();
         let key = "shardId-000000000000";
@@ -1128,7 +1121,7 @@ mod tests {
     async fn steady_state_cost_per_lease() {
         // Renewals dominate: one call per lease per renew interval, plus one scan per
         // taker interval per worker.
-        let store = table(8).await;
+        let store = fresh_table(8).await;
         let ws = workers(&store, 2);
         for _ in 0..10 {
             round(&ws).await;
@@ -1147,7 +1140,7 @@ mod tests {
     async fn balancing_throughput_costs_no_call_of_its_own() {
         // As above, balancing throughput, with bytes read on every lease: the figures
         // ride on the renewals.
-        let store = table(8).await;
+        let store = fresh_table(8).await;
         let config = LeaseConfig {
             balancing: Balancing::throughput(),
             ..LeaseConfig::new(FAILOVER)
