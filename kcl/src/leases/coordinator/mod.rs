@@ -105,6 +105,22 @@ use take_plan::{plan_take, Me, SeenLease};
 /// Taker rounds per `take_leases` call at most, when takes are refused.
 const TAKE_ROUNDS: usize = 3;
 
+/// The pause before the next taker round of a worker short of its share only because the
+/// leases it would steal are pending a graceful handoff: a handoff takes about a second
+/// (the owner hears of it at a beat or renewal, stops its processor, ends it), so the
+/// balance is reached in seconds instead of a taker interval (20 s at the default failover
+/// time) later. The extra scans last only while such handoffs are pending.
+const HANDOFF_RETAKE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When the taker's next round comes after a round ending in `outcome`.
+fn next_round_after(outcome: &TakeOutcome, taker_interval: Duration) -> Duration {
+    if outcome.waiting_on_handoffs {
+        HANDOFF_RETAKE_INTERVAL.min(taker_interval)
+    } else {
+        taker_interval
+    }
+}
+
 /// Renewals in flight at once, so that a worker with hundreds of leases renews them within
 /// the interval without opening hundreds of connections.
 const RENEW_CONCURRENCY: usize = 32;
@@ -121,6 +137,10 @@ pub struct TakeOutcome {
     pub target: usize,
     /// The number of workers it counted (itself included).
     pub workers: usize,
+    /// Still short of its share only because the leases it would steal are pending a
+    /// graceful handoff (workers that joined together moving leases at once): the taker's
+    /// next round comes after a second rather than a taker interval.
+    pub waiting_on_handoffs: bool,
 }
 
 /// Renews held leases and takes new ones. One per worker; share it in an `Arc`.
@@ -468,6 +488,7 @@ impl LeaseCoordinator {
         let plan = plan_take(&view, &me, &self.config);
         outcome.target = plan.target;
         outcome.workers = plan.workers;
+        outcome.waiting_on_handoffs = plan.waiting_on_handoffs;
         let mut refused = 0;
         let takes = plan.take.iter().map(|l| (*l, false));
         let steals = plan.steal.iter().map(|l| (*l, true));
@@ -847,12 +868,16 @@ impl LeaseCoordinator {
     /// Returns when `cancel` fires; dropping it is equally safe.
     pub async fn run_taker(&self, cancel: CancellationToken, wake: Arc<tokio::sync::Notify>) {
         loop {
-            if let Err(e) = self.take_leases().await {
-                tracing::warn!(error = %e, "lease taker round failed");
-            }
+            let pause = match self.take_leases().await {
+                Ok(outcome) => next_round_after(&outcome, self.config.taker_interval),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lease taker round failed");
+                    self.config.taker_interval
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(self.config.taker_interval) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = wake.notified() => {}
             }
         }
@@ -930,6 +955,18 @@ mod tests {
         if shards.is_multiple_of(ws.len()) {
             assert!(max == min, "unbalanced: {counts:?}");
         }
+    }
+
+    #[test]
+    fn the_taker_looks_again_within_a_second_while_waiting_on_handoffs() {
+        let interval = LeaseConfig::new(FAILOVER).taker_interval;
+        let mut outcome = TakeOutcome::default();
+        assert_eq!(next_round_after(&outcome, interval), interval);
+        outcome.waiting_on_handoffs = true;
+        assert_eq!(next_round_after(&outcome, interval), Duration::from_secs(1));
+        // Never later than the taker interval itself.
+        let short = Duration::from_millis(200);
+        assert_eq!(next_round_after(&outcome, short), short);
     }
 
     #[tokio::test(start_paused = true)]

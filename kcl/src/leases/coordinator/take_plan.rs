@@ -19,7 +19,8 @@
 //!                   holds over target, at most what I need; one lease when it is at
 //!                   target and I need more than one (3/3/1 → 3/2/2); at most
 //!                   max_leases_to_steal_at_one_time; never a lease pending a graceful
-//!                   handoff (checkpointOwner set: it moves once the handoff is over)
+//!                   handoff (checkpointOwner set: it moves once the handoff is over;
+//!                   waiting_on_handoffs: the taker looks again within a second)
 //!  Balancing::Throughput { tolerance, min } (throughput_plan):
 //!  weight(lease) = max(throughputKBps, min); unmeasured: the mean measured weight
 //!  share = Σ weights / workers; load(w) = Σ weights of w's leases; slack = tolerance × share
@@ -116,6 +117,10 @@ pub(crate) struct TakePlan<'a> {
     pub(crate) victim: Option<&'a str>,
     /// Leases to steal: of `victim` first, then of the next most loaded workers.
     pub(crate) steal: Vec<&'a Lease>,
+    /// Still short of the target after this plan only because the leases it would steal
+    /// are pending a graceful handoff: the taker looks again soon, once they have moved,
+    /// rather than a whole taker interval later.
+    pub(crate) waiting_on_handoffs: bool,
 }
 
 /// Decides one taker round from what this worker sees. Pure: choices among equals follow
@@ -191,6 +196,7 @@ pub(crate) fn plan_take<'a>(
         take: overdue,
         victim: None,
         steal: Vec::new(),
+        waiting_on_handoffs: false,
     };
     let mine = mine + plan.take.len();
     if mine >= target {
@@ -223,6 +229,7 @@ pub(crate) fn plan_take<'a>(
             }
             // A lease pending a graceful handoff moves only once it is over.
             let Some(i) = leases.iter().position(|l| l.checkpoint_owner.is_none()) else {
+                plan.waiting_on_handoffs = true;
                 break;
             };
             if plan.victim.is_none() {
@@ -367,6 +374,50 @@ pub(super) mod tests {
             // Settled means settled: nobody plans anything more.
             assert_eq!(settle(&mut leases, workers, &config), 1);
         }
+    }
+
+    /// The table of three workers started together when the second planned before the
+    /// third had joined: w0 took all 8, w1 started the handoff of 4 of them (leaseOwner
+    /// w1, checkpointOwner w0), and w2, planning now, finds w0's 4 and w1's pending 4.
+    pub(in crate::leases::coordinator) fn two_joined_one_mid_handoff() -> Vec<Lease> {
+        let mut leases = table(&[Some("w0"); 8]);
+        for l in leases.iter_mut().skip(4) {
+            l.owner = Some("w1".to_owned());
+            l.checkpoint_owner = Some("w0".to_owned());
+        }
+        leases
+    }
+
+    #[test]
+    fn a_thief_short_only_because_of_pending_handoffs_waits_on_them() {
+        let leases = two_joined_one_mid_handoff();
+        let config = LeaseConfig {
+            max_leases_to_steal_at_one_time: usize::MAX,
+            ..LeaseConfig::default()
+        };
+        let view = fresh(&leases);
+        let p = plan(&view, "w2", &config);
+        assert_eq!(p.target, 3);
+        // One of w0's (over target); w1's are pending, so it is still short.
+        assert_eq!(keys(&p.steal).len(), 1, "{p:?}");
+        assert_eq!(p.victim, Some("w0"));
+        assert!(p.waiting_on_handoffs);
+
+        // The handoffs over: one of w0's and one of w1's (3/3/2), nothing waited on.
+        let mut after = leases.clone();
+        for l in &mut after {
+            l.checkpoint_owner = None;
+        }
+        let view = fresh(&after);
+        let p = plan(&view, "w2", &config);
+        assert_eq!(keys(&p.steal).len(), 2, "{p:?}");
+        assert!(!p.waiting_on_handoffs);
+
+        // Short because of the steal limit, not of a handoff: the usual interval.
+        let view = fresh(&leases);
+        let p = plan(&view, "w2", &LeaseConfig::default());
+        assert_eq!(keys(&p.steal).len(), 1, "{p:?}");
+        assert!(!p.waiting_on_handoffs);
     }
 
     #[test]

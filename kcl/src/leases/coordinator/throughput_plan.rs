@@ -96,6 +96,7 @@ pub(super) fn plan_by_throughput<'a>(
         take: overdue,
         victim: None,
         steal: Vec::new(),
+        waiting_on_handoffs: false,
     };
     // Free leases, heaviest first, while under the share.
     available.sort_by(|a, b| weight(b).total_cmp(&weight(a)));
@@ -124,6 +125,7 @@ pub(super) fn plan_by_throughput<'a>(
         && mine + eps < share
     {
         let mut best: Option<(f64, f64, &'a str, usize)> = None;
+        let mut pending = false;
         for (owner, leases) in &per_owner {
             let load = loads[owner];
             let gap = load - mine;
@@ -133,6 +135,7 @@ pub(super) fn plan_by_throughput<'a>(
             for (i, lease) in leases.iter().enumerate() {
                 // A lease pending a graceful handoff moves only once it is over.
                 if lease.checkpoint_owner.is_some() {
+                    pending = true;
                     continue;
                 }
                 let Some(narrowed) = narrowing(gap, weight(lease), slack, eps) else {
@@ -152,6 +155,9 @@ pub(super) fn plan_by_throughput<'a>(
             }
         }
         let Some((_, _, victim, i)) = best else {
+            // Under the share, with leases of a worker above it pending a handoff: they
+            // may be stealable once it is over.
+            plan.waiting_on_handoffs = pending;
             break;
         };
         let lease = per_owner
@@ -184,6 +190,24 @@ mod tests {
             max_leases_to_steal_at_one_time: usize::MAX,
             ..LeaseConfig::default()
         }
+    }
+
+    #[test]
+    fn a_thief_under_its_share_only_because_of_pending_handoffs_waits_on_them() {
+        // Unmeasured leases weigh alike: the count rule's case.
+        let leases = super::super::take_plan::tests::two_joined_one_mid_handoff();
+        let view = fresh(&leases);
+        let p = plan(&view, "w2", &by_throughput());
+        // Two of w0's (2.67 each is the share), then w1's are pending.
+        assert_eq!(p.steal.len(), 2, "{p:?}");
+        assert!(p.waiting_on_handoffs);
+        let mut after = leases.clone();
+        for l in &mut after {
+            l.checkpoint_owner = None;
+        }
+        let view = fresh(&after);
+        let p = plan(&view, "w2", &by_throughput());
+        assert!(!p.waiting_on_handoffs, "{p:?}");
     }
 
     fn set_kbps(lease: &mut Lease, kbps: f64) {
