@@ -57,9 +57,31 @@ pub(crate) struct HeldLease {
     throughput: ThroughputMeter,
     /// This worker's id: which side of a graceful handoff it is on (see `leases::handoff`).
     worker_id: Arc<str>,
-    /// When this tenure first saw a graceful handoff of the lease pending (either side):
-    /// what the handoff's timeouts count from.
-    handoff_seen: SyncMutex<Option<Instant>>,
+    /// The graceful handoff of the lease this tenure saw pending last (either side), and
+    /// when it first saw it: what the handoff's timeouts count from. A tenure can see two:
+    /// the one that handed the lease to it, then one handing it on.
+    handoff_seen: SyncMutex<Option<SeenHandoff>>,
+}
+
+/// A graceful handoff as a tenure first saw it pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SeenHandoff {
+    /// When it was first seen.
+    at: Instant,
+    /// Its sides: the next owner (`leaseOwner`) and the previous one (`checkpointOwner`),
+    /// which tell one handoff from the next.
+    sides: (Option<String>, String),
+}
+
+impl SeenHandoff {
+    /// The handoff pending on `lease`, first seen at `at`; `None` if none is pending.
+    fn of(lease: &Lease, at: Instant) -> Option<Self> {
+        let from = lease.checkpoint_owner.clone()?;
+        Some(Self {
+            at,
+            sides: (lease.owner.clone(), from),
+        })
+    }
 }
 
 impl HeldLease {
@@ -73,7 +95,7 @@ impl HeldLease {
         worker_id: &str,
     ) -> Arc<Self> {
         let now = Instant::now();
-        let handoff_seen = lease.checkpoint_owner.is_some().then_some(now);
+        let handoff_seen = SeenHandoff::of(&lease, now);
         Arc::new(Self {
             store,
             throughput: ThroughputMeter::new(lease.throughput, throughput_window, now),
@@ -96,18 +118,21 @@ impl HeldLease {
         self.handoff_seen
             .lock()
             .expect("not poisoned")
-            .map_or(Duration::ZERO, |at| at.elapsed())
+            .as_ref()
+            .map_or(Duration::ZERO, |seen| seen.at.elapsed())
     }
 
     /// Makes `stored` (a step of a handoff, see [`reconcile`]) the copy the next writes
     /// are guarded by, noting when a handoff was first seen.
     fn adopt_locked(&self, lease: &mut Lease, stored: Lease) {
-        if stored.checkpoint_owner.is_some() {
+        if let Some(pending) = SeenHandoff::of(&stored, Instant::now()) {
             let mut seen = self.handoff_seen.lock().expect("not poisoned");
-            if seen.is_none() {
+            // Another handoff than the one seen before (the lease came to this worker by
+            // one and is now handed on): its timeouts count from now.
+            if seen.as_ref().is_none_or(|s| s.sides != pending.sides) {
                 ::metrics::counter!(m::LEASE_HANDOFFS_SEEN).increment(1);
                 tracing::info!(worker = %self.worker_id, lease = %stored.lease_key, owner = ?stored.owner, checkpoint_owner = ?stored.checkpoint_owner, "graceful lease handoff pending");
-                *seen = Some(Instant::now());
+                *seen = Some(pending);
             }
         }
         *lease = stored;

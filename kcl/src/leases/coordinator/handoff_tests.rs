@@ -578,3 +578,36 @@ async fn a_lease_retired_by_a_live_next_owner_mid_handoff_is_taken_by_another_wo
         stored(&store, &key).await
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_handed_to_a_worker_and_later_handed_on_gets_the_whole_timeout_again() {
+    let store = fresh_table(2).await;
+    let (w0, w1) = (worker(&store, "w0"), worker(&store, "w1"));
+    let key = w1_starts_a_handoff(&store, &w0, &w1).await;
+    w0.renew_leases().await;
+    w0.end_outgoing_handoff(&key, false).await;
+    assert!(w1.check_incoming_handoff(&key).await);
+    // w1 processes the shard for longer than the graceful handoff timeout.
+    let timeout = w1.config().graceful_handoff_timeout;
+    let step = w1.config().renew_interval;
+    let mut waited = Duration::ZERO;
+    while waited <= timeout + step {
+        tokio::time::advance(step).await;
+        waited += step;
+        w1.renew_leases().await;
+    }
+    // Then a third worker moves it on.
+    let lease = stored(&store, &key).await;
+    let update = lease.start_handoff("w2").expect("w1 owns it");
+    assert!(store.update_lease(&update).await.unwrap());
+    w1.renew_leases().await;
+    let held = w1.held_lease(&key).unwrap();
+    assert_eq!(held.standing_now(), Some(Standing::Outgoing));
+    // Its consumer gets the whole timeout to stop, counted from this handoff, not from
+    // the one that brought the lease to w1.
+    assert!(
+        held.handoff_waited() < step,
+        "waited {:?} already",
+        held.handoff_waited()
+    );
+}
