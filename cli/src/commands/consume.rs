@@ -143,9 +143,9 @@ pub struct ConsumeArgs {
     /// one steal per round. For lease tables that workers of another KCL (the Java KCL,
     /// kcl-rs) use at the same time. Default: off (heartbeats).
     ///
-    /// By default workers beat every failover/4 in one item of the `<app>-Workers` table
-    /// and read everyone's in the same call: a killed worker's shards are taken within the
-    /// failover time, a new worker takes its share at once, and no lease is written
+    /// By default workers beat every failover/5 in one item of the `<app>-Workers` table
+    /// and read everyone's in the same call: a killed worker's shards are taken within 1.1 ×
+    /// the failover time, a new worker takes its share at once, and no lease is written
     /// periodically. A KCL that renews leases takes the leases of heartbeat workers as
     /// expired, so every worker of an application must use the same setting.
     #[arg(long)]

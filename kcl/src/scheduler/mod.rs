@@ -80,7 +80,7 @@ use active_streams::{ActiveStreams, StreamRuntime};
 use background::Background;
 pub use builder::SchedulerBuilder;
 pub(crate) use config::SchedulerConfig;
-pub use config::{default_worker_id, MIN_FAILOVER_TIME};
+pub use config::{default_worker_id, MAX_DURATION_SETTING, MIN_FAILOVER_TIME};
 use dispatcher::Dispatcher;
 use multi_stream_sync::MultiStreamSync;
 
