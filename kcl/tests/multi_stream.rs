@@ -523,11 +523,7 @@ async fn fidelity_a_stream_listed_by_arn_is_read_by_arn() {
     let tracker = StaticStreamTracker::new(vec![StreamConfig::new(&arn).unwrap()]).unwrap();
     let app = kinesis_emulators::unique_name("ms-arn-app");
     let rec = Recorder::default();
-    let worker = Scheduler::multi_stream_builder(&app, tracker, rec.factory("w"))
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_failover_time(Duration::from_secs(2))
-        .with_retrieval(common::polling())
+    let worker = polling_worker(&stack, &app, tracker, &rec)
         .with_shard_sync_interval(Duration::from_millis(500))
         .build()
         .unwrap();
@@ -580,6 +576,20 @@ async fn a_stream_deleted_and_created_again_under_its_name_is_read_again_by_poll
     deleted_and_created_again(common::polling(), "ms-re", false).await;
 }
 
+/// A multi-stream worker "w" of `app` reading by polling, with a 2 s failover time.
+fn polling_worker(
+    stack: &kinesis_emulators::LocalStack,
+    app: &str,
+    tracker: impl StreamTracker,
+    rec: &Recorder,
+) -> kinesis_consumer::SchedulerBuilder {
+    Scheduler::multi_stream_builder(app, tracker, rec.factory("w"))
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_failover_time(Duration::from_secs(2))
+        .with_retrieval(common::polling())
+}
+
 /// A stream deleted while it is read by polling ends its shards for the worker at once
 /// (`shard_ended`), as the docs say of both retrievals: the reader, whose `GetRecords`
 /// answers `ResourceNotFoundException`, asks for a new iterator and finds the shard gone.
@@ -598,11 +608,7 @@ async fn a_stream_deleted_while_read_by_polling_ends_its_shards() {
     tracker.set(vec![StreamConfig::new(&s).unwrap()]);
     let rec = Recorder::default();
     let hour = Duration::from_secs(3600);
-    let worker = Scheduler::multi_stream_builder(&app, tracker.clone(), rec.factory("w"))
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_failover_time(Duration::from_secs(2))
-        .with_retrieval(common::polling())
+    let worker = polling_worker(&stack, &app, tracker, &rec)
         .with_shard_sync_interval(hour)
         .with_stream_tracker_interval(hour)
         .build()

@@ -377,20 +377,10 @@ async fn show(
 /// # Errors
 /// [`Error::Kinesis`] (a missing stream: not found, status 3).
 async fn creation_epoch(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<u64, Error> {
-    let summary = kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .map_err(|e| Error::kinesis("DescribeStreamSummary", stream, e))?;
-    let created = summary
-        .stream_description_summary()
-        .map(|s| s.stream_creation_timestamp().secs())
-        .ok_or_else(|| {
-            Error::Internal(format!(
-                "DescribeStreamSummary for stream {stream} answered without a description"
-            ))
-        })?;
+    let created = super::stream::summary(kinesis, stream)
+        .await?
+        .stream_creation_timestamp()
+        .secs();
     Ok(u64::try_from(created).unwrap_or(0))
 }
 

@@ -277,7 +277,11 @@ async fn create(
 }
 
 /// DescribeStreamSummary of `name`.
-async fn summary(
+///
+/// # Errors
+/// [`Error::Kinesis`] (a missing stream: not found, status 3), or [`Error::Internal`] for
+/// an answer without a summary.
+pub(crate) async fn summary(
     client: &aws_sdk_kinesis::Client,
     name: &str,
 ) -> Result<aws_sdk_kinesis::types::StreamDescriptionSummary, Error> {
