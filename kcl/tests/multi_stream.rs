@@ -528,9 +528,12 @@ async fn fidelity_a_stream_listed_by_arn_is_read_by_arn() {
         .build()
         .unwrap();
     let run = spawn_run(&worker);
-    wait_until("every record of the stream listed by ARN", || {
-        seen_of(&rec, &stream).into_iter().collect::<HashSet<_>>() == payloads(&sent)
-    })
+    every_record_read(
+        "every record of the stream listed by ARN",
+        &rec,
+        &stream,
+        &sent,
+    )
     .await;
     assert_eq!(seen_of(&rec, &stream).len(), sent.len(), "each record once");
     assert_shard_order(&rec.seen());
@@ -576,6 +579,14 @@ async fn a_stream_deleted_and_created_again_under_its_name_is_read_again_by_poll
     deleted_and_created_again(common::polling(), "ms-re", false).await;
 }
 
+/// Waits until the processors of `rec` saw every record of `sent` in `stream`.
+async fn every_record_read(what: &str, rec: &Recorder, stream: &str, sent: &[Sent]) {
+    wait_until(what, || {
+        seen_of(rec, stream).into_iter().collect::<HashSet<_>>() == payloads(sent)
+    })
+    .await;
+}
+
 /// A multi-stream worker "w" of `app` reading by polling, with a 2 s failover time.
 fn polling_worker(
     stack: &kinesis_emulators::LocalStack,
@@ -614,10 +625,7 @@ async fn a_stream_deleted_while_read_by_polling_ends_its_shards() {
         .build()
         .unwrap();
     let run = spawn_run(&worker);
-    wait_until("the records of the stream", || {
-        seen_of(&rec, &s).into_iter().collect::<HashSet<_>>() == payloads(&r1)
-    })
-    .await;
+    every_record_read("the records of the stream", &rec, &s, &r1).await;
     stack.delete_stream(&s).await.unwrap();
     wait_until("the deleted stream's shard ended", || {
         !rec.events("shard_ended").is_empty()
