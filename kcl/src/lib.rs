@@ -142,4 +142,6 @@ pub use processor::{
     RecordProcessorFactory, ShardEndedInput, ShutdownRequestedInput,
 };
 pub use record_stream::{RecordStream, ShardBatch, StreamCheckpointing};
-pub use scheduler::{default_worker_id, Scheduler, SchedulerBuilder, MIN_FAILOVER_TIME};
+pub use scheduler::{
+    default_worker_id, Scheduler, SchedulerBuilder, MAX_DURATION_SETTING, MIN_FAILOVER_TIME,
+};

@@ -471,18 +471,17 @@ async fn fidelity_a_stream_listed_by_arn_is_read_by_arn() {
     let tracker = StaticStreamTracker::new(vec![StreamConfig::new(&arn).unwrap()]).unwrap();
     let app = kinesis_emulators::unique_name("ms-arn-app");
     let rec = Recorder::default();
-    let worker = Scheduler::multi_stream_builder(&app, tracker, rec.factory("w"))
-        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
-        .with_worker_id("w")
-        .with_failover_time(Duration::from_secs(2))
-        .with_retrieval(common::polling())
+    let worker = polling_worker(&stack, &app, tracker, &rec)
         .with_shard_sync_interval(Duration::from_millis(500))
         .build()
         .unwrap();
     let run = spawn_run(&worker);
-    wait_until("every record of the stream listed by ARN", || {
-        seen_of(&rec, &stream).into_iter().collect::<HashSet<_>>() == payloads(&sent)
-    })
+    every_record_read(
+        "every record of the stream listed by ARN",
+        &rec,
+        &stream,
+        &sent,
+    )
     .await;
     assert_eq!(seen_of(&rec, &stream).len(), sent.len(), "each record once");
     assert_shard_order(&rec.seen());
@@ -520,6 +519,62 @@ async fn a_stream_deleted_and_created_again_under_its_name_is_read_again() {
 async fn a_stream_deleted_and_created_again_under_its_name_is_read_again_by_polling() {
     let _alone = readers().lock().await;
     deleted_and_created_again(common::polling(), "ms-re", false).await;
+}
+
+/// Waits until the processors of `rec` saw every record of `sent` in `stream`.
+async fn every_record_read(what: &str, rec: &Recorder, stream: &str, sent: &[Sent]) {
+    wait_until(what, || {
+        seen_of(rec, stream).into_iter().collect::<HashSet<_>>() == payloads(sent)
+    })
+    .await;
+}
+
+/// A multi-stream worker "w" of `app` reading by polling, with a 2 s failover time.
+fn polling_worker(
+    stack: &kinesis_emulators::LocalStack,
+    app: &str,
+    tracker: impl StreamTracker,
+    rec: &Recorder,
+) -> kinesis_consumer::SchedulerBuilder {
+    Scheduler::multi_stream_builder(app, tracker, rec.factory("w"))
+        .with_clients(stack.kinesis_client(), stack.dynamodb_client())
+        .with_worker_id("w")
+        .with_failover_time(Duration::from_secs(2))
+        .with_retrieval(common::polling())
+}
+
+/// A stream deleted while it is read by polling ends its shards for the worker at once
+/// (`shard_ended`), as the docs say of both retrievals: the reader, whose `GetRecords`
+/// answers `ResourceNotFoundException`, asks for a new iterator and finds the shard gone.
+/// The tracker and shard syncs are an hour apart, so no look-up of the stream can stand
+/// in for the reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_deleted_while_read_by_polling_ends_its_shards() {
+    let _alone = readers().lock().await;
+    let stack = stack().await;
+    let kinesis = stack.kinesis_client();
+    let s = stack.create_stream("ms-del-poll", 1).await.unwrap();
+    let app = kinesis_emulators::unique_name("ms-del-poll-app");
+    let r1 = records(20, 4, 1, "d-");
+    put_records(&kinesis, &s, &r1, 1).await;
+    let tracker = Tracker::default();
+    tracker.set(vec![StreamConfig::new(&s).unwrap()]);
+    let rec = Recorder::default();
+    let hour = Duration::from_secs(3600);
+    let worker = polling_worker(&stack, &app, tracker, &rec)
+        .with_shard_sync_interval(hour)
+        .with_stream_tracker_interval(hour)
+        .build()
+        .unwrap();
+    let run = spawn_run(&worker);
+    every_record_read("the records of the stream", &rec, &s, &r1).await;
+    stack.delete_stream(&s).await.unwrap();
+    wait_until("the deleted stream's shard ended", || {
+        !rec.events("shard_ended").is_empty()
+    })
+    .await;
+    worker.graceful_shutdown().await;
+    run.await.unwrap().unwrap();
 }
 
 /// A stream listed by name is read with `retrieval`, deleted (with `see_end`, until its

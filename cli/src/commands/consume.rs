@@ -135,17 +135,18 @@ pub struct ConsumeArgs {
     /// Failover time in milliseconds (100 to 86400000).
     #[arg(long, default_value_t = 10_000, value_parser = args::failover_ms)]
     pub failover_ms: u64,
-    /// Lease taker interval in milliseconds (at least 1). Default: 2 × (failover + 25).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Lease taker interval in milliseconds (1 to 86400000, a day). Default: 2 ×
+    /// (failover + 25).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub taker_interval_ms: Option<u64>,
     /// Prove this worker alive the Java KCL's way: renew every lease every failover/3 and
     /// take a lease not renewed for the failover time, found by a scan every 2 × failover,
     /// one steal per round. For lease tables that workers of another KCL (the Java KCL,
     /// kcl-rs) use at the same time. Default: off (heartbeats).
     ///
-    /// By default workers beat every failover/4 in one item of the `<app>-Workers` table
-    /// and read everyone's in the same call: a killed worker's shards are taken within the
-    /// failover time, a new worker takes its share at once, and no lease is written
+    /// By default workers beat every failover/5 in one item of the `<app>-Workers` table
+    /// and read everyone's in the same call: a killed worker's shards are taken within 1.1 ×
+    /// the failover time, a new worker takes its share at once, and no lease is written
     /// periodically. A KCL that renews leases takes the leases of heartbeat workers as
     /// expired, so every worker of an application must use the same setting.
     #[arg(long)]
@@ -820,6 +821,22 @@ mod tests {
         assert_eq!(w.args.stream_tracker_interval, None);
         assert_eq!(w.args.former_streams_delete_after, None);
         assert_eq!(w.args.shard_sync_interval, None);
+    }
+
+    #[test]
+    fn the_taker_interval_is_refused_by_its_flag_outside_a_millisecond_to_a_day() {
+        assert_eq!(
+            parse(&["--taker-interval-ms", "86400000"])
+                .unwrap()
+                .taker_interval_ms,
+            Some(86_400_000)
+        );
+        for bad in ["0", "86400001", "18446744073709551615"] {
+            let e = parse(&["--taker-interval-ms", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--taker-interval-ms"), "{bad}: {e}");
+        }
     }
 
     #[test]

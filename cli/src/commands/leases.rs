@@ -9,6 +9,8 @@
 //!    already the next owner, the previous one is still finishing), a last "handoff"
 //!    column says "from <previous owner>" on those leases
 //!  [--stream S] ListShards ─▶ open/closed per shard, for the "state" column
+//!               (multi-stream table) DescribeStreamSummary ─▶ its creation time: the leases
+//!               of a former stream of that name (deleted, created again) are not its own
 //!               GetShardIterator(after checkpoint) + GetRecords(limit 1) ─▶ MillisBehindLatest,
 //!               for the "lag" column (as far as the server reports it)
 //!  GetItem of the fleet table (<app>-Workers), if any ─▶ workers: leases held, the sum of
@@ -62,13 +64,36 @@ pub struct ShardView {
 pub struct StreamView {
     /// The stream's name.
     pub stream: String,
+    /// When the stream of that name was created (seconds since the Unix epoch, as in a
+    /// multi-stream identifier), so that the leases of a former stream of the same name
+    /// (deleted and created again) are not taken for its own; `None` when not known.
+    pub creation_epoch: Option<u64>,
     /// Each shard (by shard id) of the stream.
     pub shards: HashMap<String, ShardView>,
 }
 
+/// Whether `lease` is of the stream `view` shows: a single-stream lease always is; a
+/// multi-stream one when its identifier names that stream, created at the time the view
+/// says when it says one.
+pub fn of_view(view: &StreamView, lease: &Lease) -> bool {
+    lease.stream.as_ref().is_none_or(|id| {
+        id.stream_name() == view.stream
+            && view
+                .creation_epoch
+                .is_none_or(|epoch| id.creation_epoch() == epoch)
+    })
+}
+
+/// The lease whose checkpoint the lag of `shard` of the viewed stream is measured from.
+pub fn lease_for_lag<'a>(leases: &'a [Lease], view: &StreamView, shard: &str) -> Option<&'a Lease> {
+    leases
+        .iter()
+        .find(|l| l.shard_id() == shard && of_view(view, l))
+}
+
 /// Formats leases as an aligned text table. `view` says what the stream given with
-/// `--stream` says about its shards (leases of other streams of a multi-stream table show
-/// "-"). When any lease is a multi-stream one, a first column names each lease's stream
+/// `--stream` says about its shards (leases of other streams of a multi-stream table, and
+/// of a former stream of the same name, show "-"). When any lease is a multi-stream one, a first column names each lease's stream
 /// (`account:stream:creationEpoch`) and the shard column holds the bare shard id. When any
 /// lease has a graceful handoff pending (`checkpointOwner` set), a last column "handoff"
 /// says `from <previous owner>` on those leases ("-" on the others); the owner column
@@ -91,13 +116,7 @@ pub fn format_table(leases: &[Lease], view: Option<&StreamView>) -> String {
     let mut sorted: Vec<&Lease> = leases.iter().collect();
     sorted.sort_by(|a, b| a.lease_key.cmp(&b.lease_key));
     for l in sorted {
-        let shards = view
-            .filter(|v| {
-                l.stream
-                    .as_ref()
-                    .is_none_or(|id| id.stream_name() == v.stream)
-            })
-            .map(|v| &v.shards);
+        let shards = view.filter(|v| of_view(v, l)).map(|v| &v.shards);
         let state = if l.checkpoint.is_shard_end() {
             "done".to_owned()
         } else {
@@ -304,24 +323,25 @@ async fn show(
         Some(stream) => {
             let kinesis = aws_sdk_kinesis::Client::new(&config);
             let shards = super::shards::list_all(&kinesis, stream).await?;
-            let mut views = HashMap::new();
+            let mut view = StreamView {
+                stream: stream.clone(),
+                creation_epoch: None,
+                shards: HashMap::new(),
+            };
+            if leases.iter().any(|l| l.stream.is_some()) {
+                // A multi-stream table may hold a former stream of this name too.
+                view.creation_epoch = Some(creation_epoch(&kinesis, stream).await?);
+            }
             for s in &shards {
                 let id = s.shard_id().to_owned();
-                let lease = leases.iter().find(|l| {
-                    l.shard_id() == id
-                        && l.stream.as_ref().is_none_or(|s| s.stream_name() == stream)
-                });
-                let lag_ms = match lease {
+                let lag_ms = match lease_for_lag(&leases, &view, &id) {
                     Some(l) => lag(&kinesis, stream, &id, &l.checkpoint).await,
                     None => None,
                 };
                 let open = !super::shards::is_closed(s);
-                views.insert(id, ShardView { open, lag_ms });
+                view.shards.insert(id, ShardView { open, lag_ms });
             }
-            Some(StreamView {
-                stream: stream.clone(),
-                shards: views,
-            })
+            Some(view)
         }
         None => None,
     };
@@ -349,6 +369,19 @@ async fn show(
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(Error::Output)
+}
+
+/// When `stream` was created, in seconds since the Unix epoch (the third field of a
+/// multi-stream identifier).
+///
+/// # Errors
+/// [`Error::Kinesis`] (a missing stream: not found, status 3).
+async fn creation_epoch(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<u64, Error> {
+    let created = super::stream::summary(kinesis, stream)
+        .await?
+        .stream_creation_timestamp()
+        .secs();
+    Ok(u64::try_from(created).unwrap_or(0))
 }
 
 /// `MillisBehindLatest` right after `checkpoint`, from one `GetRecords` (limit 1). `None`
@@ -408,6 +441,7 @@ mod tests {
         let b = Lease::new("shardId-000000000000", Checkpoint::ShardEnd);
         let views = StreamView {
             stream: "s".into(),
+            creation_epoch: None,
             shards: [(
                 "shardId-000000000001".to_owned(),
                 ShardView {
@@ -450,6 +484,7 @@ mod tests {
         let b = Lease::new_multi_stream(pay, "shardId-000000000000", Checkpoint::TrimHorizon);
         let views = StreamView {
             stream: "orders".into(),
+            creation_epoch: None,
             shards: [(
                 "shardId-000000000000".to_owned(),
                 ShardView {
@@ -466,6 +501,61 @@ mod tests {
         assert!(lines[1].contains("open"), "--stream orders: {}", lines[1]);
         assert_eq!(cells(lines[2])[..2], ["1:pay:6", "shardId-000000000000"]);
         assert!(!lines[2].contains("open") && !lines[2].contains("gone"));
+    }
+
+    #[test]
+    fn a_stream_created_again_shows_its_own_leases_not_the_former_ones() {
+        // The stream "orders" was deleted and created again: the table holds the leases of
+        // both (the former creation at epoch 5, the current at 9), with the same shard ids.
+        let former: kinesis_consumer::StreamIdentifier = "1:orders:5".parse().unwrap();
+        let current: kinesis_consumer::StreamIdentifier = "1:orders:9".parse().unwrap();
+        let old = Lease::new_multi_stream(
+            former,
+            "shardId-000000000000",
+            Checkpoint::at("111", 0).unwrap(),
+        );
+        let new = Lease::new_multi_stream(
+            current,
+            "shardId-000000000000",
+            Checkpoint::at("222", 0).unwrap(),
+        );
+        let view = StreamView {
+            stream: "orders".into(),
+            creation_epoch: Some(9),
+            shards: [(
+                "shardId-000000000000".to_owned(),
+                ShardView {
+                    open: true,
+                    lag_ms: Some(1500),
+                },
+            )]
+            .into(),
+        };
+        // The lag is measured from the current stream's lease, whatever the scan order.
+        for leases in [[old.clone(), new.clone()], [new.clone(), old.clone()]] {
+            let lease = lease_for_lag(&leases, &view, "shardId-000000000000").unwrap();
+            assert_eq!(lease.checkpoint.to_string(), "222/0");
+        }
+        let text = format_table(&[old.clone(), new.clone()], Some(&view));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("1:orders:5"), "{text}");
+        assert!(
+            !lines[1].contains("open") && !lines[1].contains("1500"),
+            "the former stream's lease is not of the stream shown: {}",
+            lines[1]
+        );
+        assert!(lines[2].starts_with("1:orders:9"), "{text}");
+        assert!(
+            lines[2].contains("open") && lines[2].contains("1500 ms"),
+            "{text}"
+        );
+        // Without the creation time (not known), every lease of the name is matched.
+        let unknown = StreamView {
+            creation_epoch: None,
+            ..view
+        };
+        let text = format_table(&[old, new], Some(&unknown));
+        assert_eq!(text.matches("open").count(), 2, "{text}");
     }
 
     #[test]

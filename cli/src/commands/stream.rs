@@ -284,7 +284,7 @@ async fn create(
 /// # Errors
 /// [`Error::Kinesis`] for a failed call (a missing stream exits with status 3),
 /// [`Error::Internal`] for an answer without a summary.
-pub(super) async fn summary(
+pub(crate) async fn summary(
     client: &aws_sdk_kinesis::Client,
     name: &str,
 ) -> Result<aws_sdk_kinesis::types::StreamDescriptionSummary, Error> {

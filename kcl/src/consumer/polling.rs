@@ -6,7 +6,9 @@
 //!  GetShardIterator(start) ─┐
 //!  GetRecords ≤ 5/s ────────┼─▶ bounded channel (prefetch_batches) ─▶ shard consumer
 //!   empty → idle backoff    │
-//!   ExpiredIterator → new   │
+//!   ExpiredIterator, or     │
+//!   ResourceNotFound (the   │
+//!   stream deleted) → new   │
 //!     iterator after last   │
 //!     record fetched        │
 //!   other errors → again    │
@@ -142,6 +144,9 @@ enum IteratorError {
 enum RecordsError {
     /// The iterator expired: a new one is needed, after the last record fetched.
     Expired,
+    /// The stream or shard is not found (deleted while read): a new iterator is asked
+    /// for, whose `GetShardIterator` tells whether the shard is gone (then a shard end).
+    NotFound,
     /// Anything else; retried with the same iterator.
     Other(Error),
 }
@@ -241,7 +246,8 @@ impl Fetcher {
     }
 
     /// One `GetRecords` with `it`, paced by `pacing` and asked again after each error with
-    /// the next delay of `errors`; `None` when the iterator expired.
+    /// the next delay of `errors`; `None` when the iterator expired or its stream or shard
+    /// is not found (a new iterator is needed).
     async fn get_records_retried(
         &self,
         it: &str,
@@ -263,6 +269,11 @@ impl Fetcher {
                         .is_some_and(|se| se.is_expired_iterator_exception())
                     {
                         RecordsError::Expired
+                    } else if e
+                        .as_service_error()
+                        .is_some_and(|se| se.is_resource_not_found_exception())
+                    {
+                        RecordsError::NotFound
                     } else {
                         RecordsError::Other(Error::kinesis("GetRecords", &self.shard_id, &e))
                     }
@@ -280,6 +291,12 @@ impl Fetcher {
         match fetched {
             Ok(out) => Some(out),
             Err(RecordsError::Expired) => None,
+            Err(RecordsError::NotFound) => {
+                tracing::info!(
+                    "GetRecords: stream or shard not found (deleted?); asking for a new iterator"
+                );
+                None
+            }
             Err(RecordsError::Other(_)) => unreachable!("errors are retried without end"),
         }
     }

@@ -87,7 +87,15 @@ impl StreamIdentifier {
     /// its account or name is invalid.
     pub fn from_arn(arn: &str, creation_epoch: u64) -> Result<Self, ConfigError> {
         let (account, name) = parse_stream_arn(arn)?;
-        Self::new(account, name, creation_epoch)
+        Self::new(account, name, creation_epoch).map_err(|e| match e {
+            ConfigError::InvalidStreamIdentifier { reason, .. } => {
+                ConfigError::InvalidStreamIdentifier {
+                    value: arn.to_owned(),
+                    reason,
+                }
+            }
+            other => other,
+        })
     }
 
     /// The AWS account id owning the stream.
@@ -253,6 +261,19 @@ mod tests {
         ] {
             let why = reason(StreamIdentifier::from_arn(arn, 1).unwrap_err());
             assert!(why.contains(says), "{arn}: {why}");
+        }
+        // An error names the ARN as given, not an identifier made up of its pieces.
+        for (arn, says) in [
+            ("arn:aws:kinesis:us-east-1:123:stream/", "is empty"),
+            ("arn:aws:kinesis:us-east-1::stream/s", "account id"),
+        ] {
+            match StreamIdentifier::from_arn(arn, 0).unwrap_err() {
+                ConfigError::InvalidStreamIdentifier { value, reason } => {
+                    assert_eq!(value, arn);
+                    assert!(reason.contains(says), "{arn}: {reason}");
+                }
+                other => panic!("{arn}: {other:?}"),
+            }
         }
     }
 

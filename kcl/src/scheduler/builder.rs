@@ -42,7 +42,7 @@ const DEFAULT_STREAM_BUFFER: usize = 16;
 use kinesis_agg::OutsideRangePolicy;
 
 #[cfg(doc)]
-use super::config::MIN_FAILOVER_TIME;
+use super::config::{MAX_DURATION_SETTING, MIN_FAILOVER_TIME};
 
 /// What a worker consumes, as given to the builder.
 enum Streams {
@@ -465,6 +465,8 @@ impl SchedulerBuilder {
     /// `shutdown_requested`; those still running then are aborted (their records after the
     /// last checkpoint go to the next owner again). Leases are released either way.
     /// Default: 60 s. Zero is allowed: processors are then not waited for at all.
+    /// [`build`](Self::build) refuses more than [`MAX_DURATION_SETTING`]
+    /// ([`ConfigError::OutOfRange`] naming `shutdown_timeout`), as for every duration.
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
         self
@@ -489,6 +491,9 @@ impl SchedulerBuilder {
     ///   `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
     ///   `polling.prefetch_batches` 0, `fan_out.event_buffer` outside 1 to 10000,
     ///   `fan_out.renew_after` outside 5 s to 5 min, `fan_out.idle_timeout` under 1 s;
+    /// - [`ConfigError::OutOfRange`]: any duration (those above, `graceful_handoff_timeout`,
+    ///   `shutdown_timeout`, `stream_tracker_interval`, `former_streams_deletion`,
+    ///   `batching.max_wait`) longer than [`MAX_DURATION_SETTING`] (365 days);
     /// - [`ConfigError::InvalidConsumerName`]: the fan-out consumer name, or the application
     ///   name when it stands in for it, breaks the Kinesis rule (1 to 128 characters of
     ///   `A-Z a-z 0-9 _ . -`);
@@ -651,7 +656,7 @@ impl SchedulerBuilder {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::MIN_FAILOVER_TIME;
+    use super::super::config::{MAX_DURATION_SETTING, MIN_FAILOVER_TIME};
     use super::super::test_support::{factory, offline_clients, refused, valid};
     use super::*;
     use crate::leases::LeaseConfig;
@@ -1134,5 +1139,97 @@ mod tests {
             .with_worker_id("w")
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_panicking() {
+        use crate::multi_stream::{StaticStreamTracker, StreamConfig};
+        let huge = Duration::MAX;
+        let multi = || {
+            let (k, d) = offline_clients();
+            let tracker = StaticStreamTracker::new(vec![StreamConfig::new("s").unwrap()]).unwrap();
+            Scheduler::multi_stream_builder("app", tracker, factory).with_clients(k, d)
+        };
+        let cases: Vec<(&str, SchedulerBuilder)> = vec![
+            ("failover_time", valid().with_failover_time(huge)),
+            ("taker_interval", valid().with_taker_interval(huge)),
+            (
+                "graceful_handoff_timeout",
+                valid().with_graceful_handoff_timeout(huge),
+            ),
+            (
+                "shard_sync_interval",
+                valid().with_shard_sync_interval(huge),
+            ),
+            (
+                "parent_poll_interval",
+                valid().with_parent_poll_interval(huge),
+            ),
+            ("shutdown_timeout", valid().with_shutdown_timeout(huge)),
+            (
+                "stream_tracker_interval",
+                multi().with_stream_tracker_interval(huge),
+            ),
+            (
+                "former_streams_deletion",
+                multi().with_former_streams_deletion(
+                    FormerStreamsLeasesDeletionStrategy::DeleteAfter(huge),
+                ),
+            ),
+            (
+                "polling.idle_time_between_reads",
+                valid().with_polling(PollingConfig {
+                    idle_time_between_reads: huge,
+                    ..PollingConfig::default()
+                }),
+            ),
+            (
+                "polling.min_time_between_calls",
+                valid().with_polling(PollingConfig {
+                    min_time_between_calls: huge,
+                    ..PollingConfig::default()
+                }),
+            ),
+            (
+                "fan_out.idle_timeout",
+                valid().with_retrieval(Retrieval::FanOut(
+                    crate::FanOutConfig::default().with_idle_timeout(huge),
+                )),
+            ),
+            (
+                "batching.max_wait",
+                valid().with_batching(Batching {
+                    max_records: 10,
+                    max_wait: huge,
+                }),
+            ),
+        ];
+        for (setting, b) in cases {
+            let e = refused(b);
+            assert!(
+                matches!(e, ConfigError::OutOfRange { setting: s, .. } if s == setting),
+                "{setting}: {e:?}"
+            );
+            assert!(e.to_string().contains(setting), "{e}");
+        }
+        // The longest accepted value of each builds, and its lease timings can be added up.
+        let longest = MAX_DURATION_SETTING;
+        let b = valid()
+            .with_failover_time(longest)
+            .with_graceful_handoff_timeout(longest)
+            .with_shutdown_timeout(longest);
+        b.validate().unwrap();
+        let lease = b.config.lease_config();
+        assert!(lease.handoff_patience() > longest);
+        b.build().unwrap();
+        valid()
+            .with_taker_interval(longest)
+            .with_graceful_handoff_timeout(longest)
+            .build()
+            .unwrap()
+            .inner
+            .config
+            .lease_config()
+            .handoff_patience();
     }
 }

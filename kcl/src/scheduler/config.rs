@@ -26,6 +26,11 @@ use kinesis_agg::OutsideRangePolicy;
 /// leaves no time between them below about 100 ms.
 pub const MIN_FAILOVER_TIME: Duration = Duration::from_millis(100);
 
+/// The longest duration any setting accepts: 365 days. Deadlines are the time now plus a
+/// setting (or a sum of them, e.g. a handoff's patience), and a time that far ahead
+/// cannot be represented: longer settings would end the worker in a panic.
+pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A worker id unique to this process: host name, process id and a random suffix.
 pub fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -165,7 +170,9 @@ impl SchedulerConfig {
     /// `max_leases_per_worker` 0, `polling.max_records` outside 1 to 10000,
     /// `polling.prefetch_batches` 0, `fan_out.event_buffer` outside 1 to 10000,
     /// `fan_out.renew_after` outside 5 s to 5 min, `fan_out.idle_timeout` under 1 s),
-    /// [`ConfigError::InvalidConsumerName`] (a fan-out `consumer_name` given).
+    /// [`ConfigError::InvalidConsumerName`] (a fan-out `consumer_name` given),
+    /// [`ConfigError::OutOfRange`] (any duration, `shutdown_timeout` and
+    /// `batching.max_wait` included, longer than [`MAX_DURATION_SETTING`]).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if let Some(table) = &self.table_name {
             check_name(table, TABLE_NAME_LEN).map_err(|reason| ConfigError::InvalidTableName {
@@ -272,6 +279,24 @@ impl SchedulerConfig {
                 setting: "failure_retry.max_attempts",
                 value: 0,
                 allowed: "1 or more",
+            });
+        }
+        let others = [
+            ("shutdown_timeout", Some(self.shutdown_timeout)),
+            ("batching.max_wait", self.batching.map(|b| b.max_wait)),
+        ];
+        if let Some((setting, d)) = durations
+            .into_iter()
+            .chain(others)
+            .find_map(|(setting, d)| {
+                d.filter(|d| *d > MAX_DURATION_SETTING)
+                    .map(|d| (setting, d))
+            })
+        {
+            return Err(ConfigError::OutOfRange {
+                setting,
+                value: i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+                allowed: "at most 365 days (31536000000 ms)",
             });
         }
         Ok(())

@@ -80,7 +80,7 @@ use active_streams::{ActiveStreams, StreamRuntime};
 use background::Background;
 pub use builder::SchedulerBuilder;
 pub(crate) use config::SchedulerConfig;
-pub use config::{default_worker_id, MIN_FAILOVER_TIME};
+pub use config::{default_worker_id, MAX_DURATION_SETTING, MIN_FAILOVER_TIME};
 use dispatcher::Dispatcher;
 use multi_stream_sync::MultiStreamSync;
 
@@ -239,7 +239,9 @@ impl Scheduler {
 
     /// Asks `run` to shut down gracefully and waits until it has: in-flight batches finish,
     /// every processor gets `shutdown_requested`, and the leases are released so other
-    /// workers take them at their next taker round. Returns at once if `run` was never
+    /// workers take them: with worker heartbeats (the default) at once, since this worker
+    /// leaves the fleet and their next heartbeat wakes their taker; without, at their next
+    /// taker round. Returns at once if `run` was never
     /// called (a later `run` then returns immediately) and as soon as `run` has ended by
     /// any path: a finished shutdown, an error (e.g. [`Error::StreamNotFound`]), a shutdown
     /// during start-up, or its future being dropped.
