@@ -289,7 +289,7 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
     wait_until("the first records, and every kind of fault", || {
         let by_kind = proxy.injected_by_kind();
         polls += 1;
-        if polls % 100 == 0 {
+        if polls.is_multiple_of(100) {
             eprintln!(
                 "after {} s: {} distinct; proxy: {}",
                 polls / 20,
