@@ -248,7 +248,9 @@ pub struct ConsumeArgs {
     /// application the same list.
     #[arg(long, value_name = "PATH", conflicts_with = "stream")]
     pub streams_file: Option<std::path::PathBuf>,
-    /// How often the --streams-file is read again (200ms, 10s, 5m; at most 24h).
+    /// How often a multi-stream application (--streams-file or several --stream) looks at
+    /// its list again: the file is read again, and a listed stream deleted and created
+    /// again under its name is found and read from then on (200ms, 10s, 5m; at most 24h).
     /// Default: 60s (the library's).
     #[arg(long, value_name = "DURATION", value_parser = args::interval)]
     pub stream_tracker_interval: Option<Duration>,
@@ -300,25 +302,23 @@ impl ConsumeArgs {
     /// What clap cannot check, between flags: `--exit-when-idle` must outlast
     /// `--batch-window`, or the worker would stop while the last records of every run
     /// wait for their window (the idle time counts from the last record written);
-    /// `--stream-tracker-interval` needs `--streams-file`, and
-    /// `--former-streams-delete-after` a multi-stream application.
+    /// `--stream-tracker-interval` and `--former-streams-delete-after` need a multi-stream
+    /// application.
     ///
     /// # Errors
     /// Says which flags conflict and why.
     pub fn check(&self) -> Result<(), String> {
         // Not clap's `requires`: it is waived when the required argument conflicts with
         // one given (--streams-file with --stream).
-        if self.stream_tracker_interval.is_some() && self.streams_file.is_none() {
+        let multi_stream = self.streams_file.is_some() || self.stream.len() >= 2;
+        if self.stream_tracker_interval.is_some() && !multi_stream {
             return Err(
-                "--stream-tracker-interval needs --streams-file (a list given with --stream \
-                 never changes)"
+                "--stream-tracker-interval applies to multi-stream applications only \
+                 (--streams-file, or --stream given more than once)"
                     .to_owned(),
             );
         }
-        if self.former_streams_delete_after.is_some()
-            && self.streams_file.is_none()
-            && self.stream.len() < 2
-        {
+        if self.former_streams_delete_after.is_some() && !multi_stream {
             return Err(
                 "--former-streams-delete-after applies to multi-stream applications only \
                  (--streams-file, or --stream given more than once)"
@@ -901,11 +901,27 @@ mod tests {
         let e = parse(&["--stream-tracker-interval", "1s"])
             .unwrap()
             .check()
-            .expect_err("needs the file");
+            .expect_err("one --stream");
         assert!(
             e.contains("--stream-tracker-interval") && e.contains("--streams-file"),
             "{e}"
         );
+        // Several --stream: the list is looked at again (a re-created stream is found).
+        let two = Wrapper::try_parse_from([
+            "x",
+            "--app",
+            "app",
+            "--stream",
+            "a",
+            "--stream",
+            "b",
+            "--stream-tracker-interval",
+            "2s",
+        ])
+        .unwrap()
+        .args;
+        two.check().expect("several --stream");
+        assert_eq!(two.stream_tracker_interval, Some(Duration::from_secs(2)));
         let e = file(&["--stream-tracker-interval", "0s"]).expect_err("zero");
         assert!(e.to_string().contains("--stream-tracker-interval"), "{e}");
 
