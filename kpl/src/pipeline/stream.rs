@@ -416,7 +416,10 @@ impl StreamState {
                 } else {
                     front.size()
                 };
-                if batch_bytes + bound > config.collection_max_size {
+                // The limit bounds what joins a call; a call's first Kinesis record
+                // always goes, or a record (or aggregate) larger than the limit would
+                // wait in its queue until its TTL.
+                if !entries.is_empty() && batch_bytes + bound > config.collection_max_size {
                     break;
                 }
                 let wait = q.limiter.wait_for(bound.min(agg_room), now);
@@ -552,6 +555,32 @@ mod tests {
             .unwrap();
         assert_eq!(batch.len(), 2, "collection_max_size");
         assert!(batch.iter().map(Entry::size).sum::<usize>() <= 1024);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_or_aggregate_larger_than_collection_max_size_goes_in_a_call_of_its_own() {
+        // Both settings are within their documented ranges: a record the producer
+        // accepted must be sent, not left to expire in its queue.
+        for aggregation in [true, false] {
+            let config = Config {
+                aggregation,
+                max_buffered_time: Duration::ZERO,
+                collection_max_size: 1024,
+                ..Config::default()
+            };
+            let mut batcher = Batcher::new(&config);
+            let mut s = mapped(&config);
+            push(&mut s, &config, "big", 2000, 0);
+            push(&mut s, &config, "small", 10, 0);
+            let first = s
+                .collect(&config, None, &mut batcher, Instant::now())
+                .unwrap_or_else(|| panic!("aggregation {aggregation}: nothing sent"));
+            assert_eq!(first.len(), 1, "aggregation {aggregation}: alone");
+            let sent: usize = first.iter().map(|e| e.items.len()).sum();
+            let rest = s.collect(&config, None, &mut batcher, Instant::now());
+            let rest: usize = rest.iter().flatten().map(|e| e.items.len()).sum();
+            assert_eq!(sent + rest, 2, "aggregation {aggregation}: both go");
+        }
     }
 
     #[tokio::test(start_paused = true)]

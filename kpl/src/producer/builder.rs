@@ -87,7 +87,10 @@ impl ProducerBuilder {
     }
 
     /// Most bytes (data plus partition keys) in one `PutRecords` call. Default 5 MiB
-    /// (the KPL's `CollectionMaxSize` and Kinesis' limit); allowed 1 KiB ..= 5 MiB.
+    /// (the KPL's `CollectionMaxSize` and Kinesis' limit); allowed 1 KiB ..= 5 MiB. A call
+    /// always carries at least one Kinesis record: a record or an aggregate larger than
+    /// this (see `with_max_record_size`, `with_aggregation_max_size`) goes in a call of
+    /// its own.
     pub fn with_collection_max_size(mut self, bytes: usize) -> Self {
         self.config.collection_max_size = bytes;
         self
