@@ -304,9 +304,10 @@ struct Tally {
 /// Records that failed the same way.
 #[derive(Debug)]
 struct FailureGroup {
-    /// What makes failures the same: the reason and the last attempt's error code.
+    /// What makes failures the same: the reason and the last attempt's error code (or,
+    /// with no attempt, the code of a `Rejected` reason).
     key: String,
-    /// The last attempt's error code, if there was an attempt.
+    /// The last attempt's error code, or with no attempt a `Rejected` reason's code.
     code: Option<String>,
     /// The input line of the first one.
     first_line: u64,
@@ -319,7 +320,13 @@ struct FailureGroup {
 impl Tally {
     fn add(&mut self, line: u64, failed: &kinesis_producer::Failed) {
         self.failed += 1;
-        let code = failed.attempts.last().map(|a| a.code.clone());
+        // A record refused before an attempt of its own (its stream's ListShards said
+        // the stream does not exist) has its code in the reason.
+        let code = match (failed.attempts.last(), &failed.reason) {
+            (Some(a), _) => Some(a.code.clone()),
+            (None, kinesis_producer::FailureReason::Rejected { code, .. }) => Some(code.clone()),
+            (None, _) => None,
+        };
         let key = format!(
             "{:?}|{}",
             std::mem::discriminant(&failed.reason),
@@ -780,6 +787,22 @@ mod tests {
         assert_eq!(counts, [(1, 3), (4, 5), (9, 1)]);
         assert_eq!(t.main_kind(), Some(FailureKind::Unreachable));
         assert_eq!(Tally::default().main_kind(), None);
+    }
+
+    #[test]
+    fn a_record_rejected_before_any_attempt_gives_the_status_of_its_code() {
+        // A stream-level refusal (ListShards: the stream does not exist) fails the queued
+        // records at once, with no attempt of their own: the reason carries the code, and
+        // the exit status must not depend on whether the failure report or the outcome
+        // is seen first.
+        use kinesis_producer::FailureReason;
+        let mut t = Tally::default();
+        let not_found = FailureReason::Rejected {
+            code: "ResourceNotFoundException".into(),
+            message: "Stream nope not found.".into(),
+        };
+        t.add(1, &failed(not_found, None));
+        assert_eq!(t.main_kind(), Some(FailureKind::NotFound));
     }
 
     /// Every line of `input` read through a buffer of `capacity` bytes, with `limit`.
