@@ -234,3 +234,35 @@ async fn a_stream_deleted_mid_run_fails_every_later_record_and_each_resolves_onc
     );
     producer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_larger_than_collection_max_size_are_delivered_in_calls_of_their_own() {
+    let stack = stack().await;
+    let stream = stack.create_stream("kpl-small-calls", 2).await.unwrap();
+    for aggregation in [true, false] {
+        // The smallest call size allowed, and records (or aggregates) larger than it: each
+        // must go in a call of its own, not wait in its queue until its TTL.
+        let producer = Producer::builder(stack.kinesis_client())
+            .with_aggregation(aggregation)
+            .with_collection_max_size(1024)
+            .with_record_ttl(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let records: Vec<ProducerRecord> = (0..20)
+            .map(|i| {
+                let size = if i % 2 == 0 { 4000 } else { 10 };
+                ProducerRecord::new(&stream, format!("k{i}"), Bytes::from(vec![b'x'; size]))
+            })
+            .collect();
+        let batch = producer.put_all(records.clone()).await.expect("accepted");
+        let outcomes = tokio::time::timeout(DEADLINE, batch)
+            .await
+            .expect("every record resolves");
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            if let Err(failed) = outcome {
+                panic!("record {i} (aggregation {aggregation}): {failed}");
+            }
+        }
+        producer.shutdown().await;
+    }
+}
