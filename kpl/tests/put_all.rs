@@ -241,3 +241,78 @@ async fn dropping_the_producer_fails_each_unsent_record_of_a_batch() {
         assert_eq!(failed.record.map(|r| *r), Some(record), "its own record");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_waiting_for_budget_at_shutdown_are_delivered_or_handed_back_and_counted() {
+    let stack = stack().await;
+    let stream = stack
+        .create_stream("kpl-batch-shutdown-race", 2)
+        .await
+        .unwrap();
+    // Rounds of a race: batches wait for a tiny budget while the producer shuts down; a
+    // batch that gets its budget as the last records settle must be put through, or
+    // refused or failed with its records handed back, never dropped with the pipeline.
+    for round in 0..10 {
+        let producer = Producer::builder(stack.kinesis_client())
+            .with_max_outstanding_records(6)
+            .with_max_buffered_time(Duration::from_millis(1))
+            .build()
+            .unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let (p, s) = (producer.clone(), stream.clone());
+            tasks.push(tokio::spawn(async move {
+                // (delivered, failed, refused): refused or failed ones handed back.
+                let mut counts = (0usize, 0usize, 0usize);
+                let mut handles = Vec::new();
+                for i in 0..100 {
+                    let batch: Vec<_> = (0..3)
+                        .map(|j| ProducerRecord::new(&s, format!("{t}-{i}-{j}"), "x"))
+                        .collect();
+                    match p.put_all(batch).await {
+                        Ok(h) => handles.push(h),
+                        Err(e) => counts.2 += e.records().len(),
+                    }
+                }
+                for h in handles {
+                    for outcome in h.await {
+                        match outcome {
+                            Ok(_) => counts.0 += 1,
+                            Err(f) => {
+                                assert!(
+                                    !f.attempts.is_empty() || f.record.is_some(),
+                                    "never sent, so handed back: {f}"
+                                );
+                                counts.1 += 1;
+                            }
+                        }
+                    }
+                }
+                counts
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::timeout(Duration::from_secs(120), producer.shutdown())
+            .await
+            .expect("shutdown ends");
+        let mut total = (0, 0, 0);
+        for t in tasks {
+            let (d, f, r) = tokio::time::timeout(Duration::from_secs(120), t)
+                .await
+                .expect("every batch resolves")
+                .unwrap();
+            total = (total.0 + d, total.1 + f, total.2 + r);
+        }
+        assert_eq!(total.0 + total.1 + total.2, 4 * 100 * 3, "round {round}");
+        let stats = producer.stats();
+        assert_eq!(
+            (
+                stats.user_records_delivered as usize,
+                stats.user_records_failed as usize,
+                stats.outstanding_records
+            ),
+            (total.0, total.1, 0),
+            "round {round}: {stats:?}"
+        );
+    }
+}

@@ -202,6 +202,20 @@ impl Pipeline {
                 _ = sleep_until_opt(wake) => {}
             }
         }
+        // Commands sent as the loop ended (a `put` or `put_all` that got its budget as the
+        // last records settled) would be dropped with the channel, their records lost
+        // uncounted: refuse later sends (the caller gets its records back), and fail
+        // these, their records handed back.
+        self.commands.close();
+        let mut late = false;
+        while let Ok(cmd) = self.commands.try_recv() {
+            self.on_command(cmd);
+            late = true;
+        }
+        if late {
+            self.on_abandoned();
+            self.ledger.end_round();
+        }
         // Nothing is left to settle; answer any remaining flush waiters.
         self.ledger.answer_all();
     }
