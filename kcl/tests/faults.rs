@@ -285,14 +285,15 @@ async fn fan_out_refused_and_reset_subscriptions_back_off_and_lose_nothing() {
     let run = spawn_run(&w);
     put_records(&kinesis, &stream, &records(1_000, 50, 1, "e-"), 1).await;
     let kinds = ["LimitExceededException", "InternalFailure", "Reset"];
-    let mut polls = 0u32;
+    // Progress every 100 looks, shown if the wait times out.
+    let (started, mut polls) = (std::time::Instant::now(), 0u32);
     wait_until("the first records, and every kind of fault", || {
         let by_kind = proxy.injected_by_kind();
         polls += 1;
         if polls.is_multiple_of(100) {
             eprintln!(
-                "after {} s: {} distinct; proxy: {}",
-                polls / 20,
+                "after {:.1?}: {} distinct; proxy: {}",
+                started.elapsed(),
                 distinct(&rec),
                 proxy.report()
             );

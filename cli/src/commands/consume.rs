@@ -299,6 +299,13 @@ impl ConsumeArgs {
         })
     }
 
+    /// Whether the worker is of a multi-stream application: `--streams-file`, or
+    /// `--stream` given more than once (one lease table for all, lease keys naming
+    /// their stream).
+    pub fn is_multi_stream(&self) -> bool {
+        self.streams_file.is_some() || self.stream.len() > 1
+    }
+
     /// What clap cannot check, between flags: `--exit-when-idle` must outlast
     /// `--batch-window`, or the worker would stop while the last records of every run
     /// wait for their window (the idle time counts from the last record written);
@@ -310,7 +317,7 @@ impl ConsumeArgs {
     pub fn check(&self) -> Result<(), String> {
         // Not clap's `requires`: it is waived when the required argument conflicts with
         // one given (--streams-file with --stream).
-        let multi_stream = self.streams_file.is_some() || self.stream.len() >= 2;
+        let multi_stream = self.is_multi_stream();
         if self.stream_tracker_interval.is_some() && !multi_stream {
             return Err(
                 "--stream-tracker-interval applies to multi-stream applications only \
@@ -605,7 +612,7 @@ pub async fn run(args: ConsumeArgs, aws: &crate::aws::AwsOptions) -> Result<(), 
     }
     let shared = Arc::new(Shared {
         streams: args.stream.clone(),
-        multi_stream: file.is_some() || args.stream.len() > 1,
+        multi_stream: args.is_multi_stream(),
         printer: Printer::new(args.output, args.format.as_ref()),
         records: AtomicU64::new(0),
         shards: std::sync::Mutex::default(),
